@@ -1,0 +1,1 @@
+"""Mesa agents and their SimPy processes: providers, requesters, committee nodes, and strategies."""

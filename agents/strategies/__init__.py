@@ -1,0 +1,1 @@
+"""Strategies of the iterated participation game (ALLC, ALLD, Rand, TFT, Mixed, MMZD, MMZDA)."""

@@ -1,0 +1,1 @@
+"""Read event logs into pandas; metrics, sweeps' results, reports and paper reproductions."""

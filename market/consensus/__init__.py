@@ -1,0 +1,1 @@
+"""Sans-IO consensus state machines: PoET timers, DPoS election, PBFT agreement."""

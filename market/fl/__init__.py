@@ -1,0 +1,1 @@
+"""Learning backends: real federated learning with torch, and the analytic surrogate."""

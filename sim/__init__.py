@@ -1,0 +1,1 @@
+"""The run: MarketModel (Mesa + SimPy), scenarios, overlay network, event log, runner and CLI."""
