@@ -1,0 +1,141 @@
+"""Kernel benchmark: the simulator's event cost next to a bare SimPy loop, and the memory of idle agents.
+
+Measured in one run, as ratios (the machines are noisy):
+- bare: 1,000 SimPy processes with exponential timeouts;
+- logged: the same loop, each wake-up appending one typed record to flmarket's EventLog (target <= 1.5x bare
+  per event);
+- market: the whole simulator (quick-start scenario, surrogate backend) against a bare loop with the same number
+  of events (target: events per second >= 0.5x the bare loop's);
+- memory: 10,000 idle providers (Mesa agent + SimPy process + private type + strategy), target <= 25 MB.
+
+Run: `python benchmarks/bench_kernel.py` (or `--quick`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from sim.config import load_scenario
+from sim.events import EventLog, register_kind
+from sim.model import MarketModel
+
+register_kind("bench_tick", "a benchmark wake-up", process=int, delay=float)
+
+
+def bare_loop(processes: int, events_per_process: int, seed: int = 0) -> float:
+    """Seconds for `processes` SimPy processes each waking `events_per_process` times."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+
+    def ticker(delays: np.ndarray):
+        for delay in delays:
+            yield env.timeout(delay)
+
+    for _ in range(processes):
+        env.process(ticker(rng.exponential(1.0, events_per_process)))
+    started = time.perf_counter()
+    env.run()
+    return time.perf_counter() - started
+
+
+def logged_loop(processes: int, events_per_process: int, seed: int = 0) -> float:
+    """The bare loop with one EventLog record per wake-up (in-memory buffers, flushed at the end)."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+    log = EventLog(None, flush_every=100_000)
+    emit = log.emitter("bench_tick")
+
+    def ticker(process: int, delays: np.ndarray):
+        for delay in delays:
+            yield env.timeout(delay)
+            emit(env.now, process, process, delay)
+
+    for process in range(processes):
+        env.process(ticker(process, rng.exponential(1.0, events_per_process)))
+    started = time.perf_counter()
+    env.run()
+    log.close()
+    return time.perf_counter() - started
+
+
+def market_run(scenario_name: str, tasks: int) -> tuple[float, int]:
+    """Wall seconds and SimPy events processed for a whole-simulator run."""
+    scenario = load_scenario(scenario_name, {"run.tasks": tasks})
+    model = MarketModel(scenario)
+    processed = 0
+    original_step = model.env.step
+
+    def counting_step() -> None:
+        nonlocal processed
+        processed += 1
+        original_step()
+
+    model.env.step = counting_step  # type: ignore[method-assign]
+    started = time.perf_counter()
+    model.run()
+    return time.perf_counter() - started, processed
+
+
+def idle_agents_memory(count: int) -> float:
+    """MiB allocated by `count` idle providers joining a running model (tracemalloc)."""
+    scenario = load_scenario("quickstart", {"providers.count": 10, "network.degree": 2})
+    model = MarketModel(scenario)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    providers = [model._new_provider(join_overlay=False) for _ in range(count)]
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    allocated = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert len(providers) == count
+    return allocated / 2**20
+
+
+def best_of(repeats: int, function: Callable[[], float]) -> float:
+    """The fastest of `repeats` runs (the least disturbed by the machine's noise)."""
+    return min(function() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer events, one repeat")
+    args = parser.parse_args()
+    processes, per_process = (1000, 20) if args.quick else (1000, 100)
+    repeats = 1 if args.quick else 5
+    bare_loop(processes, per_process)  # warm up the interpreter and allocator for both loops
+    logged_loop(processes, per_process)
+    events = processes * per_process
+    bare = best_of(repeats, lambda: bare_loop(processes, per_process))
+    logged = best_of(repeats, lambda: logged_loop(processes, per_process))
+    market_wall, market_events = market_run("quickstart", 20 if args.quick else 200)
+    bare_same = best_of(repeats, lambda: bare_loop(1000, max(1, market_events // 1000)))
+    bare_same_rate = (1000 * max(1, market_events // 1000)) / bare_same
+    memory = idle_agents_memory(2000 if args.quick else 10_000)
+    agents = 2000 if args.quick else 10_000
+
+    rows = [
+        ("bare SimPy loop", f"{events:,} events", f"{events / bare:,.0f} ev/s", "1.00x"),
+        ("kernel + event log", f"{events:,} events", f"{events / logged:,.0f} ev/s",
+         f"{logged / bare:.2f}x cost per event (target <= 1.5x)"),
+        ("whole simulator (quickstart)", f"{market_events:,} events", f"{market_events / market_wall:,.0f} ev/s",
+         f"{(market_events / market_wall) / bare_same_rate:.2f}x of bare rate (target >= 0.5x)"),
+        (f"{agents:,} idle providers", "memory", f"{memory:.1f} MiB",
+         f"{memory * 10_000 / agents:.1f} MiB per 10,000 (target <= 25 MB)"),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print("  ".join(header.ljust(width) for header, width in
+                    zip(("measurement", "size", "rate", "ratio"), widths, strict=True)))
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

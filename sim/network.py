@@ -1,0 +1,204 @@
+"""The overlay network: a networkx graph of agents whose edges carry latencies, delivering messages in SimPy time.
+
+`send` puts a message into the receiver's inbox (a SimPy `Store`) after the latency of the fastest path plus
+size/bandwidth per hop. `broadcast` floods: every node forwards a message once to all its neighbours but the one
+it came from, so each online node receives it once, at the time of its fastest path; the transmissions a flood
+costs are counted exactly. Offline nodes drop messages (logged). Counters keep messages and bytes per kind.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import simpy
+
+from sim.config import NetworkSection
+from sim.events import NO_AGENT, EventLog
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message on the overlay. `kind` names the protocol step; `payload` is whatever the protocol needs."""
+
+    kind: str
+    sender: int
+    payload: Any = None
+    size_bytes: int = 256
+    message_id: int = field(default=-1, compare=False)
+
+
+@dataclass
+class TrafficCounters:
+    """Messages and bytes per message kind: sent (transmissions), delivered and dropped."""
+
+    sent: Counter = field(default_factory=Counter)
+    bytes_sent: Counter = field(default_factory=Counter)
+    delivered: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+
+
+def build_topology(config: NetworkSection, nodes: list[int], rng: np.random.Generator) -> nx.Graph:
+    """The initial overlay over `nodes` for the configured topology, seeded from `rng`; made connected."""
+    count = len(nodes)
+    seed = int(rng.integers(2**31 - 1))
+    if count == 1:
+        graph = nx.empty_graph(1)
+    elif config.topology == "random_regular":
+        graph = nx.random_regular_graph(min(config.degree, count - 1), count, seed=seed)
+    elif config.topology == "erdos_renyi":
+        graph = nx.gnp_random_graph(count, config.edge_probability, seed=seed)
+    elif config.topology == "barabasi_albert":
+        graph = nx.barabasi_albert_graph(count, min(config.attachments, count - 1), seed=seed)
+    elif config.topology == "watts_strogatz":
+        graph = nx.connected_watts_strogatz_graph(count, min(config.degree, count - 1),
+                                                  config.rewiring_probability, seed=seed)
+    else:
+        graph = nx.complete_graph(count)
+    graph = nx.relabel_nodes(graph, dict(enumerate(nodes)))
+    _connect_components(graph)
+    for left, right in sorted(graph.edges()):
+        graph.edges[left, right]["latency_s"] = float(config.latency_s.sample(rng))
+    return graph
+
+
+def _connect_components(graph: nx.Graph) -> None:
+    """Join components by an edge between their smallest nodes, in a fixed order."""
+    components = sorted((min(component) for component in nx.connected_components(graph)))
+    for left, right in itertools.pairwise(components):
+        graph.add_edge(left, right)
+
+
+class Overlay:
+    """The agents' network in simulated time."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        config: NetworkSection,
+        log: EventLog,
+        rng: np.random.Generator,
+    ) -> None:
+        self.env = env
+        self.config = config
+        self.log = log
+        self.rng = rng
+        self.graph = nx.Graph()
+        self.inboxes: dict[int, simpy.Store] = {}
+        self.counters = TrafficCounters()
+        self._message_ids = itertools.count()
+
+    # -- membership -------------------------------------------------------------------------------------------
+    def adopt(self, graph: nx.Graph) -> None:
+        """Take `graph` (built by `build_topology`) as the overlay; its nodes come online."""
+        self.graph = graph
+        for node in graph.nodes:
+            self.inboxes.setdefault(node, simpy.Store(self.env))
+
+    def join(self, node: int, neighbours: int | None = None) -> None:
+        """Bring `node` online, linked to `neighbours` distinct online nodes chosen at random."""
+        wanted = neighbours if neighbours is not None else max(1, self.config.degree)
+        existing = sorted(self.graph.nodes)
+        self.graph.add_node(node)
+        self.inboxes.setdefault(node, simpy.Store(self.env))
+        if existing:
+            chosen = self.rng.choice(len(existing), size=min(wanted, len(existing)), replace=False)
+            for index in sorted(int(i) for i in chosen):
+                self.graph.add_edge(node, existing[index], latency_s=float(self.config.latency_s.sample(self.rng)))
+
+    def leave(self, node: int) -> None:
+        """Take `node` offline: its edges go, messages to it are dropped from now on."""
+        if node in self.graph:
+            self.graph.remove_node(node)
+        self.inboxes.pop(node, None)
+
+    def is_online(self, node: int) -> bool:
+        """Whether `node` is on the overlay now."""
+        return node in self.graph
+
+    def inbox(self, node: int) -> simpy.Store:
+        """The SimPy store a node reads its messages from."""
+        return self.inboxes[node]
+
+    def neighbours(self, node: int) -> list[int]:
+        """The node's overlay neighbours, sorted."""
+        return sorted(self.graph.neighbors(node)) if node in self.graph else []
+
+    # -- delivery ---------------------------------------------------------------------------------------------
+    def _hop_cost(self, size_bytes: int) -> Callable[[int, int, dict], float]:
+        per_hop = size_bytes / self.config.bandwidth_bytes_per_s
+        return lambda _u, _v, data: data["latency_s"] + per_hop
+
+    def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
+        """Latency of the fastest path plus size/bandwidth per hop; None when unreachable."""
+        if sender == receiver:
+            return 0.0
+        if sender not in self.graph or receiver not in self.graph:
+            return None
+        try:
+            return float(nx.dijkstra_path_length(self.graph, sender, receiver, weight=self._hop_cost(size_bytes)))
+        except nx.NetworkXNoPath:
+            return None
+
+    def send(self, receiver: int, message: Message) -> float | None:
+        """Deliver `message` to `receiver`'s inbox after the path delay; returns the delay or None if dropped."""
+        message = self._stamp(message)
+        delay = self.path_delay(message.sender, receiver, message.size_bytes)
+        self.counters.sent[message.kind] += 1
+        self.counters.bytes_sent[message.kind] += message.size_bytes
+        if delay is None:
+            self._drop(message, receiver, "offline" if receiver not in self.graph else "unreachable")
+            return None
+        if self.config.log_messages:
+            self.log.emit(self.env.now, "message_sent", message.sender, message_kind=message.kind,
+                          receiver=receiver, size_bytes=message.size_bytes, delivery_time=self.env.now + delay)
+        self._deliver_later(receiver, message, delay)
+        return delay
+
+    def broadcast(self, message: Message) -> dict[int, float]:
+        """Flood `message` from its sender; every reachable online node receives it once. Returns delays."""
+        message = self._stamp(message)
+        sender = message.sender
+        if sender not in self.graph:
+            self._drop(message, NO_AGENT, "sender offline")
+            return {}
+        delays = nx.single_source_dijkstra_path_length(self.graph, sender, weight=self._hop_cost(message.size_bytes))
+        # Flooding with duplicate suppression: the source sends to all neighbours, every other reached node
+        # forwards to all neighbours but the one it first heard from.
+        transmissions = self.graph.degree(sender) + sum(self.graph.degree(node) - 1 for node in delays if
+                                                        node != sender)
+        self.counters.sent[message.kind] += transmissions
+        self.counters.bytes_sent[message.kind] += transmissions * message.size_bytes
+        self.log.emit(self.env.now, "broadcast_sent", sender, message_kind=message.kind,
+                      size_bytes=message.size_bytes, reached=len(delays) - 1, transmissions=transmissions)
+        for node, delay in delays.items():
+            if node != sender:
+                self._deliver_later(node, message, float(delay))
+        return {node: float(delay) for node, delay in delays.items() if node != sender}
+
+    def _stamp(self, message: Message) -> Message:
+        if message.message_id >= 0:
+            return message
+        return Message(message.kind, message.sender, message.payload, message.size_bytes, next(self._message_ids))
+
+    def _deliver_later(self, receiver: int, message: Message, delay: float) -> None:
+        timeout = self.env.timeout(delay)
+        timeout.callbacks.append(lambda _event: self._arrive(receiver, message))
+
+    def _arrive(self, receiver: int, message: Message) -> None:
+        inbox = self.inboxes.get(receiver)
+        if inbox is None:
+            self._drop(message, receiver, "offline")
+            return
+        self.counters.delivered[message.kind] += 1
+        inbox.put(message)
+
+    def _drop(self, message: Message, receiver: int, reason: str) -> None:
+        self.counters.dropped[message.kind] += 1
+        self.log.emit(self.env.now, "message_dropped", message.sender, message_kind=message.kind,
+                      receiver=receiver, reason=reason)

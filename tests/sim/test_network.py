@@ -1,0 +1,99 @@
+"""The overlay: delivery after path latency plus size/bandwidth, flooding without duplicates, counters."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import simpy
+
+from sim.config import NetworkSection
+from sim.events import EventLog
+from sim.network import Message, Overlay, build_topology
+
+
+def _line_overlay(bandwidth: float = 1000.0) -> tuple[simpy.Environment, Overlay, EventLog]:
+    env = simpy.Environment()
+    log = EventLog(None)
+    config = NetworkSection(bandwidth_bytes_per_s=bandwidth)
+    overlay = Overlay(env, config, log, np.random.default_rng(0))
+    graph = nx.Graph()
+    graph.add_edge(1, 2, latency_s=0.5)
+    graph.add_edge(2, 3, latency_s=0.25)
+    graph.add_edge(1, 3, latency_s=2.0)
+    graph.add_edge(3, 4, latency_s=1.0)
+    overlay.adopt(graph)
+    return env, overlay, log
+
+
+def _collect(env: simpy.Environment, overlay: Overlay, node: int, arrivals: list) -> None:
+    def reader():
+        while True:
+            message = yield overlay.inbox(node).get()
+            arrivals.append((node, env.now, message.kind))
+
+    env.process(reader())
+
+
+def test_send_arrives_after_fastest_path_latency_plus_size_over_bandwidth() -> None:
+    env, overlay, _ = _line_overlay(bandwidth=1000.0)
+    arrivals: list = []
+    _collect(env, overlay, 3, arrivals)
+    delay = overlay.send(3, Message("ping", 1, size_bytes=100))
+    env.run()
+    # Path 1-2-3: latency 0.5 + 0.25 and two hops of 100 B / 1000 B/s = 0.2; the direct edge costs 2.1.
+    assert delay == pytest.approx(0.95)
+    assert arrivals == [(3, pytest.approx(0.95), "ping")]
+
+
+def test_broadcast_reaches_every_online_node_once_and_counts_flooding() -> None:
+    env, overlay, log = _line_overlay(bandwidth=1e12)
+    arrivals: list = []
+    for node in (2, 3, 4):
+        _collect(env, overlay, node, arrivals)
+    overlay.broadcast(Message("news", 1, size_bytes=10))
+    env.run()
+    assert sorted(node for node, _, _ in arrivals) == [2, 3, 4]
+    times = {node: time for node, time, _ in arrivals}
+    assert times[2] == pytest.approx(0.5) and times[3] == pytest.approx(0.75) and times[4] == pytest.approx(1.75)
+    # Source sends on its 2 edges; nodes 2, 3, 4 forward on degree - 1 edges: 1 + 2 + 0.
+    assert overlay.counters.sent["news"] == 2 + 1 + 2 + 0
+    assert overlay.counters.bytes_sent["news"] == 5 * 10
+    assert overlay.counters.delivered["news"] == 3
+    broadcast = log.to_arrow().to_pylist()[-1]
+    assert broadcast["kind"] == "broadcast_sent" and broadcast["reached"] == 3
+
+
+def test_offline_receivers_drop_and_log() -> None:
+    env, overlay, log = _line_overlay()
+    overlay.send(4, Message("late", 1))
+    overlay.leave(4)  # goes offline while the message is in flight
+    assert overlay.send(4, Message("early", 1)) is None
+    env.run()
+    assert overlay.counters.dropped["late"] == 1 and overlay.counters.dropped["early"] == 1
+    reasons = [row["reason"] for row in log.to_arrow().to_pylist() if row["kind"] == "message_dropped"]
+    assert reasons == ["offline", "offline"]
+    assert sum(overlay.counters.sent.values()) == sum(overlay.counters.delivered.values()) + 2
+
+
+@pytest.mark.parametrize("topology", ["random_regular", "erdos_renyi", "barabasi_albert", "watts_strogatz",
+                                      "complete"])
+def test_topologies_are_connected_seeded_and_carry_latencies(topology: str) -> None:
+    config = NetworkSection(topology=topology, degree=4, edge_probability=0.05)
+    nodes = list(range(10, 60))
+    first = build_topology(config, nodes, np.random.default_rng(3))
+    second = build_topology(config, nodes, np.random.default_rng(3))
+    assert nx.is_connected(first) and sorted(first.nodes) == nodes
+    assert sorted(first.edges(data="latency_s")) == sorted(second.edges(data="latency_s"))
+    assert all(0.01 <= latency <= 0.1 for _, _, latency in first.edges(data="latency_s"))
+
+
+def test_join_links_a_new_node() -> None:
+    env, overlay, _ = _line_overlay()
+    overlay.join(9, neighbours=2)
+    assert len(overlay.neighbours(9)) == 2 and overlay.is_online(9)
+    arrivals: list = []
+    _collect(env, overlay, 9, arrivals)
+    overlay.broadcast(Message("hello", 1))
+    env.run()
+    assert [node for node, _, _ in arrivals] == [9]
