@@ -281,7 +281,7 @@ class MarketModel(mesa.Model):
         horizon = self.scenario.run.horizon_s if self.scenario.run.horizon_s is not None else math.inf
         self.done.callbacks.append(simpy.core.StopSimulation.callback)
         chunk = self.scenario.run.sample_interval_s * 10
-        while not self.done.processed and self.env.now < horizon:
+        while not self.done.triggered and self.env.now < horizon:
             until = min(self.env.now + chunk, horizon)
             self.env.run(until=until)
             if progress is not None:

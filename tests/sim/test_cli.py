@@ -1,0 +1,100 @@
+"""The `flmarket` command line: the default run, and bad input that exits non-zero writing nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from analysis import load_events, load_manifest
+from sim.cli import main
+
+
+def test_run_without_arguments_writes_a_readable_run(tmp_path, capsys) -> None:
+    assert main(["run", "--out", str(tmp_path), "--quiet"]) == 0
+    run_dir = tmp_path / capsys.readouterr().out.strip().split("/")[-1]
+    manifest = load_manifest(run_dir)
+    assert manifest["status"] == "finished" and manifest["scenario_name"] == "quickstart"
+    assert manifest["seed"] == 7 and manifest["versions"]["simpy"]
+    assert manifest["parts"] and all((run_dir / "events" / part).is_file() for part in manifest["parts"])
+    frame = load_events(run_dir)
+    assert len(frame) == manifest["events"]
+    assert frame["seq"].is_monotonic_increasing
+    assert (frame["kind"] == "task_finished").sum() == manifest["tasks_finished"] == 100
+    assert not list((run_dir / "events").glob(".*.tmp"))
+
+
+def test_summary_table_and_overrides(tmp_path, capsys) -> None:
+    assert main(["run", "quickstart", "--out", str(tmp_path), "--seed", "3", "--tasks", "5",
+                 "--set", "providers.count=12"]) == 0
+    output = capsys.readouterr().out
+    assert "tasks finished" in output and "events per second" in output
+    (run_dir,) = tmp_path.iterdir()
+    manifest = load_manifest(run_dir)
+    assert manifest["seed"] == 3 and manifest["tasks_finished"] == 5
+    assert manifest["scenario"]["providers"]["count"] == 12
+
+
+BAD_SCENARIOS = {
+    "unknown key": ("[run]\ntasks = 3\nsed = 1\n", "run.sed: unknown key"),
+    "wrong type": ("[run]\ntasks = 'three'\n", "run.tasks: input should be a valid integer"),
+    "out of range": ("[run]\ntasks = 3\n[providers]\nprivacy_budget = {dist='uniform', low=-1, high=2}\n",
+                     "providers.privacy_budget.low: must be > 0 (every draw must be), got -1"),
+    "malformed": ("[run\ntasks = 3\n", "malformed TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
+def test_bad_scenarios_exit_non_zero_with_one_line_and_write_nothing(case, tmp_path, capsys) -> None:
+    text, expected = BAD_SCENARIOS[case]
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(text)
+    out = tmp_path / "runs"
+    assert main(["run", str(scenario), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and expected in error and error.startswith("flmarket: error: ")
+    assert not out.exists()
+    assert main(["validate", str(scenario)]) == 2
+
+
+def test_missing_file_exits_non_zero(tmp_path, capsys) -> None:
+    assert main(["run", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "runs")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_population_that_is_not_a_dilemma_is_refused_before_writing(tmp_path, capsys) -> None:
+    code = main(["run", "--out", str(tmp_path / "runs"), "--set",
+                 "providers.participation_cost={mode='distribution', distribution=0.001}"])
+    assert code == 2
+    assert "Assumption 1 fails for organisation" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_validate_and_scenarios(capsys) -> None:
+    assert main(["validate", "quickstart"]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["scenarios"]) == 0
+    assert "quickstart" in capsys.readouterr().out
+
+
+def test_console_script_help_explains() -> None:
+    result = subprocess.run([sys.executable, "-m", "sim.cli", "run", "--help"], capture_output=True, text=True,
+                            check=True)
+    assert "--seed" in result.stdout and "bundled" in result.stdout
+
+
+def test_manifest_is_valid_json_even_for_failed_runs(tmp_path, monkeypatch) -> None:
+    from sim import model as model_module
+
+    def explode(self, progress=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model_module.MarketModel, "run", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["run", "--out", str(tmp_path), "--quiet"])
+    (run_dir,) = tmp_path.iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"] == "RuntimeError: boom"

@@ -1,0 +1,105 @@
+"""MarketModel: determinism, seeded streams per agent, agent removal, and the quick-start's exact event count."""
+
+from __future__ import annotations
+
+import pandas.testing as pdt
+import pytest
+
+from agents.provider import DataProvider
+from analysis.load import events_frame
+from sim.config import load_scenario
+from sim.model import MarketModel
+from sim.randomness import RandomStreams
+
+
+def _events(scenario):
+    model = MarketModel(scenario)
+    model.run()
+    return model, events_frame(model.log.to_arrow())
+
+
+def test_same_seed_same_events_other_seed_other_events() -> None:
+    scenario = load_scenario("quickstart", {"run.tasks": 30})
+    _, first = _events(scenario)
+    _, second = _events(scenario)
+    pdt.assert_frame_equal(first, second)
+    _, other = _events(load_scenario("quickstart", {"run.tasks": 30, "run.seed": 8}))
+    assert not first.equals(other)
+
+
+def test_quickstart_event_count_and_final_time_are_pinned() -> None:
+    """Like SimPy's benchmark tests: any drift in ordering or randomness changes these numbers."""
+    model, frame = _events(load_scenario("quickstart"))
+    assert model.tasks_finished == 100
+    assert len(frame) == QUICKSTART_EVENTS
+    assert model.env.now == pytest.approx(QUICKSTART_FINAL_TIME_S, abs=1e-9)
+
+
+QUICKSTART_EVENTS = 4664
+QUICKSTART_FINAL_TIME_S = 4107.839485230962
+
+
+def test_streams_are_keyed_by_identity_not_order() -> None:
+    streams = RandomStreams(5)
+    late = streams.generator("provider", 7).random(3)
+    streams.generator("provider", 0).random(10)
+    streams.component("network").random(10)
+    assert (RandomStreams(5).generator("provider", 7).random(3) == late).all()
+    assert not (streams.generator("provider", 8).random(3) == late).all()
+
+
+def test_adding_providers_does_not_change_the_others_types() -> None:
+    small = MarketModel(load_scenario("quickstart", {"providers.count": 10}))
+    large = MarketModel(load_scenario("quickstart", {"providers.count": 12}))
+    types_small = [p.private_type_for(small) for p in list(small.online_providers.values())]
+    types_large = [p.private_type_for(large) for p in list(large.online_providers.values())[:10]]
+    # The participation-cost window depends on N (SPEC B.2), every other drawn field must be identical.
+    assert [t.unit_revenue for t in types_small] == [t.unit_revenue for t in types_large]
+    assert [t.privacy_budget for t in types_small] == [t.privacy_budget for t in types_large]
+    assert [p.strategy_name for p in small.online_providers.values()] == [
+        p.strategy_name for p in list(large.online_providers.values())[:10]
+    ]
+
+
+def test_removing_an_agent_interrupts_its_process_and_takes_it_offline() -> None:
+    model = MarketModel(load_scenario("quickstart", {"providers.mean_lifetime_s": 50.0}))
+    provider = next(iter(model.online_providers.values()))
+    model.env.run(until=1.0)
+    assert provider.process.is_alive
+    provider.remove("test")
+    model.env.run(until=2.0)
+    assert not provider.process.is_alive
+    assert not model.overlay.is_online(provider.unique_id)
+    assert provider not in model.agents
+    frame = events_frame(model.log.to_arrow())
+    left = frame[(frame["kind"] == "provider_left") & (frame["agent"] == provider.unique_id)]
+    assert left["reason"].tolist() == ["test"]  # the lifetime timeout that was pending never fires
+    model.env.run(until=500.0)
+    frame = events_frame(model.log.to_arrow())
+    assert len(frame[(frame["kind"] == "provider_left") & (frame["agent"] == provider.unique_id)]) == 1
+
+
+def test_private_types_are_not_readable_by_other_agents() -> None:
+    model = MarketModel(load_scenario("quickstart"))
+    first, second = list(model.online_providers.values())[:2]
+    assert isinstance(first, DataProvider)
+    first.private_type_for(first)
+    with pytest.raises(PermissionError, match="not readable"):
+        first.private_type_for(second)
+
+
+def test_welfare_matches_the_logged_payoffs() -> None:
+    model, frame = _events(load_scenario("quickstart", {"run.tasks": 20}))
+    payoffs = frame[frame["kind"] == "provider_payoff"].groupby("task")["utility"].sum()
+    finished = frame[frame["kind"] == "task_finished"].set_index("task")["welfare"]
+    pdt.assert_series_equal(payoffs.sort_index(), finished[finished.index.isin(payoffs.index)].sort_index(),
+                            check_names=False, check_dtype=False)
+
+
+def test_time_and_datacollector_follow_the_simpy_clock() -> None:
+    model = MarketModel(load_scenario("quickstart", {"run.tasks": 10}))
+    model.run()
+    assert model.time == model.env.now
+    table = model.datacollector.get_model_vars_dataframe()
+    assert len(table) == model.steps and table["time"].is_monotonic_increasing
+    assert table["time"].iloc[1] - table["time"].iloc[0] == model.scenario.run.sample_interval_s
