@@ -270,3 +270,31 @@ register_kind("message_dropped", "a message was not delivered", message_kind=str
 register_kind("broadcast_sent", "a message flooded the overlay", message_kind=str, size_bytes=int, reached=int,
               transmissions=int)
 register_kind("sample", "a periodic sample of the population", online_providers=int, tasks_finished=int)
+register_kind("strategy_share", "a periodic sample of one strategy's share of the online providers", strategy=str,
+              count=int, share=float)
+register_kind("strategy_switched", "a provider changed strategy (SPEC C: imitation or mutation)", from_strategy=str,
+              to_strategy=str, reason=str, neighbour=int, payoff_gap=float)
+
+# BGFL (Algorithm 1 and 2) kinds: one FL task is R aggregation rounds run by the committee.
+register_kind("task_configured", "the committee fixed a task's mechanism (B 11, B 12)", task=int, budget=float,
+              fee_ratio=float, round_cap=int, pool_per_round=float, committee_cost=float)
+register_kind("committee_elected", "DPoS elected the committee for an epoch (SPEC D.3)", epoch=int, members=str,
+              changed=bool)
+register_kind("round_started", "an aggregation round began", task=int, round=int, gamma=int)
+register_kind("update_sent", "a provider sent its signed, perturbed update and claim", task=int, round=int,
+              local_iterations=int, l1_norm=float, privacy_spent=float, behaviour=str)
+register_kind("claim_rejected", "the committee rejected a claim (signature, timer or deadline)", task=int,
+              round=int, reason=str)
+register_kind("consensus_decided", "PBFT decided a round's proposal", task=int, round=int, view=int,
+              messages=int, bytes=int, latency_s=float)
+register_kind("block_committed", "a block was appended to the ledger", task=int, round=int, height=int,
+              block_hash=str, transactions=int)
+register_kind("reward_paid", "a provider's Shapley reward for a round (B 10, B 13)", task=int, round=int,
+              shapley_value=float, reward=float, contribution=float, unit_cost=float, local_iterations=int)
+register_kind("round_finished", "an aggregation round's outcome", task=int, round=int, participants=int,
+              quality=float, loss=float, accuracy=float, pool=float, paid=float)
+register_kind("ir_violation", "individual rationality failed for a provider (B 14)", task=int, round=int,
+              amount=float)
+register_kind("budget_check", "budget balance of a task so far (B 15a, B 15b)", task=int, round=int,
+              committee_spent=float, committee_budget=float, provider_spent=float, provider_budget=float,
+              balanced=bool)

@@ -1,9 +1,11 @@
 """The overlay network: a networkx graph of agents whose edges carry latencies, delivering messages in SimPy time.
 
-`send` puts a message into the receiver's inbox (a SimPy `Store`) after the latency of the fastest path plus
-size/bandwidth per hop. `broadcast` floods: every node forwards a message once to all its neighbours but the one
-it came from, so each online node receives it once, at the time of its fastest path; the transmissions a flood
-costs are counted exactly. Offline nodes drop messages (logged). Counters keep messages and bytes per kind.
+`send` puts a message into the receiver's inbox (a SimPy `Store`) after the latency of the lowest-latency path
+plus size/bandwidth. `broadcast` floods: every node forwards a message once to all its neighbours but the one it
+came from, so each online node receives it once, at the time of its lowest-latency path (plus size/bandwidth);
+the transmissions a flood costs are counted exactly. Offline nodes drop messages (logged). Counters keep
+messages and bytes per kind. Path latencies from a node are computed once per topology version (Dijkstra) and
+cached, so hubs such as the committee pay for a shortest-path tree only when the overlay changes.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Overlay:
         self.inboxes: dict[int, simpy.Store] = {}
         self.counters = TrafficCounters()
         self._message_ids = itertools.count()
+        self._version = 0
+        self._latency_cache: dict[int, tuple[int, dict[int, float]]] = {}
 
     # -- membership -------------------------------------------------------------------------------------------
     def adopt(self, graph: nx.Graph) -> None:
@@ -99,6 +103,7 @@ class Overlay:
         self.graph = graph
         for node in graph.nodes:
             self.inboxes.setdefault(node, simpy.Store(self.env))
+        self._version += 1
 
     def join(self, node: int, neighbours: int | None = None) -> None:
         """Bring `node` online, linked to `neighbours` distinct online nodes chosen at random."""
@@ -110,12 +115,15 @@ class Overlay:
             chosen = self.rng.choice(len(existing), size=min(wanted, len(existing)), replace=False)
             for index in sorted(int(i) for i in chosen):
                 self.graph.add_edge(node, existing[index], latency_s=float(self.config.latency_s.sample(self.rng)))
+        self._version += 1
 
     def leave(self, node: int) -> None:
         """Take `node` offline: its edges go, messages to it are dropped from now on."""
         if node in self.graph:
             self.graph.remove_node(node)
         self.inboxes.pop(node, None)
+        self._version += 1
+        self._latency_cache.pop(node, None)
 
     def is_online(self, node: int) -> bool:
         """Whether `node` is on the overlay now."""
@@ -130,20 +138,28 @@ class Overlay:
         return sorted(self.graph.neighbors(node)) if node in self.graph else []
 
     # -- delivery ---------------------------------------------------------------------------------------------
-    def _hop_cost(self, size_bytes: int) -> Callable[[int, int, dict], float]:
-        per_hop = size_bytes / self.config.bandwidth_bytes_per_s
-        return lambda _u, _v, data: data["latency_s"] + per_hop
+    def latencies_from(self, source: int) -> dict[int, float]:
+        """Latency of the lowest-latency path from `source` to every reachable node (cached per topology)."""
+        cached = self._latency_cache.get(source)
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        latencies = nx.single_source_dijkstra_path_length(self.graph, source, weight="latency_s")
+        self._latency_cache[source] = (self._version, latencies)
+        return latencies
 
     def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
-        """Latency of the fastest path plus size/bandwidth per hop; None when unreachable."""
-        if sender == receiver:
-            return 0.0
+        """Latency of the lowest-latency path plus size/bandwidth; None when unreachable or offline."""
         if sender not in self.graph or receiver not in self.graph:
             return None
-        try:
-            return float(nx.dijkstra_path_length(self.graph, sender, receiver, weight=self._hop_cost(size_bytes)))
-        except nx.NetworkXNoPath:
-            return None
+        transfer = size_bytes / self.config.bandwidth_bytes_per_s
+        if sender == receiver:
+            return 0.0
+        # The graph is undirected: a cached tree from either end gives the same latency.
+        cached = self._latency_cache.get(receiver)
+        source, target = (receiver, sender) if cached is not None and cached[0] == self._version else (
+            sender, receiver)
+        latency = self.latencies_from(source).get(target)
+        return None if latency is None else latency + transfer
 
     def send(self, receiver: int, message: Message) -> float | None:
         """Deliver `message` to `receiver`'s inbox after the path delay; returns the delay or None if dropped."""
@@ -167,7 +183,8 @@ class Overlay:
         if sender not in self.graph:
             self._drop(message, NO_AGENT, "sender offline")
             return {}
-        delays = nx.single_source_dijkstra_path_length(self.graph, sender, weight=self._hop_cost(message.size_bytes))
+        transfer = message.size_bytes / self.config.bandwidth_bytes_per_s
+        delays = {node: latency + transfer for node, latency in self.latencies_from(sender).items()}
         # Flooding with duplicate suppression: the source sends to all neighbours, every other reached node
         # forwards to all neighbours but the one it first heard from.
         transmissions = self.graph.degree(sender) + sum(self.graph.degree(node) - 1 for node in delays if

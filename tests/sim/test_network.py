@@ -41,9 +41,17 @@ def test_send_arrives_after_fastest_path_latency_plus_size_over_bandwidth() -> N
     _collect(env, overlay, 3, arrivals)
     delay = overlay.send(3, Message("ping", 1, size_bytes=100))
     env.run()
-    # Path 1-2-3: latency 0.5 + 0.25 and two hops of 100 B / 1000 B/s = 0.2; the direct edge costs 2.1.
-    assert delay == pytest.approx(0.95)
-    assert arrivals == [(3, pytest.approx(0.95), "ping")]
+    # Path 1-2-3: latency 0.5 + 0.25 (the direct edge costs 2.0), plus 100 B / 1000 B/s = 0.1.
+    assert delay == pytest.approx(0.85)
+    assert arrivals == [(3, pytest.approx(0.85), "ping")]
+
+
+def test_cached_latencies_follow_topology_changes() -> None:
+    env, overlay, _ = _line_overlay(bandwidth=1e12)
+    assert overlay.path_delay(1, 3, 0) == pytest.approx(0.75)
+    overlay.leave(2)  # the fast path goes: only the direct edge is left
+    assert overlay.path_delay(1, 3, 0) == pytest.approx(2.0)
+    assert overlay.path_delay(3, 1, 0) == pytest.approx(2.0)
 
 
 def test_broadcast_reaches_every_online_node_once_and_counts_flooding() -> None:
