@@ -1,0 +1,415 @@
+"""Shapley values of cooperative games (B 10, SPEC A.5): exact, sampled, and stratified for large markets.
+
+- `shapley_values`: any coalition value function v(frozenset) -> float, with a coalition cache. Exact by the
+  subset-weight formula (B 10) up to `exact_max` players (2^n value calls); above it, permutation sampling in
+  groups of cyclic rotations (each player takes every position once per group, a stratification by position),
+  antithetic reversed orders, optional truncation, and a stopping rule on the standard error.
+- `round_coalition_value`: the per-round game of SPEC A.5, v(S) = Q(w_G^r(S)) - Q(w_G^{r-1}), v(empty) = 0.
+- `stratified_sum_game_shapley`: games where v(S) = g(sum of the members' features) (e.g. total data), for
+  1,000-10,000 players: stratified over coalition sizes, vectorised, O(strata * n) per sampled permutation.
+- `exact_integer_sum_game_shapley`: the exact reference for such games with integer features (a size/sum
+  distribution recursion), used to check the stratified estimator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from market.errors import MarketError
+
+CoalitionValue = Callable[[frozenset], float]
+
+DEFAULT_EXACT_MAX = 12
+SAMPLING_CACHED_SIZES = 2  # sampling caches coalitions of at most 2 players or all but at most 2
+
+
+@dataclass(frozen=True, eq=False)  # holds numpy arrays: compare fields explicitly
+class ShapleyResult:
+    """Shapley values xi_i of the players, in the order given, with their Monte Carlo standard errors.
+
+    `evaluations` counts calls of the underlying value function (cache hits excluded), `samples` the sampled
+    permutations (0 when exact), `converged` whether the stopping rule was met (always true when exact).
+    """
+
+    players: tuple[Hashable, ...]
+    values: np.ndarray
+    standard_errors: np.ndarray
+    evaluations: int
+    exact: bool
+    samples: int
+    converged: bool
+    method: str
+
+    def __post_init__(self) -> None:
+        for array in (self.values, self.standard_errors):
+            array.setflags(write=False)
+
+    def value_of(self, player: Hashable) -> float:
+        """xi of one player."""
+        return float(self.values[self.players.index(player)])
+
+    def as_dict(self) -> dict[Hashable, float]:
+        """{player: xi}."""
+        return {player: float(value) for player, value in zip(self.players, self.values, strict=True)}
+
+    @property
+    def relative_standard_error(self) -> float:
+        """max_i SE_i / mean_i |xi_i| (0 when exact; inf when every xi is 0 but some SE is not)."""
+        return _relative_standard_error(self.values, self.standard_errors)
+
+
+def _relative_standard_error(values: np.ndarray, standard_errors: np.ndarray) -> float:
+    largest = float(np.max(standard_errors)) if standard_errors.size else 0.0
+    if largest == 0.0:
+        return 0.0
+    scale = float(np.mean(np.abs(values)))
+    return largest / scale if scale > 0.0 else math.inf
+
+
+class CoalitionCache:
+    """Memoises a coalition value function and counts its real evaluations.
+
+    At most `max_entries` coalitions are stored (later ones are evaluated but not stored), and only those
+    whose size passes `store_size` (sampling stores the smallest and largest coalitions, the only ones that
+    repeat across random permutations), so long sampling runs cannot exhaust memory.
+    """
+
+    def __init__(
+        self,
+        value: CoalitionValue,
+        max_entries: int = 1_000_000,
+        store_size: Callable[[int], bool] | None = None,
+    ) -> None:
+        if max_entries < 0:
+            raise MarketError(f"max_entries: must be >= 0, got {max_entries}")
+        self._value = value
+        self._max_entries = max_entries
+        self._store_size = store_size
+        self._store: dict[frozenset, float] = {}
+        self.evaluations = 0
+
+    def __call__(self, coalition: frozenset) -> float:
+        storable = self._store_size is None or self._store_size(len(coalition))
+        if storable:
+            cached = self._store.get(coalition)
+            if cached is not None:
+                return cached
+        result = float(self._value(coalition))
+        self.evaluations += 1
+        if not math.isfinite(result):
+            raise MarketError(f"value: must be finite for every coalition, got {result} for {set(coalition)}")
+        if storable and len(self._store) < self._max_entries:
+            self._store[coalition] = result
+        return result
+
+
+def round_coalition_value(
+    aggregate_quality: Callable[[frozenset], float], previous_global_quality: float
+) -> CoalitionValue:
+    """The per-round coalition game of SPEC A.5 for (B 10).
+
+    v(S) = Q(w_G^r(S)) - Q(w_G^{r-1}) where `aggregate_quality(S)` is the quality of the aggregate of S's
+    updates only; v(empty) = 0 by convention (aggregate_quality is never called with the empty set).
+    """
+
+    def value(coalition: frozenset) -> float:
+        if not coalition:
+            return 0.0
+        return float(aggregate_quality(coalition)) - previous_global_quality
+
+    return value
+
+
+def shapley_values(
+    players: Sequence[Hashable],
+    value: CoalitionValue,
+    *,
+    rng: np.random.Generator | None = None,
+    exact_max: int = DEFAULT_EXACT_MAX,
+    target_relative_error: float = 0.01,
+    max_evaluations: int = 2_000_000,
+    min_groups: int = 8,
+    truncation_tolerance: float = 0.0,
+    antithetic: bool = True,
+    cache_max_entries: int = 1_000_000,
+) -> ShapleyResult:
+    """Shapley values (B 10) of `players` in the game `value`, SPEC A.5.
+
+    Exact for n <= exact_max. Above it, sampling (needs `rng`): each group draws a uniform random order and
+    walks its n cyclic rotations, so every rotation is a uniform random permutation and every player meets
+    every position once per group (stratified by position); with `antithetic` the group also walks the n
+    rotations of the reversed order, pairing each coalition before a player with its complement. A group's
+    average marginal contribution is an unbiased estimate of xi, and the standard error comes from the spread
+    between independent groups.
+
+    Sampling stops after at least `min_groups` groups once max_i SE_i <= target_relative_error * mean_i |xi_i|
+    (then `converged`), or when another group would exceed `max_evaluations` value calls (the first two
+    groups always run: a standard error needs two). With `truncation_tolerance` > 0 a permutation stops early
+    once |v(N) - v(prefix)| <= tolerance * |v(N)| and the rest score 0: fewer calls, but biased (by at most
+    that tolerance per player in monotone games); 0 (the default) keeps the estimate unbiased.
+    """
+    ordered = tuple(players)
+    if len(set(ordered)) != len(ordered):
+        raise MarketError(
+            f"players: must be distinct, got {len(ordered)} entries for {len(set(ordered))} players"
+        )
+    if exact_max < 0:
+        raise MarketError(f"exact_max: must be >= 0, got {exact_max}")
+    if exact_max > 25:
+        raise MarketError(f"exact_max: must be <= 25 (2^n coalitions are enumerated), got {exact_max}")
+    player_count = len(ordered)
+    if player_count <= exact_max:
+        return _exact_shapley(ordered, CoalitionCache(value, max_entries=cache_max_entries))
+    if rng is None:
+        raise MarketError(
+            f"rng: a numpy Generator is required to sample Shapley values for {len(ordered)} players "
+            f"(> exact_max = {exact_max})"
+        )
+    if target_relative_error < 0:
+        raise MarketError(f"target_relative_error: must be >= 0, got {target_relative_error}")
+    if min_groups < 2:
+        raise MarketError(f"min_groups: must be >= 2 (a standard error needs two groups), got {min_groups}")
+    if truncation_tolerance < 0:
+        raise MarketError(f"truncation_tolerance: must be >= 0, got {truncation_tolerance}")
+    repeated_sizes = SAMPLING_CACHED_SIZES
+    cache = CoalitionCache(
+        value,
+        max_entries=cache_max_entries,
+        store_size=lambda size: size <= repeated_sizes or size >= player_count - repeated_sizes,
+    )
+    return _sampled_shapley(
+        ordered,
+        cache,
+        rng,
+        target_relative_error,
+        max_evaluations,
+        min_groups,
+        truncation_tolerance,
+        antithetic,
+    )
+
+
+def _exact_shapley(players: tuple[Hashable, ...], cache: CoalitionCache) -> ShapleyResult:
+    """(B 10) by enumeration: xi_i = sum_{S not containing i} |S|!(n-|S|-1)!/n! [v(S u {i}) - v(S)]."""
+    player_count = len(players)
+    if player_count == 0:
+        empty = np.zeros(0)
+        return ShapleyResult((), empty, empty.copy(), 0, True, 0, True, "exact")
+    coalition_count = 1 << player_count
+    members: list[frozenset] = [frozenset()] * coalition_count
+    for mask in range(1, coalition_count):
+        lowest = (mask & -mask).bit_length() - 1
+        members[mask] = members[mask & (mask - 1)] | {players[lowest]}
+    coalition_values = np.fromiter((cache(coalition) for coalition in members), float, coalition_count)
+    masks = np.arange(coalition_count, dtype=np.int64)
+    sizes = np.bitwise_count(masks)
+    weights = np.array(
+        [1.0 / (player_count * math.comb(player_count - 1, size)) for size in range(player_count)]
+    )
+    values = np.empty(player_count)
+    for index in range(player_count):
+        bit = 1 << index
+        without = masks[(masks & bit) == 0]
+        values[index] = np.dot(
+            weights[sizes[without]], coalition_values[without | bit] - coalition_values[without]
+        )
+    return ShapleyResult(players, values, np.zeros(player_count), cache.evaluations, True, 0, True, "exact")
+
+
+def _sampled_shapley(
+    players: tuple[Hashable, ...],
+    cache: CoalitionCache,
+    rng: np.random.Generator,
+    target_relative_error: float,
+    max_evaluations: int,
+    min_groups: int,
+    truncation_tolerance: float,
+    antithetic: bool,
+) -> ShapleyResult:
+    """Permutation sampling for (B 10): groups of n rotations of a random order (see shapley_values)."""
+    player_count = len(players)
+    empty_value = cache(frozenset())
+    grand_value = cache(frozenset(players))
+    truncation_gap = truncation_tolerance * abs(grand_value)
+    orders_per_group = 2 if antithetic else 1
+    permutations_per_group = orders_per_group * player_count
+    calls_per_group = permutations_per_group * (player_count - 1)
+    group_estimates: list[np.ndarray] = []
+    converged = False
+    while True:
+        if len(group_estimates) >= 2 and cache.evaluations + calls_per_group > max_evaluations:
+            break
+        order = rng.permutation(player_count).tolist()
+        marginal_sum = np.zeros(player_count)
+        for cycle in (order, order[::-1])[:orders_per_group]:
+            doubled = cycle + cycle
+            doubled_players = [players[index] for index in doubled]
+            for rotation in range(player_count):
+                previous_value = empty_value
+                for step in range(player_count):
+                    if truncation_gap > 0.0 and abs(grand_value - previous_value) <= truncation_gap:
+                        break
+                    if step == player_count - 1:
+                        current_value = grand_value
+                    else:
+                        current_value = cache(frozenset(doubled_players[rotation : rotation + step + 1]))
+                    marginal_sum[doubled[rotation + step]] += current_value - previous_value
+                    previous_value = current_value
+        group_estimates.append(marginal_sum / permutations_per_group)
+        if len(group_estimates) >= min_groups:
+            estimates = np.asarray(group_estimates)
+            standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
+            if _relative_standard_error(estimates.mean(axis=0), standard_errors) <= target_relative_error:
+                converged = True
+                break
+    estimates = np.asarray(group_estimates)
+    standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
+    return ShapleyResult(
+        players,
+        estimates.mean(axis=0),
+        standard_errors,
+        cache.evaluations,
+        False,
+        len(estimates) * permutations_per_group,
+        converged,
+        "permutation-rotations" + ("-truncated" if truncation_tolerance > 0 else ""),
+    )
+
+
+def _checked_features(features: ArrayLike) -> np.ndarray:
+    array = np.asarray(features, dtype=float)
+    if array.ndim not in (1, 2) or array.shape[0] == 0:
+        raise MarketError(f"features: must be a non-empty (n,) or (n, d) array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise MarketError("features: must be finite, got NaN or inf entries")
+    return array
+
+
+def stratified_sum_game_shapley(
+    features: ArrayLike,
+    coalition_value: Callable[[np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+    *,
+    strata: int = 64,
+    target_relative_error: float = 0.01,
+    min_permutations: int = 8,
+    max_permutations: int = 4096,
+    batch_permutations: int = 8,
+) -> ShapleyResult:
+    """Shapley values (B 10) of a game v(S) = g(sum_{j in S} x_j), stratified over coalition sizes (issue 7).
+
+    `features` x is (n,) or (n, d) (e.g. data set sizes or label counts); `coalition_value` g is vectorised:
+    it maps an array of coalition totals (shape (..., d), or (...) when x is 1-D) to values of shape (...).
+
+    xi_i = (1/n) sum_{k=0}^{n-1} m_i(k), m_i(k) = E[g(T + x_i) - g(T)], T the total of a uniform size-k subset
+    of the others. The sizes 0..n-1 are split into `strata` contiguous bands; per sampled uniform permutation
+    one size k is drawn uniformly in each band, and every player gets an unbiased sample of m_i(k): with
+    T_k the total of the permutation's first k players, g(T_k + x_i) - g(T_k) if i is not among them, else
+    g(T_{k+1}) - g(T_{k+1} - x_i) (the first k of the others are then the first k+1 minus i). The
+    band-weighted sum is one unbiased replicate of xi per permutation; O(strata * n) work, all in numpy.
+
+    Error: the estimate is unbiased; its standard error (reported) is the spread of the i.i.d. per-permutation
+    replicates over sqrt(permutations), and comes only from the variation of m_i(k) within a band and of T
+    at a given k; with strata >= n the size variation is removed entirely. Floating point adds a relative
+    error of about 1e-16 * |T| / |g'(T) x_i| from forming T_{k+1} - x_i. Stops in batches once
+    max_i SE_i <= target_relative_error * mean_i |xi_i| (converged) or at max_permutations.
+    """
+    feature_array = _checked_features(features)
+    player_count = feature_array.shape[0]
+    for name, number, least in (
+        ("strata", strata, 1),
+        ("min_permutations", min_permutations, 2),
+        ("batch_permutations", batch_permutations, 1),
+    ):
+        if number < least:
+            raise MarketError(f"{name}: must be >= {least}, got {number}")
+    if max_permutations < min_permutations:
+        raise MarketError(
+            f"max_permutations: must be >= min_permutations ({min_permutations}), got {max_permutations}"
+        )
+    bands = [band for band in np.array_split(np.arange(player_count), min(strata, player_count)) if band.size]
+    band_low = np.array([band[0] for band in bands])
+    band_high = np.array([band[-1] + 1 for band in bands])
+    band_weight = (band_high - band_low) / player_count
+    vector_shape = feature_array.shape[1:]
+    replicates: list[np.ndarray] = []
+    converged = False
+    while len(replicates) < max_permutations:
+        for _ in range(min(batch_permutations, max_permutations - len(replicates))):
+            order = rng.permutation(player_count)
+            position = np.empty(player_count, dtype=np.int64)
+            position[order] = np.arange(player_count)
+            prefix_totals = np.zeros((player_count + 1, *vector_shape))
+            np.cumsum(feature_array[order], axis=0, out=prefix_totals[1:])
+            sizes = rng.integers(band_low, band_high)
+            outside = position[None, :] >= sizes[:, None]  # (bands, n): i not among the first k
+            mask = outside.reshape(outside.shape + (1,) * len(vector_shape))
+            base = np.where(mask, prefix_totals[sizes][:, None], prefix_totals[sizes + 1][:, None])
+            with_player = np.where(mask, base + feature_array[None], base)
+            without_player = np.where(mask, base, base - feature_array[None])
+            marginals = np.asarray(coalition_value(with_player), float) - np.asarray(
+                coalition_value(without_player), float
+            )
+            replicates.append(band_weight @ marginals)
+        if len(replicates) >= min_permutations:
+            estimates = np.asarray(replicates)
+            standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
+            if _relative_standard_error(estimates.mean(axis=0), standard_errors) <= target_relative_error:
+                converged = True
+                break
+    estimates = np.asarray(replicates)
+    standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
+    evaluations = 2 * len(bands) * player_count * len(estimates)
+    return ShapleyResult(
+        tuple(range(player_count)),
+        estimates.mean(axis=0),
+        standard_errors,
+        evaluations,
+        False,
+        len(estimates),
+        converged,
+        "stratified-sum-game",
+    )
+
+
+def exact_integer_sum_game_shapley(
+    weights: ArrayLike, coalition_value: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Exact (B 10) for v(S) = g(sum_{j in S} w_j), integer weights w_j >= 0 (the estimator's reference).
+
+    For each distinct weight, the distribution P_k(t) of the others' total t over uniform size-k subsets is
+    built one player at a time (P'_k(t) = (m+1-k)/(m+1) P_k(t) + k/(m+1) P_{k-1}(t - w), a convex mix, so no
+    overflow), then xi_i = (1/n) sum_k sum_t P_k(t) [g(t + w_i) - g(t)]. Cost O(distinct weights * n^2 * W),
+    W = sum of weights: fine for n up to a few hundred.
+    """
+    weight_array = np.asarray(weights)
+    if weight_array.ndim != 1 or weight_array.size == 0:
+        raise MarketError(f"weights: must be a non-empty 1-D array, got shape {weight_array.shape}")
+    if not np.issubdtype(weight_array.dtype, np.integer) or np.any(weight_array < 0):
+        raise MarketError(f"weights: must be integers >= 0, got {weight_array.dtype} {weight_array.min()}")
+    player_count = weight_array.size
+    total = int(weight_array.sum())
+    totals = np.arange(total + 1)
+    values = np.empty(player_count)
+    for weight in np.unique(weight_array):
+        others = list(weight_array)
+        others.remove(weight)
+        distribution = np.zeros((player_count, total + 1))
+        distribution[0, 0] = 1.0
+        sizes = np.arange(player_count)[:, None]
+        for processed, other in enumerate(others, start=1):
+            shifted = np.zeros_like(distribution)
+            shifted[1:, int(other) :] = distribution[:-1, : total + 1 - int(other)]
+            distribution = ((processed - sizes) * distribution + sizes * shifted) / processed
+        # t + weight <= total always holds for the others' totals that have probability > 0.
+        reachable = totals[: total + 1 - int(weight)]
+        gain = np.asarray(coalition_value(reachable + weight), float) - np.asarray(
+            coalition_value(reachable), float
+        )
+        values[weight_array == weight] = distribution[:, : reachable.size].sum(axis=0) @ gain / player_count
+    return values

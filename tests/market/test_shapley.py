@@ -1,0 +1,310 @@
+"""Tests of market/shapley.py: exact (B 10) against brute force, the axioms, sampling, large markets."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market.errors import MarketError
+from market.shapley import (
+    exact_integer_sum_game_shapley,
+    round_coalition_value,
+    shapley_values,
+    stratified_sum_game_shapley,
+)
+
+Game = Callable[[frozenset], float]
+
+
+def table_game(table: list[float]) -> Game:
+    """A game on players 0..n-1 given by its value for every coalition bitmask."""
+
+    def value(coalition: frozenset) -> float:
+        return table[sum(1 << player for player in coalition)]
+
+    return value
+
+
+def brute_force_shapley(players: int, value: Game) -> np.ndarray:
+    """Average marginal contribution over all n! orders (the definition, no shortcuts)."""
+    totals = np.zeros(players)
+    orders = list(itertools.permutations(range(players)))
+    for order in orders:
+        prefix: set[int] = set()
+        for player in order:
+            before = value(frozenset(prefix))
+            prefix.add(player)
+            totals[player] += value(frozenset(prefix)) - before
+    return totals / len(orders)
+
+
+@st.composite
+def random_games(draw: st.DrawFn, max_players: int = 6) -> tuple[int, list[float]]:
+    players = draw(st.integers(1, max_players))
+    table = draw(st.lists(st.floats(-10, 10), min_size=1 << players, max_size=1 << players))
+    return players, table
+
+
+@given(random_games())
+def test_exact_equals_brute_force_permutation_average(game: tuple[int, list[float]]) -> None:
+    players, table = game
+    result = shapley_values(range(players), table_game(table))
+    assert result.exact and result.converged and result.samples == 0
+    np.testing.assert_allclose(result.values, brute_force_shapley(players, table_game(table)), atol=1e-9)
+    assert np.all(result.standard_errors == 0.0)
+
+
+@given(random_games())
+def test_efficiency(game: tuple[int, list[float]]) -> None:
+    players, table = game
+    values = shapley_values(range(players), table_game(table)).values
+    assert values.sum() == pytest.approx(table[-1] - table[0], abs=1e-9)
+
+
+@given(random_games(), st.data())
+def test_symmetry(game: tuple[int, list[float]], data: st.DataObject) -> None:
+    players, table = game
+    if players < 2:
+        return
+    first, second = data.draw(st.lists(st.integers(0, players - 1), min_size=2, max_size=2, unique=True))
+
+    def swapped(mask: int) -> int:
+        bit_first, bit_second = (mask >> first) & 1, (mask >> second) & 1
+        mask &= ~((1 << first) | (1 << second))
+        return mask | (bit_first << second) | (bit_second << first)
+
+    # v(S) + v(swap(S)) does not care which of the two players is in S: they are symmetric.
+    symmetric = [table[mask] + table[swapped(mask)] for mask in range(1 << players)]
+    values = shapley_values(range(players), table_game(symmetric)).values
+    assert values[first] == pytest.approx(values[second], abs=1e-9)
+
+
+@given(random_games(), st.data())
+def test_null_player_gets_zero(game: tuple[int, list[float]], data: st.DataObject) -> None:
+    players, table = game
+    null = data.draw(st.integers(0, players - 1))
+    # v'(S) = v(S minus null): the null player never changes the value.
+    ignoring = [table[mask & ~(1 << null)] for mask in range(1 << players)]
+    values = shapley_values(range(players), table_game(ignoring)).values
+    assert values[null] == pytest.approx(0.0, abs=1e-9)
+
+
+@given(
+    st.integers(1, 6).flatmap(
+        lambda n: st.tuples(*[st.lists(st.floats(-10, 10), min_size=1 << n, max_size=1 << n)] * 2)
+    )
+)
+def test_additivity(tables: tuple[list[float], list[float]]) -> None:
+    first, second = tables
+    players = int(math.log2(len(first)))
+    combined = [a + b for a, b in zip(first, second, strict=True)]
+    total = shapley_values(range(players), table_game(combined)).values
+    parts = (
+        shapley_values(range(players), table_game(first)).values
+        + shapley_values(range(players), table_game(second)).values
+    )
+    np.testing.assert_allclose(total, parts, atol=1e-9)
+
+
+@given(st.lists(st.floats(-100, 100), min_size=1, max_size=10))
+def test_additive_game_pays_each_player_its_own_value(weights: list[float]) -> None:
+    def additive(coalition: frozenset) -> float:
+        return sum(weights[player] for player in coalition)
+
+    values = shapley_values(range(len(weights)), additive).values
+    np.testing.assert_allclose(values, [additive(frozenset({i})) for i in range(len(weights))], atol=1e-9)
+
+
+def test_exact_calls_each_coalition_once_and_keeps_player_labels() -> None:
+    calls: list[frozenset] = []
+
+    def glove(coalition: frozenset) -> float:
+        # Glove game: "L" holds a left glove, "R1"/"R2" right gloves; a pair is worth 1.
+        calls.append(coalition)
+        return float(min(("L" in coalition), len(coalition & {"R1", "R2"})))
+
+    result = shapley_values(["L", "R1", "R2"], glove)
+    assert result.evaluations == 8 and len(set(calls)) == len(calls) == 8
+    # Known values: L gets 2/3, each right glove 1/6.
+    assert result.as_dict() == pytest.approx({"L": 2 / 3, "R1": 1 / 6, "R2": 1 / 6})
+    assert result.value_of("R2") == pytest.approx(1 / 6)
+
+
+def test_round_coalition_value_follows_spec_a5() -> None:
+    seen: list[frozenset] = []
+
+    def aggregate_quality(coalition: frozenset) -> float:
+        seen.append(coalition)
+        return 0.3 + 0.1 * len(coalition)
+
+    value = round_coalition_value(aggregate_quality, previous_global_quality=0.35)
+    # v(empty) = 0 without aggregating nothing; v({a, b}) = 0.5 - 0.35 = 0.15.
+    assert value(frozenset()) == 0.0 and seen == []
+    assert value(frozenset({"a", "b"})) == pytest.approx(0.15)
+    result = shapley_values(["a", "b"], value)
+    # Symmetric players share v(N) - v(empty) = 0.15.
+    np.testing.assert_allclose(result.values, [0.075, 0.075])
+
+
+def random_table_game(rng: np.random.Generator, players: int) -> list[float]:
+    # A monotone-ish game with interactions: data size, a diminishing return and random synergies.
+    sizes = rng.uniform(1.0, 10.0, players)
+    noise = rng.normal(0.0, 0.3, 1 << players)
+    noise[0] = 0.0
+    table = []
+    for mask in range(1 << players):
+        total = sum(sizes[i] for i in range(players) if mask >> i & 1)
+        table.append(math.sqrt(total) + noise[mask])
+    return table
+
+
+@pytest.mark.parametrize("players", range(8, 13))
+def test_sampling_agrees_with_exact_within_three_standard_errors(players: int) -> None:
+    rng = np.random.default_rng(1000 + players)
+    game = table_game(random_table_game(rng, players))
+    exact = shapley_values(range(players), game)
+    sampled = shapley_values(range(players), game, rng=rng, exact_max=4, target_relative_error=0.02)
+    assert not sampled.exact and sampled.samples > 0 and np.all(sampled.standard_errors > 0)
+    z_scores = np.abs(sampled.values - exact.values) / sampled.standard_errors
+    # Each z is (nearly) standard normal: all within 3 SE bar rare events, none beyond 5.
+    assert np.mean(z_scores <= 3.0) >= 0.9
+    assert np.max(z_scores) < 5.0
+    # Every sampled permutation pays out v(N) - v(empty) exactly, so efficiency holds for the estimate too.
+    assert sampled.values.sum() == pytest.approx(exact.values.sum(), abs=1e-9)
+
+
+def test_sampling_is_reproducible_and_needs_a_generator() -> None:
+    game = table_game(random_table_game(np.random.default_rng(5), 9))
+    first = shapley_values(range(9), game, rng=np.random.default_rng(42), exact_max=4)
+    second = shapley_values(range(9), game, rng=np.random.default_rng(42), exact_max=4)
+    np.testing.assert_array_equal(first.values, second.values)
+    with pytest.raises(MarketError, match="rng: a numpy Generator is required"):
+        shapley_values(range(9), game, exact_max=4)
+
+
+def test_sampling_stops_at_the_evaluation_budget_and_says_so() -> None:
+    weights = np.random.default_rng(0).uniform(1, 10, 40)
+
+    def noisy(coalition: frozenset) -> float:
+        return math.sqrt(sum(weights[i] for i in coalition)) + (0.5 if len(coalition) % 2 else 0.0)
+
+    result = shapley_values(
+        range(40),
+        noisy,
+        rng=np.random.default_rng(1),
+        target_relative_error=0.0,
+        max_evaluations=10_000,
+        min_groups=2,
+    )
+    assert not result.converged
+    # A group is 2 * 40 permutations (40 rotations of an order and of its reverse), at most 80 * 39 new
+    # calls; groups run while another one surely fits in the budget.
+    assert result.evaluations <= 10_000 < result.evaluations + 80 * 39
+    assert result.samples % 80 == 0 and result.samples >= 2 * 80
+
+
+def test_truncation_saves_calls_in_a_saturating_game() -> None:
+    weights = np.random.default_rng(2).uniform(1, 2, 30)
+
+    def saturating(coalition: frozenset) -> float:
+        return min(sum(weights[i] for i in coalition), 10.0)
+
+    plain = shapley_values(range(30), saturating, rng=np.random.default_rng(3), target_relative_error=0.05)
+    truncated = shapley_values(
+        range(30),
+        saturating,
+        rng=np.random.default_rng(3),
+        target_relative_error=0.05,
+        truncation_tolerance=1e-12,
+    )
+    assert truncated.evaluations < plain.evaluations / 2
+    # Monotone game: remaining marginals after saturation are exactly zero, so nothing is lost.
+    assert truncated.values.sum() == pytest.approx(10.0)
+    assert np.max(np.abs(truncated.values - plain.values)) < 5 * np.max(
+        plain.standard_errors + truncated.standard_errors
+    )
+
+
+def test_input_errors_name_the_field() -> None:
+    with pytest.raises(MarketError, match="players: must be distinct"):
+        shapley_values(["a", "a"], lambda coalition: 0.0)
+    with pytest.raises(MarketError, match="value: must be finite"):
+        shapley_values(["a"], lambda coalition: math.nan)
+    with pytest.raises(MarketError, match="exact_max: must be <= 25"):
+        shapley_values(["a"], lambda coalition: 0.0, exact_max=30)
+    assert shapley_values([], lambda coalition: 0.0).values.size == 0
+
+
+def sqrt_of_total(totals: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.asarray(totals, dtype=float))
+
+
+@pytest.mark.parametrize("players", [1, 2, 5, 9])
+def test_integer_sum_game_reference_matches_enumeration(players: int) -> None:
+    weights = np.random.default_rng(players).integers(0, 7, players)
+    enumerated = shapley_values(
+        range(players), lambda coalition: float(np.sqrt(weights[list(coalition)].sum()))
+    )
+    np.testing.assert_allclose(
+        exact_integer_sum_game_shapley(weights, sqrt_of_total), enumerated.values, atol=1e-12
+    )
+
+
+def test_stratified_estimator_agrees_with_the_exact_reference() -> None:
+    rng = np.random.default_rng(11)
+    weights = rng.integers(1, 10, 120)
+    exact = exact_integer_sum_game_shapley(weights, sqrt_of_total)
+    result = stratified_sum_game_shapley(weights, sqrt_of_total, rng, target_relative_error=0.005)
+    assert result.converged and result.relative_standard_error <= 0.005
+    z_scores = np.abs(result.values - exact) / result.standard_errors
+    assert np.mean(z_scores <= 3.0) >= 0.95 and np.max(z_scores) < 5.5
+
+
+def test_stratified_estimator_on_a_closed_form_game_with_vector_features() -> None:
+    # v(S) = (sum_S a)^2 + (sum_S b)^2 with features (a, b): xi_i = a_i A + b_i B exactly (A, B the totals).
+    rng = np.random.default_rng(12)
+    features = rng.uniform(0.0, 1.0, (2000, 2))
+
+    def squares(totals: np.ndarray) -> np.ndarray:
+        return np.sum(totals**2, axis=-1)
+
+    expected = features @ features.sum(axis=0)
+    result = stratified_sum_game_shapley(features, squares, rng, strata=32, target_relative_error=0.01)
+    assert result.converged and result.samples >= 8
+    assert np.max(np.abs(result.values - expected)) / np.mean(expected) < 0.05
+    assert result.values.sum() == pytest.approx(expected.sum(), rel=0.01)
+
+
+def test_stratified_estimator_is_exact_for_additive_games_and_reproducible() -> None:
+    features = np.arange(1.0, 51.0)
+    result = stratified_sum_game_shapley(features, lambda totals: 3.0 * totals, np.random.default_rng(0))
+    np.testing.assert_allclose(result.values, 3.0 * features)
+    again = stratified_sum_game_shapley(features, sqrt_of_total, np.random.default_rng(9))
+    np.testing.assert_array_equal(
+        again.values, stratified_sum_game_shapley(features, sqrt_of_total, np.random.default_rng(9)).values
+    )
+    with pytest.raises(MarketError, match="features: must be a non-empty"):
+        stratified_sum_game_shapley(np.zeros((0,)), sqrt_of_total, np.random.default_rng(0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=8), st.integers(0, 2**32 - 1))
+def test_stratified_estimator_is_unbiased_in_expectation_small_games(weights: list[int], seed: int) -> None:
+    # With one stratum per size and many permutations the estimate is close to the exact reference.
+    weight_array = np.array(weights)
+    exact = exact_integer_sum_game_shapley(weight_array, sqrt_of_total)
+    result = stratified_sum_game_shapley(
+        weight_array,
+        sqrt_of_total,
+        np.random.default_rng(seed),
+        strata=len(weights),
+        min_permutations=400,
+        max_permutations=400,
+    )
+    assert np.all(np.abs(result.values - exact) <= 6 * result.standard_errors + 1e-12)
