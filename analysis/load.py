@@ -30,19 +30,27 @@ def load_events_table(run_dir: str | Path) -> pa.Table:
     events = _run_path(run_dir) / "events"
     parts = sorted(events.glob("part-*.parquet")) if events.is_dir() else []
     if not parts:
-        return pa.table({"time": pa.array([], pa.float64()), "seq": pa.array([], pa.int64()),
-                         "kind": pa.array([], pa.string()), "agent": pa.array([], pa.int64())})
+        return pa.table(
+            {
+                "time": pa.array([], pa.float64()),
+                "seq": pa.array([], pa.int64()),
+                "kind": pa.array([], pa.string()),
+                "agent": pa.array([], pa.int64()),
+            }
+        )
     tables = [pq.read_table(part) for part in parts]
     return pa.concat_tables(tables, promote_options="default").sort_by("seq")
 
 
 def events_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow events to pandas: `kind` categorical, nullable integer/boolean/string fields, seq as index order."""
-    frame = table.to_pandas(types_mapper={
-        pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-        pa.string(): pd.StringDtype(),
-    }.get)
+    frame = table.to_pandas(
+        types_mapper={
+            pa.int64(): pd.Int64Dtype(),
+            pa.bool_(): pd.BooleanDtype(),
+            pa.string(): pd.StringDtype(),
+        }.get
+    )
     frame["seq"] = frame["seq"].astype("int64")
     frame["time"] = frame["time"].astype("float64")
     frame["kind"] = frame["kind"].astype("category")
@@ -56,7 +64,6 @@ def load_events(run_dir: str | Path, kinds: list[str] | None = None) -> pd.DataF
         import pyarrow.compute as pc
 
         table = table.filter(pc.is_in(table["kind"], value_set=pa.array(kinds)))
-        fields = [name for name in table.column_names if name in COMMON_COLUMNS or
-                  table[name].null_count < len(table)]
+        fields = [name for name in table.column_names if name in COMMON_COLUMNS or table[name].null_count < len(table)]
         table = table.select(fields)
     return events_frame(table)

@@ -123,16 +123,31 @@ def main() -> None:
 
     rows = [
         ("bare SimPy loop", f"{events:,} events", f"{events / bare:,.0f} ev/s", "1.00x"),
-        ("kernel + event log", f"{events:,} events", f"{events / logged:,.0f} ev/s",
-         f"{logged / bare:.2f}x cost per event (target <= 1.5x)"),
-        ("whole simulator (quickstart)", f"{market_events:,} events", f"{market_events / market_wall:,.0f} ev/s",
-         f"{(market_events / market_wall) / bare_same_rate:.2f}x of bare rate (target >= 0.5x)"),
-        (f"{agents:,} idle providers", "memory", f"{memory:.1f} MiB",
-         f"{memory * 10_000 / agents:.1f} MiB per 10,000 (target <= 25 MB)"),
+        (
+            "kernel + event log",
+            f"{events:,} events",
+            f"{events / logged:,.0f} ev/s",
+            f"{logged / bare:.2f}x cost per event (target <= 1.5x)",
+        ),
+        (
+            "whole simulator (quickstart)",
+            f"{market_events:,} events",
+            f"{market_events / market_wall:,.0f} ev/s",
+            f"{(market_events / market_wall) / bare_same_rate:.2f}x of bare rate (target >= 0.5x)",
+        ),
+        (
+            f"{agents:,} idle providers",
+            "memory",
+            f"{memory:.1f} MiB",
+            f"{memory * 10_000 / agents:.1f} MiB per 10,000 (target <= 25 MB)",
+        ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    print("  ".join(header.ljust(width) for header, width in
-                    zip(("measurement", "size", "rate", "ratio"), widths, strict=True)))
+    print(
+        "  ".join(
+            header.ljust(width) for header, width in zip(("measurement", "size", "rate", "ratio"), widths, strict=True)
+        )
+    )
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 

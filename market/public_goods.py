@@ -139,9 +139,7 @@ class DilemmaReport:
                     "(training alone must not pay)"
                 )
         if not self.dilemma:
-            messages.append(
-                f"dilemma condition fails: P(R,...,R) = {self.full_participation_welfare:.6g} must be > 0"
-            )
+            messages.append(f"dilemma condition fails: P(R,...,R) = {self.full_participation_welfare:.6g} must be > 0")
         if not self.theta1_bound_holds:
             messages.append(
                 f"theta1 = {game.theta1:.6g} must be > K*N*(R-1)/(N-1) = {self.theta1_bound:.6g} "

@@ -70,8 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     from sim.runner import run_scenario
 
     scenario = load_scenario(args.scenario, _overrides(args))
-    result = run_scenario(scenario, output_dir=Path(args.out) if args.out else None,
-                          show_progress=not args.quiet)
+    result = run_scenario(scenario, output_dir=Path(args.out) if args.out else None, show_progress=not args.quiet)
     if not args.quiet:
         _summary(scenario, result, Console())
     else:
@@ -81,8 +80,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
-    print(f"{args.scenario}: valid ({scenario.run.name}: {scenario.providers.count} providers, "
-          f"{scenario.learning.backend} backend)")
+    print(
+        f"{args.scenario}: valid ({scenario.run.name}: {scenario.providers.count} providers, "
+        f"{scenario.learning.backend} backend)"
+    )
     return 0
 
 
@@ -106,26 +107,38 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = subparsers.add_parser(
-        "run", help="simulate a scenario and write its event log",
+        "run",
+        help="simulate a scenario and write its event log",
         description="Simulate a scenario (a TOML file or a bundled name; default: the quick-start) and write "
-                    "runs/<run_id>/ with manifest.json and events/part-*.parquet. Read the events back with "
-                    "analysis.load_events(run_dir).",
+        "runs/<run_id>/ with manifest.json and events/part-*.parquet. Read the events back with "
+        "analysis.load_events(run_dir).",
     )
-    run.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
-                     help=f"scenario file or bundled name (default: {DEFAULT_SCENARIO}; see `flmarket scenarios`)")
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"scenario file or bundled name (default: {DEFAULT_SCENARIO}; see `flmarket scenarios`)",
+    )
     run.add_argument("--seed", type=int, help="override run.seed")
     run.add_argument("--out", help="output directory for the run directory (default: run.output_dir, 'runs')")
     run.add_argument("--horizon", type=float, help="override run.horizon_s (simulated seconds)")
     run.add_argument("--tasks", type=int, help="override run.tasks (stop after this many FL tasks)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override any scenario field by its dotted path, e.g. --set providers.count=100 "
-                          "(repeatable; values are TOML)")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario field by its dotted path, e.g. --set providers.count=100 "
+        "(repeatable; values are TOML)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar or table; print the run directory")
     run.set_defaults(func=_run)
 
-    validate = subparsers.add_parser("validate", help="check a scenario file without running it",
-                                     description="Validate a scenario: unknown keys, wrong types and values out "
-                                                 "of range are reported with the field's dotted path.")
+    validate = subparsers.add_parser(
+        "validate",
+        help="check a scenario file without running it",
+        description="Validate a scenario: unknown keys, wrong types and values out "
+        "of range are reported with the field's dotted path.",
+    )
     validate.add_argument("scenario", help="scenario file or bundled name")
     validate.set_defaults(func=_validate)
 

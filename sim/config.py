@@ -114,7 +114,10 @@ class Distribution(_Section):
 
 
 def _require_range(
-    distribution: Distribution, *, above: float | None = None, at_least: float | None = None,
+    distribution: Distribution,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
     at_most: float | None = None,
 ) -> Distribution:
     """Check that every value the distribution can draw satisfies the field's range."""
@@ -192,8 +195,9 @@ class ProvidersSection(_Section):
     count: int = Field(default=10, ge=1)
     arrival_rate_per_s: float = Field(default=0.0, ge=0)
     mean_lifetime_s: float = Field(default=math.inf, gt=0)
-    strategy_mix: dict[str, float] = Field(default_factory=lambda: {"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25,
-                                                                    "TFT": 0.25})
+    strategy_mix: dict[str, float] = Field(
+        default_factory=lambda: {"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25, "TFT": 0.25}
+    )
     unit_revenue: Distribution = Distribution(dist="uniform", low=0.5, high=1.5)
     participation_cost: ParticipationCost = ParticipationCost()
     cpu_frequency: Distribution = Distribution(value=3.0)
@@ -218,8 +222,9 @@ class ProvidersSection(_Section):
             raise ValueError(f"shares must sum to > 0, got {sum(mix.values())}")
         return mix
 
-    @field_validator("unit_revenue", "cpu_frequency", "cycles_per_batch", "batch_size", "memory", "privacy_budget",
-                     "data_size")
+    @field_validator(
+        "unit_revenue", "cpu_frequency", "cycles_per_batch", "batch_size", "memory", "privacy_budget", "data_size"
+    )
     @classmethod
     def _positive(cls, value: Distribution) -> Distribution:
         return _require_range(value, above=0.0)
@@ -404,8 +409,7 @@ def resolve_scenario_path(reference: str) -> Path:
     if path.suffix == ".toml" or "/" in reference:
         raise ScenarioError(f"scenario: file not found, got {reference!r}")
     raise ScenarioError(
-        f"scenario: not a file and not a bundled scenario, got {reference!r} "
-        f"(bundled: {', '.join(bundled) or 'none'})"
+        f"scenario: not a file and not a bundled scenario, got {reference!r} (bundled: {', '.join(bundled) or 'none'})"
     )
 
 

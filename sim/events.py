@@ -70,8 +70,9 @@ def field_types() -> dict[str, type]:
         for field_name, field_type in kind.fields:
             previous = types.setdefault(field_name, field_type)
             if previous is not field_type:
-                raise TypeError(f"field {field_name!r}: {previous.__name__} in one kind, {field_type.__name__} in "
-                                f"{kind.name}")
+                raise TypeError(
+                    f"field {field_name!r}: {previous.__name__} in one kind, {field_type.__name__} in {kind.name}"
+                )
     return types
 
 
@@ -127,11 +128,19 @@ def _compile_emitter(log: EventLog, buffer: _KindBuffer) -> Callable[..., int]:
     """
     names = buffer.kind.field_names
     namespace: dict[str, Any] = {
-        "_log": log, "_next": log._sequence.__next__, "_t": buffer.time.append, "_s": buffer.seq.append,
+        "_log": log,
+        "_next": log._sequence.__next__,
+        "_t": buffer.time.append,
+        "_s": buffer.seq.append,
         "_a": buffer.agent.append,
     }
-    lines = [f"def emit(time, agent{''.join(f', {name}' for name in names)}):",
-             "    seq = _next()", "    _t(time)", "    _s(seq)", "    _a(agent)"]
+    lines = [
+        f"def emit(time, agent{''.join(f', {name}' for name in names)}):",
+        "    seq = _next()",
+        "    _t(time)",
+        "    _s(seq)",
+        "    _a(agent)",
+    ]
     for index, name in enumerate(names):
         namespace[f"_c{index}"] = buffer.columns[name].append
         lines.append(f"    _c{index}({name})")
@@ -237,8 +246,14 @@ class EventLog:
         else:
             tables = list(self._kept)
         if not tables:
-            return pa.table({"time": pa.array([], pa.float64()), "seq": pa.array([], pa.int64()),
-                             "kind": pa.array([], pa.string()), "agent": pa.array([], pa.int64())})
+            return pa.table(
+                {
+                    "time": pa.array([], pa.float64()),
+                    "seq": pa.array([], pa.int64()),
+                    "kind": pa.array([], pa.string()),
+                    "agent": pa.array([], pa.int64()),
+                }
+            )
         return pa.concat_tables(tables, promote_options="default").sort_by("seq")
 
 
@@ -250,51 +265,151 @@ def describe_kinds() -> Mapping[str, EventKind]:
 # The core kinds. Other layers declare theirs next to the code that emits them.
 register_kind("run_started", "the run began", scenario=str, seed=int)
 register_kind("run_finished", "the run ended", status=str, tasks_finished=int)
-register_kind("provider_joined", "a data provider came online", strategy=str, unit_revenue=float,
-              participation_cost=float, data_size=float, privacy_budget=float)
+register_kind(
+    "provider_joined",
+    "a data provider came online",
+    strategy=str,
+    unit_revenue=float,
+    participation_cost=float,
+    data_size=float,
+    privacy_budget=float,
+)
 register_kind("provider_left", "a data provider went offline", reason=str, tasks_played=int)
 register_kind("requester_arrived", "a data requester arrived with a demand", budget=float)
 register_kind("task_posted", "a requester posted an FL task", task=int, budget=float, rounds=int)
-register_kind("task_started", "the market began a task with its online providers", task=int, players=int,
-              theta1=float, is_dilemma=bool)
-register_kind("action_chosen", "a provider chose its participation y_i for a task", task=int, strategy=str,
-              action=int)
-register_kind("provider_payoff", "a provider's utility U_i for a task (SPEC B.1)", task=int, strategy=str,
-              action=int, utility=float, revenue=float, cost=float)
-register_kind("task_finished", "a task's outcome (SPEC B.1)", task=int, players=int, total_participation=int,
-              welfare=float, precision=float)
+register_kind(
+    "task_started",
+    "the market began a task with its online providers",
+    task=int,
+    players=int,
+    theta1=float,
+    is_dilemma=bool,
+)
+register_kind("action_chosen", "a provider chose its participation y_i for a task", task=int, strategy=str, action=int)
+register_kind(
+    "provider_payoff",
+    "a provider's utility U_i for a task (SPEC B.1)",
+    task=int,
+    strategy=str,
+    action=int,
+    utility=float,
+    revenue=float,
+    cost=float,
+)
+register_kind(
+    "task_finished",
+    "a task's outcome (SPEC B.1)",
+    task=int,
+    players=int,
+    total_participation=int,
+    welfare=float,
+    precision=float,
+)
 register_kind("dilemma_check", "SPEC B.2 conditions failed for a task's game", task=int, message=str)
-register_kind("message_sent", "a message entered the overlay", message_kind=str, receiver=int, size_bytes=int,
-              delivery_time=float)
+register_kind(
+    "message_sent", "a message entered the overlay", message_kind=str, receiver=int, size_bytes=int, delivery_time=float
+)
 register_kind("message_dropped", "a message was not delivered", message_kind=str, receiver=int, reason=str)
-register_kind("broadcast_sent", "a message flooded the overlay", message_kind=str, size_bytes=int, reached=int,
-              transmissions=int)
+register_kind(
+    "broadcast_sent", "a message flooded the overlay", message_kind=str, size_bytes=int, reached=int, transmissions=int
+)
 register_kind("sample", "a periodic sample of the population", online_providers=int, tasks_finished=int)
-register_kind("strategy_share", "a periodic sample of one strategy's share of the online providers", strategy=str,
-              count=int, share=float)
-register_kind("strategy_switched", "a provider changed strategy (SPEC C: imitation or mutation)", from_strategy=str,
-              to_strategy=str, reason=str, neighbour=int, payoff_gap=float)
+register_kind(
+    "strategy_share",
+    "a periodic sample of one strategy's share of the online providers",
+    strategy=str,
+    count=int,
+    share=float,
+)
+register_kind(
+    "strategy_switched",
+    "a provider changed strategy (SPEC C: imitation or mutation)",
+    from_strategy=str,
+    to_strategy=str,
+    reason=str,
+    neighbour=int,
+    payoff_gap=float,
+)
 
 # BGFL (Algorithm 1 and 2) kinds: one FL task is R aggregation rounds run by the committee.
-register_kind("task_configured", "the committee fixed a task's mechanism (B 11, B 12)", task=int, budget=float,
-              fee_ratio=float, round_cap=int, pool_per_round=float, committee_cost=float)
-register_kind("committee_elected", "DPoS elected the committee for an epoch (SPEC D.3)", epoch=int, members=str,
-              changed=bool)
+register_kind(
+    "task_configured",
+    "the committee fixed a task's mechanism (B 11, B 12)",
+    task=int,
+    budget=float,
+    fee_ratio=float,
+    round_cap=int,
+    pool_per_round=float,
+    committee_cost=float,
+)
+register_kind(
+    "committee_elected", "DPoS elected the committee for an epoch (SPEC D.3)", epoch=int, members=str, changed=bool
+)
 register_kind("round_started", "an aggregation round began", task=int, round=int, gamma=int)
-register_kind("update_sent", "a provider sent its signed, perturbed update and claim", task=int, round=int,
-              local_iterations=int, l1_norm=float, privacy_spent=float, behaviour=str)
-register_kind("claim_rejected", "the committee rejected a claim (signature, timer or deadline)", task=int,
-              round=int, reason=str)
-register_kind("consensus_decided", "PBFT decided a round's proposal", task=int, round=int, view=int,
-              messages=int, bytes=int, latency_s=float)
-register_kind("block_committed", "a block was appended to the ledger", task=int, round=int, height=int,
-              block_hash=str, transactions=int)
-register_kind("reward_paid", "a provider's Shapley reward for a round (B 10, B 13)", task=int, round=int,
-              shapley_value=float, reward=float, contribution=float, unit_cost=float, local_iterations=int)
-register_kind("round_finished", "an aggregation round's outcome", task=int, round=int, participants=int,
-              quality=float, loss=float, accuracy=float, pool=float, paid=float)
-register_kind("ir_violation", "individual rationality failed for a provider (B 14)", task=int, round=int,
-              amount=float)
-register_kind("budget_check", "budget balance of a task so far (B 15a, B 15b)", task=int, round=int,
-              committee_spent=float, committee_budget=float, provider_spent=float, provider_budget=float,
-              balanced=bool)
+register_kind(
+    "update_sent",
+    "a provider sent its signed, perturbed update and claim",
+    task=int,
+    round=int,
+    local_iterations=int,
+    l1_norm=float,
+    privacy_spent=float,
+    behaviour=str,
+)
+register_kind(
+    "claim_rejected", "the committee rejected a claim (signature, timer or deadline)", task=int, round=int, reason=str
+)
+register_kind(
+    "consensus_decided",
+    "PBFT decided a round's proposal",
+    task=int,
+    round=int,
+    view=int,
+    messages=int,
+    bytes=int,
+    latency_s=float,
+)
+register_kind(
+    "block_committed",
+    "a block was appended to the ledger",
+    task=int,
+    round=int,
+    height=int,
+    block_hash=str,
+    transactions=int,
+)
+register_kind(
+    "reward_paid",
+    "a provider's Shapley reward for a round (B 10, B 13)",
+    task=int,
+    round=int,
+    shapley_value=float,
+    reward=float,
+    contribution=float,
+    unit_cost=float,
+    local_iterations=int,
+)
+register_kind(
+    "round_finished",
+    "an aggregation round's outcome",
+    task=int,
+    round=int,
+    participants=int,
+    quality=float,
+    loss=float,
+    accuracy=float,
+    pool=float,
+    paid=float,
+)
+register_kind("ir_violation", "individual rationality failed for a provider (B 14)", task=int, round=int, amount=float)
+register_kind(
+    "budget_check",
+    "budget balance of a task so far (B 15a, B 15b)",
+    task=int,
+    round=int,
+    committee_spent=float,
+    committee_budget=float,
+    provider_spent=float,
+    provider_budget=float,
+    balanced=bool,
+)

@@ -47,12 +47,16 @@ class MarketModel(mesa.Model):
         learning = scenario.learning
         self.rounds_per_task = learning.rounds_per_task
         self.theta1 = (
-            max(1.0, 2.0 * theta1_lower_bound(scenario.providers.count, learning.rounds_per_task,
-                                              learning.local_iterations))
-            if learning.theta1 == "auto" else float(learning.theta1)
+            max(
+                1.0,
+                2.0 * theta1_lower_bound(scenario.providers.count, learning.rounds_per_task, learning.local_iterations),
+            )
+            if learning.theta1 == "auto"
+            else float(learning.theta1)
         )
-        self._probe_game = PublicGoodsGame(learning.theta0, self.theta1, learning.local_iterations,
-                                           learning.rounds_per_task, (1.0,), (1.0,))
+        self._probe_game = PublicGoodsGame(
+            learning.theta0, self.theta1, learning.local_iterations, learning.rounds_per_task, (1.0,), (1.0,)
+        )
         self.online_providers: dict[int, DataProvider] = {}
         self.task_queue: simpy.Store = simpy.Store(self.env)
         self.tasks_posted = 0
@@ -65,8 +69,9 @@ class MarketModel(mesa.Model):
         self._task_limit = scenario.run.tasks
 
         initial = [self._new_provider(join_overlay=False) for _ in range(scenario.providers.count)]
-        self.overlay.adopt(build_topology(scenario.network, [p.unique_id for p in initial],
-                                          self.streams.component("topology")))
+        self.overlay.adopt(
+            build_topology(scenario.network, [p.unique_id for p in initial], self.streams.component("topology"))
+        )
         self.initial_dilemma = require_social_dilemma(self._game_of(initial), strict=learning.require_dilemma)
 
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
@@ -87,8 +92,13 @@ class MarketModel(mesa.Model):
     def step(self) -> None:
         """One sample of the population (driven by the periodic sampler process, not by every event)."""
         self.datacollector.collect(self)
-        self.log.emit(self.env.now, "sample", NO_AGENT, online_providers=len(self.online_providers),
-                      tasks_finished=self.tasks_finished)
+        self.log.emit(
+            self.env.now,
+            "sample",
+            NO_AGENT,
+            online_providers=len(self.online_providers),
+            tasks_finished=self.tasks_finished,
+        )
 
     def _reporters(self) -> dict[str, Callable[[MarketModel], Any]]:
         reporters: dict[str, Callable[[MarketModel], Any]] = {
@@ -152,16 +162,24 @@ class MarketModel(mesa.Model):
 
     def _log_join(self, provider: DataProvider) -> None:
         private = provider.private_type_for(self)
-        self.log.emit(self.env.now, "provider_joined", provider.unique_id, strategy=provider.strategy_name,
-                      unit_revenue=private.unit_revenue, participation_cost=private.participation_cost,
-                      data_size=private.data_size, privacy_budget=private.privacy_budget)
+        self.log.emit(
+            self.env.now,
+            "provider_joined",
+            provider.unique_id,
+            strategy=provider.strategy_name,
+            unit_revenue=private.unit_revenue,
+            participation_cost=private.participation_cost,
+            data_size=private.data_size,
+            privacy_budget=private.privacy_budget,
+        )
 
     def provider_left(self, provider: DataProvider, reason: str) -> None:
         """Called by `DataProvider.remove`: forget the provider, take it off the overlay, log."""
         self.online_providers.pop(provider.unique_id, None)
         self.overlay.leave(provider.unique_id)
-        self.log.emit(self.env.now, "provider_left", provider.unique_id, reason=reason,
-                      tasks_played=provider.tasks_played)
+        self.log.emit(
+            self.env.now, "provider_left", provider.unique_id, reason=reason, tasks_played=provider.tasks_played
+        )
 
     def _provider_arrivals(self) -> Generator[simpy.Event, Any, None]:
         rate = self.scenario.providers.arrival_rate_per_s
@@ -190,18 +208,29 @@ class MarketModel(mesa.Model):
         self.overlay.join(requester.unique_id)
         task = self.tasks_posted
         self.tasks_posted += 1
-        self.overlay.broadcast(Message("task_announcement", requester.unique_id, payload=task,
-                                       size_bytes=TASK_ANNOUNCEMENT_BYTES))
-        self.log.emit(self.env.now, "task_posted", requester.unique_id, task=task, budget=requester.budget,
-                      rounds=self.rounds_per_task)
+        self.overlay.broadcast(
+            Message("task_announcement", requester.unique_id, payload=task, size_bytes=TASK_ANNOUNCEMENT_BYTES)
+        )
+        self.log.emit(
+            self.env.now,
+            "task_posted",
+            requester.unique_id,
+            task=task,
+            budget=requester.budget,
+            rounds=self.rounds_per_task,
+        )
         self.task_queue.put((task, requester))
 
     def _game_of(self, providers: list[DataProvider]) -> PublicGoodsGame:
         types = [provider.private_type_for(self) for provider in providers]
         learning = self.scenario.learning
         return PublicGoodsGame(
-            learning.theta0, self.theta1, learning.local_iterations, self.rounds_per_task,
-            tuple(t.unit_revenue for t in types), tuple(t.participation_cost for t in types),
+            learning.theta0,
+            self.theta1,
+            learning.local_iterations,
+            self.rounds_per_task,
+            tuple(t.unit_revenue for t in types),
+            tuple(t.participation_cost for t in types),
         )
 
     def _task_runner(self) -> Generator[simpy.Event, Any, None]:
@@ -219,24 +248,37 @@ class MarketModel(mesa.Model):
         duration = self.rounds_per_task * self.scenario.learning.round_duration_s
         players = list(self.online_providers.values())
         if not players:
-            self.log.emit(self.env.now, "task_started", NO_AGENT, task=task, players=0, theta1=self.theta1,
-                          is_dilemma=False)
+            self.log.emit(
+                self.env.now, "task_started", NO_AGENT, task=task, players=0, theta1=self.theta1, is_dilemma=False
+            )
             yield self.env.timeout(duration)
             self._finish_task(task, [], [])
             return
         game = self._game_of(players)
         report = check_social_dilemma(game)
-        self.log.emit(self.env.now, "task_started", NO_AGENT, task=task, players=len(players), theta1=self.theta1,
-                      is_dilemma=report.is_social_dilemma)
+        self.log.emit(
+            self.env.now,
+            "task_started",
+            NO_AGENT,
+            task=task,
+            players=len(players),
+            theta1=self.theta1,
+            is_dilemma=report.is_social_dilemma,
+        )
         if not report.is_social_dilemma:
-            self.log.emit(self.env.now, "dilemma_check", NO_AGENT, task=task,
-                          message="; ".join(report.problems(game)))
+            self.log.emit(self.env.now, "dilemma_check", NO_AGENT, task=task, message="; ".join(report.problems(game)))
         actions = []
         for index, provider in enumerate(players):
             action = provider.choose_action(game, index)
             actions.append(action)
-            self.log.emit(self.env.now, "action_chosen", provider.unique_id, task=task,
-                          strategy=provider.strategy_name, action=action)
+            self.log.emit(
+                self.env.now,
+                "action_chosen",
+                provider.unique_id,
+                task=task,
+                strategy=provider.strategy_name,
+                action=action,
+            )
         yield self.env.timeout(duration)
         staying = [(provider, action) for provider, action in zip(players, actions, strict=True) if provider.online]
         self._finish_task(task, [p for p, _ in staying], [a for _, a in staying])
@@ -245,8 +287,16 @@ class MarketModel(mesa.Model):
         """Pay utilities to the providers still online (leavers forfeit) and log the outcome."""
         if not players:
             self.welfare_history.append(0.0)
-            self.log.emit(self.env.now, "task_finished", NO_AGENT, task=task, players=0, total_participation=0,
-                          welfare=0.0, precision=self._probe_game.base_precision)
+            self.log.emit(
+                self.env.now,
+                "task_finished",
+                NO_AGENT,
+                task=task,
+                players=0,
+                total_participation=0,
+                welfare=0.0,
+                precision=self._probe_game.base_precision,
+            )
             return
         game = self._game_of(players)
         action_array = np.asarray(actions, dtype=int)
@@ -256,18 +306,39 @@ class MarketModel(mesa.Model):
         welfare = float(utilities.sum())
         total = int(action_array.sum())
         for index, provider in enumerate(players):
-            outcome = PreviousOutcome(own_action=int(actions[index]), total_participation=total,
-                                      players=len(players), rounds=self.rounds_per_task, welfare=welfare)
+            outcome = PreviousOutcome(
+                own_action=int(actions[index]),
+                total_participation=total,
+                players=len(players),
+                rounds=self.rounds_per_task,
+                welfare=welfare,
+            )
             provider.observe(outcome, float(utilities[index]))
             tally = self.participation_by_strategy.setdefault(provider.strategy_name, [0.0, 0.0])
             tally[0] += actions[index] / self.rounds_per_task
             tally[1] += 1
-            self.log.emit(self.env.now, "provider_payoff", provider.unique_id, task=task,
-                          strategy=provider.strategy_name, action=int(actions[index]),
-                          utility=float(utilities[index]), revenue=float(revenues[index]), cost=float(costs[index]))
+            self.log.emit(
+                self.env.now,
+                "provider_payoff",
+                provider.unique_id,
+                task=task,
+                strategy=provider.strategy_name,
+                action=int(actions[index]),
+                utility=float(utilities[index]),
+                revenue=float(revenues[index]),
+                cost=float(costs[index]),
+            )
         self.welfare_history.append(welfare)
-        self.log.emit(self.env.now, "task_finished", NO_AGENT, task=task, players=len(players),
-                      total_participation=total, welfare=welfare, precision=float(game.precision(total)))
+        self.log.emit(
+            self.env.now,
+            "task_finished",
+            NO_AGENT,
+            task=task,
+            players=len(players),
+            total_participation=total,
+            welfare=welfare,
+            precision=float(game.precision(total)),
+        )
 
     # -- sampling and running -----------------------------------------------------------------------------------
     def _sampler(self) -> Generator[simpy.Event, Any, None]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +57,9 @@ def build_topology(config: NetworkSection, nodes: list[int], rng: np.random.Gene
     elif config.topology == "barabasi_albert":
         graph = nx.barabasi_albert_graph(count, min(config.attachments, count - 1), seed=seed)
     elif config.topology == "watts_strogatz":
-        graph = nx.connected_watts_strogatz_graph(count, min(config.degree, count - 1),
-                                                  config.rewiring_probability, seed=seed)
+        graph = nx.connected_watts_strogatz_graph(
+            count, min(config.degree, count - 1), config.rewiring_probability, seed=seed
+        )
     else:
         graph = nx.complete_graph(count)
     graph = nx.relabel_nodes(graph, dict(enumerate(nodes)))
@@ -71,7 +71,7 @@ def build_topology(config: NetworkSection, nodes: list[int], rng: np.random.Gene
 
 def _connect_components(graph: nx.Graph) -> None:
     """Join components by an edge between their smallest nodes, in a fixed order."""
-    components = sorted((min(component) for component in nx.connected_components(graph)))
+    components = sorted(min(component) for component in nx.connected_components(graph))
     for left, right in itertools.pairwise(components):
         graph.add_edge(left, right)
 
@@ -156,8 +156,7 @@ class Overlay:
             return 0.0
         # The graph is undirected: a cached tree from either end gives the same latency.
         cached = self._latency_cache.get(receiver)
-        source, target = (receiver, sender) if cached is not None and cached[0] == self._version else (
-            sender, receiver)
+        source, target = (receiver, sender) if cached is not None and cached[0] == self._version else (sender, receiver)
         latency = self.latencies_from(source).get(target)
         return None if latency is None else latency + transfer
 
@@ -171,8 +170,15 @@ class Overlay:
             self._drop(message, receiver, "offline" if receiver not in self.graph else "unreachable")
             return None
         if self.config.log_messages:
-            self.log.emit(self.env.now, "message_sent", message.sender, message_kind=message.kind,
-                          receiver=receiver, size_bytes=message.size_bytes, delivery_time=self.env.now + delay)
+            self.log.emit(
+                self.env.now,
+                "message_sent",
+                message.sender,
+                message_kind=message.kind,
+                receiver=receiver,
+                size_bytes=message.size_bytes,
+                delivery_time=self.env.now + delay,
+            )
         self._deliver_later(receiver, message, delay)
         return delay
 
@@ -187,12 +193,20 @@ class Overlay:
         delays = {node: latency + transfer for node, latency in self.latencies_from(sender).items()}
         # Flooding with duplicate suppression: the source sends to all neighbours, every other reached node
         # forwards to all neighbours but the one it first heard from.
-        transmissions = self.graph.degree(sender) + sum(self.graph.degree(node) - 1 for node in delays if
-                                                        node != sender)
+        transmissions = self.graph.degree(sender) + sum(
+            self.graph.degree(node) - 1 for node in delays if node != sender
+        )
         self.counters.sent[message.kind] += transmissions
         self.counters.bytes_sent[message.kind] += transmissions * message.size_bytes
-        self.log.emit(self.env.now, "broadcast_sent", sender, message_kind=message.kind,
-                      size_bytes=message.size_bytes, reached=len(delays) - 1, transmissions=transmissions)
+        self.log.emit(
+            self.env.now,
+            "broadcast_sent",
+            sender,
+            message_kind=message.kind,
+            size_bytes=message.size_bytes,
+            reached=len(delays) - 1,
+            transmissions=transmissions,
+        )
         for node, delay in delays.items():
             if node != sender:
                 self._deliver_later(node, message, float(delay))
@@ -217,5 +231,6 @@ class Overlay:
 
     def _drop(self, message: Message, receiver: int, reason: str) -> None:
         self.counters.dropped[message.kind] += 1
-        self.log.emit(self.env.now, "message_dropped", message.sender, message_kind=message.kind,
-                      receiver=receiver, reason=reason)
+        self.log.emit(
+            self.env.now, "message_dropped", message.sender, message_kind=message.kind, receiver=receiver, reason=reason
+        )

@@ -114,22 +114,24 @@ def run_scenario(
         log.emit(model.env.now, "run_finished", status=status, tasks_finished=model.tasks_finished)
         log.close()
         wall = time.perf_counter() - started
-        manifest.update({
-            "status": status,
-            "finished_at": datetime.now(UTC).isoformat(),
-            "wall_time_s": wall,
-            "final_time_s": float(model.env.now),
-            "tasks_finished": model.tasks_finished,
-            "events": log.count,
-            "events_by_kind": dict(sorted(log.counts_by_kind.items())),
-            "parts": list(log.parts),
-            "traffic": {
-                "messages_sent": dict(model.overlay.counters.sent),
-                "bytes_sent": dict(model.overlay.counters.bytes_sent),
-                "delivered": dict(model.overlay.counters.delivered),
-                "dropped": dict(model.overlay.counters.dropped),
-            },
-        })
+        manifest.update(
+            {
+                "status": status,
+                "finished_at": datetime.now(UTC).isoformat(),
+                "wall_time_s": wall,
+                "final_time_s": float(model.env.now),
+                "tasks_finished": model.tasks_finished,
+                "events": log.count,
+                "events_by_kind": dict(sorted(log.counts_by_kind.items())),
+                "parts": list(log.parts),
+                "traffic": {
+                    "messages_sent": dict(model.overlay.counters.sent),
+                    "bytes_sent": dict(model.overlay.counters.bytes_sent),
+                    "delivered": dict(model.overlay.counters.delivered),
+                    "dropped": dict(model.overlay.counters.dropped),
+                },
+            }
+        )
         write_json_atomically(run_dir / "manifest.json", manifest)
     history = model.welfare_history
     return RunResult(

@@ -27,8 +27,12 @@ def test_run_without_arguments_writes_a_readable_run(tmp_path, capsys) -> None:
 
 
 def test_summary_table_and_overrides(tmp_path, capsys) -> None:
-    assert main(["run", "quickstart", "--out", str(tmp_path), "--seed", "3", "--tasks", "5",
-                 "--set", "providers.count=12"]) == 0
+    assert (
+        main(
+            ["run", "quickstart", "--out", str(tmp_path), "--seed", "3", "--tasks", "5", "--set", "providers.count=12"]
+        )
+        == 0
+    )
     output = capsys.readouterr().out
     assert "tasks finished" in output and "events per second" in output
     (run_dir,) = tmp_path.iterdir()
@@ -40,8 +44,10 @@ def test_summary_table_and_overrides(tmp_path, capsys) -> None:
 BAD_SCENARIOS = {
     "unknown key": ("[run]\ntasks = 3\nsed = 1\n", "run.sed: unknown key"),
     "wrong type": ("[run]\ntasks = 'three'\n", "run.tasks: input should be a valid integer"),
-    "out of range": ("[run]\ntasks = 3\n[providers]\nprivacy_budget = {dist='uniform', low=-1, high=2}\n",
-                     "providers.privacy_budget.low: must be > 0 (every draw must be), got -1"),
+    "out of range": (
+        "[run]\ntasks = 3\n[providers]\nprivacy_budget = {dist='uniform', low=-1, high=2}\n",
+        "providers.privacy_budget.low: must be > 0 (every draw must be), got -1",
+    ),
     "malformed": ("[run\ntasks = 3\n", "malformed TOML"),
 }
 
@@ -66,8 +72,15 @@ def test_missing_file_exits_non_zero(tmp_path, capsys) -> None:
 
 
 def test_a_population_that_is_not_a_dilemma_is_refused_before_writing(tmp_path, capsys) -> None:
-    code = main(["run", "--out", str(tmp_path / "runs"), "--set",
-                 "providers.participation_cost={mode='distribution', distribution=0.001}"])
+    code = main(
+        [
+            "run",
+            "--out",
+            str(tmp_path / "runs"),
+            "--set",
+            "providers.participation_cost={mode='distribution', distribution=0.001}",
+        ]
+    )
     assert code == 2
     assert "Assumption 1 fails for organisation" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -81,8 +94,9 @@ def test_validate_and_scenarios(capsys) -> None:
 
 
 def test_console_script_help_explains() -> None:
-    result = subprocess.run([sys.executable, "-m", "sim.cli", "run", "--help"], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "run", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--seed" in result.stdout and "bundled" in result.stdout
 
 

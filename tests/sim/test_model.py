@@ -92,8 +92,12 @@ def test_welfare_matches_the_logged_payoffs() -> None:
     model, frame = _events(load_scenario("quickstart", {"run.tasks": 20}))
     payoffs = frame[frame["kind"] == "provider_payoff"].groupby("task")["utility"].sum()
     finished = frame[frame["kind"] == "task_finished"].set_index("task")["welfare"]
-    pdt.assert_series_equal(payoffs.sort_index(), finished[finished.index.isin(payoffs.index)].sort_index(),
-                            check_names=False, check_dtype=False)
+    pdt.assert_series_equal(
+        payoffs.sort_index(),
+        finished[finished.index.isin(payoffs.index)].sort_index(),
+        check_names=False,
+        check_dtype=False,
+    )
 
 
 def test_time_and_datacollector_follow_the_simpy_clock() -> None:

@@ -84,8 +84,7 @@ def test_offline_receivers_drop_and_log() -> None:
     assert sum(overlay.counters.sent.values()) == sum(overlay.counters.delivered.values()) + 2
 
 
-@pytest.mark.parametrize("topology", ["random_regular", "erdos_renyi", "barabasi_albert", "watts_strogatz",
-                                      "complete"])
+@pytest.mark.parametrize("topology", ["random_regular", "erdos_renyi", "barabasi_albert", "watts_strogatz", "complete"])
 def test_topologies_are_connected_seeded_and_carry_latencies(topology: str) -> None:
     config = NetworkSection(topology=topology, degree=4, edge_probability=0.05)
     nodes = list(range(10, 60))
