@@ -1,1 +1,37 @@
-"""Strategies of the iterated participation game (ALLC, ALLD, Rand, TFT, Mixed, MMZD, MMZDA)."""
+"""Strategies of the iterated participation game (ALLC, ALLD, Rand, TFT, Mixed, MMZD, MMZDA); registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.strategies.base import PreviousOutcome, Strategy
+from agents.strategies.memoryone import AllCooperate, AllDefect, Mixed, Random, TitForTat
+from agents.strategies.zero_determinant import MMZD, Alliance, MMZDAMember
+from market.errors import MarketError
+
+REGISTRY: dict[str, type[Strategy]] = {
+    kind.name: kind for kind in (AllCooperate, AllDefect, Random, TitForTat, Mixed, MMZD, MMZDAMember)
+}
+
+
+def make_strategy(name: str, **params: Any) -> Strategy:
+    """A new strategy of the registered `name` with the given constructor parameters."""
+    if name not in REGISTRY:
+        raise MarketError(f"name: unknown strategy {name!r}; allowed: {sorted(REGISTRY)}")
+    return REGISTRY[name](**params)
+
+
+__all__ = [
+    "REGISTRY",
+    "Alliance",
+    "AllCooperate",
+    "AllDefect",
+    "MMZD",
+    "MMZDAMember",
+    "Mixed",
+    "PreviousOutcome",
+    "Random",
+    "Strategy",
+    "TitForTat",
+    "make_strategy",
+]

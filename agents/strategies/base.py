@@ -1,0 +1,97 @@
+"""The interface every participation strategy implements, and the record of the previous game round it reads.
+
+A strategy picks y_i in {0..R} for the coming game round (SPEC B.3) from the previous round's outcome. Axelrod
+style: a `name`, a `classifier` dict, the constructor parameters kept so `repr` and `clone()` are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from market.errors import MarketError
+from market.iterated import check_distributions, point_mass, uniform
+from market.public_goods import PublicGoodsGame
+
+
+@dataclass(frozen=True)
+class PreviousOutcome:
+    """What a strategy sees of the previous game round (one FL task)."""
+
+    own_action: int
+    total_participation: int
+    players: int
+    rounds: int
+    welfare: float
+    actions: tuple[int, ...] | None = None
+
+
+class Strategy:
+    """Base class: a memory-one participation strategy (SPEC B.3).
+
+    Subclasses implement `next_distribution(previous)` for a known previous outcome. The first round
+    (previous=None) plays `initial` if configured, else a uniform random action (SPEC B.6).
+    """
+
+    name: ClassVar[str] = "Strategy"
+    classifier: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, initial: int | None = None, **params: Any) -> None:
+        self.params: dict[str, Any] = {"initial": initial, **params}
+        self.initial = initial
+        self.game: PublicGoodsGame | None = None
+        self.player_index: int | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={value!r}" for key, value in self.params.items() if value is not None)
+        return f"{type(self).__name__}({shown})"
+
+    def prepare(self, game: PublicGoodsGame, player_index: int) -> None:
+        """Called before each game round with the current game (the population may change between tasks)."""
+        if not 0 <= player_index < game.players:
+            raise MarketError(f"player_index: must be in 0..{game.players - 1}, got {player_index}")
+        self.game = game
+        self.player_index = player_index
+
+    @property
+    def rounds(self) -> int:
+        """R of the prepared game."""
+        if self.game is None:
+            raise MarketError(f"{self.name}: call prepare(game, player_index) before asking for probabilities")
+        return self.game.rounds
+
+    def probabilities(self, previous: PreviousOutcome | None) -> np.ndarray:
+        """The distribution over 0..R of this round's action given the previous outcome."""
+        if previous is None:
+            action_count = self.rounds + 1
+            if self.initial is None:
+                return uniform(action_count)
+            return point_mass(action_count, self.initial)
+        return check_distributions(self.next_distribution(previous), f"{self.name} probabilities")
+
+    def next_distribution(self, previous: PreviousOutcome) -> np.ndarray:
+        """The distribution after a known previous outcome; subclasses implement it."""
+        raise NotImplementedError
+
+    def choose(self, previous: PreviousOutcome | None, rng: np.random.Generator) -> int:
+        """Sample an action; a degenerate distribution consumes no randomness (Axelrod's rule)."""
+        return sample_action(self.probabilities(previous), rng)
+
+    def reset(self) -> None:
+        """Forget per-run state (none for memory-one strategies)."""
+
+    def clone(self) -> Strategy:
+        """A fresh strategy with the same parameters and no run state."""
+        return type(self)(**self.params)
+
+
+def sample_action(distribution: np.ndarray, rng: np.random.Generator) -> int:
+    """Inverse-CDF draw with one uniform; a point mass returns its action without touching `rng`."""
+    support = np.flatnonzero(distribution > 0)
+    if len(support) == 1:
+        return int(support[0])
+    draw = rng.random()
+    action = int(np.searchsorted(np.cumsum(distribution), draw, side="right"))
+    return min(action, int(support[-1]))

@@ -1,0 +1,289 @@
+"""Tests for agents/strategies: Axelrod-style seeded plays, exact probabilities and a shared base test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from agents.strategies import REGISTRY, Alliance, PreviousOutcome, Strategy, make_strategy
+from agents.strategies.base import sample_action
+from agents.strategies.memoryone import Mixed, TitForTat
+from agents.strategies.zero_determinant import MMZD, MMZDAMember
+from market.errors import MarketError
+from market.public_goods import PublicGoodsGame, sample_dilemma_game
+from market.zero_determinant import ControlledGame, InfeasibleTargetError, largest_enforceable_welfare
+
+GAME = sample_dilemma_game(np.random.default_rng(0), 4, 3)
+
+
+def feasible_pair_game() -> PublicGoodsGame:
+    """A two-organisation game in which organisation 0 alone has an enforceable welfare target."""
+    for seed in range(200):
+        game = sample_dilemma_game(np.random.default_rng(seed), 2, 3)
+        if largest_enforceable_welfare(ControlledGame(game, (0,)).extremes()).feasible:
+            return game
+    raise AssertionError("no feasible instance")
+
+
+def outcome(game: PublicGoodsGame, actions: list[int], player: int) -> PreviousOutcome:
+    return PreviousOutcome(
+        own_action=actions[player],
+        total_participation=sum(actions),
+        players=game.players,
+        rounds=game.rounds,
+        welfare=game.welfare(actions),
+        actions=tuple(actions),
+    )
+
+
+def play(strategies: list[Strategy], game: PublicGoodsGame, rounds: int, rng: np.random.Generator) -> list[list[int]]:
+    """A plain loop of the iterated game, as the market simulation runs it."""
+    history: list[list[int]] = []
+    previous: list[PreviousOutcome | None] = [None] * len(strategies)
+    for _ in range(rounds):
+        actions = []
+        for index, strategy in enumerate(strategies):
+            strategy.prepare(game, index)
+            actions.append(strategy.choose(previous[index], rng))
+        history.append(actions)
+        previous = [outcome(game, actions, index) for index in range(len(strategies))]
+    return history
+
+
+FACTORIES: dict[str, Callable[[], Strategy]] = {
+    "ALLC": lambda: make_strategy("ALLC"),
+    "ALLD": lambda: make_strategy("ALLD"),
+    "Rand": lambda: make_strategy("Rand"),
+    "TFT": lambda: make_strategy("TFT"),
+    "Mixed": lambda: make_strategy("Mixed"),
+    "MMZD": lambda: make_strategy("MMZD"),
+    "MMZDA-member": lambda: make_strategy("MMZDA-member", alliance=Alliance([0])),
+}
+
+
+def test_every_registered_strategy_has_a_factory() -> None:
+    assert set(REGISTRY) == set(FACTORIES)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+class TestEveryStrategy:
+    """The shared base test: reproducibility, reset, clone and valid distributions for every strategy."""
+
+    def focal_history(self, strategy: Strategy, seed: int) -> list[list[int]]:
+        opponents = [make_strategy("Rand"), make_strategy("TFT"), make_strategy("ALLC")]
+        return play([strategy, *opponents], GAME, 15, np.random.default_rng(seed))
+
+    def test_same_seed_same_play(self, name: str) -> None:
+        first = self.focal_history(FACTORIES[name](), 5)
+        second = self.focal_history(FACTORIES[name](), 5)
+        assert first == second
+
+    def test_reset_replays_the_same_sequence(self, name: str) -> None:
+        strategy = FACTORIES[name]()
+        first = self.focal_history(strategy, 6)
+        strategy.reset()
+        assert self.focal_history(strategy, 6) == first
+
+    def test_clone_is_equal_and_fresh(self, name: str) -> None:
+        strategy = FACTORIES[name]()
+        self.focal_history(strategy, 7)
+        clone = strategy.clone()
+        assert type(clone) is type(strategy)
+        assert repr(clone) == repr(strategy)
+        strategy.reset()
+        assert self.focal_history(clone, 8) == self.focal_history(strategy, 8)
+
+    def test_probabilities_are_distributions(self, name: str) -> None:
+        strategy = FACTORIES[name]()
+        strategy.prepare(GAME, 0)
+        rng = np.random.default_rng(9)
+        for previous in [None] + [outcome(GAME, list(rng.integers(0, 4, size=4)), 0) for _ in range(20)]:
+            distribution = strategy.probabilities(previous)
+            assert distribution.shape == (GAME.rounds + 1,)
+            assert distribution.min() >= 0
+            assert distribution.sum() == pytest.approx(1.0)
+
+    def test_name_and_classifier(self, name: str) -> None:
+        strategy = FACTORIES[name]()
+        assert strategy.name == name
+        assert {"memory_depth", "stochastic"} <= set(strategy.classifier)
+
+
+def test_make_strategy_names_the_unknown_and_the_allowed() -> None:
+    with pytest.raises(MarketError, match=r"unknown strategy 'WSLS'; allowed: \['ALLC', 'ALLD'"):
+        make_strategy("WSLS")
+
+
+def test_deterministic_draws_consume_no_randomness() -> None:
+    rng = np.random.default_rng(1)
+    untouched = np.random.default_rng(1)
+    for name, action in (("ALLC", 3), ("ALLD", 0)):
+        strategy = make_strategy(name, initial=action)
+        strategy.prepare(GAME, 0)
+        assert strategy.choose(None, rng) == action
+        assert strategy.choose(outcome(GAME, [1, 2, 3, 0], 0), rng) == action
+    assert rng.random() == untouched.random()
+
+
+def test_sample_action_uses_one_uniform() -> None:
+    rng, copy = np.random.default_rng(2), np.random.default_rng(2)
+    distribution = np.array([0.2, 0.3, 0.5])
+    action = sample_action(distribution, rng)
+    draw = copy.random()
+    assert action == (0 if draw < 0.2 else 1 if draw < 0.5 else 2)
+    assert rng.random() == copy.random()
+
+
+def test_allc_plays_a_uniform_first_round_then_r() -> None:
+    strategy = make_strategy("ALLC")
+    others = [make_strategy("ALLD", initial=0) for _ in range(3)]
+    history = play([strategy, *others], GAME, 6, np.random.default_rng(3))
+    first = int(np.random.default_rng(3).random() * 4)  # uniform over 0..3 by inverse CDF
+    assert [actions[0] for actions in history] == [first, 3, 3, 3, 3, 3]
+
+
+def test_tit_for_tat_exact_probabilities() -> None:
+    strategy = TitForTat()
+    strategy.prepare(GAME, 0)
+    # N = 4, R = 3: threshold 6, low {0, 1}, high {2, 3}.
+    np.testing.assert_allclose(strategy.probabilities(outcome(GAME, [1, 1, 1, 2], 0)), [0.5, 0.5, 0, 0])
+    np.testing.assert_allclose(strategy.probabilities(outcome(GAME, [3, 0, 1, 2], 0)), [0, 0, 0.5, 0.5])
+    custom = TitForTat(threshold=2, low_actions=[0], high_actions=[3])
+    custom.prepare(GAME, 0)
+    np.testing.assert_allclose(custom.probabilities(outcome(GAME, [1, 0, 0, 0], 0)), [1, 0, 0, 0])
+    assert repr(custom.clone()) == "TitForTat(threshold=2, low_actions=(0,), high_actions=(3,))"
+
+
+def test_tit_for_tat_against_alld_falls_to_the_low_range() -> None:
+    history = play(
+        [TitForTat(), make_strategy("ALLD")],
+        sample_dilemma_game(np.random.default_rng(1), 2, 3),
+        30,
+        np.random.default_rng(4),
+    )
+    # N = 2, R = 3: threshold 3. From round 2 ALLD plays 0, so once TFT plays <= 2 the total stays below 3.
+    first_low = next(t for t in range(1, 30) if history[t][0] <= 2)
+    assert all(actions[0] in (0, 1) for actions in history[first_low + 1 :])
+
+
+RANDOM_OTHERS = [make_strategy("Rand") for _ in range(3)]
+
+
+def test_mixed_keeps_its_component_and_redraws_after_reset() -> None:
+    components = set()
+    for seed in range(40):
+        strategy = Mixed()
+        play([strategy, *RANDOM_OTHERS], GAME, 3, np.random.default_rng(seed))
+        assert strategy.component is not None
+        kept = strategy.component
+        play([strategy, *RANDOM_OTHERS], GAME, 3, np.random.default_rng(seed + 100))
+        assert strategy.component is kept
+        components.add(strategy.component.name)
+        strategy.reset()
+        assert strategy.component is None
+    assert components == {"ALLC", "ALLD", "Rand", "TFT"}
+
+
+def test_mixed_marginal_before_the_draw() -> None:
+    strategy = Mixed()
+    strategy.prepare(GAME, 0)
+    previous = outcome(GAME, [0, 0, 0, 0], 0)  # TFT plays low {0, 1}
+    expected = (np.array([0, 0, 0, 1.0]) + np.array([1.0, 0, 0, 0]) + np.full(4, 0.25) + [0.5, 0.5, 0, 0]) / 4
+    np.testing.assert_allclose(strategy.probabilities(previous), expected)
+
+
+def test_mmzd_probabilities_follow_z10_from_previous_welfare_and_own_action() -> None:
+    game = feasible_pair_game()
+    strategy = MMZD(mode="exact")
+    strategy.prepare(game, 0)
+    design = strategy.design
+    assert design is not None and design.feasible
+    weights = design.action_weights()
+    for actions in ([0, 0], [1, 3], [3, 2], [2, 0]):
+        previous = outcome(game, actions, 0)
+        distribution = strategy.probabilities(previous)
+        controlled = weights[actions[0]] + design.phi * (previous.welfare - design.target)
+        assert distribution[design.controlled_action] == pytest.approx(controlled)
+
+
+def test_mmzd_exact_mode_raises_when_infeasible_and_auto_falls_back_to_paper() -> None:
+    with pytest.raises(InfeasibleTargetError, match="mode='auto'"):
+        MMZD(mode="exact").prepare(GAME, 0)
+    strategy = MMZD()
+    strategy.prepare(GAME, 0)
+    assert strategy.design is not None
+    assert strategy.design.mode == "paper" and not strategy.design.feasible
+
+
+def test_mmzd_long_run_welfare_approaches_the_target() -> None:
+    game = feasible_pair_game()
+    strategy = MMZD(mode="exact")
+    rounds = 3000
+    history = play([strategy, make_strategy("Rand")], game, rounds, np.random.default_rng(5))
+    welfare = np.array([game.welfare(actions) for actions in history])
+    design = strategy.design
+    assert design is not None
+    # ZD identity: |mean E[s] - P*| <= 1 / (|phi| T); allow 5 standard errors (correlated, so generously x3).
+    tolerance = 1 / (abs(design.phi) * rounds) + 15 * welfare.std() / np.sqrt(rounds)
+    assert abs(welfare.mean() - design.target) <= tolerance
+
+
+def test_alliance_members_play_one_shared_draw_per_round() -> None:
+    game = sample_dilemma_game(np.random.default_rng(2), 5, 3)
+    alliance = Alliance([1, 2, 4])
+    members = {index: MMZDAMember(alliance=alliance) for index in (1, 2, 4)}
+    strategies: list[Strategy] = [
+        make_strategy("Rand"),
+        members[1],
+        members[2],
+        make_strategy("TFT"),
+        members[4],
+    ]
+    history = play(strategies, game, 30, np.random.default_rng(6))
+    assert all(actions[1] == actions[2] == actions[4] for actions in history)
+    assert len({actions[1] for actions in history}) > 1
+    assert alliance.design is not None and alliance.design.feasible
+
+
+def test_alliance_draws_once_per_round_whatever_the_order() -> None:
+    alliance = Alliance([0, 1])
+    alliance.prepare(GAME)
+    rng, copy = np.random.default_rng(7), np.random.default_rng(7)
+    first = alliance.action_for(1, None, rng)
+    assert alliance.action_for(0, None, rng) == first
+    assert first == sample_action(alliance.probabilities(None), copy)
+    assert rng.random() == copy.random()  # exactly one draw was consumed for the round
+
+
+def test_member_must_belong_to_its_alliance() -> None:
+    member = MMZDAMember(alliance=Alliance([0, 1]))
+    with pytest.raises(MarketError, match="not in the alliance"):
+        member.prepare(GAME, 3)
+    with pytest.raises(MarketError, match="members: must be distinct"):
+        Alliance([1, 1])
+    with pytest.raises(MarketError, match="mode: must be one of"):
+        MMZD(mode="fast")  # type: ignore[arg-type]
+
+
+def test_member_without_alliance_is_rejected_with_advice() -> None:
+    with pytest.raises(MarketError, match="alliance: an MMZDA member needs the Alliance"):
+        make_strategy("MMZDA-member")
+
+
+def test_alliance_redesigns_when_members_change() -> None:
+    alliance = Alliance([0, 1])
+    alliance.prepare(GAME)
+    before = alliance.design
+    alliance.update_members([1, 2, 3])
+    alliance.prepare(GAME)
+    assert alliance.members == (1, 2, 3)
+    fresh = Alliance([1, 2, 3])
+    fresh.prepare(GAME)
+    assert alliance.design == fresh.design != before
+
+
+def test_strategy_needs_prepare_before_probabilities() -> None:
+    with pytest.raises(MarketError, match="call prepare"):
+        make_strategy("ALLC").probabilities(None)
