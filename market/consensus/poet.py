@@ -1,0 +1,326 @@
+"""Proof of elapsed time (SPEC D.1, after Hyperledger Sawtooth PoET 1.0): trusted timers and CheckTimer.
+
+A node's trusted timer (the enclave) draws a wait of minimum_wait - local_mean * ln(u), signs it and later
+signs one wait certificate for it once it has elapsed and before it goes stale. The committee's CheckTimer
+contract re-checks a certificate from its contents: registered timer key, signatures, elapsed, not stale, one
+certificate per timer, and a bounded-window z-test against owners that win implausibly often. The local mean
+follows the population estimate (with its bootstrap). Among valid certificates the smallest duration wins.
+
+On "minimum + target": with N equal nodes each waiting minimum + Exp(mean m), the winning wait is the minimum
+of N exponentials, minimum + Exp(mean m / N); its mean is minimum + 1 / sum_i (1 / m_i). The population
+estimate makes m = target * N, so the *winning* wait averages minimum + target once the estimate has
+converged; each node's own wait averages minimum + target * N. `expected_winning_wait` gives the exact
+quantity.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from market.errors import MarketError
+from market.ledger import canonical_encoding, public_key_bytes, verify_signature
+
+
+class TimerError(MarketError):
+    """A trusted timer refused a request (no active timer, not elapsed, stale) or got bad settings."""
+
+
+@dataclass(frozen=True)
+class PoetSettings:
+    """PoET parameters (SPEC D.1 defaults). `z_window` bounds the z-test's history depth (None: unbounded)."""
+
+    target_wait_s: float = 20.0
+    initial_wait_s: float = 3000.0
+    minimum_wait_s: float = 1.0
+    sample_size: int = 50
+    stale_timeout_s: float = 30.0
+    max_certificate_age_s: float = 60.0
+    z_max: float = 3.075
+    z_min_observed: int = 3
+    z_window: int | None = 50
+
+    def __post_init__(self) -> None:
+        for name in ("target_wait_s", "initial_wait_s", "stale_timeout_s", "max_certificate_age_s", "z_max"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise TimerError(f"{name}: must be finite and > 0, got {value}")
+        if not math.isfinite(self.minimum_wait_s) or self.minimum_wait_s < 0:
+            raise TimerError(f"minimum_wait_s: must be finite and >= 0, got {self.minimum_wait_s}")
+        if self.sample_size < 1:
+            raise TimerError(f"sample_size: must be >= 1, got {self.sample_size}")
+        if self.z_window is not None and self.z_window < 1:
+            raise TimerError(f"z_window: must be >= 1 or None, got {self.z_window}")
+
+
+# -------------------- timers and certificates
+@dataclass(frozen=True)
+class WaitTimer:
+    """A signed wait timer (SPEC D.1): duration = minimum_wait - local_mean * ln(u), with its request time."""
+
+    owner_id: str
+    timer_id: str
+    request_time: float
+    duration: float
+    minimum_wait: float
+    local_mean: float
+    signature: bytes
+
+    @property
+    def expiry_time(self) -> float:
+        """request_time + duration: the earliest time a certificate may be issued."""
+        return self.request_time + self.duration
+
+    def signed_bytes(self) -> bytes:
+        return canonical_encoding(
+            {
+                "duration": self.duration,
+                "local_mean": self.local_mean,
+                "minimum_wait": self.minimum_wait,
+                "owner_id": self.owner_id,
+                "request_time": self.request_time,
+                "timer_id": self.timer_id,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class WaitCertificate:
+    """A certificate that `timer` elapsed, binding `payload_digest` (a block or claim) at `issue_time`."""
+
+    timer: WaitTimer
+    payload_digest: str
+    issue_time: float
+    signature: bytes
+
+    @property
+    def owner_id(self) -> str:
+        return self.timer.owner_id
+
+    @property
+    def duration(self) -> float:
+        return self.timer.duration
+
+    def signed_bytes(self) -> bytes:
+        return canonical_encoding(
+            {
+                "issue_time": self.issue_time,
+                "payload_digest": self.payload_digest,
+                "timer": self.timer.signed_bytes().decode("ascii"),
+                "timer_signature": self.timer.signature.hex(),
+            }
+        )
+
+
+def wait_duration(minimum_wait: float, local_mean: float, uniform: float) -> float:
+    """duration = minimum_wait - local_mean * ln(u) (SPEC D.1): minimum plus an Exp(mean local_mean) wait."""
+    if not 0.0 < uniform <= 1.0:
+        raise TimerError(f"uniform: must be in (0, 1], got {uniform}")
+    if local_mean <= 0:
+        raise TimerError(f"local_mean: must be > 0, got {local_mean}")
+    return minimum_wait - local_mean * math.log(uniform)
+
+
+class TrustedTimer:
+    """A node's trusted timer (the enclave of PoET): draws, signs and certifies wait timers (SPEC D.1).
+
+    It holds at most one active timer and issues at most one certificate per timer; it refuses (TimerError)
+    when there is no active timer, the timer has not elapsed, or it is stale.
+    """
+
+    def __init__(
+        self, owner_id: str, private_key: Ed25519PrivateKey, rng: np.random.Generator, settings: PoetSettings
+    ) -> None:
+        self.owner_id = owner_id
+        self._private_key = private_key
+        self.public_key = public_key_bytes(private_key)
+        self._rng = rng
+        self.settings = settings
+        self._active: WaitTimer | None = None
+        self._timers_issued = 0
+
+    @property
+    def active_timer(self) -> WaitTimer | None:
+        return self._active
+
+    def create_wait_timer(self, now: float, local_mean: float) -> WaitTimer:
+        """Draw and sign a new timer (replacing any active one): u uniform in (0, 1] from the node's rng."""
+        uniform = 1.0 - self._rng.random()
+        duration = wait_duration(self.settings.minimum_wait_s, local_mean, uniform)
+        self._timers_issued += 1
+        timer_id = hashlib.sha256(f"{self.owner_id}:{self._timers_issued}:{now!r}".encode()).hexdigest()
+        unsigned = WaitTimer(self.owner_id, timer_id, now, duration, self.settings.minimum_wait_s, local_mean, b"")
+        timer = replace(unsigned, signature=self._private_key.sign(unsigned.signed_bytes()))
+        self._active = timer
+        return timer
+
+    def create_wait_certificate(self, now: float, payload_digest: str) -> WaitCertificate:
+        """Certify the active timer for `payload_digest` (SPEC D.1 createWaitCertificate checks)."""
+        timer = self._active
+        if timer is None:
+            raise TimerError(f"timer of {self.owner_id}: no active timer")
+        if now < timer.expiry_time:
+            raise TimerError(f"now: timer has not elapsed, {now} < expiry {timer.expiry_time}")
+        if now > timer.expiry_time + self.settings.stale_timeout_s:
+            raise TimerError(
+                f"now: timer is stale, {now} > expiry {timer.expiry_time} + {self.settings.stale_timeout_s}"
+            )
+        self._active = None
+        unsigned = WaitCertificate(timer, payload_digest, now, b"")
+        return WaitCertificate(timer, payload_digest, now, self._private_key.sign(unsigned.signed_bytes()))
+
+
+# -------------------- CheckTimer
+class TimerVerdict(enum.Enum):
+    """The outcome of CheckTimer for one certificate (SPEC D.1)."""
+
+    ACCEPTED = "accepted"
+    NO_ACTIVE_TIMER = "no active timer"
+    BAD_SIGNATURE = "bad signature"
+    NOT_ELAPSED = "not elapsed"
+    STALE = "stale"
+    DUPLICATE = "second certificate for one timer"
+    WINS_TOO_OFTEN = "wins too often (z-test)"
+
+
+def z_test_rejects(owner_id: str, recent_winners: Sequence[str], population: float, settings: PoetSettings) -> bool:
+    """The z-test of SPEC D.1 at every history depth up to `settings.z_window`.
+
+    `recent_winners` lists the winners of past blocks, newest last, and must already include the claim under
+    test. At depth d: expected = d / population, p = expected / d, sigma = sqrt(d p (1-p)),
+    z = (observed - expected) / sigma; reject if z > z_max once observed > z_min_observed.
+    """
+    if population <= 1:
+        return False
+    probability = 1.0 / population
+    depth_limit = len(recent_winners) if settings.z_window is None else min(settings.z_window, len(recent_winners))
+    observed = 0
+    for depth in range(1, depth_limit + 1):
+        if recent_winners[-depth] == owner_id:
+            observed += 1
+        if observed <= settings.z_min_observed:
+            continue
+        expected = depth * probability
+        sigma = math.sqrt(depth * probability * (1.0 - probability))
+        if (observed - expected) / sigma > settings.z_max:
+            return True
+    return False
+
+
+class TimerChecker:
+    """The committee's CheckTimer contract (SPEC D.1, A.8): verifies wait certificates from their contents.
+
+    `timer_keys` maps each owner to its trusted timer's public key (an owner without one has no active
+    timer). Seen timer ids are kept only while a replay could still pass the age check: bounded memory.
+    """
+
+    def __init__(self, timer_keys: Mapping[str, bytes], settings: PoetSettings) -> None:
+        self._timer_keys = dict(timer_keys)
+        self.settings = settings
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def register(self, owner_id: str, timer_public_key: bytes) -> None:
+        self._timer_keys[owner_id] = timer_public_key
+
+    def inspect(self, certificate: WaitCertificate, now: float) -> TimerVerdict:
+        """Every check except the one-certificate-per-timer record and the z-test; changes nothing."""
+        timer = certificate.timer
+        key = self._timer_keys.get(timer.owner_id)
+        if key is None:
+            return TimerVerdict.NO_ACTIVE_TIMER
+        if not verify_signature(key, timer.signature, timer.signed_bytes()):
+            return TimerVerdict.BAD_SIGNATURE
+        if not verify_signature(key, certificate.signature, certificate.signed_bytes()):
+            return TimerVerdict.BAD_SIGNATURE
+        if certificate.issue_time < timer.expiry_time or now < timer.expiry_time:
+            return TimerVerdict.NOT_ELAPSED
+        too_late = certificate.issue_time > timer.expiry_time + self.settings.stale_timeout_s
+        if too_late or now > certificate.issue_time + self.settings.max_certificate_age_s:
+            return TimerVerdict.STALE
+        if timer.timer_id in self._seen:
+            return TimerVerdict.DUPLICATE
+        return TimerVerdict.ACCEPTED
+
+    def check(
+        self,
+        certificate: WaitCertificate,
+        now: float,
+        recent_winners: Sequence[str] = (),
+        population: float = 0.0,
+    ) -> TimerVerdict:
+        """CheckTimer (SPEC D.1): inspect, z-test against `recent_winners`, then record the timer as used."""
+        self._forget_expired(now)
+        verdict = self.inspect(certificate, now)
+        if verdict is not TimerVerdict.ACCEPTED:
+            return verdict
+        history = [*recent_winners, certificate.owner_id]
+        if z_test_rejects(certificate.owner_id, history, population, self.settings):
+            return TimerVerdict.WINS_TOO_OFTEN
+        self.record(certificate)
+        return verdict
+
+    def record(self, certificate: WaitCertificate) -> None:
+        """Mark a certificate's timer as used (one certificate per timer), e.g. once its block is decided."""
+        self._seen[certificate.timer.timer_id] = certificate.issue_time
+
+    @property
+    def remembered_timers(self) -> int:
+        return len(self._seen)
+
+    def _forget_expired(self, now: float) -> None:
+        horizon = now - self.settings.max_certificate_age_s
+        for timer_id, issue_time in list(self._seen.items()):
+            if issue_time < horizon:
+                del self._seen[timer_id]
+
+
+# -------------------- local mean and winner
+@dataclass(frozen=True)
+class LocalMeanEstimate:
+    """The local mean for a node's next timer and the population estimate behind it (None: bootstrap)."""
+
+    local_mean: float
+    population_estimate: float | None
+
+
+def local_mean(history: Sequence[WaitCertificate], settings: PoetSettings) -> LocalMeanEstimate:
+    """Local mean from recent winning certificates, oldest first (SPEC D.1).
+
+    Bootstrap while b = len(history) < sample_size:
+    local_mean = target*(1-r^2) + initial*r^2, r = b/sample_size.
+    Afterwards population = sum(local_mean) / sum(duration - minimum_wait) over the last sample_size
+    certificates, and local_mean = target * population.
+    """
+    blocks = len(history)
+    if blocks < settings.sample_size:
+        ratio = blocks / settings.sample_size
+        mean = settings.target_wait_s * (1 - ratio**2) + settings.initial_wait_s * ratio**2
+        return LocalMeanEstimate(mean, None)
+    recent = history[-settings.sample_size :]
+    sum_means = sum(certificate.timer.local_mean for certificate in recent)
+    sum_waits = sum(certificate.duration - certificate.timer.minimum_wait for certificate in recent)
+    population = sum_means / sum_waits if sum_waits > 0 else float(len(recent))
+    return LocalMeanEstimate(settings.target_wait_s * population, population)
+
+
+def expected_winning_wait(minimum_wait: float, local_means: Iterable[float]) -> float:
+    """E[min_i (minimum + Exp(mean m_i))] = minimum + 1 / sum_i (1/m_i): the mean winning wait (SPEC D.1)."""
+    rate = sum(1.0 / mean for mean in local_means)
+    if rate <= 0:
+        raise TimerError("local_means: must hold at least one mean > 0")
+    return minimum_wait + 1.0 / rate
+
+
+def select_winner(certificates: Iterable[WaitCertificate]) -> WaitCertificate:
+    """The certificate with the smallest duration wins (SPEC D.1); ties go to the smaller owner id."""
+    candidates = list(certificates)
+    if not candidates:
+        raise TimerError("certificates: need at least one valid certificate to pick a winner")
+    return min(candidates, key=lambda certificate: (certificate.duration, certificate.owner_id))

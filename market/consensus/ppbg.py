@@ -1,0 +1,323 @@
+"""One round of PPBG-AC (SPEC A.8, BGFL Algorithm 2), pure and sans-IO, agreed through PBFT.
+
+Steps: verify each provider's signed claim M(gamma_i, C_unit) and its PoET certificate (CheckTimer) -> sort
+the verified claims by timestamp -> compute gamma_NE and the rewards (callables supplied by the caller: the
+mechanism math lives elsewhere) -> propose {sorted claims, gamma_NE, aggregate digest, rewards} -> replicas
+re-check the proposal -> on the PBFT decision, build the ledger block {update digest, global-model digest,
+reward, gamma} per provider.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from market.consensus.pbft import PbftReplica, QuorumRule
+from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
+from market.errors import MarketError
+from market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
+
+EquilibriumSolver = Callable[[Sequence[SignedClaim]], int]
+RewardRule = Callable[[Sequence[SignedClaim], int], Mapping[str, float]]
+
+
+class ProposalError(MarketError):
+    """A PPBG-AC input that cannot form a proposal (e.g. a solver returned a negative gamma)."""
+
+
+class ClaimRejection(enum.Enum):
+    """Why a claim did not enter the round (Algorithm 2, line 3)."""
+
+    UNKNOWN_PROVIDER = "unknown provider"
+    BAD_SIGNATURE = "bad claim signature"
+    WRONG_ROUND = "claim for another round"
+    UNBOUND_CERTIFICATE = "certificate does not certify this claim"
+    DUPLICATE_PROVIDER = "second claim from one provider"
+    TIMER = "CheckTimer failed"
+
+
+@dataclass(frozen=True)
+class TimestampedClaim:
+    """A signed claim with the PoET wait certificate that stamps it (its payload is the claim's digest)."""
+
+    signed_claim: SignedClaim
+    certificate: WaitCertificate
+
+    @property
+    def provider_id(self) -> str:
+        return self.signed_claim.claim.provider_id
+
+    @property
+    def timestamp(self) -> float:
+        """The trusted time at which the claim was stamped (the certificate's issue time)."""
+        return self.certificate.issue_time
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A claim left out of the round, with the reason and (for CheckTimer) the timer verdict."""
+
+    provider_id: str
+    reason: ClaimRejection
+    timer_verdict: TimerVerdict | None = None
+
+
+@dataclass(frozen=True)
+class ClaimScreening:
+    """Verified claims sorted by timestamp (ties by provider id), and the rejected ones."""
+
+    accepted: tuple[TimestampedClaim, ...]
+    rejected: tuple[Rejected, ...]
+
+
+@dataclass(frozen=True)
+class PpbgProposal:
+    """The value the committee agrees on (SPEC A.8): sorted verified claims, gamma_NE, aggregate digest,
+    rewards (provider id, reward) in claim order, and the proposer's time."""
+
+    round_index: int
+    claims: tuple[TimestampedClaim, ...]
+    gamma_ne: int
+    aggregate_digest: str
+    rewards: tuple[tuple[str, float], ...]
+    timestamp: float
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "aggregate_digest": self.aggregate_digest,
+            "claims": [
+                {
+                    "certificate_signature": item.certificate.signature.hex(),
+                    "claim": item.signed_claim.claim.encode().decode("ascii"),
+                    "claim_signature": item.signed_claim.signature.hex(),
+                }
+                for item in self.claims
+            ],
+            "gamma_ne": self.gamma_ne,
+            "rewards": [[provider_id, float(reward)] for provider_id, reward in self.rewards],
+            "round_index": self.round_index,
+            "timestamp": self.timestamp,
+        }
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical encoding: the digest PBFT votes on."""
+        return sha256_hex(canonical_encoding(self.to_plain()))
+
+    @property
+    def size_bytes(self) -> int:
+        """Wire size estimate: the encoding plus each certificate's timer (about 300 bytes each)."""
+        return len(canonical_encoding(self.to_plain())) + 300 * len(self.claims)
+
+
+@dataclass(frozen=True)
+class RoundInput:
+    """What the committee receives for one round: the claims and the aggregate digest, at time `now`."""
+
+    round_index: int
+    claims: tuple[TimestampedClaim, ...]
+    aggregate_digest: str
+    now: float
+
+
+def screen_claims(
+    round_index: int,
+    claims: Sequence[TimestampedClaim],
+    provider_keys: Mapping[str, bytes],
+    timer_checker: TimerChecker,
+    now: float,
+    recent_winners: Sequence[str] = (),
+    population: float = 0.0,
+    record_timers: bool = True,
+) -> ClaimScreening:
+    """Algorithm 2 lines 2-4: Verify(Sign(P_i)) and CheckTimer, then sort by timestamp (SPEC A.8).
+
+    With `record_timers=False` the timers are only inspected (a replica re-checking a proposal must not
+    consume the certificates the primary already recorded in its own checker).
+    """
+    accepted: list[TimestampedClaim] = []
+    rejected: list[Rejected] = []
+    seen_providers: set[str] = set()
+    for item in claims:
+        claim = item.signed_claim.claim
+        key = provider_keys.get(claim.provider_id)
+        if key is None:
+            rejected.append(Rejected(claim.provider_id, ClaimRejection.UNKNOWN_PROVIDER))
+        elif not item.signed_claim.verify(key):
+            rejected.append(Rejected(claim.provider_id, ClaimRejection.BAD_SIGNATURE))
+        elif claim.round_index != round_index:
+            rejected.append(Rejected(claim.provider_id, ClaimRejection.WRONG_ROUND))
+        elif item.certificate.payload_digest != claim.digest() or item.certificate.owner_id != claim.provider_id:
+            rejected.append(Rejected(claim.provider_id, ClaimRejection.UNBOUND_CERTIFICATE))
+        elif claim.provider_id in seen_providers:
+            rejected.append(Rejected(claim.provider_id, ClaimRejection.DUPLICATE_PROVIDER))
+        else:
+            if record_timers:
+                verdict = timer_checker.check(item.certificate, now, recent_winners, population)
+            else:
+                verdict = timer_checker.inspect(item.certificate, now)
+            if verdict is TimerVerdict.ACCEPTED:
+                accepted.append(item)
+                seen_providers.add(claim.provider_id)
+            else:
+                rejected.append(Rejected(claim.provider_id, ClaimRejection.TIMER, verdict))
+    accepted.sort(key=lambda item: (item.timestamp, item.provider_id))
+    return ClaimScreening(tuple(accepted), tuple(rejected))
+
+
+def build_proposal(
+    round_input: RoundInput,
+    screening: ClaimScreening,
+    solve_equilibrium: EquilibriumSolver,
+    reward_rule: RewardRule,
+) -> PpbgProposal:
+    """Algorithm 2 lines 5-6: gamma_NE from the verified claims (B 24) and rewards (B 13), as a proposal."""
+    signed = [item.signed_claim for item in screening.accepted]
+    gamma_ne = solve_equilibrium(signed)
+    if isinstance(gamma_ne, bool) or not isinstance(gamma_ne, int) or gamma_ne < 0:
+        raise ProposalError(f"gamma_ne: the equilibrium solver must return an int >= 0, got {gamma_ne!r}")
+    reward_map = reward_rule(signed, gamma_ne)
+    rewards = []
+    for item in screening.accepted:
+        reward = float(reward_map.get(item.provider_id, 0.0))
+        if not math.isfinite(reward):
+            raise ProposalError(f"rewards[{item.provider_id!r}]: must be finite, got {reward}")
+        rewards.append((item.provider_id, reward))
+    return PpbgProposal(
+        round_index=round_input.round_index,
+        claims=screening.accepted,
+        gamma_ne=gamma_ne,
+        aggregate_digest=round_input.aggregate_digest,
+        rewards=tuple(rewards),
+        timestamp=round_input.now,
+    )
+
+
+@dataclass(frozen=True)
+class ProposalCheck:
+    """A replica's verdict on a proposal, with the reason when it refuses."""
+
+    valid: bool
+    reason: str = ""
+
+
+def check_proposal(
+    proposal: PpbgProposal,
+    provider_keys: Mapping[str, bytes],
+    timer_checker: TimerChecker,
+    solve_equilibrium: EquilibriumSolver,
+    reward_rule: RewardRule,
+    reward_tolerance: float = 1e-9,
+) -> ProposalCheck:
+    """Replica side of Algorithm 2: every claim verifies at the proposal's time, the order is by timestamp,
+    and gamma_NE and the rewards are what the replica computes itself from the same claims."""
+    screening = screen_claims(
+        proposal.round_index,
+        proposal.claims,
+        provider_keys,
+        timer_checker,
+        proposal.timestamp,
+        record_timers=False,
+    )
+    if screening.rejected:
+        first = screening.rejected[0]
+        return ProposalCheck(False, f"claims: {first.provider_id} rejected ({first.reason.value})")
+    if screening.accepted != proposal.claims:
+        return ProposalCheck(False, "claims: not sorted by timestamp")
+    signed = [item.signed_claim for item in proposal.claims]
+    gamma_ne = solve_equilibrium(signed)
+    if gamma_ne != proposal.gamma_ne:
+        return ProposalCheck(False, f"gamma_ne: expected {gamma_ne}, got {proposal.gamma_ne}")
+    expected = reward_rule(signed, gamma_ne)
+    if [provider_id for provider_id, _ in proposal.rewards] != [item.provider_id for item in proposal.claims]:
+        return ProposalCheck(False, "rewards: must list the claims' providers in claim order")
+    for provider_id, reward in proposal.rewards:
+        want = float(expected.get(provider_id, 0.0))
+        if not math.isclose(reward, want, rel_tol=reward_tolerance, abs_tol=reward_tolerance):
+            return ProposalCheck(False, f"rewards[{provider_id!r}]: expected {want}, got {reward}")
+    return ProposalCheck(True)
+
+
+def block_for_decision(chain: Chain, proposal: PpbgProposal) -> Block:
+    """Algorithm 2 line 11 and SPEC A.8: append the decided round to the ledger, one transaction per claim."""
+    reward_of = dict(proposal.rewards)
+    txs = [
+        Transaction(
+            provider_id=item.provider_id,
+            update_digest=item.signed_claim.claim.update_digest,
+            global_model_digest=proposal.aggregate_digest,
+            reward=reward_of[item.provider_id],
+            local_iterations=proposal.gamma_ne,
+        )
+        for item in proposal.claims
+    ]
+    return chain.append(max(proposal.timestamp, chain.head.timestamp), txs)
+
+
+class PpbgCommitteeMember:
+    """A committee node: a PBFT replica whose proposals and checks are PPBG-AC's (SPEC A.8).
+
+    The request of round r is its `RoundInput` (request id "round-r"); the primary screens the claims and
+    proposes; backups accept only proposals that `check_proposal` accepts; `on_decided` appends the block and
+    only then marks the claims' timers as used, so a proposal re-issued after a view change still checks.
+    """
+
+    def __init__(
+        self,
+        member_id: str,
+        committee: Sequence[str],
+        provider_keys: Mapping[str, bytes],
+        timer_keys: Mapping[str, bytes],
+        solve_equilibrium: EquilibriumSolver,
+        reward_rule: RewardRule,
+        poet_settings: PoetSettings | None = None,
+        quorum_rule: QuorumRule = QuorumRule.BYZANTINE,
+        view_change_timeout_s: float = 1.0,
+        genesis_timestamp: float = 0.0,
+    ) -> None:
+        self.provider_keys = dict(provider_keys)
+        self.timer_checker = TimerChecker(timer_keys, poet_settings or PoetSettings())
+        self.solve_equilibrium = solve_equilibrium
+        self.reward_rule = reward_rule
+        self.chain = Chain(genesis_timestamp)
+        self.last_check: ProposalCheck | None = None
+        self.replica = PbftReplica(
+            member_id,
+            committee,
+            quorum_rule=quorum_rule,
+            view_change_timeout_s=view_change_timeout_s,
+            make_proposal=self._propose,
+            validate=self._validate,
+        )
+
+    @staticmethod
+    def request_id(round_index: int) -> str:
+        return f"round-{round_index}"
+
+    def _propose(self, request_id: str, round_input: RoundInput) -> PpbgProposal:
+        screening = screen_claims(
+            round_input.round_index,
+            round_input.claims,
+            self.provider_keys,
+            self.timer_checker,
+            round_input.now,
+            record_timers=False,
+        )
+        return build_proposal(round_input, screening, self.solve_equilibrium, self.reward_rule)
+
+    def _validate(self, request_id: str, value: Any) -> bool:
+        if not isinstance(value, PpbgProposal) or request_id != self.request_id(value.round_index):
+            self.last_check = ProposalCheck(False, "value: not a PPBG-AC proposal for this request")
+            return False
+        self.last_check = check_proposal(
+            value, self.provider_keys, self.timer_checker, self.solve_equilibrium, self.reward_rule
+        )
+        return self.last_check.valid
+
+    def on_decided(self, proposal: PpbgProposal) -> Block:
+        """Append the decided proposal's block to this member's ledger and spend the claims' timers."""
+        for item in proposal.claims:
+            self.timer_checker.record(item.certificate)
+        return block_for_decision(self.chain, proposal)

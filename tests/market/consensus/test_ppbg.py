@@ -1,0 +1,178 @@
+"""Tests for market/consensus/ppbg.py: claim screening, proposals, replica checks, PBFT round to ledger."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from pbft_harness import Network
+
+from market.consensus.pbft import Decided
+from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, TrustedTimer, WaitCertificate
+from market.consensus.ppbg import (
+    ClaimRejection,
+    PpbgCommitteeMember,
+    RoundInput,
+    TimestampedClaim,
+    build_proposal,
+    check_proposal,
+    screen_claims,
+)
+from market.ledger import ProviderClaim, derive_private_key, public_key_bytes, sha256_hex, sign_claim
+
+SETTINGS = PoetSettings()
+BUDGET = 1000.0
+
+
+def solve_equilibrium(claims) -> int:
+    """Stand-in for (B 24) with r = 1 and no committee cost: floor(B / sum C_unit)."""
+    return math.floor(BUDGET / sum(claim.claim.unit_cost for claim in claims)) if claims else 0
+
+
+def reward_rule(claims, gamma: int) -> dict[str, float]:
+    """Stand-in for (B 13): a pool of 100 split in proportion to 1 / C_unit."""
+    weights = {claim.claim.provider_id: 1.0 / claim.claim.unit_cost for claim in claims}
+    total = sum(weights.values())
+    return {provider: 100.0 * weight / total for provider, weight in weights.items()}
+
+
+class Providers:
+    """Providers with claim keys and trusted timers derived from one seed."""
+
+    def __init__(self, count: int, seed: int = 3) -> None:
+        rng = np.random.default_rng(seed)
+        self.ids = [f"p{index:03d}" for index in range(count)]
+        self.claim_keys = {pid: derive_private_key(seed, f"claim-{pid}") for pid in self.ids}
+        self.timer_keys = {pid: derive_private_key(seed, f"timer-{pid}") for pid in self.ids}
+        self.timers = {pid: TrustedTimer(pid, self.timer_keys[pid], rng, SETTINGS) for pid in self.ids}
+        self.unit_costs = {pid: 8.0 + float(rng.random()) for pid in self.ids}
+
+    @property
+    def claim_public_keys(self) -> dict[str, bytes]:
+        return {pid: public_key_bytes(key) for pid, key in self.claim_keys.items()}
+
+    @property
+    def timer_public_keys(self) -> dict[str, bytes]:
+        return {pid: timer.public_key for pid, timer in self.timers.items()}
+
+    def claim(self, pid: str, round_index: int, start: float = 0.0) -> TimestampedClaim:
+        claim = ProviderClaim(pid, round_index, 1, self.unit_costs[pid], sha256_hex(f"update-{pid}".encode()))
+        wait = self.timers[pid].create_wait_timer(start, local_mean=5.0)
+        certificate = self.timers[pid].create_wait_certificate(wait.expiry_time, claim.digest())
+        return TimestampedClaim(sign_claim(claim, self.claim_keys[pid]), certificate)
+
+
+def test_screening_rejects_bad_claims_and_sorts_the_rest_by_timestamp() -> None:
+    providers = Providers(8)
+    claims = [providers.claim(pid, round_index=1) for pid in providers.ids]
+    now = max(item.timestamp for item in claims) + 1.0
+    # p000: signed by another provider's key.
+    claims[0] = dataclasses.replace(
+        claims[0], signed_claim=sign_claim(claims[0].signed_claim.claim, providers.claim_keys["p001"])
+    )
+    # p001: forged timer, its certificate re-signed by a key that is not its trusted timer's.
+    forger = derive_private_key(42, "forger")
+    unsigned = dataclasses.replace(claims[1].certificate, signature=b"")
+    claims[1] = dataclasses.replace(
+        claims[1], certificate=dataclasses.replace(unsigned, signature=forger.sign(unsigned.signed_bytes()))
+    )
+    # p002: a claim for another round; p003: a certificate that stamps something else.
+    claims[2] = providers.claim("p002", round_index=0)
+    other = providers.timers["p003"].create_wait_timer(0.0, 5.0)
+    claims[3] = dataclasses.replace(
+        claims[3], certificate=providers.timers["p003"].create_wait_certificate(other.expiry_time, "0" * 64)
+    )
+    # p004: an early certificate, correctly signed by its timer but issued before the timer expired.
+    timer_key = providers.timer_keys["p004"]
+    early_timer = claims[4].certificate.timer
+    early = WaitCertificate(early_timer, claims[4].certificate.payload_digest, early_timer.request_time, b"")
+    claims[4] = dataclasses.replace(
+        claims[4], certificate=dataclasses.replace(early, signature=timer_key.sign(early.signed_bytes()))
+    )
+    checker = TimerChecker(providers.timer_public_keys, SETTINGS)
+    screening = screen_claims(1, claims, providers.claim_public_keys, checker, now)
+    reasons = {item.provider_id: (item.reason, item.timer_verdict) for item in screening.rejected}
+    assert reasons == {
+        "p000": (ClaimRejection.BAD_SIGNATURE, None),
+        "p001": (ClaimRejection.TIMER, TimerVerdict.BAD_SIGNATURE),
+        "p002": (ClaimRejection.WRONG_ROUND, None),
+        "p003": (ClaimRejection.UNBOUND_CERTIFICATE, None),
+        "p004": (ClaimRejection.TIMER, TimerVerdict.NOT_ELAPSED),
+    }
+    accepted = [item.provider_id for item in screening.accepted]
+    assert accepted == sorted(["p005", "p006", "p007"], key=lambda pid: claims[int(pid[1:])].timestamp)
+    # Replaying the accepted claims is refused: one certificate per timer.
+    again = screen_claims(1, claims[5:], providers.claim_public_keys, checker, now)
+    assert {item.timer_verdict for item in again.rejected} == {TimerVerdict.DUPLICATE}
+
+
+def make_proposal(providers: Providers, count: int):
+    claims = tuple(providers.claim(pid, 2) for pid in providers.ids[:count])
+    now = max(item.timestamp for item in claims) + 0.5
+    round_input = RoundInput(2, claims, sha256_hex(b"global-model"), now)
+    checker = TimerChecker(providers.timer_public_keys, SETTINGS)
+    screening = screen_claims(2, claims, providers.claim_public_keys, checker, now)
+    return build_proposal(round_input, screening, solve_equilibrium, reward_rule), checker
+
+
+def test_proposal_holds_gamma_and_rewards_and_replicas_recheck_it() -> None:
+    providers = Providers(6)
+    proposal, _ = make_proposal(providers, 6)
+    total_cost = sum(providers.unit_costs.values())
+    assert proposal.gamma_ne == math.floor(BUDGET / total_cost)
+    assert sum(reward for _, reward in proposal.rewards) == pytest.approx(100.0)
+    checker = TimerChecker(providers.timer_public_keys, SETTINGS)  # a replica's own checker
+    keys = providers.claim_public_keys
+    assert check_proposal(proposal, keys, checker, solve_equilibrium, reward_rule).valid
+    greedy = dataclasses.replace(proposal, rewards=((proposal.rewards[0][0], 100.0), *proposal.rewards[1:]))
+    assert "rewards" in check_proposal(greedy, keys, checker, solve_equilibrium, reward_rule).reason
+    lazy = dataclasses.replace(proposal, gamma_ne=proposal.gamma_ne + 1)
+    assert "gamma_ne" in check_proposal(lazy, keys, checker, solve_equilibrium, reward_rule).reason
+    swapped = dataclasses.replace(proposal, claims=proposal.claims[::-1])
+    assert "sorted" in check_proposal(swapped, keys, checker, solve_equilibrium, reward_rule).reason
+
+
+def test_round_through_pbft_commits_the_same_block_everywhere_even_with_a_cheating_primary() -> None:
+    providers = Providers(10)
+    committee = ["c0", "c1", "c2", "c3"]
+    members = {
+        cid: PpbgCommitteeMember(
+            cid,
+            committee,
+            providers.claim_public_keys,
+            providers.timer_public_keys,
+            solve_equilibrium,
+            reward_rule,
+        )
+        for cid in committee
+    }
+    honest_propose = members["c0"].replica._make_proposal
+
+    def cheating_propose(request_id, round_input):  # pays the whole pool to the first provider
+        proposal = honest_propose(request_id, round_input)
+        rewards = tuple((pid, 100.0 if index == 0 else 0.0) for index, (pid, _) in enumerate(proposal.rewards))
+        return dataclasses.replace(proposal, rewards=rewards)
+
+    members["c0"].replica._make_proposal = cheating_propose
+    network = Network({cid: member.replica for cid, member in members.items()}, np.random.default_rng(8))
+    claims = tuple(providers.claim(pid, 1) for pid in providers.ids)
+    now = max(item.timestamp for item in claims) + 0.5
+    network.submit(PpbgCommitteeMember.request_id(1), RoundInput(1, claims, sha256_hex(b"model-1"), now))
+    network.run(until_s=30.0)
+    honest = ["c1", "c2", "c3"]
+    assert all(members[cid].replica.rejected_pre_prepares == 1 for cid in honest)  # c0's greedy proposal
+    for cid in honest:
+        decided: list[Decided] = list(network.decisions[cid].values())
+        assert len(decided) == 1 and decided[0].view == 1  # c0's proposal was refused; c1 proposed
+        members[cid].on_decided(decided[0].value)
+    assert members["c2"].last_check.valid  # its last check was of c1's honest proposal
+    heads = {members[cid].chain.head.hash for cid in honest}
+    assert len(heads) == 1
+    block = members["c2"].chain.head
+    assert block.height == 1
+    assert [tx.provider_id for tx in block.txs] == sorted(providers.ids, key=lambda p: claims[int(p[1:])].timestamp)
+    assert math.isclose(sum(tx.reward for tx in block.txs), 100.0)
+    assert all(tx.local_iterations == solve_equilibrium([c.signed_claim for c in claims]) for tx in block.txs)
+    assert members["c3"].chain.verify().valid
