@@ -57,6 +57,24 @@ class PublicGoodsGame:
         object.__setattr__(self, "_revenue", np.asarray(self.unit_revenue, dtype=float))
         object.__setattr__(self, "_cost", np.asarray(self.unit_cost, dtype=float))
 
+    def __eq__(self, other: object) -> bool:
+        """Equal parameters; the same object short-circuits (strategies compare games every task)."""
+        if self is other:
+            return True
+        if not isinstance(other, PublicGoodsGame):
+            return NotImplemented
+        return (self.theta0, self.theta1, self.local_iterations, self.rounds, self.unit_revenue, self.unit_cost) == (
+            other.theta0,
+            other.theta1,
+            other.local_iterations,
+            other.rounds,
+            other.unit_revenue,
+            other.unit_cost,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.theta0, self.theta1, self.local_iterations, self.rounds, self.unit_revenue, self.unit_cost))
+
     @property
     def players(self) -> int:
         """N, the number of organisations."""

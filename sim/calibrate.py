@@ -75,9 +75,7 @@ def _positive_int(text: str) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the calibration, print the fit and write the fragment to --out (or stdout); returns 0."""
-    calibration = run_calibration(
-        args.rounds, args.providers, args.local_iterations, args.seed, progress=True
-    )
+    calibration = run_calibration(args.rounds, args.providers, args.local_iterations, args.seed, progress=True)
     fragment = surrogate_fragment(calibration)
     if args.out is None:
         print(fragment, end="")
@@ -87,10 +85,7 @@ def handle(args: argparse.Namespace) -> int:
         temporary.write_text(fragment, encoding="utf-8")
         temporary.replace(path)
         fit = calibration.fit
-        print(
-            f"wrote {path}: theta0={fit.theta0:.6g} theta1={fit.theta1:.6g} "
-            f"residual_rms={fit.residual_rms:.3g}"
-        )
+        print(f"wrote {path}: theta0={fit.theta0:.6g} theta1={fit.theta1:.6g} residual_rms={fit.residual_rms:.3g}")
     return 0
 
 
@@ -109,9 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--rounds", type=_positive_int, default=100, help="aggregation rounds to train")
     parser.add_argument("--providers", type=_positive_int, default=10, help="IID providers, all take part")
-    parser.add_argument(
-        "--local-iterations", type=_positive_int, default=5, help="local SGD iterations per round (K)"
-    )
+    parser.add_argument("--local-iterations", type=_positive_int, default=5, help="local SGD iterations per round (K)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split, partition and training")
     parser.add_argument("--out", default=None, help="TOML file to write (default: print to stdout)")
     parser.set_defaults(func=handle)

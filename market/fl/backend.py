@@ -1,0 +1,185 @@
+"""The one learning interface that agents call, its records, its configuration and the backend factory.
+
+Two backends implement `LearningBackend`: `surrogate` (the analytic precision function of SPEC B.1,
+microseconds per call) and `torch` (real federated training, SPEC A.2, D.4, D.5). Agents never know which one
+runs. This module imports no torch: the torch backend is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from market.errors import MarketError
+
+BACKEND_NAMES = ("surrogate", "torch")
+BEHAVIOURS = ("honest", "plain", "disguised", "stale")
+AGGREGATIONS = ("fedavg", "fedadp", "fedasync")
+
+
+@dataclass(frozen=True)
+class LocalUpdate:
+    """One provider's upload in one aggregation round (SPEC A.2, D.5).
+
+    `local_iterations` is the provider's claim (a free rider claims work it did not do); `privacy_spent` is
+    the epsilon of this upload (0 when no private data was used); `digest` is the SHA-256 hex of the uploaded
+    (perturbed) update bytes; `vector` holds the flat update for the torch backend and is None for the
+    surrogate; it is not compared.
+    """
+
+    provider_id: int
+    data_size: int
+    local_iterations: int
+    l1_norm: float
+    digest: str
+    privacy_spent: float
+    behaviour: str
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """The global model after an aggregation round (round 0: the initial model w0 of a task)."""
+
+    round_index: int
+    participants: tuple[int, ...]
+    quality: float
+    loss: float
+    accuracy: float | None
+    model_digest: str
+
+
+@runtime_checkable
+class LearningBackend(Protocol):
+    """What agents call; both backends implement it (see module docstring)."""
+
+    name: str
+
+    def register_provider(self, provider_id: int, rng: np.random.Generator) -> int:
+        """Give `provider_id` its local data set; returns its size."""
+        ...
+
+    def start_task(self, task_id: int) -> RoundResult:
+        """Reset the global model to a task's w0 and return its evaluation (round 0)."""
+        ...
+
+    def local_update(
+        self,
+        provider_id: int,
+        local_iterations: int,
+        privacy_budget: float | None,
+        behaviour: str,
+        rng: np.random.Generator,
+    ) -> LocalUpdate:
+        """Train (or free-ride, per `behaviour`) from the current global model; returns the upload."""
+        ...
+
+    def coalition_value(self, updates: Sequence[LocalUpdate]) -> Callable[[frozenset[int]], float]:
+        """v(S) over this round's provider ids: quality gain of S's aggregate, v(empty) = 0 (SPEC A.5)."""
+        ...
+
+    def commit_round(self, updates: Sequence[LocalUpdate]) -> RoundResult:
+        """Aggregate the round's updates into the global model and return its evaluation."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything a backend needs; defaults are Table 3 of the BGFL paper and SPEC B.1.
+
+    Torch fields: dataset (digits, mnist, cifar10), root (a local torchvision root for MNIST/CIFAR-10),
+    model (mlp, cnn), partition (iid, dirichlet, quantity) over `providers` shards, aggregation (fedavg,
+    fedadp, fedasync). Surrogate fields: theta0, theta1 of the precision H(T) = theta0 / (theta1 + T), T the
+    total effective local iterations (SPEC B.1 with T = K * sum_j y_j); theta1 defaults to theta0 / ln 10 so
+    that the untrained loss is ln 10, that of a uniform 10-class guess.
+    """
+
+    name: str = "surrogate"
+    seed: int = 0
+    # data and model (torch)
+    dataset: str = "digits"
+    root: str | None = None
+    verify_checksums: bool = True
+    model: str = "mlp"
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    providers: int = 10
+    partition: str = "iid"
+    alpha: float = 0.5
+    min_partition_size: int = 10
+    # training and privacy (SPEC A.2)
+    aggregation: str = "fedavg"
+    learning_rate: float = 0.01
+    momentum: float = 0.5
+    batch_size: int = 64
+    clip: float = 1.0
+    noise_location: float = 0.0
+    freshness: float = 1.0
+    # free riders (SPEC D.5): disguised noise sigma_t = disguised_sigma * (t + 1)^(-disguised_decay)
+    disguised_sigma: float = 1e-3
+    disguised_decay: float = 1.0
+    # asynchronous baseline (SPEC D.4)
+    fedasync_mixing: float = 0.6
+    fedasync_staleness_exponent: float = 0.5
+    torch_threads: int | None = 1
+    # surrogate (SPEC B.1)
+    theta0: float = 9.82
+    theta1: float = 9.82 / float(np.log(10.0))
+    hidden_layers: int = 2
+    output_units: int = 10
+    surrogate_data_size: int = 143
+    surrogate_parameter_count: int = 55_210
+    weight_by_data: bool = False
+
+    def __post_init__(self) -> None:
+        choices = {
+            "name": (self.name, BACKEND_NAMES),
+            "aggregation": (self.aggregation, AGGREGATIONS),
+        }
+        for field_name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise MarketError(f"{field_name}: must be one of {', '.join(allowed)}, got {value!r}")
+        positives = {
+            "clip": self.clip,
+            "theta0": self.theta0,
+            "theta1": self.theta1,
+            "freshness": self.freshness,
+            "providers": self.providers,
+            "surrogate_data_size": self.surrogate_data_size,
+            "surrogate_parameter_count": self.surrogate_parameter_count,
+        }
+        for field_name, value in positives.items():
+            if value <= 0:
+                raise MarketError(f"{field_name}: must be > 0, got {value}")
+        if self.disguised_sigma < 0:
+            raise MarketError(f"disguised_sigma: must be >= 0, got {self.disguised_sigma}")
+
+
+def check_behaviour(behaviour: str) -> None:
+    """Reject a behaviour outside honest / plain / disguised / stale (SPEC D.5)."""
+    if behaviour not in BEHAVIOURS:
+        raise MarketError(f"behaviour: must be one of {', '.join(BEHAVIOURS)}, got {behaviour!r}")
+
+
+def check_privacy_budget(privacy_budget: float | None) -> None:
+    """A privacy budget is None (no differential privacy) or > 0."""
+    if privacy_budget is not None and not privacy_budget > 0:
+        raise MarketError(f"privacy_budget: must be > 0 or None, got {privacy_budget}")
+
+
+def disguised_sigma(config: BackendConfig, round_index: int) -> float:
+    """SPEC D.5 disguised free rider's decaying noise: sigma_t = sigma * (t + 1)^(-decay)."""
+    return config.disguised_sigma * (round_index + 1.0) ** (-config.disguised_decay)
+
+
+def make_backend(config: BackendConfig) -> LearningBackend:
+    """The backend named by `config.name` (surrogate or torch)."""
+    if config.name == "surrogate":
+        from market.fl.surrogate import SurrogateBackend
+
+        return SurrogateBackend(config)
+    from market.fl.torch_backend import TorchBackend
+
+    return TorchBackend(config)

@@ -1,0 +1,351 @@
+"""Data sets and their partition among data providers (SPEC A.9 data, SPEC D.5 partitions).
+
+The one module of `market/` that reads files: scikit-learn's digits (embedded, the default), and MNIST or
+CIFAR-10 from a local torchvision root the caller names (never downloaded). Partitions are IID equal shards,
+Dirichlet(alpha) label skew and quantity skew; each partition carries its shard sizes and a SHA-256 content
+hash so a run manifest can record exactly which data every provider held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from market.errors import MarketError
+
+DATASET_NAMES = ("digits", "mnist", "cifar10")
+PARTITION_KINDS = ("iid", "dirichlet", "quantity")
+
+MNIST_RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR10_FILES = (
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+    "batches.meta",
+)
+
+
+class DatasetNotFoundError(MarketError):
+    """A data set's files are missing from the local root the caller named."""
+
+
+class PartitionError(MarketError):
+    """A partition cannot be drawn with the requested parameters."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images as float32 in [0, 1] with shape (n, channels, height, width) and int64 labels."""
+
+    name: str
+    features: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 4:
+            raise MarketError(f"features: must have shape (n, channels, height, width), got {self.features.shape}")
+        if self.labels.shape != (self.features.shape[0],):
+            raise MarketError(f"labels: must have shape ({self.features.shape[0]},), got {self.labels.shape}")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one sample."""
+        channels, height, width = self.features.shape[1:]
+        return int(channels), int(height), int(width)
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        """The samples at `indices`, as a new data set."""
+        return Dataset(self.name, self.features[indices], self.labels[indices], self.num_classes)
+
+    def digest(self) -> str:
+        """SHA-256 hex of the features and labels (the content hash recorded in a run manifest)."""
+        hasher = hashlib.sha256()
+        hasher.update(self.name.encode())
+        hasher.update(np.ascontiguousarray(self.features, dtype=np.float32).tobytes())
+        hasher.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetSplit:
+    """A training set (partitioned among providers) and a held-out evaluation set (the requester's)."""
+
+    train: Dataset
+    test: Dataset
+
+
+def _make_dataset(name: str, images: np.ndarray, labels: np.ndarray, scale: float, num_classes: int) -> Dataset:
+    features = np.ascontiguousarray(images, dtype=np.float32) / np.float32(scale)
+    return Dataset(name, features, np.asarray(labels, dtype=np.int64), num_classes)
+
+
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices with each class split in the proportion `test_fraction` (sorted indices)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise MarketError(f"test_fraction: must be in (0, 1), got {test_fraction}")
+    train_parts: list[np.ndarray] = []
+    test_parts: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        test_count = int(round(test_fraction * members.size))
+        test_parts.append(members[:test_count])
+        train_parts.append(members[test_count:])
+    return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
+
+
+def load_digits(rng: np.random.Generator, test_fraction: float = 0.2) -> DatasetSplit:
+    """scikit-learn's 8x8 digits (1,797 images, read from the installed package), split stratified."""
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    bunch = sklearn_load_digits()
+    images = bunch.images.reshape(-1, 1, 8, 8)
+    full = _make_dataset("digits", images, bunch.target, 16.0, 10)
+    train_indices, test_indices = stratified_split(full.labels, test_fraction, rng)
+    return DatasetSplit(full.subset(train_indices), full.subset(test_indices))
+
+
+def _require_files(folder: Path, names: Sequence[str], dataset: str) -> None:
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"root: {dataset} files missing from {folder}: {', '.join(missing)}; expected {', '.join(names)} "
+            f"(flmarket never downloads; place the files there or use dataset='digits')"
+        )
+
+
+def load_mnist(root: str | Path) -> DatasetSplit:
+    """MNIST through torchvision from <root>/MNIST/raw/ (the four uncompressed idx ubyte files)."""
+    from torchvision.datasets import MNIST
+
+    _require_files(Path(root) / "MNIST" / "raw", MNIST_RAW_FILES, "MNIST")
+    parts = []
+    for train in (True, False):
+        source = MNIST(str(root), train=train, download=False)
+        images = source.data.numpy().reshape(-1, 1, 28, 28)
+        parts.append(_make_dataset("mnist", images, source.targets.numpy(), 255.0, 10))
+    return DatasetSplit(parts[0], parts[1])
+
+
+def load_cifar10(root: str | Path, verify_checksums: bool = True) -> DatasetSplit:
+    """CIFAR-10 through torchvision from <root>/cifar-10-batches-py/ (the python pickle batches).
+
+    torchvision checks each file's MD5 against the official release; `verify_checksums=False` accepts any
+    files of the right format (small test fixtures, re-packed subsets). The batches are pickles: load only
+    files you trust.
+    """
+    from torchvision.datasets import CIFAR10
+
+    _require_files(Path(root) / "cifar-10-batches-py", CIFAR10_FILES, "CIFAR-10")
+
+    class _UncheckedCIFAR10(CIFAR10):
+        def _check_integrity(self) -> bool:
+            return True
+
+        def _load_meta(self) -> None:
+            self.classes = []
+            self.class_to_idx = {}
+
+    loader = CIFAR10 if verify_checksums else _UncheckedCIFAR10
+    parts = []
+    for train in (True, False):
+        try:
+            source = loader(str(root), train=train, download=False)
+        except RuntimeError as error:
+            raise DatasetNotFoundError(
+                f"root: CIFAR-10 files in {Path(root) / 'cifar-10-batches-py'} do not match the official "
+                f"release's MD5 checksums ({error}); pass verify_checksums=False to accept them"
+            ) from error
+        images = np.transpose(np.asarray(source.data), (0, 3, 1, 2))
+        parts.append(_make_dataset("cifar10", images, np.asarray(source.targets), 255.0, 10))
+    return DatasetSplit(parts[0], parts[1])
+
+
+def standardise(split: DatasetSplit) -> DatasetSplit:
+    """Per-channel (x - mean) / std with the training set's statistics (torchvision's Normalize), both sets.
+
+    A channel with zero spread is only centred.
+    """
+    axes = (0, 2, 3)
+    mean = split.train.features.mean(axis=axes, keepdims=True, dtype=np.float64)
+    spread = split.train.features.std(axis=axes, keepdims=True, dtype=np.float64)
+    spread[spread == 0] = 1.0
+
+    def apply(part: Dataset) -> Dataset:
+        features = ((part.features - mean) / spread).astype(np.float32)
+        return Dataset(part.name, features, part.labels, part.num_classes)
+
+    return DatasetSplit(apply(split.train), apply(split.test))
+
+
+def load_dataset(
+    name: str,
+    rng: np.random.Generator,
+    root: str | Path | None = None,
+    verify_checksums: bool = True,
+    standardised: bool = True,
+) -> DatasetSplit:
+    """Load `name` (digits, mnist or cifar10), standardised by default; MNIST and CIFAR-10 need `root`."""
+    if name not in DATASET_NAMES:
+        raise MarketError(f"dataset: must be one of {', '.join(DATASET_NAMES)}, got {name!r}")
+    if name == "digits":
+        split = load_digits(rng)
+    elif root is None:
+        raise DatasetNotFoundError(f"root: {name} needs a local torchvision root directory, got None")
+    elif name == "mnist":
+        split = load_mnist(root)
+    else:
+        split = load_cifar10(root, verify_checksums=verify_checksums)
+    return standardise(split) if standardised else split
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Which training samples each provider holds (SPEC D.5), with sizes and a content hash."""
+
+    kind: str
+    shards: tuple[np.ndarray, ...] = field(repr=False)
+    digest: str
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Number of samples of each shard, in provider order."""
+        return tuple(int(shard.size) for shard in self.shards)
+
+    def label_counts(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """(providers, classes) matrix of sample counts per label."""
+        return np.stack([np.bincount(labels[shard], minlength=num_classes) for shard in self.shards])
+
+
+def _partition_digest(kind: str, dataset_digest: str, shards: Sequence[np.ndarray]) -> str:
+    hasher = hashlib.sha256()
+    hasher.update(kind.encode())
+    hasher.update(dataset_digest.encode())
+    for shard in shards:
+        hasher.update(np.int64(shard.size).tobytes())
+        hasher.update(np.ascontiguousarray(shard, dtype=np.int64).tobytes())
+    return hasher.hexdigest()
+
+
+def _check_providers(providers: int, samples: int) -> None:
+    if providers < 1:
+        raise PartitionError(f"providers: must be >= 1, got {providers}")
+    if providers > samples:
+        raise PartitionError(f"providers: must be <= the number of samples {samples}, got {providers}")
+
+
+def iid_partition(labels: np.ndarray, providers: int, rng: np.random.Generator, dataset_digest: str = "") -> Partition:
+    """IID equal shards (the paper's setting): a random permutation cut into `providers` equal parts.
+
+    The floor(n / providers) * providers samples of a random permutation are used; the remainder is dropped
+    so every shard has exactly the same size.
+    """
+    _check_providers(providers, labels.size)
+    shard_size = labels.size // providers
+    order = rng.permutation(labels.size)[: shard_size * providers]
+    shards = tuple(np.sort(part) for part in order.reshape(providers, shard_size))
+    return Partition("iid", shards, _partition_digest("iid", dataset_digest, shards))
+
+
+def dirichlet_partition(
+    labels: np.ndarray,
+    providers: int,
+    alpha: float,
+    rng: np.random.Generator,
+    min_size: int = 10,
+    max_retries: int = 100,
+    dataset_digest: str = "",
+) -> Partition:
+    """Dirichlet(alpha) label skew (SPEC D.5): per class p ~ Dir(alpha * 1_providers) splits its samples.
+
+    Redrawn (at most `max_retries` times) until every provider holds at least `min_size` samples.
+    """
+    if alpha <= 0:
+        raise PartitionError(f"alpha: must be > 0, got {alpha}")
+    if min_size < 0:
+        raise PartitionError(f"min_size: must be >= 0, got {min_size}")
+    if max_retries < 1:
+        raise PartitionError(f"max_retries: must be >= 1, got {max_retries}")
+    _check_providers(providers, labels.size)
+    if min_size * providers > labels.size:
+        raise PartitionError(
+            f"min_size: {providers} providers x {min_size} exceeds the {labels.size} samples available"
+        )
+    classes = np.unique(labels)
+    for _ in range(max_retries):
+        buckets: list[list[np.ndarray]] = [[] for _ in range(providers)]
+        for label in classes:
+            members = rng.permutation(np.flatnonzero(labels == label))
+            shares = rng.dirichlet(np.full(providers, alpha))
+            cuts = (np.cumsum(shares)[:-1] * members.size).astype(int)
+            for provider, part in enumerate(np.split(members, cuts)):
+                buckets[provider].append(part)
+        shards = tuple(np.sort(np.concatenate(parts)) for parts in buckets)
+        if min(shard.size for shard in shards) >= min_size:
+            return Partition("dirichlet", shards, _partition_digest("dirichlet", dataset_digest, shards))
+    raise PartitionError(
+        f"min_size: no Dirichlet(alpha={alpha}) partition over {providers} providers gave every provider "
+        f">= {min_size} samples in {max_retries} retries; raise alpha, lower min_size or raise max_retries"
+    )
+
+
+def quantity_skew_partition(
+    labels: np.ndarray,
+    providers: int,
+    alpha: float,
+    rng: np.random.Generator,
+    min_size: int = 10,
+    dataset_digest: str = "",
+) -> Partition:
+    """Quantity skew (SPEC D.5): shard sizes min_size + Dir(alpha) shares of the rest; labels stay IID."""
+    if alpha <= 0:
+        raise PartitionError(f"alpha: must be > 0, got {alpha}")
+    _check_providers(providers, labels.size)
+    if min_size < 0 or min_size * providers > labels.size:
+        raise PartitionError(
+            f"min_size: must be in [0, {labels.size // providers}] for {providers} providers, got {min_size}"
+        )
+    spare = labels.size - min_size * providers
+    shares = rng.dirichlet(np.full(providers, alpha))
+    extra = np.floor(shares * spare).astype(int)
+    sizes = min_size + extra
+    order = rng.permutation(labels.size)[: int(sizes.sum())]
+    shards = tuple(np.sort(part) for part in np.split(order, np.cumsum(sizes)[:-1]))
+    return Partition("quantity", shards, _partition_digest("quantity", dataset_digest, shards))
+
+
+def partition(
+    kind: str,
+    labels: np.ndarray,
+    providers: int,
+    rng: np.random.Generator,
+    alpha: float = 0.5,
+    min_size: int = 10,
+    max_retries: int = 100,
+    dataset_digest: str = "",
+) -> Partition:
+    """Dispatch to the partition `kind` (iid, dirichlet or quantity) of SPEC D.5."""
+    if kind == "iid":
+        return iid_partition(labels, providers, rng, dataset_digest)
+    if kind == "dirichlet":
+        return dirichlet_partition(labels, providers, alpha, rng, min_size, max_retries, dataset_digest)
+    if kind == "quantity":
+        return quantity_skew_partition(labels, providers, alpha, rng, min_size, dataset_digest)
+    raise PartitionError(f"partition: must be one of {', '.join(PARTITION_KINDS)}, got {kind!r}")

@@ -1,0 +1,66 @@
+"""Model quality Q of SPEC A.4 and cached coalition values v(S) of SPEC A.5, without torch.
+
+Q(w) = mu0 * F / (mu1 + H(w)) with H the mean cross-entropy on the evaluation set. A coalition's value is the
+quality gain of the aggregate of its members' stored updates over the previous global model; no retraining.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from market.errors import MarketError
+
+
+def model_quality(loss: float, hidden_layers: int, output_units: int, freshness: float = 1.0) -> float:
+    """(B 7) SPEC A.4 Q = mu0 * F / (mu1 + H): mu0 hidden layers, mu1 output units, H the loss, F freshness.
+
+    F defaults to 1 (lg 10: an update stamped at the deadline, SPEC A.4 resolution).
+    """
+    if loss < 0:
+        raise MarketError(f"loss: must be >= 0, got {loss}")
+    if hidden_layers < 1:
+        raise MarketError(f"hidden_layers: must be >= 1, got {hidden_layers}")
+    if output_units < 1:
+        raise MarketError(f"output_units: must be >= 1, got {output_units}")
+    return hidden_layers * freshness / (output_units + loss)
+
+
+class CoalitionValue:
+    """v(S) over one round's providers (SPEC A.5): v(empty) = 0, other values from `value_of`, cached.
+
+    The cache is keyed by frozenset and keeps at most `max_entries` values (least recently used evicted).
+    """
+
+    def __init__(
+        self,
+        members: Iterable[int],
+        value_of: Callable[[frozenset[int]], float],
+        max_entries: int = 1 << 16,
+    ) -> None:
+        if max_entries < 1:
+            raise MarketError(f"max_entries: must be >= 1, got {max_entries}")
+        self.members = frozenset(int(member) for member in members)
+        self._value_of = value_of
+        self._cache: OrderedDict[frozenset[int], float] = OrderedDict()
+        self._max_entries = max_entries
+        self.evaluations = 0
+
+    def __call__(self, coalition: frozenset[int]) -> float:
+        if not coalition:
+            return 0.0
+        cached = self._cache.get(coalition)
+        if cached is not None:
+            self._cache.move_to_end(coalition)
+            return cached
+        if not coalition <= self.members:
+            strangers = sorted(coalition - self.members)
+            raise MarketError(
+                f"coalition: providers {strangers} did not upload this round; allowed {sorted(self.members)}"
+            )
+        value = float(self._value_of(coalition))
+        self.evaluations += 1
+        self._cache[coalition] = value
+        if len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
+        return value

@@ -1,0 +1,274 @@
+"""The LearningBackend interface: the surrogate (SPEC B.1) and real torch training (SPEC A.2-A.5, D.4, D.5)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from market.errors import MarketError
+from market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
+from market.fl.value import model_quality
+
+torch.set_num_threads(1)
+
+
+def exact_shapley(players: list[int], value) -> dict[int, float]:
+    """(B 10) by enumeration, for the tests only (n <= 6)."""
+    count = len(players)
+    result = {}
+    for player in players:
+        others = [other for other in players if other != player]
+        total = 0.0
+        for size in range(count):
+            weight = math.factorial(size) * math.factorial(count - size - 1) / math.factorial(count)
+            for coalition in itertools.combinations(others, size):
+                members = frozenset(coalition)
+                total += weight * (value(members | {player}) - value(members))
+        result[player] = total
+    return result
+
+
+# --- surrogate -------------------------------------------------------------------------------------------
+
+
+def _surrogate(providers: int, **overrides) -> LearningBackend:
+    backend = make_backend(BackendConfig(name="surrogate", theta0=9.82, theta1=50.0, **overrides))
+    rng = np.random.default_rng(0)
+    for provider in range(providers):
+        backend.register_provider(provider, rng)
+    return backend
+
+
+def test_surrogate_follows_the_precision_function_by_hand() -> None:
+    backend = _surrogate(3)
+    start = backend.start_task(0)
+    assert start.loss == pytest.approx(9.82 / 50.0)
+    assert start.quality == pytest.approx(2 / (10 + 9.82 / 50.0))
+    rng = np.random.default_rng(1)
+    updates = [backend.local_update(provider, 5, None, "honest", rng) for provider in range(3)]
+    result = backend.commit_round(updates)
+    assert result.loss == pytest.approx(9.82 / (50.0 + 15.0))  # T = 3 providers x 5 iterations
+    assert result.accuracy is None and result.participants == (0, 1, 2)
+    assert isinstance(backend, LearningBackend)
+
+
+def test_surrogate_value_depends_only_on_total_contribution() -> None:
+    backend = _surrogate(4)
+    backend.start_task(0)
+    rng = np.random.default_rng(0)
+    iterations = {0: 2, 1: 3, 2: 5, 3: 1}
+    updates = [backend.local_update(provider, k, None, "honest", rng) for provider, k in iterations.items()]
+    value = backend.coalition_value(updates)
+    assert value(frozenset()) == 0.0
+    assert value(frozenset({0, 1})) == pytest.approx(value(frozenset({2})))  # 2 + 3 == 5
+    before = backend.start_task(0).quality
+    backend.start_task(0)
+    updates = [backend.local_update(provider, k, None, "honest", rng) for provider, k in iterations.items()]
+    value = backend.coalition_value(updates)
+    after = backend.commit_round(updates).quality
+    assert value(frozenset(iterations)) == pytest.approx(after - before)
+
+
+def test_surrogate_free_riders_add_nothing_and_get_zero_shapley() -> None:
+    backend = _surrogate(5)
+    backend.start_task(0)
+    rng = np.random.default_rng(0)
+    behaviours = ["honest", "honest", "honest", "honest", "plain"]
+    updates = [backend.local_update(p, 5, None, behaviour, rng) for p, behaviour in enumerate(behaviours)]
+    shapley = exact_shapley(list(range(5)), backend.coalition_value(updates))
+    assert shapley[4] == 0.0
+    assert shapley[0] > 0
+
+
+def test_surrogate_stale_update_resends_the_old_digest_and_adds_nothing() -> None:
+    backend = _surrogate(1)
+    backend.start_task(0)
+    rng = np.random.default_rng(0)
+    honest = backend.local_update(0, 5, 2.0, "honest", rng)
+    backend.commit_round([honest])
+    stale = backend.local_update(0, 5, 2.0, "stale", rng)
+    assert stale.digest == honest.digest and stale.privacy_spent == 0.0
+    assert backend.commit_round([stale]).loss == pytest.approx(9.82 / 55.0)
+    assert backend.privacy_spent_total(0) == 2.0
+
+
+def test_surrogate_handles_ten_thousand_providers_quickly() -> None:
+    providers = 10_000
+    backend = _surrogate(providers)
+    backend.start_task(0)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    updates = [backend.local_update(provider, 5, None, "honest", rng) for provider in range(providers)]
+    value = backend.coalition_value(updates)
+    half = value(frozenset(range(0, providers, 2)))
+    result = backend.commit_round(updates)
+    elapsed = time.perf_counter() - started
+    assert result.loss == pytest.approx(9.82 / (50.0 + 5 * providers))
+    assert half == pytest.approx(backend.quality_at(5 * providers / 2) - backend.quality_at(0))
+    assert elapsed / providers < 1e-4  # measured ~5 microseconds per provider; generous for a loaded CI box
+
+
+def test_bad_inputs_name_the_field() -> None:
+    backend = _surrogate(1)
+    with pytest.raises(MarketError, match="task: call start_task"):
+        backend.local_update(0, 5, None, "honest", np.random.default_rng(0))
+    backend.start_task(0)
+    with pytest.raises(MarketError, match="behaviour: must be one of"):
+        backend.local_update(0, 5, None, "lazy", np.random.default_rng(0))
+    with pytest.raises(MarketError, match="privacy_budget: must be > 0 or None, got 0"):
+        backend.local_update(0, 5, 0, "honest", np.random.default_rng(0))
+    with pytest.raises(MarketError, match="aggregation: must be one of"):
+        BackendConfig(aggregation="median")
+
+
+# --- torch -----------------------------------------------------------------------------------------------
+
+
+def _torch(providers: int = 5, **overrides) -> LearningBackend:
+    backend = make_backend(BackendConfig(name="torch", seed=3, providers=providers, **overrides))
+    rng = np.random.default_rng(0)
+    sizes = [backend.register_provider(provider, rng) for provider in range(providers)]
+    assert sizes == [sum(backend.partition.sizes) // providers] * providers  # IID equal shards
+    return backend
+
+
+def _train_rounds(backend: LearningBackend, rounds: int, providers, rng, privacy_budget=None):
+    result = None
+    for _ in range(rounds):
+        updates = [backend.local_update(p, 5, privacy_budget, "honest", rng) for p in providers]
+        result = backend.commit_round(updates)
+    return result
+
+
+def test_torch_same_seed_same_run() -> None:
+    digests = []
+    for _ in range(2):
+        backend = _torch(3)
+        backend.start_task(1)
+        result = _train_rounds(backend, 3, range(3), np.random.default_rng(9), privacy_budget=100.0)
+        digests.append(result.model_digest)
+    assert digests[0] == digests[1]
+    backend.start_task(1)
+    other = _train_rounds(backend, 3, range(3), np.random.default_rng(10), privacy_budget=100.0)
+    assert other.model_digest != digests[0]
+
+
+@pytest.mark.parametrize("aggregation", ["fedavg", "fedadp", "fedasync"])
+def test_coalition_values_match_recomputation_and_the_round_gain(aggregation: str) -> None:
+    backend = _torch(4, aggregation=aggregation)
+    rng = np.random.default_rng(0)
+    start = backend.start_task(0)
+    _train_rounds(backend, 2, range(4), rng)
+    previous_quality = backend.commit_round([]).quality  # an empty round keeps the model
+    updates = [backend.local_update(p, 5, None, "honest", rng) for p in range(4)]
+    value = backend.coalition_value(updates)
+    # recompute v({0, 2}) by hand with FedAvg's formula (D.4) and the evaluation of SPEC A.4
+    if aggregation == "fedavg":
+        members = [updates[0], updates[2]]
+        sizes = np.array([update.data_size for update in members], dtype=float)
+        aggregate = backend.global_vector + (sizes / sizes.sum()) @ np.stack([u.vector for u in members])
+        evaluation = backend._evaluate(aggregate.astype(np.float32))[0]
+        expected = model_quality(evaluation.loss, 2, 10) - previous_quality
+        assert value(frozenset({0, 2})) == pytest.approx(expected, rel=1e-6)
+    full = value(frozenset(range(4)))
+    result = backend.commit_round(updates)
+    assert full == result.quality - previous_quality
+    assert result.quality > start.quality
+
+
+def test_free_rider_behaviours() -> None:
+    backend = _torch(3, disguised_sigma=1e-2, disguised_decay=1.0)
+    rng = np.random.default_rng(0)
+    backend.start_task(0)
+    plain = backend.local_update(0, 5, 1.0, "plain", rng)
+    assert plain.l1_norm == 0.0 and plain.privacy_spent == 0.0 and not plain.vector.any()
+    stale_first = backend.local_update(1, 5, None, "stale", rng)  # nothing old to re-send yet
+    assert stale_first.l1_norm == 0.0
+    honest = backend.local_update(1, 5, None, "honest", rng)
+    disguised_early = backend.local_update(2, 5, None, "disguised", rng)
+    backend.commit_round([plain, honest, disguised_early])
+    for _ in range(8):
+        backend.commit_round([])
+    stale = backend.local_update(1, 5, None, "stale", rng)
+    assert stale.digest == honest.digest and stale.vector is not None
+    disguised_late = backend.local_update(2, 5, None, "disguised", rng)
+    # sigma_t = 0.01 / (t + 1): the mean |noise| is sigma * sqrt(2/pi) per coordinate
+    coordinates = disguised_early.vector.size
+    for update, round_index in ((disguised_early, 0), (disguised_late, 9)):
+        sigma = 0.01 / (round_index + 1)
+        assert update.l1_norm / coordinates == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=0.02)
+
+
+def test_privacy_is_accounted_per_upload_and_cumulatively() -> None:
+    backend = _torch(2)
+    rng = np.random.default_rng(0)
+    backend.start_task(0)
+    first = backend.local_update(0, 1, 3.0, "honest", rng)
+    backend.local_update(0, 1, 1.5, "honest", rng)
+    assert first.privacy_spent == 3.0
+    assert backend.privacy_spent_total(0) == 4.5 and backend.privacy_spent_total(1) == 0.0
+
+
+@pytest.mark.parametrize("aggregation", ["fedavg", "fedadp"])
+def test_plain_free_rider_shapley(aggregation: str) -> None:
+    """20% plain free riders among honest providers (4 + 1), exact Shapley over the round's updates.
+
+    FedAdp gives the zero update (angle pi/2) about e^-4.7 of an honest node's weight, so its Shapley value is
+    about zero. FedAvg weights it by its data size: it dilutes every coalition's step, so its value is negative
+    (it would be charged, SPEC A.5), never a gain.
+    """
+    backend = _torch(5, aggregation=aggregation)
+    rng = np.random.default_rng(0)
+    backend.start_task(0)
+    behaviours = ["honest"] * 4 + ["plain"]
+    for _ in range(4):  # the free rider free-rides from the start, so FedAdp's smoothed angle knows it
+        updates = [backend.local_update(p, 5, None, behaviour, rng) for p, behaviour in enumerate(behaviours)]
+        backend.commit_round(updates)
+    updates = [backend.local_update(p, 5, None, behaviour, rng) for p, behaviour in enumerate(behaviours)]
+    value = backend.coalition_value(updates)
+    shapley = exact_shapley(list(range(5)), value)
+    honest_mean = np.mean([shapley[p] for p in range(4)])
+    assert honest_mean > 0
+    assert sum(shapley.values()) == pytest.approx(value(frozenset(range(5))), rel=1e-9)  # efficiency
+    print(f"{aggregation}: free rider {shapley[4]:.3e}, honest mean {honest_mean:.3e}")
+    if aggregation == "fedadp":
+        assert abs(shapley[4]) < 0.05 * honest_mean
+    else:
+        assert shapley[4] < 0
+
+
+@pytest.mark.slow
+def test_three_of_ten_iid_providers_with_fedavg_reach_comparable_accuracy() -> None:
+    # 3 shards hold 431 of the 1,438 training images; centrally trained the MLP reaches 95-96% (test_fl_train).
+    # Measured: 94.7% (seed 3, this test), 96.9% (seed 1); "comparable" = within one point of 95%.
+    backend = _torch(10)
+    backend.start_task(0)
+    result = _train_rounds(backend, 400, range(3), np.random.default_rng(0))
+    print(f"FedAvg, 3 of 10 IID digits providers, 400 rounds: accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")
+    assert result.accuracy >= 0.94
+
+
+@pytest.mark.slow
+def test_accuracy_falls_as_the_privacy_budget_falls() -> None:
+    backend = _torch(10, clip=5.0)
+    accuracies = {}
+    for privacy_budget in (1e4, 300.0, 10.0):
+        backend.start_task(0)
+        result = _train_rounds(backend, 100, range(3), np.random.default_rng(0), privacy_budget)
+        accuracies[privacy_budget] = result.accuracy
+    print(f"accuracy by epsilon (clip 5, 3 providers, 100 rounds): {accuracies}")
+    assert accuracies[1e4] > accuracies[300.0] + 0.2
+    assert accuracies[300.0] > accuracies[10.0] + 0.05
+
+
+def test_local_update_is_a_frozen_record_compared_without_its_vector() -> None:
+    first = LocalUpdate(1, 10, 5, 1.0, "ab", 0.0, "honest", vector=np.ones(3))
+    second = LocalUpdate(1, 10, 5, 1.0, "ab", 0.0, "honest", vector=np.zeros(3))
+    assert first == second and hash(first) == hash(second)
+    with pytest.raises(AttributeError):
+        first.provider_id = 2  # type: ignore[misc]

@@ -1,0 +1,58 @@
+"""Fitting SPEC B.1's precision function to loss curves, and the `flmarket calibrate` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from market.errors import MarketError
+from market.fl.calibrate import fit_precision_function
+from sim.calibrate import register
+
+
+def test_fit_recovers_known_parameters_from_a_noisy_curve() -> None:
+    participation = np.arange(0, 500, 10, dtype=float)
+    truth = 40.0 / (20.0 + 5.0 * participation)
+    noisy = truth * (1 + np.random.default_rng(0).normal(0, 0.01, participation.size))
+    fit = fit_precision_function(participation, noisy, local_iterations=5)
+    assert fit.theta0 == pytest.approx(40.0, rel=0.05)
+    assert fit.theta1 == pytest.approx(20.0, rel=0.05)
+    assert fit.local_iterations == 5
+    assert fit.residual_rms < 0.01 * truth.max()
+
+
+def test_fit_with_theta0_fixed_finds_k() -> None:
+    participation = np.linspace(0, 100, 30)
+    losses = 9.82 / (4.0 + 2.5 * participation)
+    fit = fit_precision_function(participation, losses, local_iterations=1.0, theta0=9.82)
+    assert fit.theta1 == pytest.approx(4.0, rel=1e-4)
+    assert fit.local_iterations == pytest.approx(2.5, rel=1e-4)
+    assert fit.residual_rms < 1e-6
+
+
+def test_fit_rejects_bad_curves() -> None:
+    with pytest.raises(MarketError, match="need >= 3 points"):
+        fit_precision_function([0, 1], [2.0, 1.0])
+    with pytest.raises(MarketError, match="losses: must all be finite and > 0"):
+        fit_precision_function([0, 1, 2], [2.0, 0.0, 1.0])
+
+
+@pytest.mark.slow
+def test_calibrate_subcommand_writes_a_surrogate_fragment(tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser(prog="flmarket")
+    register(parser.add_subparsers())
+    out = tmp_path / "surrogate.toml"
+    args = parser.parse_args(["calibrate", "--rounds", "30", "--providers", "3", "--seed", "2", "--out", str(out)])
+    assert args.func(args) == 0
+    fragment = tomllib.loads(out.read_text())["learning"]["surrogate"]
+    assert fragment["local_iterations"] == 5
+    assert fragment["theta0"] > 0 and fragment["theta1"] > 0
+    # the untrained loss of a 10-class model is near ln 10, and the fit must start near it
+    assert fragment["theta0"] / fragment["theta1"] == pytest.approx(np.log(10), rel=0.1)
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["calibrate", "--rounds", "0"])
