@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list:
     """The `register` functions of the subcommands that live beside their code."""
     registers = []
-    for module_name in ("analysis.reproduce", "sim.calibrate"):
+    for module_name in ("analysis.reproduce", "sim.calibrate", "sim.sweep", "analysis.report"):
         module = __import__(module_name, fromlist=["register"])
         registers.append(module.register)
     return registers

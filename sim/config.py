@@ -207,6 +207,7 @@ class ProvidersSection(_Section):
     memory_use_ratio: Distribution = Distribution(value=0.3)
     privacy_budget: Distribution = Distribution(value=4.0)
     data_size: Distribution = Distribution(value=180.0)
+    initial_stake: Distribution = Distribution(value=10.0)
 
     @field_validator("strategy_mix")
     @classmethod
@@ -228,6 +229,11 @@ class ProvidersSection(_Section):
     @classmethod
     def _positive(cls, value: Distribution) -> Distribution:
         return _require_range(value, above=0.0)
+
+    @field_validator("initial_stake")
+    @classmethod
+    def _stake(cls, value: Distribution) -> Distribution:
+        return _require_range(value, at_least=0.0)
 
     @field_validator("memory_use_ratio")
     @classmethod
@@ -255,11 +261,23 @@ class CommitteeSection(_Section):
     candidates: int = Field(default=10, ge=1)
     fee_ratio: float = Field(default=0.2, ge=0, le=1)
     node_cost: float = Field(default=1.4, gt=0)
+    candidate_stake: Distribution = Distribution(dist="uniform", low=5.0, high=15.0)
+    approvals_per_voter: int = Field(default=3, ge=1)
+    quorum_rule: Literal["byzantine", "two_f_plus_one", "paper"] = "byzantine"
+    view_change_timeout_s: float = Field(default=2.0, gt=0)
+    verification: Literal["every_replica", "primary_only", "unsigned"] = "every_replica"
+    poet_mean_wait_s: float = Field(default=0.5, gt=0)
+    poet_minimum_wait_s: float = Field(default=0.05, ge=0)
 
     @model_validator(mode="after")
     def _enough_candidates(self) -> CommitteeSection:
         if self.candidates < self.size:
             raise ValueError(f"candidates: must be >= size ({self.size}), got {self.candidates}")
+        if self.approvals_per_voter > self.candidates:
+            raise ValueError(
+                f"approvals_per_voter: must be <= candidates ({self.candidates}), got {self.approvals_per_voter}"
+            )
+        _require_range(self.candidate_stake, at_least=0.0)
         return self
 
 
@@ -273,6 +291,19 @@ class LearningSection(_Section):
     theta0: float = Field(default=9.82, gt=0)
     theta1: float | Literal["auto"] = "auto"
     require_dilemma: bool = True
+    seconds_per_cycle: float = Field(default=0.005, gt=0)
+    dataset: Literal["digits", "mnist", "cifar10"] = "digits"
+    data_root: str | None = None
+    model: Literal["mlp", "cnn"] = "mlp"
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    partition: Literal["iid", "dirichlet", "quantity"] = "iid"
+    dirichlet_alpha: float = Field(default=0.5, gt=0)
+    shards: int = Field(default=10, ge=1)
+    aggregation: Literal["fedavg", "fedadp", "fedasync"] = "fedavg"
+    learning_rate: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.5, ge=0, lt=1)
+    batch_size: int = Field(default=64, ge=1)
+    clip: float = Field(default=1.0, gt=0)
 
     @field_validator("theta1")
     @classmethod
@@ -286,6 +317,14 @@ class MechanismSection(_Section):
     """BGFL mechanism parameters (SPEC A.3 - A.7); Table 3 defaults."""
 
     shapley_exact_max: int = Field(default=12, ge=1, le=20)
+    shapley_target_relative_error: float = Field(default=0.01, gt=0)
+    shapley_max_evaluations: int = Field(default=20_000, ge=100)
+    initial_local_iterations: int = Field(default=5, ge=0)
+    cost_weight: float = Field(default=0.5, ge=0, le=1)
+    energy_coefficient: float = Field(default=2.0, gt=0)
+    hidden_layers: int = Field(default=2, ge=1)
+    output_units: int = Field(default=10, ge=1)
+    reward_weight: float = Field(default=1.0, ge=0)
 
 
 class EvolutionSection(_Section):
@@ -294,12 +333,27 @@ class EvolutionSection(_Section):
     enabled: bool = False
     selection_intensity: float = Field(default=1.0, gt=0)
     mutation_rate: float = Field(default=0.0, ge=0, le=1)
+    alliance_rule: Literal["all", "neighbourhood"] = "all"
+    strategy_set: tuple[str, ...] | None = None
+
+    @field_validator("strategy_set")
+    @classmethod
+    def _strategies(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must name at least one strategy")
+            for name in value:
+                if name not in STRATEGY_NAMES:
+                    raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
+        return value
 
 
 class FaultsSection(_Section):
     """Injected faults: Byzantine committee members and free-rider behaviours."""
 
     byzantine_committee: int = Field(default=0, ge=0)
+    byzantine_behaviour: Literal["silent", "silent_primary", "equivocating", "wrong_digest"] = "silent"
+    free_rider_kind: Literal["none", "plain", "disguised", "stale"] = "none"
 
 
 class Scenario(_Section):

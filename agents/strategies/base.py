@@ -32,7 +32,8 @@ class Strategy:
     """Base class: a memory-one participation strategy (SPEC B.3).
 
     Subclasses implement `next_distribution(previous)` for a known previous outcome. The first round
-    (previous=None) plays `initial` if configured, else a uniform random action (SPEC B.6).
+    (previous=None) plays `initial` if configured; else a memory-depth-0 strategy (ALLC, ALLD, Rand) plays its
+    rule and a strategy with memory a uniform random action (SPEC B.6's random initial actions).
     """
 
     name: ClassVar[str] = "Strategy"
@@ -66,9 +67,11 @@ class Strategy:
         """The distribution over 0..R of this round's action given the previous outcome."""
         if previous is None:
             action_count = self.rounds + 1
-            if self.initial is None:
-                return uniform(action_count)
-            return point_mass(action_count, self.initial)
+            if self.initial is not None:
+                return point_mass(action_count, self.initial)
+            if self.classifier.get("memory_depth") == 0:  # ALLC, ALLD, Rand: the first round is the rule
+                return check_distributions(self.next_distribution(None), f"{self.name} probabilities")  # type: ignore[arg-type]
+            return uniform(action_count)
         return check_distributions(self.next_distribution(previous), f"{self.name} probabilities")
 
     def next_distribution(self, previous: PreviousOutcome) -> np.ndarray:

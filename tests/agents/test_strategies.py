@@ -136,12 +136,21 @@ def test_sample_action_uses_one_uniform() -> None:
     assert rng.random() == copy.random()
 
 
-def test_allc_plays_a_uniform_first_round_then_r() -> None:
+def test_memoryless_strategies_play_their_rule_from_the_first_round() -> None:
     strategy = make_strategy("ALLC")
-    others = [make_strategy("ALLD", initial=0) for _ in range(3)]
-    history = play([strategy, *others], GAME, 6, np.random.default_rng(3))
-    first = int(np.random.default_rng(3).random() * 4)  # uniform over 0..3 by inverse CDF
-    assert [actions[0] for actions in history] == [first, 3, 3, 3, 3, 3]
+    others = [make_strategy("ALLD") for _ in range(3)]
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    history = play([strategy, *others], GAME, 6, rng)
+    assert [actions[0] for actions in history] == [3] * 6
+    assert all(actions[1:] == (0, 0, 0) for actions in map(tuple, history))
+    assert rng.bit_generator.state == state  # point masses consume no randomness
+
+
+def test_strategies_with_memory_play_a_uniform_first_round() -> None:
+    strategy = make_strategy("TFT")
+    strategy.prepare(GAME, 0)
+    assert strategy.probabilities(None).tolist() == [0.25] * 4
 
 
 def test_tit_for_tat_exact_probabilities() -> None:

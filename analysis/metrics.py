@@ -1,0 +1,499 @@
+"""Metrics of one run: from its event frame to tidy pandas frames, per task and per aggregation round.
+
+Every public function takes a run directory or an events DataFrame (as `analysis.load_events` returns, or a
+hand-made frame with the columns of `sim/events.py`), reads only the kinds it needs, never re-runs anything, and
+returns a frame with fixed columns: empty, with the same columns, when the run has none of those events.
+
+Per task (one game round of SPEC B, one FL task of SPEC A): welfare (`task_finished`), participation by strategy
+(`action_chosen`), free riding (`provider_payoff`, `update_sent`), budget use (`task_configured`,
+`round_finished`, `budget_check`). Per aggregation round: rewards and their Gini coefficient, Shapley fairness
+(`reward_paid`), the mechanism's welfare (A.7), consensus costs (`consensus_decided`). Over time: strategy shares
+(`strategy_share`, or `action_chosen` per task when the run has no share samples).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import load_events
+
+EventSource = str | Path | pd.DataFrame
+
+FREE_RIDER_STRATEGY = "ALLD"
+HONEST_BEHAVIOUR = "honest"
+
+TASK_COLUMNS = {
+    "task": "int64",
+    "time": "float64",
+    "players": "int64",
+    "total_participation": "int64",
+    "welfare": "float64",
+    "welfare_per_player": "float64",
+    "precision": "float64",
+}
+PARTICIPATION_COLUMNS = {
+    "task": "int64",
+    "strategy": "string",
+    "providers": "int64",
+    "participants": "int64",
+    "mean_action": "float64",
+    "participation_rate": "float64",
+}
+FREE_RIDING_COLUMNS = {
+    "task": "int64",
+    "providers": "int64",
+    "free_riders": "int64",
+    "free_rider_share": "float64",
+    "free_rider_payoff": "float64",
+    "contributor_payoff": "float64",
+    "payoff_gap": "float64",
+}
+REWARD_COLUMNS = {
+    "task": "int64",
+    "round": "int64",
+    "rewarded": "int64",
+    "total_reward": "float64",
+    "mean_reward": "float64",
+    "min_reward": "float64",
+    "max_reward": "float64",
+    "reward_gini": "float64",
+    "provider_cost": "float64",
+    "provider_welfare": "float64",
+}
+FAIRNESS_COLUMNS = {"providers": "int64", "fairness": "float64"}
+BUDGET_COLUMNS = {
+    "task": "int64",
+    "budget": "float64",
+    "fee_ratio": "float64",
+    "round_cap": "int64",
+    "rounds": "int64",
+    "pool": "float64",
+    "paid": "float64",
+    "provider_budget": "float64",
+    "committee_budget": "float64",
+    "committee_spent": "float64",
+    "pool_use": "float64",
+    "provider_budget_use": "float64",
+    "committee_budget_use": "float64",
+    "round_cap_use": "float64",
+    "balanced": "boolean",
+}
+CONSENSUS_COLUMNS = {
+    "task": "int64",
+    "round": "int64",
+    "view": "int64",
+    "messages": "int64",
+    "bytes": "int64",
+    "latency_s": "float64",
+}
+ROUND_COLUMNS = {
+    "task": "int64",
+    "round": "int64",
+    "participants": "int64",
+    "quality": "float64",
+    "loss": "float64",
+    "accuracy": "float64",
+    "pool": "float64",
+    "paid": "float64",
+    "budget_use": "float64",
+    **{name: dtype for name, dtype in REWARD_COLUMNS.items() if name not in ("task", "round")},
+    "fairness": "float64",
+    "committee_cost": "float64",
+    "welfare": "float64",
+    "free_rider_updates": "int64",
+    "consensus_messages": "int64",
+    "consensus_latency_s": "float64",
+}
+SHARE_COLUMNS = {
+    "time": "float64",
+    "task": "Int64",
+    "strategy": "string",
+    "count": "int64",
+    "share": "float64",
+    "origin": "string",
+}
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def events_of(source: EventSource, kinds: Sequence[str]) -> pd.DataFrame:
+    """The events of the given kinds from a run directory or a frame, in seq (else time) order."""
+    if isinstance(source, pd.DataFrame):
+        if "kind" not in source.columns:
+            raise ValueError(f"source: an events frame needs a 'kind' column, got columns {list(source.columns)}")
+        frame = source[source["kind"].astype(str).isin(list(kinds))]
+    elif isinstance(source, str | Path):
+        frame = load_events(source, kinds=list(kinds))
+    else:
+        raise ValueError(f"source: must be a run directory or an events DataFrame, got {type(source).__name__}")
+    order = "seq" if "seq" in frame.columns else ("time" if "time" in frame.columns else None)
+    if order is not None:
+        frame = frame.sort_values(order, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _of_kind(frame: pd.DataFrame, kind: str, columns: Iterable[str]) -> pd.DataFrame:
+    """The rows of one kind with the given columns; empty when the kind or a column is absent."""
+    columns = list(columns)
+    if frame.empty or any(name not in frame.columns for name in columns):
+        return pd.DataFrame(columns=columns)
+    rows = frame[frame["kind"].astype(str) == kind]
+    return rows[columns].reset_index(drop=True)
+
+
+def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    """A frame with no rows and the given column dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+
+
+def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Select and order the columns and give them their declared dtypes."""
+    frame = frame.reset_index(drop=True)
+    out = {}
+    for name, dtype in columns.items():
+        values = frame[name] if name in frame.columns else pd.Series([pd.NA] * len(frame))
+        if dtype == "int64" and values.isna().any():
+            dtype = "Int64"
+        if dtype in ("int64", "Int64", "float64"):
+            values = pd.to_numeric(values)
+        out[name] = values.astype(dtype)
+    return pd.DataFrame(out)
+
+
+def gini(values: Iterable[float]) -> float:
+    """Gini coefficient G = sum_i sum_j |x_i - x_j| / (2 n^2 mean(x)) (mean absolute difference form).
+
+    Computed from the sorted values in O(n log n): G = 2 sum_i i x_(i) / (n sum x) - (n + 1) / n with i = 1..n.
+    Zero for equal values, (n - 1) / n when one of n holds everything. NaN for no values or a mean <= 0 (a
+    round whose rewards sum to zero or less has no meaningful share of the total); negative values (charges of
+    SPEC A.5) are kept, so G may then exceed 1.
+    """
+    array = np.sort(np.asarray(list(values), dtype=float))
+    count = array.size
+    if count == 0 or not array.sum() > 0:
+        return math.nan
+    ranks = np.arange(1, count + 1)
+    return float(2.0 * np.sum(ranks * array) / (count * array.sum()) - (count + 1) / count)
+
+
+def pearson(first: Iterable[float], second: Iterable[float]) -> float:
+    """Pearson correlation of two equally long samples; NaN for fewer than two pairs or a constant sample."""
+    x = np.asarray(list(first), dtype=float)
+    y = np.asarray(list(second), dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"second: must have as many values as first ({x.size}), got {y.size}")
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# ------------------------------------------------------------------------------------------------ per task
+
+
+def task_outcomes(source: EventSource) -> pd.DataFrame:
+    """Per task: players, total participation sum_j y_j, social welfare P(y) = sum_i U_i (SPEC B.1), precision."""
+    frame = events_of(source, ["task_finished"])
+    rows = _of_kind(frame, "task_finished", ["task", "time", "players", "total_participation", "welfare", "precision"])
+    if rows.empty:
+        return empty_frame(TASK_COLUMNS)
+    rows = rows.sort_values("task", kind="stable")
+    players = pd.to_numeric(rows["players"]).astype(float)
+    rows["welfare_per_player"] = np.where(
+        players > 0, rows["welfare"].astype(float) / players.where(players > 0), np.nan
+    )
+    return _typed(rows, TASK_COLUMNS)
+
+
+def participation_by_strategy(source: EventSource) -> pd.DataFrame:
+    """Per task and strategy: providers, participants (y_i > 0), mean y_i and participation rate mean(y_i) / R.
+
+    R is the task's number of rounds (`task_posted.rounds`, the y_i in {0..R} of SPEC B.1); the rate is NaN when
+    the run did not log it.
+    """
+    frame = events_of(source, ["action_chosen", "task_posted"])
+    actions = _of_kind(frame, "action_chosen", ["task", "strategy", "action"])
+    if actions.empty:
+        return empty_frame(PARTICIPATION_COLUMNS)
+    actions = actions.astype({"action": float, "strategy": str})
+    grouped = actions.groupby(["task", "strategy"], sort=True)["action"]
+    table = pd.DataFrame(
+        {
+            "providers": grouped.size(),
+            "participants": grouped.apply(lambda values: int((values > 0).sum())),
+            "mean_action": grouped.mean(),
+        }
+    ).reset_index()
+    posted = _of_kind(frame, "task_posted", ["task", "rounds"]).drop_duplicates("task")
+    table = table.merge(posted, on="task", how="left")
+    rounds = pd.to_numeric(table["rounds"]).astype(float)
+    table["participation_rate"] = table["mean_action"] / rounds.where(rounds > 0)
+    return _typed(table, PARTICIPATION_COLUMNS)
+
+
+def _provider_payoffs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task and provider: strategy and payoff (U_i of SPEC B.1; else sum over rounds of rho_i - k_i C_unit)."""
+    payoffs = _of_kind(frame, "provider_payoff", ["task", "agent", "strategy", "utility"])
+    if not payoffs.empty:
+        return payoffs.rename(columns={"utility": "payoff"}).astype({"payoff": float})
+    rewards = _of_kind(frame, "reward_paid", ["task", "agent", "reward", "unit_cost", "local_iterations"])
+    if rewards.empty:
+        return pd.DataFrame(columns=["task", "agent", "strategy", "payoff"])
+    rewards["payoff"] = rewards["reward"].astype(float) - rewards["local_iterations"].astype(float) * rewards[
+        "unit_cost"
+    ].astype(float)
+    payoffs = rewards.groupby(["task", "agent"], sort=True)["payoff"].sum().reset_index()
+    strategies = _of_kind(frame, "action_chosen", ["task", "agent", "strategy"]).drop_duplicates(["task", "agent"])
+    return payoffs.merge(strategies, on=["task", "agent"], how="left")
+
+
+def free_riding(source: EventSource) -> pd.DataFrame:
+    """Per task: free riders, their share, and the payoff gap mean(U free riders) - mean(U contributors).
+
+    A free rider (SPEC C, D.5) is a provider playing ALLD in the task, or one that sent any update whose
+    `behaviour` is not "honest" (plain, disguised or stale). A positive gap means free riding pays.
+    """
+    frame = events_of(source, ["provider_payoff", "reward_paid", "action_chosen", "update_sent"])
+    payoffs = _provider_payoffs(frame)
+    if payoffs.empty:
+        return empty_frame(FREE_RIDING_COLUMNS)
+    updates = _of_kind(frame, "update_sent", ["task", "agent", "behaviour"])
+    dishonest = updates[updates["behaviour"].astype(str) != HONEST_BEHAVIOUR][["task", "agent"]]
+    dishonest_keys = set(zip(dishonest["task"].astype(int), dishonest["agent"].astype(int), strict=True))
+    keys = zip(payoffs["task"].astype(int), payoffs["agent"].astype(int), strict=True)
+    payoffs["free_rider"] = (payoffs["strategy"].astype(str) == FREE_RIDER_STRATEGY).to_numpy() | np.array(
+        [key in dishonest_keys for key in keys], dtype=bool
+    )
+    rows = []
+    for task, group in payoffs.groupby("task", sort=True):
+        riders = group[group["free_rider"]]["payoff"].astype(float)
+        contributors = group[~group["free_rider"]]["payoff"].astype(float)
+        rider_mean = riders.mean() if len(riders) else math.nan
+        contributor_mean = contributors.mean() if len(contributors) else math.nan
+        rows.append(
+            {
+                "task": task,
+                "providers": len(group),
+                "free_riders": len(riders),
+                "free_rider_share": len(riders) / len(group),
+                "free_rider_payoff": rider_mean,
+                "contributor_payoff": contributor_mean,
+                "payoff_gap": rider_mean - contributor_mean,
+            }
+        )
+    return _typed(pd.DataFrame(rows), FREE_RIDING_COLUMNS)
+
+
+def budget_use(source: EventSource) -> pd.DataFrame:
+    """Per task: what the mechanism spent of its budget (SPEC A.5, A.6).
+
+    From `task_configured` (B, sigma, r_max, committee cost per round) and the task's `round_finished` events:
+    provider budget B (1 - sigma), committee budget B sigma, rounds r, pool = sum of the rounds' Pi_r, paid = sum of
+    the rewards paid; pool_use = paid / pool, provider_budget_use = paid / (B (1 - sigma)), committee_budget_use =
+    r * sum_k C_com(n_k) / (B sigma) (B 15a), round_cap_use = r / r_max; `balanced` is False if any
+    `budget_check` of the task failed (NA without checks).
+    """
+    frame = events_of(source, ["task_configured", "round_finished", "budget_check"])
+    configured = _of_kind(
+        frame, "task_configured", ["task", "budget", "fee_ratio", "round_cap", "committee_cost"]
+    ).drop_duplicates("task", keep="last")
+    if configured.empty:
+        return empty_frame(BUDGET_COLUMNS)
+    finished = _of_kind(frame, "round_finished", ["task", "round", "pool", "paid"])
+    spent = finished.groupby("task").agg(rounds=("round", "size"), pool=("pool", "sum"), paid=("paid", "sum"))
+    table = configured.merge(spent.reset_index(), on="task", how="left")
+    table["rounds"] = table["rounds"].fillna(0).astype(int)
+    table[["pool", "paid"]] = table[["pool", "paid"]].astype(float).fillna(0.0)
+    budget = table["budget"].astype(float)
+    fee = table["fee_ratio"].astype(float)
+    table["provider_budget"] = budget * (1 - fee)
+    table["committee_budget"] = budget * fee
+    table["committee_spent"] = table["rounds"] * table["committee_cost"].astype(float)
+    table["pool_use"] = table["paid"] / table["pool"].where(table["pool"] > 0)
+    table["provider_budget_use"] = table["paid"] / table["provider_budget"].where(table["provider_budget"] > 0)
+    table["committee_budget_use"] = table["committee_spent"] / table["committee_budget"].where(
+        table["committee_budget"] > 0
+    )
+    cap = table["round_cap"].astype(float)
+    table["round_cap_use"] = table["rounds"] / cap.where(cap > 0)
+    checks = _of_kind(frame, "budget_check", ["task", "balanced"])
+    if checks.empty:
+        table["balanced"] = pd.NA
+    else:
+        balanced = checks.astype({"balanced": bool}).groupby("task")["balanced"].all()
+        table["balanced"] = table["task"].map(balanced)
+    return _typed(table.sort_values("task"), BUDGET_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------- per round
+
+
+def reward_distribution(source: EventSource) -> pd.DataFrame:
+    """Per task and round: the rewards rho_i^r paid (B 13), their Gini coefficient, and the providers' net gain.
+
+    provider_cost = sum_i k_i C_unit^r(P_i) and provider_welfare = sum_i (rho_i^r - k_i C_unit^r(P_i)), the
+    providers' part of the welfare W of (B 21).
+    """
+    frame = events_of(source, ["reward_paid"])
+    rewards = _of_kind(frame, "reward_paid", ["task", "round", "reward", "unit_cost", "local_iterations"])
+    if rewards.empty:
+        return empty_frame(REWARD_COLUMNS)
+    rewards = rewards.astype({"reward": float, "unit_cost": float, "local_iterations": float})
+    rewards["cost"] = rewards["local_iterations"] * rewards["unit_cost"]
+    grouped = rewards.groupby(["task", "round"], sort=True)
+    table = grouped.agg(
+        rewarded=("reward", "size"),
+        total_reward=("reward", "sum"),
+        mean_reward=("reward", "mean"),
+        min_reward=("reward", "min"),
+        max_reward=("reward", "max"),
+        provider_cost=("cost", "sum"),
+    ).reset_index()
+    table["reward_gini"] = grouped["reward"].apply(gini).to_numpy()
+    table["provider_welfare"] = table["total_reward"] - table["provider_cost"]
+    return _typed(table, REWARD_COLUMNS)
+
+
+def shapley_fairness(source: EventSource, by: Sequence[str] = ("task", "round")) -> pd.DataFrame:
+    """Pearson correlation between each provider's reward rho_i and its `contribution` (B 10, B 13), per group.
+
+    `by=("task", "round")` gives one row per round, `by=("task",)` per task, `by=()` one row over the whole run.
+    A mechanism that pays by contribution has fairness 1; NaN where a group has under two providers or a
+    constant reward or contribution.
+    """
+    by = list(by)
+    columns = {name: "int64" for name in by} | FAIRNESS_COLUMNS
+    frame = events_of(source, ["reward_paid"])
+    rewards = _of_kind(frame, "reward_paid", ["task", "round", "reward", "contribution"])
+    if rewards.empty:
+        return empty_frame(columns)
+    rewards = rewards.astype({"reward": float, "contribution": float})
+    groups = rewards.groupby(by, sort=True) if by else [((), rewards)]
+    rows = []
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append(
+            dict(zip(by, key, strict=True))
+            | {"providers": len(group), "fairness": pearson(group["reward"], group["contribution"])}
+        )
+    return _typed(pd.DataFrame(rows), columns)
+
+
+def consensus_costs(source: EventSource) -> pd.DataFrame:
+    """Per decided round: PBFT view (view changes before the decision), messages, bytes and latency (SPEC D.2)."""
+    frame = events_of(source, ["consensus_decided"])
+    rows = _of_kind(frame, "consensus_decided", ["task", "round", "view", "messages", "bytes", "latency_s"])
+    if rows.empty:
+        return empty_frame(CONSENSUS_COLUMNS)
+    return _typed(rows.sort_values(["task", "round"], kind="stable"), CONSENSUS_COLUMNS)
+
+
+def round_outcomes(source: EventSource) -> pd.DataFrame:
+    """Per task and aggregation round: quality, budget use, rewards, fairness, welfare (B 21) and consensus.
+
+    welfare = sum_i (rho_i^r - gamma_i C_unit^r(P_i)) - sum_k C_com(n_k), with the committee's round cost from
+    `task_configured`; budget_use = paid / Pi_r; free_rider_updates counts updates whose behaviour is not honest.
+    """
+    frame = events_of(source, ["round_finished", "reward_paid", "task_configured", "update_sent", "consensus_decided"])
+    finished = _of_kind(
+        frame, "round_finished", ["task", "round", "participants", "quality", "loss", "accuracy", "pool", "paid"]
+    )
+    rewards = reward_distribution(frame)
+    keys = pd.concat([finished[["task", "round"]], rewards[["task", "round"]]]).drop_duplicates()
+    if keys.empty:
+        return empty_frame(ROUND_COLUMNS)
+    table = keys.astype(int).merge(finished.astype({"task": int, "round": int}), on=["task", "round"], how="left")
+    table = table.merge(rewards.astype({"task": int, "round": int}), on=["task", "round"], how="left")
+    table["budget_use"] = table["paid"].astype(float) / table["pool"].astype(float).where(table["pool"] > 0)
+    fairness = shapley_fairness(frame)
+    table = table.merge(
+        fairness.drop(columns="providers").astype({"task": int, "round": int}), on=["task", "round"], how="left"
+    )
+    configured = _of_kind(frame, "task_configured", ["task", "committee_cost"]).drop_duplicates("task", keep="last")
+    table = table.merge(configured.astype({"task": int}), on="task", how="left")
+    table["welfare"] = table["provider_welfare"].astype(float) - table["committee_cost"].astype(float).fillna(0.0)
+    updates = _of_kind(frame, "update_sent", ["task", "round", "behaviour"])
+    if not updates.empty:
+        dishonest = updates[updates["behaviour"].astype(str) != HONEST_BEHAVIOUR]
+        counts = dishonest.astype({"task": int, "round": int}).groupby(["task", "round"]).size()
+        counts = counts.rename("free_rider_updates").reset_index()
+        table = table.merge(counts, on=["task", "round"], how="left")
+        table["free_rider_updates"] = table["free_rider_updates"].fillna(0)
+    consensus = consensus_costs(frame)[["task", "round", "messages", "latency_s"]].rename(
+        columns={"messages": "consensus_messages", "latency_s": "consensus_latency_s"}
+    )
+    table = table.merge(consensus.astype({"task": int, "round": int}), on=["task", "round"], how="left")
+    return _typed(table.sort_values(["task", "round"]), ROUND_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------- over time
+
+
+def strategy_shares(source: EventSource) -> pd.DataFrame:
+    """Each strategy's share of the providers over time.
+
+    From the periodic `strategy_share` samples when the run has them (origin "strategy_share"); otherwise per task
+    from `action_chosen`: the share of the task's deciding providers that play each strategy, at the time of the
+    task's first decision (origin "action_chosen"). Strategies absent from a task get a zero share, so extinction
+    shows as zeros.
+    """
+    frame = events_of(source, ["strategy_share", "action_chosen"])
+    samples = _of_kind(frame, "strategy_share", ["time", "strategy", "count", "share"])
+    if not samples.empty:
+        samples["task"] = pd.NA
+        samples["origin"] = "strategy_share"
+        return _typed(samples.sort_values(["time", "strategy"], kind="stable"), SHARE_COLUMNS)
+    actions = _of_kind(frame, "action_chosen", ["time", "task", "strategy"])
+    if actions.empty:
+        return empty_frame(SHARE_COLUMNS)
+    actions = actions.astype({"strategy": str, "time": float})
+    counts = actions.groupby(["task", "strategy"]).size().unstack(fill_value=0)
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    times = actions.groupby("task")["time"].min()
+    table = counts.stack().rename("count").to_frame().join(shares.stack().rename("share")).reset_index()
+    table["time"] = table["task"].map(times)
+    table["origin"] = "action_chosen"
+    return _typed(table.sort_values(["task", "strategy"], kind="stable"), SHARE_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------- summary
+
+
+def _mean(values: pd.Series) -> float:
+    values = pd.to_numeric(values, errors="coerce").astype(float).dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def run_summary(source: EventSource) -> dict[str, float]:
+    """Headline numbers of a run (NaN where its events are absent): the columns of a sweep's per-cell summary."""
+    frame = source if isinstance(source, pd.DataFrame) else load_events(source)
+    tasks = task_outcomes(frame)
+    participation = participation_by_strategy(frame)
+    riding = free_riding(frame)
+    rounds = round_outcomes(frame)
+    budget = budget_use(frame)
+    overall_fairness = shapley_fairness(frame, by=())
+    participants = participation["participants"].astype(float).sum()
+    providers = participation["providers"].astype(float).sum()
+    return {
+        "tasks": float(len(tasks)),
+        "mean_welfare": _mean(tasks["welfare"]),
+        "welfare_std": float(tasks["welfare"].std()) if len(tasks) > 1 else math.nan,
+        "mean_welfare_per_player": _mean(tasks["welfare_per_player"]),
+        "participating_share": participants / providers if providers else math.nan,
+        "mean_participation_rate": _mean(participation["participation_rate"]),
+        "free_rider_share": _mean(riding["free_rider_share"]),
+        "payoff_gap": _mean(riding["payoff_gap"]),
+        "rounds": float(len(rounds)),
+        "mean_round_welfare": _mean(rounds["welfare"]),
+        "mean_reward_gini": _mean(rounds["reward_gini"]),
+        "fairness": float(overall_fairness["fairness"].iloc[0]) if len(overall_fairness) else math.nan,
+        "mean_budget_use": _mean(budget["provider_budget_use"]),
+        "mean_consensus_messages": _mean(rounds["consensus_messages"]),
+        "mean_consensus_latency_s": _mean(rounds["consensus_latency_s"]),
+    }

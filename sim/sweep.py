@@ -1,0 +1,568 @@
+"""Parameter sweeps: a grid file expands to cells x seeds, each one seeded run, executed on dask.distributed.
+
+A grid file (TOML) looks like this (see `sim/grids/`):
+
+    [sweep]
+    name = "population_mix"           # the sweep's directory under --out
+    scenario = "quickstart"           # a bundled name, or a path relative to the grid file
+    seeds = [1, 2, 3]                 # or a count: seeds = 3 means 0, 1, 2
+    overrides = { "run.tasks" = 10 }  # optional: dotted-path overrides applied to every cell
+
+    [grid]                            # either: a cartesian product, dotted path -> list of values
+    "providers.count" = [10, 20]
+
+    [[cells]]                         # or: a list of labelled cells
+    label = "cooperators"
+    overrides = { "providers.strategy_mix" = { ALLC = 0.8, ALLD = 0.2 } }
+
+Keys are dotted paths into the scenario (quote them); their values replace the scenario's value whole (a table
+value such as a strategy mix is not merged). The grid and every cell's scenario are validated before anything
+runs; errors name the field path, the value and the rule (`GridError`, a `ScenarioError`).
+
+Each cell x seed is one `run_scenario` call with a deterministic run id (`<label>-s<seed>-<digest>`, the digest a
+SHA-256 of the overrides and the seed) writing `<out>/<name>/cells/<run_id>/`. Runs are independent and seeded
+before dispatch, so the event parts are byte-identical whatever the number of workers. The sweep index
+`<out>/<name>/sweep.json` (written atomically after every cell) records each cell's parameters, status and error;
+a failed cell does not stop the sweep; re-running skips the cells whose manifest says finished for the same
+scenario (resume). The index format is read by `analysis.sweeps` (which does not import this module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario, resolve_scenario_path
+from sim.runner import run_scenario, write_json_atomically
+
+INDEX_FILE = "sweep.json"
+CELLS_DIRECTORY = "cells"
+INDEX_FORMAT = 1
+DEFAULT_OUTPUT_DIR = "sweeps"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]+")
+_SWEEP_KEYS = {"name", "scenario", "seeds", "overrides", "description"}
+_CELL_KEYS = {"label", "overrides"}
+_RESERVED_PATHS = {"run.seed": "set the seeds in [sweep].seeds", "run.output_dir": "use --out"}
+_LABEL_LENGTH = 48
+
+
+class GridError(ScenarioError):
+    """A grid file that cannot be swept: one line per problem naming the field path, the value and the rule."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a label and its dotted-path overrides (applied after the sweep's base overrides)."""
+
+    label: str
+    overrides: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid: the base scenario, the seeds and the cells."""
+
+    name: str
+    scenario: str
+    seeds: tuple[int, ...]
+    cells: tuple[Cell, ...]
+    base_overrides: Mapping[str, Any] = field(default_factory=dict)
+    parameters: tuple[str, ...] = ()
+    source: Path | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CellRun:
+    """One cell x seed: the scenario to run and where."""
+
+    run_id: str
+    label: str
+    seed: int
+    overrides: Mapping[str, Any]
+    parameters: Mapping[str, Any]
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What happened to one cell x seed in this invocation."""
+
+    run_id: str
+    status: str
+    executed: bool
+    error: str = ""
+    wall_time_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A sweep's directory and the outcome of each of its runs."""
+
+    sweep_dir: Path
+    name: str
+    outcomes: tuple[CellOutcome, ...]
+
+    @property
+    def executed(self) -> tuple[str, ...]:
+        """Run ids simulated in this invocation."""
+        return tuple(outcome.run_id for outcome in self.outcomes if outcome.executed)
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Run ids already finished before this invocation (resume)."""
+        return tuple(outcome.run_id for outcome in self.outcomes if not outcome.executed)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Run ids whose run failed."""
+        return tuple(outcome.run_id for outcome in self.outcomes if outcome.status != "finished")
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run finished."""
+        return not self.failed
+
+
+# ------------------------------------------------------------------------------------------ grid parsing
+
+
+def _describe(value: Any) -> str:
+    return "a table" if isinstance(value, dict) else repr(value)
+
+
+def _overrides_table(value: Any, where: str, errors: list[str]) -> dict[str, Any]:
+    """A table of dotted path -> value; nested tables are rejected (the keys must be quoted dotted paths)."""
+    if not isinstance(value, dict):
+        errors.append(f"{where}: must be a table of dotted paths -> values, got {_describe(value)}")
+        return {}
+    for path in value:
+        if path in _RESERVED_PATHS:
+            errors.append(f"{where}.{path}: cannot be swept here ({_RESERVED_PATHS[path]})")
+        elif "." not in path:
+            errors.append(f'{where}.{path}: must be a dotted path such as "providers.count" (quote it), got a bare key')
+    return {path: item for path, item in value.items() if path not in _RESERVED_PATHS}
+
+
+def _seeds(value: Any, errors: list[str]) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            errors.append(f"sweep.seeds: a count must be >= 1, got {value}")
+            return ()
+        return tuple(range(value))
+    if not isinstance(value, list) or not value:
+        errors.append(f"sweep.seeds: must be a non-empty list of integers >= 0 or a count, got {_describe(value)}")
+        return ()
+    bad = [item for item in value if isinstance(item, bool) or not isinstance(item, int) or item < 0]
+    if bad:
+        errors.append(f"sweep.seeds: every seed must be an integer >= 0, got {bad[0]!r}")
+        return ()
+    if len(set(value)) != len(value):
+        duplicate = next(item for item in value if value.count(item) > 1)
+        errors.append(f"sweep.seeds: seeds must be distinct, got {duplicate} twice")
+        return ()
+    return tuple(value)
+
+
+def _value_label(value: Any) -> str:
+    if isinstance(value, dict):
+        return "-".join(f"{key}{_value_label(item)}" for key, item in value.items())
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+def _grid_label(assignment: Mapping[str, Any]) -> str:
+    """A readable label for a cartesian cell: `count=10_strategy_mix=ALLC1-ALLD0` (last path parts)."""
+    parts = [f"{path.rsplit('.', 1)[-1]}={_value_label(value)}" for path, value in assignment.items()]
+    return "_".join(parts) or "base"
+
+
+def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
+    """Validate a grid dictionary (the parsed TOML); raise GridError listing every problem."""
+    errors: list[str] = []
+    for key in sorted(set(data) - {"sweep", "grid", "cells"}):
+        errors.append(f"{key}: unknown key (allowed: sweep, grid, cells)")
+    sweep = data.get("sweep")
+    if not isinstance(sweep, dict):
+        raise GridError("sweep: required table with name, scenario and seeds, missing")
+    for key in sorted(set(sweep) - _SWEEP_KEYS):
+        errors.append(f"sweep.{key}: unknown key (allowed: {', '.join(sorted(_SWEEP_KEYS))})")
+    name = sweep.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        errors.append(f"sweep.name: must be a name of letters, digits, '_', '.' or '-', got {name!r}")
+    scenario = sweep.get("scenario")
+    if not isinstance(scenario, str) or not scenario:
+        errors.append(f"sweep.scenario: must be a bundled scenario name or a path, got {scenario!r}")
+    seeds = _seeds(sweep.get("seeds"), errors) if "seeds" in sweep else ()
+    if "seeds" not in sweep:
+        errors.append("sweep.seeds: required, missing")
+    base = _overrides_table(sweep.get("overrides", {}), "sweep.overrides", errors)
+    description = sweep.get("description", "")
+
+    has_grid, has_cells = "grid" in data, "cells" in data
+    cells: list[Cell] = []
+    parameters: tuple[str, ...] = ()
+    if has_grid == has_cells:
+        errors.append(
+            "grid: give either a [grid] table or a list of [[cells]], not " + ("both" if has_grid else "neither")
+        )
+    elif has_grid:
+        grid = _overrides_table(data["grid"], "grid", errors)
+        if isinstance(data["grid"], dict) and not data["grid"]:
+            errors.append("grid: must name at least one dotted path, got an empty table")
+        for path, values in grid.items():
+            if not isinstance(values, list) or not values:
+                errors.append(f"grid.{path}: must be a non-empty list of values, got {_describe(values)}")
+        if not any(line.startswith("grid") for line in errors):
+            parameters = tuple(grid)
+            for combination in itertools.product(*grid.values()):
+                assignment = dict(zip(parameters, combination, strict=True))
+                cells.append(Cell(_grid_label(assignment), assignment))
+    else:
+        raw_cells = data["cells"]
+        if not isinstance(raw_cells, list) or not raw_cells:
+            errors.append(f"cells: must be a non-empty list of tables [[cells]], got {_describe(raw_cells)}")
+            raw_cells = []
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_cells):
+            where = f"cells[{index}]"
+            if not isinstance(raw, dict):
+                errors.append(f"{where}: must be a table with label and overrides, got {_describe(raw)}")
+                continue
+            for key in sorted(set(raw) - _CELL_KEYS):
+                errors.append(f"{where}.{key}: unknown key (allowed: label, overrides)")
+            label = raw.get("label")
+            if not isinstance(label, str) or not label.strip():
+                errors.append(f"{where}.label: must be a non-empty string, got {label!r}")
+                continue
+            if label in seen:
+                errors.append(f"{where}.label: labels must be unique, got {label!r} twice")
+            seen.add(label)
+            cells.append(Cell(label, _overrides_table(raw.get("overrides", {}), f"{where}.overrides", errors)))
+        parameters = ("label",)
+    if errors:
+        raise GridError("\n".join(dict.fromkeys(errors)))
+    return Grid(
+        name=name,
+        scenario=scenario,
+        seeds=seeds,
+        cells=tuple(cells),
+        base_overrides=base,  # type: ignore[arg-type]
+        parameters=parameters,
+        source=source,
+        description=str(description),
+    )
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise GridError(f"{path}: malformed TOML: {error}") from None
+    except OSError as error:
+        raise GridError(f"{path}: cannot read grid file: {error.strerror}") from None
+    return parse_grid(data, source=path.resolve())
+
+
+def _scenario_reference(grid: Grid) -> str:
+    """The base scenario as a path: relative to the grid file first, then a bundled name."""
+    if grid.source is not None:
+        candidate = grid.source.parent / grid.scenario
+        if candidate.is_file():
+            return str(candidate)
+    if grid.scenario in bundled_scenarios() or Path(grid.scenario).is_file():
+        return str(resolve_scenario_path(grid.scenario))
+    raise GridError(
+        f"sweep.scenario: not a file next to the grid file and not a bundled scenario, "
+        f"got {grid.scenario!r} (bundled: {', '.join(bundled_scenarios()) or 'none'})"
+    )
+
+
+def run_id_for(label: str, overrides: Mapping[str, Any], seed: int) -> str:
+    """`<label>-s<seed>-<first 10 hex of SHA-256 of the canonical JSON of the overrides and the seed>`."""
+    canonical = json.dumps(
+        {"overrides": dict(overrides), "seed": seed}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    slug = _UNSAFE.sub("_", label).strip("_.")[:_LABEL_LENGTH] or "cell"
+    return f"{slug}-s{seed}-{digest}"
+
+
+def plan(grid: Grid) -> list[CellRun]:
+    """Every cell x seed with its validated scenario; raises GridError naming each bad cell before anything runs."""
+    reference = _scenario_reference(grid)
+    runs: list[CellRun] = []
+    errors: list[str] = []
+    for index, cell in enumerate(grid.cells):
+        overrides = {**grid.base_overrides, **cell.overrides}
+        for seed in grid.seeds:
+            try:
+                scenario = load_scenario(reference, {**overrides, "run.seed": seed})
+            except ScenarioError as error:
+                for line in str(error).splitlines():
+                    errors.append(f"cells[{index}] ({cell.label}): {line}")
+                break  # the other seeds of the cell fail alike
+            parameters = {"label": cell.label} if grid.parameters == ("label",) else dict(cell.overrides)
+            runs.append(
+                CellRun(run_id_for(cell.label, overrides, seed), cell.label, seed, overrides, parameters, scenario)
+            )
+    if errors:
+        raise GridError("\n".join(dict.fromkeys(errors)))
+    repeated = [run_id for run_id, count in Counter(run.run_id for run in runs).items() if count > 1]
+    if repeated:
+        raise GridError(f"cells: two cells have the same overrides, got run id {repeated[0]!r} twice")
+    return runs
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def finished_before(run_dir: Path, scenario: Scenario) -> bool:
+    """Whether `run_dir` holds a finished run of exactly this scenario (so resuming can skip it)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("status") == "finished" and manifest.get("scenario") == scenario.to_dict()
+
+
+def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:
+    """Run one cell x seed into `cells_dir/<run_id>/` (a dask task; any leftover of an unfinished run is removed).
+
+    Failures are returned, not raised, so one bad cell never stops the sweep.
+    """
+    run_dir = Path(cells_dir) / run.run_id
+    started = time.perf_counter()
+    try:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        result = run_scenario(run.scenario, output_dir=Path(cells_dir), run_id=run.run_id, show_progress=False)
+        return CellOutcome(run.run_id, result.status, True, "", time.perf_counter() - started)
+    except Exception as error:  # noqa: BLE001 - recorded in the index; the sweep goes on
+        return CellOutcome(
+            run.run_id, "failed", True, f"{type(error).__name__}: {error}", time.perf_counter() - started
+        )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return value
+
+
+class _Index:
+    """The sweep index `sweep.json`, rewritten atomically whenever a cell changes."""
+
+    def __init__(self, sweep_dir: Path, grid: Grid, runs: Sequence[CellRun]) -> None:
+        self.path = sweep_dir / INDEX_FILE
+        self.content: dict[str, Any] = {
+            "format": INDEX_FORMAT,
+            "name": grid.name,
+            "description": grid.description,
+            "grid_file": str(grid.source) if grid.source else None,
+            "scenario": grid.scenario,
+            "seeds": list(grid.seeds),
+            "base_overrides": _json_value(dict(grid.base_overrides)),
+            "parameters": list(grid.parameters),
+            "cells_dir": CELLS_DIRECTORY,
+            "updated_at": None,
+            "cells": {
+                run.run_id: {
+                    "label": run.label,
+                    "seed": run.seed,
+                    "overrides": _json_value(dict(run.overrides)),
+                    "parameters": _json_value(dict(run.parameters)),
+                    "status": "pending",
+                    "error": "",
+                    "wall_time_s": None,
+                }
+                for run in runs
+            },
+        }
+
+    def update(self, outcome: CellOutcome) -> None:
+        self.content["cells"][outcome.run_id].update(
+            {
+                "status": outcome.status,
+                "error": outcome.error,
+                **({"wall_time_s": outcome.wall_time_s} if outcome.executed else {}),
+            }
+        )
+        self.write()
+
+    def write(self) -> None:
+        self.content["updated_at"] = datetime.now(UTC).isoformat()
+        write_json_atomically(self.path, self.content)
+
+
+def _dask_outcomes(
+    runs: Sequence[CellRun], cells_dir: Path, workers: int, scheduler: str | None
+) -> Iterator[CellOutcome]:
+    """Submit the runs to dask.distributed and yield their outcomes as they complete."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler:
+        cluster = None
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [
+            client.submit(execute_cell, run, str(cells_dir), key=f"flmarket-cell-{run.run_id}", pure=False)
+            for run in runs
+        ]
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as error:  # noqa: BLE001 - a worker lost mid-run: recorded, the sweep goes on
+                run_id = str(future.key).removeprefix("flmarket-cell-")
+                yield CellOutcome(run_id, "failed", True, f"{type(error).__name__}: {error}")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_sweep(
+    grid: str | Path | Grid,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    output_dir: str | Path = DEFAULT_OUTPUT_DIR,
+    show_progress: bool = True,
+) -> SweepResult:
+    """Validate the grid and every cell, then run the missing cells on dask and record them in `sweep.json`.
+
+    `workers` sizes the LocalCluster (processes, one thread each); `scheduler` connects to an existing cluster
+    instead (its workers must see `output_dir`); `workers=0` runs the cells one after another in this process,
+    without dask (for debugging). Cells already finished for the same scenario are skipped.
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise GridError(f"workers: must be an integer >= 0 (0 = in this process), got {workers!r}")
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    runs = plan(grid)
+    sweep_dir = Path(output_dir) / grid.name
+    cells_dir = (sweep_dir / CELLS_DIRECTORY).resolve()  # absolute: workers may run elsewhere
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    index = _Index(sweep_dir, grid, runs)
+    outcomes: dict[str, CellOutcome] = {}
+    pending: list[CellRun] = []
+    for run in runs:
+        if finished_before(cells_dir / run.run_id, run.scenario):
+            outcomes[run.run_id] = CellOutcome(run.run_id, "finished", False)
+            index.content["cells"][run.run_id]["status"] = "finished"
+        else:
+            pending.append(run)
+    index.write()
+    if pending:
+        stream = (
+            _dask_outcomes(pending, cells_dir, workers, scheduler)
+            if workers or scheduler
+            else (execute_cell(run, str(cells_dir)) for run in pending)
+        )
+        with tqdm(
+            total=len(runs),
+            initial=len(runs) - len(pending),
+            unit="cell",
+            desc=grid.name,
+            disable=not show_progress,
+            leave=False,
+        ) as bar:
+            for outcome in stream:
+                outcomes[outcome.run_id] = outcome
+                index.update(outcome)
+                bar.update(1)
+    return SweepResult(sweep_dir, grid.name, tuple(outcomes[run.run_id] for run in runs))
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    result = run_sweep(
+        args.grid, workers=args.workers, scheduler=args.scheduler, output_dir=args.out, show_progress=not args.quiet
+    )
+    if args.quiet:
+        print(result.sweep_dir)
+    else:
+        index = json.loads((result.sweep_dir / INDEX_FILE).read_text())
+        table = Table(
+            title=f"flmarket sweep: {result.name} ({len(result.outcomes)} runs, "
+            f"{len(result.executed)} run now, {len(result.skipped)} already finished)"
+        )
+        for column in ("run id", "label", "seed", "status", "error"):
+            table.add_column(column)
+        for outcome in result.outcomes:
+            cell = index["cells"][outcome.run_id]
+            table.add_row(outcome.run_id, cell["label"], str(cell["seed"]), outcome.status, outcome.error)
+        Console().print(table)
+        print(f"sweep directory: {result.sweep_dir}")
+    return 0 if result.ok else 1
+
+
+def _workers(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `flmarket sweep GRID.toml [--workers N] [--scheduler ADDRESS] [--out DIR] [--quiet]`."""
+    default_workers = max(1, min(os.cpu_count() or 1, 4))
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a grid of scenarios x seeds on dask",
+        description="Run every cell x seed of a grid file (see sim/grids/) as one seeded run under "
+        "<out>/<sweep name>/cells/<run_id>/, on a local dask cluster or an existing scheduler. "
+        "The index <out>/<sweep name>/sweep.json records each run's status; re-running resumes, "
+        "skipping finished runs. Read the results with analysis.sweeps.load_sweep(dir).",
+    )
+    parser.add_argument("grid", help="grid file (TOML)")
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=default_workers,
+        help=f"local dask worker processes, one thread each (default: {default_workers}; "
+        "0 = run in this process without dask)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running dask scheduler (e.g. tcp://host:8786) instead of a local cluster",
+    )
+    parser.add_argument("--out", default=DEFAULT_OUTPUT_DIR, help=f"output directory (default: {DEFAULT_OUTPUT_DIR})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or table; print the sweep directory")
+    parser.set_defaults(func=_handler)

@@ -1,0 +1,342 @@
+"""analysis/metrics.py: hand-made event frames with answers worked out by hand, invariants on a real run."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analysis import metrics
+from analysis.load import load_events
+from sim.config import load_scenario
+from sim.runner import run_scenario
+
+
+def events(*rows: dict) -> pd.DataFrame:
+    """An events frame from (kind, fields...) dictionaries, in the given order."""
+    records = [{"time": float(index), "seq": index, "agent": -1} | row for index, row in enumerate(rows)]
+    return pd.DataFrame(records)
+
+
+# ------------------------------------------------------------------------------------------- Gini, Pearson
+
+
+def test_gini_of_hand_computed_samples() -> None:
+    # [1, 2, 3, 4]: sum over ordered pairs of |x_i - x_j| = 2 * (1 + 2 + 3 + 1 + 2 + 1) = 20; 2 n^2 mean = 80.
+    assert metrics.gini([4, 1, 3, 2]) == pytest.approx(0.25)
+    # one of four holds everything: (n - 1) / n
+    assert metrics.gini([0, 0, 5, 0]) == pytest.approx(0.75)
+    assert metrics.gini([2.5, 2.5, 2.5]) == pytest.approx(0.0)
+    assert math.isnan(metrics.gini([]))
+    assert math.isnan(metrics.gini([1.0, -1.0]))  # mean <= 0: no share of a total
+
+
+@given(
+    st.lists(st.floats(min_value=0.01, max_value=1e3), min_size=1, max_size=30), st.floats(min_value=0.1, max_value=100)
+)
+def test_gini_matches_the_double_sum_and_is_scale_free(values: list[float], scale: float) -> None:
+    array = np.asarray(values)
+    brute = sum(abs(a - b) for a, b in itertools.product(array, array)) / (2 * len(array) ** 2 * array.mean())
+    assert metrics.gini(values) == pytest.approx(brute, abs=1e-9)
+    assert metrics.gini(array * scale) == pytest.approx(brute, abs=1e-9)
+    assert -1e-12 <= metrics.gini(values) <= (len(values) - 1) / len(values) + 1e-12
+
+
+def test_pearson_by_hand() -> None:
+    # dx = dy-ish: sum dx dy = 4, sum dx^2 = sum dy^2 = 5 -> 0.8
+    assert metrics.pearson([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert metrics.pearson([1, 2, 3], [6, 4, 2]) == pytest.approx(-1.0)
+    assert math.isnan(metrics.pearson([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(metrics.pearson([1], [2]))
+    with pytest.raises(ValueError, match="second: must have as many values as first"):
+        metrics.pearson([1, 2], [1, 2, 3])
+
+
+# ------------------------------------------------------------------------------------------------ per task
+
+
+def test_free_riding_share_and_payoff_gap() -> None:
+    frame = events(
+        {"kind": "provider_payoff", "task": 0, "agent": 1, "strategy": "ALLC", "utility": 1.0},
+        {"kind": "provider_payoff", "task": 0, "agent": 2, "strategy": "ALLD", "utility": 3.0},
+        {"kind": "provider_payoff", "task": 0, "agent": 3, "strategy": "TFT", "utility": 2.0},
+        {"kind": "update_sent", "task": 0, "round": 0, "agent": 3, "behaviour": "stale"},
+        {"kind": "update_sent", "task": 0, "round": 0, "agent": 1, "behaviour": "honest"},
+        {"kind": "provider_payoff", "task": 1, "agent": 1, "strategy": "ALLC", "utility": 1.0},
+        {"kind": "provider_payoff", "task": 1, "agent": 2, "strategy": "ALLD", "utility": 0.5},
+        {"kind": "provider_payoff", "task": 1, "agent": 3, "strategy": "TFT", "utility": 2.0},
+        {"kind": "update_sent", "task": 1, "round": 0, "agent": 3, "behaviour": "honest"},
+    )
+    table = metrics.free_riding(frame).set_index("task")
+    # task 0: riders = ALLD agent 2 and stale agent 3 -> mean 2.5; contributor agent 1 -> 1.0
+    assert table.loc[0, "free_riders"] == 2 and table.loc[0, "free_rider_share"] == pytest.approx(2 / 3)
+    assert table.loc[0, "payoff_gap"] == pytest.approx(1.5)
+    # task 1: rider = ALLD agent 2 (0.5); contributors agents 1 and 3 -> mean 1.5
+    assert table.loc[1, "free_riders"] == 1 and table.loc[1, "payoff_gap"] == pytest.approx(-1.0)
+    assert table.loc[1, "contributor_payoff"] == pytest.approx(1.5)
+
+
+def test_free_riding_from_rewards_when_no_payoff_events() -> None:
+    frame = events(
+        {"kind": "action_chosen", "task": 0, "agent": 1, "strategy": "ALLC", "action": 2},
+        {"kind": "action_chosen", "task": 0, "agent": 2, "strategy": "ALLC", "action": 2},
+        {"kind": "update_sent", "task": 0, "round": 0, "agent": 2, "behaviour": "disguised"},
+        # payoff = sum over rounds of reward - local_iterations * unit_cost
+        {
+            "kind": "reward_paid",
+            "task": 0,
+            "round": 0,
+            "agent": 1,
+            "reward": 10.0,
+            "contribution": 1.0,
+            "unit_cost": 2.0,
+            "local_iterations": 1,
+            "shapley_value": 1.0,
+        },
+        {
+            "kind": "reward_paid",
+            "task": 0,
+            "round": 1,
+            "agent": 1,
+            "reward": 6.0,
+            "contribution": 1.0,
+            "unit_cost": 2.0,
+            "local_iterations": 1,
+            "shapley_value": 1.0,
+        },
+        {
+            "kind": "reward_paid",
+            "task": 0,
+            "round": 0,
+            "agent": 2,
+            "reward": 1.0,
+            "contribution": 0.0,
+            "unit_cost": 2.0,
+            "local_iterations": 0,
+            "shapley_value": 0.0,
+        },
+    )
+    row = metrics.free_riding(frame).iloc[0]
+    assert row["free_riders"] == 1
+    assert row["free_rider_payoff"] == pytest.approx(1.0)
+    assert row["contributor_payoff"] == pytest.approx(12.0)  # (10 - 2) + (6 - 2)
+    assert row["payoff_gap"] == pytest.approx(-11.0)
+
+
+def test_participation_by_strategy() -> None:
+    frame = events(
+        {"kind": "task_posted", "task": 0, "rounds": 3, "budget": 100.0},
+        *[
+            {"kind": "action_chosen", "task": 0, "agent": agent, "strategy": strategy, "action": action}
+            for agent, (strategy, action) in enumerate(
+                [("ALLC", 3), ("ALLC", 3), ("ALLD", 0), ("ALLD", 0), ("ALLD", 0), ("TFT", 1), ("TFT", 2)]
+            )
+        ],
+    )
+    table = metrics.participation_by_strategy(frame).set_index("strategy")
+    assert table.loc["ALLC", ["providers", "participants"]].tolist() == [2, 2]
+    assert table.loc["ALLC", "participation_rate"] == pytest.approx(1.0)
+    assert table.loc["ALLD", ["providers", "participants"]].tolist() == [3, 0]
+    assert table.loc["TFT", "mean_action"] == pytest.approx(1.5)
+    assert table.loc["TFT", "participation_rate"] == pytest.approx(0.5)
+
+
+def test_budget_use_by_hand() -> None:
+    frame = events(
+        {
+            "kind": "task_configured",
+            "task": 0,
+            "budget": 1000.0,
+            "fee_ratio": 0.2,
+            "round_cap": 4,
+            "pool_per_round": 200.0,
+            "committee_cost": 9.8,
+        },
+        {"kind": "round_finished", "task": 0, "round": 0, "pool": 200.0, "paid": 200.0},
+        {"kind": "budget_check", "task": 0, "round": 0, "balanced": True},
+        {"kind": "round_finished", "task": 0, "round": 1, "pool": 200.0, "paid": 150.0},
+        {"kind": "budget_check", "task": 0, "round": 1, "balanced": True},
+        {"kind": "round_finished", "task": 0, "round": 2, "pool": 200.0, "paid": 200.0},
+        {"kind": "budget_check", "task": 0, "round": 2, "balanced": False},
+        {
+            "kind": "task_configured",
+            "task": 1,
+            "budget": 500.0,
+            "fee_ratio": 0.5,
+            "round_cap": 2,
+            "pool_per_round": 125.0,
+            "committee_cost": 1.0,
+        },
+    )
+    table = metrics.budget_use(frame).set_index("task")
+    first = table.loc[0]
+    assert first["rounds"] == 3 and first["pool"] == pytest.approx(600) and first["paid"] == pytest.approx(550)
+    assert first["pool_use"] == pytest.approx(550 / 600)
+    assert first["provider_budget_use"] == pytest.approx(550 / 800)  # B (1 - sigma) = 800
+    assert first["committee_budget_use"] == pytest.approx(3 * 9.8 / 200)  # r C_com / (B sigma), (B 15a)
+    assert first["round_cap_use"] == pytest.approx(0.75)
+    assert not first["balanced"]
+    second = table.loc[1]
+    assert second["rounds"] == 0 and second["provider_budget_use"] == 0 and math.isnan(second["pool_use"])
+    assert pd.isna(second["balanced"])
+
+
+# ----------------------------------------------------------------------------------------------- per round
+
+
+def _reward(
+    task: int, round_: int, agent: int, reward: float, contribution: float, unit_cost: float = 2.0, iterations: int = 1
+) -> dict:
+    return {
+        "kind": "reward_paid",
+        "task": task,
+        "round": round_,
+        "agent": agent,
+        "reward": reward,
+        "contribution": contribution,
+        "shapley_value": contribution,
+        "unit_cost": unit_cost,
+        "local_iterations": iterations,
+    }
+
+
+def test_shapley_fairness_per_round_and_overall() -> None:
+    frame = events(
+        _reward(0, 0, 1, 1.0, 1.0),
+        _reward(0, 0, 2, 2.0, 3.0),
+        _reward(0, 0, 3, 3.0, 2.0),
+        _reward(0, 0, 4, 4.0, 4.0),
+        _reward(0, 1, 1, 1.0, 6.0),
+        _reward(0, 1, 2, 2.0, 4.0),
+        _reward(0, 1, 3, 3.0, 2.0),
+    )
+    per_round = metrics.shapley_fairness(frame).set_index("round")["fairness"]
+    assert per_round[0] == pytest.approx(0.8) and per_round[1] == pytest.approx(-1.0)
+    overall = metrics.shapley_fairness(frame, by=())
+    rewards = [1, 2, 3, 4, 1, 2, 3]
+    contributions = [1, 3, 2, 4, 6, 4, 2]
+    assert overall["fairness"].iloc[0] == pytest.approx(np.corrcoef(rewards, contributions)[0, 1])
+    assert overall["providers"].iloc[0] == 7
+
+
+def test_round_welfare_rewards_gini_and_consensus() -> None:
+    frame = events(
+        {
+            "kind": "task_configured",
+            "task": 0,
+            "budget": 1000.0,
+            "fee_ratio": 0.2,
+            "round_cap": 4,
+            "pool_per_round": 200.0,
+            "committee_cost": 9.8,
+        },
+        {"kind": "update_sent", "task": 0, "round": 0, "agent": 1, "behaviour": "honest"},
+        {"kind": "update_sent", "task": 0, "round": 0, "agent": 2, "behaviour": "plain"},
+        _reward(0, 0, 1, 10.0, 1.0, unit_cost=2.0, iterations=1),
+        _reward(0, 0, 2, 30.0, 3.0, unit_cost=2.0, iterations=3),
+        {
+            "kind": "consensus_decided",
+            "task": 0,
+            "round": 0,
+            "view": 1,
+            "messages": 84,
+            "bytes": 8400,
+            "latency_s": 0.5,
+        },
+        {
+            "kind": "round_finished",
+            "task": 0,
+            "round": 0,
+            "participants": 2,
+            "quality": 0.9,
+            "loss": 0.3,
+            "accuracy": 0.9,
+            "pool": 200.0,
+            "paid": 40.0,
+        },
+    )
+    row = metrics.round_outcomes(frame).iloc[0]
+    assert row["total_reward"] == pytest.approx(40.0)
+    assert row["provider_cost"] == pytest.approx(8.0)  # 1 * 2 + 3 * 2
+    assert row["welfare"] == pytest.approx(40.0 - 8.0 - 9.8)  # (B 21)
+    assert row["reward_gini"] == pytest.approx(0.25)  # |10 - 30| * 2 / (2 * 4 * 20)
+    assert row["budget_use"] == pytest.approx(0.2)
+    assert row["free_rider_updates"] == 1
+    assert row["consensus_messages"] == 84 and row["consensus_latency_s"] == pytest.approx(0.5)
+    assert metrics.consensus_costs(frame)["view"].tolist() == [1]
+
+
+# ----------------------------------------------------------------------------------------------- over time
+
+
+def test_strategy_shares_fall_back_to_actions_with_zero_filled_extinctions() -> None:
+    frame = events(
+        {"kind": "action_chosen", "task": 0, "agent": 1, "strategy": "ALLC", "action": 1},
+        {"kind": "action_chosen", "task": 0, "agent": 2, "strategy": "ALLC", "action": 1},
+        {"kind": "action_chosen", "task": 0, "agent": 3, "strategy": "ALLD", "action": 0},
+        {"kind": "action_chosen", "task": 1, "agent": 1, "strategy": "ALLC", "action": 1},
+    )
+    shares = metrics.strategy_shares(frame)
+    assert set(shares["origin"]) == {"action_chosen"}
+    by_key = shares.set_index(["task", "strategy"])["share"]
+    assert by_key[(0, "ALLC")] == pytest.approx(2 / 3) and by_key[(0, "ALLD")] == pytest.approx(1 / 3)
+    assert by_key[(1, "ALLC")] == 1.0 and by_key[(1, "ALLD")] == 0.0
+    assert shares.set_index(["task", "strategy"])["time"][(1, "ALLC")] == 3.0
+
+
+def test_strategy_shares_prefer_share_samples() -> None:
+    frame = events(
+        {"kind": "action_chosen", "task": 0, "agent": 1, "strategy": "ALLC", "action": 1},
+        {"kind": "strategy_share", "strategy": "ALLC", "count": 3, "share": 0.75},
+        {"kind": "strategy_share", "strategy": "TFT", "count": 1, "share": 0.25},
+    )
+    shares = metrics.strategy_shares(frame)
+    assert shares["strategy"].tolist() == ["ALLC", "TFT"] and shares["share"].tolist() == [0.75, 0.25]
+    assert set(shares["origin"]) == {"strategy_share"}
+
+
+def test_absent_kinds_give_empty_frames_with_columns() -> None:
+    frame = events({"kind": "run_started", "scenario": "x", "seed": 1})
+    expected = {
+        metrics.task_outcomes: metrics.TASK_COLUMNS,
+        metrics.participation_by_strategy: metrics.PARTICIPATION_COLUMNS,
+        metrics.free_riding: metrics.FREE_RIDING_COLUMNS,
+        metrics.budget_use: metrics.BUDGET_COLUMNS,
+        metrics.reward_distribution: metrics.REWARD_COLUMNS,
+        metrics.consensus_costs: metrics.CONSENSUS_COLUMNS,
+        metrics.round_outcomes: metrics.ROUND_COLUMNS,
+        metrics.strategy_shares: metrics.SHARE_COLUMNS,
+    }
+    for function, columns in expected.items():
+        table = function(frame)
+        assert table.empty and list(table.columns) == list(columns), function.__name__
+    assert list(metrics.shapley_fairness(frame).columns) == ["task", "round", "providers", "fairness"]
+    summary = metrics.run_summary(frame)
+    assert summary["tasks"] == 0 and math.isnan(summary["mean_welfare"]) and math.isnan(summary["fairness"])
+
+
+def test_bad_source_is_named() -> None:
+    with pytest.raises(ValueError, match="source: must be a run directory or an events DataFrame"):
+        metrics.task_outcomes(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source: an events frame needs a 'kind' column"):
+        metrics.task_outcomes(pd.DataFrame({"time": [0.0]}))
+
+
+def test_a_real_run_directory_and_its_frame_agree_and_welfare_is_the_sum_of_utilities(tmp_path) -> None:
+    scenario = load_scenario("quickstart", {"run.tasks": 10, "providers.count": 10})
+    run_dir = run_scenario(scenario, output_dir=tmp_path, run_id="run", show_progress=False).run_dir
+    frame = load_events(run_dir)
+    tasks = metrics.task_outcomes(run_dir)
+    pd.testing.assert_frame_equal(tasks, metrics.task_outcomes(frame))
+    assert len(tasks) == 10
+    payoffs = frame[frame["kind"] == "provider_payoff"].groupby("task")["utility"].sum()
+    np.testing.assert_allclose(tasks.set_index("task")["welfare"], payoffs.loc[tasks["task"]], atol=1e-9)
+    shares = metrics.strategy_shares(run_dir)
+    np.testing.assert_allclose(shares.groupby("task")["share"].sum(), 1.0)
+    riding = metrics.free_riding(run_dir)
+    assert ((riding["free_rider_share"] >= 0) & (riding["free_rider_share"] <= 1)).all()

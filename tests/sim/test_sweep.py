@@ -1,0 +1,312 @@
+"""sim/sweep.py (and the cross-run queries of analysis/sweeps.py on its output): grid validation, deterministic run
+ids, resume after a kill, failed cells recorded, identical parts whatever the number of dask workers."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import sim.sweep as sweep_module
+from analysis.sweeps import by_parameter, cells_frame, load_sweep, sweep_summary
+from sim.sweep import GridError, load_grid, parse_grid, plan, register, run_id_for, run_sweep
+
+SMALL = {"run.tasks": 4, "providers.count": 6}
+MIXES = {
+    "cooperators": {"ALLC": 0.8, "ALLD": 0.1, "TFT": 0.1},
+    "defectors": {"ALLC": 0.1, "ALLD": 0.8, "TFT": 0.1},
+    "even": {"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25, "TFT": 0.25},
+}
+
+
+def mix_grid(
+    name: str = "mix", seeds: list[int] | None = None, labels: tuple[str, ...] = tuple(MIXES), base: dict | None = None
+) -> dict:
+    return {
+        "sweep": {"name": name, "scenario": "quickstart", "seeds": seeds or [1, 2], "overrides": base or SMALL},
+        "cells": [{"label": label, "overrides": {"providers.strategy_mix": MIXES[label]}} for label in labels],
+    }
+
+
+def part_digests(sweep_dir: Path) -> dict[str, str]:
+    """SHA-256 of every event part, keyed by cells/<run_id>/events/<part>."""
+    return {
+        str(part.relative_to(sweep_dir)): hashlib.sha256(part.read_bytes()).hexdigest()
+        for part in sorted(sweep_dir.glob("cells/*/events/part-*.parquet"))
+    }
+
+
+# ------------------------------------------------------------------------------------------------ grids
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [1]}, "grid": {"run.tasks": [1]}, "extra": 1},
+            "extra: unknown key (allowed: sweep, grid, cells)",
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [1, -2]}, "grid": {"run.tasks": [1]}},
+            "sweep.seeds: every seed must be an integer >= 0, got -2",
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [3, 3]}, "grid": {"run.tasks": [1]}},
+            "sweep.seeds: seeds must be distinct, got 3 twice",
+        ),
+        (
+            {"sweep": {"name": "a b", "scenario": "quickstart", "seeds": 2}, "grid": {"run.tasks": [1]}},
+            "sweep.name: must be a name of letters, digits, '_', '.' or '-', got 'a b'",
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": 2}},
+            "grid: give either a [grid] table or a list of [[cells]], not neither",
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": 2}, "grid": {"run.tasks": 5}},
+            "grid.run.tasks: must be a non-empty list of values, got 5",
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": 2}, "grid": {"providers": {"count": [5]}}},
+            'grid.providers: must be a dotted path such as "providers.count" (quote it), got a bare key',
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": 2}, "grid": {"run.seed": [1, 2]}},
+            "grid.run.seed: cannot be swept here (set the seeds in [sweep].seeds)",
+        ),
+        (
+            {
+                "sweep": {"name": "x", "scenario": "quickstart", "seeds": 2},
+                "cells": [{"label": "a", "overrides": {}}, {"label": "a", "overrides": {}}],
+            },
+            "cells[1].label: labels must be unique, got 'a' twice",
+        ),
+        (
+            {"sweep": {"name": "x", "scenario": "quickstart", "seeds": 2, "sedes": 1}, "grid": {"run.tasks": [1]}},
+            "sweep.sedes: unknown key",
+        ),
+    ],
+)
+def test_bad_grids_name_the_field_the_value_and_the_rule(data: dict, message: str) -> None:
+    with pytest.raises(GridError) as caught:
+        parse_grid(data)
+    assert message in str(caught.value).splitlines()[0] or message in str(caught.value)
+
+
+def test_cartesian_grid_expands_to_every_combination() -> None:
+    grid = parse_grid(
+        {
+            "sweep": {"name": "g", "scenario": "quickstart", "seeds": 3},
+            "grid": {"providers.count": [6, 8], "learning.rounds_per_task": [2, 3, 4]},
+        }
+    )
+    assert grid.seeds == (0, 1, 2) and grid.parameters == ("providers.count", "learning.rounds_per_task")
+    assert len(grid.cells) == 6
+    assert grid.cells[0].overrides == {"providers.count": 6, "learning.rounds_per_task": 2}
+    assert grid.cells[0].label == "count=6_rounds_per_task=2"
+    runs = plan(grid)
+    assert len(runs) == 18 and len({run.run_id for run in runs}) == 18
+    assert runs[0].scenario.providers.count == 6 and runs[0].scenario.run.seed == 0
+
+
+def test_every_cell_is_validated_before_anything_runs(tmp_path) -> None:
+    data = mix_grid()
+    data["cells"].append({"label": "broken", "overrides": {"providers.count": 0}})
+    with pytest.raises(
+        GridError,
+        match=r"cells\[3\] \(broken\): providers.count: input should be greater than or "
+        r"equal to 1, got 0",
+    ):
+        run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_scenario_paths_resolve_next_to_the_grid_file(tmp_path) -> None:
+    (tmp_path / "mine.toml").write_text('[run]\nname = "mine"\ntasks = 2\n')
+    (tmp_path / "grid.toml").write_text(
+        '[sweep]\nname = "g"\nscenario = "mine.toml"\nseeds = [4]\n[grid]\n"providers.count" = [6]\n'
+    )
+    (run,) = plan(load_grid(tmp_path / "grid.toml"))
+    assert run.scenario.run.name == "mine" and run.scenario.run.seed == 4
+    (tmp_path / "bad.toml").write_text(
+        '[sweep]\nname = "g"\nscenario = "nowhere.toml"\nseeds = [4]\n[grid]\n"providers.count" = [6]\n'
+    )
+    with pytest.raises(GridError, match="sweep.scenario: not a file next to the grid file"):
+        plan(load_grid(tmp_path / "bad.toml"))
+
+
+def test_run_ids_are_deterministic_in_the_overrides_and_the_seed() -> None:
+    first = run_id_for("cooperators", {"a.b": 1, "c.d": {"X": 0.5}}, 3)
+    assert first == run_id_for("cooperators", {"c.d": {"X": 0.5}, "a.b": 1}, 3)  # key order does not matter
+    assert first.startswith("cooperators-s3-")
+    assert first != run_id_for("cooperators", {"a.b": 1, "c.d": {"X": 0.5}}, 4)
+    assert first != run_id_for("cooperators", {"a.b": 2, "c.d": {"X": 0.5}}, 3)
+
+
+def test_bundled_example_grids_are_valid() -> None:
+    grids = sorted((Path(sweep_module.__file__).parent / "grids").glob("*.toml"))
+    assert grids
+    for path in grids:
+        assert plan(load_grid(path))
+
+
+# ------------------------------------------------------------------------------------- running, resuming
+
+
+def test_resume_runs_only_the_cells_a_kill_left_unfinished(tmp_path) -> None:
+    grid = parse_grid(mix_grid(labels=("cooperators", "defectors")))
+    first = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    assert first.ok and len(first.executed) == 4 and not first.skipped
+    sweep_dir = tmp_path / "mix"
+    before = part_digests(sweep_dir)
+    interrupted, missing, *kept = first.executed
+    # a kill mid-run leaves a manifest saying "running" and partial parts; a kill before the start leaves nothing
+    manifest_path = sweep_dir / "cells" / interrupted / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(manifest | {"status": "running"}))
+    for part in (sweep_dir / "cells" / interrupted / "events").iterdir():
+        part.write_bytes(b"truncated")
+    import shutil
+
+    shutil.rmtree(sweep_dir / "cells" / missing)
+    kept_times = {run_id: (sweep_dir / "cells" / run_id / "manifest.json").stat().st_mtime_ns for run_id in kept}
+
+    second = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    assert sorted(second.executed) == sorted([interrupted, missing])
+    assert sorted(second.skipped) == sorted(kept)
+    assert second.ok
+    assert part_digests(sweep_dir) == before  # the re-run cells are byte-identical to the first run
+    assert {
+        run_id: (sweep_dir / "cells" / run_id / "manifest.json").stat().st_mtime_ns for run_id in kept
+    } == kept_times
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    assert all(cell["status"] == "finished" for cell in index["cells"].values())
+
+
+def test_a_changed_scenario_is_not_skipped(tmp_path) -> None:
+    run_sweep(parse_grid(mix_grid(labels=("even",), seeds=[1])), workers=0, output_dir=tmp_path, show_progress=False)
+    changed = mix_grid(labels=("even",), seeds=[1])
+    changed["sweep"]["overrides"] = SMALL | {"run.tasks": 5}
+    result = run_sweep(parse_grid(changed), workers=0, output_dir=tmp_path, show_progress=False)
+    assert len(result.executed) == 1  # different overrides: a new run id, run afresh
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
+    real = sweep_module.run_scenario
+
+    def flaky(scenario, **kwargs):
+        if scenario.providers.strategy_mix == MIXES["defectors"]:
+            raise RuntimeError("disk full")
+        return real(scenario, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run_scenario", flaky)
+    grid = parse_grid(mix_grid(labels=("cooperators", "defectors"), seeds=[1]))
+    result = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    assert not result.ok and len(result.failed) == 1 and result.failed[0].startswith("defectors-s1-")
+    index = json.loads((tmp_path / "mix" / "sweep.json").read_text())
+    failed = index["cells"][result.failed[0]]
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: disk full"
+    assert sum(cell["status"] == "finished" for cell in index["cells"].values()) == 1
+    monkeypatch.setattr(sweep_module, "run_scenario", real)
+    again = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    assert again.ok and again.executed == result.failed
+
+
+def test_command_line_sweep(tmp_path, capsys) -> None:
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(
+        '[sweep]\nname = "cli"\nscenario = "quickstart"\nseeds = [1]\n'
+        'overrides = { "run.tasks" = 3 }\n[grid]\n"providers.count" = [6, 8]\n'
+    )
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["sweep", str(grid_file), "--workers", "0", "--out", str(tmp_path), "--quiet"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cli")
+    assert len(list((tmp_path / "cli" / "cells").iterdir())) == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sweep", str(grid_file), "--workers", "-1"])
+
+
+# ------------------------------------------------------------------------------- cross-run queries
+
+
+def test_load_sweep_puts_every_run_in_one_frame_with_its_parameters(tmp_path) -> None:
+    grid = parse_grid(
+        {
+            "sweep": {"name": "g", "scenario": "quickstart", "seeds": [1, 2], "overrides": {"run.tasks": 3}},
+            "grid": {"providers.count": [6, 8]},
+        }
+    )
+    run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    sweep_dir = tmp_path / "g"
+    frame = load_sweep(sweep_dir, kinds=["task_finished"])
+    assert set(frame["kind"].astype(str)) == {"task_finished"}
+    assert len(frame) == 4 * 3  # 4 runs x 3 tasks
+    assert set(zip(frame["providers.count"], frame["seed"], strict=True)) == {(6, 1), (6, 2), (8, 1), (8, 2)}
+    # every run's rows are that run's events, in seq order
+    from analysis.load import load_events
+
+    cells = cells_frame(sweep_dir)
+    for _, cell in cells.iterrows():
+        own = load_events(cell["run_dir"], kinds=["task_finished"])
+        rows = frame[frame["run_id"] == cell["run_id"]]
+        assert rows["seq"].tolist() == own["seq"].tolist() and rows["welfare"].tolist() == own["welfare"].tolist()
+    everything = load_sweep(sweep_dir)
+    assert len(everything) == sum(len(load_events(run_dir)) for run_dir in cells["run_dir"])
+    assert "event_seed" in everything.columns  # run_started.seed, kept apart from the cell's seed column
+
+    summary = sweep_summary(sweep_dir)
+    assert len(summary) == 4 and summary["tasks"].tolist() == [3.0] * 4
+    table = by_parameter(summary, "providers.count", "mean_welfare")
+    assert table["providers.count"].tolist() == [6, 8] and table["runs"].tolist() == [2, 2]
+    six = summary[summary["providers.count"] == 6]["mean_welfare"]
+    assert table["mean"].iloc[0] == pytest.approx(six.mean())
+    # a 95% t interval over two seeds: t_{0.975, 1} = 12.706 times s / sqrt(2)
+    assert table["half_width"].iloc[0] == pytest.approx(12.7062047 * six.std(ddof=1) / 2**0.5, rel=1e-6)
+
+
+def test_load_sweep_of_a_sweep_with_no_finished_runs_is_empty(tmp_path) -> None:
+    sweep_dir = tmp_path / "s"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text(
+        json.dumps(
+            {
+                "name": "s",
+                "parameters": ["label"],
+                "cells_dir": "cells",
+                "seeds": [1],
+                "scenario": "quickstart",
+                "cells": {
+                    "a-s1-0": {
+                        "label": "a",
+                        "seed": 1,
+                        "overrides": {},
+                        "parameters": {"label": "a"},
+                        "status": "failed",
+                        "error": "boom",
+                    }
+                },
+            }
+        )
+    )
+    frame = load_sweep(sweep_dir)
+    assert frame.empty and {"run_id", "label", "seed", "time", "kind"} <= set(frame.columns)
+    assert pd.isna(sweep_summary(sweep_dir)["mean_welfare"]).all()
+
+
+@pytest.mark.slow
+def test_two_dask_workers_give_byte_identical_parts_to_one(tmp_path) -> None:
+    """3 population mixes x 3 seeds on LocalClusters of 2 and of 1 worker processes."""
+    data = mix_grid(seeds=[1, 2, 3], base={"run.tasks": 10, "providers.count": 10})
+    two = run_sweep(parse_grid(data), workers=2, output_dir=tmp_path / "two", show_progress=False)
+    one = run_sweep(parse_grid(data), workers=1, output_dir=tmp_path / "one", show_progress=False)
+    assert two.ok and one.ok and len(two.executed) == len(one.executed) == 9
+    parts_two, parts_one = part_digests(tmp_path / "two" / "mix"), part_digests(tmp_path / "one" / "mix")
+    assert len(parts_two) >= 9 and parts_two == parts_one
+    welfare = load_sweep(tmp_path / "two" / "mix", kinds=["task_finished"]).groupby("label")["welfare"].size()
+    assert welfare.to_dict() == {"cooperators": 30, "defectors": 30, "even": 30}
