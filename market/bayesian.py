@@ -14,8 +14,9 @@ from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 
 from market.budget import local_iteration_cap, max_aggregation_rounds
-from market.costs import CostParameters, checked_array, privacy_cost, unit_cost
+from market.costs import CostParameters, privacy_cost, unit_cost
 from market.errors import MarketError
+from market.validation import checked_array
 
 CumulativeDistribution = Callable[[float], float]
 
@@ -38,9 +39,7 @@ def budget_slack(
 ) -> float:
     """Slack of the budget constraint (B 21b): B - r [sum_i gamma_i C_unit^r(P_i) + sum_k C_com(n_k)] >= 0."""
     spend = np.sum(np.asarray(local_iterations, dtype=float) * np.asarray(unit_costs, dtype=float))
-    return float(
-        total_budget - aggregation_rounds * (spend + np.sum(np.asarray(committee_costs, dtype=float)))
-    )
+    return float(total_budget - aggregation_rounds * (spend + np.sum(np.asarray(committee_costs, dtype=float))))
 
 
 @dataclass(frozen=True, eq=False)  # holds numpy arrays: compare fields explicitly
@@ -82,9 +81,7 @@ def welfare_saddle_point(
         raise MarketError(f"unit_costs: must be a non-empty 1-D array, got shape {costs.shape}")
     committee_total = float(checked_array("committee_costs", committee_costs, minimum=0.0).sum())
     round_cap = (
-        max_rounds
-        if max_rounds is not None
-        else max_aggregation_rounds(total_budget, fee_ratio, committee_costs)
+        max_rounds if max_rounds is not None else max_aggregation_rounds(total_budget, fee_ratio, committee_costs)
     )
     rounds = aggregation_rounds if aggregation_rounds is not None else round_cap
     if rounds < 1:
@@ -144,9 +141,7 @@ def expected_round_reward(pool: float, participation_probability: float, provide
     """
     if providers < 1:
         raise MarketError(f"providers: must be >= 1, got {providers}")
-    probability = float(
-        checked_array("participation_probability", participation_probability, minimum=0.0, maximum=1.0)
-    )
+    probability = float(checked_array("participation_probability", participation_probability, minimum=0.0, maximum=1.0))
     if probability == 0.0:
         return pool
     if probability == 1.0:
@@ -154,9 +149,7 @@ def expected_round_reward(pool: float, participation_probability: float, provide
     return pool * -math.expm1(providers * math.log1p(-probability)) / (providers * probability)
 
 
-def cost_cutoff(
-    pool: float, participation_probability: float, providers: int, local_iterations: float
-) -> float:
+def cost_cutoff(pool: float, participation_probability: float, providers: int, local_iterations: float) -> float:
     """Participation cutoff of (B 19), SPEC A.7: take part iff C_unit <= c*(p) = (1 - p) * E[rho]^2 / gamma.
 
     With gamma = 0 the condition rho >= 0 always holds: c* = inf.

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.costs import FloatOrArray, checked_array
 from market.errors import InfeasibleBudgetError, MarketError
+from market.validation import FloatOrArray, checked_array, scalar_if_0d
 
 
 def _checked_fee_ratio(fee_ratio: float) -> float:
@@ -73,7 +73,7 @@ def local_iteration_cap(
         raise MarketError(f"participants: must be >= 1, got {participants}")
     costs = checked_array("unit_costs", unit_costs, minimum=0.0, strict_minimum=True)
     cap = round_reward_pool(total_budget, fee_ratio, max_rounds) / (participants * costs)
-    return float(cap) if cap.ndim == 0 else cap
+    return scalar_if_0d(cap)
 
 
 @dataclass(frozen=True, eq=False)  # holds numpy arrays: compare fields explicitly

@@ -1,7 +1,7 @@
 """Data providers' costs in BGFL (SPEC A.3): computation (B 3), privacy (B 5) and unit round cost (B 6).
 
 Every function works on scalars and, elementwise with numpy broadcasting, on arrays (one entry per provider).
-The input checks (`checked_array`) are shared by the other mechanism modules of `market/`.
+Inputs are checked by `market.validation.checked_array` (still importable from here).
 """
 
 from __future__ import annotations
@@ -12,40 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from market.errors import MarketError
-
-FloatOrArray = float | np.ndarray
-
-
-def checked_array(
-    name: str,
-    value: ArrayLike,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    strict_minimum: bool = False,
-) -> np.ndarray:
-    """`value` as a float array, or a MarketError naming `name`, the first bad value and the allowed range.
-
-    NaN is always rejected. `strict_minimum` makes the lower bound exclusive (e.g. a privacy budget > 0).
-    """
-    array = np.asarray(value, dtype=float)
-    bad = np.isnan(array)
-    allowed = "a number"
-    if minimum is not None:
-        bad |= (array <= minimum) if strict_minimum else (array < minimum)
-        allowed = f"> {minimum}" if strict_minimum else f">= {minimum}"
-    if maximum is not None:
-        bad |= array > maximum
-        allowed = f"in [{minimum}, {maximum}]" if minimum is not None else f"<= {maximum}"
-    if np.any(bad):
-        first = array[bad].flat[0] if array.ndim else float(array)
-        where = f" (at index {tuple(int(i) for i in np.argwhere(bad)[0])})" if array.ndim else ""
-        raise MarketError(f"{name}: must be {allowed}, got {first}{where}")
-    return array
-
-
-def _scalar_if_0d(array: np.ndarray) -> FloatOrArray:
-    return float(array) if array.ndim == 0 else array
+from market.validation import FloatOrArray, checked_array, scalar_if_0d
 
 
 @dataclass(frozen=True)
@@ -112,14 +79,14 @@ def computation_cost(
     weight = checked_array("cost_weight", cost_weight, minimum=0.0, maximum=1.0)
     zeta = checked_array("energy_coefficient", energy_coefficient, minimum=0.0, strict_minimum=True)
     energy = weight * zeta * cycles * batch * frequency**2
-    return _scalar_if_0d(energy + (1.0 - weight) * ratio * device_memory)
+    return scalar_if_0d(energy + (1.0 - weight) * ratio * device_memory)
 
 
 def privacy_cost(privacy_budget: ArrayLike, update_l1_norm: ArrayLike) -> FloatOrArray:
     """Privacy cost of an uploaded perturbed update (B 5): C_pr(g~) = eps_i * ln(1 + ||g~||_1), SPEC A.3."""
     budget = checked_array("privacy_budget", privacy_budget, minimum=0.0, strict_minimum=True)
     norm = checked_array("update_l1_norm", update_l1_norm, minimum=0.0)
-    return _scalar_if_0d(budget * np.log1p(norm))
+    return scalar_if_0d(budget * np.log1p(norm))
 
 
 def privacy_cost_of_update(privacy_budget: float, perturbed_update: ArrayLike) -> float:
@@ -137,4 +104,4 @@ def unit_cost(computation_cost_value: ArrayLike, privacy_cost_value: ArrayLike) 
     """
     computation = checked_array("computation_cost", computation_cost_value, minimum=0.0, strict_minimum=True)
     privacy = checked_array("privacy_cost", privacy_cost_value, minimum=0.0)
-    return _scalar_if_0d(np.log(computation) + privacy)
+    return scalar_if_0d(np.log(computation) + privacy)

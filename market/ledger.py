@@ -22,16 +22,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from market.errors import MarketError
+from market.errors import LedgerError
 
 GENESIS_PREV_HASH = "0" * 64
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _BLOCK_FIELDS = ("hash", "height", "prev_hash", "timestamp", "txs")
 _TX_FIELDS = ("global_model_digest", "local_iterations", "provider_id", "reward", "update_digest")
-
-
-class LedgerError(MarketError):
-    """A block, transaction or encoding that cannot belong to a valid chain."""
 
 
 # -------------------- encoding and hashing

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.costs import FloatOrArray, checked_array
-from market.errors import MarketError
+from market.errors import LateUpdateError, MarketError
+from market.validation import FloatOrArray, checked_values, scalar_if_0d
 
 FRESHNESS_OFFSET_S = 10.0
-
-
-class LateUpdateError(MarketError):
-    """An update was stamped after its round's deadline: SPEC A.4 rejects it instead of scoring it."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +35,7 @@ class QualityParameters:
 def seconds_before_deadline(stamp_time_s: ArrayLike, deadline_s: ArrayLike) -> FloatOrArray:
     """Seconds left before the deadline at the trusted timer's stamp (negative when late), SPEC A.4."""
     left = np.asarray(deadline_s, dtype=float) - np.asarray(stamp_time_s, dtype=float)
-    return float(left) if left.ndim == 0 else left
+    return scalar_if_0d(left)
 
 
 def is_on_time(seconds_left: ArrayLike) -> bool | np.ndarray:
@@ -62,7 +58,7 @@ def freshness(seconds_left: ArrayLike) -> FloatOrArray:
             f"seconds_left: must be >= 0 (stamped at or before the deadline), got {late}; update rejected"
         )
     value = np.log10(FRESHNESS_OFFSET_S + left)
-    return float(value) if value.ndim == 0 else value
+    return scalar_if_0d(value)
 
 
 def model_quality(
@@ -74,10 +70,10 @@ def model_quality(
 
     H is the mean cross-entropy of the model on the evaluation set (>= 0), F its freshness (>= 1).
     """
-    fresh = checked_array("freshness_value", freshness_value, minimum=1.0)
-    loss = checked_array("mean_cross_entropy", mean_cross_entropy, minimum=0.0)
+    fresh = checked_values("freshness_value", freshness_value, minimum=1.0)
+    loss = checked_values("mean_cross_entropy", mean_cross_entropy, minimum=0.0)
     value = parameters.hidden_layers * fresh / (parameters.output_units + loss)
-    return float(value) if value.ndim == 0 else value
+    return scalar_if_0d(value)
 
 
 def leave_one_out_utility(
@@ -87,4 +83,4 @@ def leave_one_out_utility(
     value = np.asarray(reward, dtype=float) * (
         np.asarray(quality_with_provider, dtype=float) - np.asarray(quality_without_provider, dtype=float)
     )
-    return float(value) if value.ndim == 0 else value
+    return scalar_if_0d(value)

@@ -71,6 +71,12 @@ def _relative_standard_error(values: np.ndarray, standard_errors: np.ndarray) ->
     return largest / scale if scale > 0.0 else math.inf
 
 
+def _replicate_estimate(replicates: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of i.i.d. replicates of xi and its standard error, std (ddof = 1) / sqrt(number of replicates)."""
+    estimates = np.asarray(replicates)
+    return estimates.mean(axis=0), estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
+
+
 class CoalitionCache:
     """Memoises a coalition value function and counts its real evaluations.
 
@@ -155,9 +161,7 @@ def shapley_values(
     """
     ordered = tuple(players)
     if len(set(ordered)) != len(ordered):
-        raise MarketError(
-            f"players: must be distinct, got {len(ordered)} entries for {len(set(ordered))} players"
-        )
+        raise MarketError(f"players: must be distinct, got {len(ordered)} entries for {len(set(ordered))} players")
     if exact_max < 0:
         raise MarketError(f"exact_max: must be >= 0, got {exact_max}")
     if exact_max > 25:
@@ -208,16 +212,12 @@ def _exact_shapley(players: tuple[Hashable, ...], cache: CoalitionCache) -> Shap
     coalition_values = np.fromiter((cache(coalition) for coalition in members), float, coalition_count)
     masks = np.arange(coalition_count, dtype=np.int64)
     sizes = np.bitwise_count(masks)
-    weights = np.array(
-        [1.0 / (player_count * math.comb(player_count - 1, size)) for size in range(player_count)]
-    )
+    weights = np.array([1.0 / (player_count * math.comb(player_count - 1, size)) for size in range(player_count)])
     values = np.empty(player_count)
     for index in range(player_count):
         bit = 1 << index
         without = masks[(masks & bit) == 0]
-        values[index] = np.dot(
-            weights[sizes[without]], coalition_values[without | bit] - coalition_values[without]
-        )
+        values[index] = np.dot(weights[sizes[without]], coalition_values[without | bit] - coalition_values[without])
     return ShapleyResult(players, values, np.zeros(player_count), cache.evaluations, True, 0, True, "exact")
 
 
@@ -262,20 +262,18 @@ def _sampled_shapley(
                     previous_value = current_value
         group_estimates.append(marginal_sum / permutations_per_group)
         if len(group_estimates) >= min_groups:
-            estimates = np.asarray(group_estimates)
-            standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
-            if _relative_standard_error(estimates.mean(axis=0), standard_errors) <= target_relative_error:
+            means, standard_errors = _replicate_estimate(group_estimates)
+            if _relative_standard_error(means, standard_errors) <= target_relative_error:
                 converged = True
                 break
-    estimates = np.asarray(group_estimates)
-    standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
+    means, standard_errors = _replicate_estimate(group_estimates)
     return ShapleyResult(
         players,
-        estimates.mean(axis=0),
+        means,
         standard_errors,
         cache.evaluations,
         False,
-        len(estimates) * permutations_per_group,
+        len(group_estimates) * permutations_per_group,
         converged,
         "permutation-rotations" + ("-truncated" if truncation_tolerance > 0 else ""),
     )
@@ -329,9 +327,7 @@ def stratified_sum_game_shapley(
         if number < least:
             raise MarketError(f"{name}: must be >= {least}, got {number}")
     if max_permutations < min_permutations:
-        raise MarketError(
-            f"max_permutations: must be >= min_permutations ({min_permutations}), got {max_permutations}"
-        )
+        raise MarketError(f"max_permutations: must be >= min_permutations ({min_permutations}), got {max_permutations}")
     bands = [band for band in np.array_split(np.arange(player_count), min(strata, player_count)) if band.size]
     band_low = np.array([band[0] for band in bands])
     band_high = np.array([band[-1] + 1 for band in bands])
@@ -357,21 +353,19 @@ def stratified_sum_game_shapley(
             )
             replicates.append(band_weight @ marginals)
         if len(replicates) >= min_permutations:
-            estimates = np.asarray(replicates)
-            standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
-            if _relative_standard_error(estimates.mean(axis=0), standard_errors) <= target_relative_error:
+            means, standard_errors = _replicate_estimate(replicates)
+            if _relative_standard_error(means, standard_errors) <= target_relative_error:
                 converged = True
                 break
-    estimates = np.asarray(replicates)
-    standard_errors = estimates.std(axis=0, ddof=1) / math.sqrt(len(estimates))
-    evaluations = 2 * len(bands) * player_count * len(estimates)
+    means, standard_errors = _replicate_estimate(replicates)
+    evaluations = 2 * len(bands) * player_count * len(replicates)
     return ShapleyResult(
         tuple(range(player_count)),
-        estimates.mean(axis=0),
+        means,
         standard_errors,
         evaluations,
         False,
-        len(estimates),
+        len(replicates),
         converged,
         "stratified-sum-game",
     )
@@ -408,8 +402,6 @@ def exact_integer_sum_game_shapley(
             distribution = ((processed - sizes) * distribution + sizes * shifted) / processed
         # t + weight <= total always holds for the others' totals that have probability > 0.
         reachable = totals[: total + 1 - int(weight)]
-        gain = np.asarray(coalition_value(reachable + weight), float) - np.asarray(
-            coalition_value(reachable), float
-        )
+        gain = np.asarray(coalition_value(reachable + weight), float) - np.asarray(coalition_value(reachable), float)
         values[weight_array == weight] = distribution[:, : reachable.size].sum(axis=0) @ gain / player_count
     return values

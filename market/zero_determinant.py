@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from market.errors import MarketError
+from market.errors import InfeasibleTargetError, MarketError
 from market.iterated import FiniteGame, MemorylessStart, check_distributions, uniform
 from market.public_goods import PublicGoodsGame, all_outcomes
 
@@ -29,10 +29,6 @@ Mode = Literal["exact", "paper"]
 Form = Literal["single", "pair"]
 DEFAULT_PHI_SCALE = 0.9
 MODES = ("exact", "paper")
-
-
-class InfeasibleTargetError(MarketError):
-    """A welfare target that no zero-determinant strategy of the controller can enforce (Proposition 1)."""
 
 
 @dataclass(frozen=True)
@@ -525,15 +521,16 @@ def design_mmzd(
     phi_scale: float = DEFAULT_PHI_SCALE,
     method: Literal["reduction", "enumeration"] = "reduction",
 ) -> ZeroDeterminantDesign:
-    """MMZD of one organisation in the public-goods game (SPEC B.4, Proposition 1)."""
-    extremes = ControlledGame(game, (organisation,)).extremes(method)
-    return design_zero_determinant(
-        extremes,
+    """MMZD of one organisation in the public-goods game (SPEC B.4, Proposition 1): an alliance of one."""
+    return design_mmzda(
+        game,
+        (organisation,),
         mode=mode,
         controlled_action=controlled_action,
         sign=sign,
         target=target,
         phi_scale=phi_scale,
+        method=method,
     )
 
 

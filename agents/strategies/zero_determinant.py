@@ -15,11 +15,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from agents.strategies.base import PreviousOutcome, Strategy, sample_action
-from market.errors import MarketError
+from market.errors import InfeasibleTargetError, MarketError
 from market.public_goods import PublicGoodsGame
 from market.zero_determinant import (
     DEFAULT_PHI_SCALE,
-    InfeasibleTargetError,
     ZeroDeterminantDesign,
     design_mmzda,
 )

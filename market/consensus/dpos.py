@@ -12,11 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from market.errors import MarketError
-
-
-class ElectionError(MarketError):
-    """Invalid stakes, votes or committee size."""
+from market.errors import ElectionError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from market.errors import MarketError
+from market.errors import PbftError
 from market.ledger import canonical_encoding, digest_of, sha256_hex
 
 VIEW_CHANGE_TIMER = "view-change"
@@ -31,10 +31,6 @@ GENESIS_STATE_DIGEST = "0" * 64
 HEADER_BYTES = 48  # message type, view, sequence number, sender
 DIGEST_BYTES = 32
 AUTHENTICATOR_BYTES = 64  # one Ed25519 signature (or a MAC vector of similar size)
-
-
-class PbftError(MarketError):
-    """Invalid replica configuration."""
 
 
 # -------------------- quorums

@@ -25,12 +25,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from market.errors import MarketError
+from market.errors import TimerError
 from market.ledger import canonical_encoding, public_key_bytes, verify_signature
-
-
-class TimerError(MarketError):
-    """A trusted timer refused a request (no active timer, not elapsed, stale) or got bad settings."""
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,11 @@ from typing import Any
 
 from market.consensus.pbft import PbftReplica, QuorumRule
 from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
-from market.errors import MarketError
+from market.errors import ProposalError
 from market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
 
 EquilibriumSolver = Callable[[Sequence[SignedClaim]], int]
 RewardRule = Callable[[Sequence[SignedClaim], int], Mapping[str, float]]
-
-
-class ProposalError(MarketError):
-    """A PPBG-AC input that cannot form a proposal (e.g. a solver returned a negative gamma)."""
 
 
 class ClaimRejection(enum.Enum):

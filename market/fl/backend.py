@@ -145,7 +145,6 @@ class BackendConfig:
             "clip": self.clip,
             "theta0": self.theta0,
             "theta1": self.theta1,
-            "freshness": self.freshness,
             "providers": self.providers,
             "surrogate_data_size": self.surrogate_data_size,
             "surrogate_parameter_count": self.surrogate_parameter_count,
@@ -155,6 +154,8 @@ class BackendConfig:
                 raise MarketError(f"{field_name}: must be > 0, got {value}")
         if self.disguised_sigma < 0:
             raise MarketError(f"disguised_sigma: must be >= 0, got {self.disguised_sigma}")
+        if not self.freshness >= 1:
+            raise MarketError(f"freshness: must be >= 1 (F = lg T with T >= 10, SPEC A.4), got {self.freshness}")
 
 
 def check_behaviour(behaviour: str) -> None:
@@ -167,6 +168,18 @@ def check_privacy_budget(privacy_budget: float | None) -> None:
     """A privacy budget is None (no differential privacy) or > 0."""
     if privacy_budget is not None and not privacy_budget > 0:
         raise MarketError(f"privacy_budget: must be > 0 or None, got {privacy_budget}")
+
+
+def check_upload_request(
+    task_id: int | None, local_iterations: int, privacy_budget: float | None, behaviour: str
+) -> None:
+    """The checks both backends make before `local_update`: a task started, and valid iterations, budget, behaviour."""
+    if task_id is None:
+        raise MarketError("task: call start_task before local_update")
+    check_behaviour(behaviour)
+    check_privacy_budget(privacy_budget)
+    if local_iterations < 0:
+        raise MarketError(f"local_iterations: must be >= 0, got {local_iterations}")
 
 
 def disguised_sigma(config: BackendConfig, round_index: int) -> float:

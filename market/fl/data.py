@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from market.errors import MarketError
+from market.errors import DatasetNotFoundError, MarketError, PartitionError
 
 DATASET_NAMES = ("digits", "mnist", "cifar10")
 PARTITION_KINDS = ("iid", "dirichlet", "quantity")
@@ -35,14 +35,6 @@ CIFAR10_FILES = (
     "test_batch",
     "batches.meta",
 )
-
-
-class DatasetNotFoundError(MarketError):
-    """A data set's files are missing from the local root the caller named."""
-
-
-class PartitionError(MarketError):
-    """A partition cannot be drawn with the requested parameters."""
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from market.fl.backend import (
     BackendConfig,
     LocalUpdate,
     RoundResult,
-    check_behaviour,
-    check_privacy_budget,
+    check_upload_request,
     disguised_sigma,
 )
-from market.fl.value import model_quality
+from market.quality import QualityParameters, model_quality
 
 _EXPECTED_ABS_GAUSSIAN = math.sqrt(2.0 / math.pi)
 
@@ -71,6 +70,7 @@ class SurrogateBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        self.quality_parameters = QualityParameters(config.hidden_layers, config.output_units)
         self._data_sizes: dict[int, int] = {}
         self._last_honest: dict[int, LocalUpdate] = {}
         self._privacy_totals: dict[int, float] = {}
@@ -81,7 +81,7 @@ class SurrogateBackend:
     def quality_at(self, effective_participation: float) -> float:
         """(B 7) Q = mu0 * F / (mu1 + H(T)) at effective participation T."""
         loss = surrogate_loss(self.config.theta0, self.config.theta1, effective_participation)
-        return model_quality(loss, self.config.hidden_layers, self.config.output_units, self.config.freshness)
+        return float(model_quality(self.config.freshness, loss, self.quality_parameters))
 
     def register_provider(self, provider_id: int, rng: np.random.Generator) -> int:
         """Every provider holds `surrogate_data_size` samples (no draw: `rng` is left untouched)."""
@@ -131,12 +131,7 @@ class SurrogateBackend:
 
         `rng` is not drawn from: the surrogate is deterministic given its inputs.
         """
-        if self.task_id is None:
-            raise MarketError("task: call start_task before local_update")
-        check_behaviour(behaviour)
-        check_privacy_budget(privacy_budget)
-        if local_iterations < 0:
-            raise MarketError(f"local_iterations: must be >= 0, got {local_iterations}")
+        check_upload_request(self.task_id, local_iterations, privacy_budget, behaviour)
         data_size = self._data_sizes.get(provider_id)
         if data_size is None:
             raise MarketError(f"provider_id: {provider_id} is not registered")

@@ -20,15 +20,15 @@ from market.fl.backend import (
     BackendConfig,
     LocalUpdate,
     RoundResult,
-    check_behaviour,
-    check_privacy_budget,
+    check_upload_request,
     disguised_sigma,
 )
 from market.fl.data import load_dataset, partition
 from market.fl.evaluate import Evaluation, evaluate
 from market.fl.models import build_model, torch_generator
 from market.fl.train import PrivacyLedger, SGDSettings, privatise, train_local
-from market.fl.value import CoalitionValue, model_quality
+from market.fl.value import CoalitionValue
+from market.quality import QualityParameters, model_quality
 
 
 def vector_digest(vector: np.ndarray) -> str:
@@ -76,6 +76,7 @@ class TorchBackend:
             config.hidden_sizes,
         )
         self.hidden_layers: int = self.model.hidden_layers
+        self.quality_parameters = QualityParameters(self.hidden_layers, self.num_classes)
         self.settings = SGDSettings(config.learning_rate, config.momentum, config.batch_size)
         self.privacy = PrivacyLedger()
         self._shard_of: dict[int, int] = {}
@@ -111,7 +112,7 @@ class TorchBackend:
 
     def _evaluate(self, vector: np.ndarray) -> tuple[Evaluation, float]:
         evaluation = evaluate(self.model, vector, self._test_features, self._test_labels)
-        quality = model_quality(evaluation.loss, self.hidden_layers, self.num_classes, self.config.freshness)
+        quality = float(model_quality(self.config.freshness, evaluation.loss, self.quality_parameters))
         return evaluation, quality
 
     def _set_global(self, vector: np.ndarray, participants: tuple[int, ...]) -> RoundResult:
@@ -154,12 +155,7 @@ class TorchBackend:
         unchanged), disguised uploads Gaussian noise of decaying sigma, stale re-sends its last honest update
         (a zero update if it has none).
         """
-        if self._task_id is None:
-            raise MarketError("task: call start_task before local_update")
-        check_behaviour(behaviour)
-        check_privacy_budget(privacy_budget)
-        if local_iterations < 0:
-            raise MarketError(f"local_iterations: must be >= 0, got {local_iterations}")
+        check_upload_request(self._task_id, local_iterations, privacy_budget, behaviour)
         shard = self._shard(provider_id)
         privacy_spent = 0.0
         base_round = self.round_index

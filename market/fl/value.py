@@ -1,7 +1,8 @@
-"""Model quality Q of SPEC A.4 and cached coalition values v(S) of SPEC A.5, without torch.
+"""Cached coalition values v(S) of SPEC A.5 for the learning backends, without torch.
 
-Q(w) = mu0 * F / (mu1 + H(w)) with H the mean cross-entropy on the evaluation set. A coalition's value is the
-quality gain of the aggregate of its members' stored updates over the previous global model; no retraining.
+A coalition's value is the quality gain of the aggregate of its members' stored updates over the previous
+global model; no retraining. The quality Q itself is `market.quality.model_quality` (B 7); `model_quality`
+here only adapts it to the backends' (loss, hidden layers, output units, freshness) arguments.
 """
 
 from __future__ import annotations
@@ -9,21 +10,19 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from market import quality
 from market.errors import MarketError
 
 
 def model_quality(loss: float, hidden_layers: int, output_units: int, freshness: float = 1.0) -> float:
-    """(B 7) SPEC A.4 Q = mu0 * F / (mu1 + H): mu0 hidden layers, mu1 output units, H the loss, F freshness.
+    """(B 7) SPEC A.4 Q = mu0 * F / (mu1 + H) in the learning backends' argument order, by `market.quality`.
 
-    F defaults to 1 (lg 10: an update stamped at the deadline, SPEC A.4 resolution).
+    mu0 = hidden_layers, mu1 = output_units, H = loss, F = freshness; F defaults to 1 (lg 10: an update stamped
+    at the deadline, SPEC A.4 resolution). The formula and its other checks are `market.quality.model_quality`.
     """
     if loss < 0:
         raise MarketError(f"loss: must be >= 0, got {loss}")
-    if hidden_layers < 1:
-        raise MarketError(f"hidden_layers: must be >= 1, got {hidden_layers}")
-    if output_units < 1:
-        raise MarketError(f"output_units: must be >= 1, got {output_units}")
-    return hidden_layers * freshness / (output_units + loss)
+    return float(quality.model_quality(freshness, loss, quality.QualityParameters(hidden_layers, output_units)))
 
 
 class CoalitionValue:

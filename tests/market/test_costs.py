@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from market.costs import (
     CostParameters,
-    checked_array,
     computation_cost,
     privacy_cost,
     privacy_cost_of_update,
     unit_cost,
 )
 from market.errors import MarketError
+from market.validation import checked_array
 
 
 def test_table3_computation_cost_is_2882_point_4() -> None:
