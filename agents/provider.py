@@ -1,8 +1,10 @@
-"""DataProvider: a Mesa agent with a private type and a strategy, whose life is a SimPy process.
+"""DataProvider: a Mesa agent with a private type and a strategy, whose life is SimPy processes.
 
 A provider's type (SPEC A.1, B.1) is private: it is held in a frozen record that only the provider itself and
 the market's accounting (nature, which pays utilities) read; other agents see only what the provider sends.
-`remove()` also interrupts the provider's SimPy process, so nothing of a departed provider runs on.
+Two processes run per provider: its lifetime (it leaves when it ends) and its inbox listener, which reacts to
+the committee's round announcements by training, stamping (PoET), signing and sending an update (Algorithm 1).
+`remove()` interrupts both, so nothing of a departed provider runs on.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ import numpy as np
 import simpy
 
 from agents.strategies.base import PreviousOutcome, Strategy
+from market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
+from market.consensus.ppbg import TimestampedClaim
+from market.costs import computation_cost, privacy_cost, unit_cost
+from market.fl.backend import LocalUpdate
+from market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes, sign_claim
+from sim.network import Message
 
 if TYPE_CHECKING:
     from sim.model import MarketModel
+
+UPDATE_HEADER_BYTES = 512
+BYTES_PER_PARAMETER = 4
 
 
 @dataclass(frozen=True)
@@ -35,10 +46,34 @@ class ProviderType:
     memory_use_ratio: float
     privacy_budget: float
     data_size: float
+    initial_stake: float
+
+
+@dataclass(frozen=True)
+class RoundAnnouncement:
+    """What the committee broadcasts at the start of an aggregation round (Algorithm 1, lines 3 and 12)."""
+
+    task: int
+    round: int
+    request_round: int
+    local_iterations: int
+    deadline: float
+    collector: int
+
+
+@dataclass(frozen=True)
+class UpdateUpload:
+    """A provider's upload: the timestamped, signed claim M(gamma_i, C_unit) and the perturbed update."""
+
+    claim: TimestampedClaim
+    update: LocalUpdate
+    task: int
+    round: int
+    sent_at: float
 
 
 class DataProvider(mesa.Agent):
-    """A strategic data provider: chooses its participation per task, earns utility, may leave."""
+    """A strategic data provider: chooses its participation per task, trains, claims, earns, may leave."""
 
     def __init__(
         self,
@@ -46,25 +81,62 @@ class DataProvider(mesa.Agent):
         ordinal: int,
         private_type: ProviderType,
         strategy: Strategy,
+        strategy_label: str,
         rng: np.random.Generator,
         lifetime_s: float,
+        approvals: tuple[str, ...],
     ) -> None:
         super().__init__(model)
         self.ordinal = ordinal
+        self.name = f"p{self.unique_id}"
         self._private_type = private_type
         self.strategy = strategy
+        self.strategy_label = strategy_label
         self.generator = rng
+        self.approvals = approvals
+        self.balance = private_type.initial_stake
         self.previous: PreviousOutcome | None = None
         self.tasks_played = 0
         self.total_utility = 0.0
-        self.last_utility = 0.0
+        self.last_payoff = 0.0
         self.online = True
+        self.planned_rounds = 0
+        self.behaviour = "honest"
+        scenario = model.scenario
+        self._computation_cost = float(
+            computation_cost(
+                private_type.cpu_frequency,
+                private_type.cycles_per_batch,
+                private_type.batch_size,
+                private_type.memory_use_ratio,
+                private_type.memory,
+                cost_weight=scenario.mechanism.cost_weight,
+                energy_coefficient=scenario.mechanism.energy_coefficient,
+            )
+        )
+        self._claim_key = None
+        self._timer: TrustedTimer | None = None
+        if scenario.committee.verification != "unsigned":
+            self._claim_key = derive_private_key(scenario.run.seed, f"provider-claim-{ordinal}")
+            self._timer = TrustedTimer(
+                self.name,
+                derive_private_key(scenario.run.seed, f"provider-timer-{ordinal}"),
+                rng,
+                model.committee.poet_settings,
+            )
+            model.committee.register_provider(self.name, public_key_bytes(self._claim_key), self._timer.public_key)
         self.process = model.env.process(self._life(lifetime_s))
+        self.listener: simpy.Process | None = None
 
     @property
     def strategy_name(self) -> str:
-        """The name of the strategy the provider plays now."""
-        return self.strategy.name
+        """The scenario's name of the strategy the provider plays now (e.g. MMZDA for an alliance member)."""
+        return self.strategy_label
+
+    @property
+    def computation_cost(self) -> float:
+        """C_com(P_i) of this provider (B 3): its own knowledge."""
+        return self._computation_cost
 
     def private_type_for(self, reader: Any) -> ProviderType:
         """The private type, to the provider itself or the market's accounting only (incomplete information)."""
@@ -72,17 +144,31 @@ class DataProvider(mesa.Agent):
             raise PermissionError(f"provider {self.unique_id}: private type is not readable by {reader!r}")
         return self._private_type
 
+    def expected_unit_cost(self, update_l1_norm: float) -> float:
+        """C_unit = ln C_com(P_i) + eps_i ln(1 + ||g~||_1) (B 6 with B 3, B 5) for an update of that L1 norm."""
+        return float(unit_cost(self._computation_cost, privacy_cost(self._private_type.privacy_budget, update_l1_norm)))
+
     def choose_action(self, game: Any, player_index: int) -> int:
         """Pick y_i for the coming task from the previous outcome with the provider's strategy (SPEC C)."""
         self.strategy.prepare(game, player_index)
         return int(self.strategy.choose(self.previous, self.generator))
 
-    def observe(self, outcome: PreviousOutcome, utility: float) -> None:
+    def observe(self, outcome: PreviousOutcome, payoff: float) -> None:
         """Remember the task's outcome and payoff (memory one)."""
         self.previous = outcome
         self.tasks_played += 1
-        self.last_utility = utility
-        self.total_utility += utility
+        self.last_payoff = payoff
+        self.total_utility += payoff
+
+    def set_strategy(self, label: str, strategy: Strategy) -> None:
+        """Switch strategy (imitation or mutation, SPEC C); memory of the last outcome is kept."""
+        self.strategy_label = label
+        self.strategy = strategy
+
+    # -- processes ------------------------------------------------------------------------------------------
+    def start_listening(self) -> None:
+        """Start the inbox listener (once the provider is on the overlay)."""
+        self.listener = self.model.env.process(self._listen())
 
     def _life(self, lifetime_s: float) -> Generator[simpy.Event, Any, None]:
         try:
@@ -94,12 +180,71 @@ class DataProvider(mesa.Agent):
         except simpy.Interrupt:
             return
 
+    def _listen(self) -> Generator[simpy.Event, Any, None]:
+        inbox = self.model.overlay.inbox(self.unique_id)
+        try:
+            while True:
+                message = yield inbox.get()
+                if message.kind == "round_start":
+                    announcement: RoundAnnouncement = message.payload
+                    if announcement.round < self.planned_rounds and announcement.task == self.model.current_task:
+                        self.model.env.process(self._contribute(announcement))
+        except simpy.Interrupt:
+            return
+
+    def _contribute(self, announcement: RoundAnnouncement) -> Generator[simpy.Event, Any, None]:
+        """Train gamma local iterations, perturb (B 4), stamp with a PoET certificate, sign and send."""
+        env = self.model.env
+        private = self._private_type
+        honest = self.behaviour == "honest"
+        iterations = max(1, announcement.local_iterations)  # taking part means at least one iteration
+        update = self.model.backend.local_update(
+            self.unique_id, iterations, private.privacy_budget, self.behaviour, self.generator
+        )
+        if honest:
+            training_s = (
+                iterations
+                * private.cycles_per_batch
+                * private.batch_size
+                / private.cpu_frequency
+                * self.model.scenario.learning.seconds_per_cycle
+            )
+            yield env.timeout(training_s)
+        if not self.online:
+            return
+        claim = ProviderClaim(
+            self.name, announcement.request_round, iterations, self.expected_unit_cost(update.l1_norm), update.digest
+        )
+        if self._timer is None or self._claim_key is None:
+            signed = SignedClaim(claim, b"")
+            stamp = _unsigned_certificate(self.name, claim, env.now, self.model.scenario.committee.poet_mean_wait_s)
+            yield env.timeout(stamp.duration)
+            stamp = WaitCertificate(stamp.timer, claim.digest(), env.now, b"")
+        else:
+            signed = sign_claim(claim, self._claim_key)
+            timer = self._timer.create_wait_timer(env.now, self.model.scenario.committee.poet_mean_wait_s)
+            yield env.timeout(timer.duration)
+            stamp = self._timer.create_wait_certificate(env.now, claim.digest())
+        if not self.online:
+            return
+        upload = UpdateUpload(TimestampedClaim(signed, stamp), update, announcement.task, announcement.round, env.now)
+        size = UPDATE_HEADER_BYTES + BYTES_PER_PARAMETER * self.model.parameter_count
+        self.model.overlay.send(announcement.collector, Message("update", self.unique_id, upload, size))
+        self.model.log_update_sent(self, announcement, update)
+
     def remove(self, reason: str = "removed") -> None:  # type: ignore[override]
-        """Leave the market: end the SimPy process, go offline on the overlay, log, deregister from Mesa."""
+        """Leave the market: end the SimPy processes, go offline on the overlay, log, deregister from Mesa."""
         if not self.online:
             return
         self.online = False
-        if self.process.is_alive and self.model.env.active_process is not self.process:
-            self.process.interrupt(reason)
+        for process in (self.process, self.listener):
+            if process is not None and process.is_alive and self.model.env.active_process is not process:
+                process.interrupt(reason)
         self.model.provider_left(self, reason)
         super().remove()
+
+
+def _unsigned_certificate(owner: str, claim: ProviderClaim, now: float, mean_wait_s: float) -> WaitCertificate:
+    """A PoET-shaped stamp without signatures (verification = "unsigned"): a fixed mean wait, no enclave."""
+    timer = WaitTimer(owner, claim.digest(), now, mean_wait_s, 0.0, mean_wait_s, b"")
+    return WaitCertificate(timer, claim.digest(), now + mean_wait_s, b"")

@@ -79,12 +79,16 @@ def equilibrium_iterations(terms: TaskTerms, unit_costs: Sequence[float]) -> int
 
 @dataclass(frozen=True)
 class RoundSettlement:
-    """The outcome of one round's mechanism: Shapley values, rewards, utilities, IR (B 8, B 10, B 13, B 14)."""
+    """The outcome of one round's mechanism: Shapley values, rewards, utilities, IR (B 8, B 10, B 13, B 14).
+
+    `marginal_values` are v(S) - v(S minus i), each update's leave-one-out quality gain (its true contribution).
+    """
 
     players: tuple[Hashable, ...]
     shapley: ShapleyResult
     rewards: tuple[float, ...]
     utilities: tuple[float, ...]
+    marginal_values: tuple[float, ...]
     coalition_value: float
     rationality: RationalityReport
     paid: float
@@ -154,7 +158,7 @@ def settle_round(
     ordered = tuple(players)
     if not ordered:
         empty = ShapleyResult((), np.zeros(0), np.zeros(0), 0, True, 0, True, "empty")
-        return RoundSettlement((), empty, (), (), 0.0, RationalityReport(()), 0.0)
+        return RoundSettlement((), empty, (), (), (), 0.0, RationalityReport(()), 0.0)
     result = _shapley(
         ordered,
         value,
@@ -172,6 +176,7 @@ def settle_round(
         shapley=result,
         rewards=tuple(float(reward) for reward in rewards.rewards),
         utilities=tuple(float(utility) for utility in utilities),
+        marginal_values=tuple(float(value) for value in marginal),
         coalition_value=float(value(frozenset(ordered))),
         rationality=rationality,
         paid=float(rewards.rewards.sum()) if rewards.paid else 0.0,

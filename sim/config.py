@@ -281,6 +281,15 @@ class CommitteeSection(_Section):
         return self
 
 
+class SurrogateSection(_Section):
+    """The surrogate backend's learning curve H(T) = theta0 / (theta1 + T), T the honest local iterations so far
+    (SPEC B.1); `flmarket calibrate` writes this section from real training."""
+
+    theta0: float = Field(default=9.82, gt=0)
+    theta1: float = Field(default=9.82 / math.log(10.0), gt=0)
+    local_iterations: int = Field(default=5, ge=1)
+
+
 class LearningSection(_Section):
     """The learning backend and the public-goods precision model (SPEC B.1)."""
 
@@ -304,6 +313,7 @@ class LearningSection(_Section):
     momentum: float = Field(default=0.5, ge=0, lt=1)
     batch_size: int = Field(default=64, ge=1)
     clip: float = Field(default=1.0, gt=0)
+    surrogate: SurrogateSection = SurrogateSection()
 
     @field_validator("theta1")
     @classmethod

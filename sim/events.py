@@ -288,13 +288,16 @@ register_kind(
 register_kind("action_chosen", "a provider chose its participation y_i for a task", task=int, strategy=str, action=int)
 register_kind(
     "provider_payoff",
-    "a provider's utility U_i for a task (SPEC B.1)",
+    "a provider's task payoff: U_i (SPEC B.1) + reward_weight * (Shapley rewards - claimed costs)",
     task=int,
     strategy=str,
     action=int,
     utility=float,
     revenue=float,
     cost=float,
+    reward=float,
+    mechanism_cost=float,
+    payoff=float,
 )
 register_kind(
     "task_finished",
@@ -412,4 +415,19 @@ register_kind(
     provider_spent=float,
     provider_budget=float,
     balanced=bool,
+)
+register_kind("task_rejected", "the committee refused a task (e.g. an infeasible budget, B 11)", task=int, reason=str)
+register_kind(
+    "task_settled",
+    "a task's money: rewards paid, committee fees, refund to the requester",
+    task=int,
+    paid=float,
+    committee_fees=float,
+    refunded=float,
+)
+register_kind(
+    "consensus_stalled", "PBFT did not decide a round in time; the task stops", task=int, round=int, waiting_for=str
+)
+register_kind(
+    "reward_forfeited", "a provider left before its round's reward was paid", task=int, round=int, reward=float
 )

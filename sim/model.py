@@ -1,9 +1,10 @@
-"""MarketModel: the Mesa model that owns the SimPy clock, the overlay, the event log and the agents.
+"""MarketModel: the Mesa model that owns the SimPy clock, the overlay, the event log, the ledger and the agents.
 
-The SimPy environment is the only clock (`model.time` is `env.now`). Processes: provider arrivals (Poisson),
-requester arrivals (Poisson), the task runner (one FL task at a time, each a game round of SPEC B.3 whose outcome
-comes from the public-goods model of SPEC B.1) and a periodic sampler that drives `model.step()` and the Mesa
-`DataCollector`. All randomness comes from `RandomStreams` keyed by agent and component.
+The SimPy environment is the only clock (`model.time` is `env.now`). Processes: provider arrivals (Poisson) and
+lifetimes, requester arrivals (Poisson), the task runner (one FL task at a time: `agents.platform.TaskRun`,
+BGFL Algorithm 1 with PPBG-AC rounds, which is also one game round of SPEC B.3), the agents' inbox listeners,
+and a periodic sampler that drives `model.step()` and the Mesa `DataCollector`. All randomness comes from
+`RandomStreams` keyed by agent and component.
 """
 
 from __future__ import annotations
@@ -16,22 +17,43 @@ import mesa
 import numpy as np
 import simpy
 
-from agents.provider import DataProvider, ProviderType
+from agents.committee import Committee, CommitteeNode
+from agents.platform import RoundMechanism, TaskRun
+from agents.provider import DataProvider, ProviderType, RoundAnnouncement, UpdateUpload
 from agents.requester import DataRequester
-from agents.strategies import make_strategy
-from agents.strategies.base import PreviousOutcome
-from market.public_goods import (
-    PublicGoodsGame,
-    check_social_dilemma,
-    require_social_dilemma,
-    theta1_lower_bound,
-)
+from agents.strategies import Alliance, BNEFollower, MMZDAMember, make_strategy
+from agents.strategies.base import PreviousOutcome, Strategy
+from market.bayesian import participation_equilibrium
+from market.costs import computation_cost, privacy_cost, unit_cost
+from market.evolution import alliances_by_rule, revise_strategy
+from market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
+from market.mechanism import TaskTerms
+from market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
 from sim.config import Scenario
-from sim.events import NO_AGENT, EventLog
+from sim.events import NO_AGENT, EventLog, register_kind
 from sim.network import Message, Overlay, build_topology
 from sim.randomness import RandomStreams
 
 TASK_ANNOUNCEMENT_BYTES = 512
+PRIOR_SAMPLES = 2000
+DIGITS_FEATURES = 64
+DIGITS_CLASSES = 10
+
+register_kind(
+    "bne_equilibrium",
+    "the Bayesian-Nash participation cutoff for a task's pool and population (B 19)",
+    task=int,
+    probability=float,
+    cost_cutoff=float,
+    outcome=str,
+    converged=bool,
+)
+
+
+def mlp_parameter_count(inputs: int, hidden: tuple[int, ...], outputs: int) -> int:
+    """Weights and biases of an MLP with the given layer widths."""
+    widths = (inputs, *hidden, outputs)
+    return sum(widths[index] * widths[index + 1] + widths[index + 1] for index in range(len(widths) - 1))
 
 
 class MarketModel(mesa.Model):
@@ -57,21 +79,43 @@ class MarketModel(mesa.Model):
         self._probe_game = PublicGoodsGame(
             learning.theta0, self.theta1, learning.local_iterations, learning.rounds_per_task, (1.0,), (1.0,)
         )
+        self.parameter_count = mlp_parameter_count(DIGITS_FEATURES, learning.hidden_sizes, DIGITS_CLASSES)
+        self.backend: LearningBackend = make_backend(self._backend_config())
         self.online_providers: dict[int, DataProvider] = {}
+        self.provider_by_name: dict[str, DataProvider] = {}
         self.task_queue: simpy.Store = simpy.Store(self.env)
         self.tasks_posted = 0
         self.tasks_finished = 0
+        self.current_task: int | None = None
         self.welfare_history: list[float] = []
         self.participation_by_strategy: dict[str, list[float]] = {}
+        self.alliances: dict[int, Alliance] = {}
         self.done: simpy.Event = self.env.event()
+        self.mechanism = RoundMechanism(self)
         self._provider_ordinals = 0
         self._requester_ordinals = 0
+        self._request_rounds = 0
         self._task_limit = scenario.run.tasks
+        self._collection: tuple[int, int, float] | None = None
+        self._uploads: list[UpdateUpload] = []
+        self._bne_cache: dict[tuple[float, int], float] = {}
+        self._prior_unit_costs: np.ndarray | None = None
+        self._emit_update = self.log.emitter("update_sent")
+        self._emit_rejected = self.log.emitter("claim_rejected")
+        self._emit_payoff = self.log.emitter("provider_payoff")
 
+        committee_rng = self.streams.component("committee")
+        nodes = [
+            CommitteeNode(self, ordinal, float(scenario.committee.candidate_stake.sample(committee_rng)))
+            for ordinal in range(scenario.committee.candidates)
+        ]
+        self.committee = Committee(self, nodes, self.mechanism.solve_equilibrium, self.mechanism.reward_rule)
         initial = [self._new_provider(join_overlay=False) for _ in range(scenario.providers.count)]
         self.overlay.adopt(
             build_topology(scenario.network, [p.unique_id for p in initial], self.streams.component("topology"))
         )
+        for node in nodes:
+            self.overlay.join(node.unique_id)
         self.initial_dilemma = require_social_dilemma(self._game_of(initial), strict=learning.require_dilemma)
 
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
@@ -81,7 +125,32 @@ class MarketModel(mesa.Model):
         self.env.process(self._sampler())
         self.log.emit(0.0, "run_started", NO_AGENT, scenario=scenario.run.name, seed=scenario.run.seed)
         for provider in initial:
+            provider.start_listening()
             self._log_join(provider)
+
+    def _backend_config(self) -> BackendConfig:
+        learning = self.scenario.learning
+        return BackendConfig(
+            name=learning.backend,
+            seed=self.scenario.run.seed,
+            dataset=learning.dataset,
+            root=learning.data_root,
+            model=learning.model,
+            hidden_sizes=learning.hidden_sizes,
+            providers=learning.shards,
+            partition=learning.partition,
+            alpha=learning.dirichlet_alpha,
+            aggregation=learning.aggregation,
+            learning_rate=learning.learning_rate,
+            momentum=learning.momentum,
+            batch_size=learning.batch_size,
+            clip=learning.clip,
+            theta0=learning.surrogate.theta0,
+            theta1=learning.surrogate.theta1,
+            hidden_layers=self.scenario.mechanism.hidden_layers,
+            output_units=self.scenario.mechanism.output_units,
+            surrogate_parameter_count=self.parameter_count,
+        )
 
     # -- Mesa ---------------------------------------------------------------------------------------------------
     @property
@@ -92,13 +161,14 @@ class MarketModel(mesa.Model):
     def step(self) -> None:
         """One sample of the population (driven by the periodic sampler process, not by every event)."""
         self.datacollector.collect(self)
+        now = self.env.now
         self.log.emit(
-            self.env.now,
-            "sample",
-            NO_AGENT,
-            online_providers=len(self.online_providers),
-            tasks_finished=self.tasks_finished,
+            now, "sample", NO_AGENT, online_providers=len(self.online_providers), tasks_finished=self.tasks_finished
         )
+        counts = self.strategy_counts()
+        total = max(1, len(self.online_providers))
+        for name, count in counts.items():
+            self.log.emit(now, "strategy_share", NO_AGENT, strategy=name, count=count, share=count / total)
 
     def _reporters(self) -> dict[str, Callable[[MarketModel], Any]]:
         reporters: dict[str, Callable[[MarketModel], Any]] = {
@@ -106,16 +176,27 @@ class MarketModel(mesa.Model):
             "online_providers": lambda model: len(model.online_providers),
             "tasks_finished": lambda model: model.tasks_finished,
         }
-        for name in self.scenario.providers.strategy_mix:
+        for name in self.strategy_set:
             reporters[f"share_{name}"] = lambda model, name=name: model.strategy_share(name)
         return reporters
+
+    @property
+    def strategy_set(self) -> tuple[str, ...]:
+        """The strategies the scenario plays and mutates among."""
+        return self.scenario.evolution.strategy_set or tuple(self.scenario.providers.strategy_mix)
+
+    def strategy_counts(self) -> dict[str, int]:
+        """How many online providers play each strategy of the scenario's set."""
+        counts = dict.fromkeys(self.strategy_set, 0)
+        for provider in self.online_providers.values():
+            counts[provider.strategy_label] = counts.get(provider.strategy_label, 0) + 1
+        return counts
 
     def strategy_share(self, name: str) -> float:
         """The share of online providers playing strategy `name`."""
         if not self.online_providers:
             return 0.0
-        playing = sum(1 for provider in self.online_providers.values() if provider.strategy_name == name)
-        return playing / len(self.online_providers)
+        return self.strategy_counts().get(name, 0) / len(self.online_providers)
 
     # -- providers ----------------------------------------------------------------------------------------------
     def _draw_type(self, rng: np.random.Generator) -> ProviderType:
@@ -140,7 +221,13 @@ class MarketModel(mesa.Model):
             memory_use_ratio=float(providers.memory_use_ratio.sample(rng)),
             privacy_budget=float(providers.privacy_budget.sample(rng)),
             data_size=float(providers.data_size.sample(rng)),
+            initial_stake=float(providers.initial_stake.sample(rng)),
         )
+
+    def _make_strategy(self, label: str) -> Strategy:
+        if label == "MMZDA":
+            return MMZDAMember(alliance=Alliance([0]))  # the market assigns the real alliance before each task
+        return make_strategy(label)
 
     def _new_provider(self, join_overlay: bool = True) -> DataProvider:
         ordinal = self._provider_ordinals
@@ -149,14 +236,22 @@ class MarketModel(mesa.Model):
         mix = self.scenario.providers.strategy_mix
         names = list(mix)
         shares = np.array([mix[name] for name in names], dtype=float)
-        strategy = make_strategy(names[int(rng.choice(len(names), p=shares / shares.sum()))])
+        label = names[int(rng.choice(len(names), p=shares / shares.sum()))]
         private_type = self._draw_type(rng)
         mean_lifetime = self.scenario.providers.mean_lifetime_s
         lifetime = math.inf if math.isinf(mean_lifetime) else float(rng.exponential(mean_lifetime))
-        provider = DataProvider(self, ordinal, private_type, strategy, rng, lifetime)
+        candidates = [node.name for node in self.committee.nodes]
+        chosen = rng.choice(len(candidates), size=self.scenario.committee.approvals_per_voter, replace=False)
+        approvals = tuple(candidates[int(index)] for index in sorted(chosen))
+        provider = DataProvider(
+            self, ordinal, private_type, self._make_strategy(label), label, rng, lifetime, approvals
+        )
         self.online_providers[provider.unique_id] = provider
+        self.provider_by_name[provider.name] = provider
+        self.backend.register_provider(provider.unique_id, rng)
         if join_overlay:
             self.overlay.join(provider.unique_id)
+            provider.start_listening()
             self._log_join(provider)
         return provider
 
@@ -176,6 +271,7 @@ class MarketModel(mesa.Model):
     def provider_left(self, provider: DataProvider, reason: str) -> None:
         """Called by `DataProvider.remove`: forget the provider, take it off the overlay, log."""
         self.online_providers.pop(provider.unique_id, None)
+        self.provider_by_name.pop(provider.name, None)
         self.overlay.leave(provider.unique_id)
         self.log.emit(
             self.env.now, "provider_left", provider.unique_id, reason=reason, tasks_played=provider.tasks_played
@@ -221,70 +317,181 @@ class MarketModel(mesa.Model):
         )
         self.task_queue.put((task, requester))
 
-    def _game_of(self, providers: list[DataProvider]) -> PublicGoodsGame:
-        types = [provider.private_type_for(self) for provider in providers]
-        learning = self.scenario.learning
-        return PublicGoodsGame(
-            learning.theta0,
-            self.theta1,
-            learning.local_iterations,
-            self.rounds_per_task,
-            tuple(t.unit_revenue for t in types),
-            tuple(t.participation_cost for t in types),
-        )
-
     def _task_runner(self) -> Generator[simpy.Event, Any, None]:
         while True:
             task, requester = yield self.task_queue.get()
-            yield from self._run_task(task)
+            yield from TaskRun(self, task, requester.budget).run()
             requester.task_done.succeed()
             self.tasks_finished += 1
             if self._task_limit is not None and self.tasks_finished >= self._task_limit:
                 self.done.succeed()
                 return
 
-    def _run_task(self, task: int) -> Generator[simpy.Event, Any, None]:
-        """One game round (SPEC B.3): online providers choose y_i, play R rounds, get U_i (SPEC B.1)."""
-        duration = self.rounds_per_task * self.scenario.learning.round_duration_s
-        players = list(self.online_providers.values())
-        if not players:
-            self.log.emit(
-                self.env.now, "task_started", NO_AGENT, task=task, players=0, theta1=self.theta1, is_dilemma=False
-            )
-            yield self.env.timeout(duration)
-            self._finish_task(task, [], [])
+    # -- services for the task process ---------------------------------------------------------------------------
+    def _game_of(self, providers: list[DataProvider], rounds: int | None = None) -> PublicGoodsGame:
+        types = [provider.private_type_for(self) for provider in providers]
+        learning = self.scenario.learning
+        return PublicGoodsGame(
+            learning.theta0,
+            self.theta1,
+            learning.local_iterations,
+            rounds if rounds is not None else self.rounds_per_task,
+            tuple(t.unit_revenue for t in types),
+            tuple(t.participation_cost for t in types),
+        )
+
+    def game_of(self, providers: list[DataProvider], rounds: int) -> PublicGoodsGame:
+        """The public-goods stage game (SPEC B.1) of these providers for a task of `rounds` rounds."""
+        return self._game_of(providers, rounds)
+
+    def elect_committee(self, task: int) -> bool:
+        """DPoS election for the task's epoch (SPEC A.8, D.3): providers vote their balance, candidates their
+        stake; returns whether the committee changed."""
+        approvals: dict[str, tuple[str, ...]] = {}
+        stakes: dict[str, float] = {}
+        for provider in self.online_providers.values():
+            approvals[provider.name] = provider.approvals
+            stakes[provider.name] = max(0.0, provider.balance)
+        for node in self.committee.nodes:
+            approvals[node.name] = (node.name,)
+            stakes[node.name] = node.stake
+        return self.committee.elect(task, approvals, stakes)
+
+    def pay_committee(self, terms: TaskTerms) -> float:
+        """Each member earns its C_com(n_k) for the round from the fee share B*sigma (B 15a)."""
+        paid = 0.0
+        cost = terms.committee_costs[0] if terms.committee_costs else 0.0
+        for name in self.committee.members:
+            node = self.committee.by_name[name]
+            node.earned += cost
+            node.stake += cost
+            paid += cost
+        return paid
+
+    def next_request_round(self) -> int:
+        """A run-wide aggregation-round number (PBFT request ids and claims must be unique across tasks)."""
+        self._request_rounds += 1
+        return self._request_rounds
+
+    def open_collection(self, task: int, round_index: int, deadline: float) -> None:
+        """The committee starts accepting updates for (task, round) until `deadline`."""
+        self._collection = (task, round_index, deadline)
+        self._uploads = []
+
+    def close_collection(self) -> list[UpdateUpload]:
+        """Stop accepting; return the round's uploads in arrival order."""
+        self._collection = None
+        uploads, self._uploads = self._uploads, []
+        return uploads
+
+    def receive_update(self, upload: UpdateUpload, node: CommitteeNode) -> None:
+        """An update reached the collecting committee node: keep it if it is for the open round and on time."""
+        collection = self._collection
+        if collection is not None and (upload.task, upload.round) == collection[:2] and self.env.now <= collection[2]:
+            self._uploads.append(upload)
             return
-        game = self._game_of(players)
-        report = check_social_dilemma(game)
+        self._emit_rejected(self.env.now, upload.update.provider_id, upload.task, upload.round, "late")
+
+    def log_update_sent(self, provider: DataProvider, announcement: RoundAnnouncement, update: LocalUpdate) -> None:
+        """A provider sent an update (Algorithm 1, line 5-7)."""
+        self._emit_update(
+            self.env.now,
+            provider.unique_id,
+            announcement.task,
+            announcement.round,
+            update.local_iterations,
+            update.l1_norm,
+            update.privacy_spent,
+            update.behaviour,
+        )
+
+    # -- strategies ---------------------------------------------------------------------------------------------
+    def prepare_strategies(self, players: list[DataProvider], terms: TaskTerms) -> None:
+        """Re-form the MMZD alliances by the scenario's rule and inform BNE followers of the cutoff (SPEC C)."""
+        index_of = {provider.unique_id: index for index, provider in enumerate(players)}
+        allied = [provider.unique_id for provider in players if provider.strategy_label == "MMZDA"]
+        alliances: dict[int, Alliance] = {}
+        for group in alliances_by_rule(allied, self.overlay.graph, self.scenario.evolution.alliance_rule):
+            leader = group[0]
+            alliance = self.alliances.get(leader)
+            members = [index_of[member] for member in group]
+            if alliance is None:
+                alliance = Alliance(members)
+            else:
+                alliance.update_members(members)
+            alliances[leader] = alliance
+            for member in group:
+                provider = self.online_providers[member]
+                if getattr(provider.strategy, "alliance", None) is not alliance:
+                    provider.strategy = MMZDAMember(alliance=alliance)
+        self.alliances = alliances
+        followers = [provider for provider in players if isinstance(provider.strategy, BNEFollower)]
+        if followers:
+            cutoff = self.bne_cutoff(terms, len(players))
+            for provider in followers:
+                budget = provider.private_type_for(provider).privacy_budget
+                provider.strategy.inform(provider.expected_unit_cost(self.expected_update_l1_norm(budget)), cutoff)
+
+    def expected_update_l1_norm(self, privacy_budget: float) -> float:
+        """E||g~||_1 of a clipped, Laplace-perturbed update: clip + d * 2 clip / eps (SPEC A.2)."""
+        clip = self.scenario.learning.clip
+        return clip + self.parameter_count * 2.0 * clip / privacy_budget
+
+    def _prior_costs(self) -> np.ndarray:
+        """C_unit of the common prior, by Monte Carlo with a fixed stream (SPEC A.7)."""
+        if self._prior_unit_costs is None:
+            rng = self.streams.component("bne-prior")
+            providers = self.scenario.providers
+            size = PRIOR_SAMPLES
+            computation = computation_cost(
+                providers.cpu_frequency.sample(rng, size),
+                providers.cycles_per_batch.sample(rng, size),
+                providers.batch_size.sample(rng, size),
+                providers.memory_use_ratio.sample(rng, size),
+                providers.memory.sample(rng, size),
+                cost_weight=self.scenario.mechanism.cost_weight,
+                energy_coefficient=self.scenario.mechanism.energy_coefficient,
+            )
+            budgets = np.asarray(providers.privacy_budget.sample(rng, size), dtype=float)
+            norms = np.array([self.expected_update_l1_norm(float(budget)) for budget in budgets])
+            self._prior_unit_costs = np.asarray(unit_cost(computation, privacy_cost(budgets, norms)), dtype=float)
+        return self._prior_unit_costs
+
+    def bne_cutoff(self, terms: TaskTerms, players: int) -> float:
+        """c*(p) of the participation equilibrium (B 19) for this pool and population; logged once per input."""
+        key = (terms.pool_per_round, players)
+        cached = self._bne_cache.get(key)
+        if cached is not None:
+            return cached
+        iterations = max(1, self.scenario.mechanism.initial_local_iterations)
+        equilibrium = participation_equilibrium(
+            terms.pool_per_round, players, iterations, unit_cost_samples=self._prior_costs()
+        )
         self.log.emit(
             self.env.now,
-            "task_started",
+            "bne_equilibrium",
             NO_AGENT,
-            task=task,
-            players=len(players),
-            theta1=self.theta1,
-            is_dilemma=report.is_social_dilemma,
+            task=self.current_task if self.current_task is not None else self.tasks_posted - 1,
+            probability=equilibrium.probability,
+            cost_cutoff=equilibrium.cost_cutoff,
+            outcome=equilibrium.kind.name,
+            converged=equilibrium.converged,
         )
-        if not report.is_social_dilemma:
-            self.log.emit(self.env.now, "dilemma_check", NO_AGENT, task=task, message="; ".join(report.problems(game)))
-        actions = []
-        for index, provider in enumerate(players):
-            action = provider.choose_action(game, index)
-            actions.append(action)
-            self.log.emit(
-                self.env.now,
-                "action_chosen",
-                provider.unique_id,
-                task=task,
-                strategy=provider.strategy_name,
-                action=action,
-            )
-        yield self.env.timeout(duration)
-        staying = [(provider, action) for provider, action in zip(players, actions, strict=True) if provider.online]
-        self._finish_task(task, [p for p, _ in staying], [a for _, a in staying])
+        self._bne_cache[key] = equilibrium.cost_cutoff
+        return equilibrium.cost_cutoff
 
-    def _finish_task(self, task: int, players: list[DataProvider], actions: list[int]) -> None:
-        """Pay utilities to the providers still online (leavers forfeit) and log the outcome."""
+    # -- the end of a task --------------------------------------------------------------------------------------
+    def finish_task(
+        self,
+        task: int,
+        players: list[DataProvider],
+        actions: list[int],
+        realised: list[int],
+        rounds: int,
+        mechanism: list[tuple[float, float, float]] | None = None,
+    ) -> None:
+        """Pay the public-goods utilities on the realised participation (SPEC B.1) plus the weighted net Shapley
+        rewards, log the outcome, and let strategies evolve (SPEC C)."""
         if not players:
             self.welfare_history.append(0.0)
             self.log.emit(
@@ -298,39 +505,46 @@ class MarketModel(mesa.Model):
                 precision=self._probe_game.base_precision,
             )
             return
-        game = self._game_of(players)
-        action_array = np.asarray(actions, dtype=int)
-        revenues = game.revenues(action_array)
-        costs = game.costs(action_array)
+        game = self.game_of(players, rounds)
+        realised_array = np.asarray(realised, dtype=int)
+        revenues = game.revenues(realised_array)
+        costs = game.costs(realised_array)
         utilities = revenues - costs
         welfare = float(utilities.sum())
-        total = int(action_array.sum())
+        total = int(realised_array.sum())
+        payoffs = []
+        now = self.env.now
         for index, provider in enumerate(players):
+            reward, mechanism_cost, weight = mechanism[index] if mechanism else (0.0, 0.0, 0.0)
+            payoff = float(utilities[index]) + weight * (reward - mechanism_cost)
+            payoffs.append(payoff)
             outcome = PreviousOutcome(
-                own_action=int(actions[index]),
+                own_action=int(realised[index]),
                 total_participation=total,
                 players=len(players),
-                rounds=self.rounds_per_task,
+                rounds=rounds,
                 welfare=welfare,
             )
-            provider.observe(outcome, float(utilities[index]))
-            tally = self.participation_by_strategy.setdefault(provider.strategy_name, [0.0, 0.0])
-            tally[0] += actions[index] / self.rounds_per_task
+            provider.observe(outcome, payoff)
+            tally = self.participation_by_strategy.setdefault(provider.strategy_label, [0.0, 0.0])
+            tally[0] += realised[index] / rounds
             tally[1] += 1
-            self.log.emit(
-                self.env.now,
-                "provider_payoff",
+            self._emit_payoff(
+                now,
                 provider.unique_id,
-                task=task,
-                strategy=provider.strategy_name,
-                action=int(actions[index]),
-                utility=float(utilities[index]),
-                revenue=float(revenues[index]),
-                cost=float(costs[index]),
+                task,
+                provider.strategy_label,
+                int(actions[index]),
+                float(utilities[index]),
+                float(revenues[index]),
+                float(costs[index]),
+                reward,
+                mechanism_cost,
+                payoff,
             )
         self.welfare_history.append(welfare)
         self.log.emit(
-            self.env.now,
+            now,
             "task_finished",
             NO_AGENT,
             task=task,
@@ -339,6 +553,45 @@ class MarketModel(mesa.Model):
             welfare=welfare,
             precision=float(game.precision(total)),
         )
+        if self.scenario.evolution.enabled:
+            self._evolve(players, payoffs)
+
+    def _evolve(self, players: list[DataProvider], payoffs: list[float]) -> None:
+        """Pairwise-comparison imitation of overlay neighbours and mutation, decided on the task's payoffs and
+        applied together (synchronous update, SPEC C)."""
+        evolution = self.scenario.evolution
+        played = {provider.unique_id: (provider, payoff) for provider, payoff in zip(players, payoffs, strict=True)}
+        changes = []
+        for provider, payoff in zip(players, payoffs, strict=True):
+            neighbours = [
+                (neighbour, played[neighbour][0].strategy_label, played[neighbour][1])
+                for neighbour in self.overlay.neighbours(provider.unique_id)
+                if neighbour in played
+            ]
+            change = revise_strategy(
+                provider.unique_id,
+                provider.strategy_label,
+                payoff,
+                neighbours,
+                self.strategy_set,
+                provider.generator,
+                selection_intensity=evolution.selection_intensity,
+                mutation_rate=evolution.mutation_rate,
+            )
+            if change is not None:
+                changes.append((provider, change))
+        for provider, change in changes:
+            provider.set_strategy(change.to_strategy, self._make_strategy(change.to_strategy))
+            self.log.emit(
+                self.env.now,
+                "strategy_switched",
+                provider.unique_id,
+                from_strategy=change.from_strategy,
+                to_strategy=change.to_strategy,
+                reason=change.reason,
+                neighbour=int(change.neighbour) if change.neighbour is not None else NO_AGENT,
+                payoff_gap=change.payoff_gap,
+            )
 
     # -- sampling and running -----------------------------------------------------------------------------------
     def _sampler(self) -> Generator[simpy.Event, Any, None]:

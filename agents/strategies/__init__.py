@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from agents.strategies.base import PreviousOutcome, Strategy
+from agents.strategies.bne import BNEFollower
 from agents.strategies.memoryone import AllCooperate, AllDefect, Mixed, Random, TitForTat
 from agents.strategies.zero_determinant import MMZD, Alliance, MMZDAMember
 from market.errors import MarketError
 
 REGISTRY: dict[str, type[Strategy]] = {
-    kind.name: kind for kind in (AllCooperate, AllDefect, Random, TitForTat, Mixed, MMZD, MMZDAMember)
+    kind.name: kind for kind in (AllCooperate, AllDefect, Random, TitForTat, Mixed, MMZD, MMZDAMember, BNEFollower)
 }
 
 
@@ -26,6 +27,7 @@ __all__ = [
     "Alliance",
     "AllCooperate",
     "AllDefect",
+    "BNEFollower",
     "MMZD",
     "MMZDAMember",
     "Mixed",

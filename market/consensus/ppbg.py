@@ -20,6 +20,10 @@ from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, Wait
 from market.errors import ProposalError
 from market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
 
+VERIFICATION_MODES = ("every_replica", "primary_only", "unsigned")
+"""Who verifies claim signatures and timers: every replica (SPEC A.8), only the primary (replicas re-check the
+order, gamma_NE and rewards), or nobody (an unsigned market, for population-scale experiments)."""
+
 EquilibriumSolver = Callable[[Sequence[SignedClaim]], int]
 RewardRule = Callable[[Sequence[SignedClaim], int], Mapping[str, float]]
 
@@ -127,11 +131,14 @@ def screen_claims(
     recent_winners: Sequence[str] = (),
     population: float = 0.0,
     record_timers: bool = True,
+    verify_signatures: bool = True,
 ) -> ClaimScreening:
     """Algorithm 2 lines 2-4: Verify(Sign(P_i)) and CheckTimer, then sort by timestamp (SPEC A.8).
 
     With `record_timers=False` the timers are only inspected (a replica re-checking a proposal must not
-    consume the certificates the primary already recorded in its own checker).
+    consume the certificates the primary already recorded in its own checker). With `verify_signatures=False`
+    the claim signatures and CheckTimer are skipped (a replica that trusts the primary's verification, or an
+    unsigned market); the round, binding and duplicate checks still apply.
     """
     accepted: list[TimestampedClaim] = []
     rejected: list[Rejected] = []
@@ -141,7 +148,7 @@ def screen_claims(
         key = provider_keys.get(claim.provider_id)
         if key is None:
             rejected.append(Rejected(claim.provider_id, ClaimRejection.UNKNOWN_PROVIDER))
-        elif not item.signed_claim.verify(key):
+        elif verify_signatures and not item.signed_claim.verify(key):
             rejected.append(Rejected(claim.provider_id, ClaimRejection.BAD_SIGNATURE))
         elif claim.round_index != round_index:
             rejected.append(Rejected(claim.provider_id, ClaimRejection.WRONG_ROUND))
@@ -149,6 +156,9 @@ def screen_claims(
             rejected.append(Rejected(claim.provider_id, ClaimRejection.UNBOUND_CERTIFICATE))
         elif claim.provider_id in seen_providers:
             rejected.append(Rejected(claim.provider_id, ClaimRejection.DUPLICATE_PROVIDER))
+        elif not verify_signatures:
+            accepted.append(item)
+            seen_providers.add(claim.provider_id)
         else:
             if record_timers:
                 verdict = timer_checker.check(item.certificate, now, recent_winners, population)
@@ -206,6 +216,7 @@ def check_proposal(
     solve_equilibrium: EquilibriumSolver,
     reward_rule: RewardRule,
     reward_tolerance: float = 1e-9,
+    verify_signatures: bool = True,
 ) -> ProposalCheck:
     """Replica side of Algorithm 2: every claim verifies at the proposal's time, the order is by timestamp,
     and gamma_NE and the rewards are what the replica computes itself from the same claims."""
@@ -216,6 +227,7 @@ def check_proposal(
         timer_checker,
         proposal.timestamp,
         record_timers=False,
+        verify_signatures=verify_signatures,
     )
     if screening.rejected:
         first = screening.rejected[0]
@@ -272,7 +284,11 @@ class PpbgCommitteeMember:
         quorum_rule: QuorumRule = QuorumRule.BYZANTINE,
         view_change_timeout_s: float = 1.0,
         genesis_timestamp: float = 0.0,
+        verification: str = "every_replica",
     ) -> None:
+        if verification not in VERIFICATION_MODES:
+            raise ProposalError(f"verification: must be one of {', '.join(VERIFICATION_MODES)}, got {verification!r}")
+        self.verification = verification
         self.provider_keys = dict(provider_keys)
         self.timer_checker = TimerChecker(timer_keys, poet_settings or PoetSettings())
         self.solve_equilibrium = solve_equilibrium
@@ -300,6 +316,7 @@ class PpbgCommitteeMember:
             self.timer_checker,
             round_input.now,
             record_timers=False,
+            verify_signatures=self.verification != "unsigned",
         )
         return build_proposal(round_input, screening, self.solve_equilibrium, self.reward_rule)
 
@@ -308,12 +325,18 @@ class PpbgCommitteeMember:
             self.last_check = ProposalCheck(False, "value: not a PPBG-AC proposal for this request")
             return False
         self.last_check = check_proposal(
-            value, self.provider_keys, self.timer_checker, self.solve_equilibrium, self.reward_rule
+            value,
+            self.provider_keys,
+            self.timer_checker,
+            self.solve_equilibrium,
+            self.reward_rule,
+            verify_signatures=self.verification == "every_replica",
         )
         return self.last_check.valid
 
     def on_decided(self, proposal: PpbgProposal) -> Block:
         """Append the decided proposal's block to this member's ledger and spend the claims' timers."""
-        for item in proposal.claims:
-            self.timer_checker.record(item.certificate)
+        if self.verification != "unsigned":
+            for item in proposal.claims:
+                self.timer_checker.record(item.certificate)
         return block_for_decision(self.chain, proposal)

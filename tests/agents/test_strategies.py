@@ -60,6 +60,7 @@ FACTORIES: dict[str, Callable[[], Strategy]] = {
     "Mixed": lambda: make_strategy("Mixed"),
     "MMZD": lambda: make_strategy("MMZD"),
     "MMZDA-member": lambda: make_strategy("MMZDA-member", alliance=Alliance([0])),
+    "BNE": lambda: make_strategy("BNE"),
 }
 
 
@@ -296,3 +297,17 @@ def test_alliance_redesigns_when_members_change() -> None:
 def test_strategy_needs_prepare_before_probabilities() -> None:
     with pytest.raises(MarketError, match="call prepare"):
         make_strategy("ALLC").probabilities(None)
+
+
+def test_bne_follower_takes_part_iff_its_cost_is_below_the_cutoff() -> None:
+    strategy = make_strategy("BNE")
+    strategy.prepare(GAME, 0)
+    assert strategy.probabilities(None).tolist() == [1.0, 0.0, 0.0, 0.0]  # uninformed: stays out
+    strategy.inform(own_unit_cost=9.0, cost_cutoff=10.0)
+    assert strategy.probabilities(None).tolist() == [0.0, 0.0, 0.0, 1.0]  # all R = 3 rounds
+    strategy.inform(own_unit_cost=10.0, cost_cutoff=10.0)
+    assert strategy.choose(None, np.random.default_rng(0)) == 3  # the cutoff itself takes part (B 19: <=)
+    strategy.inform(own_unit_cost=10.5, cost_cutoff=10.0)
+    assert strategy.choose(None, np.random.default_rng(0)) == 0
+    strategy.reset()
+    assert not strategy.takes_part

@@ -72,12 +72,14 @@ def test_bonferroni_level_decides_a_borderline_window() -> None:
 
 
 @given(
-    st.lists(st.floats(min_value=-100, max_value=100), min_size=8, max_size=60),
-    st.floats(min_value=0.1, max_value=10),
-    st.floats(min_value=-50, max_value=50),
+    st.lists(st.integers(min_value=-800, max_value=800), min_size=8, max_size=60),
+    st.sampled_from([0.125, 0.5, 2.0, 8.0]),
+    st.integers(min_value=-50, max_value=50),
 )
-def test_the_start_is_invariant_to_shifting_and_scaling(values: list[float], scale: float, shift: float) -> None:
-    series = np.asarray(values)
+def test_the_start_is_invariant_to_shifting_and_scaling(values: list[int], scale: float, shift: int) -> None:
+    # Eighths, power-of-two scales and integer shifts keep the arithmetic exact: the property is about the
+    # statistics, not about rounding (a 1e-195 step vanishes when shifted by 1).
+    series = np.asarray(values, dtype=float) / 8
     first = time_to_stationarity(series, window=4)
     second = time_to_stationarity(series * scale + shift, window=4)
     assert first.stationary == second.stationary and first.start_index == second.start_index

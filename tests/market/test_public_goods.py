@@ -63,9 +63,7 @@ def test_broken_conditions_name_the_numbers() -> None:
     with pytest.warns(UserWarning, match="not a social dilemma"):
         require_social_dilemma(dear, strict=False)
     low_theta = PublicGoodsGame(9.82, 1.0, 5, 3, (1.0, 1.0), (1.0, 1.0))
-    assert "theta1 = 1 must be > K*N*(R-1)/(N-1) = 20" in "; ".join(
-        check_social_dilemma(low_theta).problems(low_theta)
-    )
+    assert "theta1 = 1 must be > K*N*(R-1)/(N-1) = 20" in "; ".join(check_social_dilemma(low_theta).problems(low_theta))
 
 
 @settings(max_examples=40, deadline=None)

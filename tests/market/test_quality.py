@@ -52,9 +52,7 @@ def test_quality_by_hand_with_table3_constants() -> None:
     # (B 7): mu0 = 2 hidden layers, mu1 = 10 outputs; F = 2, H = 0.5 -> 2 * 2 / (10 + 0.5) = 0.380952...
     assert model_quality(2.0, 0.5) == pytest.approx(4.0 / 10.5)
     # A 3-hidden-layer, 100-class model with F = 1, H = 0: 3 / 100.
-    assert model_quality(1.0, 0.0, QualityParameters(hidden_layers=3, output_units=100)) == pytest.approx(
-        0.03
-    )
+    assert model_quality(1.0, 0.0, QualityParameters(hidden_layers=3, output_units=100)) == pytest.approx(0.03)
 
 
 def test_quality_falls_with_loss() -> None:
@@ -75,6 +73,4 @@ def test_leave_one_out_utility_by_hand() -> None:
     # (B 8): rho = 40, Q(S_r) = 0.40, Q(S_r - i) = 0.35 -> 40 * 0.05 = 2.0; a harmful provider gets U < 0.
     assert leave_one_out_utility(40.0, 0.40, 0.35) == pytest.approx(2.0)
     assert leave_one_out_utility(40.0, 0.35, 0.40) == pytest.approx(-2.0)
-    np.testing.assert_allclose(
-        leave_one_out_utility(np.array([1.0, 2.0]), 0.5, np.array([0.25, 0.5])), [0.25, 0.0]
-    )
+    np.testing.assert_allclose(leave_one_out_utility(np.array([1.0, 2.0]), 0.5, np.array([0.25, 0.5])), [0.25, 0.0])

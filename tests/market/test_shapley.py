@@ -248,12 +248,8 @@ def sqrt_of_total(totals: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("players", [1, 2, 5, 9])
 def test_integer_sum_game_reference_matches_enumeration(players: int) -> None:
     weights = np.random.default_rng(players).integers(0, 7, players)
-    enumerated = shapley_values(
-        range(players), lambda coalition: float(np.sqrt(weights[list(coalition)].sum()))
-    )
-    np.testing.assert_allclose(
-        exact_integer_sum_game_shapley(weights, sqrt_of_total), enumerated.values, atol=1e-12
-    )
+    enumerated = shapley_values(range(players), lambda coalition: float(np.sqrt(weights[list(coalition)].sum())))
+    np.testing.assert_allclose(exact_integer_sum_game_shapley(weights, sqrt_of_total), enumerated.values, atol=1e-12)
 
 
 def test_stratified_estimator_agrees_with_the_exact_reference() -> None:

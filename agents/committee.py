@@ -1,0 +1,307 @@
+"""The committee: DPoS candidates as Mesa agents, and the PPBG-AC replicas they run over the overlay.
+
+`CommitteeNode` is a candidate with stake and a SimPy process that reads its overlay inbox. `Committee` holds
+the DPoS election (SPEC D.3), the elected members' sans-IO PPBG-AC/PBFT state machines (market/consensus), and
+drives them in simulated time: every PBFT message travels the overlay with latency, timers are SimPy timeouts,
+and a decision wakes the task that asked for it. Byzantine members run the policies of SPEC D.2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import mesa
+import simpy
+
+from market.consensus.dpos import Committee as ElectedCommittee
+from market.consensus.dpos import DposElection
+from market.consensus.pbft import (
+    Broadcast,
+    ByzantineReplica,
+    CancelTimer,
+    Decided,
+    EquivocatingPrimary,
+    QuorumRule,
+    Send,
+    SetTimer,
+    SilentPrimary,
+    SilentReplica,
+    WrongDigestVoter,
+)
+from market.consensus.poet import PoetSettings
+from market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, RoundInput
+from market.ledger import Block, Chain
+from sim.events import NO_AGENT
+from sim.network import Message
+
+if TYPE_CHECKING:
+    from sim.model import MarketModel
+
+QUORUM_RULES = {
+    "byzantine": QuorumRule.BYZANTINE,
+    "two_f_plus_one": QuorumRule.TWO_F_PLUS_ONE,
+    "paper": QuorumRule.PAPER_MAJORITY,
+}
+BYZANTINE_BEHAVIOURS: dict[str, Callable[[], Any]] = {
+    "silent": SilentReplica,
+    "silent_primary": SilentPrimary,
+    "equivocating": EquivocatingPrimary,
+    "wrong_digest": WrongDigestVoter,
+}
+REQUEST_BYTES_PER_CLAIM = 400
+PBFT_PHASES = frozenset({"PRE-PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "VIEW-CHANGE", "NEW-VIEW"})
+
+
+class CommitteeNode(mesa.Agent):
+    """A DPoS candidate (SPEC A.8): stake, a name on the ledger, and an inbox process on the overlay."""
+
+    def __init__(self, model: MarketModel, ordinal: int, stake: float) -> None:
+        super().__init__(model)
+        self.ordinal = ordinal
+        self.name = f"c{ordinal}"
+        self.stake = stake
+        self.earned = 0.0
+        self.process = model.env.process(self._listen())
+
+    def _listen(self) -> Generator[simpy.Event, Any, None]:
+        inbox = self.model.overlay.inbox(self.unique_id)
+        try:
+            while True:
+                message = yield inbox.get()
+                self.model.committee.deliver(self, message)
+        except simpy.Interrupt:
+            return
+
+    def remove(self) -> None:
+        """Leave: end the listening process, go offline, deregister."""
+        if self.process.is_alive and self.model.env.active_process is not self.process:
+            self.process.interrupt("removed")
+        self.model.overlay.leave(self.unique_id)
+        super().remove()
+
+
+@dataclass
+class RoundTraffic:
+    """PBFT messages and bytes the committee sent during one round."""
+
+    messages: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _Member:
+    node: CommitteeNode
+    state: PpbgCommitteeMember
+    replica: Any  # the PbftReplica, or a ByzantineReplica wrapping it
+    honest: bool
+    timers: dict[str, int] = field(default_factory=dict)
+
+
+class Committee:
+    """The elected committee of an epoch and the machinery that runs its replicas in simulated time."""
+
+    def __init__(
+        self,
+        model: MarketModel,
+        nodes: Sequence[CommitteeNode],
+        solve_equilibrium: Callable[[Sequence[Any]], int],
+        reward_rule: Callable[[Sequence[Any], int], Mapping[str, float]],
+    ) -> None:
+        self.model = model
+        self.config = model.scenario.committee
+        self.nodes = list(nodes)
+        self.by_name = {node.name: node for node in self.nodes}
+        self.election = DposElection(self.config.size)
+        self.elected: ElectedCommittee | None = None
+        self.members: dict[str, _Member] = {}
+        self.solve_equilibrium = solve_equilibrium
+        self.reward_rule = reward_rule
+        self.ledger = Chain(0.0)
+        self.provider_keys: dict[str, bytes] = {}
+        self.timer_keys: dict[str, bytes] = {}
+        self.poet_settings = PoetSettings(
+            target_wait_s=self.config.poet_mean_wait_s,
+            minimum_wait_s=self.config.poet_minimum_wait_s,
+            stale_timeout_s=max(30.0, 3 * model.scenario.learning.round_duration_s),
+            max_certificate_age_s=max(60.0, 6 * model.scenario.learning.round_duration_s),
+        )
+        self.traffic = RoundTraffic()
+        self.generation = 0  # bumped whenever the members are rebuilt; older PBFT traffic is discarded
+        self._decisions: dict[str, simpy.Event] = {}
+        self._timer_tokens = 0
+        self._emit_elected = model.log.emitter("committee_elected")
+
+    # -- keys -----------------------------------------------------------------------------------------------
+    def register_provider(self, name: str, claim_key: bytes, timer_key: bytes) -> None:
+        """Make a provider's claim and timer public keys known to every current and future member."""
+        self.provider_keys[name] = claim_key
+        self.timer_keys[name] = timer_key
+        for member in self.members.values():
+            member.state.provider_keys[name] = claim_key
+            member.state.timer_checker.register(name, timer_key)
+
+    # -- election (SPEC D.3) --------------------------------------------------------------------------------
+    def elect(self, epoch: int, approvals: Mapping[str, Sequence[str]], stakes: Mapping[str, float]) -> bool:
+        """Re-elect for `epoch`; rebuild the replicas only when the top-T ranking changed. Returns changed."""
+        elected = self.election.run_epoch(epoch, approvals, stakes)
+        changed = elected is not self.elected
+        self.elected = elected
+        if changed:
+            self._build_members(tuple(elected.members))
+        self._emit_elected(self.model.env.now, NO_AGENT, epoch, ",".join(elected.members), changed)
+        return changed
+
+    def _build_members(self, names: tuple[str, ...]) -> None:
+        for member in self.members.values():
+            member.timers.clear()
+        self.members = {}
+        self.generation += 1
+        byzantine = set(names[len(names) - self.model.scenario.faults.byzantine_committee :])
+        behaviour = BYZANTINE_BEHAVIOURS[self.model.scenario.faults.byzantine_behaviour]
+        for name in names:
+            state = PpbgCommitteeMember(
+                name,
+                names,
+                self.provider_keys,
+                self.timer_keys,
+                self.solve_equilibrium,
+                self.reward_rule,
+                poet_settings=self.poet_settings,
+                quorum_rule=QUORUM_RULES[self.config.quorum_rule],
+                view_change_timeout_s=self.config.view_change_timeout_s,
+                verification=self.config.verification,
+            )
+            state.chain = _copy_chain(self.ledger)
+            honest = name not in byzantine
+            replica = state.replica if honest else ByzantineReplica(state.replica, behaviour())
+            self.members[name] = _Member(self.by_name[name], state, replica, honest)
+
+    @property
+    def primary(self) -> CommitteeNode:
+        """The node that collects updates: the PBFT primary of the first honest member's current view."""
+        reference = next((member for member in self.members.values() if member.honest), None)
+        if reference is None:
+            reference = next(iter(self.members.values()))
+        view = reference.state.replica.view
+        return self.by_name[reference.state.replica.primary_of(view)]
+
+    # -- PBFT over the overlay ------------------------------------------------------------------------------
+    def submit(self, request_id: str, round_input: RoundInput) -> simpy.Event:
+        """A client request to every member (multicast over the overlay from the primary's node)."""
+        decided = self._decisions[request_id] = self.model.env.event()
+        sender = self.primary
+        size = 256 + REQUEST_BYTES_PER_CLAIM * len(round_input.claims)
+        for member in self.members.values():
+            message = Message(
+                "pbft-request", sender.unique_id, payload=(self.generation, request_id, round_input), size_bytes=size
+            )
+            if member.node is sender:
+                self._execute(member, member.replica.submit(request_id, round_input))
+            else:
+                self.model.overlay.send(member.node.unique_id, message)
+                self.traffic.messages += 1
+                self.traffic.bytes += size
+        return decided
+
+    def deliver(self, node: CommitteeNode, message: Message) -> None:
+        """A message reached a committee node's inbox: PBFT traffic or a provider's update."""
+        if message.kind == "update":
+            self.model.receive_update(message.payload, node)
+            return
+        member = self.members.get(node.name)
+        if member is None:  # not (or no longer) a member: a stale message from an earlier epoch
+            return
+        if message.kind == "pbft-request":
+            generation, request_id, round_input = message.payload
+            if generation == self.generation:
+                self._execute(member, member.replica.submit(request_id, round_input))
+        elif message.kind in PBFT_PHASES:
+            generation, payload = message.payload
+            if generation == self.generation:
+                self._execute(member, member.replica.receive(payload))
+        # other traffic (task announcements, round starts) is not for the replica
+
+    def _execute(self, member: _Member, outgoing: list[Any]) -> None:
+        for item in outgoing:
+            if isinstance(item, Send):
+                self._send(member, item.to, item.message)
+            elif isinstance(item, Broadcast):
+                for name in self.members:
+                    if name != member.node.name:
+                        self._send(member, name, item.message)
+            elif isinstance(item, SetTimer):
+                self._set_timer(member, item.name, item.delay_s)
+            elif isinstance(item, CancelTimer):
+                member.timers.pop(item.name, None)
+            elif isinstance(item, Decided):
+                self._decided(member, item)
+
+    def _send(self, member: _Member, to: str, payload: Any) -> None:
+        receiver = self.by_name[to]
+        size = int(payload.size_bytes)
+        self.traffic.messages += 1
+        self.traffic.bytes += size
+        message = Message(payload.phase, member.node.unique_id, (self.generation, payload), size)
+        self.model.overlay.send(receiver.unique_id, message)
+
+    def _set_timer(self, member: _Member, name: str, delay_s: float) -> None:
+        self._timer_tokens += 1
+        token = member.timers[name] = self._timer_tokens
+        timeout = self.model.env.timeout(delay_s)
+
+        def fire(_event: simpy.Event) -> None:
+            if member.timers.get(name) == token and self.members.get(member.node.name) is member:
+                del member.timers[name]
+                self._execute(member, member.replica.on_timer(name))
+
+        timeout.callbacks.append(fire)
+
+    def _decided(self, member: _Member, decided: Decided) -> None:
+        """An honest member executed a decision: its ledger catches up with the canonical one, then appends the
+        round's block; the first such member wakes the task. (A replica that adopted a checkpoint skipped
+        decisions, so its own chain is first brought up to date: state transfer.)"""
+        if not member.honest:
+            return
+        proposal: PpbgProposal = decided.value
+        _catch_up(member.state.chain, self.ledger)
+        event = self._decisions.get(decided.request_id)
+        if event is None or event.triggered:  # the round's block is canonical already: the catch-up brought it
+            if member.state.verification != "unsigned":
+                for item in proposal.claims:
+                    member.state.timer_checker.record(item.certificate)
+            return
+        block = member.state.on_decided(proposal)
+        self.ledger.append_block(block)
+        event.succeed((proposal, decided.view, block))
+
+    def waiting_for(self) -> str:
+        """Why the committee has not decided (from the first honest member's status)."""
+        for member in self.members.values():
+            if member.honest:
+                return member.state.replica.status().waiting_for
+        return "no honest member"
+
+
+def _catch_up(chain: Chain, canonical: Chain) -> None:
+    """Append to `chain` the canonical blocks it lacks."""
+    for block in canonical.blocks[len(chain) :]:
+        chain.append_block(block)
+
+
+def _copy_chain(chain: Chain) -> Chain:
+    """A member's own copy of the canonical ledger (state transfer to a newly elected member)."""
+    copy = Chain(chain.blocks[0].timestamp)
+    for block in chain.blocks[1:]:
+        copy.append_block(block)
+    return copy
+
+
+def aggregate_digest(update_digests: Sequence[str]) -> str:
+    """SHA-256 over the accepted updates' digests in claim order: the aggregate the proposal commits to."""
+    return hashlib.sha256("".join(update_digests).encode()).hexdigest()
+
+
+__all__ = ["Block", "Committee", "CommitteeNode", "RoundTraffic", "aggregate_digest"]

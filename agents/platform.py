@@ -1,0 +1,372 @@
+"""One FL task from the committee's side: BGFL Algorithm 1 with PPBG-AC (Algorithm 2) in every round.
+
+A `TaskRun` is the SimPy process of one task (one game round of SPEC B.3, SPEC C): the committee is elected
+(DPoS), fixes r_max and the pool (B 11, B 13), each online provider chooses its participation with its
+strategy; then for every aggregation round the committee broadcasts gamma over the overlay, collects the
+timestamped signed updates until the deadline, agrees on {claims, gamma_NE, aggregate, Shapley rewards} by
+PBFT, commits the block, aggregates, pays, and logs IR and budget balance. At the end the public-goods payoffs
+(SPEC B.1) are paid on the realised participation and strategies evolve (SPEC C).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from agents.committee import RoundTraffic, aggregate_digest
+from agents.provider import DataProvider, RoundAnnouncement, UpdateUpload
+from agents.strategies.base import PreviousOutcome
+from market.budget import check_budget_balance
+from market.consensus.ppbg import RoundInput
+from market.errors import InfeasibleBudgetError
+from market.ledger import SignedClaim
+from market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
+from market.public_goods import check_social_dilemma
+from sim.events import NO_AGENT
+from sim.network import Message
+
+if TYPE_CHECKING:
+    from sim.model import MarketModel
+
+ROUND_START_BYTES = 1024
+CONSENSUS_PATIENCE_TIMEOUTS = 40  # how many view-change timeouts a round may wait for a decision
+
+
+class RoundMechanism:
+    """The committee's deterministic mechanism for the current round, shared by every replica's checks.
+
+    Replicas call `solve_equilibrium(claims)` and `reward_rule(claims, gamma)` on the same claims; the first
+    call computes (Shapley values need the round's updates) and the others reuse it, as each honest replica
+    would compute the same numbers.
+    """
+
+    def __init__(self, model: MarketModel) -> None:
+        self.model = model
+        self.terms: TaskTerms | None = None
+        self.updates: dict[str, UpdateUpload] = {}
+        self.request_round = 0
+        self._settlements: dict[tuple, RoundSettlement] = {}
+
+    def open_round(self, terms: TaskTerms, request_round: int, uploads: Sequence[UpdateUpload]) -> None:
+        """Forget the previous round; remember this round's uploads by provider name."""
+        self.terms = terms
+        self.request_round = request_round
+        self.updates = {}
+        for upload in uploads:
+            self.updates.setdefault(upload.claim.signed_claim.claim.provider_id, upload)
+        self._settlements = {}
+
+    @staticmethod
+    def _key(claims: Sequence[SignedClaim]) -> tuple:
+        return tuple((claim.claim.provider_id, claim.claim.round_index, claim.claim.update_digest) for claim in claims)
+
+    def solve_equilibrium(self, claims: Sequence[SignedClaim]) -> int:
+        """gamma_NE for the next round from the claimed unit costs (B 24, (B 12) cap)."""
+        assert self.terms is not None
+        return equilibrium_iterations(self.terms, [claim.claim.unit_cost for claim in claims])
+
+    def settlement(self, claims: Sequence[SignedClaim]) -> RoundSettlement:
+        """Shapley values and rewards of the round for exactly these claims (B 10, B 13)."""
+        key = self._key(claims)
+        cached = self._settlements.get(key)
+        if cached is not None:
+            return cached
+        assert self.terms is not None
+        scenario = self.model.scenario
+        uploads = [self.updates[claim.claim.provider_id] for claim in claims]
+        value = self.model.backend.coalition_value([upload.update for upload in uploads])
+        settlement = settle_round(
+            [upload.update.provider_id for upload in uploads],
+            value,
+            self.terms.pool_per_round,
+            [claim.claim.local_iterations for claim in claims],
+            [claim.claim.unit_cost for claim in claims],
+            self.model.streams.component(f"shapley-{self.request_round}"),
+            exact_max=scenario.mechanism.shapley_exact_max,
+            target_relative_error=scenario.mechanism.shapley_target_relative_error,
+            max_evaluations=scenario.mechanism.shapley_max_evaluations,
+        )
+        self._settlements[key] = settlement
+        return settlement
+
+    def reward_rule(self, claims: Sequence[SignedClaim], gamma: int) -> dict[str, float]:
+        """{provider name: reward} for the round (B 13)."""
+        settlement = self.settlement(claims)
+        return {claim.claim.provider_id: reward for claim, reward in zip(claims, settlement.rewards, strict=True)}
+
+
+class TaskRun:
+    """The process of one FL task (see module docstring)."""
+
+    def __init__(self, model: MarketModel, task: int, budget: float) -> None:
+        self.model = model
+        self.task = task
+        self.budget = budget
+        self.paid = 0.0
+        self.committee_fees = 0.0
+        log = model.log
+        self._round_started = log.emitter("round_started")
+        self._claim_rejected = log.emitter("claim_rejected")
+        self._consensus = log.emitter("consensus_decided")
+        self._block = log.emitter("block_committed")
+        self._reward = log.emitter("reward_paid")
+        self._forfeit = log.emitter("reward_forfeited")
+        self._round_finished = log.emitter("round_finished")
+        self._ir = log.emitter("ir_violation")
+        self._budget = log.emitter("budget_check")
+        self._action = log.emitter("action_chosen")
+
+    def run(self) -> Generator[simpy.Event, Any, None]:
+        """Algorithm 1 for this task, then the public-goods payoffs and strategy evolution."""
+        model = self.model
+        env = model.env
+        scenario = model.scenario
+        committee_size = scenario.committee.size
+        try:
+            terms = configure_task(
+                self.budget,
+                scenario.committee.fee_ratio,
+                [scenario.committee.node_cost] * committee_size,
+                scenario.learning.rounds_per_task,
+            )
+        except InfeasibleBudgetError as error:
+            model.log.emit(env.now, "task_rejected", NO_AGENT, task=self.task, reason=str(error))
+            return
+        model.elect_committee(self.task)
+        model.log.emit(
+            env.now,
+            "task_configured",
+            NO_AGENT,
+            task=self.task,
+            budget=self.budget,
+            fee_ratio=terms.fee_ratio,
+            round_cap=terms.round_cap,
+            pool_per_round=terms.pool_per_round,
+            committee_cost=terms.committee_cost_per_round,
+        )
+        players = list(model.online_providers.values())
+        actions = self._choose_actions(players, terms)
+        model.backend.start_task(self.task)
+        model.current_task = self.task
+        accepted_rounds: Counter[str] = Counter()
+        mechanism_net: defaultdict[str, float] = defaultdict(float)
+        rewards: defaultdict[str, float] = defaultdict(float)
+        gamma = scenario.mechanism.initial_local_iterations
+        for round_index in range(terms.rounds):
+            outcome = yield from self._round(terms, round_index, gamma, accepted_rounds, mechanism_net, rewards)
+            if outcome is None:
+                break
+            gamma = outcome
+        model.current_task = None
+        self._settle_task(terms, players, actions, accepted_rounds, mechanism_net, rewards)
+
+    # -- the task's start -----------------------------------------------------------------------------------
+    def _choose_actions(self, players: list[DataProvider], terms: TaskTerms) -> list[int]:
+        """Every online provider picks y_i with its strategy (SPEC C); free riders plan to send every round."""
+        model = self.model
+        if not players:
+            model.log.emit(
+                model.env.now,
+                "task_started",
+                NO_AGENT,
+                task=self.task,
+                players=0,
+                theta1=model.theta1,
+                is_dilemma=False,
+            )
+            return []
+        game = model.game_of(players, terms.rounds)
+        report = check_social_dilemma(game)
+        model.log.emit(
+            model.env.now,
+            "task_started",
+            NO_AGENT,
+            task=self.task,
+            players=len(players),
+            theta1=model.theta1,
+            is_dilemma=report.is_social_dilemma,
+        )
+        if not report.is_social_dilemma:
+            model.log.emit(
+                model.env.now, "dilemma_check", NO_AGENT, task=self.task, message="; ".join(report.problems(game))
+            )
+        model.prepare_strategies(players, terms)
+        free_rider_kind = model.scenario.faults.free_rider_kind
+        actions = []
+        for index, provider in enumerate(players):
+            action = provider.choose_action(game, index)
+            actions.append(action)
+            if provider.strategy_label == "ALLD" and free_rider_kind != "none":
+                provider.behaviour, provider.planned_rounds = free_rider_kind, terms.rounds
+            else:
+                provider.behaviour, provider.planned_rounds = "honest", action
+            self._action(model.env.now, provider.unique_id, self.task, provider.strategy_label, action)
+        return actions
+
+    # -- one aggregation round ------------------------------------------------------------------------------
+    def _round(
+        self,
+        terms: TaskTerms,
+        round_index: int,
+        gamma: int,
+        accepted_rounds: Counter[str],
+        mechanism_net: defaultdict[str, float],
+        rewards: defaultdict[str, float],
+    ) -> Generator[simpy.Event, Any, int | None]:
+        model = self.model
+        env = model.env
+        committee = model.committee
+        request_round = model.next_request_round()
+        collector = committee.primary
+        deadline = env.now + model.scenario.learning.round_duration_s
+        model.open_collection(self.task, round_index, deadline)
+        announcement = RoundAnnouncement(self.task, round_index, request_round, gamma, deadline, collector.unique_id)
+        model.overlay.broadcast(Message("round_start", collector.unique_id, announcement, ROUND_START_BYTES))
+        self._round_started(env.now, NO_AGENT, self.task, round_index, gamma)
+        yield env.timeout(model.scenario.learning.round_duration_s)
+        uploads = model.close_collection()
+        model.mechanism.open_round(terms, request_round, uploads)
+        claims = tuple(upload.claim for upload in model.mechanism.updates.values())
+        round_input_digest = aggregate_digest([claim.signed_claim.claim.update_digest for claim in claims])
+        committee.traffic = RoundTraffic()
+        started = env.now
+        decided = committee.submit(
+            f"round-{request_round}", RoundInput(request_round, claims, round_input_digest, env.now)
+        )
+        patience = env.timeout(CONSENSUS_PATIENCE_TIMEOUTS * model.scenario.committee.view_change_timeout_s)
+        yield decided | patience
+        if not decided.triggered:
+            model.log.emit(
+                env.now,
+                "consensus_stalled",
+                NO_AGENT,
+                task=self.task,
+                round=round_index,
+                waiting_for=committee.waiting_for(),
+            )
+            return None
+        proposal, view, block = decided.value
+        accepted_names = [item.provider_id for item in proposal.claims]
+        for name in set(model.mechanism.updates) - set(accepted_names):
+            provider = model.provider_by_name.get(name)
+            self._claim_rejected(
+                env.now, provider.unique_id if provider else NO_AGENT, self.task, round_index, "screening"
+            )
+        accepted = [model.mechanism.updates[name] for name in accepted_names]
+        result = model.backend.commit_round([upload.update for upload in accepted])
+        settlement = model.mechanism.settlement([item.signed_claim for item in proposal.claims])
+        self._consensus(
+            env.now,
+            NO_AGENT,
+            self.task,
+            round_index,
+            view,
+            committee.traffic.messages,
+            committee.traffic.bytes,
+            env.now - started,
+        )
+        self._block(env.now, NO_AGENT, self.task, round_index, block.height, block.hash, len(block.txs))
+        marginal = settlement.marginal_values
+        for index, upload in enumerate(accepted):
+            claim = upload.claim.signed_claim.claim
+            reward = settlement.rewards[index]
+            provider = model.provider_by_name.get(claim.provider_id)
+            if provider is None or not provider.online:
+                self._forfeit(env.now, upload.update.provider_id, self.task, round_index, reward)
+                continue
+            provider.balance += reward
+            self.paid += reward
+            rewards[claim.provider_id] += reward
+            cost = claim.local_iterations * claim.unit_cost if upload.update.behaviour == "honest" else 0.0
+            mechanism_net[claim.provider_id] += reward - cost
+            if upload.update.behaviour == "honest":
+                accepted_rounds[claim.provider_id] += 1
+            self._reward(
+                env.now,
+                provider.unique_id,
+                self.task,
+                round_index,
+                float(settlement.shapley.values[index]),
+                reward,
+                marginal[index],
+                claim.unit_cost,
+                claim.local_iterations,
+            )
+        for violation in settlement.rationality.violations:
+            self._ir(
+                env.now, accepted[violation.provider].update.provider_id, self.task, round_index, violation.shortfall
+            )
+        fees = model.pay_committee(terms)
+        self.committee_fees += fees
+        self._round_finished(
+            env.now,
+            NO_AGENT,
+            self.task,
+            round_index,
+            len(accepted),
+            result.quality,
+            result.loss,
+            math.nan if result.accuracy is None else result.accuracy,
+            terms.pool_per_round,
+            settlement.paid,
+        )
+        balance = check_budget_balance(
+            round_index + 1,
+            terms.committee_costs,
+            [upload.claim.signed_claim.claim.local_iterations for upload in accepted] or [0],
+            [upload.claim.signed_claim.claim.unit_cost for upload in accepted] or [0.0],
+            terms.budget,
+            terms.fee_ratio,
+        )
+        self._budget(
+            env.now,
+            NO_AGENT,
+            self.task,
+            round_index,
+            balance.committee_spend,
+            balance.committee_allowance,
+            balance.provider_spend,
+            balance.provider_allowance,
+            balance.satisfied,
+        )
+        return proposal.gamma_ne
+
+    # -- the task's end -------------------------------------------------------------------------------------
+    def _settle_task(
+        self,
+        terms: TaskTerms,
+        players: list[DataProvider],
+        actions: list[int],
+        accepted_rounds: Counter[str],
+        mechanism_net: defaultdict[str, float],
+        rewards: defaultdict[str, float],
+    ) -> None:
+        """Public-goods payoffs on the realised participation (SPEC B.1, C), the task's money, evolution."""
+        model = self.model
+        env = model.env
+        model.log.emit(
+            env.now,
+            "task_settled",
+            NO_AGENT,
+            task=self.task,
+            paid=self.paid,
+            committee_fees=self.committee_fees,
+            refunded=self.budget - self.paid - self.committee_fees,
+        )
+        staying = [(provider, action) for provider, action in zip(players, actions, strict=True) if provider.online]
+        if not staying:
+            model.finish_task(self.task, [], [], [], terms.rounds)
+            return
+        realised = [accepted_rounds[provider.name] for provider, _ in staying]
+        weight = model.scenario.mechanism.reward_weight
+        payoffs = []
+        for provider, _ in staying:
+            payoffs.append((rewards[provider.name], rewards[provider.name] - mechanism_net[provider.name], weight))
+        model.finish_task(self.task, [p for p, _ in staying], [a for _, a in staying], realised, terms.rounds, payoffs)
+
+
+__all__ = ["PreviousOutcome", "RoundMechanism", "TaskRun"]
