@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import mesa
 import simpy
 
+from agents.messages import NO_AGENT, Message
 from market.consensus.dpos import Committee as ElectedCommittee
 from market.consensus.dpos import DposElection
 from market.consensus.pbft import (
@@ -34,8 +35,6 @@ from market.consensus.pbft import (
 from market.consensus.poet import PoetSettings
 from market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, RoundInput
 from market.ledger import Block, Chain
-from sim.events import NO_AGENT
-from sim.network import Message
 
 if TYPE_CHECKING:
     from sim.model import MarketModel
@@ -159,7 +158,8 @@ class Committee:
             member.timers.clear()
         self.members = {}
         self.generation += 1
-        byzantine = set(names[len(names) - self.model.scenario.faults.byzantine_committee :])
+        # The first members are the Byzantine ones, so the primary of view 0 is faulty: the hardest case.
+        byzantine = set(names[: self.model.scenario.faults.byzantine_committee])
         behaviour = BYZANTINE_BEHAVIOURS[self.model.scenario.faults.byzantine_behaviour]
         for name in names:
             state = PpbgCommitteeMember(

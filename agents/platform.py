@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from agents.committee import RoundTraffic, aggregate_digest
+from agents.messages import NO_AGENT, Message
 from agents.provider import DataProvider, RoundAnnouncement, UpdateUpload
 from agents.strategies.base import PreviousOutcome
 from market.budget import check_budget_balance
@@ -26,8 +27,6 @@ from market.errors import InfeasibleBudgetError
 from market.ledger import SignedClaim
 from market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
 from market.public_goods import check_social_dilemma
-from sim.events import NO_AGENT
-from sim.network import Message
 
 if TYPE_CHECKING:
     from sim.model import MarketModel

@@ -18,13 +18,13 @@ import mesa
 import numpy as np
 import simpy
 
+from agents.messages import Message
 from agents.strategies.base import PreviousOutcome, Strategy
 from market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
 from market.consensus.ppbg import TimestampedClaim
 from market.costs import computation_cost, privacy_cost, unit_cost
 from market.fl.backend import LocalUpdate
 from market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes, sign_claim
-from sim.network import Message
 
 if TYPE_CHECKING:
     from sim.model import MarketModel
@@ -197,7 +197,12 @@ class DataProvider(mesa.Agent):
         env = self.model.env
         private = self._private_type
         honest = self.behaviour == "honest"
-        iterations = max(1, announcement.local_iterations)  # taking part means at least one iteration
+        # Resolution: with Table 3's costs gamma_NE often floors to 0 (B 24); a provider that chose to take part
+        # trains at least `minimum_local_iterations` (default 1) and the IR shortfall is logged. Set it to 0 to
+        # follow the floor literally: then a gamma of 0 means the provider sends nothing.
+        iterations = max(self.model.scenario.mechanism.minimum_local_iterations, announcement.local_iterations)
+        if iterations == 0:
+            return
         update = self.model.backend.local_update(
             self.unique_id, iterations, private.privacy_budget, self.behaviour, self.generator
         )

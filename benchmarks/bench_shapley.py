@@ -74,15 +74,11 @@ def main() -> None:
     for players in stratified_sizes:
         weights = rng.integers(1, 10, players)
         start = time.perf_counter()
-        result = stratified_sum_game_shapley(
-            weights, sqrt_of_total, rng, target_relative_error=arguments.target
-        )
+        result = stratified_sum_game_shapley(weights, sqrt_of_total, rng, target_relative_error=arguments.target)
         print(row("stratified_sum_game", players, result, time.perf_counter() - start, None))
         # Closed form: v(S) = (sum_S w)^2 gives xi_i = w_i * W.
         start = time.perf_counter()
-        result = stratified_sum_game_shapley(
-            weights, np.square, rng, target_relative_error=arguments.target, strata=64
-        )
+        result = stratified_sum_game_shapley(weights, np.square, rng, target_relative_error=arguments.target, strata=64)
         print(
             row(
                 "  quadratic (closed form)",

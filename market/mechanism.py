@@ -21,7 +21,14 @@ from market.budget import (
     round_reward_pool,
     shapley_rewards,
 )
-from market.shapley import ShapleyResult, shapley_values, stratified_sum_game_shapley
+from market.shapley import (
+    ShapleyResult,
+    exact_integer_sum_game_shapley,
+    shapley_values,
+    stratified_sum_game_shapley,
+)
+
+EXACT_SUM_GAME_WORK = 5e7  # distinct weights * n^2 * total weight: above it, the stratified estimate (issue 7)
 
 
 @dataclass(frozen=True)
@@ -107,17 +114,30 @@ def _shapley(
     target_relative_error: float,
     max_evaluations: int,
 ) -> ShapleyResult:
-    """Exact for small rounds; stratified over coalition sizes when v depends on the members' total (the
-    surrogate, which exposes `contributions` and `value_of_total`); permutation sampling otherwise (B 10)."""
+    """Exact for small rounds. When v depends only on the members' total (the surrogate, which exposes
+    `contributions` and the vectorised `values_of_totals`): exact by the integer-weight recursion while that is
+    cheap, else stratified over coalition sizes. Permutation sampling otherwise (B 10)."""
     contributions = getattr(value, "contributions", None)
-    value_of_total = getattr(value, "value_of_total", None)
-    if len(players) > exact_max and contributions is not None and value_of_total is not None:
+    values_of_totals = getattr(value, "values_of_totals", None)
+    if len(players) > exact_max and contributions is not None and values_of_totals is not None:
         features = np.array([contributions[player] for player in players], dtype=float)
+        whole = np.round(features)
+        if np.all(whole == features) and np.all(whole >= 0):
+            work = len(np.unique(whole)) * len(players) ** 2 * max(1.0, float(whole.sum()))
+            if work <= EXACT_SUM_GAME_WORK:
+                values = exact_integer_sum_game_shapley(whole.astype(np.int64), values_of_totals)
+                return ShapleyResult(
+                    tuple(players),
+                    np.asarray(values, float),
+                    np.zeros(len(players)),
+                    0,
+                    True,
+                    0,
+                    True,
+                    "exact-integer-sum-game",
+                )
         return stratified_sum_game_shapley(
-            features,
-            np.vectorize(value_of_total, otypes=[float]),
-            rng,
-            target_relative_error=target_relative_error,
+            features, values_of_totals, rng, target_relative_error=target_relative_error, batch_permutations=32
         )
     return shapley_values(
         players,

@@ -98,6 +98,22 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events(args: argparse.Namespace) -> int:
+    import sim.model  # noqa: F401 - registers the kinds declared beside the model
+    from sim.events import describe_kinds
+
+    table = Table(title="event kinds (columns time, seq, kind, agent + the fields below)")
+    table.add_column("kind", style="bold")
+    table.add_column("fields")
+    table.add_column("meaning")
+    for name, kind in describe_kinds().items():
+        table.add_row(
+            name, ", ".join(f"{field}: {kind_type.__name__}" for field, kind_type in kind.fields), kind.description
+        )
+    Console(width=args.width).print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -144,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenarios = subparsers.add_parser("scenarios", help="list the bundled scenarios")
     scenarios.set_defaults(func=_scenarios)
+
+    events = subparsers.add_parser(
+        "events",
+        help="list the event kinds a run logs and their fields",
+        description="Every event kind with its typed fields: the schema of load_events(run_dir).",
+    )
+    events.add_argument("--width", type=int, default=None, help="table width in characters")
+    events.set_defaults(func=_events)
 
     for register in _extensions():
         register(subparsers)

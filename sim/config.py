@@ -198,6 +198,7 @@ class ProvidersSection(_Section):
     strategy_mix: dict[str, float] = Field(
         default_factory=lambda: {"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25, "TFT": 0.25}
     )
+    strategy_counts: dict[str, int] | None = None
     unit_revenue: Distribution = Distribution(dist="uniform", low=0.5, high=1.5)
     participation_cost: ParticipationCost = ParticipationCost()
     cpu_frequency: Distribution = Distribution(value=3.0)
@@ -330,6 +331,7 @@ class MechanismSection(_Section):
     shapley_target_relative_error: float = Field(default=0.01, gt=0)
     shapley_max_evaluations: int = Field(default=20_000, ge=100)
     initial_local_iterations: int = Field(default=5, ge=0)
+    minimum_local_iterations: int = Field(default=1, ge=0)
     cost_weight: float = Field(default=0.5, ge=0, le=1)
     energy_coefficient: float = Field(default=2.0, gt=0)
     hidden_layers: int = Field(default=2, ge=1)
@@ -394,6 +396,11 @@ class Scenario(_Section):
         if self.network.topology == "barabasi_albert" and self.network.attachments >= nodes:
             raise ValueError(
                 f"network.attachments: must be < providers.count ({nodes}), got {self.network.attachments}"
+            )
+        counts = self.providers.strategy_counts
+        if counts is not None and sum(counts.values()) != nodes:
+            raise ValueError(
+                f"providers.strategy_counts: must add up to providers.count ({nodes}), got {sum(counts.values())}"
             )
         if self.faults.byzantine_committee >= self.committee.size:
             raise ValueError(

@@ -22,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agents.messages import NO_AGENT
+
 COMMON_COLUMNS = ("time", "seq", "kind", "agent")
-NO_AGENT = -1
 
 _ARRAY_CODES = {int: "q", float: "d", bool: "b"}
 _ARROW_TYPES = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}

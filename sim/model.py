@@ -237,6 +237,9 @@ class MarketModel(mesa.Model):
         names = list(mix)
         shares = np.array([mix[name] for name in names], dtype=float)
         label = names[int(rng.choice(len(names), p=shares / shares.sum()))]
+        counts = self.scenario.providers.strategy_counts
+        if counts is not None and ordinal < self.scenario.providers.count:  # the initial population, exactly
+            label = [name for name, count in counts.items() for _ in range(count)][ordinal]
         private_type = self._draw_type(rng)
         mean_lifetime = self.scenario.providers.mean_lifetime_s
         lifetime = math.inf if math.isinf(mean_lifetime) else float(rng.exponential(mean_lifetime))

@@ -13,25 +13,14 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import networkx as nx
 import numpy as np
 import simpy
 
+from agents.messages import NO_AGENT, Message
 from sim.config import NetworkSection
-from sim.events import NO_AGENT, EventLog
-
-
-@dataclass(frozen=True)
-class Message:
-    """One message on the overlay. `kind` names the protocol step; `payload` is whatever the protocol needs."""
-
-    kind: str
-    sender: int
-    payload: Any = None
-    size_bytes: int = 256
-    message_id: int = field(default=-1, compare=False)
+from sim.events import EventLog
 
 
 @dataclass

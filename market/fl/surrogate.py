@@ -53,6 +53,16 @@ class SurrogateCoalitionValue:
         """v of any coalition whose contributions sum to `contribution`."""
         return self._backend.quality_at(self._base_participation + contribution) - self._base_quality
 
+    def values_of_totals(self, contributions: np.ndarray) -> np.ndarray:
+        """`value_of_total` for an array of coalition totals at once (for the stratified Shapley estimator)."""
+        config = self._backend.config
+        totals = self._base_participation + np.asarray(contributions, dtype=float)
+        if np.any(totals < 0):
+            raise MarketError(f"effective_participation: must be >= 0, got {float(np.min(totals))}")
+        loss = config.theta0 / (config.theta1 + totals)
+        quality = model_quality(config.freshness, loss, self._backend.quality_parameters)
+        return np.asarray(quality, dtype=float) - self._base_quality
+
     def __call__(self, coalition: frozenset[int]) -> float:
         if not coalition:
             return 0.0

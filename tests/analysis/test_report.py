@@ -79,7 +79,7 @@ def assert_valid_pngs(sources: list[str]) -> None:
 def quickstart_run(tmp_path_factory):
     output = tmp_path_factory.mktemp("runs")
     return run_scenario(
-        load_scenario("quickstart"), output_dir=output, run_id="quickstart", show_progress=False
+        load_scenario("quickstart", {"run.tasks": 20}), output_dir=output, run_id="quickstart", show_progress=False
     ).run_dir
 
 

@@ -41,6 +41,9 @@ class _SumGame:
     def value_of_total(self, total: float) -> float:
         return self.g(total)
 
+    def values_of_totals(self, totals: np.ndarray) -> np.ndarray:
+        return self.g(np.asarray(totals, dtype=float))
+
     def __call__(self, coalition: frozenset) -> float:
         return self.g(sum(self.contributions[member] for member in coalition)) if coalition else 0.0
 
@@ -70,10 +73,23 @@ def test_settlement_reports_individual_rationality_violations() -> None:
     assert violation.provider == 1 and violation.condition == "reward" and violation.shortfall == pytest.approx(0.5)
 
 
+def test_sum_games_with_integer_contributions_are_exact_beyond_exact_max() -> None:
+    contributions = {player: float(player % 4 + 1) for player in range(30)}
+    game = _SumGame(contributions, np.log1p)
+    players = list(contributions)
+    settlement = settle_round(
+        players, game, pool=10.0, local_iterations=[1] * 30, unit_costs=[0.01] * 30, rng=np.random.default_rng(0)
+    )
+    assert settlement.shapley.exact and settlement.shapley.method == "exact-integer-sum-game"
+    # Efficiency holds exactly, and equal contributions get equal values (symmetry).
+    assert settlement.shapley.values.sum() == pytest.approx(game(frozenset(players)), rel=1e-12)
+    assert settlement.shapley.value_of(0) == pytest.approx(settlement.shapley.value_of(4), rel=1e-12)
+
+
 def test_large_rounds_use_the_stratified_estimator_and_pay_the_pool() -> None:
     rng = np.random.default_rng(1)
     contributions = {player: float(value) for player, value in enumerate(rng.uniform(1, 5, 300))}
-    game = _SumGame(contributions, lambda total: math.log1p(total))
+    game = _SumGame(contributions, np.log1p)
     players = list(contributions)
     settlement = settle_round(
         players, game, pool=100.0, local_iterations=[1] * 300, unit_costs=[0.01] * 300, rng=np.random.default_rng(2)
@@ -88,11 +104,11 @@ def test_large_rounds_use_the_stratified_estimator_and_pay_the_pool() -> None:
 
 
 def test_leave_one_out_fast_path_equals_the_generic_one() -> None:
-    game = _SumGame({1: 1.0, 2: 2.0, 3: 4.0}, lambda total: math.sqrt(total))
+    game = _SumGame({1: 1.0, 2: 2.0, 3: 4.0}, np.sqrt)
     fast = leave_one_out_values((1, 2, 3), game)
     slow = leave_one_out_values((1, 2, 3), lambda coalition: game(coalition))
     assert fast == pytest.approx(slow)
-    assert fast[0] == pytest.approx(math.sqrt(7) - math.sqrt(6))
+    assert fast[0] == pytest.approx(math.sqrt(7) - math.sqrt(6))  # v(S) = sqrt(1 + 2 + 4), v(S - 1) = sqrt(6)
 
 
 def test_empty_round_pays_nothing() -> None:

@@ -12,6 +12,7 @@ from analysis import load_events, load_manifest
 from sim.cli import main
 
 
+@pytest.mark.slow
 def test_run_without_arguments_writes_a_readable_run(tmp_path, capsys) -> None:
     assert main(["run", "--out", str(tmp_path), "--quiet"]) == 0
     run_dir = tmp_path / capsys.readouterr().out.strip().split("/")[-1]

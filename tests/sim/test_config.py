@@ -55,6 +55,9 @@ def test_cross_field_rules() -> None:
     assert _error({"run": {"tasks": 3}, "providers": {"strategy_mix": {"ALC": 1}}}).startswith(
         "providers.strategy_mix.ALC: unknown strategy"
     )
+    assert _error({"run": {"tasks": 3}, "providers": {"count": 6, "strategy_counts": {"ALLC": 3}}}) == (
+        "providers.strategy_counts: must add up to providers.count (6), got 3"
+    )
     assert _error({"run": {"tasks": 3}, "committee": {"size": 7, "candidates": 3}}) == (
         "committee.candidates: must be >= size (7), got 3"
     )

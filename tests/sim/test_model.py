@@ -19,14 +19,15 @@ def _events(scenario):
 
 
 def test_same_seed_same_events_other_seed_other_events() -> None:
-    scenario = load_scenario("quickstart", {"run.tasks": 30})
+    scenario = load_scenario("quickstart", {"run.tasks": 12})
     _, first = _events(scenario)
     _, second = _events(scenario)
     pdt.assert_frame_equal(first, second)
-    _, other = _events(load_scenario("quickstart", {"run.tasks": 30, "run.seed": 8}))
+    _, other = _events(load_scenario("quickstart", {"run.tasks": 12, "run.seed": 8}))
     assert not first.equals(other)
 
 
+@pytest.mark.slow
 def test_quickstart_event_count_and_final_time_are_pinned() -> None:
     """Like SimPy's benchmark tests: any drift in ordering or randomness changes these numbers."""
     model, frame = _events(load_scenario("quickstart"))
@@ -89,7 +90,7 @@ def test_private_types_are_not_readable_by_other_agents() -> None:
 
 
 def test_welfare_matches_the_logged_payoffs() -> None:
-    model, frame = _events(load_scenario("quickstart", {"run.tasks": 20}))
+    model, frame = _events(load_scenario("quickstart", {"run.tasks": 8}))
     payoffs = frame[frame["kind"] == "provider_payoff"].groupby("task")["utility"].sum()
     finished = frame[frame["kind"] == "task_finished"].set_index("task")["welfare"]
     pdt.assert_series_equal(
@@ -107,3 +108,9 @@ def test_time_and_datacollector_follow_the_simpy_clock() -> None:
     table = model.datacollector.get_model_vars_dataframe()
     assert len(table) == model.steps and table["time"].is_monotonic_increasing
     assert table["time"].iloc[1] - table["time"].iloc[0] == model.scenario.run.sample_interval_s
+
+
+def test_strategy_counts_fix_the_initial_population() -> None:
+    model = MarketModel(load_scenario("mmzd-fig3"))
+    labels = [provider.strategy_label for provider in model.online_providers.values()]
+    assert labels == ["MMZDA"] * 3 + ["Mixed"] * 3

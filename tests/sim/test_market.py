@@ -1,0 +1,256 @@
+"""The whole market in simulated time (SPEC C): Algorithm 1 and 2 in the log, budget balance, free riding,
+churn, Byzantine committees, evolution and the torch backend end to end."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+
+from analysis.load import events_frame
+from sim.config import bundled_scenarios, load_scenario
+from sim.model import MarketModel
+
+SMALL = {"run.tasks": 4, "providers.arrival_rate_per_s": 0.0, "providers.mean_lifetime_s": math.inf}
+
+
+def run(name: str, overrides: dict | None = None) -> tuple[MarketModel, pd.DataFrame]:
+    model = MarketModel(load_scenario(name, overrides or {}))
+    model.run()
+    return model, events_frame(model.log.to_arrow())
+
+
+@pytest.fixture(scope="module")
+def quick_market() -> tuple[MarketModel, pd.DataFrame]:
+    return run("quickstart", {"run.tasks": 6})
+
+
+def test_one_round_walks_algorithm_1_and_2_in_order(quick_market) -> None:
+    model, frame = quick_market
+    task, round_index = 2, 1
+    in_round = frame[(frame["task"] == task) & (frame["round"] == round_index)]
+    first = {kind: int(in_round[in_round["kind"] == kind]["seq"].min()) for kind in in_round["kind"].unique()}
+    last = {kind: int(in_round[in_round["kind"] == kind]["seq"].max()) for kind in in_round["kind"].unique()}
+    # broadcast gamma -> providers train, stamp, sign, send -> PBFT decides -> block -> rewards -> round closes
+    assert first["round_started"] < first["update_sent"]
+    assert last["update_sent"] < first["consensus_decided"] < first["block_committed"] < first["reward_paid"]
+    assert last["reward_paid"] < first["round_finished"] < first["budget_check"]
+    started = in_round[in_round["kind"] == "round_started"].iloc[0]
+    decided = in_round[in_round["kind"] == "consensus_decided"].iloc[0]
+    deadline = started["time"] + model.scenario.learning.round_duration_s
+    updates = in_round[in_round["kind"] == "update_sent"]
+    assert (updates["time"] > started["time"]).all() and (updates["time"] <= deadline).all()
+    assert decided["time"] > deadline  # the committee decides after the collection deadline
+    assert decided["messages"] >= 2 * 7 * 6  # PBFT's 2n(n-1) for n = 7, plus the request multicast
+    rewarded = set(in_round[in_round["kind"] == "reward_paid"]["agent"])
+    assert rewarded <= set(updates["agent"])
+    # The task as a whole: posted, elected, configured, started, chosen, rounds, settled, paid, finished.
+    in_task = frame[frame["task"] == task]
+    order = in_task.drop_duplicates("kind").sort_values("seq")["kind"].tolist()
+    expected = [
+        "task_posted",
+        "committee_elected",
+        "task_configured",
+        "task_started",
+        "action_chosen",
+        "round_started",
+        "task_settled",
+        "provider_payoff",
+        "task_finished",
+    ]
+    positions = [order.index(kind) for kind in expected if kind != "committee_elected"]
+    assert positions == sorted(positions)
+    elected = frame[(frame["kind"] == "committee_elected")]
+    assert len(elected) == model.tasks_finished and elected["members"].str.count(",").eq(6).all()
+
+
+def _check_budget_balance(frame: pd.DataFrame, tolerance: float = 1e-7) -> None:
+    rounds = frame[frame["kind"] == "round_finished"]
+    assert len(rounds) > 0
+    for row in rounds.itertuples():
+        assert row.paid <= row.pool * (1 + tolerance)
+        assert row.paid == pytest.approx(row.pool, rel=1e-9) or row.paid == 0.0
+    rewards = frame[frame["kind"].isin(["reward_paid", "reward_forfeited"])]
+    per_round = rewards.groupby(["task", "round"])["reward"].sum()
+    declared = rounds.set_index(["task", "round"])["paid"]
+    pdt.assert_series_equal(
+        per_round.reindex(declared.index, fill_value=0.0), declared, check_names=False, rtol=1e-9, atol=1e-9
+    )
+    configured = frame[frame["kind"] == "task_configured"].set_index("task")
+    settled = frame[frame["kind"] == "task_settled"].set_index("task")
+    for task, row in settled.iterrows():
+        budget = configured.loc[task, "budget"]
+        fee_ratio = configured.loc[task, "fee_ratio"]
+        assert row["committee_fees"] <= budget * fee_ratio + tolerance  # (B 15a)
+        assert row["paid"] <= budget * (1 - fee_ratio) + tolerance  # the pool never overdraws the escrow
+        assert row["refunded"] >= -tolerance
+    violations = frame[frame["kind"] == "ir_violation"]
+    assert (violations["agent"] >= 0).all() and (violations["amount"] > 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(bundled_scenarios()))
+def test_budget_balance_holds_in_every_round_of_every_bundled_scenario(name: str) -> None:
+    overrides = {"run.tasks": 3}
+    if name == "bgfl-table3":
+        overrides["learning.rounds_per_task"] = 12
+    _, frame = run(name, overrides)
+    _check_budget_balance(frame)
+
+
+def test_budget_balance_in_the_quick_market(quick_market) -> None:
+    _check_budget_balance(quick_market[1])
+
+
+def test_the_committee_pays_exactly_the_pool_to_claims_it_accepted(quick_market) -> None:
+    model, frame = quick_market
+    paid = frame[frame["kind"] == "reward_paid"]
+    # Shapley efficiency: within a round, rewards are proportional to the Shapley values.
+    for _, group in paid.groupby(["task", "round"]):
+        if group["shapley_value"].sum() > 0:
+            ratio = group["reward"] / group["shapley_value"]
+            assert np.allclose(ratio, ratio.iloc[0], rtol=1e-9)
+    assert len(model.committee.ledger) - 1 == len(frame[frame["kind"] == "block_committed"])
+    assert model.committee.ledger.verify().valid
+
+
+def _free_rider_run(share: float) -> pd.DataFrame:
+    mix = {"ALLC": 1.0 - share, "ALLD": share} if share > 0 else {"ALLC": 1.0}
+    overrides = {
+        "run.tasks": 4,
+        "providers.count": 12,
+        "providers.strategy_mix": mix,
+        "committee.verification": "primary_only",
+    }
+    return run("free-riders", overrides)[1]
+
+
+@pytest.mark.slow
+def test_free_riders_earn_almost_nothing_and_honest_welfare_falls_with_their_share() -> None:
+    honest_utility = []
+    for share in (0.0, 0.25, 0.5):
+        frame = _free_rider_run(share)
+        payoffs = frame[frame["kind"] == "provider_payoff"]
+        honest = payoffs[payoffs["strategy"] != "ALLD"]
+        honest_utility.append(honest["utility"].mean())
+        if share > 0:
+            riders = payoffs[payoffs["strategy"] == "ALLD"]
+            assert (riders["action"] == 0).all() and len(riders) > 0
+            sent = frame[(frame["kind"] == "update_sent") & (frame["behaviour"] == "disguised")]
+            assert len(sent) > 0  # they do send disguised updates, hoping to be paid
+            total_rewards = payoffs["reward"].sum()
+            assert riders["reward"].sum() <= 1e-6 * total_rewards  # Shapley gives noise no value
+            # ... yet they enjoy the public good: their utility is not below the honest providers'.
+            assert riders["utility"].mean() > honest["utility"].mean()
+    assert honest_utility[0] > honest_utility[1] > honest_utility[2]
+
+
+@pytest.mark.slow
+def test_evolution_changes_shares_and_is_identical_for_a_seed() -> None:
+    overrides = {
+        "run.tasks": 25,
+        "providers.count": 16,
+        "network.degree": 4,
+        "committee.verification": "unsigned",
+        "evolution.selection_intensity": 0.05,
+    }
+    _, first = run("evolution", overrides)
+    _, second = run("evolution", overrides)
+    pdt.assert_frame_equal(first, second)
+    switched = first[first["kind"] == "strategy_switched"]
+    assert len(switched) > 0 and set(switched["reason"]) <= {"imitation", "mutation"}
+    shares = first[first["kind"] == "strategy_share"].pivot_table(index="time", columns="strategy", values="share")
+    assert (shares.iloc[-1] - shares.iloc[0]).abs().max() > 0.05
+
+
+def test_churn_forfeits_rewards_of_leavers_and_keeps_the_books() -> None:
+    overrides = {"run.tasks": 6, "providers.mean_lifetime_s": 150.0, "providers.arrival_rate_per_s": 0.05}
+    model, frame = run("quickstart", overrides)
+    left = frame[frame["kind"] == "provider_left"]
+    joined = frame[frame["kind"] == "provider_joined"]
+    assert len(left) > 0 and len(joined) > model.scenario.providers.count
+    assert len(model.online_providers) == len(joined) - len(left)
+    for agent in left["agent"]:
+        later = frame[(frame["agent"] == agent) & (frame["seq"] > left[left["agent"] == agent]["seq"].iloc[0])]
+        assert not later["kind"].isin(["update_sent", "reward_paid", "action_chosen"]).any()
+    _check_budget_balance(frame)
+
+
+@pytest.mark.parametrize("behaviour", ["silent_primary", "silent", "wrong_digest"])
+def test_up_to_f_byzantine_members_do_not_stop_the_market(behaviour: str) -> None:
+    overrides = {
+        **SMALL,
+        "providers.count": 10,
+        "faults.byzantine_committee": 2,
+        "faults.byzantine_behaviour": behaviour,
+        "committee.verification": "primary_only",
+    }
+    model, frame = run("quickstart", overrides)
+    decided = frame[frame["kind"] == "consensus_decided"]
+    assert model.tasks_finished == 4 and len(decided) == 4 * model.scenario.learning.rounds_per_task
+    assert model.committee.ledger.verify().valid
+    if behaviour in ("silent_primary", "silent"):  # the faulty members include view 0's primary
+        assert decided["view"].iloc[0] >= 1
+
+
+def test_more_than_f_silent_members_stall_consensus_and_say_why() -> None:
+    overrides = {
+        **SMALL,
+        "run.tasks": 1,
+        "providers.count": 10,
+        "faults.byzantine_committee": 3,
+        "faults.byzantine_behaviour": "silent",
+        "committee.verification": "unsigned",
+        "committee.view_change_timeout_s": 0.5,
+    }
+    model, frame = run("quickstart", overrides)
+    stalled = frame[frame["kind"] == "consensus_stalled"]
+    assert len(stalled) == 1 and len(frame[frame["kind"] == "consensus_decided"]) == 0
+    assert "VIEW-CHANGE" in stalled["waiting_for"].iloc[0] or "of" in stalled["waiting_for"].iloc[0]
+
+
+def test_bne_followers_take_part_by_the_cutoff() -> None:
+    model, frame = run("bgfl-table3", {"run.tasks": 1, "learning.rounds_per_task": 3})
+    equilibrium = frame[frame["kind"] == "bne_equilibrium"].iloc[0]
+    assert 0 < equilibrium["probability"] < 1 and equilibrium["converged"]
+    chosen = frame[frame["kind"] == "action_chosen"]
+    assert set(chosen["action"]) <= {0, 3}
+    for provider in model.online_providers.values():
+        budget = provider.private_type_for(provider).privacy_budget
+        own = provider.expected_unit_cost(model.expected_update_l1_norm(budget))
+        action = chosen[chosen["agent"] == provider.unique_id]["action"].iloc[0]
+        assert (action == 3) == (own <= equilibrium["cost_cutoff"])
+
+
+def test_mmzd_alliance_members_play_one_action() -> None:
+    model, frame = run("mmzd-fig3", {"run.tasks": 5})
+    chosen = frame[frame["kind"] == "action_chosen"]
+    allied = chosen[chosen["strategy"] == "MMZDA"]
+    assert len(allied) > 0
+    assert (allied.groupby("task")["action"].nunique() == 1).all()
+
+
+@pytest.mark.slow
+def test_torch_backend_runs_the_market_end_to_end_on_digits() -> None:
+    overrides = {
+        **SMALL,
+        "run.tasks": 2,
+        "providers.count": 4,
+        "network.degree": 2,
+        "learning.backend": "torch",
+        "learning.shards": 4,
+        "learning.rounds_per_task": 2,
+        "learning.hidden_sizes": [32, 32],
+        "providers.strategy_mix": {"ALLC": 1.0},
+        "committee.verification": "primary_only",
+        "providers.privacy_budget": 1e6,
+    }
+    model, frame = run("quickstart", overrides)
+    rounds = frame[frame["kind"] == "round_finished"]
+    assert len(rounds) == 4 and rounds["accuracy"].notna().all()
+    assert (rounds["participants"] == 4).all()
+    paid = frame[frame["kind"] == "reward_paid"]
+    assert len(paid) == 16 and paid["shapley_value"].abs().sum() > 0
