@@ -33,7 +33,7 @@ UPDATE_HEADER_BYTES = 512
 BYTES_PER_PARAMETER = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProviderType:
     """The private type of a data provider, drawn from the scenario's prior (SPEC A.1, B.1)."""
 
@@ -125,7 +125,8 @@ class DataProvider(mesa.Agent):
                 model.committee.poet_settings,
             )
             model.committee.register_provider(self.name, public_key_bytes(self._claim_key), self._timer.public_key)
-        self.process = model.env.process(self._life(lifetime_s))
+        # A provider that never leaves needs no lifetime process: its inbox listener is its life.
+        self.process = None if math.isinf(lifetime_s) else model.env.process(self._life(lifetime_s))
         self.listener: simpy.Process | None = None
 
     @property
@@ -172,11 +173,8 @@ class DataProvider(mesa.Agent):
 
     def _life(self, lifetime_s: float) -> Generator[simpy.Event, Any, None]:
         try:
-            if math.isinf(lifetime_s):
-                yield self.model.env.event()  # idle until removed
-            else:
-                yield self.model.env.timeout(lifetime_s)
-                self.remove("lifetime")
+            yield self.model.env.timeout(lifetime_s)
+            self.remove("lifetime")
         except simpy.Interrupt:
             return
 

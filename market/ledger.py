@@ -358,7 +358,12 @@ class ProviderClaim:
         )
 
     def digest(self) -> str:
-        return sha256_hex(self.encode())
+        """SHA-256 of the canonical encoding; computed once (every replica re-checks the binding to it)."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            cached = sha256_hex(self.encode())
+            object.__setattr__(self, "_digest", cached)
+        return cached
 
 
 @dataclass(frozen=True)

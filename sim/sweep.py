@@ -420,6 +420,9 @@ class _Index:
         write_json_atomically(self.path, self.content)
 
 
+WORKER_START_TIMEOUT_S = 120
+
+
 def _dask_outcomes(
     runs: Sequence[CellRun], cells_dir: Path, workers: int, scheduler: str | None
 ) -> Iterator[CellOutcome]:
@@ -433,6 +436,14 @@ def _dask_outcomes(
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
+        try:
+            client.wait_for_workers(1 if scheduler else workers, timeout=WORKER_START_TIMEOUT_S)
+        except TimeoutError:
+            raise GridError(
+                f"workers: no dask worker came up within {WORKER_START_TIMEOUT_S} s "
+                f"({'scheduler ' + scheduler if scheduler else f'LocalCluster of {workers}'}); "
+                "try --workers 0 to run in this process"
+            ) from None
         futures = [
             client.submit(execute_cell, run, str(cells_dir), key=f"flmarket-cell-{run.run_id}", pure=False)
             for run in runs
