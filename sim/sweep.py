@@ -421,13 +421,14 @@ class _Index:
 
 
 WORKER_START_TIMEOUT_S = 120
+WATCHDOG_INTERVAL_S = 10.0
 
 
 def _dask_outcomes(
     runs: Sequence[CellRun], cells_dir: Path, workers: int, scheduler: str | None
 ) -> Iterator[CellOutcome]:
     """Submit the runs to dask.distributed and yield their outcomes as they complete."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster, wait
 
     if scheduler:
         cluster = None
@@ -448,12 +449,29 @@ def _dask_outcomes(
             client.submit(execute_cell, run, str(cells_dir), key=f"flmarket-cell-{run.run_id}", pure=False)
             for run in runs
         ]
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as error:  # noqa: BLE001 - a worker lost mid-run: recorded, the sweep goes on
-                run_id = str(future.key).removeprefix("flmarket-cell-")
-                yield CellOutcome(run_id, "failed", True, f"{type(error).__name__}: {error}")
+        pending = set(futures)
+        without_workers_since: float | None = None
+        while pending:
+            done, pending = wait(pending, timeout=WATCHDOG_INTERVAL_S, return_when="FIRST_COMPLETED")
+            for future in done:
+                try:
+                    yield future.result()
+                except Exception as error:  # noqa: BLE001 - a worker lost mid-run: recorded, the sweep goes on
+                    run_id = str(future.key).removeprefix("flmarket-cell-")
+                    yield CellOutcome(run_id, "failed", True, f"{type(error).__name__}: {error}")
+            if done or not pending:
+                without_workers_since = None
+                continue
+            # Nothing finished for a while: if the cluster has lost every worker, say so instead of waiting forever.
+            if client.scheduler_info().get("workers"):
+                without_workers_since = None
+            elif without_workers_since is None:
+                without_workers_since = time.monotonic()
+            elif time.monotonic() - without_workers_since > WORKER_START_TIMEOUT_S:
+                raise GridError(
+                    f"workers: every dask worker was lost and none came back within {WORKER_START_TIMEOUT_S} s; "
+                    f"{len(pending)} runs unfinished (re-run the sweep to resume, or use --workers 0)"
+                )
     finally:
         client.close()
         if cluster is not None:
