@@ -75,6 +75,30 @@ class UpdateUpload:
 class DataProvider(mesa.Agent):
     """A strategic data provider: chooses its participation per task, trains, claims, earns, may leave."""
 
+    # Slots keep a population of idle providers small (Mesa's own attributes stay in the instance dict).
+    __slots__ = (
+        "ordinal",
+        "name",
+        "_private_type",
+        "strategy",
+        "strategy_label",
+        "generator",
+        "approvals",
+        "balance",
+        "previous",
+        "tasks_played",
+        "total_utility",
+        "last_payoff",
+        "online",
+        "planned_rounds",
+        "behaviour",
+        "_computation_cost",
+        "_claim_key",
+        "_timer",
+        "process",
+        "listener",
+    )
+
     def __init__(
         self,
         model: MarketModel,
