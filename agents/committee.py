@@ -174,7 +174,7 @@ class Committee:
                 view_change_timeout_s=self.config.view_change_timeout_s,
                 verification=self.config.verification,
             )
-            state.chain = _copy_chain(self.ledger)
+            state.chain = Chain.from_head(self.ledger.head)
             honest = name not in byzantine
             replica = state.replica if honest else ByzantineReplica(state.replica, behaviour())
             self.members[name] = _Member(self.by_name[name], state, replica, honest)
@@ -274,7 +274,9 @@ class Committee:
                     member.state.timer_checker.record(item.certificate)
             return
         block = member.state.on_decided(proposal)
+        member.state.chain.keep_recent(1)
         self.ledger.append_block(block)
+        del self._decisions[decided.request_id]
         event.succeed((proposal, decided.view, block))
 
     def waiting_for(self) -> str:
@@ -286,17 +288,10 @@ class Committee:
 
 
 def _catch_up(chain: Chain, canonical: Chain) -> None:
-    """Append to `chain` the canonical blocks it lacks."""
-    for block in canonical.blocks[len(chain) :]:
+    """Append to `chain` the canonical blocks it lacks (state transfer), then keep only its head."""
+    for block in canonical.blocks_after(chain.head.height):
         chain.append_block(block)
-
-
-def _copy_chain(chain: Chain) -> Chain:
-    """A member's own copy of the canonical ledger (state transfer to a newly elected member)."""
-    copy = Chain(chain.blocks[0].timestamp)
-    for block in chain.blocks[1:]:
-        copy.append_block(block)
-    return copy
+    chain.keep_recent(1)
 
 
 def aggregate_digest(update_digests: Sequence[str]) -> str:

@@ -143,9 +143,11 @@ class Overlay:
         transfer = size_bytes / self.config.bandwidth_bytes_per_s
         if sender == receiver:
             return 0.0
-        # The graph is undirected: a cached tree from either end gives the same latency.
-        cached = self._latency_cache.get(receiver)
-        source, target = (receiver, sender) if cached is not None and cached[0] == self._version else (sender, receiver)
+        # The graph is undirected: a tree from either end gives the same latency. Use the sender's if it is
+        # cached, else build (and cache) the receiver's: messages converge on few receivers (the committee).
+        cached = self._latency_cache.get(sender)
+        fresh = cached is not None and cached[0] == self._version
+        source, target = (sender, receiver) if fresh else (receiver, sender)
         latency = self.latencies_from(source).get(target)
         return None if latency is None else latency + transfer
 

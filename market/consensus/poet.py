@@ -263,7 +263,10 @@ class TimerChecker:
         return verdict
 
     def record(self, certificate: WaitCertificate) -> None:
-        """Mark a certificate's timer as used (one certificate per timer), e.g. once its block is decided."""
+        """Mark a certificate's timer as used (one certificate per timer), e.g. once its block is decided.
+
+        Timers too old to pass the age check are forgotten, so the record stays bounded on long runs."""
+        self._forget_expired(certificate.issue_time)
         self._seen[certificate.timer.timer_id] = certificate.issue_time
 
     @property
@@ -271,10 +274,15 @@ class TimerChecker:
         return len(self._seen)
 
     def _forget_expired(self, now: float) -> None:
+        """Drop timers issued before now - max_certificate_age (a later certificate of theirs is stale anyway).
+
+        Records arrive in about issue order, so the oldest are at the front: O(dropped) per call."""
         horizon = now - self.settings.max_certificate_age_s
-        for timer_id, issue_time in list(self._seen.items()):
-            if issue_time < horizon:
-                del self._seen[timer_id]
+        while self._seen:
+            timer_id, issue_time = next(iter(self._seen.items()))
+            if issue_time >= horizon:
+                break
+            del self._seen[timer_id]
 
 
 # -------------------- local mean and winner
