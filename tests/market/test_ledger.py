@@ -125,3 +125,21 @@ def test_key_derivation_is_reproducible() -> None:
     assert public_key_bytes(derive_private_key(1, "a")) != public_key_bytes(derive_private_key(2, "a"))
     first = public_key_bytes(generate_private_key(np.random.default_rng(5)))
     assert first == public_key_bytes(generate_private_key(np.random.default_rng(5)))
+
+
+def test_a_replica_can_forget_history_and_catch_up_by_height() -> None:
+    canonical = Chain(0.0)
+    for height in range(1, 6):
+        canonical.append(float(height), [])
+    replica = Chain.from_head(canonical.blocks[2])  # state transfer at height 2
+    assert replica.head.height == 2 and len(replica) == 1
+    for block in canonical.blocks_after(replica.head.height):
+        replica.append_block(block)
+    assert replica.head.hash == canonical.head.hash and len(replica) == 4
+    replica.keep_recent(1)
+    assert replica.blocks == (canonical.head,)
+    replica.append(6.0, [])  # the kept head is enough to link the next block
+    assert replica.head.prev_hash == canonical.head.hash
+    assert canonical.blocks_after(5) == [] and [b.height for b in canonical.blocks_after(3)] == [4, 5]
+    with pytest.raises(LedgerError, match="count: must be >= 1, got 0"):
+        replica.keep_recent(0)

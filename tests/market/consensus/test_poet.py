@@ -170,3 +170,17 @@ def test_z_test_false_reject_rate_on_honest_nodes_is_measured_and_bounded(window
     slack = 4 * math.sqrt(max(union, 1e-4) / blocks)
     assert single - slack <= rate <= min(union, 1.0) + slack
     print(f"z-test false-reject rate, {nodes} honest nodes, window {window}: {rate:.4f}")
+
+
+def test_recording_alone_keeps_the_used_timers_bounded() -> None:
+    """PPBG-AC replicas only inspect and record (no check): the record must still forget old timers."""
+    (timer,) = make_timers(1)
+    checker = TimerChecker({timer.owner_id: timer.public_key}, SETTINGS)
+    now = 0.0
+    for _ in range(200):
+        wait = timer.create_wait_timer(now, local_mean=5.0)
+        now = wait.expiry_time
+        checker.record(timer.create_wait_certificate(now, PAYLOAD))
+        now += 10.0
+    # Only certificates issued within max_certificate_age (60 s) of the newest are remembered.
+    assert checker.remembered_timers <= 60.0 / 10.0 + 1

@@ -176,3 +176,27 @@ def test_round_through_pbft_commits_the_same_block_everywhere_even_with_a_cheati
     assert math.isclose(sum(tx.reward for tx in block.txs), 100.0)
     assert all(tx.local_iterations == solve_equilibrium([c.signed_claim for c in claims]) for tx in block.txs)
     assert members["c3"].chain.verify().valid
+
+
+def test_verification_modes_decide_who_checks_signatures() -> None:
+    providers = Providers(4)
+    proposal, _ = make_proposal(providers, 4)
+    keys = providers.claim_public_keys
+    forged_claim = dataclasses.replace(proposal.claims[0].signed_claim, signature=bytes(64))
+    forged = dataclasses.replace(
+        proposal, claims=(dataclasses.replace(proposal.claims[0], signed_claim=forged_claim), *proposal.claims[1:])
+    )
+    checker = TimerChecker(providers.timer_public_keys, SETTINGS)
+    # every replica verifies (SPEC A.8): the forged signature is caught
+    assert "bad claim signature" in check_proposal(forged, keys, checker, solve_equilibrium, reward_rule).reason
+    # primary_only / unsigned replicas trust the screening and re-check order, gamma and rewards only
+    assert check_proposal(forged, keys, checker, solve_equilibrium, reward_rule, verify_signatures=False).valid
+    greedy = dataclasses.replace(forged, rewards=((forged.rewards[0][0], 100.0), *forged.rewards[1:]))
+    unchecked = check_proposal(greedy, keys, checker, solve_equilibrium, reward_rule, verify_signatures=False)
+    assert not unchecked.valid and "rewards" in unchecked.reason
+    screening = screen_claims(2, forged.claims, keys, checker, forged.timestamp, verify_signatures=False)
+    assert len(screening.accepted) == 4 and not screening.rejected
+    with pytest.raises(ValueError, match="verification: must be one of every_replica, primary_only, unsigned"):
+        PpbgCommitteeMember(
+            "c0", ["c0"], keys, providers.timer_public_keys, solve_equilibrium, reward_rule, verification="nobody"
+        )
