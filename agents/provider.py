@@ -2,9 +2,11 @@
 
 A provider's type (SPEC A.1, B.1) is private: it is held in a frozen record that only the provider itself and
 the market's accounting (nature, which pays utilities) read; other agents see only what the provider sends.
-Two processes run per provider: its lifetime (it leaves when it ends) and its inbox listener, which reacts to
-the committee's round announcements by training, stamping (PoET), signing and sending an update (Algorithm 1).
-`remove()` interrupts both, so nothing of a departed provider runs on.
+Its lifetime is a SimPy process (it leaves when it ends; a provider that never leaves has none); the overlay
+hands it each message as it arrives (`on_message`), and a round announcement it planned to answer starts a
+contribution process: train, stamp (PoET), sign and send an update (Algorithm 1). `remove()` interrupts the
+lifetime process and takes the provider off the overlay, so a contribution under way finds it offline and
+stops; nothing of a departed provider runs on.
 """
 
 from __future__ import annotations
@@ -96,7 +98,6 @@ class DataProvider(mesa.Agent):
         "_claim_key",
         "_timer",
         "process",
-        "listener",
     )
 
     def __init__(
@@ -149,9 +150,8 @@ class DataProvider(mesa.Agent):
                 model.committee.poet_settings,
             )
             model.committee.register_provider(self.name, public_key_bytes(self._claim_key), self._timer.public_key)
-        # A provider that never leaves needs no lifetime process: its inbox listener is its life.
+        # A provider that never leaves needs no lifetime process: it lives by the messages it is handed.
         self.process = None if math.isinf(lifetime_s) else model.env.process(self._life(lifetime_s))
-        self.listener: simpy.Process | None = None
 
     @property
     def strategy_name(self) -> str:
@@ -192,8 +192,8 @@ class DataProvider(mesa.Agent):
 
     # -- processes ------------------------------------------------------------------------------------------
     def start_listening(self) -> None:
-        """Start the inbox listener (once the provider is on the overlay)."""
-        self.listener = self.model.env.process(self._listen())
+        """Receive overlay messages as they arrive (the provider reacts to each; training is a process)."""
+        self.model.overlay.subscribe(self.unique_id, self.on_message)
 
     def _life(self, lifetime_s: float) -> Generator[simpy.Event, Any, None]:
         try:
@@ -202,17 +202,12 @@ class DataProvider(mesa.Agent):
         except simpy.Interrupt:
             return
 
-    def _listen(self) -> Generator[simpy.Event, Any, None]:
-        inbox = self.model.overlay.inbox(self.unique_id)
-        try:
-            while True:
-                message = yield inbox.get()
-                if message.kind == "round_start":
-                    announcement: RoundAnnouncement = message.payload
-                    if announcement.round < self.planned_rounds and announcement.task == self.model.current_task:
-                        self.model.env.process(self._contribute(announcement))
-        except simpy.Interrupt:
-            return
+    def on_message(self, message: Message) -> None:
+        """A round announcement starts this round's contribution if the provider planned to take part."""
+        if message.kind == "round_start" and self.online:
+            announcement: RoundAnnouncement = message.payload
+            if announcement.round < self.planned_rounds and announcement.task == self.model.current_task:
+                self.model.env.process(self._contribute(announcement))
 
     def _contribute(self, announcement: RoundAnnouncement) -> Generator[simpy.Event, Any, None]:
         """Train gamma local iterations, perturb (B 4), stamp with a PoET certificate, sign and send."""
@@ -264,9 +259,8 @@ class DataProvider(mesa.Agent):
         if not self.online:
             return
         self.online = False
-        for process in (self.process, self.listener):
-            if process is not None and process.is_alive and self.model.env.active_process is not process:
-                process.interrupt(reason)
+        if self.process is not None and self.process.is_alive and self.model.env.active_process is not self.process:
+            self.process.interrupt(reason)
         self.model.provider_left(self, reason)
         super().remove()
 

@@ -104,3 +104,20 @@ def test_join_links_a_new_node() -> None:
     overlay.broadcast(Message("hello", 1))
     env.run()
     assert [node for node, _, _ in arrivals] == [9]
+
+
+def test_subscribed_nodes_get_messages_by_callback_at_arrival_time() -> None:
+    env, overlay, _ = _line_overlay(bandwidth=1e12)
+    received: list = []
+    overlay.subscribe(3, lambda message: received.append((env.now, message.kind)))
+    overlay.send(3, Message("ping", 1))
+    overlay.broadcast(Message("news", 1))
+    env.run()
+    assert received == [(pytest.approx(0.75), "ping"), (pytest.approx(0.75), "news")]
+    assert len(overlay.inbox(3).items) == 0  # nothing queued in the inbox
+    overlay.leave(3)
+    overlay.send(3, Message("late", 1))
+    env.run()
+    assert len(received) == 2 and overlay.counters.dropped["late"] == 1
+    with pytest.raises(KeyError, match="not on the overlay"):
+        overlay.subscribe(3, received.append)
