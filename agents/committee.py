@@ -276,6 +276,8 @@ class Committee:
         block = member.state.on_decided(proposal)
         member.state.chain.keep_recent(1)
         self.ledger.append_block(block)
+        # The full ledger is in the event log (block_committed.encoded); memory holds a recent window.
+        self.ledger.keep_recent(self.config.ledger_blocks_in_memory)
         del self._decisions[decided.request_id]
         event.succeed((proposal, decided.view, block))
 

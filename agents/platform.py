@@ -268,7 +268,16 @@ class TaskRun:
             committee.traffic.bytes,
             env.now - started,
         )
-        self._block(env.now, NO_AGENT, self.task, round_index, block.height, block.hash, len(block.txs))
+        self._block(
+            env.now,
+            NO_AGENT,
+            self.task,
+            round_index,
+            block.height,
+            block.hash,
+            len(block.txs),
+            block.encode().decode("ascii"),
+        )
         marginal = settlement.marginal_values
         for index, upload in enumerate(accepted):
             claim = upload.claim.signed_claim.claim

@@ -9,11 +9,11 @@ derived from a seed, so runs are reproducible. Pure: no clock, no files.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -199,8 +199,13 @@ class ChainReport:
         return min((problem.index for problem in self.problems), default=None)
 
 
-def verify_chain(blocks: Sequence[Block]) -> ChainReport:
+def verify_chain(
+    blocks: Sequence[Block], first_height: int = 0, first_prev_hash: str = GENESIS_PREV_HASH
+) -> ChainReport:
     """Check heights, hash links and every block's hash against its content (SPEC A.8).
+
+    `first_height` and `first_prev_hash` say where the sequence starts (genesis by default), so a stretch of a
+    longer chain, e.g. the blocks read back from a run's event log, can be checked on its own.
 
     A block whose content was altered fails its own hash check (`field="content"`: height, timestamp or txs
     changed under an unchanged hash); a block whose stored hash was altered fails both its own check and the
@@ -209,9 +214,10 @@ def verify_chain(blocks: Sequence[Block]) -> ChainReport:
     problems: list[ChainProblem] = []
     previous_hash_blamed = False
     for index, block in enumerate(blocks):
-        if block.height != index:
-            problems.append(ChainProblem(index, "height", f"height: expected {index}, got {block.height}"))
-        expected_prev = GENESIS_PREV_HASH if index == 0 else blocks[index - 1].hash
+        if block.height != first_height + index:
+            detail = f"height: expected {first_height + index}, got {block.height}"
+            problems.append(ChainProblem(index, "height", detail))
+        expected_prev = first_prev_hash if index == 0 else blocks[index - 1].hash
         link_ok = block.prev_hash == expected_prev
         has_next = index + 1 < len(blocks)
         next_links_to_stored_hash = has_next and blocks[index + 1].prev_hash == block.hash
@@ -288,8 +294,11 @@ class Chain:
         self._blocks.append(block)
 
     def verify(self) -> ChainReport:
-        """Check every block from genesis (a chain that forgot its history cannot be verified this way)."""
-        return verify_chain(self._blocks)
+        """Check the blocks held: from genesis, or from the oldest kept block once history was forgotten."""
+        first = self._blocks[0]
+        if first.height == 0:
+            return verify_chain(self._blocks)
+        return verify_chain(self._blocks, first.height, first.prev_hash)
 
     @classmethod
     def from_head(cls, head: Block) -> Chain:
@@ -336,13 +345,28 @@ def public_key_bytes(private_key: Ed25519PrivateKey) -> bytes:
     return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """True iff `signature` is a valid Ed25519 signature of `message` under the raw `public_key`.
 
-    A pure function of its bytes, so answers are memoised: the replicas of a committee that check the same
-    claim get the same answer, and the simulation pays for one Ed25519 verification instead of one per replica.
+    A pure function of its bytes, so answers are memoised (by a SHA-256 of the three, in a bounded table): the
+    replicas of a committee that check the same claim get the same answer, and the simulation pays for one
+    Ed25519 verification instead of one per replica.
     """
+    key = hashlib.sha256(public_key + signature + message).digest()
+    known = _VERIFIED.get(key)
+    if known is None:
+        known = _verify_signature(public_key, signature, message)
+        _VERIFIED[key] = known
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return known
+
+
+_VERIFIED: OrderedDict[bytes, bool] = OrderedDict()
+_VERIFIED_MAX = 1 << 16
+
+
+def _verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):

@@ -269,6 +269,7 @@ class CommitteeSection(_Section):
     verification: Literal["every_replica", "primary_only", "unsigned"] = "every_replica"
     poet_mean_wait_s: float = Field(default=0.5, gt=0)
     poet_minimum_wait_s: float = Field(default=0.05, ge=0)
+    ledger_blocks_in_memory: int = Field(default=256, ge=1)
 
     @model_validator(mode="after")
     def _enough_candidates(self) -> CommitteeSection:

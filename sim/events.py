@@ -375,12 +375,13 @@ register_kind(
 )
 register_kind(
     "block_committed",
-    "a block was appended to the ledger",
+    "a block was appended to the ledger; `encoded` is its canonical encoding (Block.decode reads it back)",
     task=int,
     round=int,
     height=int,
     block_hash=str,
     transactions=int,
+    encoded=str,
 )
 register_kind(
     "reward_paid",

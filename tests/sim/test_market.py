@@ -3,6 +3,7 @@ churn, Byzantine committees, evolution and the torch backend end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -254,3 +255,19 @@ def test_torch_backend_runs_the_market_end_to_end_on_digits() -> None:
     assert (rounds["participants"] == 4).all()
     paid = frame[frame["kind"] == "reward_paid"]
     assert len(paid) == 16 and paid["shapley_value"].abs().sum() > 0
+
+
+def test_the_whole_ledger_is_in_the_log_while_memory_keeps_a_window() -> None:
+    from market.ledger import Block, Chain, verify_chain
+
+    model, frame = run("quickstart", {**SMALL, "committee.ledger_blocks_in_memory": 4})
+    committed = frame[frame["kind"] == "block_committed"].sort_values("height")
+    assert len(committed) == 12 and len(model.committee.ledger) == 4
+    blocks = [Block.decode(text.encode("ascii")) for text in committed["encoded"]]
+    genesis = Chain(0.0).head
+    assert verify_chain(blocks, first_height=1, first_prev_hash=genesis.hash).valid
+    assert blocks[-1].hash == model.committee.ledger.head.hash and model.committee.ledger.verify().valid
+    # Tampering with one logged block is found and located.
+    tampered = dataclasses.replace(blocks[5], timestamp=blocks[5].timestamp + 1.0)
+    report = verify_chain([*blocks[:5], tampered, *blocks[6:]], 1, genesis.hash)
+    assert not report.valid and report.first_bad_index == 5
