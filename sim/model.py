@@ -304,7 +304,7 @@ class MarketModel(mesa.Model):
 
     def post_task(self, requester: DataRequester) -> None:
         """A requester joins the overlay, floods its task announcement and queues the task."""
-        self.overlay.join(requester.unique_id)
+        self.overlay.join(requester.unique_id, relay=False)  # a client: it relays nobody's traffic
         task = self.tasks_posted
         self.tasks_posted += 1
         self.overlay.broadcast(

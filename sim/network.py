@@ -11,6 +11,7 @@ cached, so hubs such as the committee pay for a shortest-path tree only when the
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class Overlay:
         self._message_ids = itertools.count()
         self._version = 0
         self._latency_cache: dict[int, tuple[int, dict[int, float]]] = {}
+        self.leaves: dict[int, dict[int, float]] = {}
 
     # -- membership -------------------------------------------------------------------------------------------
     def adopt(self, graph: nx.Graph) -> None:
@@ -96,30 +98,43 @@ class Overlay:
             self.inboxes.setdefault(node, simpy.Store(self.env))
         self._version += 1
 
-    def join(self, node: int, neighbours: int | None = None) -> None:
-        """Bring `node` online, linked to `neighbours` distinct online nodes chosen at random."""
+    def join(self, node: int, neighbours: int | None = None, relay: bool = True) -> None:
+        """Bring `node` online, linked to `neighbours` distinct online nodes chosen at random.
+
+        A node that does not relay (`relay=False`, e.g. a requester, a client of the market) is a leaf: it sends
+        and receives through its links but no path of other nodes runs through it, so its joining and leaving
+        leave every cached shortest-path tree valid."""
         wanted = neighbours if neighbours is not None else max(1, self.config.degree)
         existing = sorted(self.graph.nodes)
-        self.graph.add_node(node)
         self.inboxes.setdefault(node, simpy.Store(self.env))
-        if existing:
-            chosen = self.rng.choice(len(existing), size=min(wanted, len(existing)), replace=False)
-            for index in sorted(int(i) for i in chosen):
-                self.graph.add_edge(node, existing[index], latency_s=float(self.config.latency_s.sample(self.rng)))
+        chosen = (
+            sorted(int(i) for i in self.rng.choice(len(existing), size=min(wanted, len(existing)), replace=False))
+            if existing
+            else []
+        )
+        links = {existing[index]: float(self.config.latency_s.sample(self.rng)) for index in chosen}
+        if not relay:
+            self.leaves[node] = links
+            return
+        self.graph.add_node(node)
+        for other, latency in links.items():
+            self.graph.add_edge(node, other, latency_s=latency)
         self._version += 1
 
     def leave(self, node: int) -> None:
         """Take `node` offline: its edges go, messages to it are dropped from now on."""
-        if node in self.graph:
-            self.graph.remove_node(node)
         self.inboxes.pop(node, None)
         self.handlers.pop(node, None)
+        if self.leaves.pop(node, None) is not None:
+            return
+        if node in self.graph:
+            self.graph.remove_node(node)
         self._version += 1
         self._latency_cache.pop(node, None)
 
     def is_online(self, node: int) -> bool:
         """Whether `node` is on the overlay now."""
-        return node in self.graph
+        return node in self.graph or node in self.leaves
 
     def inbox(self, node: int) -> simpy.Store:
         """The SimPy store a node reads its messages from."""
@@ -133,8 +148,16 @@ class Overlay:
         self.handlers[node] = handler
 
     def neighbours(self, node: int) -> list[int]:
-        """The node's overlay neighbours, sorted."""
+        """The node's overlay neighbours, sorted (a leaf's: its links that are online)."""
+        if node in self.leaves:
+            return sorted(other for other in self.leaves[node] if other in self.graph)
         return sorted(self.graph.neighbors(node)) if node in self.graph else []
+
+    def _entry_points(self, node: int) -> dict[int, float]:
+        """Where a node meets the relaying graph, with the latency to get there (itself at 0, or a leaf's links)."""
+        if node in self.leaves:
+            return {other: latency for other, latency in self.leaves[node].items() if other in self.graph}
+        return {node: 0.0} if node in self.graph else {}
 
     # -- delivery ---------------------------------------------------------------------------------------------
     def latencies_from(self, source: int) -> dict[int, float]:
@@ -148,18 +171,29 @@ class Overlay:
 
     def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
         """Latency of the lowest-latency path plus size/bandwidth; None when unreachable or offline."""
-        if sender not in self.graph or receiver not in self.graph:
+        if not self.is_online(sender) or not self.is_online(receiver):
             return None
         transfer = size_bytes / self.config.bandwidth_bytes_per_s
         if sender == receiver:
             return 0.0
-        # The graph is undirected: a tree from either end gives the same latency. Use the sender's if it is
-        # cached, else build (and cache) the receiver's: messages converge on few receivers (the committee).
-        cached = self._latency_cache.get(sender)
+        best = math.inf
+        for start, to_start in self._entry_points(sender).items():
+            for end, from_end in self._entry_points(receiver).items():
+                latency = self._graph_latency(start, end)
+                if latency is not None:
+                    best = min(best, to_start + latency + from_end)
+        return None if math.isinf(best) else best + transfer
+
+    def _graph_latency(self, start: int, end: int) -> float | None:
+        """Lowest latency between two relaying nodes. The graph is undirected: a tree from either end gives the
+        same answer; use the start's if cached, else build (and cache) the end's, since messages converge on
+        few receivers (the committee)."""
+        if start == end:
+            return 0.0
+        cached = self._latency_cache.get(start)
         fresh = cached is not None and cached[0] == self._version
-        source, target = (sender, receiver) if fresh else (receiver, sender)
-        latency = self.latencies_from(source).get(target)
-        return None if latency is None else latency + transfer
+        source, target = (start, end) if fresh else (end, start)
+        return self.latencies_from(source).get(target)
 
     def send(self, receiver: int, message: Message) -> float | None:
         """Deliver `message` to `receiver`'s inbox after the path delay; returns the delay or None if dropped."""
@@ -168,7 +202,7 @@ class Overlay:
         self.counters.sent[message.kind] += 1
         self.counters.bytes_sent[message.kind] += message.size_bytes
         if delay is None:
-            self._drop(message, receiver, "offline" if receiver not in self.graph else "unreachable")
+            self._drop(message, receiver, "unreachable" if self.is_online(receiver) else "offline")
             return None
         if self.config.log_messages:
             self.log.emit(
@@ -187,16 +221,24 @@ class Overlay:
         """Flood `message` from its sender; every reachable online node receives it once. Returns delays."""
         message = self._stamp(message)
         sender = message.sender
-        if sender not in self.graph:
+        if not self.is_online(sender):
             self._drop(message, NO_AGENT, "sender offline")
             return {}
         transfer = message.size_bytes / self.config.bandwidth_bytes_per_s
-        delays = {node: latency + transfer for node, latency in self.latencies_from(sender).items()}
+        delays = {node: latency + transfer for node, latency in self._flood_latencies(sender).items()}
         # Flooding with duplicate suppression: the source sends to all neighbours, every other reached node
-        # forwards to all neighbours but the one it first heard from.
-        transmissions = self.graph.degree(sender) + sum(
-            self.graph.degree(node) - 1 for node in delays if node != sender
+        # forwards to all neighbours but the one it first heard from; leaves receive from each of their links
+        # and forward nothing.
+        transmissions = len(self.neighbours(sender)) + sum(
+            self.graph.degree(node) - 1 for node in delays if node != sender and node in self.graph
         )
+        for leaf, links in self.leaves.items():
+            if leaf == sender:
+                continue
+            reached = [other for other in links if other in delays or other == sender]
+            if reached:
+                transmissions += len(reached)
+                delays[leaf] = min(links[other] + delays.get(other, transfer) for other in reached)
         self.counters.sent[message.kind] += transmissions
         self.counters.bytes_sent[message.kind] += transmissions * message.size_bytes
         self.log.emit(
@@ -212,6 +254,20 @@ class Overlay:
             if node != sender:
                 self._deliver_later(node, message, float(delay))
         return {node: float(delay) for node, delay in delays.items() if node != sender}
+
+    def _flood_latencies(self, sender: int) -> dict[int, float]:
+        """Latency from `sender` to every relaying node it reaches (a leaf's flood enters through its links:
+        Dijkstra from the leaf put in place for the search only, so no cached tree goes stale)."""
+        if sender in self.graph:
+            return dict(self.latencies_from(sender))
+        links = self._entry_points(sender)
+        self.graph.add_node(sender)
+        try:
+            for other, latency in links.items():
+                self.graph.add_edge(sender, other, latency_s=latency)
+            return dict(nx.single_source_dijkstra_path_length(self.graph, sender, weight="latency_s"))
+        finally:
+            self.graph.remove_node(sender)
 
     def _stamp(self, message: Message) -> Message:
         if message.message_id >= 0:

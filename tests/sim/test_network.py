@@ -121,3 +121,30 @@ def test_subscribed_nodes_get_messages_by_callback_at_arrival_time() -> None:
     assert len(received) == 2 and overlay.counters.dropped["late"] == 1
     with pytest.raises(KeyError, match="not on the overlay"):
         overlay.subscribe(3, received.append)
+
+
+def test_a_leaf_sends_and_receives_but_relays_nobody() -> None:
+    env, overlay, _ = _line_overlay(bandwidth=1e12)
+    before = overlay.path_delay(1, 4, 0)
+    overlay.join(9, neighbours=2, relay=False)
+    links = overlay.leaves[9]
+    assert overlay.is_online(9) and overlay.neighbours(9) == sorted(links) and 9 not in overlay.graph
+    assert overlay.path_delay(1, 4, 0) == before  # no path runs through the leaf
+    # Leaf to node 4: the best of its links, each followed by the graph's shortest path.
+    expected = min(latency + overlay.path_delay(other, 4, 0) for other, latency in links.items())
+    assert overlay.path_delay(9, 4, 0) == pytest.approx(expected)
+    assert overlay.path_delay(4, 9, 0) == pytest.approx(expected)
+    arrivals: list = []
+    for node in (1, 2, 3, 4, 9):
+        _collect(env, overlay, node, arrivals)
+    overlay.broadcast(Message("from-leaf", 9))
+    overlay.broadcast(Message("to-leaf", 1))
+    env.run()
+    assert sorted(node for node, _, kind in arrivals if kind == "from-leaf") == [1, 2, 3, 4]
+    assert [node for node, _, kind in arrivals if kind == "to-leaf"].count(9) == 1
+    leaf_time = next(time for node, time, kind in arrivals if kind == "to-leaf" and node == 9)
+    assert leaf_time == pytest.approx(
+        min(latency + overlay.path_delay(1, other, 0) for other, latency in links.items())
+    )
+    overlay.leave(9)
+    assert not overlay.is_online(9) and overlay.send(9, Message("late", 1)) is None
