@@ -250,7 +250,7 @@ class TaskRun:
             return None
         proposal, view, block = decided.value
         accepted_names = [item.provider_id for item in proposal.claims]
-        for name in set(model.mechanism.updates) - set(accepted_names):
+        for name in sorted(set(model.mechanism.updates) - set(accepted_names)):  # sorted: no hash order
             provider = model.provider_by_name.get(name)
             self._claim_rejected(
                 env.now, provider.unique_id if provider else NO_AGENT, self.task, round_index, "screening"

@@ -655,7 +655,7 @@ class PbftReplica:
         self.state_digest = state_digest
         counts: dict[str, int] = {}
         for checkpoint in proof:
-            for request_id in set(checkpoint.recent_requests):
+            for request_id in dict.fromkeys(checkpoint.recent_requests):  # de-duplicated, in a fixed order
                 counts[request_id] = counts.get(request_id, 0) + 1
         for request_id, count in counts.items():
             if count >= self.faults + 1:

@@ -114,3 +114,26 @@ def test_strategy_counts_fix_the_initial_population() -> None:
     model = MarketModel(load_scenario("mmzd-fig3"))
     labels = [provider.strategy_label for provider in model.online_providers.values()]
     assert labels == ["MMZDA"] * 3 + ["Mixed"] * 3
+
+
+@pytest.mark.slow
+def test_runs_are_byte_identical_across_processes_with_different_hash_seeds(tmp_path) -> None:
+    """No result may depend on Python's per-process string hashing (set or dict-of-set iteration order)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / hash_seed
+        subprocess.run(
+            [sys.executable, "-m", "sim.cli", "run", "free-riders", "--tasks", "3", "--quiet", "--out", str(out)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=300,
+        )
+        parts = sorted(out.glob("*/events/part-*.parquet"))
+        digests.append([hashlib.sha256(part.read_bytes()).hexdigest() for part in parts])
+    assert digests[0] and digests[0] == digests[1]
