@@ -152,16 +152,16 @@ class TaskRun:
         model.backend.start_task(self.task)
         model.current_task = self.task
         accepted_rounds: Counter[str] = Counter()
-        mechanism_net: defaultdict[str, float] = defaultdict(float)
+        claimed_costs: defaultdict[str, float] = defaultdict(float)
         rewards: defaultdict[str, float] = defaultdict(float)
         gamma = scenario.mechanism.initial_local_iterations
         for round_index in range(terms.rounds):
-            outcome = yield from self._round(terms, round_index, gamma, accepted_rounds, mechanism_net, rewards)
+            outcome = yield from self._round(terms, round_index, gamma, accepted_rounds, claimed_costs, rewards)
             if outcome is None:
                 break
             gamma = outcome
         model.current_task = None
-        self._settle_task(terms, players, actions, accepted_rounds, mechanism_net, rewards)
+        self._settle_task(terms, players, actions, accepted_rounds, claimed_costs, rewards)
 
     # -- the task's start -----------------------------------------------------------------------------------
     def _choose_actions(self, players: list[DataProvider], terms: TaskTerms) -> list[int]:
@@ -213,7 +213,7 @@ class TaskRun:
         round_index: int,
         gamma: int,
         accepted_rounds: Counter[str],
-        mechanism_net: defaultdict[str, float],
+        claimed_costs: defaultdict[str, float],
         rewards: defaultdict[str, float],
     ) -> Generator[simpy.Event, Any, int | None]:
         model = self.model
@@ -290,7 +290,7 @@ class TaskRun:
             self.paid += reward
             rewards[claim.provider_id] += reward
             cost = claim.local_iterations * claim.unit_cost if upload.update.behaviour == "honest" else 0.0
-            mechanism_net[claim.provider_id] += reward - cost
+            claimed_costs[claim.provider_id] += cost
             if upload.update.behaviour == "honest":
                 accepted_rounds[claim.provider_id] += 1
             self._reward(
@@ -350,7 +350,7 @@ class TaskRun:
         players: list[DataProvider],
         actions: list[int],
         accepted_rounds: Counter[str],
-        mechanism_net: defaultdict[str, float],
+        claimed_costs: defaultdict[str, float],
         rewards: defaultdict[str, float],
     ) -> None:
         """Public-goods payoffs on the realised participation (SPEC B.1, C), the task's money, evolution."""
@@ -373,7 +373,7 @@ class TaskRun:
         weight = model.scenario.mechanism.reward_weight
         payoffs = []
         for provider, _ in staying:
-            payoffs.append((rewards[provider.name], rewards[provider.name] - mechanism_net[provider.name], weight))
+            payoffs.append((rewards[provider.name], claimed_costs[provider.name], weight))
         model.finish_task(self.task, [p for p, _ in staying], [a for _, a in staying], realised, terms.rounds, payoffs)
 
 

@@ -116,7 +116,7 @@ class MarketModel(mesa.Model):
         )
         for node in nodes:
             self.overlay.join(node.unique_id)
-        self.initial_dilemma = require_social_dilemma(self._game_of(initial), strict=learning.require_dilemma)
+        self.initial_dilemma = require_social_dilemma(self.game_of(initial), strict=learning.require_dilemma)
 
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
         self.env.process(self._provider_arrivals())
@@ -331,7 +331,8 @@ class MarketModel(mesa.Model):
                 return
 
     # -- services for the task process ---------------------------------------------------------------------------
-    def _game_of(self, providers: list[DataProvider], rounds: int | None = None) -> PublicGoodsGame:
+    def game_of(self, providers: list[DataProvider], rounds: int | None = None) -> PublicGoodsGame:
+        """The public-goods stage game (SPEC B.1) of these providers for a task of `rounds` rounds (default R)."""
         types = [provider.private_type_for(self) for provider in providers]
         learning = self.scenario.learning
         return PublicGoodsGame(
@@ -342,10 +343,6 @@ class MarketModel(mesa.Model):
             tuple(t.unit_revenue for t in types),
             tuple(t.participation_cost for t in types),
         )
-
-    def game_of(self, providers: list[DataProvider], rounds: int) -> PublicGoodsGame:
-        """The public-goods stage game (SPEC B.1) of these providers for a task of `rounds` rounds."""
-        return self._game_of(providers, rounds)
 
     def elect_committee(self, task: int) -> bool:
         """DPoS election for the task's epoch (SPEC A.8, D.3): providers vote their balance, candidates their
