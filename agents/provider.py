@@ -239,9 +239,9 @@ class DataProvider(mesa.Agent):
         )
         if self._timer is None or self._claim_key is None:
             signed = SignedClaim(claim, b"")
-            stamp = _unsigned_certificate(self.name, claim, env.now, self.model.scenario.committee.poet_mean_wait_s)
-            yield env.timeout(stamp.duration)
-            stamp = WaitCertificate(stamp.timer, claim.digest(), env.now, b"")
+            timer = _unsigned_timer(self.name, claim, env.now, self.model.scenario.committee.poet_mean_wait_s)
+            yield env.timeout(timer.duration)
+            stamp = WaitCertificate(timer, claim.digest(), env.now, b"")
         else:
             signed = sign_claim(claim, self._claim_key)
             timer = self._timer.create_wait_timer(env.now, self.model.scenario.committee.poet_mean_wait_s)
@@ -265,7 +265,6 @@ class DataProvider(mesa.Agent):
         super().remove()
 
 
-def _unsigned_certificate(owner: str, claim: ProviderClaim, now: float, mean_wait_s: float) -> WaitCertificate:
-    """A PoET-shaped stamp without signatures (verification = "unsigned"): a fixed mean wait, no enclave."""
-    timer = WaitTimer(owner, claim.digest(), now, mean_wait_s, 0.0, mean_wait_s, b"")
-    return WaitCertificate(timer, claim.digest(), now + mean_wait_s, b"")
+def _unsigned_timer(owner: str, claim: ProviderClaim, now: float, mean_wait_s: float) -> WaitTimer:
+    """A PoET-shaped timer without signatures (verification = "unsigned"): a fixed mean wait, no enclave."""
+    return WaitTimer(owner, claim.digest(), now, mean_wait_s, 0.0, mean_wait_s, b"")

@@ -149,10 +149,14 @@ def _shapley(
     )
 
 
-def leave_one_out_values(players: tuple[Hashable, ...], value: Callable[[frozenset], float]) -> np.ndarray:
-    """v(S) - v(S minus i) for every i: the quality each update adds to the round's aggregate (B 8)."""
+def leave_one_out_values(
+    players: tuple[Hashable, ...], value: Callable[[frozenset], float], full: float | None = None
+) -> np.ndarray:
+    """v(S) - v(S minus i) for every i: the quality each update adds to the round's aggregate (B 8).
+
+    `full` is v(S) when the caller already has it."""
     whole = frozenset(players)
-    full = value(whole)
+    full = value(whole) if full is None else full
     contributions = getattr(value, "contributions", None)
     value_of_total = getattr(value, "value_of_total", None)
     if contributions is not None and value_of_total is not None:
@@ -188,7 +192,8 @@ def settle_round(
         max_evaluations=max_evaluations,
     )
     rewards = shapley_rewards(result.values, pool)
-    marginal = leave_one_out_values(ordered, value)
+    coalition_value = float(value(frozenset(ordered)))
+    marginal = leave_one_out_values(ordered, value, coalition_value)
     utilities = rewards.rewards * marginal
     rationality = check_individual_rationality(utilities, rewards.rewards, local_iterations, unit_costs)
     return RoundSettlement(
@@ -197,7 +202,7 @@ def settle_round(
         rewards=tuple(float(reward) for reward in rewards.rewards),
         utilities=tuple(float(utility) for utility in utilities),
         marginal_values=tuple(float(value) for value in marginal),
-        coalition_value=float(value(frozenset(ordered))),
+        coalition_value=coalition_value,
         rationality=rationality,
         paid=float(rewards.rewards.sum()) if rewards.paid else 0.0,
     )

@@ -432,7 +432,7 @@ class MarketModel(mesa.Model):
                 budget = provider.private_type_for(provider).privacy_budget
                 provider.strategy.inform(provider.expected_unit_cost(self.expected_update_l1_norm(budget)), cutoff)
 
-    def expected_update_l1_norm(self, privacy_budget: float) -> float:
+    def expected_update_l1_norm(self, privacy_budget: float | np.ndarray) -> float | np.ndarray:
         """E||g~||_1 of a clipped, Laplace-perturbed update: clip + d * 2 clip / eps (SPEC A.2)."""
         clip = self.scenario.learning.clip
         return clip + self.parameter_count * 2.0 * clip / privacy_budget
@@ -453,7 +453,7 @@ class MarketModel(mesa.Model):
                 energy_coefficient=self.scenario.mechanism.energy_coefficient,
             )
             budgets = np.asarray(providers.privacy_budget.sample(rng, size), dtype=float)
-            norms = np.array([self.expected_update_l1_norm(float(budget)) for budget in budgets])
+            norms = self.expected_update_l1_norm(budgets)  # elementwise
             self._prior_unit_costs = np.asarray(unit_cost(computation, privacy_cost(budgets, norms)), dtype=float)
         return self._prior_unit_costs
 
