@@ -29,6 +29,7 @@ from market.evolution import alliances_by_rule, revise_strategy
 from market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
 from market.mechanism import TaskTerms
 from market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
+from sim.collector import collector_tuned
 from sim.config import Scenario
 from sim.events import NO_AGENT, EventLog, register_kind
 from sim.network import Message, Overlay, build_topology
@@ -116,6 +117,7 @@ class MarketModel(mesa.Model):
         )
         for node in nodes:
             self.overlay.join(node.unique_id)
+            node.start_listening()
         self.initial_dilemma = require_social_dilemma(self.game_of(initial), strict=learning.require_dilemma)
 
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
@@ -605,8 +607,9 @@ class MarketModel(mesa.Model):
         horizon = self.scenario.run.horizon_s if self.scenario.run.horizon_s is not None else math.inf
         self.done.callbacks.append(simpy.core.StopSimulation.callback)
         chunk = self.scenario.run.sample_interval_s * 10
-        while not self.done.triggered and self.env.now < horizon:
-            until = min(self.env.now + chunk, horizon)
-            self.env.run(until=until)
-            if progress is not None:
-                progress(self.env.now, self.tasks_finished)
+        with collector_tuned():
+            while not self.done.triggered and self.env.now < horizon:
+                until = min(self.env.now + chunk, horizon)
+                self.env.run(until=until)
+                if progress is not None:
+                    progress(self.env.now, self.tasks_finished)
