@@ -6,13 +6,14 @@ Inputs are checked by `market.validation.checked_array` (still importable from h
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from market.errors import MarketError
-from market.validation import FloatOrArray, checked_array, scalar_if_0d
+from market.validation import FloatOrArray, checked_array, checked_values, scalar_if_0d
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,10 @@ def computation_cost(
 
 def privacy_cost(privacy_budget: ArrayLike, update_l1_norm: ArrayLike) -> FloatOrArray:
     """Privacy cost of an uploaded perturbed update (B 5): C_pr(g~) = eps_i * ln(1 + ||g~||_1), SPEC A.3."""
-    budget = checked_array("privacy_budget", privacy_budget, minimum=0.0, strict_minimum=True)
-    norm = checked_array("update_l1_norm", update_l1_norm, minimum=0.0)
+    budget = checked_values("privacy_budget", privacy_budget, minimum=0.0, strict_minimum=True)
+    norm = checked_values("update_l1_norm", update_l1_norm, minimum=0.0)
+    if isinstance(budget, float) and isinstance(norm, float):  # one provider's claim: no numpy on the hot path
+        return budget * math.log1p(norm)
     return scalar_if_0d(budget * np.log1p(norm))
 
 
@@ -102,6 +105,8 @@ def unit_cost(computation_cost_value: ArrayLike, privacy_cost_value: ArrayLike) 
 
     Table 3's C_com = 2882.4 contributes ln C_com = 7.966379.
     """
-    computation = checked_array("computation_cost", computation_cost_value, minimum=0.0, strict_minimum=True)
-    privacy = checked_array("privacy_cost", privacy_cost_value, minimum=0.0)
+    computation = checked_values("computation_cost", computation_cost_value, minimum=0.0, strict_minimum=True)
+    privacy = checked_values("privacy_cost", privacy_cost_value, minimum=0.0)
+    if isinstance(computation, float) and isinstance(privacy, float):
+        return math.log(computation) + privacy
     return scalar_if_0d(np.log(computation) + privacy)

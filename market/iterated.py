@@ -17,6 +17,7 @@ agents' strategy classes and the paper reproductions share one definition.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,6 +33,7 @@ PayoffFunction = Callable[[np.ndarray], np.ndarray]
 MemoryOneStrategy = np.ndarray | Callable[[int], Sequence[float]]
 
 PROBABILITY_TOLERANCE = 1e-9
+SMALL_DISTRIBUTION = 64  # up to this many actions a single distribution is checked in plain Python
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,15 @@ def _default_groups(game: FiniteGame, groups: Sequence[Sequence[int]] | None) ->
 def check_distributions(matrix: np.ndarray, label: str) -> np.ndarray:
     """Validate rows of probabilities (non-negative, summing to 1 within 1e-9) and return them as floats."""
     values = np.asarray(matrix, dtype=float)
+    if values.ndim == 1 and 0 < values.size <= SMALL_DISTRIBUTION:  # one strategy's draw: checked without numpy
+        probabilities = values.tolist()
+        low, high = min(probabilities), max(probabilities)
+        if low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE:
+            raise MarketError(f"{label}: probabilities must lie in [0, 1], got range [{low}, {high}]")
+        total = math.fsum(probabilities)
+        if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+            raise MarketError(f"{label}: each distribution must sum to 1, got sums in [{total}, {total}]")
+        return values
     if values.size and (values.min() < -PROBABILITY_TOLERANCE or values.max() > 1 + PROBABILITY_TOLERANCE):
         raise MarketError(f"{label}: probabilities must lie in [0, 1], got range [{values.min()}, {values.max()}]")
     sums = values.sum(axis=-1)

@@ -16,6 +16,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -396,16 +397,19 @@ class ProviderClaim:
         _require_digest("update_digest", self.update_digest)
 
     def encode(self) -> bytes:
-        """The signed bytes of the claim: its canonical encoding."""
-        return canonical_encoding(
-            {
-                "local_iterations": self.local_iterations,
-                "provider_id": self.provider_id,
-                "round_index": self.round_index,
-                "unit_cost": float(self.unit_cost),
-                "update_digest": self.update_digest,
-            }
-        )
+        """The signed bytes of the claim: its canonical encoding (SPEC A.8).
+
+        Written out field by field, as `canonical_encoding` would write the claim's sorted-key dict (the same
+        bytes, tested), because every provider encodes a claim in every round: JSON's integer and float forms
+        are `int.__repr__` and `float.__repr__`, and the fields were checked when the claim was made.
+        """
+        return (
+            f'{{"local_iterations":{int(self.local_iterations)!r},'
+            f'"provider_id":{encode_basestring_ascii(self.provider_id)},'
+            f'"round_index":{int(self.round_index)!r},'
+            f'"unit_cost":{float(self.unit_cost)!r},'
+            f'"update_digest":"{self.update_digest}"}}'
+        ).encode("ascii")
 
     def digest(self) -> str:
         """SHA-256 of the canonical encoding; computed once (every replica re-checks the binding to it)."""

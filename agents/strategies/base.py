@@ -6,6 +6,7 @@ style: a `name`, a `classifier` dict, the constructor parameters kept so `repr` 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -91,10 +92,18 @@ class Strategy:
 
 
 def sample_action(distribution: np.ndarray, rng: np.random.Generator) -> int:
-    """Inverse-CDF draw with one uniform; a point mass returns its action without touching `rng`."""
-    support = np.flatnonzero(distribution > 0)
+    """Inverse-CDF draw with one uniform; a point mass returns its action without touching `rng`.
+
+    The first action whose running sum exceeds the draw (numpy's cumsum then searchsorted on the right, done in
+    plain Python: the distributions are short and drawn once per provider per task), never past the last
+    action of positive probability.
+    """
+    probabilities = distribution.tolist() if isinstance(distribution, np.ndarray) else list(distribution)
+    support = [action for action, probability in enumerate(probabilities) if probability > 0]
     if len(support) == 1:
-        return int(support[0])
+        return support[0]
     draw = rng.random()
-    action = int(np.searchsorted(np.cumsum(distribution), draw, side="right"))
-    return min(action, int(support[-1]))
+    for action, cumulative in enumerate(itertools.accumulate(probabilities)):
+        if cumulative > draw:
+            return min(action, support[-1])
+    return support[-1]

@@ -137,6 +137,24 @@ def test_sample_action_uses_one_uniform() -> None:
     assert rng.random() == copy.random()
 
 
+def test_sample_action_is_the_inverse_cdf_of_numpy_cumsum_and_searchsorted() -> None:
+    """Independent computation: the draw numpy's cumsum + searchsorted(side="right") gives, for random
+    distributions with zeros (a draw beyond the last positive action falls back to it)."""
+    generator = np.random.default_rng(11)
+    for seed in range(2_000):
+        weights = generator.random(int(generator.integers(2, 9)))
+        weights[generator.random(weights.size) < 0.3] = 0.0
+        weights[int(generator.integers(weights.size))] += 0.1
+        distribution = weights / weights.sum()
+        support = np.flatnonzero(distribution > 0)
+        if support.size == 1:
+            expected = int(support[0])
+        else:
+            draw = np.random.default_rng(seed).random()
+            expected = min(int(np.searchsorted(np.cumsum(distribution), draw, side="right")), int(support[-1]))
+        assert sample_action(distribution, np.random.default_rng(seed)) == expected
+
+
 def test_memoryless_strategies_play_their_rule_from_the_first_round() -> None:
     strategy = make_strategy("ALLC")
     others = [make_strategy("ALLD") for _ in range(3)]

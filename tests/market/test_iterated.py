@@ -17,6 +17,7 @@ from market.iterated import (
     MixturePolicy,
     TitForTatPolicy,
     TitForTatRule,
+    check_distributions,
     markov_matrix,
     point_mass,
     prisoners_dilemma,
@@ -104,6 +105,18 @@ def test_strategy_rows_must_be_distributions() -> None:
         strategy_matrix(game, 0, np.full((4, 2), 0.6))
     with pytest.raises(MarketError, match="must have shape"):
         strategy_matrix(game, 0, np.full((3, 2), 0.5))
+
+
+@pytest.mark.parametrize("size", [3, 200])  # the plain-Python path for one short distribution, and numpy's
+def test_a_single_distribution_is_checked_like_a_matrix_row(size: int) -> None:
+    valid = np.full(size, 1.0 / size)
+    assert check_distributions(valid, "d") is not None
+    with pytest.raises(MarketError, match=r"d: each distribution must sum to 1, got sums in \[1.5"):
+        check_distributions(valid * 1.5, "d")
+    negative = valid.copy()
+    negative[0], negative[1] = -0.5, negative[1] + 0.5
+    with pytest.raises(MarketError, match=r"d: probabilities must lie in \[0, 1\], got range \[-0.5"):
+        check_distributions(negative, "d")
 
 
 def test_stationary_payoffs_hand_computed_in_prisoners_dilemma() -> None:

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from market.ledger import (
     GENESIS_PREV_HASH,
@@ -105,6 +107,27 @@ def test_transaction_errors_name_the_field() -> None:
         Transaction("p", "xyz", digest("g"), 1.0, 1)
     with pytest.raises(LedgerError, match="local_iterations: must be >= 0, got -1"):
         Transaction("p", digest("u"), digest("g"), 1.0, -1)
+
+
+@given(
+    provider_id=st.text(min_size=1, max_size=12),
+    round_index=st.integers(0, 2**40),
+    local_iterations=st.integers(0, 10**6),
+    unit_cost=st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False, exclude_min=True),
+    update_label=st.text(max_size=8),
+)
+def test_a_claim_encodes_to_the_canonical_encoding_of_its_fields(
+    provider_id: str, round_index: int, local_iterations: int, unit_cost: float, update_label: str
+) -> None:
+    claim = ProviderClaim(provider_id, round_index, local_iterations, unit_cost, digest(update_label))
+    fields = {
+        "local_iterations": local_iterations,
+        "provider_id": provider_id,
+        "round_index": round_index,
+        "unit_cost": unit_cost,
+        "update_digest": digest(update_label),
+    }
+    assert claim.encode() == canonical_encoding(fields)
 
 
 def test_signed_claims_verify_only_under_the_signers_key() -> None:
