@@ -1,7 +1,7 @@
 """The committee: DPoS candidates as Mesa agents, and the PPBG-AC replicas they run over the overlay.
 
-`CommitteeNode` is a candidate with stake and a SimPy process that reads its overlay inbox. `Committee` holds
-the DPoS election (SPEC D.3), the elected members' sans-IO PPBG-AC/PBFT state machines (market/consensus), and
+`CommitteeNode` is a candidate with stake whose overlay messages go to the committee as they arrive. `Committee`
+holds the DPoS election (SPEC D.3), the elected members' sans-IO PPBG-AC/PBFT state machines (market/consensus), and
 drives them in simulated time: every PBFT message travels the overlay with latency, timers are SimPy timeouts,
 and a decision wakes the task that asked for it. Byzantine members run the policies of SPEC D.2.
 """
@@ -9,7 +9,7 @@ and a decision wakes the task that asked for it. Byzantine members run the polic
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ PBFT_PHASES = frozenset({"PRE-PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "VIEW
 
 
 class CommitteeNode(mesa.Agent):
-    """A DPoS candidate (SPEC A.8): stake, a name on the ledger, and an inbox process on the overlay."""
+    """A DPoS candidate (SPEC A.8): stake, a name on the ledger, and a handler for its overlay messages."""
 
     def __init__(self, model: MarketModel, ordinal: int, stake: float) -> None:
         super().__init__(model)
@@ -63,21 +63,17 @@ class CommitteeNode(mesa.Agent):
         self.name = f"c{ordinal}"
         self.stake = stake
         self.earned = 0.0
-        self.process = model.env.process(self._listen())
 
-    def _listen(self) -> Generator[simpy.Event, Any, None]:
-        inbox = self.model.overlay.inbox(self.unique_id)
-        try:
-            while True:
-                message = yield inbox.get()
-                self.model.committee.deliver(self, message)
-        except simpy.Interrupt:
-            return
+    def start_listening(self) -> None:
+        """Receive overlay messages as they arrive: each is handed to the committee (PBFT traffic or an update);
+        the node's timers are SimPy timeouts, so it needs no process of its own."""
+        self.model.overlay.subscribe(self.unique_id, self._receive)
+
+    def _receive(self, message: Message) -> None:
+        self.model.committee.deliver(self, message)
 
     def remove(self) -> None:
-        """Leave: end the listening process, go offline, deregister."""
-        if self.process.is_alive and self.model.env.active_process is not self.process:
-            self.process.interrupt("removed")
+        """Leave: go offline (messages to the node are dropped from now on), deregister."""
         self.model.overlay.leave(self.unique_id)
         super().remove()
 
