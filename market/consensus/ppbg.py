@@ -102,14 +102,23 @@ class PpbgProposal:
             "timestamp": self.timestamp,
         }
 
+    def encode(self) -> bytes:
+        """The canonical encoding of `to_plain()`; computed once (the proposal is immutable, and every replica
+        digests it and sizes it)."""
+        cached = self.__dict__.get("_encoding")
+        if cached is None:
+            cached = canonical_encoding(self.to_plain())
+            object.__setattr__(self, "_encoding", cached)
+        return cached
+
     def digest(self) -> str:
         """SHA-256 of the canonical encoding: the digest PBFT votes on."""
-        return sha256_hex(canonical_encoding(self.to_plain()))
+        return sha256_hex(self.encode())
 
     @property
     def size_bytes(self) -> int:
         """Wire size estimate: the encoding plus each certificate's timer (about 300 bytes each)."""
-        return len(canonical_encoding(self.to_plain())) + 300 * len(self.claims)
+        return len(self.encode()) + 300 * len(self.claims)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,14 @@ from market.consensus.ppbg import (
     check_proposal,
     screen_claims,
 )
-from market.ledger import ProviderClaim, derive_private_key, public_key_bytes, sha256_hex, sign_claim
+from market.ledger import (
+    ProviderClaim,
+    canonical_encoding,
+    derive_private_key,
+    public_key_bytes,
+    sha256_hex,
+    sign_claim,
+)
 
 SETTINGS = PoetSettings()
 BUDGET = 1000.0
@@ -132,6 +139,15 @@ def test_proposal_holds_gamma_and_rewards_and_replicas_recheck_it() -> None:
     assert "gamma_ne" in check_proposal(lazy, keys, checker, solve_equilibrium, reward_rule).reason
     swapped = dataclasses.replace(proposal, claims=proposal.claims[::-1])
     assert "sorted" in check_proposal(swapped, keys, checker, solve_equilibrium, reward_rule).reason
+
+
+def test_a_proposal_is_encoded_once_and_a_changed_copy_is_encoded_afresh() -> None:
+    proposal, _ = make_proposal(Providers(4), 4)
+    assert proposal.encode() is proposal.encode()  # every replica digests and sizes the same object
+    assert proposal.digest() == sha256_hex(canonical_encoding(proposal.to_plain()))
+    assert proposal.size_bytes == len(canonical_encoding(proposal.to_plain())) + 300 * len(proposal.claims)
+    changed = dataclasses.replace(proposal, gamma_ne=proposal.gamma_ne + 1)
+    assert changed.digest() == sha256_hex(canonical_encoding(changed.to_plain())) != proposal.digest()
 
 
 def test_round_through_pbft_commits_the_same_block_everywhere_even_with_a_cheating_primary() -> None:
