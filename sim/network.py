@@ -5,7 +5,9 @@ plus size/bandwidth. `broadcast` floods: every node forwards a message once to a
 came from, so each online node receives it once, at the time of its lowest-latency path (plus size/bandwidth);
 the transmissions a flood costs are counted exactly. Offline nodes drop messages (logged). Counters keep
 messages and bytes per kind. Path latencies from a node are computed once per topology version (Dijkstra) and
-cached, so hubs such as the committee pay for a shortest-path tree only when the overlay changes.
+cached, so hubs such as the committee pay for a shortest-path tree only when the overlay changes. Dijkstra runs
+in scipy's csgraph on a CSR matrix of the edge latencies, itself built once per topology version when first
+needed; a tree lists the nodes it reaches by latency (ties by node id), with the source first.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import networkx as nx
 import numpy as np
 import simpy
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import dijkstra
 
 from agents.messages import NO_AGENT, Message
 from sim.config import NetworkSection
@@ -67,6 +72,75 @@ def _connect_components(graph: nx.Graph) -> None:
         graph.add_edge(left, right)
 
 
+@dataclass(frozen=True, eq=False)
+class _Arrays:
+    """The relaying graph at one topology version as arrays: its nodes sorted by id (row i is `nodes[i]`), the
+    CSR matrix of edge latencies (an undirected edge is stored in both rows) and the nodes' degrees."""
+
+    version: int
+    nodes: np.ndarray
+    rows: dict[int, int]
+    latencies: csr_array
+    degrees: np.ndarray
+
+
+_LATENCY = itemgetter("latency_s")
+
+
+def _graph_arrays(graph: nx.Graph, version: int) -> _Arrays:
+    """`graph` as `_Arrays`. Zero latencies stay explicit entries of the matrix, which csgraph takes as edges."""
+    nodes = sorted(graph)
+    rows = {node: row for row, node in enumerate(nodes)}
+    adjacency = graph._adj  # the plain dicts: the public views cost a Python call per item, 80,000 items at 10k
+    links = [adjacency[node] for node in nodes]
+    count = len(nodes)
+    indptr = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, links), np.int32, count), out=indptr[1:])
+    size = int(indptr[-1])
+    columns = np.fromiter(map(rows.__getitem__, itertools.chain.from_iterable(links)), np.int32, size)
+    try:
+        weights = np.fromiter(
+            map(_LATENCY, itertools.chain.from_iterable(link.values() for link in links)), np.float64, size
+        )
+    except KeyError:
+        raise ValueError("every overlay edge needs a latency_s") from None
+    if not np.all(np.isfinite(weights) & (weights >= 0.0)):
+        raise ValueError("overlay edge latencies must be finite and non-negative")
+    degrees = np.diff(indptr)
+    for node in nx.nodes_with_selfloops(graph):
+        degrees[rows[node]] += 1  # as networkx counts them
+    matrix = csr_array((weights, columns, indptr), shape=(count, count))
+    return _Arrays(version, np.array(nodes, dtype=np.int64), rows, matrix, degrees)
+
+
+@dataclass(eq=False)
+class _Tree:
+    """Lowest-latency paths from `source` at one topology version: the relaying nodes it reaches other than
+    itself (`rows` of that version's `_Arrays`, their ids `nodes`), by increasing `latencies`, ties by id."""
+
+    version: int
+    source: int
+    rows: np.ndarray
+    nodes: np.ndarray
+    latencies: np.ndarray
+    _mapping: dict[int, float] | None = None
+
+    def mapping(self) -> dict[int, float]:
+        """{node: latency} with the source first at 0.0, as networkx's Dijkstra gives (built once)."""
+        if self._mapping is None:
+            self._mapping = {self.source: 0.0}
+            self._mapping.update(zip(self.nodes.tolist(), self.latencies.tolist(), strict=True))
+        return self._mapping
+
+
+def _tree(arrays: _Arrays, source: int, distances: np.ndarray, skip: int) -> _Tree:
+    """The tree from `source` given csgraph's `distances` over the rows (`skip`: the source's own row, or -1)."""
+    order = np.argsort(distances, kind="stable")
+    order = order[: np.count_nonzero(np.isfinite(distances))]  # unreachable nodes are at infinity, last
+    order = order[order != skip]
+    return _Tree(arrays.version, source, order, arrays.nodes[order], distances[order])
+
+
 class Overlay:
     """The agents' network in simulated time."""
 
@@ -87,7 +161,8 @@ class Overlay:
         self.counters = TrafficCounters()
         self._message_ids = itertools.count()
         self._version = 0
-        self._latency_cache: dict[int, tuple[int, dict[int, float]]] = {}
+        self._latency_cache: dict[int, _Tree] = {}
+        self._arrays_cache: _Arrays | None = None
         self.leaves: dict[int, dict[int, float]] = {}
 
     # -- membership -------------------------------------------------------------------------------------------
@@ -162,12 +237,47 @@ class Overlay:
     # -- delivery ---------------------------------------------------------------------------------------------
     def latencies_from(self, source: int) -> dict[int, float]:
         """Latency of the lowest-latency path from `source` to every reachable node (cached per topology)."""
+        return self._relay_tree(source).mapping()
+
+    def _arrays(self) -> _Arrays:
+        """The relaying graph as arrays at the current topology version (rebuilt on first use after a change)."""
+        arrays = self._arrays_cache
+        if arrays is None or arrays.version != self._version:
+            arrays = self._arrays_cache = _graph_arrays(self.graph, self._version)
+        return arrays
+
+    def _relay_tree(self, source: int) -> _Tree:
+        """The lowest-latency tree from a relaying node (cached per topology version)."""
         cached = self._latency_cache.get(source)
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
-        latencies = nx.single_source_dijkstra_path_length(self.graph, source, weight="latency_s")
-        self._latency_cache[source] = (self._version, latencies)
-        return latencies
+        if cached is not None and cached.version == self._version:
+            return cached
+        arrays = self._arrays()
+        row = arrays.rows.get(source)
+        if row is None:
+            raise nx.NodeNotFound(f"Node {source} not in G")
+        tree = _tree(arrays, source, dijkstra(arrays.latencies, directed=True, indices=row), row)
+        self._latency_cache[source] = tree
+        return tree
+
+    def _leaf_tree(self, leaf: int) -> _Tree:
+        """The lowest-latency tree from a leaf (not cached: nothing invalidates it). The leaf is one more row
+        with edges to its online links only, so no path runs through it and latencies add up in the same
+        order as along a path from any node."""
+        arrays = self._arrays()
+        links = self._entry_points(leaf)
+        count = len(arrays.nodes)
+        matrix = arrays.latencies
+        entries = np.fromiter(map(arrays.rows.__getitem__, links), np.int32, len(links))
+        extended = csr_array(
+            (
+                np.concatenate([matrix.data, np.fromiter(links.values(), np.float64, len(links))]),
+                np.concatenate([matrix.indices, entries.astype(matrix.indices.dtype)]),
+                np.append(matrix.indptr, matrix.indptr[-1] + len(links)),
+            ),
+            shape=(count + 1, count + 1),
+        )
+        distances = dijkstra(extended, directed=True, indices=count)[:count]
+        return _tree(arrays, leaf, distances, -1)
 
     def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
         """Latency of the lowest-latency path plus size/bandwidth; None when unreachable or offline."""
@@ -191,7 +301,7 @@ class Overlay:
         if start == end:
             return 0.0
         cached = self._latency_cache.get(start)
-        fresh = cached is not None and cached[0] == self._version
+        fresh = cached is not None and cached.version == self._version
         source, target = (start, end) if fresh else (end, start)
         return self.latencies_from(source).get(target)
 
@@ -225,13 +335,13 @@ class Overlay:
             self._drop(message, NO_AGENT, "sender offline")
             return {}
         transfer = message.size_bytes / self.config.bandwidth_bytes_per_s
-        delays = {node: latency + transfer for node, latency in self._flood_latencies(sender).items()}
+        tree = self._relay_tree(sender) if sender in self.graph else self._leaf_tree(sender)
+        delays = dict(zip(tree.nodes.tolist(), (tree.latencies + transfer).tolist(), strict=True))
         # Flooding with duplicate suppression: the source sends to all neighbours, every other reached node
         # forwards to all neighbours but the one it first heard from; leaves receive from each of their links
-        # and forward nothing.
-        transmissions = len(self.neighbours(sender)) + sum(
-            self.graph.degree(node) - 1 for node in delays if node != sender and node in self.graph
-        )
+        # and forward nothing. (The tree is of the current version, so its rows index the current degrees.)
+        degrees = self._arrays().degrees
+        transmissions = len(self.neighbours(sender)) + int(degrees[tree.rows].sum()) - len(tree.rows)
         for leaf, links in self.leaves.items():
             if leaf == sender:
                 continue
@@ -247,27 +357,12 @@ class Overlay:
             sender,
             message_kind=message.kind,
             size_bytes=message.size_bytes,
-            reached=len(delays) - 1,
+            reached=len(delays),
             transmissions=transmissions,
         )
         for node, delay in delays.items():
-            if node != sender:
-                self._deliver_later(node, message, float(delay))
-        return {node: float(delay) for node, delay in delays.items() if node != sender}
-
-    def _flood_latencies(self, sender: int) -> dict[int, float]:
-        """Latency from `sender` to every relaying node it reaches (a leaf's flood enters through its links:
-        Dijkstra from the leaf put in place for the search only, so no cached tree goes stale)."""
-        if sender in self.graph:
-            return dict(self.latencies_from(sender))
-        links = self._entry_points(sender)
-        self.graph.add_node(sender)
-        try:
-            for other, latency in links.items():
-                self.graph.add_edge(sender, other, latency_s=latency)
-            return dict(nx.single_source_dijkstra_path_length(self.graph, sender, weight="latency_s"))
-        finally:
-            self.graph.remove_node(sender)
+            self._deliver_later(node, message, delay)
+        return delays
 
     def _stamp(self, message: Message) -> Message:
         if message.message_id >= 0:

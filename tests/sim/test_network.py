@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -148,3 +150,110 @@ def test_a_leaf_sends_and_receives_but_relays_nobody() -> None:
     )
     overlay.leave(9)
     assert not overlay.is_online(9) and overlay.send(9, Message("late", 1)) is None
+
+
+def _overlay_of(graph: nx.Graph, seed: int = 0) -> Overlay:
+    overlay = Overlay(simpy.Environment(), NetworkSection(degree=3), EventLog(None), np.random.default_rng(seed))
+    overlay.adopt(graph)
+    return overlay
+
+
+def _random_weighted_graph(rng: np.random.Generator, count: int = 200) -> nx.Graph:
+    """Sparse, with a few components (unreachable nodes) and some zero latencies."""
+    graph = nx.gnp_random_graph(count, 3.0 / count, seed=int(rng.integers(2**31 - 1)))
+    for left, right in sorted(graph.edges()):
+        graph.edges[left, right]["latency_s"] = 0.0 if rng.random() < 0.05 else float(rng.uniform(0.001, 1.0))
+    return graph
+
+
+def _assert_same_tree(latencies: dict[int, float], expected: dict[int, float], source: int) -> None:
+    assert latencies.keys() == expected.keys()
+    # Same sums in the same order along the same paths: equal to the last bit, not only close.
+    assert all(latencies[node] == expected[node] for node in expected)
+    assert all(math.isclose(latencies[node], expected[node], rel_tol=1e-12) for node in expected)
+    values = list(latencies.values())
+    assert next(iter(latencies)) == source and values[0] == 0.0 and values == sorted(values)
+
+
+def test_latencies_from_match_networkx_dijkstra_on_a_random_weighted_graph() -> None:
+    rng = np.random.default_rng(11)
+    graph = _random_weighted_graph(rng)
+    assert not nx.is_connected(graph) and any(d == 0.0 for _, _, d in graph.edges(data="latency_s"))
+    overlay = _overlay_of(graph)
+    for source in [0, 17, 99, 150, 199, *(int(node) for node in rng.choice(200, size=5, replace=False))]:
+        expected = nx.single_source_dijkstra_path_length(graph, source, weight="latency_s")
+        _assert_same_tree(overlay.latencies_from(source), expected, source)
+        assert overlay.latencies_from(source) is overlay.latencies_from(source)  # cached
+    with pytest.raises(nx.NodeNotFound):
+        overlay.latencies_from(1000)
+
+
+def test_zero_latency_edges_are_edges_and_negative_latencies_are_refused() -> None:
+    graph = nx.Graph()
+    graph.add_edge(1, 2, latency_s=0.0)
+    graph.add_edge(2, 3, latency_s=0.0)
+    graph.add_edge(1, 3, latency_s=1.0)
+    graph.add_edge(3, 4, latency_s=0.5)
+    graph.add_node(5)
+    assert _overlay_of(graph).latencies_from(1) == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.5}
+    graph.edges[3, 4]["latency_s"] = -0.5
+    with pytest.raises(ValueError, match="non-negative"):
+        _overlay_of(graph).latencies_from(1)
+
+
+def test_latency_trees_follow_joins_and_leaves_but_not_leaves_of_clients() -> None:
+    config = NetworkSection(degree=4)
+    overlay = _overlay_of(build_topology(config, list(range(100)), np.random.default_rng(5)), seed=6)
+    hub = overlay.latencies_from(0)
+    changes = [
+        lambda: overlay.join(200),
+        lambda: overlay.join(201, neighbours=1),
+        lambda: overlay.leave(17),
+        lambda: overlay.leave(201),
+        lambda: [overlay.leave(node) for node in sorted(overlay.graph.neighbors(42))],  # 42 is cut off
+        lambda: overlay.join(7, neighbours=2),  # an id below the others' comes back
+    ]
+    for change in changes:
+        overlay.join(300, relay=False)  # a client joining or leaving keeps every tree
+        assert overlay.latencies_from(0) is hub
+        overlay.leave(300)
+        assert overlay.latencies_from(0) is hub
+        change()
+        for source in (0, 7, 42, 99, 200):
+            if source in overlay.graph:
+                expected = nx.single_source_dijkstra_path_length(overlay.graph, source, weight="latency_s")
+                _assert_same_tree(overlay.latencies_from(source), expected, source)
+        assert overlay.latencies_from(0) is not hub
+        hub = overlay.latencies_from(0)
+    assert 42 not in hub and overlay.latencies_from(42) == {42: 0.0}
+
+
+def test_a_leaf_floods_as_if_it_were_put_in_the_graph_for_the_search() -> None:
+    rng = np.random.default_rng(12)
+    overlay = _overlay_of(_random_weighted_graph(rng, 150), seed=13)
+    for leaf in range(1000, 1006):
+        overlay.join(leaf, neighbours=3, relay=False)
+    overlay.leave(next(iter(overlay.leaves[1000])))  # one of the sender's links goes offline
+    for sender in (1000, 1003, 0):
+        graph = overlay.graph.copy()  # the old way: the leaf put in place, then networkx's Dijkstra
+        if sender in overlay.leaves:
+            for other, latency in overlay.leaves[sender].items():
+                if other in graph:
+                    graph.add_edge(sender, other, latency_s=latency)
+        expected = nx.single_source_dijkstra_path_length(graph, sender, weight="latency_s")
+        for leaf, links in overlay.leaves.items():
+            reached = [latency + expected[other] for other, latency in links.items() if other in expected]
+            if leaf != sender and reached:
+                expected[leaf] = min(reached)
+        degrees = sum(overlay.graph.degree(node) - 1 for node in expected if node != sender and node in overlay.graph)
+        links = sum(other in expected for leaf, ls in overlay.leaves.items() if leaf != sender for other in ls)
+        del expected[sender]
+        delays = overlay.broadcast(Message("flood", sender, size_bytes=0))
+        assert delays == expected  # to the last bit
+        # Relaying nodes by latency (ties, from zero latencies, in another order than networkx's), then leaves.
+        assert list(delays.values()) == list(expected.values())
+        leaves = [leaf for leaf in overlay.leaves if leaf in expected]
+        assert leaves and list(delays)[len(delays) - len(leaves) :] == leaves
+        sent = overlay.log.to_arrow().to_pylist()[-1]
+        assert sent["reached"] == len(expected)
+        assert sent["transmissions"] == len(overlay.neighbours(sender)) + degrees + links
