@@ -277,6 +277,19 @@ class Committee:
         del self._decisions[decided.request_id]
         event.succeed((proposal, decided.view, block))
 
+    def rejection_reasons(self, round_index: int) -> dict[str, str]:
+        """Why the screening of the round's proposal left claims out, by provider name, from an honest member
+        that proposed for that round (the primary, or the one after a view change); empty if none did."""
+        for member in self.members.values():
+            screened = member.state.last_screening
+            if member.honest and screened is not None and screened[0] == round_index:
+                return {
+                    item.provider_id: item.reason.value
+                    + (f" ({item.timer_verdict.value})" if item.timer_verdict is not None else "")
+                    for item in screened[1].rejected
+                }
+        return {}
+
     def waiting_for(self) -> str:
         """Why the committee has not decided (from the first honest member's status)."""
         for member in self.members.values():

@@ -250,11 +250,11 @@ class TaskRun:
             return None
         proposal, view, block = decided.value
         accepted_names = [item.provider_id for item in proposal.claims]
+        reasons = committee.rejection_reasons(request_round)
         for name in sorted(set(model.mechanism.updates) - set(accepted_names)):  # sorted: no hash order
             provider = model.provider_by_name.get(name)
-            self._claim_rejected(
-                env.now, provider.unique_id if provider else NO_AGENT, self.task, round_index, "screening"
-            )
+            reason = f"screening: {reasons[name]}" if name in reasons else "screening"
+            self._claim_rejected(env.now, provider.unique_id if provider else NO_AGENT, self.task, round_index, reason)
         accepted = [model.mechanism.updates[name] for name in accepted_names]
         result = model.backend.commit_round([upload.update for upload in accepted])
         settlement = model.mechanism.settlement([item.signed_claim for item in proposal.claims])

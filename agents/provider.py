@@ -150,6 +150,8 @@ class DataProvider(mesa.Agent):
                 model.committee.poet_settings,
             )
             model.committee.register_provider(self.name, public_key_bytes(self._claim_key), self._timer.public_key)
+        else:  # an unsigned market still screens claims against its known providers; there are no keys to check
+            model.committee.register_provider(self.name, b"", b"")
         # A provider that never leaves needs no lifetime process: it lives by the messages it is handed.
         self.process = None if math.isinf(lifetime_s) else model.env.process(self._life(lifetime_s))
 

@@ -304,6 +304,7 @@ class PpbgCommitteeMember:
         self.reward_rule = reward_rule
         self.chain = Chain(genesis_timestamp)
         self.last_check: ProposalCheck | None = None
+        self.last_screening: tuple[int, ClaimScreening] | None = None  # (round, screening) of its last proposal
         self.replica = PbftReplica(
             member_id,
             committee,
@@ -327,6 +328,7 @@ class PpbgCommitteeMember:
             record_timers=False,
             verify_signatures=self.verification != "unsigned",
         )
+        self.last_screening = (round_input.round_index, screening)
         return build_proposal(round_input, screening, self.solve_equilibrium, self.reward_rule)
 
     def _validate(self, request_id: str, value: Any) -> bool:

@@ -273,3 +273,32 @@ def test_the_whole_ledger_is_in_the_log_while_memory_keeps_a_window() -> None:
     tampered = dataclasses.replace(blocks[5], timestamp=blocks[5].timestamp + 1.0)
     report = verify_chain([*blocks[:5], tampered, *blocks[6:]], 1, genesis.hash)
     assert not report.valid and report.first_bad_index == 5
+
+
+@pytest.mark.parametrize("verification", ["every_replica", "primary_only", "unsigned"])
+def test_every_verification_mode_accepts_and_pays_the_honest_claims(verification: str) -> None:
+    """Who checks signatures changes the cost, not the outcome: every on-time honest claim is screened in and
+    paid (an unsigned market once rejected them all as unknown providers)."""
+    overrides = {**SMALL, "run.tasks": 2, "providers.count": 10, "committee.verification": verification}
+    _, frame = run("quickstart", overrides)
+    sent = frame[frame["kind"] == "update_sent"]
+    rejected = frame[frame["kind"] == "claim_rejected"]
+    paid = frame[frame["kind"] == "reward_paid"]
+    assert len(sent) > 0 and set(sent["behaviour"]) == {"honest"}
+    if len(rejected):  # only late claims may be missing
+        assert set(rejected["reason"]) == {"late"}
+    late = set(zip(rejected["agent"], rejected["task"], rejected["round"], strict=True)) if len(rejected) else set()
+    on_time = [key for key in zip(sent["agent"], sent["task"], sent["round"], strict=True) if key not in late]
+    assert sorted(zip(paid["agent"], paid["task"], paid["round"], strict=True)) == sorted(on_time)
+
+
+def test_a_claim_left_out_by_screening_is_logged_with_the_reason() -> None:
+    model = MarketModel(load_scenario("quickstart", {**SMALL, "run.tasks": 1, "providers.count": 10}))
+    stranger = next(iter(model.online_providers.values()))
+    del model.committee.provider_keys[stranger.name]  # the committee elected for the task will not know it
+    model.run()
+    frame = events_frame(model.log.to_arrow())
+    sent = frame[(frame["kind"] == "update_sent") & (frame["agent"] == stranger.unique_id)]
+    rejected = frame[(frame["kind"] == "claim_rejected") & (frame["agent"] == stranger.unique_id)]
+    assert len(sent) > 0 and list(rejected["reason"]) == ["screening: unknown provider"] * len(sent)
+    assert not (frame[frame["kind"] == "reward_paid"]["agent"] == stranger.unique_id).any()
