@@ -393,7 +393,7 @@ def shapley_table(sizes: Sequence[int], subset_check_max: int) -> None:
             "n",
             "subset formula vs exact",
             "settle_round method (error)",
-            "strat perms",
+            "strat replicates",
             "strat rel SE",
             "strat max rel err",
             "strat s",

@@ -53,7 +53,7 @@ def main() -> None:
     stratified_sizes = [1_000] if arguments.quick else [1_000, 10_000]
     rng = np.random.default_rng(20240601)
     print(
-        f"{'method':<24}{'n':>7}{'value calls':>12}{'perms':>9}{'wall s':>10}{'rel SE':>10}"
+        f"{'method':<24}{'n':>7}{'value calls':>12}{'samples':>9}{'wall s':>10}{'rel SE':>10}"
         f"{'max err':>10}{'L2 err':>10}  conv"
     )
     for players in generic_sizes:

@@ -136,9 +136,7 @@ def _shapley(
                     True,
                     "exact-integer-sum-game",
                 )
-        return stratified_sum_game_shapley(
-            features, values_of_totals, rng, target_relative_error=target_relative_error, batch_permutations=32
-        )
+        return stratified_sum_game_shapley(features, values_of_totals, rng, target_relative_error=target_relative_error)
     return shapley_values(
         players,
         value,

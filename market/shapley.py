@@ -6,7 +6,8 @@
   antithetic reversed orders, optional truncation, and a stopping rule on the standard error.
 - `round_coalition_value`: the per-round game of SPEC A.5, v(S) = Q(w_G^r(S)) - Q(w_G^{r-1}), v(empty) = 0.
 - `stratified_sum_game_shapley`: games where v(S) = g(sum of the members' features) (e.g. total data), for
-  1,000-10,000 players: stratified over coalition sizes, vectorised, O(strata * n) per sampled permutation.
+  1,000-10,000 players: stratified over coalition sizes with Neyman allocation of the draws, vectorised,
+  O(n) value calls per draw.
 - `exact_integer_sum_game_shapley`: the exact reference for such games with integer features (a size/sum
   distribution recursion), used to check the stratified estimator.
 """
@@ -288,6 +289,67 @@ def _checked_features(features: ArrayLike) -> np.ndarray:
     return array
 
 
+MARGINAL_CHUNK_ELEMENTS = 1 << 22  # feature entries per block of sampled coalitions (bounds the memory)
+
+
+def size_band_edges(player_count: int, strata: int) -> np.ndarray:
+    """Boundaries 0 = e_0 < ... < e_B = n of the coalition-size bands [e_b, e_{b+1}).
+
+    One band per size when strata >= n. Otherwise about strata/2 boundaries spaced geometrically in k (narrow
+    bands at small sizes, where a saturating g such as a learning curve changes fastest: there the value and
+    the variance are) and strata/2 spaced uniformly (so no band of large sizes is very wide either).
+    """
+    if strata >= player_count:
+        return np.arange(player_count + 1)
+    half = max(1, strata // 2)
+    edges = np.concatenate(
+        [
+            [0, player_count],
+            np.round(np.geomspace(1, player_count, half)),
+            np.round(np.linspace(0, player_count, half + 1)),
+        ]
+    )
+    return np.unique(edges.astype(np.int64))
+
+
+def _sampled_marginals(
+    features: np.ndarray,
+    coalition_value: Callable[[np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+    sizes: np.ndarray,
+) -> np.ndarray:
+    """One unbiased sample of m_i(k) for every player i and every size k in `sizes`: shape (len(sizes), n).
+
+    Per size k, a uniformly random ordered sample of k + 1 players; T_k is the total of its first k. A player
+    not among them gets g(T_k + x_i) - g(T_k); a player among them gets g(T_{k+1}) - g(T_{k+1} - x_i) (its k
+    others are then the first k + 1 but itself, again a uniform k-subset of the others).
+    """
+    player_count = features.shape[0]
+    vector_shape = features.shape[1:]
+    rows_per_chunk = max(1, MARGINAL_CHUNK_ELEMENTS // (player_count * max(1, int(np.prod(vector_shape)))))
+    marginals = np.empty((len(sizes), player_count))
+    for first in range(0, len(sizes), rows_per_chunk):
+        chunk = sizes[first : first + rows_per_chunk]
+        inside = np.zeros((len(chunk), player_count), dtype=bool)
+        below = np.empty((len(chunk), *vector_shape))
+        at = np.empty((len(chunk), *vector_shape))
+        for row, size in enumerate(chunk):
+            ordered = rng.choice(player_count, size=int(size) + 1, replace=False)
+            inside[row, ordered[:size]] = True
+            below[row] = features[ordered[:size]].sum(axis=0)
+            at[row] = below[row] + features[ordered[size]]
+        mask = inside.reshape(inside.shape + (1,) * len(vector_shape))
+        # g(T_k) and g(T_{k+1}) are one value per draw; only the totals with or without player i vary by player
+        shifted = np.where(mask, at[:, None] - features[None], below[:, None] + features[None])
+        shifted_values = np.asarray(coalition_value(shifted), float)
+        below_values = np.asarray(coalition_value(below), float)[:, None]
+        at_values = np.asarray(coalition_value(at), float)[:, None]
+        marginals[first : first + len(chunk)] = np.where(
+            inside, at_values - shifted_values, shifted_values - below_values
+        )
+    return marginals
+
+
 def stratified_sum_game_shapley(
     features: ArrayLike,
     coalition_value: Callable[[np.ndarray], np.ndarray],
@@ -295,9 +357,11 @@ def stratified_sum_game_shapley(
     *,
     strata: int = 64,
     target_relative_error: float = 0.01,
-    min_permutations: int = 8,
-    max_permutations: int = 4096,
-    batch_permutations: int = 8,
+    pilot_draws: int = 4,
+    draws_per_band: int = 2,
+    min_replicates: int = 8,
+    max_replicates: int = 2048,
+    batch_replicates: int = 4,
 ) -> ShapleyResult:
     """Shapley values (B 10) of a game v(S) = g(sum_{j in S} x_j), stratified over coalition sizes (issue 7).
 
@@ -305,67 +369,85 @@ def stratified_sum_game_shapley(
     it maps an array of coalition totals (shape (..., d), or (...) when x is 1-D) to values of shape (...).
 
     xi_i = (1/n) sum_{k=0}^{n-1} m_i(k), m_i(k) = E[g(T + x_i) - g(T)], T the total of a uniform size-k subset
-    of the others. The sizes 0..n-1 are split into `strata` contiguous bands; per sampled uniform permutation
-    one size k is drawn uniformly in each band, and every player gets an unbiased sample of m_i(k): with
-    T_k the total of the permutation's first k players, g(T_k + x_i) - g(T_k) if i is not among them, else
-    g(T_{k+1}) - g(T_{k+1} - x_i) (the first k of the others are then the first k+1 minus i). The
-    band-weighted sum is one unbiased replicate of xi per permutation; O(strata * n) work, all in numpy.
+    of the others. The sizes are split into about `strata` bands (`size_band_edges`: geometric at small k,
+    uniform beyond), band b of weight w_b = (its sizes) / n. A draw in band b takes a size k uniformly in the
+    band and a random ordered sample of k + 1 players, and gives every player an unbiased sample of m_i(k)
+    (`_sampled_marginals`); O(n) value calls per draw, in numpy.
 
-    Error: the estimate is unbiased; its standard error (reported) is the spread of the i.i.d. per-permutation
-    replicates over sqrt(permutations), and comes only from the variation of m_i(k) within a band and of T
-    at a given k; with strata >= n the size variation is removed entirely. Floating point adds a relative
-    error of about 1e-16 * |T| / |g'(T) x_i| from forming T_{k+1} - x_i. Stops in batches once
-    max_i SE_i <= target_relative_error * mean_i |xi_i| (converged) or at max_permutations.
+    Allocation (Neyman): `pilot_draws` draws per band estimate each band's spread s_b (root mean square over
+    players of the per-player standard deviation); a replicate then makes r_b = 1 + round((D - B) w_b s_b /
+    sum w s) draws in band b, D = draws_per_band * B in all, and is sum_b w_b * (mean of its r_b draws): an
+    unbiased estimate of xi. A learning curve puts most of the value and nearly all of the spread in the first
+    few sizes, which thus get most of the draws. The pilot draws are not reused, so replicates are i.i.d.
+
+    Error: the estimate is unbiased; its standard error (reported) is the spread of the replicates (running
+    mean and variance, Welford/Chan) over sqrt(replicates). Floating point adds a relative error of about
+    1e-16 * |T| / |g'(T) x_i| from forming T_{k+1} - x_i. Stops in batches once max_i SE_i <=
+    target_relative_error * mean_i |xi_i| (converged) or at max_replicates. `samples` counts replicates and
+    `evaluations` the value calls, pilot included.
     """
     feature_array = _checked_features(features)
     player_count = feature_array.shape[0]
     for name, number, least in (
         ("strata", strata, 1),
-        ("min_permutations", min_permutations, 2),
-        ("batch_permutations", batch_permutations, 1),
+        ("pilot_draws", pilot_draws, 2),
+        ("draws_per_band", draws_per_band, 1),
+        ("min_replicates", min_replicates, 2),
+        ("batch_replicates", batch_replicates, 1),
     ):
         if number < least:
             raise MarketError(f"{name}: must be >= {least}, got {number}")
-    if max_permutations < min_permutations:
-        raise MarketError(f"max_permutations: must be >= min_permutations ({min_permutations}), got {max_permutations}")
-    bands = [band for band in np.array_split(np.arange(player_count), min(strata, player_count)) if band.size]
-    band_low = np.array([band[0] for band in bands])
-    band_high = np.array([band[-1] + 1 for band in bands])
+    if max_replicates < min_replicates:
+        raise MarketError(f"max_replicates: must be >= min_replicates ({min_replicates}), got {max_replicates}")
+    edges = size_band_edges(player_count, strata)
+    band_low, band_high = edges[:-1], edges[1:]
     band_weight = (band_high - band_low) / player_count
-    vector_shape = feature_array.shape[1:]
-    replicates: list[np.ndarray] = []
+    band_count = len(band_low)
+
+    pilot = _sampled_marginals(
+        feature_array,
+        coalition_value,
+        rng,
+        rng.integers(np.repeat(band_low, pilot_draws), np.repeat(band_high, pilot_draws)),
+    ).reshape(band_count, pilot_draws, player_count)
+    spread = np.sqrt(np.mean(np.var(pilot, axis=1, ddof=1), axis=1))
+    score = band_weight * spread
+    extra = (draws_per_band - 1) * band_count
+    allocation = np.ones(band_count, dtype=np.int64)
+    if extra > 0 and score.sum() > 0:
+        allocation += np.round(extra * score / score.sum()).astype(np.int64)
+    draw_low, draw_high = np.repeat(band_low, allocation), np.repeat(band_high, allocation)
+    draw_weight = np.repeat(band_weight / allocation, allocation)  # w_b / r_b for each of band b's draws
+
+    count = 0
+    mean = np.zeros(player_count)
+    squares = np.zeros(player_count)  # sum of squared deviations from the running mean
     converged = False
-    while len(replicates) < max_permutations:
-        for _ in range(min(batch_permutations, max_permutations - len(replicates))):
-            order = rng.permutation(player_count)
-            position = np.empty(player_count, dtype=np.int64)
-            position[order] = np.arange(player_count)
-            prefix_totals = np.zeros((player_count + 1, *vector_shape))
-            np.cumsum(feature_array[order], axis=0, out=prefix_totals[1:])
-            sizes = rng.integers(band_low, band_high)
-            outside = position[None, :] >= sizes[:, None]  # (bands, n): i not among the first k
-            mask = outside.reshape(outside.shape + (1,) * len(vector_shape))
-            base = np.where(mask, prefix_totals[sizes][:, None], prefix_totals[sizes + 1][:, None])
-            with_player = np.where(mask, base + feature_array[None], base)
-            without_player = np.where(mask, base, base - feature_array[None])
-            marginals = np.asarray(coalition_value(with_player), float) - np.asarray(
-                coalition_value(without_player), float
-            )
-            replicates.append(band_weight @ marginals)
-        if len(replicates) >= min_permutations:
-            means, standard_errors = _replicate_estimate(replicates)
-            if _relative_standard_error(means, standard_errors) <= target_relative_error:
+    while count < max_replicates:
+        batch = min(batch_replicates, max_replicates - count)
+        sizes = rng.integers(np.tile(draw_low, batch), np.tile(draw_high, batch))
+        marginals = _sampled_marginals(feature_array, coalition_value, rng, sizes)
+        replicates = np.einsum("d,rdn->rn", draw_weight, marginals.reshape(batch, len(draw_weight), player_count))
+        batch_mean = replicates.mean(axis=0)
+        delta = batch_mean - mean
+        total = count + batch
+        mean = mean + delta * batch / total
+        squares = squares + ((replicates - batch_mean) ** 2).sum(axis=0) + delta**2 * count * batch / total
+        count = total
+        if count >= min_replicates:
+            standard_errors = np.sqrt(squares / (count - 1) / count)
+            if _relative_standard_error(mean, standard_errors) <= target_relative_error:
                 converged = True
                 break
-    means, standard_errors = _replicate_estimate(replicates)
-    evaluations = 2 * len(bands) * player_count * len(replicates)
+    standard_errors = np.sqrt(squares / (count - 1) / count)
+    evaluations = (player_count + 2) * (band_count * pilot_draws + count * len(draw_weight))  # per draw: n + 2
     return ShapleyResult(
         tuple(range(player_count)),
-        means,
+        mean,
         standard_errors,
         evaluations,
         False,
-        len(replicates),
+        count,
         converged,
         "stratified-sum-game",
     )
