@@ -253,30 +253,26 @@ def test_integer_sum_game_reference_matches_enumeration(players: int) -> None:
     np.testing.assert_allclose(exact_integer_sum_game_shapley(weights, sqrt_of_total), enumerated.values, atol=1e-12)
 
 
-def test_stratified_estimator_agrees_with_the_exact_reference() -> None:
-    rng = np.random.default_rng(11)
-    weights = rng.integers(1, 10, 120)
-    exact = exact_integer_sum_game_shapley(weights, sqrt_of_total)
-    result = stratified_sum_game_shapley(weights, sqrt_of_total, rng, target_relative_error=0.005)
-    assert result.converged and result.relative_standard_error <= 0.005
-    z_scores = np.abs(result.values - exact) / result.standard_errors
-    assert np.mean(z_scores <= 3.0) >= 0.95 and np.max(z_scores) < 5.5
-
-
 def saturating(totals: np.ndarray) -> np.ndarray:
     """A learning curve that saturates within the first few players' data: the value sits at small sizes."""
     totals = np.asarray(totals, dtype=float)
     return totals / (totals + 4.0)
 
 
-def test_stratified_estimator_converges_on_a_steep_learning_curve() -> None:
-    # Uniform size bands needed thousands of permutations here: the first few sizes hold most of the value
-    # and nearly all the variance. Geometric bands with Neyman allocation converge in a few dozen replicates.
-    rng = np.random.default_rng(21)
-    weights = rng.integers(1, 11, 150)
-    exact = exact_integer_sum_game_shapley(weights, saturating)
-    result = stratified_sum_game_shapley(weights, saturating, rng, target_relative_error=0.01)
-    assert result.converged and result.samples <= 200
+# sqrt: a gentle curve. saturating: uniform size bands needed thousands of permutations there and never
+# converged, as the first few sizes hold most of the value and nearly all of the variance; geometric bands
+# with Neyman allocation converge in a few dozen replicates.
+@pytest.mark.parametrize(
+    ("curve", "players", "target", "seed"), [(sqrt_of_total, 120, 0.005, 11), (saturating, 150, 0.01, 21)]
+)
+def test_stratified_estimator_agrees_with_the_exact_reference(
+    curve: Callable[[np.ndarray], np.ndarray], players: int, target: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(1, 11, players)
+    exact = exact_integer_sum_game_shapley(weights, curve)
+    result = stratified_sum_game_shapley(weights, curve, rng, target_relative_error=target)
+    assert result.converged and result.relative_standard_error <= target and result.samples <= 200
     z_scores = np.abs(result.values - exact) / result.standard_errors
     assert np.mean(z_scores <= 3.0) >= 0.95 and np.max(z_scores) < 5.5
     assert np.max(np.abs(result.values - exact) / exact) < 0.05
