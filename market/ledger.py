@@ -130,19 +130,29 @@ class Block:
         if not math.isfinite(timestamp):
             raise LedgerError(f"timestamp: must be finite, got {timestamp}")
         txs = tuple(txs)
-        block_hash = sha256_hex(canonical_encoding(cls.content_of(height, prev_hash, timestamp, txs)))
-        return cls(height=height, prev_hash=prev_hash, timestamp=float(timestamp), txs=txs, hash=block_hash)
+        content = canonical_encoding(cls.content_of(height, prev_hash, timestamp, txs))
+        block = cls(height=height, prev_hash=prev_hash, timestamp=float(timestamp), txs=txs, hash=sha256_hex(content))
+        object.__setattr__(block, "_content_encoding", content)
+        return block
+
+    def content_encoding(self) -> bytes:
+        """The canonical encoding of the content (every field but the hash), computed once per block: every
+        committee member appends, and so re-hashes, the same immutable block. (A changed copy, such as
+        `dataclasses.replace(block, txs=...)`, is a new object and is encoded afresh.)"""
+        cached = self.__dict__.get("_content_encoding")
+        if cached is None:
+            cached = canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs))
+            object.__setattr__(self, "_content_encoding", cached)
+        return cached
 
     def computed_hash(self) -> str:
         """The hash this block's content should have (differs from `hash` if the block was altered)."""
-        content = self.content_of(self.height, self.prev_hash, self.timestamp, self.txs)
-        return sha256_hex(canonical_encoding(content))
+        return sha256_hex(self.content_encoding())
 
     def encode(self) -> bytes:
-        """The block's canonical encoding, hash included: what is stored and sent."""
-        return canonical_encoding(
-            {**self.content_of(self.height, self.prev_hash, self.timestamp, self.txs), "hash": self.hash}
-        )
+        """The block's canonical encoding, hash included: what is stored and sent. "hash" sorts before every
+        content key, so it is the content's encoding with the hash field put first."""
+        return b'{"hash":' + canonical_encoding(self.hash) + b"," + self.content_encoding()[1:]
 
     @classmethod
     def decode(cls, data: bytes) -> Block:

@@ -62,6 +62,17 @@ def test_block_hash_covers_content_and_links() -> None:
     assert blocks[1].hash == sha256_hex(canonical_encoding(content))
 
 
+def test_a_block_is_encoded_once_and_as_canonical_json_of_all_its_fields() -> None:
+    for block in build_chain().blocks:  # genesis (no transactions) included
+        plain = {**Block.content_of(block.height, block.prev_hash, block.timestamp, block.txs), "hash": block.hash}
+        assert block.encode() == canonical_encoding(plain)
+        assert block.content_encoding() is block.content_encoding()
+    block = build_chain().blocks[2]
+    altered = dataclasses.replace(block, txs=block.txs[:-1])  # a changed copy is hashed from its own content
+    assert altered.hash == block.hash and altered.computed_hash() != block.hash
+    assert Block.decode(block.encode()).computed_hash() == block.hash
+
+
 @pytest.mark.parametrize("mask", [0x01, 0x02, 0x20])
 def test_flipping_any_byte_of_any_block_is_detected_and_located(mask: int) -> None:
     encoded = [block.encode() for block in build_chain().blocks]
