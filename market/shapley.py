@@ -357,7 +357,6 @@ def stratified_sum_game_shapley(
     *,
     strata: int = 64,
     target_relative_error: float = 0.01,
-    pilot_draws: int = 4,
     draws_per_band: int = 2,
     min_replicates: int = 8,
     max_replicates: int = 2048,
@@ -374,23 +373,24 @@ def stratified_sum_game_shapley(
     band and a random ordered sample of k + 1 players, and gives every player an unbiased sample of m_i(k)
     (`_sampled_marginals`); O(n) value calls per draw, in numpy.
 
-    Allocation (Neyman): `pilot_draws` draws per band estimate each band's spread s_b (root mean square over
-    players of the per-player standard deviation); a replicate then makes r_b = 1 + round((D - B) w_b s_b /
-    sum w s) draws in band b, D = draws_per_band * B in all, and is sum_b w_b * (mean of its r_b draws): an
-    unbiased estimate of xi. A learning curve puts most of the value and nearly all of the spread in the first
-    few sizes, which thus get most of the draws. The pilot draws are not reused, so replicates are i.i.d.
+    Allocation (Neyman): the first `min_replicates` replicates make one draw per band, which also measures
+    each band's spread s_b (root mean square over players of the per-player standard deviation). If they
+    have not converged, every later replicate makes r_b = 1 + round((D - B) w_b s_b / sum w s) draws in band
+    b, D = draws_per_band * B in all. A replicate is sum_b w_b * (mean of its r_b draws): an unbiased estimate
+    of xi. A learning curve puts most of the value and nearly all of the spread in the first few sizes, which
+    thus get most of the draws; an easy game stops after the first phase.
 
     Error: the estimate is unbiased; its standard error (reported) is the spread of the replicates (running
-    mean and variance, Welford/Chan) over sqrt(replicates). Floating point adds a relative error of about
+    mean and variance, Welford/Chan) over sqrt(replicates): replicates are independent and unbiased, so this
+    holds across the change of allocation. Floating point adds a relative error of about
     1e-16 * |T| / |g'(T) x_i| from forming T_{k+1} - x_i. Stops in batches once max_i SE_i <=
     target_relative_error * mean_i |xi_i| (converged) or at max_replicates. `samples` counts replicates and
-    `evaluations` the value calls, pilot included.
+    `evaluations` the value calls.
     """
     feature_array = _checked_features(features)
     player_count = feature_array.shape[0]
     for name, number, least in (
         ("strata", strata, 1),
-        ("pilot_draws", pilot_draws, 2),
         ("draws_per_band", draws_per_band, 1),
         ("min_replicates", min_replicates, 2),
         ("batch_replicates", batch_replicates, 1),
@@ -404,43 +404,50 @@ def stratified_sum_game_shapley(
     band_weight = (band_high - band_low) / player_count
     band_count = len(band_low)
 
-    pilot = _sampled_marginals(
-        feature_array,
-        coalition_value,
-        rng,
-        rng.integers(np.repeat(band_low, pilot_draws), np.repeat(band_high, pilot_draws)),
-    ).reshape(band_count, pilot_draws, player_count)
-    spread = np.sqrt(np.mean(np.var(pilot, axis=1, ddof=1), axis=1))
-    score = band_weight * spread
-    extra = (draws_per_band - 1) * band_count
+    # Phase 1: one draw per band per replicate (every band's spread is seen); phase 2, if the first
+    # min_replicates did not converge: Neyman allocation from those spreads. Replicates of both phases are
+    # independent and unbiased, so their mean is, and their sample variance estimates the mean variance.
     allocation = np.ones(band_count, dtype=np.int64)
-    if extra > 0 and score.sum() > 0:
-        allocation += np.round(extra * score / score.sum()).astype(np.int64)
-    draw_low, draw_high = np.repeat(band_low, allocation), np.repeat(band_high, allocation)
-    draw_weight = np.repeat(band_weight / allocation, allocation)  # w_b / r_b for each of band b's draws
-
-    count = 0
+    band_sums = np.zeros((band_count, player_count))
+    band_squares = np.zeros((band_count, player_count))
+    count = draws = 0
     mean = np.zeros(player_count)
     squares = np.zeros(player_count)  # sum of squared deviations from the running mean
     converged = False
     while count < max_replicates:
-        batch = min(batch_replicates, max_replicates - count)
+        in_phase_one = count < min_replicates
+        batch = min(min_replicates - count if in_phase_one else batch_replicates, max_replicates - count)
+        draw_low, draw_high = np.repeat(band_low, allocation), np.repeat(band_high, allocation)
+        draw_weight = np.repeat(band_weight / allocation, allocation)  # w_b / r_b for each of band b's draws
         sizes = rng.integers(np.tile(draw_low, batch), np.tile(draw_high, batch))
-        marginals = _sampled_marginals(feature_array, coalition_value, rng, sizes)
-        replicates = np.einsum("d,rdn->rn", draw_weight, marginals.reshape(batch, len(draw_weight), player_count))
+        marginals = _sampled_marginals(feature_array, coalition_value, rng, sizes).reshape(
+            batch, len(draw_weight), player_count
+        )
+        draws += batch * len(draw_weight)
+        if in_phase_one:
+            band_sums += marginals.sum(axis=0)
+            band_squares += (marginals**2).sum(axis=0)
+        replicates = np.einsum("d,rdn->rn", draw_weight, marginals)
         batch_mean = replicates.mean(axis=0)
         delta = batch_mean - mean
         total = count + batch
         mean = mean + delta * batch / total
         squares = squares + ((replicates - batch_mean) ** 2).sum(axis=0) + delta**2 * count * batch / total
         count = total
-        if count >= min_replicates:
-            standard_errors = np.sqrt(squares / (count - 1) / count)
-            if _relative_standard_error(mean, standard_errors) <= target_relative_error:
-                converged = True
-                break
+        if count < min_replicates:
+            continue
+        standard_errors = np.sqrt(squares / (count - 1) / count)
+        if _relative_standard_error(mean, standard_errors) <= target_relative_error:
+            converged = True
+            break
+        if in_phase_one:
+            variance = np.maximum(band_squares / count - (band_sums / count) ** 2, 0.0) * count / (count - 1)
+            score = band_weight * np.sqrt(variance.mean(axis=1))
+            extra = (draws_per_band - 1) * band_count
+            if extra > 0 and score.sum() > 0:
+                allocation = 1 + np.round(extra * score / score.sum()).astype(np.int64)
     standard_errors = np.sqrt(squares / (count - 1) / count)
-    evaluations = (player_count + 2) * (band_count * pilot_draws + count * len(draw_weight))  # per draw: n + 2
+    evaluations = (player_count + 2) * draws  # per draw: g for each player's shifted total, g(T_k), g(T_k+1)
     return ShapleyResult(
         tuple(range(player_count)),
         mean,
