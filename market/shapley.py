@@ -9,7 +9,8 @@
   1,000-10,000 players: stratified over coalition sizes with Neyman allocation of the draws, vectorised,
   O(n) value calls per draw.
 - `exact_integer_sum_game_shapley`: the exact reference for such games with integer features (a size/sum
-  distribution recursion), used to check the stratified estimator.
+  distribution recursion), used to check the stratified estimator; `symmetric_sum_game_shapley`: exact in
+  O(n) when every feature is zero or one common value.
 """
 
 from __future__ import annotations
@@ -458,6 +459,29 @@ def stratified_sum_game_shapley(
         converged,
         "stratified-sum-game",
     )
+
+
+def symmetric_sum_game_shapley(
+    features: ArrayLike, coalition_value: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray | None:
+    """Exact (B 10) for v(S) = g(sum_{j in S} x_j) when every player's feature is either zero or one common
+    value; None otherwise. By the axioms: a zero-feature player adds nothing to any coalition (null player,
+    xi = 0), the others are interchangeable (symmetry), and the values sum to g(X) - g(0) (efficiency), so
+    each of the m others gets (g(X) - g(0)) / m. This is every round in which all contributors train the
+    same gamma, with or without free riders whose updates count for nothing. O(n).
+    """
+    feature_array = _checked_features(features)
+    active = np.any(feature_array != 0, axis=tuple(range(1, feature_array.ndim)))
+    contributors = feature_array[active]
+    values = np.zeros(feature_array.shape[0])
+    if contributors.shape[0] == 0:
+        return values
+    if np.any(contributors != contributors[0]):
+        return None
+    ends = np.stack([np.zeros_like(contributors[0]), contributors.sum(axis=0)])
+    worth = np.asarray(coalition_value(ends), float)
+    values[active] = (worth[1] - worth[0]) / contributors.shape[0]
+    return values
 
 
 def exact_integer_sum_game_shapley(

@@ -18,6 +18,7 @@ from market.shapley import (
     shapley_values,
     size_band_edges,
     stratified_sum_game_shapley,
+    symmetric_sum_game_shapley,
 )
 
 Game = Callable[[frozenset], float]
@@ -276,6 +277,23 @@ def test_stratified_estimator_agrees_with_the_exact_reference(
     z_scores = np.abs(result.values - exact) / result.standard_errors
     assert np.mean(z_scores <= 3.0) >= 0.95 and np.max(z_scores) < 5.5
     assert np.max(np.abs(result.values - exact) / exact) < 0.05
+
+
+@pytest.mark.parametrize("zeros", [0, 1, 7])
+def test_symmetric_sum_games_match_the_exact_recursion(zeros: int) -> None:
+    weights = np.array([4] * 9 + [0] * zeros)
+    values = symmetric_sum_game_shapley(weights, saturating)
+    assert values is not None
+    np.testing.assert_allclose(values, exact_integer_sum_game_shapley(weights, saturating), rtol=1e-12, atol=1e-15)
+
+
+def test_symmetric_sum_games_are_recognised_only_when_symmetric() -> None:
+    assert symmetric_sum_game_shapley(np.array([1.0, 2.0, 2.0]), saturating) is None
+    np.testing.assert_array_equal(symmetric_sum_game_shapley(np.zeros(3), saturating), np.zeros(3))
+    vectors = np.array([[1.0, 2.0], [0.0, 0.0], [1.0, 2.0]])
+    squares = lambda totals: np.sum(np.asarray(totals) ** 2, axis=-1)  # noqa: E731 - xi_i = x_i . X here
+    np.testing.assert_allclose(symmetric_sum_game_shapley(vectors, squares), vectors @ vectors.sum(axis=0))
+    assert symmetric_sum_game_shapley(np.array([[1.0, 2.0], [2.0, 1.0]]), squares) is None
 
 
 @pytest.mark.parametrize(("players", "strata"), [(1, 64), (7, 64), (7, 4), (500, 64), (10_000, 64), (10_000, 2)])
