@@ -302,3 +302,45 @@ def test_a_claim_left_out_by_screening_is_logged_with_the_reason() -> None:
     rejected = frame[(frame["kind"] == "claim_rejected") & (frame["agent"] == stranger.unique_id)]
     assert len(sent) > 0 and list(rejected["reason"]) == ["screening: unknown provider"] * len(sent)
     assert not (frame[frame["kind"] == "reward_paid"]["agent"] == stranger.unique_id).any()
+
+
+@pytest.mark.slow
+def test_byzantine_members_under_re_election_leave_one_agreed_ledger() -> None:
+    """DPoS re-elects per task, so nodes move in and out of the committee and in and out of the Byzantine
+    first places; a newly elected replica starts from the agreed head. Every round is still decided, the
+    logged blocks form one valid chain, and every honest member ends on its head."""
+    from market.ledger import Block, Chain, verify_chain
+
+    overrides = {
+        **SMALL,
+        "run.tasks": 10,
+        "providers.count": 10,
+        "faults.byzantine_committee": 2,
+        "faults.byzantine_behaviour": "silent_primary",
+        "committee.verification": "primary_only",
+    }
+    model = MarketModel(load_scenario("quickstart", overrides))
+
+    def promote_an_outsider():  # after task 4 a candidate outside the committee stakes heavily: it is elected first
+        while model.tasks_finished < 4:
+            yield model.env.timeout(1.0)
+        outsider = next(node for node in model.committee.nodes if node.name not in model.committee.members)
+        outsider.stake = 1e6
+
+    model.env.process(promote_an_outsider())
+    model.run()
+    frame = events_frame(model.log.to_arrow())
+    elected = frame[frame["kind"] == "committee_elected"].sort_values("seq")
+    compositions = [frozenset(members.split(",")) for members in elected["members"]]
+    first_places = [tuple(members.split(",")[:2]) for members in elected["members"]]
+    assert len(set(compositions)) > 1 and len(set(first_places)) > 1  # members and Byzantine nodes change
+    decided = frame[frame["kind"] == "consensus_decided"]
+    assert model.tasks_finished == 10 and len(decided) == 10 * model.scenario.learning.rounds_per_task
+    committed = frame[frame["kind"] == "block_committed"].sort_values("height")
+    blocks = [Block.decode(text.encode("ascii")) for text in committed["encoded"]]
+    assert verify_chain(blocks, first_height=1, first_prev_hash=Chain(0.0).head.hash).valid
+    # The run stops at the first honest decision of the last round; the others' commits are still in flight.
+    model.env.run(until=model.env.now + 5 * model.scenario.committee.view_change_timeout_s)
+    honest = [member for member in model.committee.members.values() if member.honest]
+    assert model.committee.ledger.head.hash == blocks[-1].hash
+    assert len(honest) == 5 and all(member.state.chain.head.hash == blocks[-1].hash for member in honest)
