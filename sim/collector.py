@@ -4,7 +4,9 @@ A market holds millions of long-lived objects (agents, their keys and streams, t
 collector rescans every one of them on each full collection, which at 10,000 providers costs about a third of a
 run's wall time although almost nothing is garbage. `collector_tuned` freezes the objects that exist when the run
 starts (they move to the permanent generation, which is never scanned), collects the young generation less
-often, and restores both settings on the way out, so code outside the run sees the collector it had.
+often, and restores both settings on the way out, so code outside the run sees the collector it had. A frozen
+object that becomes garbage during the run (an initial provider that leaves) is reclaimed when the run ends:
+memory held at the start is held until then, never more.
 """
 
 from __future__ import annotations
