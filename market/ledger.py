@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from market.errors import LedgerError
+from market.records import computed_once
 
 GENESIS_PREV_HASH = "0" * 64
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -139,11 +140,11 @@ class Block:
         """The canonical encoding of the content (every field but the hash), computed once per block: every
         committee member appends, and so re-hashes, the same immutable block. (A changed copy, such as
         `dataclasses.replace(block, txs=...)`, is a new object and is encoded afresh.)"""
-        cached = self.__dict__.get("_content_encoding")
-        if cached is None:
-            cached = canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs))
-            object.__setattr__(self, "_content_encoding", cached)
-        return cached
+        return computed_once(
+            self,
+            "_content_encoding",
+            lambda: canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs)),
+        )
 
     def computed_hash(self) -> str:
         """The hash this block's content should have (differs from `hash` if the block was altered)."""
@@ -423,11 +424,7 @@ class ProviderClaim:
 
     def digest(self) -> str:
         """SHA-256 of the canonical encoding; computed once (every replica re-checks the binding to it)."""
-        cached = self.__dict__.get("_digest")
-        if cached is None:
-            cached = sha256_hex(self.encode())
-            object.__setattr__(self, "_digest", cached)
-        return cached
+        return computed_once(self, "_digest", lambda: sha256_hex(self.encode()))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from market.errors import TimerError
 from market.ledger import canonical_encoding, public_key_bytes, verify_signature
+from market.records import computed_once
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ class WaitTimer:
         return self.request_time + self.duration
 
     def signed_bytes(self) -> bytes:
+        """The canonical encoding the enclave signs; computed once (every replica checks the same timer)."""
+        return computed_once(self, "_signed_bytes", self._encode)
+
+    def _encode(self) -> bytes:
         return canonical_encoding(
             {
                 "duration": self.duration,
@@ -105,6 +110,10 @@ class WaitCertificate:
         return self.timer.duration
 
     def signed_bytes(self) -> bytes:
+        """The canonical encoding the enclave signs; computed once (every replica checks the same certificate)."""
+        return computed_once(self, "_signed_bytes", self._encode)
+
+    def _encode(self) -> bytes:
         return canonical_encoding(
             {
                 "issue_time": self.issue_time,

@@ -19,6 +19,7 @@ from market.consensus.pbft import PbftReplica, QuorumRule
 from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
 from market.errors import ProposalError
 from market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
+from market.records import computed_once
 
 VERIFICATION_MODES = ("every_replica", "primary_only", "unsigned")
 """Who verifies claim signatures and timers: every replica (SPEC A.8), only the primary (replicas re-check the
@@ -105,11 +106,7 @@ class PpbgProposal:
     def encode(self) -> bytes:
         """The canonical encoding of `to_plain()`; computed once (the proposal is immutable, and every replica
         digests it and sizes it)."""
-        cached = self.__dict__.get("_encoding")
-        if cached is None:
-            cached = canonical_encoding(self.to_plain())
-            object.__setattr__(self, "_encoding", cached)
-        return cached
+        return computed_once(self, "_encoding", lambda: canonical_encoding(self.to_plain()))
 
     def digest(self) -> str:
         """SHA-256 of the canonical encoding: the digest PBFT votes on."""
