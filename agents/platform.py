@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 ROUND_START_BYTES = 1024
 CONSENSUS_PATIENCE_TIMEOUTS = 40  # how many view-change timeouts a round may wait for a decision
+BUDGET_TOLERANCE = 1e-9  # relative: the pool is paid out exactly, up to rounding
 
 
 class RoundMechanism:
@@ -340,6 +341,10 @@ class TaskRun:
             balance.provider_spend,
             balance.provider_allowance,
             balance.satisfied,
+            self.committee_fees,
+            self.paid,
+            self.committee_fees <= balance.committee_allowance * (1 + BUDGET_TOLERANCE)
+            and self.paid <= balance.provider_allowance * (1 + BUDGET_TOLERANCE),
         )
         return proposal.gamma_ne
 

@@ -82,6 +82,7 @@ BUDGET_COLUMNS = {
     "committee_budget_use": "float64",
     "round_cap_use": "float64",
     "balanced": "boolean",
+    "within_budget": "boolean",
 }
 CONSENSUS_COLUMNS = {
     "task": "int64",
@@ -295,8 +296,10 @@ def budget_use(source: EventSource) -> pd.DataFrame:
     From `task_configured` (B, sigma, r_max, committee cost per round) and the task's `round_finished` events:
     provider budget B (1 - sigma), committee budget B sigma, rounds r, pool = sum of the rounds' Pi_r, paid = sum of
     the rewards paid; pool_use = paid / pool, provider_budget_use = paid / (B (1 - sigma)), committee_budget_use =
-    r * sum_k C_com(n_k) / (B sigma) (B 15a), round_cap_use = r / r_max; `balanced` is False if any
-    `budget_check` of the task failed (NA without checks).
+    r * sum_k C_com(n_k) / (B sigma) (B 15a), round_cap_use = r / r_max. From the task's `budget_check`s (NA
+    without them): `balanced` is False if SPEC A.6's B 15a or B 15b failed in any round (B 15b compares the
+    providers' claimed costs with B (1 - sigma), so it fails when those costs exceed the budget, as IR does);
+    `within_budget` is False if the money paid (committee fees, rewards) ever exceeded its share.
     """
     frame = events_of(source, ["task_configured", "round_finished", "budget_check"])
     configured = _of_kind(
@@ -321,12 +324,12 @@ def budget_use(source: EventSource) -> pd.DataFrame:
     )
     cap = table["round_cap"].astype(float)
     table["round_cap_use"] = table["rounds"] / cap.where(cap > 0)
-    checks = _of_kind(frame, "budget_check", ["task", "balanced"])
-    if checks.empty:
-        table["balanced"] = pd.NA
-    else:
-        balanced = checks.astype({"balanced": bool}).groupby("task")["balanced"].all()
-        table["balanced"] = table["task"].map(balanced)
+    for flag in ("balanced", "within_budget"):
+        checks = _of_kind(frame, "budget_check", ["task", flag])
+        if checks.empty:
+            table[flag] = pd.NA
+        else:
+            table[flag] = table["task"].map(checks.astype({flag: bool}).groupby("task")[flag].all())
     return _typed(table.sort_values("task"), BUDGET_COLUMNS)
 
 

@@ -409,7 +409,8 @@ register_kind(
 register_kind("ir_violation", "individual rationality failed for a provider (B 14)", task=int, round=int, amount=float)
 register_kind(
     "budget_check",
-    "budget balance of a task so far (B 15a, B 15b)",
+    "budget balance of a task so far: SPEC A.6's B 15a/B 15b on committee costs and the providers' claimed "
+    "costs (balanced), and the money paid so far against the same shares (within_budget)",
     task=int,
     round=int,
     committee_spent=float,
@@ -417,6 +418,9 @@ register_kind(
     provider_spent=float,
     provider_budget=float,
     balanced=bool,
+    fees_paid=float,
+    rewards_paid=float,
+    within_budget=bool,
 )
 register_kind("task_rejected", "the committee refused a task (e.g. an infeasible budget, B 11)", task=int, reason=str)
 register_kind(

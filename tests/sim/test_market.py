@@ -91,6 +91,16 @@ def _check_budget_balance(frame: pd.DataFrame, tolerance: float = 1e-7) -> None:
         assert row["refunded"] >= -tolerance
     violations = frame[frame["kind"] == "ir_violation"]
     assert (violations["agent"] >= 0).all() and (violations["amount"] > 0).all()
+    # The log's own check of the money, round by round: fees and rewards so far within their shares.
+    checks = frame[frame["kind"] == "budget_check"]
+    assert len(checks) == len(rounds) and checks["within_budget"].astype(bool).all()
+    cumulative = per_round.reindex(declared.index, fill_value=0.0).groupby(level="task").cumsum()
+    paid_so_far = checks.set_index(["task", "round"])["rewards_paid"]
+    forfeited = frame[frame["kind"] == "reward_forfeited"].groupby(["task", "round"])["reward"].sum()
+    forfeited_so_far = forfeited.reindex(declared.index, fill_value=0.0).groupby(level="task").cumsum()
+    pdt.assert_series_equal(
+        paid_so_far, cumulative - forfeited_so_far, check_names=False, check_index_type=False, rtol=1e-9, atol=1e-9
+    )
 
 
 @pytest.mark.slow
