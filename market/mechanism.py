@@ -115,19 +115,22 @@ def _shapley(
     target_relative_error: float,
     max_evaluations: int,
 ) -> ShapleyResult:
-    """Exact for small rounds. When v depends only on the members' total (the surrogate, which exposes
-    `contributions` and the vectorised `values_of_totals`): exact by symmetry when every contribution is zero
-    or one common value, exact by the integer-weight recursion while that is cheap, else stratified over
-    coalition sizes. Permutation sampling otherwise (B 10)."""
+    """Shapley values (B 10) of a round. When v depends only on the members' total (the surrogate, which
+    exposes `contributions` and the vectorised `values_of_totals`): exact by symmetry when every contribution
+    is zero or one common value, at any size; above `exact_max` players, exact by the integer-weight recursion
+    while that is cheap, else stratified over coalition sizes. Otherwise the subset formula up to `exact_max`
+    players and permutation sampling above."""
     contributions = getattr(value, "contributions", None)
     values_of_totals = getattr(value, "values_of_totals", None)
-    if len(players) > exact_max and contributions is not None and values_of_totals is not None:
+    sum_game = bool(players) and contributions is not None and values_of_totals is not None
+    if sum_game:  # any size: O(n) instead of 2^n value calls when every contribution is 0 or one common value
         features = np.array([contributions[player] for player in players], dtype=float)
         symmetric = symmetric_sum_game_shapley(features, values_of_totals)
         if symmetric is not None:
             return ShapleyResult(
                 tuple(players), symmetric, np.zeros(len(players)), 2, True, 0, True, "symmetric-sum-game"
             )
+    if sum_game and len(players) > exact_max:
         whole = np.round(features)
         if np.all(whole == features) and np.all(whole >= 0):
             work = len(np.unique(whole)) * len(players) ** 2 * max(1.0, float(whole.sum()))

@@ -87,18 +87,20 @@ def test_sum_games_with_integer_contributions_are_exact_beyond_exact_max() -> No
     assert settlement.shapley.value_of(0) == pytest.approx(settlement.shapley.value_of(4), rel=1e-12)
 
 
-def test_rounds_where_everyone_trains_the_same_gamma_are_exact_by_symmetry() -> None:
-    # 40 honest providers with 3 iterations each and 10 free riders whose updates count for nothing.
-    contributions = {player: (3.0 if player < 40 else 0.0) for player in range(50)}
+@pytest.mark.parametrize(("honest", "riders"), [(40, 10), (5, 2)])  # above and below exact_max players
+def test_rounds_where_everyone_trains_the_same_gamma_are_exact_by_symmetry(honest: int, riders: int) -> None:
+    # Honest providers with 3 iterations each and free riders whose updates count for nothing.
+    count = honest + riders
+    contributions = {player: (3.0 if player < honest else 0.0) for player in range(count)}
     game = _SumGame(contributions, np.log1p)
     players = list(contributions)
     settlement = settle_round(
-        players, game, pool=10.0, local_iterations=[3] * 50, unit_costs=[0.01] * 50, rng=np.random.default_rng(0)
+        players, game, pool=10.0, local_iterations=[3] * count, unit_costs=[0.01] * count, rng=np.random.default_rng(0)
     )
     assert settlement.shapley.exact and settlement.shapley.method == "symmetric-sum-game"
     reference = exact_integer_sum_game_shapley(np.array([int(contributions[p]) for p in players]), np.log1p)
     np.testing.assert_allclose(settlement.shapley.values, reference, rtol=1e-12, atol=1e-15)
-    assert settlement.shapley.values[40:].tolist() == [0.0] * 10
+    assert settlement.shapley.values[honest:].tolist() == [0.0] * riders
 
 
 def test_large_rounds_use_the_stratified_estimator_and_pay_the_pool() -> None:
