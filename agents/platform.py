@@ -21,7 +21,7 @@ from agents.committee import RoundTraffic, aggregate_digest
 from agents.messages import NO_AGENT, Message
 from agents.provider import DataProvider, RoundAnnouncement, UpdateUpload
 from agents.strategies.base import PreviousOutcome
-from market.budget import check_budget_balance
+from market.budget import check_budget_balance, paid_within_budget
 from market.consensus.ppbg import RoundInput
 from market.errors import InfeasibleBudgetError
 from market.ledger import SignedClaim
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 ROUND_START_BYTES = 1024
 CONSENSUS_PATIENCE_TIMEOUTS = 40  # how many view-change timeouts a round may wait for a decision
-BUDGET_TOLERANCE = 1e-9  # relative: the pool is paid out exactly, up to rounding
 
 
 class RoundMechanism:
@@ -343,8 +342,7 @@ class TaskRun:
             balance.satisfied,
             self.committee_fees,
             self.paid,
-            self.committee_fees <= balance.committee_allowance * (1 + BUDGET_TOLERANCE)
-            and self.paid <= balance.provider_allowance * (1 + BUDGET_TOLERANCE),
+            paid_within_budget(self.committee_fees, self.paid, terms.budget, terms.fee_ratio),
         )
         return proposal.gamma_ne
 

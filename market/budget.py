@@ -201,3 +201,16 @@ def check_budget_balance(
         provider_spend=rounds * float(np.sum(iterations * costs)),
         provider_allowance=budget * (1.0 - sigma),
     )
+
+
+PAID_RELATIVE_TOLERANCE = 1e-9  # the pool is paid out exactly (B 13), up to floating-point rounding
+
+
+def paid_within_budget(fees_paid: float, rewards_paid: float, total_budget: float, fee_ratio: float) -> bool:
+    """The money side of budget balance, SPEC A.5/A.6: committee fees paid so far <= B * sigma and rewards
+    paid so far <= B * (1 - sigma), up to a relative rounding tolerance. (B 15 itself, `check_budget_balance`,
+    compares the costs instead.)"""
+    budget = _checked_budget(total_budget)
+    sigma = _checked_fee_ratio(fee_ratio)
+    slack = 1.0 + PAID_RELATIVE_TOLERANCE
+    return fees_paid <= budget * sigma * slack and rewards_paid <= budget * (1.0 - sigma) * slack

@@ -14,6 +14,7 @@ from market.budget import (
     check_individual_rationality,
     local_iteration_cap,
     max_aggregation_rounds,
+    paid_within_budget,
     round_reward_pool,
     shapley_rewards,
 )
@@ -124,3 +125,11 @@ def test_caps_keep_the_budget_balanced(
     report = check_budget_balance(rounds, committee, caps, costs, budget, fee_ratio)
     assert report.committee_excess <= 1e-9 * budget
     assert report.provider_excess <= 1e-9 * budget
+
+
+def test_paid_within_budget_by_hand() -> None:
+    # B = 1000, sigma = 0.2: fees up to 200, rewards up to 800 (a pool paid out exactly may round past it).
+    assert paid_within_budget(200.0, 800.0, 1000.0, 0.2)
+    assert paid_within_budget(200.0, 800.0 * (1 + 1e-12), 1000.0, 0.2)
+    assert not paid_within_budget(200.0, 800.1, 1000.0, 0.2)
+    assert not paid_within_budget(200.1, 0.0, 1000.0, 0.2)
