@@ -408,18 +408,16 @@ def stratified_sum_game_shapley(
     # Phase 1: one draw per band per replicate (every band's spread is seen); phase 2, if the first
     # min_replicates did not converge: Neyman allocation from those spreads. Replicates of both phases are
     # independent and unbiased, so their mean is, and their sample variance estimates the mean variance.
-    allocation = np.ones(band_count, dtype=np.int64)
     band_sums = np.zeros((band_count, player_count))
     band_squares = np.zeros((band_count, player_count))
     count = draws = 0
     mean = np.zeros(player_count)
     squares = np.zeros(player_count)  # sum of squared deviations from the running mean
     converged = False
+    draw_low, draw_high, draw_weight = band_low, band_high, band_weight  # one draw per band, weight w_b
     while count < max_replicates:
         in_phase_one = count < min_replicates
         batch = min(min_replicates - count if in_phase_one else batch_replicates, max_replicates - count)
-        draw_low, draw_high = np.repeat(band_low, allocation), np.repeat(band_high, allocation)
-        draw_weight = np.repeat(band_weight / allocation, allocation)  # w_b / r_b for each of band b's draws
         sizes = rng.integers(np.tile(draw_low, batch), np.tile(draw_high, batch))
         marginals = _sampled_marginals(feature_array, coalition_value, rng, sizes).reshape(
             batch, len(draw_weight), player_count
@@ -447,6 +445,8 @@ def stratified_sum_game_shapley(
             extra = (draws_per_band - 1) * band_count
             if extra > 0 and score.sum() > 0:
                 allocation = 1 + np.round(extra * score / score.sum()).astype(np.int64)
+                draw_low, draw_high = np.repeat(band_low, allocation), np.repeat(band_high, allocation)
+                draw_weight = np.repeat(band_weight / allocation, allocation)  # w_b / r_b for band b's draws
     standard_errors = np.sqrt(squares / (count - 1) / count)
     evaluations = (player_count + 2) * draws  # per draw: g for each player's shifted total, g(T_k), g(T_k+1)
     return ShapleyResult(
