@@ -146,17 +146,21 @@ def test_participation_by_strategy() -> None:
     assert table.loc["TFT", "participation_rate"] == pytest.approx(0.5)
 
 
+# B = 1000, sigma = 0.2, r_max = 4, Pi = 200 per round, committee cost 9.8 per round.
+TASK_0_CONFIGURED = {
+    "kind": "task_configured",
+    "task": 0,
+    "budget": 1000.0,
+    "fee_ratio": 0.2,
+    "round_cap": 4,
+    "pool_per_round": 200.0,
+    "committee_cost": 9.8,
+}
+
+
 def test_budget_use_by_hand() -> None:
     frame = events(
-        {
-            "kind": "task_configured",
-            "task": 0,
-            "budget": 1000.0,
-            "fee_ratio": 0.2,
-            "round_cap": 4,
-            "pool_per_round": 200.0,
-            "committee_cost": 9.8,
-        },
+        TASK_0_CONFIGURED,
         {"kind": "round_finished", "task": 0, "round": 0, "pool": 200.0, "paid": 200.0},
         {"kind": "budget_check", "task": 0, "round": 0, "balanced": True},
         {"kind": "round_finished", "task": 0, "round": 1, "pool": 200.0, "paid": 150.0},
@@ -226,15 +230,7 @@ def test_shapley_fairness_per_round_and_overall() -> None:
 
 def test_round_welfare_rewards_gini_and_consensus() -> None:
     frame = events(
-        {
-            "kind": "task_configured",
-            "task": 0,
-            "budget": 1000.0,
-            "fee_ratio": 0.2,
-            "round_cap": 4,
-            "pool_per_round": 200.0,
-            "committee_cost": 9.8,
-        },
+        TASK_0_CONFIGURED,
         {"kind": "update_sent", "task": 0, "round": 0, "agent": 1, "behaviour": "honest"},
         {"kind": "update_sent", "task": 0, "round": 0, "agent": 2, "behaviour": "plain"},
         _reward(0, 0, 1, 10.0, 1.0, unit_cost=2.0, iterations=1),
