@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import mesa
 import simpy
 
-from agents.messages import NO_AGENT, Message
-from market.consensus.dpos import Committee as ElectedCommittee
-from market.consensus.dpos import DposElection
-from market.consensus.pbft import (
+from flmarket.agents.messages import NO_AGENT, Message
+from flmarket.market.consensus.dpos import Committee as ElectedCommittee
+from flmarket.market.consensus.dpos import DposElection
+from flmarket.market.consensus.pbft import (
     Broadcast,
     ByzantineReplica,
     CancelTimer,
@@ -32,12 +32,12 @@ from market.consensus.pbft import (
     SilentReplica,
     WrongDigestVoter,
 )
-from market.consensus.poet import PoetSettings
-from market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, RoundInput
-from market.ledger import Block, Chain
+from flmarket.market.consensus.poet import PoetSettings
+from flmarket.market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, RoundInput
+from flmarket.market.ledger import Block, Chain
 
 if TYPE_CHECKING:
-    from sim.model import MarketModel
+    from flmarket.sim.model import MarketModel
 
 QUORUM_RULES = {
     "byzantine": QuorumRule.BYZANTINE,

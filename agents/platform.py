@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from agents.committee import RoundTraffic, aggregate_digest
-from agents.messages import NO_AGENT, Message
-from agents.provider import DataProvider, RoundAnnouncement, UpdateUpload
-from agents.strategies.base import PreviousOutcome
-from market.budget import check_budget_balance, paid_within_budget
-from market.consensus.ppbg import RoundInput
-from market.errors import InfeasibleBudgetError
-from market.ledger import SignedClaim
-from market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
-from market.public_goods import check_social_dilemma
+from flmarket.agents.committee import RoundTraffic, aggregate_digest
+from flmarket.agents.messages import NO_AGENT, Message
+from flmarket.agents.provider import DataProvider, RoundAnnouncement, UpdateUpload
+from flmarket.agents.strategies.base import PreviousOutcome
+from flmarket.market.budget import check_budget_balance, paid_within_budget
+from flmarket.market.consensus.ppbg import RoundInput
+from flmarket.market.errors import InfeasibleBudgetError
+from flmarket.market.ledger import SignedClaim
+from flmarket.market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
+from flmarket.market.public_goods import check_social_dilemma
 
 if TYPE_CHECKING:
-    from sim.model import MarketModel
+    from flmarket.sim.model import MarketModel
 
 ROUND_START_BYTES = 1024
 CONSENSUS_PATIENCE_TIMEOUTS = 40  # how many view-change timeouts a round may wait for a decision

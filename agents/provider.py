@@ -20,16 +20,16 @@ import mesa
 import numpy as np
 import simpy
 
-from agents.messages import Message
-from agents.strategies.base import PreviousOutcome, Strategy
-from market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
-from market.consensus.ppbg import TimestampedClaim
-from market.costs import computation_cost, privacy_cost, unit_cost
-from market.fl.backend import LocalUpdate
-from market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes, sign_claim
+from flmarket.agents.messages import Message
+from flmarket.agents.strategies.base import PreviousOutcome, Strategy
+from flmarket.market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
+from flmarket.market.consensus.ppbg import TimestampedClaim
+from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
+from flmarket.market.fl.backend import LocalUpdate
+from flmarket.market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes, sign_claim
 
 if TYPE_CHECKING:
-    from sim.model import MarketModel
+    from flmarket.sim.model import MarketModel
 
 UPDATE_HEADER_BYTES = 512
 BYTES_PER_PARAMETER = 4

@@ -10,7 +10,7 @@ import numpy as np
 import simpy
 
 if TYPE_CHECKING:
-    from sim.model import MarketModel
+    from flmarket.sim.model import MarketModel
 
 
 class DataRequester(mesa.Agent):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.load import load_events
+from flmarket.analysis.load import load_events
 
 EventSource = str | Path | pd.DataFrame
 

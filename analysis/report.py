@@ -25,16 +25,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import metrics
-from analysis.load import load_events, load_manifest
-from analysis.stability import (
+from flmarket.analysis import metrics
+from flmarket.analysis.load import load_events, load_manifest
+from flmarket.analysis.stability import (
     DEFAULT_ALPHA,
     DEFAULT_WINDOW,
     extinction_and_fixation,
     stability_summary,
     time_to_stationarity,
 )
-from analysis.sweeps import by_parameter, is_sweep_dir, load_index, sweep_summary
+from flmarket.analysis.sweeps import by_parameter, is_sweep_dir, load_index, sweep_summary
 
 REPORT_FILE = "report.html"
 FIGURE_SIZE = (8.0, 3.6)

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from market.errors import MarketError
-from market.iterated import (
+from flmarket.market.errors import MarketError
+from flmarket.market.iterated import (
     ConstantPolicy,
     MixturePolicy,
     Policy,
@@ -46,8 +46,8 @@ from market.iterated import (
     simulate,
     uniform,
 )
-from market.public_goods import PublicGoodsGame, sample_dilemma_game
-from market.zero_determinant import (
+from flmarket.market.public_goods import PublicGoodsGame, sample_dilemma_game
+from flmarket.market.zero_determinant import (
     ControlledGame,
     ZeroDeterminantDesign,
     ZeroDeterminantPolicy,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.metrics import EventSource, events_of, strategy_shares, task_outcomes
+from flmarket.analysis.metrics import EventSource, events_of, strategy_shares, task_outcomes
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_WINDOW = 10

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from analysis.load import COMMON_COLUMNS, events_frame, load_events
-from analysis.metrics import run_summary
-from analysis.stability import DEFAULT_ALPHA, DEFAULT_WINDOW, stability_summary
+from flmarket.analysis.load import COMMON_COLUMNS, events_frame, load_events
+from flmarket.analysis.metrics import run_summary
+from flmarket.analysis.stability import DEFAULT_ALPHA, DEFAULT_WINDOW, stability_summary
 
 INDEX_FILE = "sweep.json"
 CELL_COLUMNS = ("run_id", "label", "seed", "status")

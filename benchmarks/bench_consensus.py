@@ -16,9 +16,9 @@ import time
 import numpy as np
 import simpy
 
-from market.consensus.pbft import Broadcast, CancelTimer, Decided, PbftReplica, Send, SetTimer
-from market.consensus.poet import PoetSettings, TimerChecker, TrustedTimer
-from market.consensus.ppbg import (
+from flmarket.market.consensus.pbft import Broadcast, CancelTimer, Decided, PbftReplica, Send, SetTimer
+from flmarket.market.consensus.poet import PoetSettings, TimerChecker, TrustedTimer
+from flmarket.market.consensus.ppbg import (
     RoundInput,
     TimestampedClaim,
     block_for_decision,
@@ -26,7 +26,7 @@ from market.consensus.ppbg import (
     check_proposal,
     screen_claims,
 )
-from market.ledger import Chain, ProviderClaim, derive_private_key, public_key_bytes, sha256_hex, sign_claim
+from flmarket.market.ledger import Chain, ProviderClaim, derive_private_key, public_key_bytes, sha256_hex, sign_claim
 
 
 def run_pbft(replica_count: int, requests: int, seed: int) -> tuple[float, float, int]:

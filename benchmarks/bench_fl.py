@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from market.fl.backend import BackendConfig, make_backend
-from sim.calibrate import run_calibration
+from flmarket.market.fl.backend import BackendConfig, make_backend
+from flmarket.sim.calibrate import run_calibration
 
 PROVIDERS = 10
 LOCAL_ITERATIONS = 5

@@ -23,9 +23,9 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from sim.config import load_scenario
-from sim.events import EventLog, register_kind
-from sim.model import MarketModel
+from flmarket.sim.config import load_scenario
+from flmarket.sim.events import EventLog, register_kind
+from flmarket.sim.model import MarketModel
 
 register_kind("bench_tick", "a benchmark wake-up", process=int, delay=float)
 

@@ -49,18 +49,18 @@ import psutil  # noqa: E402
 import simpy  # noqa: E402
 from bench_kernel import bare_loop, best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from agents.requester import DataRequester  # noqa: E402
-from market.fl.backend import BackendConfig  # noqa: E402
-from market.fl.surrogate import SurrogateBackend, SurrogateCoalitionValue  # noqa: E402
-from market.mechanism import settle_round  # noqa: E402
-from market.shapley import (  # noqa: E402
+from flmarket.agents.requester import DataRequester  # noqa: E402
+from flmarket.market.fl.backend import BackendConfig  # noqa: E402
+from flmarket.market.fl.surrogate import SurrogateBackend, SurrogateCoalitionValue  # noqa: E402
+from flmarket.market.mechanism import settle_round  # noqa: E402
+from flmarket.market.shapley import (  # noqa: E402
     exact_integer_sum_game_shapley,
     shapley_values,
     stratified_sum_game_shapley,
 )
-from sim.config import Scenario, load_scenario  # noqa: E402
-from sim.events import EventLog  # noqa: E402
-from sim.model import MarketModel  # noqa: E402
+from flmarket.sim.config import Scenario, load_scenario  # noqa: E402
+from flmarket.sim.events import EventLog  # noqa: E402
+from flmarket.sim.model import MarketModel  # noqa: E402
 
 BARE_PROCESSES = 1000
 NEGLIGIBLE_RATE_PER_S = 1e-9  # the scenario's Poisson requester process never fires within a run

@@ -17,7 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from market.shapley import (  # noqa: E402
+from flmarket.market.shapley import (  # noqa: E402
     ShapleyResult,
     exact_integer_sum_game_shapley,
     shapley_values,

@@ -19,9 +19,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from market.iterated import ConstantPolicy, public_goods_finite_game, simulate, uniform  # noqa: E402
-from market.public_goods import sample_dilemma_game  # noqa: E402
-from market.zero_determinant import ControlledGame, ZeroDeterminantPolicy, design_mmzda  # noqa: E402
+from flmarket.market.iterated import ConstantPolicy, public_goods_finite_game, simulate, uniform  # noqa: E402
+from flmarket.market.public_goods import sample_dilemma_game  # noqa: E402
+from flmarket.market.zero_determinant import ControlledGame, ZeroDeterminantPolicy, design_mmzda  # noqa: E402
 
 
 def median_seconds(action: Callable[[], object], repeats: int) -> float:

@@ -13,10 +13,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 
-from market.budget import local_iteration_cap, max_aggregation_rounds
-from market.costs import CostParameters, privacy_cost, unit_cost
-from market.errors import MarketError
-from market.validation import checked_array
+from flmarket.market.budget import local_iteration_cap, max_aggregation_rounds
+from flmarket.market.costs import CostParameters, privacy_cost, unit_cost
+from flmarket.market.errors import MarketError
+from flmarket.market.validation import checked_array
 
 CumulativeDistribution = Callable[[float], float]
 

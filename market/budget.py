@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.errors import InfeasibleBudgetError, MarketError
-from market.validation import FloatOrArray, checked_array, scalar_if_0d
+from flmarket.market.errors import InfeasibleBudgetError, MarketError
+from flmarket.market.validation import FloatOrArray, checked_array, scalar_if_0d
 
 
 def _checked_fee_ratio(fee_ratio: float) -> float:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.errors import MarketError
-from market.validation import FloatOrArray, checked_array, checked_values, scalar_if_0d
+from flmarket.market.errors import MarketError
+from flmarket.market.validation import FloatOrArray, checked_array, checked_values, scalar_if_0d
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 
 def fermi_probability(own_payoff: float, neighbour_payoff: float, selection_intensity: float) -> float:

@@ -26,8 +26,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import scipy.linalg
 
-from market.errors import MarketError
-from market.public_goods import PublicGoodsGame
+from flmarket.market.errors import MarketError
+from flmarket.market.public_goods import PublicGoodsGame
 
 PayoffFunction = Callable[[np.ndarray], np.ndarray]
 MemoryOneStrategy = np.ndarray | Callable[[int], Sequence[float]]

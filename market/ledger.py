@@ -24,8 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from market.errors import LedgerError
-from market.records import computed_once
+from flmarket.market.errors import LedgerError
+from flmarket.market.records import computed_once
 
 GENESIS_PREV_HASH = "0" * 64
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")

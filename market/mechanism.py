@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.bayesian import welfare_saddle_point
-from market.budget import (
+from flmarket.market.bayesian import welfare_saddle_point
+from flmarket.market.budget import (
     RationalityReport,
     check_individual_rationality,
     max_aggregation_rounds,
     round_reward_pool,
     shapley_rewards,
 )
-from market.shapley import (
+from flmarket.market.shapley import (
     ShapleyResult,
     exact_integer_sum_game_shapley,
     shapley_values,

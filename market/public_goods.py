@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market.errors import SocialDilemmaError
+from flmarket.market.errors import SocialDilemmaError
 
 DEFAULT_THETA0 = 9.82
 DEFAULT_LOCAL_ITERATIONS = 5

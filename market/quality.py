@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.errors import LateUpdateError, MarketError
-from market.validation import FloatOrArray, checked_values, scalar_if_0d
+from flmarket.market.errors import LateUpdateError, MarketError
+from flmarket.market.validation import FloatOrArray, checked_values, scalar_if_0d
 
 FRESHNESS_OFFSET_S = 10.0
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 CoalitionValue = Callable[[frozenset], float]
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 FloatOrArray = float | np.ndarray
 

@@ -21,9 +21,9 @@ from typing import Literal
 
 import numpy as np
 
-from market.errors import InfeasibleTargetError, MarketError
-from market.iterated import FiniteGame, MemorylessStart, check_distributions, uniform
-from market.public_goods import PublicGoodsGame, all_outcomes
+from flmarket.market.errors import InfeasibleTargetError, MarketError
+from flmarket.market.iterated import FiniteGame, MemorylessStart, check_distributions, uniform
+from flmarket.market.public_goods import PublicGoodsGame, all_outcomes
 
 Mode = Literal["exact", "paper"]
 Form = Literal["single", "pair"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from market.fl.backend import BackendConfig, make_backend
-from market.fl.calibrate import LossCurve, PrecisionFit, fit_precision_function, measure_loss_curve
+from flmarket.market.fl.backend import BackendConfig, make_backend
+from flmarket.market.fl.calibrate import LossCurve, PrecisionFit, fit_precision_function, measure_loss_curve
 
 
 @dataclass(frozen=True)

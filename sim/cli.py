@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from market.errors import MarketError
-from sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario
+from flmarket.market.errors import MarketError
+from flmarket.sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario
 
 DEFAULT_SCENARIO = "quickstart"
 
@@ -47,7 +47,7 @@ def _parse_value(raw: str) -> object:
 
 
 def _summary(scenario: Scenario, result: object, console: Console) -> None:
-    from sim.runner import RunResult
+    from flmarket.sim.runner import RunResult
 
     assert isinstance(result, RunResult)
     table = Table(title=f"flmarket run: {scenario.run.name} (seed {scenario.run.seed})", show_header=False)
@@ -67,7 +67,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sim.runner import run_scenario
+    from flmarket.sim.runner import run_scenario
 
     scenario = load_scenario(args.scenario, _overrides(args))
     result = run_scenario(scenario, output_dir=Path(args.out) if args.out else None, show_progress=not args.quiet)
@@ -99,8 +99,8 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    import sim.model  # noqa: F401 - registers the kinds declared beside the model
-    from sim.events import describe_kinds
+    import flmarket.sim.model  # noqa: F401 - registers the kinds declared beside the model
+    from flmarket.sim.events import describe_kinds
 
     table = Table(title="event kinds (columns time, seq, kind, agent + the fields below)")
     table.add_column("kind", style="bold")
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate a scenario and write its event log",
         description="Simulate a scenario (a TOML file or a bundled name; default: the quick-start) and write "
         "runs/<run_id>/ with manifest.json and events/part-*.parquet. Read the events back with "
-        "analysis.load_events(run_dir).",
+        "flmarket.analysis.load_events(run_dir).",
     )
     run.add_argument(
         "scenario",
@@ -177,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list:
     """The `register` functions of the subcommands that live beside their code."""
     registers = []
-    for module_name in ("analysis.reproduce", "sim.calibrate", "sim.sweep", "analysis.report"):
+    for module_name in (
+        "flmarket.analysis.reproduce",
+        "flmarket.sim.calibrate",
+        "flmarket.sim.sweep",
+        "flmarket.analysis.report",
+    ):
         module = __import__(module_name, fromlist=["register"])
         registers.append(module.register)
     return registers

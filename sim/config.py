@@ -462,7 +462,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
 
 def bundled_scenarios() -> dict[str, Path]:
     """Names and paths of the scenarios shipped inside the package."""
-    folder = resources.files("sim") / "scenarios"
+    folder = resources.files("flmarket.sim") / "scenarios"
     found = {}
     for entry in folder.iterdir():
         if entry.name.endswith(".toml"):

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agents.messages import NO_AGENT
+from flmarket.agents.messages import NO_AGENT
 
 COMMON_COLUMNS = ("time", "seq", "kind", "agent")
 

@@ -17,23 +17,23 @@ import mesa
 import numpy as np
 import simpy
 
-from agents.committee import Committee, CommitteeNode
-from agents.platform import RoundMechanism, TaskRun
-from agents.provider import DataProvider, ProviderType, RoundAnnouncement, UpdateUpload
-from agents.requester import DataRequester
-from agents.strategies import Alliance, BNEFollower, MMZDAMember, make_strategy
-from agents.strategies.base import PreviousOutcome, Strategy
-from market.bayesian import participation_equilibrium
-from market.costs import computation_cost, privacy_cost, unit_cost
-from market.evolution import alliances_by_rule, revise_strategy
-from market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
-from market.mechanism import TaskTerms
-from market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
-from sim.collector import collector_tuned
-from sim.config import Scenario
-from sim.events import NO_AGENT, EventLog, register_kind
-from sim.network import Message, Overlay, build_topology
-from sim.randomness import RandomStreams
+from flmarket.agents.committee import Committee, CommitteeNode
+from flmarket.agents.platform import RoundMechanism, TaskRun
+from flmarket.agents.provider import DataProvider, ProviderType, RoundAnnouncement, UpdateUpload
+from flmarket.agents.requester import DataRequester
+from flmarket.agents.strategies import Alliance, BNEFollower, MMZDAMember, make_strategy
+from flmarket.agents.strategies.base import PreviousOutcome, Strategy
+from flmarket.market.bayesian import participation_equilibrium
+from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
+from flmarket.market.evolution import alliances_by_rule, revise_strategy
+from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
+from flmarket.market.mechanism import TaskTerms
+from flmarket.market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
+from flmarket.sim.collector import collector_tuned
+from flmarket.sim.config import Scenario
+from flmarket.sim.events import NO_AGENT, EventLog, register_kind
+from flmarket.sim.network import Message, Overlay, build_topology
+from flmarket.sim.randomness import RandomStreams
 
 TASK_ANNOUNCEMENT_BYTES = 512
 PRIOR_SAMPLES = 2000

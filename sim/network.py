@@ -25,9 +25,9 @@ import simpy
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
-from agents.messages import NO_AGENT, Message
-from sim.config import NetworkSection
-from sim.events import EventLog
+from flmarket.agents.messages import NO_AGENT, Message
+from flmarket.sim.config import NetworkSection
+from flmarket.sim.events import EventLog
 
 
 @dataclass

@@ -19,9 +19,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sim.config import Scenario
-from sim.events import EventLog
-from sim.model import MarketModel
+from flmarket.sim.config import Scenario
+from flmarket.sim.events import EventLog
+from flmarket.sim.model import MarketModel
 
 VERSIONED_PACKAGES = ("flmarket", "simpy", "mesa", "numpy", "pandas", "pyarrow", "networkx", "scipy", "torch")
 

@@ -48,8 +48,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario, resolve_scenario_path
-from sim.runner import run_scenario, write_json_atomically
+from flmarket.sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario, resolve_scenario_path
+from flmarket.sim.runner import run_scenario, write_json_atomically
 
 INDEX_FILE = "sweep.json"
 CELLS_DIRECTORY = "cells"

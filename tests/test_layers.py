@@ -33,10 +33,18 @@ def _runtime_imports(path: Path) -> set[str]:
         if id(node) in skipped:
             continue
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(_layer_of(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(_layer_of(node.module))
     return found
+
+
+def _layer_of(module: str) -> str:
+    """The layer (or third-party package) a module belongs to: `flmarket.sim.model` -> `sim`."""
+    parts = module.split(".")
+    if parts[0] == "flmarket" and len(parts) > 1:
+        return parts[1]
+    return parts[0]
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))

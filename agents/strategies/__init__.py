@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.strategies.base import PreviousOutcome, Strategy
-from agents.strategies.bne import BNEFollower
-from agents.strategies.memoryone import AllCooperate, AllDefect, Mixed, Random, TitForTat
-from agents.strategies.zero_determinant import MMZD, Alliance, MMZDAMember
-from market.errors import MarketError
+from flmarket.agents.strategies.base import PreviousOutcome, Strategy
+from flmarket.agents.strategies.bne import BNEFollower
+from flmarket.agents.strategies.memoryone import AllCooperate, AllDefect, Mixed, Random, TitForTat
+from flmarket.agents.strategies.zero_determinant import MMZD, Alliance, MMZDAMember
+from flmarket.market.errors import MarketError
 
 REGISTRY: dict[str, type[Strategy]] = {
     kind.name: kind for kind in (AllCooperate, AllDefect, Random, TitForTat, Mixed, MMZD, MMZDAMember, BNEFollower)

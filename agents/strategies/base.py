@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from market.errors import MarketError
-from market.iterated import check_distributions, point_mass, uniform
-from market.public_goods import PublicGoodsGame
+from flmarket.market.errors import MarketError
+from flmarket.market.iterated import check_distributions, point_mass, uniform
+from flmarket.market.public_goods import PublicGoodsGame
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.strategies.base import PreviousOutcome, Strategy
-from market.iterated import point_mass
+from flmarket.agents.strategies.base import PreviousOutcome, Strategy
+from flmarket.market.iterated import point_mass
 
 
 class BNEFollower(Strategy):

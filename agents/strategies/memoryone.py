@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.strategies.base import PreviousOutcome, Strategy, sample_action
-from market.iterated import TitForTatRule, point_mass, uniform
-from market.public_goods import PublicGoodsGame
+from flmarket.agents.strategies.base import PreviousOutcome, Strategy, sample_action
+from flmarket.market.iterated import TitForTatRule, point_mass, uniform
+from flmarket.market.public_goods import PublicGoodsGame
 
 
 class AllCooperate(Strategy):

@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from agents.strategies.base import PreviousOutcome, Strategy, sample_action
-from market.errors import InfeasibleTargetError, MarketError
-from market.public_goods import PublicGoodsGame
-from market.zero_determinant import (
+from flmarket.agents.strategies.base import PreviousOutcome, Strategy, sample_action
+from flmarket.market.errors import InfeasibleTargetError, MarketError
+from flmarket.market.public_goods import PublicGoodsGame
+from flmarket.market.zero_determinant import (
     DEFAULT_PHI_SCALE,
     ZeroDeterminantDesign,
     design_mmzda,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from market.errors import ElectionError
+from flmarket.market.errors import ElectionError
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from market.errors import PbftError
-from market.ledger import canonical_encoding, digest_of, sha256_hex
+from flmarket.market.errors import PbftError
+from flmarket.market.ledger import canonical_encoding, digest_of, sha256_hex
 
 VIEW_CHANGE_TIMER = "view-change"
 NULL_DIGEST = sha256_hex(b"pbft-null-request")

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from market.errors import TimerError
-from market.ledger import canonical_encoding, public_key_bytes, verify_signature
-from market.records import computed_once
+from flmarket.market.errors import TimerError
+from flmarket.market.ledger import canonical_encoding, public_key_bytes, verify_signature
+from flmarket.market.records import computed_once
 
 
 @dataclass(frozen=True)

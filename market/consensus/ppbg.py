@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from market.consensus.pbft import PbftReplica, QuorumRule
-from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
-from market.errors import ProposalError
-from market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
-from market.records import computed_once
+from flmarket.market.consensus.pbft import PbftReplica, QuorumRule
+from flmarket.market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
+from flmarket.market.errors import ProposalError
+from flmarket.market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
+from flmarket.market.records import computed_once
 
 VERIFICATION_MODES = ("every_replica", "primary_only", "unsigned")
 """Who verifies claim signatures and timers: every replica (SPEC A.8), only the primary (replicas re-check the

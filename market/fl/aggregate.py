@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 GOMPERTZ_STEEPNESS = 5.0
 

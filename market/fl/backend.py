@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 BACKEND_NAMES = ("surrogate", "torch")
 BEHAVIOURS = ("honest", "plain", "disguised", "stale")
@@ -190,9 +190,9 @@ def disguised_sigma(config: BackendConfig, round_index: int) -> float:
 def make_backend(config: BackendConfig) -> LearningBackend:
     """The backend named by `config.name` (surrogate or torch)."""
     if config.name == "surrogate":
-        from market.fl.surrogate import SurrogateBackend
+        from flmarket.market.fl.surrogate import SurrogateBackend
 
         return SurrogateBackend(config)
-    from market.fl.torch_backend import TorchBackend
+    from flmarket.market.fl.torch_backend import TorchBackend
 
     return TorchBackend(config)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
-from market.errors import MarketError
-from market.fl.backend import LearningBackend, RoundResult
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.backend import LearningBackend, RoundResult
 
 
 @dataclass(frozen=True)

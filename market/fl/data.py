@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from market.errors import DatasetNotFoundError, MarketError, PartitionError
+from flmarket.market.errors import DatasetNotFoundError, MarketError, PartitionError
 
 DATASET_NAMES = ("digits", "mnist", "cifar10")
 PARTITION_KINDS = ("iid", "dirichlet", "quantity")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 MODEL_NAMES = ("mlp", "cnn")
 

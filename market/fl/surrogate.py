@@ -15,15 +15,15 @@ from types import MappingProxyType
 
 import numpy as np
 
-from market.errors import MarketError
-from market.fl.backend import (
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.backend import (
     BackendConfig,
     LocalUpdate,
     RoundResult,
     check_upload_request,
     disguised_sigma,
 )
-from market.quality import QualityParameters, model_quality
+from flmarket.market.quality import QualityParameters, model_quality
 
 _EXPECTED_ABS_GAUSSIAN = math.sqrt(2.0 / math.pi)
 

@@ -14,21 +14,21 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from market.errors import MarketError
-from market.fl.aggregate import FedAdpState, fedadp, fedasync_mix, fedavg
-from market.fl.backend import (
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.aggregate import FedAdpState, fedadp, fedasync_mix, fedavg
+from flmarket.market.fl.backend import (
     BackendConfig,
     LocalUpdate,
     RoundResult,
     check_upload_request,
     disguised_sigma,
 )
-from market.fl.data import load_dataset, partition
-from market.fl.evaluate import Evaluation, evaluate
-from market.fl.models import build_model, torch_generator
-from market.fl.train import PrivacyLedger, SGDSettings, privatise, train_local
-from market.fl.value import CoalitionValue
-from market.quality import QualityParameters, model_quality
+from flmarket.market.fl.data import load_dataset, partition
+from flmarket.market.fl.evaluate import Evaluation, evaluate
+from flmarket.market.fl.models import build_model, torch_generator
+from flmarket.market.fl.train import PrivacyLedger, SGDSettings, privatise, train_local
+from flmarket.market.fl.value import CoalitionValue
+from flmarket.market.quality import QualityParameters, model_quality
 
 
 def vector_digest(vector: np.ndarray) -> str:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from market.errors import MarketError
+from flmarket.market.errors import MarketError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from market import quality
-from market.errors import MarketError
+from flmarket.market import quality
+from flmarket.market.errors import MarketError
 
 
 def model_quality(loss: float, hidden_layers: int, output_units: int, freshness: float = 1.0) -> float:

@@ -7,13 +7,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from agents.strategies import REGISTRY, Alliance, PreviousOutcome, Strategy, make_strategy
-from agents.strategies.base import sample_action
-from agents.strategies.memoryone import Mixed, TitForTat
-from agents.strategies.zero_determinant import MMZD, MMZDAMember
-from market.errors import MarketError
-from market.public_goods import PublicGoodsGame, sample_dilemma_game
-from market.zero_determinant import ControlledGame, InfeasibleTargetError, largest_enforceable_welfare
+from flmarket.agents.strategies import REGISTRY, Alliance, PreviousOutcome, Strategy, make_strategy
+from flmarket.agents.strategies.base import sample_action
+from flmarket.agents.strategies.memoryone import Mixed, TitForTat
+from flmarket.agents.strategies.zero_determinant import MMZD, MMZDAMember
+from flmarket.market.errors import MarketError
+from flmarket.market.public_goods import PublicGoodsGame, sample_dilemma_game
+from flmarket.market.zero_determinant import ControlledGame, InfeasibleTargetError, largest_enforceable_welfare
 
 GAME = sample_dilemma_game(np.random.default_rng(0), 4, 3)
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analysis import metrics
-from analysis.load import load_events
-from sim.config import load_scenario
-from sim.runner import run_scenario
+from flmarket.analysis import metrics
+from flmarket.analysis.load import load_events
+from flmarket.sim.config import load_scenario
+from flmarket.sim.runner import run_scenario
 
 
 def events(*rows: dict) -> pd.DataFrame:

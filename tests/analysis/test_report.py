@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.report import register, write_report
-from sim.config import load_scenario
-from sim.runner import run_scenario
-from sim.sweep import parse_grid, run_sweep
+from flmarket.analysis.report import register, write_report
+from flmarket.sim.config import load_scenario
+from flmarket.sim.runner import run_scenario
+from flmarket.sim.sweep import parse_grid, run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URI = "data:image/png;base64,"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.reproduce import EXPERIMENTS, ReproductionSettings, register, run_experiment
-from market.errors import MarketError
+from flmarket.analysis.reproduce import EXPERIMENTS, ReproductionSettings, register, run_experiment
+from flmarket.market.errors import MarketError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from analysis.stability import (
+from flmarket.analysis.stability import (
     extinction_and_fixation,
     stability_summary,
     time_to_stationarity,

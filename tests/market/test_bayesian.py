@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy import stats
 
-from market.bayesian import (
+from flmarket.market.bayesian import (
     EquilibriumKind,
     budget_slack,
     cost_cutoff,
@@ -22,8 +22,8 @@ from market.bayesian import (
     welfare,
     welfare_saddle_point,
 )
-from market.budget import max_aggregation_rounds, round_reward_pool
-from market.errors import MarketError
+from flmarket.market.budget import max_aggregation_rounds, round_reward_pool
+from flmarket.market.errors import MarketError
 
 
 def test_welfare_by_hand() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from market.budget import (
+from flmarket.market.budget import (
     check_budget_balance,
     check_individual_rationality,
     local_iteration_cap,
@@ -18,7 +18,7 @@ from market.budget import (
     round_reward_pool,
     shapley_rewards,
 )
-from market.errors import InfeasibleBudgetError, MarketError
+from flmarket.market.errors import InfeasibleBudgetError, MarketError
 
 TABLE3_COMMITTEE = [1.4] * 7  # SPEC A.5 default: C_com(n_k) = 1.4 per node and round, T = 7
 

@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.costs import (
+from flmarket.market.costs import (
     CostParameters,
     computation_cost,
     privacy_cost,
     privacy_cost_of_update,
     unit_cost,
 )
-from market.errors import MarketError
-from market.validation import checked_array
+from flmarket.market.errors import MarketError
+from flmarket.market.validation import checked_array
 
 
 def test_table3_computation_cost_is_2882_point_4() -> None:

@@ -8,8 +8,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from market.errors import MarketError
-from market.evolution import alliances_by_rule, fermi_probability, revise_strategy, strategy_shares
+from flmarket.market.errors import MarketError
+from flmarket.market.evolution import alliances_by_rule, fermi_probability, revise_strategy, strategy_shares
 
 
 def test_fermi_probability_by_hand() -> None:

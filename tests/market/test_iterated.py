@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import MarketError
-from market.iterated import (
+from flmarket.market.errors import MarketError
+from flmarket.market.iterated import (
     ConstantPolicy,
     FiniteGame,
     MatrixPolicy,
@@ -29,7 +29,7 @@ from market.iterated import (
     strategy_matrix,
     uniform,
 )
-from market.public_goods import all_outcomes, sample_dilemma_game
+from flmarket.market.public_goods import all_outcomes, sample_dilemma_game
 
 
 def random_strategy(rng: np.random.Generator, game: FiniteGame, player: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.ledger import (
+from flmarket.market.ledger import (
     GENESIS_PREV_HASH,
     Block,
     Chain,

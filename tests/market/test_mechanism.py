@@ -8,9 +8,9 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from market.errors import InfeasibleBudgetError
-from market.mechanism import configure_task, equilibrium_iterations, leave_one_out_values, settle_round
-from market.shapley import exact_integer_sum_game_shapley
+from flmarket.market.errors import InfeasibleBudgetError
+from flmarket.market.mechanism import configure_task, equilibrium_iterations, leave_one_out_values, settle_round
+from flmarket.market.shapley import exact_integer_sum_game_shapley
 
 
 def test_task_terms_by_hand() -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import SocialDilemmaError
-from market.public_goods import (
+from flmarket.market.errors import SocialDilemmaError
+from flmarket.market.public_goods import (
     PublicGoodsGame,
     all_outcomes,
     best_unilateral_gain,

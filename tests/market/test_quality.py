@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.errors import MarketError
-from market.quality import (
+from flmarket.market.errors import MarketError
+from flmarket.market.quality import (
     LateUpdateError,
     QualityParameters,
     freshness,

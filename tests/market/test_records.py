@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from market.records import computed_once
+from flmarket.market.records import computed_once
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import MarketError
-from market.shapley import (
+from flmarket.market.errors import MarketError
+from flmarket.market.shapley import (
     exact_integer_sum_game_shapley,
     round_coalition_value,
     shapley_values,

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import market.errors
-from market.errors import MarketError
-from market.validation import checked_array, checked_values, scalar_if_0d
+import flmarket.market.errors
+from flmarket.market.errors import MarketError
+from flmarket.market.validation import checked_array, checked_values, scalar_if_0d
 
 
 def test_checked_array_names_the_field_the_value_and_the_range() -> None:
@@ -62,24 +62,24 @@ def test_scalar_if_0d_returns_scalars_for_scalars_only() -> None:
 @pytest.mark.parametrize(
     ("module_name", "error_name"),
     [
-        ("market.quality", "LateUpdateError"),
-        ("market.zero_determinant", "InfeasibleTargetError"),
-        ("market.ledger", "LedgerError"),
-        ("market.consensus.poet", "TimerError"),
-        ("market.consensus.dpos", "ElectionError"),
-        ("market.consensus.pbft", "PbftError"),
-        ("market.consensus.ppbg", "ProposalError"),
-        ("market.fl.data", "DatasetNotFoundError"),
-        ("market.fl.data", "PartitionError"),
+        ("flmarket.market.quality", "LateUpdateError"),
+        ("flmarket.market.zero_determinant", "InfeasibleTargetError"),
+        ("flmarket.market.ledger", "LedgerError"),
+        ("flmarket.market.consensus.poet", "TimerError"),
+        ("flmarket.market.consensus.dpos", "ElectionError"),
+        ("flmarket.market.consensus.pbft", "PbftError"),
+        ("flmarket.market.consensus.ppbg", "ProposalError"),
+        ("flmarket.market.fl.data", "DatasetNotFoundError"),
+        ("flmarket.market.fl.data", "PartitionError"),
     ],
 )
 def test_errors_live_in_market_errors_and_stay_importable_from_their_modules(module_name: str, error_name: str) -> None:
-    error = getattr(market.errors, error_name)
+    error = getattr(flmarket.market.errors, error_name)
     assert issubclass(error, MarketError) and issubclass(error, ValueError)
     assert getattr(importlib.import_module(module_name), error_name) is error
 
 
 def test_checked_array_stays_importable_from_costs() -> None:
-    from market.costs import checked_array as from_costs
+    from flmarket.market.costs import checked_array as from_costs
 
     assert from_costs is checked_array

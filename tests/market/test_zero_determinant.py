@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import MarketError
-from market.iterated import (
+from flmarket.market.errors import MarketError
+from flmarket.market.iterated import (
     ConstantPolicy,
     FiniteGame,
     MatrixPolicy,
@@ -22,8 +22,8 @@ from market.iterated import (
     stationary_welfare,
     uniform,
 )
-from market.public_goods import PublicGoodsGame, sample_dilemma_game
-from market.zero_determinant import (
+from flmarket.market.public_goods import PublicGoodsGame, sample_dilemma_game
+from flmarket.market.zero_determinant import (
     ControlledGame,
     InfeasibleTargetError,
     WelfareExtremes,

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from analysis import load_events, load_manifest
-from sim.cli import main
+from flmarket.analysis import load_events, load_manifest
+from flmarket.sim.cli import main
 
 
 @pytest.mark.slow
@@ -96,13 +96,13 @@ def test_validate_and_scenarios(capsys) -> None:
 
 def test_console_script_help_explains() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "run", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "flmarket.sim.cli", "run", "--help"], capture_output=True, text=True, check=True
     )
     assert "--seed" in result.stdout and "bundled" in result.stdout
 
 
 def test_manifest_is_valid_json_even_for_failed_runs(tmp_path, monkeypatch) -> None:
-    from sim import model as model_module
+    from flmarket.sim import model as model_module
 
     def explode(self, progress=None):
         raise RuntimeError("boom")

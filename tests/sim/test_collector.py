@@ -7,9 +7,9 @@ import gc
 
 import pytest
 
-from sim.collector import collector_tuned
-from sim.config import load_scenario
-from sim.model import MarketModel
+from flmarket.sim.collector import collector_tuned
+from flmarket.sim.config import load_scenario
+from flmarket.sim.model import MarketModel
 
 
 def test_inside_the_block_existing_objects_are_frozen_and_young_collections_are_rarer() -> None:
@@ -58,7 +58,7 @@ def test_a_run_restores_the_collector_and_gives_the_same_result(monkeypatch: pyt
     tuned.run()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
     assert seen and all(count > 0 for count in seen)  # tasks ran with the model's objects frozen
-    monkeypatch.setattr("sim.model.collector_tuned", contextlib.nullcontext)
+    monkeypatch.setattr("flmarket.sim.model.collector_tuned", contextlib.nullcontext)
     plain = MarketModel(scenario)
     plain.run()
     assert (tuned.env.now, tuned.tasks_finished) == (plain.env.now, plain.tasks_finished)

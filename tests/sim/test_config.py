@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.config import ScenarioError, apply_overrides, bundled_scenarios, load_scenario, parse_scenario
+from flmarket.sim.config import ScenarioError, apply_overrides, bundled_scenarios, load_scenario, parse_scenario
 
 MINIMAL = {"run": {"tasks": 3}}
 

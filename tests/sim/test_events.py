@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.load import events_frame
-from sim.events import EventLog, register_kind
+from flmarket.analysis.load import events_frame
+from flmarket.sim.events import EventLog, register_kind
 
 register_kind("test_tick", "a test record", task=int, value=float, label=str, flag=bool)
 register_kind("test_other", "another test record", task=int)

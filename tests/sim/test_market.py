@@ -12,9 +12,9 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from analysis.load import events_frame
-from sim.config import bundled_scenarios, load_scenario
-from sim.model import MarketModel
+from flmarket.analysis.load import events_frame
+from flmarket.sim.config import bundled_scenarios, load_scenario
+from flmarket.sim.model import MarketModel
 
 SMALL = {"run.tasks": 4, "providers.arrival_rate_per_s": 0.0, "providers.mean_lifetime_s": math.inf}
 
@@ -270,7 +270,7 @@ def test_torch_backend_runs_the_market_end_to_end_on_digits() -> None:
 
 
 def test_the_whole_ledger_is_in_the_log_while_memory_keeps_a_window() -> None:
-    from market.ledger import Block, Chain, verify_chain
+    from flmarket.market.ledger import Block, Chain, verify_chain
 
     model, frame = run("quickstart", {**SMALL, "committee.ledger_blocks_in_memory": 4})
     committed = frame[frame["kind"] == "block_committed"].sort_values("height")
@@ -319,7 +319,7 @@ def test_byzantine_members_under_re_election_leave_one_agreed_ledger() -> None:
     """DPoS re-elects per task, so nodes move in and out of the committee and in and out of the Byzantine
     first places; a newly elected replica starts from the agreed head. Every round is still decided, the
     logged blocks form one valid chain, and every honest member ends on its head."""
-    from market.ledger import Block, Chain, verify_chain
+    from flmarket.market.ledger import Block, Chain, verify_chain
 
     overrides = {
         **SMALL,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas.testing as pdt
 import pytest
 
-from agents.provider import DataProvider
-from analysis.load import events_frame
-from sim.config import load_scenario
-from sim.model import MarketModel
-from sim.randomness import RandomStreams
+from flmarket.agents.provider import DataProvider
+from flmarket.analysis.load import events_frame
+from flmarket.sim.config import load_scenario
+from flmarket.sim.model import MarketModel
+from flmarket.sim.randomness import RandomStreams
 
 
 def _events(scenario):
@@ -128,7 +128,18 @@ def test_runs_are_byte_identical_across_processes_with_different_hash_seeds(tmp_
     for hash_seed in ("1", "2"):
         out = tmp_path / hash_seed
         subprocess.run(
-            [sys.executable, "-m", "sim.cli", "run", "free-riders", "--tasks", "3", "--quiet", "--out", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "flmarket.sim.cli",
+                "run",
+                "free-riders",
+                "--tasks",
+                "3",
+                "--quiet",
+                "--out",
+                str(out),
+            ],
             check=True,
             capture_output=True,
             env={**os.environ, "PYTHONHASHSEED": hash_seed},

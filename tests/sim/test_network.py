@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.config import NetworkSection
-from sim.events import EventLog
-from sim.network import Message, Overlay, build_topology
+from flmarket.sim.config import NetworkSection
+from flmarket.sim.events import EventLog
+from flmarket.sim.network import Message, Overlay, build_topology
 
 
 def _line_overlay(bandwidth: float = 1000.0) -> tuple[simpy.Environment, Overlay, EventLog]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import sim.sweep as sweep_module
-from analysis.sweeps import by_parameter, cells_frame, load_sweep, sweep_summary
-from sim.sweep import GridError, load_grid, parse_grid, plan, register, run_id_for, run_sweep
+import flmarket.sim.sweep as sweep_module
+from flmarket.analysis.sweeps import by_parameter, cells_frame, load_sweep, sweep_summary
+from flmarket.sim.sweep import GridError, load_grid, parse_grid, plan, register, run_id_for, run_sweep
 
 SMALL = {"run.tasks": 4, "providers.count": 6}
 MIXES = {
@@ -251,7 +251,7 @@ def test_load_sweep_puts_every_run_in_one_frame_with_its_parameters(tmp_path) ->
     assert len(frame) == 4 * 3  # 4 runs x 3 tasks
     assert set(zip(frame["providers.count"], frame["seed"], strict=True)) == {(6, 1), (6, 2), (8, 1), (8, 2)}
     # every run's rows are that run's events, in seq order
-    from analysis.load import load_events
+    from flmarket.analysis.load import load_events
 
     cells = cells_frame(sweep_dir)
     for _, cell in cells.iterrows():
@@ -313,7 +313,7 @@ def test_two_dask_workers_give_byte_identical_parts_to_one(tmp_path) -> None:
             [
                 sys.executable,
                 "-m",
-                "sim.cli",
+                "flmarket.sim.cli",
                 "sweep",
                 str(grid),
                 "--workers",

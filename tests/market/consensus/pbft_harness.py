@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from market.consensus.pbft import (
+from flmarket.market.consensus.pbft import (
     Broadcast,
     CancelTimer,
     Decided,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.consensus.dpos import (
+from flmarket.market.consensus.dpos import (
     DposElection,
     ElectionError,
     elect_committee,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pbft_harness import Network
 
-from market.consensus.pbft import (
+from flmarket.market.consensus.pbft import (
     AUTHENTICATOR_BYTES,
     DIGEST_BYTES,
     HEADER_BYTES,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from market.consensus.poet import (
+from flmarket.market.consensus.poet import (
     PoetSettings,
     TimerChecker,
     TimerError,
@@ -22,7 +22,7 @@ from market.consensus.poet import (
     wait_duration,
     z_test_rejects,
 )
-from market.ledger import derive_private_key, sha256_hex
+from flmarket.market.ledger import derive_private_key, sha256_hex
 
 SETTINGS = PoetSettings()
 PAYLOAD = sha256_hex(b"block")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pbft_harness import Network
 
-from market.consensus.pbft import Decided
-from market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, TrustedTimer, WaitCertificate
-from market.consensus.ppbg import (
+from flmarket.market.consensus.pbft import Decided
+from flmarket.market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, TrustedTimer, WaitCertificate
+from flmarket.market.consensus.ppbg import (
     ClaimRejection,
     PpbgCommitteeMember,
     RoundInput,
@@ -20,7 +20,7 @@ from market.consensus.ppbg import (
     check_proposal,
     screen_claims,
 )
-from market.ledger import (
+from flmarket.market.ledger import (
     ProviderClaim,
     canonical_encoding,
     derive_private_key,

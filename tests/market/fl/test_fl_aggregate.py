@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import MarketError
-from market.fl.aggregate import (
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.aggregate import (
     FedAdpState,
     fedadp,
     fedadp_step,

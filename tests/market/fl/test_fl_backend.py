@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from market.errors import MarketError
-from market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
-from market.fl.value import model_quality
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
+from flmarket.market.fl.value import model_quality
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from market.errors import MarketError
-from market.fl.calibrate import fit_precision_function
-from sim.calibrate import register
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.calibrate import fit_precision_function
+from flmarket.sim.calibrate import register
 
 
 def test_fit_recovers_known_parameters_from_a_noisy_curve() -> None:

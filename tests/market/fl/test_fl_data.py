@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.errors import MarketError
-from market.fl.data import (
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.data import (
     DatasetNotFoundError,
     PartitionError,
     dirichlet_partition,

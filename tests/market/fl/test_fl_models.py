@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from market.errors import MarketError
-from market.fl.models import build_model, torch_generator
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.models import build_model, torch_generator
 
 
 @pytest.mark.parametrize("input_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])

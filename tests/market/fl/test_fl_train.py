@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.nn.utils import parameters_to_vector
 
-from market.errors import MarketError
-from market.fl.data import load_dataset
-from market.fl.evaluate import evaluate
-from market.fl.models import build_model, torch_generator
-from market.fl.train import (
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.data import load_dataset
+from flmarket.market.fl.evaluate import evaluate
+from flmarket.market.fl.models import build_model, torch_generator
+from flmarket.market.fl.train import (
     PrivacyLedger,
     SGDSettings,
     batch_schedule,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from market.errors import MarketError
-from market.fl.value import CoalitionValue, model_quality
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.value import CoalitionValue, model_quality
 
 
 def test_quality_by_hand_with_table_3_numbers() -> None:
