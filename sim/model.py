@@ -3,7 +3,8 @@
 The SimPy environment is the only clock (`model.time` is `env.now`). Processes: provider arrivals (Poisson) and
 lifetimes, requester arrivals (Poisson), the task runner (one FL task at a time: `agents.platform.TaskRun`,
 BGFL Algorithm 1 with PPBG-AC rounds, which is also one game round of SPEC B.3), the agents' inbox listeners,
-and a periodic sampler that drives `model.step()` and the Mesa `DataCollector`. All randomness comes from
+and a periodic sampler that drives `model.sample()` and the Mesa `DataCollector`. Mesa's `model.step()` advances
+the market by one FL task. All randomness comes from
 `RandomStreams` keyed by agent and component.
 """
 
@@ -104,6 +105,7 @@ class MarketModel(mesa.Model):
         self._emit_update = self.log.emitter("update_sent")
         self._emit_rejected = self.log.emitter("claim_rejected")
         self._emit_payoff = self.log.emitter("provider_payoff")
+        self._step_waiters: list[tuple[int, simpy.Event]] = []
 
         committee_rng = self.streams.component("committee")
         nodes = [
@@ -161,6 +163,34 @@ class MarketModel(mesa.Model):
         return float(self.env.now)
 
     def step(self) -> None:
+        """Mesa's step: advance the market by one FL task (until one more task has finished), or to the end of
+        the run if it ends first. `model.time` follows the SimPy clock; samples keep their own period."""
+        target = self.tasks_finished + 1
+        horizon = self.scenario.run.horizon_s if self.scenario.run.horizon_s is not None else math.inf
+        if self.done.triggered or self.env.now >= horizon:
+            self.running = False
+            return
+        task_done = self.env.event()
+        self._step_waiters.append((target, task_done))
+        stop = task_done | self.done
+        if math.isfinite(horizon):
+            stop = stop | self.env.timeout(horizon - self.env.now)
+        with collector_tuned():
+            self.env.run(until=stop)
+        if self.done.triggered or self.env.now >= horizon:
+            self.running = False
+
+    def _notify_step_waiters(self) -> None:
+        """Wake `step()` callers whose task count has been reached (called when a task finishes)."""
+        waiting = []
+        for target, event in self._step_waiters:
+            if self.tasks_finished >= target and not event.triggered:
+                event.succeed()
+            elif not event.triggered:
+                waiting.append((target, event))
+        self._step_waiters = waiting
+
+    def sample(self) -> None:
         """One sample of the population (driven by the periodic sampler process, not by every event)."""
         self.datacollector.collect(self)
         now = self.env.now
@@ -328,6 +358,7 @@ class MarketModel(mesa.Model):
             yield from TaskRun(self, task, requester.budget).run()
             requester.task_done.succeed()
             self.tasks_finished += 1
+            self._notify_step_waiters()
             if self._task_limit is not None and self.tasks_finished >= self._task_limit:
                 self.done.succeed()
                 return
@@ -599,7 +630,7 @@ class MarketModel(mesa.Model):
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
         interval = self.scenario.run.sample_interval_s
         while True:
-            self.step()
+            self.sample()
             yield self.env.timeout(interval)
 
     def run(self, progress: Callable[[float, int], None] | None = None) -> None:

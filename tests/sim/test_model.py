@@ -106,8 +106,27 @@ def test_time_and_datacollector_follow_the_simpy_clock() -> None:
     model.run()
     assert model.time == model.env.now
     table = model.datacollector.get_model_vars_dataframe()
-    assert len(table) == model.steps and table["time"].is_monotonic_increasing
+    samples = events_frame(model.log.to_arrow()).query("kind == 'sample'")
+    assert len(table) == len(samples) and table["time"].is_monotonic_increasing
     assert table["time"].iloc[1] - table["time"].iloc[0] == model.scenario.run.sample_interval_s
+
+
+def test_step_advances_one_task_and_stepping_gives_the_same_log_as_running() -> None:
+    """Mesa's convention: `model.step()` advances the market by one FL task; N steps log what run() logs."""
+    scenario = load_scenario("quickstart", {"run.tasks": 5})
+    stepped = MarketModel(scenario)
+    finished = []
+    for _ in range(5):
+        assert stepped.running
+        stepped.step()
+        finished.append(stepped.tasks_finished)
+    assert finished == [1, 2, 3, 4, 5]
+    assert not stepped.running and stepped.time > 0
+    stepped.step()  # past the end: nothing happens
+    assert stepped.tasks_finished == 5
+    run, frame = _events(scenario)
+    assert stepped.time == run.time
+    pdt.assert_frame_equal(events_frame(stepped.log.to_arrow()), frame)
 
 
 def test_strategy_counts_fix_the_initial_population() -> None:
