@@ -24,7 +24,8 @@ from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import scipy.linalg
+import scipy.sparse
+import scipy.sparse.csgraph
 
 from flmarket.market.errors import MarketError
 from flmarket.market.public_goods import PublicGoodsGame
@@ -205,34 +206,116 @@ def markov_matrix(
     return transition
 
 
-def stationary_distribution(
-    transition: np.ndarray, initial: np.ndarray | None = None, tolerance: float = 1e-10
-) -> np.ndarray:
-    """A stationary distribution v = v M of a Markov matrix, by linear algebra (SPEC B.3).
+def _irreducible_stationary(transition: np.ndarray) -> np.ndarray:
+    """The stationary distribution of an irreducible Markov matrix by the GTH algorithm (Grassmann, Taksar and
+    Heyman 1985; state reduction).
 
-    If the stationary distribution is unique it is the normalised null vector of (M^T - I) (scipy SVD). If
-    several recurrent classes exist, the result is the long-run (Cesaro) average reached from `initial`
-    (default uniform), computed by repeated squaring of the lazy chain (M + I) / 2 (same stationary set).
+    States are eliminated from the last: when state k goes, every path i -> k -> j becomes i -> j with
+    probability P_ik P_kj / s_k, s_k = sum_{j < k} P_kj (the off-diagonal mass of k in the reduced chain); then
+    pi_k = sum_{i < k} pi_i P_ik / s_k back up. Only additions of non-negative numbers, products and divisions:
+    no 1 - P_kk is ever formed, so each component keeps a small relative error even when some transitions are
+    1e-12 and others 1 - 1e-12 (where an eigenvector or null-space solve loses every digit). The diagonal is
+    never read. O(n^3).
     """
-    matrix = check_distributions(transition, "transition")
+    size = transition.shape[0]
+    reduced = np.array(transition, dtype=float)
+    for state in range(size - 1, 0, -1):
+        leaving = math.fsum(reduced[state, :state])
+        if not leaving > 0.0:
+            raise MarketError(
+                f"transition: state {state} of an irreducible class has no probability left to leave it after "
+                f"state reduction ({leaving!r}); entries too small for float64 underflowed"
+            )
+        reduced[:state, state] /= leaving
+        reduced[:state, :state] += np.outer(reduced[:state, state], reduced[state, :state])
+    weights = np.zeros(size)
+    weights[0] = 1.0
+    for state in range(1, size):
+        weights[state] = weights[:state] @ reduced[:state, state]
+    return weights / weights.sum()
+
+
+def closed_classes(transition: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The closed communicating classes of a Markov matrix (the strongly connected components of its graph of
+    positive entries that no positive entry leaves), each as sorted state indices; every other state is
+    transient. Decided on the exact zero pattern, so a transition of 1e-300 still connects. Ordered by their
+    smallest state."""
+    positive = scipy.sparse.csr_matrix(np.asarray(transition) > 0.0)
+    count, labels = scipy.sparse.csgraph.connected_components(positive, directed=True, connection="strong")
+    sources, targets = positive.nonzero()
+    open_classes = np.unique(labels[sources[labels[sources] != labels[targets]]])
+    closed = np.setdiff1d(np.arange(count), open_classes)
+    return tuple(sorted((np.flatnonzero(labels == label) for label in closed), key=lambda members: members[0]))
+
+
+def _absorption_masses(transition: np.ndarray, start: np.ndarray, classes: Sequence[np.ndarray]) -> np.ndarray:
+    """Probability that the chain started from `start` ends in each closed class, by eliminating the transient
+    states one at a time (the GTH step again: mass on a transient state k moves to j with P_kj / s_k, s_k its
+    off-diagonal mass among the states left, and paths i -> k -> j are rerouted). No subtraction, so exact
+    to rounding for near-deterministic chains too."""
+    size = transition.shape[0]
+    recurrent = np.zeros(size, dtype=bool)
+    for members in classes:
+        recurrent[members] = True
+    reduced = np.array(transition, dtype=float)
+    np.fill_diagonal(reduced, 0.0)
+    mass = np.array(start, dtype=float)
+    alive = np.ones(size, dtype=bool)
+    for state in np.flatnonzero(~recurrent):
+        alive[state] = False
+        row = np.where(alive, reduced[state], 0.0)
+        leaving = math.fsum(row)
+        if not leaving > 0.0:
+            raise MarketError(
+                f"transition: transient state {state} has no probability left to leave it after state reduction "
+                f"({leaving!r}); entries too small for float64 underflowed"
+            )
+        exit_distribution = row / leaving
+        mass += mass[state] * exit_distribution
+        mass[state] = 0.0
+        feeding = np.flatnonzero(alive & ~recurrent & (reduced[:, state] > 0.0))
+        reduced[feeding] += reduced[feeding, state][:, None] * exit_distribution[None, :]
+        reduced[feeding, feeding] = 0.0  # self-loops do not change where a state's mass goes next
+        reduced[:, state] = 0.0
+    return np.array([mass[members].sum() for members in classes])
+
+
+def stationary_distribution(transition: np.ndarray, initial: np.ndarray | None = None) -> np.ndarray:
+    """The long-run distribution v = v M of a Markov matrix reached from `initial` (SPEC B.3).
+
+    The chain's closed communicating classes are found on its zero pattern (`closed_classes`). Each class's own
+    stationary distribution comes from the GTH algorithm (`_irreducible_stationary`), which stays accurate
+    for near-deterministic memory-one strategies (noise 1e-12), where the null space of M^T - I does not.
+    With one closed class the stationary distribution is unique and `initial` is irrelevant. With several, the
+    result is the long-run (Cesaro) average reached from `initial` (default uniform): each class's
+    distribution weighted by the probability of ending in it (`_absorption_masses`). A periodic class gets
+    its Cesaro average too (e.g. 1/2, 1/2 on a two-cycle).
+
+    Raises MarketError for a matrix that is not square, has NaN or infinite entries, or rows that are not
+    distributions, and if float64 underflow leaves a state of the reduction with no way out.
+    """
+    values = np.asarray(transition, dtype=float)
+    if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] == 0:
+        raise MarketError(f"transition: must be a non-empty square matrix, got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise MarketError(f"transition: entries must be finite, got {int(np.sum(~np.isfinite(values)))} NaN or inf")
+    matrix = check_distributions(values, "transition")
     size = matrix.shape[0]
-    if matrix.shape != (size, size):
-        raise MarketError(f"transition: must be square, got {matrix.shape}")
-    null = scipy.linalg.null_space(matrix.T - np.eye(size), rcond=tolerance)
-    if null.shape[1] == 1:
-        vector = null[:, 0] / null[:, 0].sum()
-        if vector.min() >= -1e-9:
-            vector = np.clip(vector, 0.0, None)
-            return vector / vector.sum()
-    start = np.full(size, 1.0 / size) if initial is None else check_distributions(initial, "initial")
-    lazy = 0.5 * (matrix + np.eye(size))
-    for _ in range(80):
-        squared = lazy @ lazy
-        if np.max(np.abs(squared - lazy)) < 1e-15:
-            lazy = squared
-            break
-        lazy = squared
-    vector = start @ lazy
+    classes = closed_classes(matrix)
+    if len(classes) == 1:
+        masses = np.ones(1)
+    else:
+        if initial is None:
+            start = np.full(size, 1.0 / size)
+        else:
+            start = check_distributions(np.asarray(initial, dtype=float), "initial")
+            if start.shape != (size,):
+                raise MarketError(f"initial: must have shape ({size},), got {start.shape}")
+        masses = _absorption_masses(matrix, start, classes)
+    vector = np.zeros(size)
+    for mass, members in zip(masses, classes, strict=True):
+        if mass > 0.0:
+            vector[members] = mass * _irreducible_stationary(matrix[np.ix_(members, members)])
     return vector / vector.sum()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from flmarket.market.iterated import (
     TitForTatPolicy,
     TitForTatRule,
     check_distributions,
+    closed_classes,
     markov_matrix,
     point_mass,
     prisoners_dilemma,
@@ -145,6 +147,141 @@ def test_stationary_distribution_with_two_absorbing_states_follows_the_initial_s
     np.testing.assert_allclose(stationary_distribution(transition, np.array([0, 1.0, 0])), [0.5, 0, 0.5], atol=1e-12)
     np.testing.assert_allclose(stationary_distribution(transition, np.array([0.2, 0, 0.8])), [0.2, 0, 0.8])
     np.testing.assert_allclose(stationary_distribution(np.eye(2), np.array([0.3, 0.7])), [0.3, 0.7])
+
+
+# Classic memory-one strategies of the prisoner's dilemma: P(cooperate | CC, CD, DC, DD) from the player's view.
+CLASSIC_STRATEGIES = {
+    "ALLC": (1, 1, 1, 1),
+    "ALLD": (0, 0, 0, 0),
+    "TFT": (1, 0, 1, 0),
+    "WSLS": (1, 0, 0, 1),
+    "GRIM": (1, 0, 0, 0),
+    "GTFT": (1, Fraction(1, 3), 1, Fraction(1, 3)),
+}
+OWN_VIEW = (0, 2, 1, 3)  # player 1 sees outcome CD (player 0 cooperated, it defected) as its DC
+
+
+def noisy_strategy_matrix(cooperation: tuple, player: int, noise: float) -> np.ndarray:
+    """Each intended action is flipped with probability `noise`; both columns are formed directly, so no
+    1 - (1 - 1e-12) cancellation enters the matrix under test."""
+    cooperate = [(1 - noise) * float(p) + noise * (1 - float(p)) for p in cooperation]
+    defect = [(1 - noise) * (1 - float(p)) + noise * float(p) for p in cooperation]
+    order = range(4) if player == 0 else OWN_VIEW
+    return np.array([[cooperate[k], defect[k]] for k in order])
+
+
+def solve_exactly(matrix: list[list[Fraction]], right: list[Fraction]) -> list[Fraction]:
+    """x with matrix @ x = right, by Gauss-Jordan elimination in rationals."""
+    size = len(right)
+    rows = [list(row) + [value] for row, value in zip(matrix, right, strict=True)]
+    for column in range(size):
+        pivot = next(row for row in range(column, size) if rows[row][column] != 0)
+        rows[column], rows[pivot] = rows[pivot], rows[column]
+        for row in range(size):
+            if row != column and rows[row][column] != 0:
+                factor = rows[row][column] / rows[column][column]
+                rows[row] = [a - factor * b for a, b in zip(rows[row], rows[column], strict=True)]
+    return [rows[index][size] / rows[index][index] for index in range(size)]
+
+
+def exact_long_run_distribution(transition: list[list[Fraction]], start: list[Fraction]) -> list[Fraction]:
+    """The Abel mean (1 - a) start (I - a M)^{-1} at a = 1 - 10^-40, in rationals: equal to the Cesaro limit
+    within about 10^-40 times the chain's mixing time (10^12 steps at noise 10^-12), whatever its classes."""
+    size = len(start)
+    discount = 1 - Fraction(1, 10**40)
+    system = [[Fraction(int(i == j)) - discount * transition[j][i] for j in range(size)] for i in range(size)]
+    return solve_exactly(system, [(1 - discount) * value for value in start])
+
+
+def exact_classic_payoffs(first: tuple, second: tuple, noise: Fraction) -> list[float]:
+    """Stationary payoffs of the prisoner's dilemma from the uniform first round, in rational arithmetic."""
+    cooperate_0 = [(1 - noise) * p + noise * (1 - p) for p in first]
+    cooperate_1 = [(1 - noise) * second[OWN_VIEW[k]] + noise * (1 - second[OWN_VIEW[k]]) for k in range(4)]
+    transition = [
+        [
+            (cooperate_0[k] if target // 2 == 0 else 1 - cooperate_0[k])
+            * (cooperate_1[k] if target % 2 == 0 else 1 - cooperate_1[k])
+            for target in range(4)
+        ]
+        for k in range(4)
+    ]
+    distribution = exact_long_run_distribution(transition, [Fraction(1, 4)] * 4)
+    payoffs = [[3, 3], [0, 5], [5, 0], [1, 1]]
+    return [float(sum(distribution[k] * payoffs[k][player] for k in range(4))) for player in range(2)]
+
+
+def test_tit_for_tat_against_itself_with_tiny_noise_is_uniform_over_outcomes() -> None:
+    # The noisy TFT pair's matrix is doubly stochastic, so v is uniform: payoffs (3 + 0 + 5 + 1) / 4 = 2.25
+    # (the null-space solve returned [nan, nan] here).
+    game = prisoners_dilemma()
+    strategies = [noisy_strategy_matrix(CLASSIC_STRATEGIES["TFT"], player, 1e-12) for player in (0, 1)]
+    np.testing.assert_allclose(stationary_payoffs(game, strategies), [2.25, 2.25], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise", [Fraction(1, 10**12), Fraction(0), Fraction(1, 10**6)])
+def test_stationary_payoffs_of_all_classic_pairs_match_rational_arithmetic(noise: Fraction) -> None:
+    game = prisoners_dilemma()
+    for first, second in itertools.product(CLASSIC_STRATEGIES, repeat=2):
+        strategies = [
+            noisy_strategy_matrix(CLASSIC_STRATEGIES[name], player, float(noise))
+            for player, name in enumerate((first, second))
+        ]
+        with np.errstate(all="raise"):  # no overflow or invalid operation on the way either
+            payoffs = stationary_payoffs(game, strategies)
+        expected = exact_classic_payoffs(CLASSIC_STRATEGIES[first], CLASSIC_STRATEGIES[second], noise)
+        np.testing.assert_allclose(payoffs, expected, rtol=0, atol=1e-9, err_msg=f"{first} vs {second}")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(2, 7))
+def test_near_deterministic_irreducible_chains_match_rational_arithmetic(seed: int, size: int) -> None:
+    # A random cycle keeps the chain irreducible; other transitions are 0, about 1e-12 or of order 1.
+    rng = np.random.default_rng(seed)
+    weights = rng.choice([0.0, 1e-12, 1.0], size=(size, size)) * rng.uniform(0.5, 2.0, size=(size, size))
+    cycle = rng.permutation(size)
+    weights[cycle, np.roll(cycle, -1)] += rng.choice([1e-12, 1.0], size=size)
+    np.fill_diagonal(weights, 0.0)
+    rows = weights.sum(axis=1, keepdims=True)
+    transition = weights / np.maximum(rows, 1.0)  # off-diagonal mass < 1e-11 or <= 1; the diagonal holds the rest
+    np.fill_diagonal(transition, 0.0)
+    np.fill_diagonal(transition, 1.0 - transition.sum(axis=1))
+    exact = [[Fraction(float(entry)) for entry in row] for row in transition]
+    for index in range(size):  # the rational chain the floats stand for: each row sums to exactly 1
+        exact[index][index] = 1 - sum(exact[index][j] for j in range(size) if j != index)
+    # v (M - I) = 0 with the last equation replaced by sum v = 1
+    system = [[exact[j][i] - int(i == j) for j in range(size)] for i in range(size - 1)] + [[Fraction(1)] * size]
+    expected = solve_exactly(system, [Fraction(0)] * (size - 1) + [Fraction(1)])
+    vector = stationary_distribution(transition)
+    np.testing.assert_allclose(vector, [float(value) for value in expected], rtol=1e-9, atol=0)
+
+
+def test_closed_classes_and_long_run_mass_of_a_reducible_chain() -> None:
+    # 0 -> {1, 2} transient; {1, 2} a periodic closed class, {3} absorbing; 4 -> 3 only.
+    transition = np.array(
+        [
+            [0.2, 0.3, 0.0, 0.5, 0.0],
+            [0.0, 0.0, 1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 0.0],
+        ]
+    )
+    assert [members.tolist() for members in closed_classes(transition)] == [[1, 2], [3]]
+    # From 0: leaves to 1 with 0.3 / 0.8 and to 3 with 0.5 / 0.8; the two-cycle is averaged (Cesaro). From the
+    # uniform start the cycle gets 0.2 + 0.2 + 0.2 * 0.375 = 0.475 and state 3 the other 0.525.
+    np.testing.assert_allclose(
+        stationary_distribution(transition, np.array([1.0, 0, 0, 0, 0])), [0, 0.1875, 0.1875, 0.625, 0], atol=1e-15
+    )
+    np.testing.assert_allclose(stationary_distribution(transition), [0, 0.2375, 0.2375, 0.525, 0], atol=1e-15)
+
+
+def test_stationary_distribution_rejects_non_finite_or_non_square_input_with_the_reason() -> None:
+    with pytest.raises(MarketError, match="transition: entries must be finite, got 2 NaN or inf"):
+        stationary_distribution(np.array([[np.nan, 1.0], [0.5, np.nan]]))
+    with pytest.raises(MarketError, match=r"transition: must be a non-empty square matrix, got shape \(2, 3\)"):
+        stationary_distribution(np.full((2, 3), 1 / 3))
+    with pytest.raises(MarketError, match=r"initial: must have shape \(3,\)"):
+        stationary_distribution(np.eye(3), np.array([0.5, 0.5]))
 
 
 def test_tit_for_tat_default_ranges_and_threshold() -> None:
