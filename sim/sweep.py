@@ -40,7 +40,7 @@ import shutil
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -424,11 +424,63 @@ WORKER_START_TIMEOUT_S = 120
 WATCHDOG_INTERVAL_S = 10.0
 
 
+def watch_futures(
+    pending: set[Any],
+    wait_some: Callable[[set[Any], float], tuple[set[Any], set[Any]]],
+    has_workers: Callable[[], bool],
+    *,
+    interval_s: float = WATCHDOG_INTERVAL_S,
+    grace_s: float = WORKER_START_TIMEOUT_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Any]:
+    """Yield futures as they complete, however long each run takes; raise GridError only when workers are lost.
+
+    `wait_some(pending, interval_s)` returns (done, still pending) and must not raise when nothing finished in
+    time. Every `interval_s` without a finished future the watchdog asks `has_workers()`: a slow run never ends
+    the sweep, but a cluster that has had no worker at all for more than `grace_s` does (the nanny restarts
+    crashed workers, so a short gap is forgiven).
+    """
+    without_workers_since: float | None = None
+    while pending:
+        done, pending = wait_some(pending, interval_s)
+        yield from done
+        if done or not pending:
+            without_workers_since = None
+            continue
+        if has_workers():
+            without_workers_since = None
+        elif without_workers_since is None:
+            without_workers_since = clock()
+        elif clock() - without_workers_since > grace_s:
+            raise GridError(
+                f"workers: every dask worker was lost and none came back within {grace_s:g} s; "
+                f"{len(pending)} runs unfinished (re-run the sweep to resume, or use --workers 0)"
+            )
+
+
+def _wait_some(pending: set[Any], timeout_s: float) -> tuple[set[Any], set[Any]]:
+    """dask's `wait(FIRST_COMPLETED)` bounded by `timeout_s`, which returns (done, pending) instead of raising
+    `TimeoutError` when no run finished in time (a run may take hours) or `FuturesCancelledError`."""
+    from dask.distributed import wait
+    from distributed.client import FuturesCancelledError
+
+    try:
+        wait(list(pending), timeout=timeout_s, return_when="FIRST_COMPLETED")
+    except (TimeoutError, FuturesCancelledError):
+        pass
+    done = {future for future in pending if future.status != "pending"}
+    return done, pending - done
+
+
 def _dask_outcomes(
-    runs: Sequence[CellRun], cells_dir: Path, workers: int, scheduler: str | None
+    runs: Sequence[CellRun],
+    cells_dir: Path,
+    workers: int,
+    scheduler: str | None,
+    watchdog_interval_s: float = WATCHDOG_INTERVAL_S,
 ) -> Iterator[CellOutcome]:
     """Submit the runs to dask.distributed and yield their outcomes as they complete."""
-    from dask.distributed import Client, LocalCluster, wait
+    from dask.distributed import Client, LocalCluster
 
     if scheduler:
         cluster = None
@@ -445,33 +497,21 @@ def _dask_outcomes(
                 f"({'scheduler ' + scheduler if scheduler else f'LocalCluster of {workers}'}); "
                 "try --workers 0 to run in this process"
             ) from None
-        futures = [
+        futures = {
             client.submit(execute_cell, run, str(cells_dir), key=f"flmarket-cell-{run.run_id}", pure=False)
             for run in runs
-        ]
-        pending = set(futures)
-        without_workers_since: float | None = None
-        while pending:
-            done, pending = wait(pending, timeout=WATCHDOG_INTERVAL_S, return_when="FIRST_COMPLETED")
-            for future in done:
-                try:
-                    yield future.result()
-                except Exception as error:  # noqa: BLE001 - a worker lost mid-run: recorded, the sweep goes on
-                    run_id = str(future.key).removeprefix("flmarket-cell-")
-                    yield CellOutcome(run_id, "failed", True, f"{type(error).__name__}: {error}")
-            if done or not pending:
-                without_workers_since = None
-                continue
-            # Nothing finished for a while: if the cluster has lost every worker, say so instead of waiting forever.
-            if client.scheduler_info().get("workers"):
-                without_workers_since = None
-            elif without_workers_since is None:
-                without_workers_since = time.monotonic()
-            elif time.monotonic() - without_workers_since > WORKER_START_TIMEOUT_S:
-                raise GridError(
-                    f"workers: every dask worker was lost and none came back within {WORKER_START_TIMEOUT_S} s; "
-                    f"{len(pending)} runs unfinished (re-run the sweep to resume, or use --workers 0)"
-                )
+        }
+        for future in watch_futures(
+            futures,
+            _wait_some,
+            lambda: bool(client.scheduler_info().get("workers")),
+            interval_s=watchdog_interval_s,
+        ):
+            run_id = str(future.key).removeprefix("flmarket-cell-")
+            try:
+                yield future.result()
+            except Exception as error:  # noqa: BLE001 - a worker lost mid-run, a cancelled run: recorded, go on
+                yield CellOutcome(run_id, "failed", True, f"{type(error).__name__}: {error}")
     finally:
         client.close()
         if cluster is not None:
@@ -485,15 +525,20 @@ def run_sweep(
     scheduler: str | None = None,
     output_dir: str | Path = DEFAULT_OUTPUT_DIR,
     show_progress: bool = True,
+    watchdog_interval_s: float = WATCHDOG_INTERVAL_S,
 ) -> SweepResult:
     """Validate the grid and every cell, then run the missing cells on dask and record them in `sweep.json`.
 
     `workers` sizes the LocalCluster (processes, one thread each); `scheduler` connects to an existing cluster
     instead (its workers must see `output_dir`); `workers=0` runs the cells one after another in this process,
     without dask (for debugging). Cells already finished for the same scenario are skipped.
+    Waiting never gives up on a slow run: every `watchdog_interval_s` without a finished run the watchdog only
+    checks that the cluster still has workers (`watch_futures`).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise GridError(f"workers: must be an integer >= 0 (0 = in this process), got {workers!r}")
+    if not watchdog_interval_s > 0 or not math.isfinite(watchdog_interval_s):
+        raise GridError(f"watchdog_interval_s: must be a finite number of seconds > 0, got {watchdog_interval_s!r}")
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     runs = plan(grid)
     sweep_dir = Path(output_dir) / grid.name
@@ -511,7 +556,7 @@ def run_sweep(
     index.write()
     if pending:
         stream = (
-            _dask_outcomes(pending, cells_dir, workers, scheduler)
+            _dask_outcomes(pending, cells_dir, workers, scheduler, watchdog_interval_s)
             if workers or scheduler
             else (execute_cell(run, str(cells_dir)) for run in pending)
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,16 @@ import pytest
 
 import flmarket.sim.sweep as sweep_module
 from flmarket.analysis.sweeps import by_parameter, cells_frame, load_sweep, sweep_summary
-from flmarket.sim.sweep import GridError, load_grid, parse_grid, plan, register, run_id_for, run_sweep
+from flmarket.sim.sweep import (
+    GridError,
+    load_grid,
+    parse_grid,
+    plan,
+    register,
+    run_id_for,
+    run_sweep,
+    watch_futures,
+)
 
 SMALL = {"run.tasks": 4, "providers.count": 6}
 MIXES = {
@@ -333,3 +343,78 @@ def test_two_dask_workers_give_byte_identical_parts_to_one(tmp_path) -> None:
     assert len(index["cells"]) == 9 and {cell["status"] for cell in index["cells"].values()} == {"finished"}
     parts_two, parts_one = part_digests(two), part_digests(one)
     assert len(parts_two) >= 9 and parts_two == parts_one
+
+
+# ------------------------------------------------------------------------------------------- the watchdog
+
+
+class _Cluster:
+    """A fake cluster for `watch_futures`: each wait lets `clock` advance by the interval; a run finishes at its
+    time; workers are present except in the given [lost, back) time spans."""
+
+    def __init__(self, finish_times: dict[str, float], lost: list[tuple[float, float]] = ()) -> None:
+        self.now = 0.0
+        self.finish_times = finish_times
+        self.lost = lost
+        self.waits = 0
+
+    def wait_some(self, pending: set[str], timeout: float) -> tuple[set[str], set[str]]:
+        self.waits += 1
+        first = min(self.finish_times[name] for name in pending)
+        self.now = min(self.now + timeout, max(self.now, first))
+        done = {name for name in pending if self.finish_times[name] <= self.now}
+        return done, pending - done
+
+    def has_workers(self) -> bool:
+        return not any(start <= self.now < end for start, end in self.lost)
+
+
+def test_a_run_far_longer_than_the_watchdog_interval_is_waited_for() -> None:
+    cluster = _Cluster({"slow": 3600.0, "quick": 5.0})
+    order = list(
+        watch_futures(
+            {"slow", "quick"}, cluster.wait_some, cluster.has_workers, interval_s=1.0, clock=lambda: cluster.now
+        )
+    )
+    assert order == ["quick", "slow"]
+    assert cluster.waits >= 3600  # the watchdog woke every second for an hour and never gave up
+
+
+def test_the_watchdog_forgives_a_short_loss_of_workers_and_stops_a_long_one() -> None:
+    restarted = _Cluster({"run": 100.0}, lost=[(10.0, 40.0)])  # a nanny restart: 30 s without workers
+    assert list(
+        watch_futures(
+            {"run"},
+            restarted.wait_some,
+            restarted.has_workers,
+            interval_s=1.0,
+            grace_s=60.0,
+            clock=lambda: restarted.now,
+        )
+    ) == ["run"]
+    gone = _Cluster({"run": 1000.0, "done": 2.0}, lost=[(10.0, math.inf)])
+    seen = []
+    with pytest.raises(GridError, match=r"workers: every dask worker was lost and none came back within 60 s; 1 runs"):
+        for name in watch_futures(
+            {"run", "done"}, gone.wait_some, gone.has_workers, interval_s=1.0, grace_s=60.0, clock=lambda: gone.now
+        ):
+            seen.append(name)
+    assert seen == ["done"] and 70.0 <= gone.now < 1000.0
+
+
+@pytest.mark.slow
+def test_a_dask_sweep_of_runs_longer_than_the_watchdog_interval_finishes(tmp_path) -> None:
+    """Issue 14's blocker: `wait(timeout=...)` raised TimeoutError when no run finished within the interval."""
+    grid = parse_grid(
+        {
+            "sweep": {"name": "slow", "scenario": "quickstart", "seeds": [1], "overrides": {"run.tasks": 30}},
+            "grid": {"providers.count": [30]},
+        }
+    )
+    interval = 0.2
+    result = run_sweep(grid, workers=1, output_dir=tmp_path, show_progress=False, watchdog_interval_s=interval)
+    assert result.ok and len(result.executed) == 1
+    (cell,) = json.loads((tmp_path / "slow" / "sweep.json").read_text())["cells"].values()
+    # the precondition of this test: the run took several watchdog intervals
+    assert cell["wall_time_s"] > 3 * interval, f"the run took {cell['wall_time_s']:.2f} s; lengthen it"
+    assert cells_frame(tmp_path / "slow")["status"].tolist() == ["finished"]
