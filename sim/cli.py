@@ -1,26 +1,54 @@
 """The `flmarket` command line: run, validate and list scenarios, and the analysis subcommands.
 
-Every subcommand module exposes `register(subparsers)`; this module only assembles them. Bad input exits with
-status 2 and one line per problem naming the field, the value and the rule; nothing is written.
+Every subcommand lives in a module that exposes `register(subparsers)`; this module only assembles them, lazily.
+`COMMANDS` maps each name to its module and one line of help: `flmarket --help` prints that table without importing
+any of them, and `flmarket NAME ...` imports NAME's module alone to build its parser (scipy, matplotlib and dask are
+loaded only by the commands that use them). Bad input exits with status 2 and one line per problem naming the
+field, the value and the rule; nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from flmarket.market.errors import MarketError
-from flmarket.sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario
+    from flmarket.sim.config import Scenario
+
+
+class Command(NamedTuple):
+    """One subcommand: `module:function` that registers it (default function `register`), and its help line."""
+
+    target: str
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("flmarket.sim.cli:register_run", "simulate a scenario and write its event log"),
+    "validate": Command("flmarket.sim.cli:register_validate", "check a scenario file without running it"),
+    "scenarios": Command("flmarket.sim.cli:register_scenarios", "list the bundled scenarios"),
+    "events": Command("flmarket.sim.cli:register_events", "list the event kinds a run logs and their fields"),
+    "sweep": Command("flmarket.sim.sweep", "run a grid of scenarios x seeds on dask"),
+    "report": Command("flmarket.analysis.report", "write a self-contained HTML report of a run or a sweep"),
+    "reproduce": Command("flmarket.analysis.reproduce", "reproduce a figure of the MMZD paper (CSV + PNG)"),
+    "calibrate": Command(
+        "flmarket.sim.calibrate", "fit the surrogate's precision function to real federated training on digits"
+    ),
+}
+"""Every subcommand, in the order `flmarket --help` lists them. Add one row to add a subcommand."""
 
 DEFAULT_SCENARIO = "quickstart"
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    from flmarket.sim.config import ScenarioError
+
     overrides: dict[str, object] = {}
     if args.seed is not None:
         overrides["run.seed"] = args.seed
@@ -47,6 +75,8 @@ def _parse_value(raw: str) -> object:
 
 
 def _summary(scenario: Scenario, result: object, console: Console) -> None:
+    from rich.table import Table
+
     from flmarket.sim.runner import RunResult
 
     assert isinstance(result, RunResult)
@@ -67,6 +97,9 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from flmarket.sim.config import load_scenario
     from flmarket.sim.runner import run_scenario
 
     scenario = load_scenario(args.scenario, _overrides(args))
@@ -79,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from flmarket.sim.config import load_scenario
+
     scenario = load_scenario(args.scenario)
     print(
         f"{args.scenario}: valid ({scenario.run.name}: {scenario.providers.count} providers, "
@@ -88,6 +123,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from flmarket.sim.config import bundled_scenarios, load_scenario
+
     table = Table(title="bundled scenarios (flmarket run NAME)")
     table.add_column("name", style="bold")
     table.add_column("description")
@@ -99,6 +139,9 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     import flmarket.sim.model  # noqa: F401 - registers the kinds declared beside the model
     from flmarket.sim.events import describe_kinds
 
@@ -114,17 +157,11 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="flmarket",
-        description="Discrete-event, agent-based simulator of federated-learning data markets (BGFL + MMZD).",
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def register_run(subparsers: argparse._SubParsersAction) -> None:
+    """Add `flmarket run [SCENARIO] [--seed N] [--tasks N] [--horizon S] [--set KEY=VALUE] [--out DIR]`."""
     run = subparsers.add_parser(
         "run",
-        help="simulate a scenario and write its event log",
+        help=COMMANDS["run"].help,
         description="Simulate a scenario (a TOML file or a bundled name; default: the quick-start) and write "
         "runs/<run_id>/ with manifest.json and events/part-*.parquet. Read the events back with "
         "flmarket.analysis.load_events(run_dir).",
@@ -149,58 +186,105 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or table; print the run directory")
     run.set_defaults(func=_run)
 
+
+def register_validate(subparsers: argparse._SubParsersAction) -> None:
+    """Add `flmarket validate SCENARIO`."""
     validate = subparsers.add_parser(
         "validate",
-        help="check a scenario file without running it",
+        help=COMMANDS["validate"].help,
         description="Validate a scenario: unknown keys, wrong types and values out "
         "of range are reported with the field's dotted path.",
     )
     validate.add_argument("scenario", help="scenario file or bundled name")
     validate.set_defaults(func=_validate)
 
-    scenarios = subparsers.add_parser("scenarios", help="list the bundled scenarios")
+
+def register_scenarios(subparsers: argparse._SubParsersAction) -> None:
+    """Add `flmarket scenarios`."""
+    scenarios = subparsers.add_parser("scenarios", help=COMMANDS["scenarios"].help)
     scenarios.set_defaults(func=_scenarios)
 
+
+def register_events(subparsers: argparse._SubParsersAction) -> None:
+    """Add `flmarket events [--width N]`."""
     events = subparsers.add_parser(
         "events",
-        help="list the event kinds a run logs and their fields",
+        help=COMMANDS["events"].help,
         description="Every event kind with its typed fields: the schema of load_events(run_dir).",
     )
     events.add_argument("--width", type=int, default=None, help="table width in characters")
     events.set_defaults(func=_events)
 
-    for register in _extensions():
-        register(subparsers)
+
+def _version() -> str:
+    import flmarket
+
+    return f"flmarket {flmarket.__version__}"
+
+
+def _registrar(name: str) -> Callable[[argparse._SubParsersAction], None]:
+    """Import the module of subcommand `name` (only that one) and return its register function."""
+    module_name, _, function = COMMANDS[name].target.partition(":")
+    return getattr(importlib.import_module(module_name), function or "register")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; `command` alone gets its full parser (its module is imported), the others a stub
+    carrying their help line. Without `command`, every subcommand is built in full."""
+    parser = argparse.ArgumentParser(
+        prog="flmarket",
+        description="Discrete-event, agent-based simulator of federated-learning data markets (BGFL + MMZD). "
+        "Run `flmarket COMMAND --help` for a command's options.",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=24),
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, entry in COMMANDS.items():
+        if command is None or name == command:
+            _registrar(name)(subparsers)
+        else:
+            subparsers.add_parser(name, help=entry.help, add_help=False)
     return parser
 
 
-def _extensions() -> list:
-    """The `register` functions of the subcommands that live beside their code."""
-    registers = []
-    for module_name in (
-        "flmarket.analysis.reproduce",
-        "flmarket.sim.calibrate",
-        "flmarket.sim.sweep",
-        "flmarket.analysis.report",
-    ):
-        module = __import__(module_name, fromlist=["register"])
-        registers.append(module.register)
-    return registers
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in `argv` (the first word that is not an option), if it is a known one."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flmarket` console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(argv)
+    parser = build_parser(command if command is not None else "")
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ScenarioError, MarketError) as error:
-        for line in str(error).splitlines():
-            print(f"flmarket: error: {line}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("flmarket: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        message = _one_line(error)
+        if message is None:
+            raise
+        for line in message.splitlines():
+            print(f"flmarket: error: {line}", file=sys.stderr)
+        return 2
+
+
+def _one_line(error: Exception) -> str | None:
+    """The message of an error that is the user's input, not a bug: ScenarioError and MarketError."""
+    from flmarket.market.errors import MarketError
+    from flmarket.sim.config import ScenarioError
+
+    if isinstance(error, ScenarioError | MarketError):
+        return str(error)
+    return None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 from flmarket.analysis import load_events, load_manifest
-from flmarket.sim.cli import main
+from flmarket.sim.cli import COMMANDS, build_parser, main
 
 
 @pytest.mark.slow
@@ -113,3 +114,62 @@ def test_manifest_is_valid_json_even_for_failed_runs(tmp_path, monkeypatch) -> N
     (run_dir,) = tmp_path.iterdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["error"] == "RuntimeError: boom"
+
+
+HEAVY_MODULES = ("scipy", "matplotlib", "dask", "distributed", "pandas", "torch", "pydantic", "numpy")
+
+
+def _modules_loaded_by(argv: list[str]) -> set[str]:
+    """The modules imported by `main(argv)` in a fresh interpreter (run to completion or SystemExit)."""
+    script = (
+        "import sys\n"
+        "from flmarket.sim.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stdout.flush()\n"
+        "print('\\nMODULES', ' '.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(result.stdout.rsplit("MODULES ", 1)[1].split())
+
+
+def test_help_lists_every_command_without_importing_any_of_them() -> None:
+    loaded = _modules_loaded_by(["--help"])
+    assert not {name for name in loaded if name.split(".")[0] in HEAVY_MODULES}
+    assert not ({target.partition(":")[0] for target, _ in COMMANDS.values()} - {"flmarket.sim.cli"}) & loaded
+    result = subprocess.run(
+        [sys.executable, "-m", "flmarket.sim.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    for name, (_, help_line) in COMMANDS.items():
+        assert name in result.stdout and help_line.split()[0] in result.stdout
+
+
+def test_a_command_imports_its_own_module_only() -> None:
+    loaded = _modules_loaded_by(["validate", "quickstart"])
+    assert "flmarket.sim.config" in loaded
+    assert not {"flmarket.sim.sweep", "flmarket.analysis.report", "flmarket.analysis.reproduce"} & loaded
+    assert not {name for name in loaded if name.split(".")[0] in ("matplotlib", "dask", "distributed", "torch")}
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (subparsers,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return dict(subparsers.choices)
+
+
+def test_every_row_of_the_table_registers_the_command_it_names() -> None:
+    assert list(_subcommands(build_parser())) == list(COMMANDS)
+    for name in COMMANDS:
+        built = _subcommands(build_parser(name))
+        assert built[name].get_default("func") is not None
+        assert all(built[other].get_default("func") is None for other in COMMANDS if other != name)
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    import flmarket
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"flmarket {flmarket.__version__}"
