@@ -202,6 +202,13 @@ class Committee:
                 self.traffic.bytes += size
         return decided
 
+    def close_request(self, round_index: int) -> None:
+        """The platform closed the round (decided or stalled): every member forgets its request, and nobody
+        waits for its decision any more (SPEC A.8: a round's proposal is judged only by that round's inputs)."""
+        self._decisions.pop(PpbgCommitteeMember.request_id(round_index), None)
+        for member in self.members.values():
+            self._execute(member, member.replica.withdraw(PpbgCommitteeMember.request_id(round_index)))
+
     def deliver(self, node: CommitteeNode, message: Message) -> None:
         """A message reached a committee node's inbox: PBFT traffic or a provider's update."""
         if message.kind == "update":

@@ -23,7 +23,7 @@ from flmarket.agents.provider import DataProvider, RoundAnnouncement, UpdateUplo
 from flmarket.agents.strategies.base import PreviousOutcome
 from flmarket.market.budget import check_budget_balance, paid_within_budget
 from flmarket.market.consensus.ppbg import RoundInput
-from flmarket.market.errors import InfeasibleBudgetError
+from flmarket.market.errors import InfeasibleBudgetError, ProposalError
 from flmarket.market.ledger import SignedClaim
 from flmarket.market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
 from flmarket.market.public_goods import check_social_dilemma
@@ -63,10 +63,24 @@ class RoundMechanism:
     def _key(claims: Sequence[SignedClaim]) -> tuple:
         return tuple((claim.claim.provider_id, claim.claim.round_index, claim.claim.update_digest) for claim in claims)
 
+    def _require_open_round(self, claims: Sequence[SignedClaim]) -> TaskTerms:
+        """The terms of the open round, if every claim belongs to it; `ProposalError` otherwise, so a replica
+        refuses a proposal of another round instead of judging it by this round's uploads."""
+        if self.terms is None:
+            raise ProposalError("claims: no round is open")
+        for claim in claims:
+            provider_id, round_index = claim.claim.provider_id, claim.claim.round_index
+            if round_index != self.request_round or provider_id not in self.updates:
+                raise ProposalError(
+                    f"claims: {provider_id}'s claim for round {round_index} is not an upload of the open round "
+                    f"{self.request_round}"
+                )
+        return self.terms
+
     def solve_equilibrium(self, claims: Sequence[SignedClaim]) -> int:
         """gamma_NE for the next round from the claimed unit costs (B 24, (B 12) cap)."""
-        assert self.terms is not None
-        return equilibrium_iterations(self.terms, [claim.claim.unit_cost for claim in claims])
+        terms = self._require_open_round(claims)
+        return equilibrium_iterations(terms, [claim.claim.unit_cost for claim in claims])
 
     def settlement(self, claims: Sequence[SignedClaim]) -> RoundSettlement:
         """Shapley values and rewards of the round for exactly these claims (B 10, B 13)."""
@@ -74,6 +88,7 @@ class RoundMechanism:
         cached = self._settlements.get(key)
         if cached is not None:
             return cached
+        self._require_open_round(claims)
         assert self.terms is not None
         scenario = self.model.scenario
         uploads = [self.updates[claim.claim.provider_id] for claim in claims]
@@ -239,15 +254,13 @@ class TaskRun:
         patience = env.timeout(CONSENSUS_PATIENCE_TIMEOUTS * model.scenario.committee.view_change_timeout_s)
         yield decided | patience
         if not decided.triggered:
+            waiting_for = committee.waiting_for()
+            committee.close_request(request_round)
             model.log.emit(
-                env.now,
-                "consensus_stalled",
-                NO_AGENT,
-                task=self.task,
-                round=round_index,
-                waiting_for=committee.waiting_for(),
+                env.now, "consensus_stalled", NO_AGENT, task=self.task, round=round_index, waiting_for=waiting_for
             )
             return None
+        committee.close_request(request_round)
         proposal, view, block = decided.value
         accepted_names = [item.provider_id for item in proposal.claims]
         reasons = committee.rejection_reasons(request_round)

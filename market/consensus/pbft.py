@@ -344,6 +344,8 @@ class PbftReplica:
         self._executed_order: deque[str] = deque(maxlen=executed_memory)
         self._recent_requests: deque[tuple[int, str]] = deque()
         self._executed: set[str] = set()
+        self._withdrawn_order: deque[str] = deque(maxlen=executed_memory)
+        self._withdrawn: set[str] = set()
         self._view_changes: dict[int, dict[str, ViewChange]] = {}
         self._new_view_sent: set[int] = set()
         self._future: dict[int, list[PrePrepare | Prepare | Commit]] = {}
@@ -407,11 +409,26 @@ class PbftReplica:
         """A client request reaches this replica: the primary proposes it, every replica starts its timer."""
         if not request_id:
             raise PbftError("request_id: must be a non-empty string, got ''")
-        if request_id in self._executed or request_id in self._pending:
+        if request_id in self._executed or request_id in self._pending or request_id in self._withdrawn:
             return []
         self._pending[request_id] = payload
         out = self._propose_pending() if self.is_primary and self.view_active else []
         return out + self._ensure_timer()
+
+    def withdraw(self, request_id: str) -> list[Outgoing]:
+        """The client gave the request up (its deadline passed, or it was decided and the client moved on):
+        a primary no longer proposes it, and a later `submit` of the same id is ignored. A value already
+        pre-prepared keeps its sequence number, so the log stays gapless; executing it is the client's no-op."""
+        self._pending.pop(request_id, None)
+        self._in_flight.discard(request_id)  # later requests, if any, keep the view-change timer running
+        self._remember_withdrawn(request_id)
+        return self._restart_timer()
+
+    def _remember_withdrawn(self, request_id: str) -> None:
+        if len(self._withdrawn_order) == self._withdrawn_order.maxlen:
+            self._withdrawn.discard(self._withdrawn_order[0])
+        self._withdrawn_order.append(request_id)
+        self._withdrawn.add(request_id)
 
     def _propose_pending(self) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -498,20 +515,25 @@ class PbftReplica:
             return []
         return self._accept_pre_prepare(pre_prepare)
 
-    def _accept_pre_prepare(self, pre_prepare: PrePrepare) -> list[Outgoing]:
+    def _accept_pre_prepare(self, pre_prepare: PrePrepare, reissued: bool = False) -> list[Outgoing]:
+        """Store a PRE-PREPARE and vote PREPARE for it. A fresh value must pass the application's `validate`;
+        a value re-issued by a NEW-VIEW is not validated again: it carries a prepared certificate (a quorum,
+        with at least f + 1 honest replicas, validated it in its own view), and validating it now, against
+        the application's current state, would judge an old request by a new round's rules (SPEC D.2)."""
         slot = self._slot(pre_prepare.sequence)
         if pre_prepare.view in slot.pre_prepares:
             return []  # one pre-prepare per (view, sequence): a second, conflicting one is equivocation
         is_null = pre_prepare.digest == NULL_DIGEST and pre_prepare.request_id == ""
         if not is_null:
             digest_ok = self.request_digest(pre_prepare.request_id, pre_prepare.value) == pre_prepare.digest
-            if not digest_ok or not self._validate(pre_prepare.request_id, pre_prepare.value):
+            if not digest_ok or not (reissued or self._validate(pre_prepare.request_id, pre_prepare.value)):
                 self.rejected_pre_prepares += 1
                 return []
         slot.pre_prepares[pre_prepare.view] = pre_prepare
         out: list[Outgoing] = []
-        if not is_null and pre_prepare.request_id not in self._executed:
-            self._in_flight.add(pre_prepare.request_id)
+        request_id = pre_prepare.request_id
+        if not is_null and request_id not in self._executed and request_id not in self._withdrawn:
+            self._in_flight.add(request_id)
             out += self._ensure_timer()
         if pre_prepare.sender != self.replica_id:
             prepare = Prepare(pre_prepare.view, pre_prepare.sequence, pre_prepare.digest, self.replica_id)
@@ -816,7 +838,7 @@ class PbftReplica:
         self._in_flight = {
             item.request_id
             for item in new_view.pre_prepares
-            if item.request_id and item.request_id not in self._executed
+            if item.request_id and item.request_id not in self._executed and item.request_id not in self._withdrawn
         }
         for old_view in [view for view in self._view_changes if view <= new_view.view]:
             del self._view_changes[old_view]
@@ -835,7 +857,7 @@ class PbftReplica:
             if pre_prepare.request_id:
                 self._proposed.add(pre_prepare.request_id)
             if self._in_window(pre_prepare.sequence):
-                out += self._accept_pre_prepare(pre_prepare)
+                out += self._accept_pre_prepare(pre_prepare, reissued=True)
         for message in self._future.pop(self.view, []):
             out += self.receive(message)
         for old_view in [view for view in self._future if view < self.view]:
@@ -993,6 +1015,9 @@ class ByzantineReplica:
 
     def on_timer(self, name: str) -> list[Outgoing]:
         return self.behaviour.rewrite(self.replica, self.replica.on_timer(name))
+
+    def withdraw(self, request_id: str) -> list[Outgoing]:
+        return self.behaviour.rewrite(self.replica, self.replica.withdraw(request_id))
 
     def status(self) -> ReplicaStatus:
         return self.replica.status()

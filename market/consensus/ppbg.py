@@ -27,6 +27,9 @@ order, gamma_NE and rewards), or nobody (an unsigned market, for population-scal
 
 EquilibriumSolver = Callable[[Sequence[SignedClaim]], int]
 RewardRule = Callable[[Sequence[SignedClaim], int], Mapping[str, float]]
+"""The mechanism's two callables. Either may raise `ProposalError` when it cannot judge the claims (for example
+claims of a round whose inputs it no longer holds): the proposal is then refused, never judged by another
+round's inputs."""
 
 
 class ClaimRejection(enum.Enum):
@@ -241,10 +244,13 @@ def check_proposal(
     if screening.accepted != proposal.claims:
         return ProposalCheck(False, "claims: not sorted by timestamp")
     signed = [item.signed_claim for item in proposal.claims]
-    gamma_ne = solve_equilibrium(signed)
-    if gamma_ne != proposal.gamma_ne:
-        return ProposalCheck(False, f"gamma_ne: expected {gamma_ne}, got {proposal.gamma_ne}")
-    expected = reward_rule(signed, gamma_ne)
+    try:
+        gamma_ne = solve_equilibrium(signed)
+        if gamma_ne != proposal.gamma_ne:
+            return ProposalCheck(False, f"gamma_ne: expected {gamma_ne}, got {proposal.gamma_ne}")
+        expected = reward_rule(signed, gamma_ne)
+    except ProposalError as error:
+        return ProposalCheck(False, str(error))
     if [provider_id for provider_id, _ in proposal.rewards] != [item.provider_id for item in proposal.claims]:
         return ProposalCheck(False, "rewards: must list the claims' providers in claim order")
     for provider_id, reward in proposal.rewards:
@@ -341,6 +347,11 @@ class PpbgCommitteeMember:
             verify_signatures=self.verification == "every_replica",
         )
         return self.last_check.valid
+
+    def close_request(self, round_index: int) -> list[Any]:
+        """The round is over for the client (decided, or given up at its deadline): the replica forgets the
+        request, so no later primary proposes it against another round's inputs."""
+        return self.replica.withdraw(self.request_id(round_index))
 
     def on_decided(self, proposal: PpbgProposal) -> Block:
         """Append the decided proposal's block to this member's ledger and spend the claims' timers."""
