@@ -339,12 +339,41 @@ def plan(grid: Grid) -> list[CellRun]:
 
 
 def finished_before(run_dir: Path, scenario: Scenario) -> bool:
-    """Whether `run_dir` holds a finished run of exactly this scenario (so resuming can skip it)."""
+    """Whether `run_dir` holds a finished, intact run of exactly this scenario (so resuming can skip it).
+
+    A cell whose manifest says finished but whose parts fail verification (a part deleted, truncated, duplicated
+    or from another run) is not finished: resume runs it again.
+    """
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("status") == "finished" and manifest.get("scenario") == scenario.to_dict()
+    if not isinstance(manifest, dict):
+        return False
+    if manifest.get("status") != "finished" or manifest.get("scenario") != scenario.to_dict():
+        return False
+    return run_verifies(run_dir, manifest)
+
+
+def run_verifies(run_dir: Path, manifest: Mapping[str, Any]) -> bool:
+    """Whether the event parts on disk are exactly those the manifest lists, with its number of events.
+
+    Reads only the Parquet footers (row counts), not the events.
+    """
+    import pyarrow.parquet as pq
+
+    events_dir = run_dir / "events"
+    listed = manifest.get("parts")
+    if not isinstance(listed, list) or not events_dir.is_dir():
+        return False
+    on_disk = sorted(path.name for path in events_dir.glob("part-*.parquet"))
+    if on_disk != sorted(listed):
+        return False
+    try:
+        rows = sum(pq.read_metadata(events_dir / name).num_rows for name in on_disk)
+    except (OSError, ValueError):  # pyarrow raises ArrowInvalid (a ValueError) for a damaged footer
+        return False
+    return rows == manifest.get("events")
 
 
 def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:

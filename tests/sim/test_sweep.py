@@ -418,3 +418,33 @@ def test_a_dask_sweep_of_runs_longer_than_the_watchdog_interval_finishes(tmp_pat
     # the precondition of this test: the run took several watchdog intervals
     assert cell["wall_time_s"] > 3 * interval, f"the run took {cell['wall_time_s']:.2f} s; lengthen it"
     assert cells_frame(tmp_path / "slow")["status"].tolist() == ["finished"]
+
+
+def test_resume_reruns_finished_cells_whose_parts_fail_verification(tmp_path) -> None:
+    """Issue 13 item 4: a cell whose manifest says finished but whose parts were deleted or duplicated is run
+    again, and the sweep then equals a clean one."""
+    data = mix_grid(labels=("cooperators", "defectors"), seeds=[1], base=SMALL | {"run.flush_every": 150})
+    clean = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "clean", show_progress=False)
+    clean_parts = part_digests(tmp_path / "clean" / "mix")
+    clean_summary = sweep_summary(tmp_path / "clean" / "mix")
+    assert clean.ok and len(clean_parts) >= 4  # several parts per run
+
+    run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
+    sweep_dir = tmp_path / "damaged" / "mix"
+    deleted, duplicated = clean.executed
+    parts = sorted((sweep_dir / "cells" / deleted / "events").glob("part-*.parquet"))
+    parts[1].unlink()  # a middle part
+    (sweep_dir / "cells" / duplicated / "events" / "part-000999.parquet").write_bytes(
+        (sweep_dir / "cells" / duplicated / "events" / "part-000000.parquet").read_bytes()
+    )
+    assert json.loads((sweep_dir / "cells" / deleted / "manifest.json").read_text())["status"] == "finished"
+
+    resumed = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
+    assert sorted(resumed.executed) == sorted([deleted, duplicated]) and resumed.ok
+    assert part_digests(sweep_dir) == {name.replace("clean", "damaged"): digest for name, digest in clean_parts.items()}
+    summary = sweep_summary(sweep_dir)
+    pd.testing.assert_frame_equal(
+        summary.drop(columns="run_dir"), clean_summary.drop(columns="run_dir"), check_exact=True
+    )
+    again = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
+    assert not again.executed  # now intact: skipped
