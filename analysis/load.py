@@ -1,16 +1,94 @@
-"""Load a run directory: its events as one pandas DataFrame with proper dtypes, and its manifest."""
+"""Load a run directory: its manifest, a check of its event parts against the manifest, and its events.
+
+A run writes `events/kind=<kind>/part-<n>.parquet` (one schema per kind; see `flmarket.sim.events`) and a
+manifest listing every part with its rows and SHA-256, the events emitted and the last seq. `verify_run` compares
+the directory with the manifest: a missing, extra, duplicated, modified or foreign part, a missing `events/`
+folder and gaps or repeats in `seq` are problems. Readers (`load_events` and everything built on it) raise
+`RunIntegrityError` naming the first problem. Runs that are explicitly partial (interrupted, failed, crashed, or
+still running) load what is there with a `PartialRunWarning` that gives the seq range covered; a crashed run also
+reads the checkpoints its log wrote after the last part. A manifest that says `running` whose process is gone (same
+host, pid not alive or reused) is reported as `crashed`.
+
+Events are read through pyarrow datasets with column projection and filters pushed down to the Parquet scan.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import socket
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 COMMON_COLUMNS = ("time", "seq", "kind", "agent")
+COMPLETE_STATUSES = ("finished",)
+PARTIAL_STATUSES = ("interrupted", "failed", "crashed", "running")
+EVENTS_DIR = "events"
+
+_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
+_COMMON_TYPES = {"time": pa.float64(), "seq": pa.int64(), "kind": pa.string(), "agent": pa.int64()}
+_PART = re.compile(r"part-(\d{6})\.parquet")
+_CHECKPOINT = re.compile(r"checkpoint-(\d{6})-\d{4}\.parquet")
+_KIND_DIR = re.compile(r"kind=([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class RunIntegrityError(ValueError):
+    """The files of a run directory do not match its manifest (one line naming the problem)."""
+
+
+class PartialRunWarning(UserWarning):
+    """A run that did not finish was loaded: the events cover only part of it."""
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    """What `verify_run` found: the run's status (crashed when its process is gone), the events found on disk,
+    the files that hold them (relative to `events/`), and the problems (empty when the run is sound)."""
+
+    status: str
+    events: int
+    parts: tuple[str, ...]
+    problems: tuple[str, ...]
+    expected_events: int | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    missing_seqs: int = 0
+    schema: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """No problems (a partial run can be ok: it is what it says it is)."""
+        return not self.problems
+
+    @property
+    def partial(self) -> bool:
+        """The run did not finish."""
+        return self.status != "finished"
+
+    def coverage(self) -> str:
+        """The events covered, e.g. `seq 0..8123 (8,124 events of 9,000; 876 lost)`."""
+        if self.first_seq is None:
+            covered = "no events"
+        else:
+            covered = f"seq {self.first_seq}..{self.last_seq} ({self.events:,} events"
+            if self.expected_events is not None and self.expected_events != self.events:
+                covered += f" of {self.expected_events:,} emitted"
+            if self.missing_seqs:
+                covered += f"; {self.missing_seqs:,} seqs missing inside the range"
+            covered += ")"
+        return covered
+
+
+# ------------------------------------------------------------------------------------------------- manifest
 
 
 def _run_path(run_dir: str | Path) -> Path:
@@ -20,26 +98,323 @@ def _run_path(run_dir: str | Path) -> Path:
     return path
 
 
-def load_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """The run's manifest: scenario, seed, versions, status and counters."""
-    return json.loads((_run_path(run_dir) / "manifest.json").read_text())
-
-
-def load_events_table(run_dir: str | Path) -> pa.Table:
-    """Every event of the run as one Arrow table in seq order (complete parts only)."""
-    events = _run_path(run_dir) / "events"
-    parts = sorted(events.glob("part-*.parquet")) if events.is_dir() else []
-    if not parts:
-        return pa.table(
-            {
-                "time": pa.array([], pa.float64()),
-                "seq": pa.array([], pa.int64()),
-                "kind": pa.array([], pa.string()),
-                "agent": pa.array([], pa.int64()),
-            }
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunIntegrityError(f"{path / 'manifest.json'}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise RunIntegrityError(
+            f"{path / 'manifest.json'}: must be a JSON object, got a JSON {type(manifest).__name__}"
         )
-    tables = [pq.read_table(part) for part in parts]
-    return pa.concat_tables(tables, promote_options="default").sort_by("seq")
+    return manifest
+
+
+def run_status(manifest: dict[str, Any]) -> str:
+    """The manifest's status, except that `running` becomes `crashed` when the run's process is gone.
+
+    The process is identified by pid, hostname and start time (a reused pid has another start time); a run on
+    another host cannot be checked and stays `running`; a `running` manifest without a process is `crashed`.
+    """
+    status = str(manifest.get("status", "unknown"))
+    if status != "running":
+        return status
+    process = manifest.get("process")
+    if not isinstance(process, dict) or "pid" not in process:
+        return "crashed"
+    if process.get("hostname") != socket.gethostname():
+        return "running"
+    import psutil
+
+    try:
+        found = psutil.Process(int(process["pid"]))
+        alive = found.status() != psutil.STATUS_ZOMBIE and abs(found.create_time() - float(process["started"])) < 1
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        alive = False
+    return "running" if alive else "crashed"
+
+
+def load_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The run's manifest (scenario, seed, versions, parts, counters) with its status as `run_status` gives it."""
+    manifest = _read_manifest(_run_path(run_dir))
+    manifest["status"] = run_status(manifest)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------- checking
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _on_disk(events: Path) -> tuple[dict[str, Path], dict[str, Path], list[str]]:
+    """Parts and checkpoints under `events/` (keyed by path relative to it) and the unexpected entries."""
+    parts: dict[str, Path] = {}
+    checkpoints: dict[str, Path] = {}
+    unexpected: list[str] = []
+    for entry in sorted(events.iterdir()):
+        if entry.name.startswith("."):
+            continue  # a temporary file of an interrupted write: never read
+        if not entry.is_dir() or not _KIND_DIR.fullmatch(entry.name):
+            unexpected.append(entry.name)
+            continue
+        for file in sorted(entry.iterdir()):
+            relative = f"{entry.name}/{file.name}"
+            if file.name.startswith("."):
+                continue
+            if _PART.fullmatch(file.name):
+                parts[relative] = file
+            elif _CHECKPOINT.fullmatch(file.name):
+                checkpoints[relative] = file
+            else:
+                unexpected.append(relative)
+    return parts, checkpoints, unexpected
+
+
+def _seq_problems(files: dict[str, Path]) -> tuple[np.ndarray, list[str]]:
+    """All seqs in the files (sorted) and the repeats (a seq in two places means a duplicated part)."""
+    arrays, owners = [], []
+    for relative, path in files.items():
+        try:
+            seqs = pq.read_table(path, columns=["seq"])["seq"].to_numpy()
+        except (pa.ArrowException, OSError) as error:
+            return np.empty(0, np.int64), [f"{relative}: not a readable Parquet part ({error})"]
+        arrays.append(seqs)
+        owners.append(np.full(len(seqs), len(owners)))
+    if not arrays:
+        return np.empty(0, np.int64), []
+    seqs = np.concatenate(arrays)
+    owner = np.concatenate(owners)
+    order = np.argsort(seqs, kind="stable")
+    seqs, owner = seqs[order], owner[order]
+    repeated = np.flatnonzero(np.diff(seqs) == 0)
+    if repeated.size:
+        names = list(files)
+        first = repeated[0]
+        return seqs, [
+            f"seq {seqs[first]} appears in {names[owner[first]]} and in {names[owner[first + 1]]} "
+            f"({repeated.size:,} repeated seqs: a duplicated part)"
+        ]
+    return seqs, []
+
+
+def verify_run(run_dir: str | Path) -> RunCheck:
+    """Compare a run directory's event files with its manifest (see the module docstring); never raises for a
+    damaged run, returns its problems instead (a missing or unreadable manifest is a problem too)."""
+    path = Path(run_dir)
+    try:
+        manifest = _read_manifest(_run_path(path))
+    except (FileNotFoundError, RunIntegrityError) as error:
+        return RunCheck("missing", 0, (), (str(error),))
+    status = run_status(manifest)
+    schema = manifest.get("event_schema")
+    listed = manifest.get("parts")
+    expected = manifest.get("events")
+    if not isinstance(schema, dict) or not isinstance(listed, list) or "part_sha256" not in manifest:
+        events = path / EVENTS_DIR
+        old = events.is_dir() and any(events.glob("part-*.parquet"))
+        reason = (
+            "events/ holds the old flat layout (part-*.parquet padded with nulls, no checksums) of flmarket "
+            "before the log was stored by kind; re-run the scenario to read it with this version"
+            if old
+            else "the manifest has no event_schema, parts or part_sha256 (not written by this version of flmarket)"
+        )
+        return RunCheck(status, 0, (), (f"{path}: {reason}",))
+    sha256: dict[str, str] = manifest.get("part_sha256") or {}
+    problems: list[str] = []
+    events = path / EVENTS_DIR
+    if not events.is_dir():
+        if listed:
+            problems.append(f"{path}: the events/ folder is missing (the manifest lists {len(listed)} parts)")
+        return RunCheck(status, 0, (), tuple(problems), expected, schema=schema)
+    parts, checkpoints, unexpected = _on_disk(events)
+    problems += [f"events/{name}: not a part of the event log (unexpected file)" for name in unexpected]
+    for name in listed:
+        if name not in parts:
+            problems.append(f"events/{name}: listed in the manifest but missing")
+        elif _sha256(parts[name]) != sha256.get(name):
+            problems.append(
+                f"events/{name}: SHA-256 differs from the manifest (the file was changed, or comes from another run)"
+            )
+    unlisted = sorted(set(parts) - set(listed))
+    # a crashed or running run (or one whose final write failed) wrote parts and checkpoints after the manifest
+    # was last updated: they are read; a run that closed cleanly has only the parts its manifest lists
+    incomplete_write = status == "failed" and manifest.get("events_written", expected) != expected
+    open_ended = status in ("crashed", "running") or incomplete_write
+    if not open_ended:
+        problems += [
+            f"events/{name}: not in the manifest (a duplicated part, or one from another run)" for name in unlisted
+        ]
+        problems += [f"events/{name}: a checkpoint left in a run that closed its log" for name in checkpoints]
+        readable = {name: parts[name] for name in listed if name in parts}
+    else:
+        readable = {name: parts[name] for name in [*listed, *unlisted] if name in parts}
+        for name, file in checkpoints.items():
+            generation = _CHECKPOINT.fullmatch(file.name).group(1)  # type: ignore[union-attr]
+            if f"{file.parent.name}/part-{generation}.parquet" not in parts:
+                readable[name] = file
+    for name in readable:
+        kind = name.split("/", 1)[0].removeprefix("kind=")
+        if kind not in schema:
+            problems.append(f"events/{name}: kind {kind!r} is not in the manifest's event_schema")
+    seqs, repeats = _seq_problems(readable)
+    problems += repeats
+    found = int(seqs.size)
+    first = int(seqs[0]) if found else None
+    last = int(seqs[-1]) if found else None
+    missing = (last - first + 1 - found) if found and not repeats else 0
+    if status in COMPLETE_STATUSES and not repeats:
+        if isinstance(expected, int) and found != expected:
+            problems.append(f"{path}: {found:,} events in the parts, the manifest says {expected:,}")
+        if found and (first != 0 or missing or last != manifest.get("last_seq", last)):
+            problems.append(
+                f"{path}: seq is not contiguous from 0 to the manifest's last_seq {manifest.get('last_seq')} "
+                f"(found {first}..{last} with {missing:,} gaps)"
+            )
+    return RunCheck(
+        status,
+        found,
+        tuple(readable),
+        tuple(problems),
+        expected if isinstance(expected, int) else None,
+        first,
+        last,
+        max(missing, 0),
+        schema,
+    )
+
+
+_CHECKS: dict[Path, tuple[tuple[Any, ...], RunCheck]] = {}
+
+
+def _fingerprint(path: Path) -> tuple[Any, ...]:
+    """Sizes and modification times of the manifest and every event file (a changed file changes it)."""
+    files = [path / "manifest.json"]
+    events = path / EVENTS_DIR
+    if events.is_dir():
+        files += sorted(events.glob("*")) + sorted(events.glob("*/*"))
+    stats = []
+    for file in files:
+        try:
+            info = file.stat()
+            stats.append((str(file), info.st_size, info.st_mtime_ns))
+        except FileNotFoundError:
+            stats.append((str(file), -1, -1))
+    return tuple(stats)
+
+
+def checked_run(run_dir: str | Path, warn: bool = True) -> RunCheck:
+    """`verify_run`, remembered while the files are unchanged; raises `RunIntegrityError` on a problem and warns
+    (`PartialRunWarning`) when the run did not finish."""
+    path = _run_path(run_dir).resolve()
+    fingerprint = _fingerprint(path)
+    cached = _CHECKS.get(path)
+    if cached is not None and cached[0] == fingerprint and cached[1].status != "running":
+        check = cached[1]
+    else:
+        check = verify_run(path)
+        _CHECKS[path] = (fingerprint, check)
+    if check.problems:
+        more = f" (and {len(check.problems) - 1} more problems)" if len(check.problems) > 1 else ""
+        raise RunIntegrityError(f"{check.problems[0]}{more}")
+    if warn and check.partial:
+        warnings.warn(f"run {path.name} is {check.status}: loading {check.coverage()}", PartialRunWarning, stacklevel=3)
+    return check
+
+
+# ------------------------------------------------------------------------------------------------- reading
+
+
+def known_kinds(check: RunCheck) -> list[str]:
+    """The kinds a run declared (its manifest's event schema)."""
+    return sorted(check.schema)
+
+
+def _select_kinds(check: RunCheck, kinds: list[str] | tuple[str, ...] | None) -> list[str]:
+    known = known_kinds(check)
+    if kinds is None:
+        present = {name.split("/", 1)[0].removeprefix("kind=") for name in check.parts}
+        return [kind for kind in known if kind in present]
+    if isinstance(kinds, str):
+        raise ValueError(
+            f"kinds: must be a list of kind names, got the string {kinds!r} (write kinds=[{kinds!r}]; known kinds: "
+            f"{', '.join(known)})"
+        )
+    unknown = [kind for kind in kinds if kind not in check.schema]
+    if unknown:
+        raise ValueError(f"kinds: unknown kind {unknown[0]!r} (known kinds: {', '.join(known)})")
+    return list(dict.fromkeys(kinds))
+
+
+def kinds_schema(schema: dict[str, dict[str, str]], kinds: list[str]) -> pa.Schema:
+    """The common columns and every field of the given kinds (one type per field name)."""
+    fields = dict(_COMMON_TYPES)
+    for kind in kinds:
+        for name, type_name in schema[kind].items():
+            fields.setdefault(name, _TYPES[type_name])
+    return pa.schema(list(fields.items()))
+
+
+def event_files(run_dir: str | Path, kinds: list[str] | None = None) -> dict[str, list[Path]]:
+    """The verified files of each selected kind (all kinds present when None): what a query should read."""
+    path = _run_path(run_dir)
+    check = checked_run(path)
+    selected = _select_kinds(check, kinds)
+    files: dict[str, list[Path]] = {kind: [] for kind in selected}
+    for name in check.parts:
+        kind = name.split("/", 1)[0].removeprefix("kind=")
+        if kind in files:
+            files[kind].append(path / EVENTS_DIR / name)
+    return files
+
+
+def load_events_table(
+    run_dir: str | Path,
+    kinds: list[str] | None = None,
+    columns: list[str] | None = None,
+    filters: Any = None,
+) -> pa.Table:
+    """Events of a run as one Arrow table in seq order, verified against the manifest (see `load_events`)."""
+    path = _run_path(run_dir)
+    check = checked_run(path)
+    selected = _select_kinds(check, kinds)
+    schema = kinds_schema(check.schema, selected)
+    if columns is not None:
+        if isinstance(columns, str):
+            raise ValueError(f"columns: must be a list of column names, got the string {columns!r}")
+        unknown = [name for name in columns if name not in schema.names]
+        if unknown:
+            raise ValueError(
+                f"columns: {unknown[0]!r} is not a column of the kinds {', '.join(selected) or '(none)'} "
+                f"(columns: {', '.join(schema.names)})"
+            )
+        wanted = [name for name in schema.names if name in COMMON_COLUMNS or name in columns]
+    else:
+        wanted = schema.names
+    files = [
+        str(path / EVENTS_DIR / name) for name in check.parts if name.split("/", 1)[0].removeprefix("kind=") in selected
+    ]
+    if not files:
+        return schema.empty_table().select(wanted)
+    dataset = ds.dataset(
+        files,
+        schema=schema,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("kind", pa.string())]), flavor="hive"),
+        partition_base_dir=str(path / EVENTS_DIR),
+    )
+    if filters is not None and not isinstance(filters, ds.Expression):
+        filters = pq.filters_to_expression(filters)
+    try:
+        table = dataset.to_table(columns=wanted, filter=filters)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"filters: cannot be applied to the kinds {', '.join(selected)} ({error})") from None
+    return table.sort_by("seq")
 
 
 def events_frame(table: pa.Table) -> pd.DataFrame:
@@ -51,19 +426,27 @@ def events_frame(table: pa.Table) -> pd.DataFrame:
             pa.string(): pd.StringDtype(),
         }.get
     )
-    frame["seq"] = frame["seq"].astype("int64")
-    frame["time"] = frame["time"].astype("float64")
-    frame["kind"] = frame["kind"].astype("category")
+    if "seq" in frame.columns:
+        frame["seq"] = frame["seq"].astype("int64")
+    if "time" in frame.columns:
+        frame["time"] = frame["time"].astype("float64")
+    if "kind" in frame.columns:
+        frame["kind"] = frame["kind"].astype("category")
     return frame.reset_index(drop=True)
 
 
-def load_events(run_dir: str | Path, kinds: list[str] | None = None) -> pd.DataFrame:
-    """All events of a run (optionally only some kinds) as one DataFrame ordered by seq."""
-    table = load_events_table(run_dir)
-    if kinds is not None:
-        import pyarrow.compute as pc
+def load_events(
+    run_dir: str | Path,
+    kinds: list[str] | None = None,
+    columns: list[str] | None = None,
+    filters: Any = None,
+) -> pd.DataFrame:
+    """Events of a run as one DataFrame ordered by seq: the common columns and the fields of the kinds read.
 
-        table = table.filter(pc.is_in(table["kind"], value_set=pa.array(kinds)))
-        fields = [name for name in table.column_names if name in COMMON_COLUMNS or table[name].null_count < len(table)]
-        table = table.select(fields)
-    return events_frame(table)
+    `kinds`: a list of kind names (None: every kind the run logged); an unknown kind is an error naming the
+    known ones. `columns`: the fields to read besides time, seq, kind and agent (None: all of the kinds').
+    `filters`: a `pyarrow.dataset` expression or pyarrow's list-of-tuples form, e.g. `[("task", "<", 10)]`,
+    pushed down to the scan (a kind without the field has no rows that pass). The parts are verified against the
+    manifest first: `RunIntegrityError` on a problem, `PartialRunWarning` for a run that did not finish.
+    """
+    return events_frame(load_events_table(run_dir, kinds, columns, filters))

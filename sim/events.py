@@ -1,17 +1,35 @@
-"""The event log: typed records in column-wise buffers, flushed atomically as Parquet parts.
+"""The event log: typed records in column-wise buffers, written per kind as atomic Parquet parts.
 
 Every state change of a run is one record with the common columns (time, seq, kind, agent) and the fields of its
 kind. Kinds are declared once with their field types (`EventKind`); `EventLog.emit` appends each field to a
-per-kind `array.array` (strings to a list), so a long run holds no per-record Python objects. Every
-`flush_every` records, and at the end, the buffers are written (grouped by kind; readers sort by seq) as one
-Parquet part under `<run>/events/`, first to a temporary name and then renamed, so a run killed at any moment
-leaves only complete parts.
+per-kind `array.array` (strings to a list), so a long run holds no per-record Python objects.
+
+Layout on disk (Hive-style, one schema per kind, no padding): `<run>/events/kind=<kind>/part-<n>.parquet`, with
+columns time, seq, agent and the kind's fields (`kind` is the directory). Part `n` of every kind holds the records
+of the n-th flush; a flush happens every `flush_every` records and at `close()`, so part boundaries depend only on
+the records (the same seed gives byte-identical parts). Every file is written to a temporary name and renamed, so
+a run killed at any moment leaves only complete files.
+
+Durability bound: besides the flushes by count, every `flush_interval_s` seconds of wall time (default
+`FLUSH_INTERVAL_S` = 2 s) the records buffered since the last write are checkpointed to
+`kind=<kind>/checkpoint-<n>-<m>.parquet`; the next flush by count writes part `n` and deletes them. A timer
+thread (started by `start_timer()`, as the runner does once the run directory exists) only raises a flag that
+the next emitted record acts on, so the hot path pays nothing for it. A process killed with SIGKILL therefore
+loses at most the records emitted during the last `flush_interval_s` seconds of wall time in which it emitted
+(readers of a crashed run read the parts and the checkpoints not yet superseded).
+
+Each record is appended whole or not at all: a field that does not fit its column (a float that overflows int64,
+a wrong type) undoes the record's appends and raises `EventFieldError` naming the kind, the field and the value;
+the log stays consistent, so what was buffered before can still be written. After a write error the log refuses
+further records and `close()` does not raise a second error that would hide the first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
+import threading
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,9 +43,15 @@ import pyarrow.parquet as pq
 from flmarket.agents.messages import NO_AGENT
 
 COMMON_COLUMNS = ("time", "seq", "kind", "agent")
+FLUSH_INTERVAL_S = 2.0
+TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 
 _ARRAY_CODES = {int: "q", float: "d", bool: "b"}
 _ARROW_TYPES = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+class EventFieldError(ValueError, TypeError):
+    """A field value that does not fit its declared column; the record was not appended."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +68,22 @@ class EventKind:
         return tuple(name for name, _ in self.fields)
 
 
+@dataclass(frozen=True)
+class PartRecord:
+    """One written part: its path relative to the events directory, its rows and the SHA-256 of its bytes."""
+
+    path: str
+    rows: int
+    sha256: str
+
+
 EVENT_KINDS: dict[str, EventKind] = {}
 
 
 def register_kind(name: str, description: str = "", **fields: type) -> EventKind:
     """Declare an event kind; re-declaring the same kind with the same fields is a no-op."""
+    if not name.isidentifier():
+        raise ValueError(f"event kind {name!r}: names must be identifiers (they name directories and SQL views)")
     for field_name, field_type in fields.items():
         if field_type not in _ARROW_TYPES:
             raise TypeError(f"{name}.{field_name}: type must be int, float, bool or str, got {field_type!r}")
@@ -77,9 +112,19 @@ def field_types() -> dict[str, type]:
     return types
 
 
-def _copy(column: array, dtype: type) -> np.ndarray:
-    """A numpy copy of an array.array (no view is kept, so the array can be cleared afterwards)."""
-    return np.frombuffer(column, dtype=dtype).copy() if len(column) else np.empty(0, dtype=dtype)
+def event_schema() -> dict[str, dict[str, str]]:
+    """Every registered kind's fields and their type names, for a run's manifest (readers need no imports)."""
+    return {
+        name: {field: TYPE_NAMES[field_type] for field, field_type in kind.fields}
+        for name, kind in sorted(EVENT_KINDS.items())
+    }
+
+
+def _copy(column: array, dtype: type, start: int = 0) -> np.ndarray:
+    """A numpy copy of an array.array from `start` (no view is kept, so the array can be cleared afterwards)."""
+    if len(column) <= start:
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(column, dtype=dtype)[start:].copy()
 
 
 class _KindBuffer:
@@ -99,21 +144,49 @@ class _KindBuffer:
     def __len__(self) -> int:
         return len(self.seq)
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, start: int = 0, with_kind: bool = True) -> pa.Table:
+        """Records `start:` as a table: time, seq, (kind,) agent and the fields."""
+        count = len(self.seq) - start
         columns: dict[str, pa.Array] = {
-            "time": pa.array(_copy(self.time, np.float64), pa.float64()),
-            "seq": pa.array(_copy(self.seq, np.int64), pa.int64()),
-            "kind": pa.array([self.kind.name] * len(self.seq), pa.string()),
-            "agent": pa.array(_copy(self.agent, np.int64), pa.int64()),
+            "time": pa.array(_copy(self.time, np.float64, start), pa.float64()),
+            "seq": pa.array(_copy(self.seq, np.int64, start), pa.int64()),
         }
+        if with_kind:
+            columns["kind"] = pa.array([self.kind.name] * count, pa.string())
+        columns["agent"] = pa.array(_copy(self.agent, np.int64, start), pa.int64())
         for name, field_type in self.kind.fields:
             values = self.columns[name]
             if field_type is bool:
-                values = _copy(values, np.int8).astype(bool)
-            elif field_type is not str:
-                values = _copy(values, np.float64 if field_type is float else np.int64)
+                values = _copy(values, np.int8, start).astype(bool)
+            elif field_type is str:
+                values = values[start:]
+            else:
+                values = _copy(values, np.float64 if field_type is float else np.int64, start)
             columns[name] = pa.array(values, _ARROW_TYPES[field_type])
         return pa.table(columns)
+
+    def undo(self, error: BaseException, values: tuple[Any, ...]) -> None:
+        """Drop a partly appended record (every column back to the length of `seq`) and raise a one-line error.
+
+        `values` are the record's (time, agent, *fields); the first column that did not grow is the one that failed.
+        """
+        complete = len(self.seq)
+        columns = (("time", float, self.time), ("agent", int, self.agent)) + tuple(
+            (name, field_type, self.columns[name]) for name, field_type in self.kind.fields
+        )
+        failed = None
+        for position, (name, field_type, column) in enumerate(columns):
+            if len(column) > complete:
+                del column[complete:]
+            elif failed is None:
+                failed = (name, field_type, values[position])
+        if not isinstance(error, Exception) or failed is None:
+            raise error
+        name, field_type, value = failed
+        raise EventFieldError(
+            f"event {self.kind.name}.{name}: {type(value).__name__} {value!r:.80} does not fit its column "
+            f"(declared {field_type.__name__}: {error}); the record was not logged"
+        ) from error
 
     def clear(self) -> None:
         """Empty every column without replacing it (bound appends stay valid)."""
@@ -121,11 +194,19 @@ class _KindBuffer:
             del column[:]
 
 
+def _text(value: Any) -> str:
+    """A str field's value: str (or a subclass, converted); anything else is refused."""
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__} {value!r:.60}")
+
+
 def _compile_emitter(log: EventLog, buffer: _KindBuffer) -> Callable[..., int]:
     """A function `emit(time, agent, *fields)` specialised to one kind: a handful of array appends.
 
     Generated once per kind and log (as `collections.namedtuple` does), so the hot path has no loops, no
-    dictionaries and no per-record objects.
+    dictionaries and no per-record objects. The appends run inside one `try` (free when nothing fails): a value
+    that does not fit undoes the record's appends; the seq is taken only once every field is in.
     """
     names = buffer.kind.field_names
     namespace: dict[str, Any] = {
@@ -134,48 +215,108 @@ def _compile_emitter(log: EventLog, buffer: _KindBuffer) -> Callable[..., int]:
         "_t": buffer.time.append,
         "_s": buffer.seq.append,
         "_a": buffer.agent.append,
+        "_undo": buffer.undo,
+        "_text": _text,
     }
     lines = [
         f"def emit(time, agent{''.join(f', {name}' for name in names)}):",
-        "    seq = _next()",
-        "    _t(time)",
-        "    _s(seq)",
-        "    _a(agent)",
+        "    try:",
+        "        _t(time)",
+        "        _a(agent)",
     ]
-    for index, name in enumerate(names):
+    for index, (name, field_type) in enumerate(buffer.kind.fields):
         namespace[f"_c{index}"] = buffer.columns[name].append
-        lines.append(f"    _c{index}({name})")
-    lines += ["    if seq >= _log._flush_at:", "        _log.flush()", "    return seq"]
+        value = f"{name} if {name}.__class__ is str else _text({name})" if field_type is str else name
+        lines.append(f"        _c{index}({value})")
+    lines += [
+        "    except BaseException as error:",
+        f"        _undo(error, (time, agent{''.join(f', {name}' for name in names)}))",
+        "    seq = _next()",
+        "    _s(seq)",
+        "    if seq >= _log._flush_at:",
+        "        _log._threshold()",
+        "    return seq",
+    ]
     exec("\n".join(lines), namespace)  # noqa: S102 - code built from validated identifiers only
     return namespace["emit"]
 
 
+def _write_atomically(table: pa.Table, path: Path) -> PartRecord:
+    """Write `table` as Parquet to a temporary name beside `path`, rename it into place; return its record."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(memoryview(data))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    relative = f"{path.parent.name}/{path.name}"
+    return PartRecord(relative, table.num_rows, hashlib.sha256(memoryview(data)).hexdigest())
+
+
 class EventLog:
-    """Append-only log of typed events, buffered by column and flushed as Parquet parts.
+    """Append-only log of typed events, buffered by column and written per kind as Parquet parts.
 
     `directory=None` keeps everything in memory (for tests and benchmarks); `to_arrow()` returns all records
-    whatever was flushed. The directory is created at the first flush, so a run that fails while it is being
+    whatever was flushed. The directory is created at the first write, so a run that fails while it is being
     set up leaves nothing behind. Hot paths take `emitter(kind)` once and call it with the fields positionally.
+    `flush_every` records bound the memory; `flush_interval_s` (None: never) bounds what a SIGKILL loses once
+    `start_timer()` has been called (see the module docstring). `on_flush(log)` is called after every flush
+    that wrote parts (the runner records the parts written so far in the manifest).
     """
 
-    def __init__(self, directory: Path | None = None, flush_every: int = 100_000) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        flush_every: int = 100_000,
+        flush_interval_s: float | None = FLUSH_INTERVAL_S,
+        on_flush: Callable[[EventLog], None] | None = None,
+    ) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every: must be >= 1, got {flush_every}")
+        if flush_interval_s is not None and not flush_interval_s > 0:
+            raise ValueError(f"flush_interval_s: must be > 0 seconds or None, got {flush_interval_s}")
         self.directory = directory
         self.flush_every = flush_every
-        self.parts: list[str] = []
+        self.flush_interval_s = flush_interval_s if directory is not None else None
+        self.on_flush = on_flush
+        self.part_records: list[PartRecord] = []
+        self.error: BaseException | None = None
         self._flushed_counts: dict[str, int] = {}
         self._buffers: dict[str, _KindBuffer] = {}
         self._emitters: dict[str, Callable[..., int]] = {}
         self._sequence = itertools.count()
         self._flushed = 0
-        self._flush_at = flush_every - 1
+        self._generation = 0
+        self._checkpointed: dict[str, int] = {}
+        self._checkpoints: list[Path] = []
+        self._checkpoint_numbers: dict[str, int] = {}
+        self._count_at = flush_every - 1
+        self._flush_at = self._count_at
         self._kept: list[pa.Table] = []
+        self._closed = False
+        self._checkpoint_due = False
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    @property
+    def parts(self) -> list[str]:
+        """Paths of the written parts, relative to the events directory (`kind=<kind>/part-<n>.parquet`)."""
+        return [record.path for record in self.part_records]
 
     @property
     def count(self) -> int:
         """Records emitted so far."""
         return self._flushed + sum(len(buffer) for buffer in self._buffers.values())
+
+    @property
+    def written(self) -> int:
+        """Records in the written parts."""
+        return sum(record.rows for record in self.part_records)
 
     @property
     def counts_by_kind(self) -> dict[str, int]:
@@ -206,44 +347,111 @@ class EventLog:
             raise TypeError(f"event {kind!r}: missing fields {sorted(missing)}, unknown fields {sorted(extra)}")
         return emit(time, agent, *[fields[name] for name in names])
 
-    def _drain(self) -> pa.Table | None:
-        tables = []
-        for kind, buffer in self._buffers.items():
-            if len(buffer):
-                tables.append(buffer.to_arrow())
+    # ------------------------------------------------------------------------------------- writing
+
+    def start_timer(self) -> None:
+        """Start checkpointing every `flush_interval_s` (the runner does so once the run directory exists)."""
+        if self.flush_interval_s is not None and self._timer is None and not self._closed:
+            self._timer = threading.Thread(target=self._tick, name="flmarket-event-log-timer", daemon=True)
+            self._timer.start()
+
+    def _tick(self) -> None:
+        """Timer thread: every flush interval, ask the next emitted record to checkpoint the buffers."""
+        assert self.flush_interval_s is not None
+        while not self._stop.wait(self.flush_interval_s):
+            self._checkpoint_due = True
+            self._flush_at = -1
+
+    def _threshold(self) -> None:
+        """Called by an emitter when a flush by count is due or the timer asked for a checkpoint."""
+        if self.error is not None:
+            raise RuntimeError(f"event log: a write failed earlier ({self.error}); no more records are accepted")
+        self._checkpoint_due = False
+        self._flush_at = self._count_at
+        if self.count > self._count_at:
+            self.flush()
+        else:
+            self.checkpoint()
+        if self._checkpoint_due:
+            self._flush_at = -1
+
+    def _kind_directory(self, kind: str) -> Path:
+        assert self.directory is not None
+        path = self.directory / f"kind={kind}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def checkpoint(self) -> None:
+        """Write the records buffered since the last write to checkpoint files (superseded by the next part)."""
+        if self.directory is None or self.error is not None:
+            return
+        try:
+            for kind, buffer in self._buffers.items():
+                start = self._checkpointed.get(kind, 0)
+                if len(buffer) > start:
+                    number = self._checkpoint_numbers.get(kind, 0)
+                    self._checkpoint_numbers[kind] = number + 1
+                    path = self._kind_directory(kind) / f"checkpoint-{self._generation:06d}-{number:04d}.parquet"
+                    _write_atomically(buffer.to_arrow(start, with_kind=False), path)
+                    self._checkpoints.append(path)
+                    self._checkpointed[kind] = len(buffer)
+        except BaseException as error:
+            self.error = error
+            raise
+
+    def flush(self) -> list[str]:
+        """Write the buffered records, one part per kind (temporary name, then rename); return the new paths."""
+        if self.error is not None:
+            return []
+        written: list[str] = []
+        try:
+            for kind, buffer in self._buffers.items():
+                if not len(buffer):
+                    continue
+                if self.directory is None:
+                    self._kept.append(buffer.to_arrow())
+                else:
+                    path = self._kind_directory(kind) / f"part-{self._generation:06d}.parquet"
+                    record = _write_atomically(buffer.to_arrow(with_kind=False), path)
+                    self.part_records.append(record)
+                    written.append(record.path)
                 self._flushed_counts[kind] = self._flushed_counts.get(kind, 0) + len(buffer)
                 self._flushed += len(buffer)
                 buffer.clear()
-        self._flush_at = self._flushed + self.flush_every - 1
-        if not tables:
-            return None
-        return pa.concat_tables(tables, promote_options="default")
-
-    def flush(self) -> str | None:
-        """Write the buffered records as one Parquet part (temporary name, then rename); return its name."""
-        table = self._drain()
-        if table is None:
-            return None
-        if self.directory is None:
-            self._kept.append(table)
-            return None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"part-{len(self.parts):06d}.parquet"
-        temporary = self.directory / f".{name}.tmp"
-        pq.write_table(table, temporary, compression="zstd")
-        os.replace(temporary, self.directory / name)
-        self.parts.append(name)
-        return name
+        except BaseException as error:
+            self.error = error
+            raise
+        for path in self._checkpoints:
+            path.unlink(missing_ok=True)
+        self._checkpoints.clear()
+        self._checkpointed.clear()
+        self._checkpoint_numbers.clear()
+        if written or self.directory is None:
+            self._generation += 1
+        self._count_at = self._flushed + self.flush_every - 1
+        self._flush_at = -1 if self._checkpoint_due else self._count_at
+        if written and self.on_flush is not None:
+            self.on_flush(self)
+        return written
 
     def close(self) -> None:
-        """Flush what is left."""
-        self.flush()
+        """Flush what is left and stop the timer. Idempotent; after a failed write it only stops the timer."""
+        self._stop.set()
+        if self._closed:
+            return
+        self._closed = True
+        if self.error is None:
+            self.flush()
 
     def to_arrow(self) -> pa.Table:
-        """All records so far, in seq order (flushes first, then reads back the written parts)."""
+        """All records so far, in seq order, with a `kind` column (flushes first, then reads back the parts)."""
         self.flush()
         if self.directory is not None:
-            tables = [pq.read_table(self.directory / name) for name in self.parts]
+            tables = []
+            for path in self.parts:
+                table = pq.read_table(self.directory / path)
+                kind = path.split("/", 1)[0].removeprefix("kind=")
+                tables.append(table.add_column(2, "kind", pa.array([kind] * table.num_rows, pa.string())))
         else:
             tables = list(self._kept)
         if not tables:

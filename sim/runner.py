@@ -1,8 +1,12 @@
 """Run one scenario: build the model, create the run directory, simulate, write the manifest and the summary.
 
-A run directory `<output_dir>/<run_id>/` holds `events/part-*.parquet` and `manifest.json` (scenario, seed,
-package versions, status: running, finished, failed or interrupted). The directory is created only after the
-scenario has been validated and the model built, so bad input leaves nothing behind.
+A run directory `<output_dir>/<run_id>/` holds `events/kind=<kind>/part-<n>.parquet` and `manifest.json`:
+scenario, seed, package versions, git commit, the process (pid, hostname, start time), the event schema and
+status (running, finished, failed or interrupted). The manifest is rewritten after every flush of the log and at
+the end; it lists each part with its rows and SHA-256, the events emitted and the last seq, which readers verify
+(`analysis.load.verify_run`). SIGINT and SIGTERM stop the run as `interrupted` with every part readable; an error
+during the run, or while writing the log, gives `failed` with the first error's message. The directory is created
+only after the scenario has been validated and the model built, so bad input leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,7 +14,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import socket
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -20,7 +30,7 @@ from typing import Any
 from tqdm import tqdm
 
 from flmarket.sim.config import Scenario
-from flmarket.sim.events import EventLog
+from flmarket.sim.events import EventLog, event_schema
 from flmarket.sim.model import MarketModel
 
 VERSIONED_PACKAGES = ("flmarket", "simpy", "mesa", "numpy", "pandas", "pyarrow", "networkx", "scipy", "torch")
@@ -56,6 +66,63 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def git_commit(directory: Path | None = None) -> dict[str, Any] | None:
+    """The git commit of the checkout holding the package (`git rev-parse HEAD`) and whether tracked files differ
+    from it; None outside a git checkout or without git."""
+    directory = directory or Path(__file__).resolve().parent
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(
+            ["git", *arguments], cwd=directory, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def process_identity() -> dict[str, Any]:
+    """pid, hostname and start time of this process: readers report a `running` run whose process is gone as
+    crashed (the start time tells a reused pid apart)."""
+    import psutil
+
+    return {"pid": os.getpid(), "hostname": socket.gethostname(), "started": psutil.Process().create_time()}
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the run lasts, SIGTERM raises KeyboardInterrupt as SIGINT does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _log_state(log: EventLog) -> dict[str, Any]:
+    """The manifest fields that describe what the log wrote."""
+    records = log.part_records
+    return {
+        "events": log.count,
+        "events_written": log.written,
+        "last_seq": log.count - 1,
+        "events_by_kind": dict(sorted(log.counts_by_kind.items())),
+        "parts": [record.path for record in records],
+        "part_rows": {record.path: record.rows for record in records},
+        "part_sha256": {record.path: record.sha256 for record in records},
+    }
+
+
 def write_json_atomically(path: Path, content: dict[str, Any]) -> None:
     """Write JSON to a temporary file beside `path`, then rename it into place."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -85,54 +152,79 @@ def run_scenario(
     output_dir = Path(output_dir if output_dir is not None else scenario.run.output_dir)
     run_id = run_id or new_run_id(scenario, output_dir)
     run_dir = output_dir / run_id
-    log = EventLog(run_dir / "events", scenario.run.flush_every)
-    model = MarketModel(scenario, log=log)  # validates the population before anything is written
-    run_dir.mkdir(parents=True, exist_ok=False)
-    manifest: dict[str, Any] = {
-        "run_id": run_id,
-        "scenario": scenario.to_dict(),
-        "scenario_name": scenario.run.name,
-        "seed": scenario.run.seed,
-        "versions": package_versions(),
-        "status": "running",
-        "started_at": datetime.now(UTC).isoformat(),
-    }
+    manifest: dict[str, Any] = {}
+
+    def record_flush(log: EventLog) -> None:
+        manifest.update(_log_state(log))
+        write_json_atomically(run_dir / "manifest.json", manifest)
+
+    log = EventLog(run_dir / "events", scenario.run.flush_every, on_flush=record_flush)
+    try:
+        model = MarketModel(scenario, log=log)  # validates the population before anything is written
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except BaseException:
+        log.close()
+        raise
+    manifest.update(
+        {
+            "run_id": run_id,
+            "scenario": scenario.to_dict(),
+            "scenario_name": scenario.run.name,
+            "seed": scenario.run.seed,
+            "versions": package_versions(),
+            "git": git_commit(),
+            "process": process_identity(),
+            "event_schema": event_schema(),
+            "status": "running",
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+    )
     write_json_atomically(run_dir / "manifest.json", manifest)
+    log.start_timer()
     started = time.perf_counter()
     status = "failed"
+    first_error: BaseException | None = None
     try:
-        with _ProgressBar(scenario, show_progress) as update:
+        with _terminate_as_interrupt(), _ProgressBar(scenario, show_progress) as update:
             model.run(progress=update)
         status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
+    except KeyboardInterrupt as error:
+        status, first_error = "interrupted", error
     except BaseException as error:
-        manifest["error"] = f"{type(error).__name__}: {error}"
-        raise
-    finally:
-        log.emit(model.env.now, "run_finished", status=status, tasks_finished=model.tasks_finished)
+        first_error = error
+    try:
+        if log.error is None:
+            log.emit(model.env.now, "run_finished", status=status, tasks_finished=model.tasks_finished)
         log.close()
-        wall = time.perf_counter() - started
-        manifest.update(
-            {
-                "status": status,
-                "finished_at": datetime.now(UTC).isoformat(),
-                "wall_time_s": wall,
-                "final_time_s": float(model.env.now),
-                "tasks_finished": model.tasks_finished,
-                "events": log.count,
-                "events_by_kind": dict(sorted(log.counts_by_kind.items())),
-                "parts": list(log.parts),
-                "traffic": {
-                    "messages_sent": dict(model.overlay.counters.sent),
-                    "bytes_sent": dict(model.overlay.counters.bytes_sent),
-                    "delivered": dict(model.overlay.counters.delivered),
-                    "dropped": dict(model.overlay.counters.dropped),
-                },
-            }
-        )
-        write_json_atomically(run_dir / "manifest.json", manifest)
+    except Exception as error:  # the log could not be written: the run failed, unless something failed first
+        if first_error is None or isinstance(first_error, KeyboardInterrupt):
+            status, first_error = "failed", error
+        else:
+            manifest["close_error"] = _one_line(error)
+        log.close()  # only stops the timer after a failed write
+    wall = time.perf_counter() - started
+    if first_error is not None and not isinstance(first_error, KeyboardInterrupt):
+        manifest["error"] = _one_line(first_error)
+    manifest.update(
+        {
+            "status": status,
+            "finished_at": datetime.now(UTC).isoformat(),
+            "wall_time_s": wall,
+            "final_time_s": float(model.env.now),
+            "tasks_finished": model.tasks_finished,
+            "event_schema": event_schema(),
+            **_log_state(log),
+            "traffic": {
+                "messages_sent": dict(model.overlay.counters.sent),
+                "bytes_sent": dict(model.overlay.counters.bytes_sent),
+                "delivered": dict(model.overlay.counters.delivered),
+                "dropped": dict(model.overlay.counters.dropped),
+            },
+        }
+    )
+    write_json_atomically(run_dir / "manifest.json", manifest)
+    if first_error is not None:
+        raise first_error
     history = model.welfare_history
     return RunResult(
         run_dir=run_dir,
@@ -146,6 +238,11 @@ def run_scenario(
             name: total / count for name, (total, count) in sorted(model.participation_by_strategy.items()) if count
         },
     )
+
+
+def _one_line(error: BaseException) -> str:
+    """`Type: message` on one line."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 class _ProgressBar:
