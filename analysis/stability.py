@@ -1,31 +1,48 @@
-"""Long-horizon stability of a run: when the welfare series settles, how much it varies, which strategies die out.
+"""Long-horizon stability of a run: when a series settles, its time average with an honest interval, which
+strategies die out or take over and for how long, and absorption probabilities over seeds.
 
-Three measures, each on plain arrays or frames so they can be checked by hand:
-- time to a stationary state: the welfare series is cut into consecutive windows (aligned to its end); each
-  window is compared with the final window by Welch's t-test (scipy), Bonferroni-corrected over the windows
-  compared; the series is stationary from the first window after which no window differs from the final one;
-- the mean and variance of the series in each window;
-- extinction and fixation of strategies in the share series of `analysis.metrics.strategy_shares`: a strategy is
-  extinct from the first sample after which its share stays 0 to the end, and fixated from the first sample after
-  which it stays 1.
+Measures with a pedigree (each function cites its method):
+- warm-up: MSER-5 (White, Cobb & Spratt 2000; Hoad, Robinson & Davies 2010) on batch means of five values;
+- time averages: non-overlapping batch means with a Student-t interval (Schmeiser 1982; Law, Simulation Modeling
+  and Analysis, 5th ed., 2015, sec. 9.5.3), which stays valid under autocorrelation when batches are long;
+- stationarity: KPSS (Kwiatkowski et al. 1992, H0 level-stationary) together with ADF (Said & Dickey 1984, H0
+  unit root, Schwert's long lag) from statsmodels on the post-warm-up series; the KPSS long-run variance uses a
+  Bartlett window whose bandwidth is the "window" here, and the verdict is given for three standard bandwidths
+  (Hobijn, Franses & Ooms 1998 automatic; Schwert 1989 short and long) and is robust only when all three agree;
+- time-averaged strategy shares (left-step integral of the sampled shares over time);
+- extinction and fixation that must hold for a minimum dwell time, with the dwell reported;
+- across seeds, fixation/absorption probabilities with Wilson score intervals (Wilson 1927; statsmodels
+  `proportion_confint`).
+
+The older windowed Welch test (`time_to_stationarity`) is kept for comparison: it ignores autocorrelation, so its
+verdict moves with the window; the summary uses the KPSS/ADF verdict.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
+from statsmodels.tools.sm_exceptions import InterpolationWarning
+from statsmodels.tsa.stattools import adfuller, kpss
+from threadpoolctl import threadpool_limits
 
 from flmarket.analysis.metrics import EventSource, events_of, strategy_shares, task_outcomes
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_WINDOW = 10
 SHARE_TOLERANCE = 1e-12
+MSER_BATCH_SIZE = 5
+DEFAULT_BATCHES = 20
+DEFAULT_LEVEL = 0.95
+MIN_STATIONARITY_VALUES = 20
+DEFAULT_MIN_DWELL_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -119,75 +136,386 @@ def time_to_stationarity(
     return Stationarity(True, start, start_time, window, count, alpha, p_values)
 
 
-def extinction_and_fixation(shares: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy: final share, whether and when it went extinct (share 0 to the end) or fixated (share 1).
+# ------------------------------------------------------------------------------------------------ warm-up (MSER-5)
 
-    `shares` has columns time, strategy, share (as `analysis.metrics.strategy_shares` returns); a strategy missing
-    from a sample time has share 0 there. Columns: strategy, final_share, extinct, extinction_time, fixated,
-    fixation_time (times NaN when it did not happen).
+
+@dataclass(frozen=True)
+class WarmUp:
+    """MSER-5 truncation point: `index` values are warm-up; `reliable` is False when the minimum lies in the
+    second half of the series (Hoad, Robinson & Davies 2010: the run is then too short to trust the point)."""
+
+    index: int
+    batch_size: int
+    batches: int
+    reliable: bool
+
+
+def _finite(series: Sequence[float] | np.ndarray, name: str = "series") -> np.ndarray:
+    values = np.asarray(series, dtype=float)
+    if values.ndim != 1:
+        raise ValueError(f"{name}: must be one-dimensional, got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name}: must be finite, got NaN or infinite values")
+    return values
+
+
+def mser_warmup(series: Sequence[float] | np.ndarray, batch_size: int = MSER_BATCH_SIZE) -> WarmUp:
+    """MSER-5 warm-up (White 1997; White, Cobb & Spratt 2000; Hoad, Robinson & Davies 2010).
+
+    The series is cut into b batches of `batch_size` values (a trailing partial batch is left out) with means Z_j.
+    For every truncation d = 0..floor(b/2) batches, MSER(d) = sum_{j>d} (Z_j - mean_{j>d} Z)^2 / (b - d)^2; the
+    warm-up is batch_size * argmin_d MSER(d) values (the first minimum on ties). Series of fewer than two batches
+    have no warm-up (index 0, not reliable).
     """
-    columns = ["strategy", "final_share", "extinct", "extinction_time", "fixated", "fixation_time"]
-    if shares.empty:
-        return pd.DataFrame(
-            {
-                name: pd.Series(dtype=dtype)
-                for name, dtype in zip(
-                    columns, ["string", "float64", "bool", "float64", "bool", "float64"], strict=True
-                )
-            }
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+    values = _finite(series)
+    batches = values.size // batch_size
+    if batches < 2:
+        return WarmUp(0, batch_size, batches, False)
+    means = values[: batches * batch_size].reshape(batches, batch_size).mean(axis=1)
+    limit = batches // 2
+    scores = np.empty(limit + 1)
+    for truncation in range(limit + 1):
+        kept = means[truncation:]
+        scores[truncation] = np.sum((kept - kept.mean()) ** 2) / kept.size**2
+    # Ties within float noise go to the shortest warm-up.
+    best = int(np.flatnonzero(scores <= scores.min() + 1e-12 * max(1.0, abs(scores.min())))[0])
+    return WarmUp(best * batch_size, batch_size, batches, best < limit)
+
+
+# ------------------------------------------------------------------------------------ time averages (batch means)
+
+
+@dataclass(frozen=True)
+class TimeAverage:
+    """A time average with its batch-means interval (`level`, Student-t on `batches` - 1 degrees of freedom);
+    `batch_lag1` is the lag-1 autocorrelation of the batch means (near 0 when the batches are long enough)."""
+
+    mean: float
+    low: float
+    high: float
+    half_width: float
+    batches: int
+    batch_size: int
+    batch_lag1: float
+    level: float
+
+
+def batch_means_interval(
+    series: Sequence[float] | np.ndarray,
+    level: float = DEFAULT_LEVEL,
+    batches: int = DEFAULT_BATCHES,
+    bounds: tuple[float, float] | None = None,
+) -> TimeAverage:
+    """Mean of the series with the non-overlapping batch-means confidence interval (Schmeiser 1982; Law 2015,
+    sec. 9.5.3): the n values are cut into k = min(batches, n // 2) equal batches (the first n mod k values are left
+    out, so the interval describes the end of the run), and the interval is Zbar +- t_{(1+level)/2, k-1} * s_Z / sqrt(k)
+    over the batch means Z. Batch means of an autocorrelated series are nearly independent once the batches are
+    much longer than its correlation time, which a naive s / sqrt(n) interval ignores. `bounds` clips the interval
+    to a quantity's range (e.g. (0, 1) for a share). Fewer than four values: NaN interval.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level: must be in (0, 1), got {level}")
+    if not isinstance(batches, int | np.integer) or batches < 2:
+        raise ValueError(f"batches: must be an integer >= 2, got {batches!r}")
+    values = _finite(series)
+    if values.size == 0:
+        return TimeAverage(math.nan, math.nan, math.nan, math.nan, 0, 0, math.nan, level)
+    count = min(batches, values.size // 2)
+    if count < 2:
+        mean = float(values.mean())
+        return TimeAverage(mean, math.nan, math.nan, math.nan, count, 0, math.nan, level)
+    size = values.size // count
+    means = values[values.size - count * size :].reshape(count, size).mean(axis=1)
+    centre = float(means.mean())
+    spread = float(means.std(ddof=1))
+    half_width = float(stats.t.ppf((1 + level) / 2, count - 1) * spread / math.sqrt(count))
+    deviations = means - centre
+    denominator = float(np.sum(deviations**2))
+    lag1 = float(np.sum(deviations[1:] * deviations[:-1]) / denominator) if denominator > 0 else math.nan
+    low, high = centre - half_width, centre + half_width
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return TimeAverage(centre, low, high, half_width, count, size, lag1, level)
+
+
+# --------------------------------------------------------------------------------- stationarity (KPSS and ADF)
+
+
+@dataclass(frozen=True)
+class StationarityVerdict:
+    """KPSS + ADF verdict on the post-warm-up series, at each KPSS bandwidth ("window") tried.
+
+    verdict: "stationary" (every window: KPSS keeps H0 and ADF rejects a unit root), "not stationary" (no window
+    does), "inconclusive" (the windows disagree), or "too short". `stationary` is True only for "stationary".
+    """
+
+    verdict: str
+    warmup: WarmUp
+    values: int
+    alpha: float
+    windows: tuple[str, ...]
+    kpss_lags: tuple[int, ...]
+    kpss_p_values: tuple[float, ...]
+    adf_p_value: float
+
+    @property
+    def stationary(self) -> bool:
+        """True iff every window's verdict is stationary."""
+        return self.verdict == "stationary"
+
+    @property
+    def robust(self) -> bool:
+        """True iff the windows agree (the verdict does not depend on the bandwidth)."""
+        return self.verdict in ("stationary", "not stationary")
+
+
+def kpss_windows(values: int) -> dict[str, int | str]:
+    """The KPSS Bartlett bandwidths tried: "auto" (Hobijn, Franses & Ooms 1998, data-dependent) and Schwert's
+    (1989) short and long rules floor(4 (n/100)^(1/4)) and floor(12 (n/100)^(1/4)), the two conventional fixed
+    choices; a verdict that holds for all three does not hinge on the window."""
+    quarter = (values / 100.0) ** 0.25
+    return {
+        "auto": "auto",
+        "schwert4": max(1, min(values - 1, math.floor(4 * quarter))),
+        "schwert12": max(1, min(values - 1, math.floor(12 * quarter))),
+    }
+
+
+def stationarity_verdict(
+    series: Sequence[float] | np.ndarray,
+    alpha: float = DEFAULT_ALPHA,
+    warmup: WarmUp | None = None,
+) -> StationarityVerdict:
+    """Is the series stationary after its warm-up? KPSS (Kwiatkowski, Phillips, Schmidt & Shin 1992; H0 level
+    stationarity) and ADF (Said & Dickey 1984; H0 unit root) with Schwert's (1989) long lag
+    floor(12 (n/100)^(1/4)), both from statsmodels.
+
+    The warm-up (MSER-5 unless given) is cut off first. At each KPSS window of `kpss_windows` the series counts as
+    stationary iff KPSS does not reject at `alpha` and ADF rejects at `alpha`. KPSS p-values are interpolated in
+    [0.01, 0.1] by statsmodels (a p-value printed as 0.1 means ">= 0.1"). A constant post-warm-up series is
+    stationary; fewer than MIN_STATIONARITY_VALUES values after the warm-up give "too short".
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: must be in (0, 1), got {alpha}")
+    values = _finite(series)
+    cut = warmup if warmup is not None else mser_warmup(values)
+    tail = values[cut.index :]
+    windows = kpss_windows(max(tail.size, 2))
+    names = tuple(windows)
+    if tail.size < MIN_STATIONARITY_VALUES:
+        return StationarityVerdict("too short", cut, int(tail.size), alpha, names, (), (), math.nan)
+    if np.ptp(tail) == 0:
+        return StationarityVerdict(
+            "stationary", cut, int(tail.size), alpha, names, (0,) * len(names), (1.0,) * len(names), 0.0
         )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InterpolationWarning)
+        # One regression per test: BLAS threads only add contention at this size.
+        with threadpool_limits(limits=1):
+            adf_p = float(adfuller(tail, maxlag=int(windows["schwert12"]), autolag=None, result_object=False)[1])
+        lags, p_values = [], []
+        for bandwidth in windows.values():
+            _, p_value, used, _ = kpss(tail, regression="c", nlags=bandwidth, result_object=False)
+            lags.append(int(used))
+            p_values.append(float(p_value))
+    votes = [p_value >= alpha and adf_p < alpha for p_value in p_values]
+    verdict = "stationary" if all(votes) else ("not stationary" if not any(votes) else "inconclusive")
+    return StationarityVerdict(verdict, cut, int(tail.size), alpha, names, tuple(lags), tuple(p_values), adf_p)
+
+
+# ------------------------------------------------------------------------------------------ strategy shares
+
+
+def _wide_shares(shares: pd.DataFrame) -> pd.DataFrame:
+    """time x strategy table of shares, 0 where a strategy is missing from a sample."""
     wide = shares.pivot_table(index="time", columns="strategy", values="share", aggfunc="sum", fill_value=0.0)
-    wide = wide.sort_index()
+    return wide.sort_index()
+
+
+def time_averaged_shares(
+    shares: pd.DataFrame, start_time: float | None = None, level: float = DEFAULT_LEVEL
+) -> pd.DataFrame:
+    """Per strategy, the time average of its share from `start_time` (default: the first sample) to the last
+    sample: each sample's share holds until the next sample (left-step integral / elapsed time), with the
+    batch-means interval of the sampled shares clipped to [0, 1] (see `batch_means_interval`).
+
+    Columns: strategy, time_average, low, high, samples.
+    """
+    columns = ["strategy", "time_average", "low", "high", "samples"]
+    if shares.empty:
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in columns}).astype({"strategy": "string"})
+    wide = _wide_shares(shares)
+    if start_time is not None:
+        wide = wide[wide.index >= start_time]
+    times = wide.index.to_numpy(dtype=float)
+    durations = np.diff(times)
     rows = []
     for strategy in wide.columns:
         series = wide[strategy].to_numpy(dtype=float)
+        if durations.size and durations.sum() > 0:
+            average = float(np.sum(series[:-1] * durations) / durations.sum())
+        else:
+            average = float(series.mean()) if series.size else math.nan
+        interval = batch_means_interval(series, level, bounds=(0.0, 1.0)) if series.size else None
+        rows.append(
+            {
+                "strategy": strategy,
+                "time_average": average,
+                "low": interval.low if interval else math.nan,
+                "high": interval.high if interval else math.nan,
+                "samples": int(series.size),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns).astype({"strategy": "string"})
+
+
+FATE_COLUMNS = {
+    "strategy": "string",
+    "final_share": "float64",
+    "extinct": "bool",
+    "extinction_time": "float64",
+    "extinction_dwell": "float64",
+    "fixated": "bool",
+    "fixation_time": "float64",
+    "fixation_dwell": "float64",
+    "samples_at_zero": "float64",
+    "samples_at_one": "float64",
+    "min_dwell": "float64",
+}
+
+
+def extinction_and_fixation(shares: pd.DataFrame, min_dwell: float = 0.0) -> pd.DataFrame:
+    """Per strategy: final share, extinction (share 0 to the end) and fixation (share 1 to the end), each only if
+    the state has held for at least `min_dwell` time units by the last sample.
+
+    The dwell is the time from the first sample of the final run at the level to the last sample (0 when only the
+    last sample is at it). A state that held for less than min_dwell is not absorbing yet: with mutation a share of
+    1 seen in the last two samples is not fixation. samples_at_zero / samples_at_one are the fractions of samples
+    at each level over the whole series (how often the state was visited). `shares` has columns time, strategy,
+    share (as `analysis.metrics.strategy_shares` returns); a strategy missing from a sample time has share 0.
+    Times and dwells are NaN when the state did not happen.
+    """
+    if not min_dwell >= 0:
+        raise ValueError(f"min_dwell: must be >= 0, got {min_dwell}")
+    if shares.empty:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in FATE_COLUMNS.items()})
+    wide = _wide_shares(shares)
+    times = wide.index.to_numpy(dtype=float)
+    rows = []
+    for strategy in wide.columns:
+        series = wide[strategy].to_numpy(dtype=float)
+        extinct, extinction_time, extinction_dwell = _absorbed(series, times, 0.0, min_dwell)
+        fixated, fixation_time, fixation_dwell = _absorbed(series, times, 1.0, min_dwell)
         rows.append(
             {
                 "strategy": strategy,
                 "final_share": float(series[-1]),
-                **_absorbed(series, wide.index, 0.0, "extinct", "extinction_time"),
-                **_absorbed(series, wide.index, 1.0, "fixated", "fixation_time"),
+                "extinct": extinct,
+                "extinction_time": extinction_time,
+                "extinction_dwell": extinction_dwell,
+                "fixated": fixated,
+                "fixation_time": fixation_time,
+                "fixation_dwell": fixation_dwell,
+                "samples_at_zero": float(np.mean(np.abs(series) <= SHARE_TOLERANCE)),
+                "samples_at_one": float(np.mean(np.abs(series - 1.0) <= SHARE_TOLERANCE)),
+                "min_dwell": float(min_dwell),
             }
         )
-    return pd.DataFrame(rows, columns=columns).astype({"strategy": "string", "extinct": bool, "fixated": bool})
+    return pd.DataFrame(rows, columns=list(FATE_COLUMNS)).astype(FATE_COLUMNS)
 
 
-def _absorbed(series: np.ndarray, times: pd.Index, level: float, flag: str, when: str) -> dict[str, object]:
-    """Whether the series ends at `level` and the time from which it stays there."""
+def _absorbed(series: np.ndarray, times: np.ndarray, level: float, min_dwell: float) -> tuple[bool, float, float]:
+    """(held, since, dwell): whether the series ends at `level` for at least min_dwell, from when, for how long.
+
+    since and dwell are reported whenever the series ends at the level (even if too briefly), NaN otherwise."""
     at_level = np.abs(series - level) <= SHARE_TOLERANCE
     if not at_level[-1]:
-        return {flag: False, when: math.nan}
+        return False, math.nan, math.nan
     leaving = np.flatnonzero(~at_level)
-    first = leaving[-1] + 1 if leaving.size else 0
-    return {flag: True, when: float(times[first])}
+    first = int(leaving[-1]) + 1 if leaving.size else 0
+    dwell = float(times[-1] - times[first])
+    return dwell >= min_dwell, float(times[first]), dwell
+
+
+# ------------------------------------------------------------------------------------------ across seeds
+
+
+def absorption_probabilities(
+    outcomes: Iterable[str], categories: Iterable[str] = (), level: float = DEFAULT_LEVEL
+) -> pd.DataFrame:
+    """Across runs (seeds), the probability of each end state with its Wilson score interval (Wilson 1927, via
+    statsmodels `proportion_confint(method="wilson")`), which stays inside [0, 1] and behaves at 0 and n.
+
+    `outcomes` holds one end state per run: the fixated strategy, or "" for a run that ended in coexistence
+    (reported as "none"). `categories` adds states that never happened (probability 0 with a non-trivial upper
+    bound). Columns: outcome, runs_with, runs, probability, low, high.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level: must be in (0, 1), got {level}")
+    labels = [outcome if outcome else "none" for outcome in outcomes]
+    runs = len(labels)
+    if runs == 0:
+        raise ValueError("outcomes: need at least one run, got none")
+    names = list(dict.fromkeys([*sorted(set(labels)), *categories]))
+    rows = []
+    for name in sorted(names):
+        count = labels.count(name)
+        low, high = proportion_confint(count, runs, alpha=1 - level, method="wilson")
+        rows.append(
+            {"outcome": name, "runs_with": count, "runs": runs, "probability": count / runs, "low": low, "high": high}
+        )
+    return pd.DataFrame(rows, columns=["outcome", "runs_with", "runs", "probability", "low", "high"])
+
+
+# ------------------------------------------------------------------------------------------ run summary
 
 
 def stability_summary(
     source: EventSource,
     window: int = DEFAULT_WINDOW,
     alpha: float = DEFAULT_ALPHA,
+    min_dwell_fraction: float = DEFAULT_MIN_DWELL_FRACTION,
 ) -> dict[str, object]:
     """Stability headline of a run from its task welfare series and strategy shares.
 
-    welfare_stationary, stationary_from_task (the task index where the stationary state starts),
-    stationary_from_time, final_window_mean / final_window_variance of welfare, extinct_strategies,
-    fixated_strategy ("" when none).
+    Welfare: MSER-5 warm-up (welfare_warmup_tasks; stationary_from_task / _time = the first task after it when
+    the verdict is stationary), the KPSS + ADF verdict over three windows (welfare_stationarity, kpss_p_min,
+    adf_p), the post-warm-up time average with its 95% batch-means interval, and the final `window` tasks' mean
+    and variance. Strategies: extinction and fixation must have held for min_dwell_fraction of the sampled span
+    (reported as min_dwell_s); the fixated strategy's dwell is fixation_dwell_s.
     """
+    if not 0 <= min_dwell_fraction <= 1:
+        raise ValueError(f"min_dwell_fraction: must be in [0, 1], got {min_dwell_fraction}")
     frame = events_of(source, ["task_finished", "strategy_share", "action_chosen"])
     tasks = task_outcomes(frame)
     welfare = tasks["welfare"].to_numpy(dtype=float)
-    result = time_to_stationarity(welfare, window, alpha, times=tasks["time"].to_numpy(dtype=float))
+    verdict = stationarity_verdict(welfare, alpha) if welfare.size else None
+    start = verdict.warmup.index if verdict is not None else 0
+    average = batch_means_interval(welfare[start:]) if welfare.size else None
     windows = window_statistics(welfare, window)
-    fates = extinction_and_fixation(strategy_shares(frame))
-    fixated = fates[fates["fixated"]]["strategy"].tolist()
+    shares = strategy_shares(frame)
+    span = float(shares["time"].max() - shares["time"].min()) if len(shares) else 0.0
+    min_dwell = min_dwell_fraction * span
+    fates = extinction_and_fixation(shares, min_dwell)
+    fixated = fates[fates["fixated"]]
+    stationary = verdict is not None and verdict.stationary
     return {
-        "welfare_stationary": result.stationary,
-        "stationary_from_task": (
-            int(tasks["task"].iloc[result.start_index]) if result.start_index is not None else math.nan
-        ),
-        "stationary_from_time": result.start_time if result.start_time is not None else math.nan,
+        "welfare_warmup_tasks": float(start) if verdict is not None else math.nan,
+        "welfare_stationarity": verdict.verdict if verdict is not None else "too short",
+        "welfare_stationary": stationary,
+        "kpss_p_min": min(verdict.kpss_p_values) if verdict is not None and verdict.kpss_p_values else math.nan,
+        "adf_p": verdict.adf_p_value if verdict is not None else math.nan,
+        "stationary_from_task": int(tasks["task"].iloc[start]) if stationary else math.nan,
+        "stationary_from_time": float(tasks["time"].iloc[start]) if stationary else math.nan,
+        "welfare_time_average": average.mean if average is not None else math.nan,
+        "welfare_ci_low": average.low if average is not None else math.nan,
+        "welfare_ci_high": average.high if average is not None else math.nan,
         "final_window_mean": float(windows["mean"].iloc[-1]) if len(windows) else math.nan,
         "final_window_variance": float(windows["variance"].iloc[-1]) if len(windows) else math.nan,
         "extinct_strategies": ",".join(sorted(fates[fates["extinct"]]["strategy"].tolist())),
-        "fixated_strategy": fixated[0] if fixated else "",
+        "fixated_strategy": str(fixated["strategy"].iloc[0]) if len(fixated) else "",
+        "fixation_dwell_s": float(fixated["fixation_dwell"].iloc[0]) if len(fixated) else math.nan,
+        "min_dwell_s": min_dwell,
     }

@@ -7,13 +7,19 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from flmarket.analysis.stability import (
+    absorption_probabilities,
+    batch_means_interval,
     extinction_and_fixation,
+    kpss_windows,
+    mser_warmup,
     stability_summary,
+    stationarity_verdict,
+    time_averaged_shares,
     time_to_stationarity,
     window_statistics,
 )
@@ -71,6 +77,9 @@ def test_bonferroni_level_decides_a_borderline_window() -> None:
     assert result.stationary and result.start_index == 0  # not rejected at 0.05 / 2
 
 
+@settings(
+    deadline=None, max_examples=40
+)  # the first call imports and warms scipy: a cold call can exceed the 200 ms default
 @given(
     st.lists(st.integers(min_value=-800, max_value=800), min_size=8, max_size=60),
     st.sampled_from([0.125, 0.5, 2.0, 8.0]),
@@ -122,8 +131,13 @@ def test_coexistence_has_no_fixation_and_empty_input_has_columns() -> None:
         "final_share",
         "extinct",
         "extinction_time",
+        "extinction_dwell",
         "fixated",
         "fixation_time",
+        "fixation_dwell",
+        "samples_at_zero",
+        "samples_at_one",
+        "min_dwell",
     ]
 
 
@@ -165,9 +179,145 @@ def test_stability_summary_of_a_hand_made_run() -> None:
             )
     frame = pd.DataFrame(rows)
     frame["seq"] = range(len(frame))
-    summary = stability_summary(frame, window=4)
-    assert summary["welfare_stationary"] and summary["stationary_from_task"] == 4
-    assert summary["stationary_from_time"] == 40.0
+    summary = stability_summary(frame, window=4, min_dwell_fraction=0.0)
+    # 12 tasks: MSER-5 has two batches, truncation 0 or 1 batch; after it fewer than 20 values remain: too short.
+    assert summary["welfare_stationarity"] == "too short" and not summary["welfare_stationary"]
+    assert math.isnan(summary["stationary_from_task"])
     assert summary["final_window_mean"] == pytest.approx(1.5)
     assert summary["final_window_variance"] == pytest.approx(1 / 3)  # (4 * 0.25) / 3
     assert summary["extinct_strategies"] == "ALLD" and summary["fixated_strategy"] == "ALLC"
+    # ALLC holds share 1 from task 6 (time 59) to task 11 (time 109): a dwell of 50 s
+    assert summary["fixation_dwell_s"] == pytest.approx(50.0)
+    # requiring half the sampled span (0.5 * 110 s = 55 s) rejects that fixation
+    strict = stability_summary(frame, window=4, min_dwell_fraction=0.5)
+    assert strict["fixated_strategy"] == "" and strict["min_dwell_s"] == pytest.approx(55.0)
+
+
+# ---------------------------------------------------------------------------- measures with known answers
+
+
+def _ar1(rng: np.random.Generator, size: int, mean: float, phi: float, burn: int = 0) -> np.ndarray:
+    """x_t = mean + phi (x_{t-1} - mean) + e_t, e ~ N(0, 1), started from the stationary law."""
+    noise = rng.normal(0.0, 1.0, size + burn)
+    values = np.empty(size + burn)
+    values[0] = noise[0] / math.sqrt(1 - phi**2)
+    for index in range(1, size + burn):
+        values[index] = phi * values[index - 1] + noise[index]
+    return mean + values[burn:]
+
+
+def test_batch_means_interval_covers_the_ar1_mean_at_its_level() -> None:
+    # AR(1) with phi = 0.8: correlation time (1 + phi) / (1 - phi) = 9 steps; 2,000 values in 20 batches of 100.
+    rng = np.random.default_rng(11)
+    runs, size, phi, mean = 300, 2000, 0.8, 3.0
+    covered = naive = 0
+    for _ in range(runs):
+        series = _ar1(rng, size, mean, phi)
+        interval = batch_means_interval(series, level=0.95)
+        covered += interval.low <= mean <= interval.high
+        half = 1.96 * series.std(ddof=1) / math.sqrt(size)  # ignores autocorrelation
+        naive += abs(series.mean() - mean) <= half
+    # Wilson 99.9% band around 0.95 for 300 runs is about [0.90, 0.98]; the naive interval is ~ 3x too narrow.
+    assert 0.90 <= covered / runs <= 0.985
+    assert naive / runs < 0.6
+    one = batch_means_interval(_ar1(rng, size, mean, phi))
+    assert one.batches == 20 and one.batch_size == 100 and abs(one.batch_lag1) < 0.5
+
+
+def test_batch_means_by_hand_and_bounds() -> None:
+    interval = batch_means_interval([9.0, 1.0, 3.0, 5.0, 7.0], batches=2)  # batches (1, 3), (5, 7): the 9 is cut
+    assert interval.mean == 4.0 and interval.batch_size == 2
+    # means 2 and 6: s = 2 * sqrt(2), half width = t_{0.975, 1} * s / sqrt(2) = 12.706 * 2
+    assert interval.half_width == pytest.approx(stats.t.ppf(0.975, 1) * 2.0)
+    clipped = batch_means_interval([0.0, 0.1, 0.9, 1.0], batches=2, bounds=(0.0, 1.0))
+    assert clipped.low == 0.0 and clipped.high == 1.0
+    with pytest.raises(ValueError, match="batches: must be an integer >= 2, got 1"):
+        batch_means_interval([1.0] * 4, batches=1)
+
+
+def test_mser5_finds_a_step_change_at_a_known_time() -> None:
+    rng = np.random.default_rng(5)
+    for step in (50, 300, 640):
+        series = np.concatenate([rng.normal(8.0, 1.0, step), rng.normal(0.0, 1.0, 1500 - step)])
+        warmup = mser_warmup(series)
+        # MSER cuts at the step or a few batches after it (it may drop noisy batches too), never before it
+        assert warmup.reliable and step <= warmup.index <= step + 25
+    stationary = mser_warmup(rng.normal(0.0, 1.0, 1000))
+    assert stationary.index <= 50  # nothing to cut but noise
+
+
+def test_mser5_by_hand() -> None:
+    # batch means 10, 0, 0, 0: truncating one batch leaves no spread (MSER = 0); none leaves 75 / 16
+    series = [10.0] * 5 + [0.0] * 15
+    warmup = mser_warmup(series)
+    assert warmup.index == 5 and warmup.batches == 4 and warmup.reliable
+    assert mser_warmup([1.0, 2.0, 3.0]).index == 0
+
+
+def test_stationarity_verdict_with_known_answers() -> None:
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.normal(0.0, 1.0, 1500))
+    assert stationarity_verdict(walk).verdict == "not stationary"
+    ar1 = _ar1(rng, 1500, 2.0, 0.5)
+    verdict = stationarity_verdict(ar1)
+    assert verdict.verdict == "stationary" and verdict.robust and verdict.adf_p_value < 0.01
+    assert min(verdict.kpss_p_values) >= 0.05
+    stepped = np.concatenate([np.full(200, 10.0) + rng.normal(0, 1, 200), ar1])
+    after = stationarity_verdict(stepped)
+    assert abs(after.warmup.index - 200) <= 5 and after.stationary  # the step is the warm-up, not non-stationarity
+    assert stationarity_verdict(np.full(100, 4.0)).stationary
+    assert stationarity_verdict(rng.normal(size=10)).verdict == "too short"
+
+
+def test_the_verdict_does_not_change_with_the_window_on_clear_cases() -> None:
+    # the three KPSS bandwidths are increasing and the verdict is the same for each on a stationary and a unit-root
+    # series over many draws: the decision does not hinge on the window.
+    windows = kpss_windows(1500)
+    assert windows["auto"] == "auto" and 0 < windows["schwert4"] < windows["schwert12"]
+    assert (windows["schwert4"], windows["schwert12"]) == (7, 23)  # floor(4 * 15^0.25), floor(12 * 15^0.25)
+    rng = np.random.default_rng(8)
+    verdicts = [stationarity_verdict(_ar1(rng, 1000, 0.0, 0.6)).verdict for _ in range(12)]
+    assert verdicts.count("stationary") >= 10  # alpha = 0.05 per test; a few honest rejections are allowed
+    walks = [stationarity_verdict(np.cumsum(rng.normal(size=1000))).verdict for _ in range(12)]
+    assert walks.count("not stationary") >= 10
+
+
+def test_time_averaged_shares_weight_by_time() -> None:
+    shares = pd.DataFrame(
+        {"time": [0.0, 0.0, 10.0, 10.0, 40.0, 40.0], "strategy": ["A", "B"] * 3, "share": [1, 0, 0.5, 0.5, 0, 1]}
+    )
+    table = time_averaged_shares(shares).set_index("strategy")
+    # A: 1 for 10 s, 0.5 for 30 s over 40 s = 25 / 40
+    assert table.loc["A", "time_average"] == pytest.approx(25 / 40)
+    assert table.loc["B", "time_average"] == pytest.approx(15 / 40)
+    later = time_averaged_shares(shares, start_time=10.0).set_index("strategy")
+    assert later.loc["A", "time_average"] == pytest.approx(0.5) and later.loc["A", "samples"] == 2
+
+
+def test_fixation_needs_its_dwell_and_reports_it() -> None:
+    times = np.arange(10) * 100.0
+    share = [0.5, 1, 1, 0.9, 0.8, 1, 0.7, 0.9, 1, 1]  # reaches 1 four times; the last run is 2 samples (100 s)
+    frame = pd.DataFrame({"time": times, "strategy": "ALLD", "share": share})
+    loose = extinction_and_fixation(frame).iloc[0]
+    assert loose["fixated"] and loose["fixation_time"] == 800.0 and loose["fixation_dwell"] == 100.0
+    assert loose["samples_at_one"] == pytest.approx(0.5)
+    strict = extinction_and_fixation(frame, min_dwell=300.0).iloc[0]
+    assert not strict["fixated"] and strict["fixation_dwell"] == 100.0 and strict["min_dwell"] == 300.0
+    with pytest.raises(ValueError, match="min_dwell: must be >= 0, got -1"):
+        extinction_and_fixation(frame, min_dwell=-1)
+
+
+def test_absorption_probabilities_with_wilson_intervals() -> None:
+    table = absorption_probabilities(["ALLD"] * 7 + ["ALLC"] * 2 + [""], categories=["TFT"]).set_index("outcome")
+    assert table.loc["ALLD", "probability"] == 0.7 and table.loc["ALLD", "runs"] == 10
+    # Wilson by hand: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    z, n, p = stats.norm.ppf(0.975), 10, 0.7
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    spread = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    assert table.loc["ALLD", "low"] == pytest.approx(centre - spread)
+    assert table.loc["ALLD", "high"] == pytest.approx(centre + spread)
+    assert table.loc["TFT", "probability"] == 0 and table.loc["TFT", "low"] == pytest.approx(0, abs=1e-12)
+    assert table.loc["TFT", "high"] == pytest.approx(z**2 / (n + z**2))  # Wilson upper bound at 0 successes
+    assert table.loc["none", "runs_with"] == 1
+    with pytest.raises(ValueError, match="outcomes: need at least one run"):
+        absorption_probabilities([])
