@@ -262,3 +262,73 @@ def sample_dilemma_game(
     position = rng.uniform(*cost_position, size=players)
     cost = revenue * (low + position * (high - low))
     return PublicGoodsGame(theta0, theta1, local_iterations, rounds, tuple(revenue), tuple(cost))
+
+
+@dataclass(frozen=True)
+class WelfareReferences:
+    """The yardsticks of a task's game (SPEC B.1, B.2): the welfare-maximising participation, full cooperation
+    (everyone plays R) and the all-defect Nash equilibrium y = 0 of Lemma 1 (welfare P(0) = 0)."""
+
+    optimum_total: int
+    optimum_welfare: float
+    optimum_actions: tuple[int, ...]
+    full_cooperation_total: int
+    full_cooperation_welfare: float
+    nash_welfare: float
+
+    @property
+    def full_cooperation_is_optimal(self) -> bool:
+        """True when everyone playing R maximises welfare (the optimum total is N * R)."""
+        return self.optimum_total == self.full_cooperation_total
+
+
+def cheapest_fill(game: PublicGoodsGame, total: int) -> np.ndarray:
+    """The profile with total participation `total` at the least cost: the cheapest organisations (smallest kappa_i,
+    ties by index) play R first, the next one the remainder (SPEC B.4, "fills the cheapest organisations first")."""
+    if not 0 <= total <= game.players * game.rounds:
+        raise ValueError(f"total: must be in 0..{game.players * game.rounds}, got {total}")
+    actions = np.zeros(game.players, dtype=int)
+    remaining = total
+    for index in np.argsort(game.cost_array, kind="stable"):
+        take = min(game.rounds, remaining)
+        actions[index] = take
+        remaining -= take
+        if remaining == 0:
+            break
+    return actions
+
+
+def welfare_by_total(game: PublicGoodsGame) -> np.ndarray:
+    """max_{y: sum y = T} P(y) for T = 0..N*R: (sum_i rho_i) g(T) minus the cheapest-first cost of T rounds.
+
+    Welfare depends on y only through T (the revenue) and sum_i kappa_i y_i (the cost), so the best profile of a
+    given total puts the rounds on the cheapest organisations (SPEC B.1, B.4)."""
+    unit_costs = np.repeat(np.sort(game.cost_array), game.rounds)  # one entry per round, cheapest first
+    cost = np.concatenate([[0.0], np.cumsum(unit_costs)])
+    totals = np.arange(game.players * game.rounds + 1)
+    return float(game.revenue_array.sum()) * np.asarray(game.precision_gain(totals), dtype=float) - cost
+
+
+def welfare_references(game: PublicGoodsGame) -> WelfareReferences:
+    """Social optimum (the smallest total with the largest welfare, filled cheapest first), full cooperation and
+    the all-defect Nash welfare of the game (SPEC B.1, B.2). O(N log N + N R)."""
+    by_total = welfare_by_total(game)
+    best = int(np.argmax(by_total))
+    full_total = game.players * game.rounds
+    return WelfareReferences(
+        optimum_total=best,
+        optimum_welfare=float(by_total[best]),
+        optimum_actions=tuple(int(action) for action in cheapest_fill(game, best)),
+        full_cooperation_total=full_total,
+        full_cooperation_welfare=game.welfare(np.full(game.players, game.rounds)),
+        nash_welfare=game.welfare(np.zeros(game.players, dtype=int)),
+    )
+
+
+def welfare_position(welfare: float, nash_welfare: float, optimum_welfare: float) -> float:
+    """Where a welfare sits between the all-defect Nash welfare (0) and the social optimum (1):
+    (P - P_Nash) / (P_opt - P_Nash); NaN when the two references coincide (nothing to gain by cooperating)."""
+    span = optimum_welfare - nash_welfare
+    if not span > 0:
+        return float("nan")
+    return (welfare - nash_welfare) / span

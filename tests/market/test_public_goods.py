@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -14,12 +15,16 @@ from flmarket.market.public_goods import (
     PublicGoodsGame,
     all_outcomes,
     best_unilateral_gain,
+    cheapest_fill,
     check_social_dilemma,
     is_nash_equilibrium,
     participation_unit_cost,
     require_social_dilemma,
     sample_dilemma_game,
     theta1_lower_bound,
+    welfare_by_total,
+    welfare_position,
+    welfare_references,
 )
 
 # A hand-worked three-organisation game: theta0 = 9.82, theta1 = 20, K = 5, R = 2.
@@ -104,3 +109,44 @@ def test_invalid_inputs_are_rejected() -> None:
         PublicGoodsGame(9.82, -1, 5, 2, (1.0,), (1.0,))
     with pytest.raises(ValueError, match="each y_i must be in 0..2"):
         HAND.utilities([3, 0, 0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), players=st.integers(1, 4), rounds=st.integers(1, 3), theta1=st.floats(0.5, 300))
+def test_social_optimum_matches_brute_force(seed: int, players: int, rounds: int, theta1: float) -> None:
+    rng = np.random.default_rng(seed)
+    game = PublicGoodsGame(
+        9.82, theta1, 5, rounds, tuple(rng.uniform(0.5, 1.5, players)), tuple(rng.uniform(0.0, 0.3, players))
+    )
+    outcomes = all_outcomes(players, rounds)
+    welfare = np.array([game.welfare(outcome) for outcome in outcomes])
+    references = welfare_references(game)
+    assert references.optimum_welfare == pytest.approx(welfare.max(), rel=1e-12, abs=1e-12)
+    assert game.welfare(references.optimum_actions) == pytest.approx(welfare.max(), rel=1e-12, abs=1e-12)
+    assert sum(references.optimum_actions) == references.optimum_total
+    # best welfare of each total, by brute force, against the cheapest-first fill
+    totals = outcomes.sum(axis=1)
+    by_total = welfare_by_total(game)
+    for total in range(players * rounds + 1):
+        assert by_total[total] == pytest.approx(welfare[totals == total].max(), rel=1e-12, abs=1e-12)
+        assert game.welfare(cheapest_fill(game, total)) == pytest.approx(by_total[total], rel=1e-12, abs=1e-12)
+    assert references.nash_welfare == 0.0
+    assert references.full_cooperation_welfare == pytest.approx(welfare[-1])  # (R, ..., R) is the last outcome
+
+
+def test_hand_worked_references_and_position() -> None:
+    # HAND: S = 3.0; kappa sorted 0.10 (org 1), 0.12 (org 0), 0.15 (org 2); P(T) = 3 g(T) - cheapest-first cost.
+    references = welfare_references(HAND)
+    gains = [0.491 - 9.82 / (20 + 5 * total) for total in range(7)]
+    costs = [0.0, 0.10, 0.20, 0.32, 0.44, 0.59, 0.74]
+    expected = [3.0 * gain - cost for gain, cost in zip(gains, costs, strict=True)]
+    assert welfare_by_total(HAND) == pytest.approx(expected)
+    best = int(np.argmax(expected))
+    assert references.optimum_total == best and references.optimum_welfare == pytest.approx(expected[best])
+    assert references.full_cooperation_total == 6
+    assert references.full_cooperation_is_optimal == (best == 6)
+    assert cheapest_fill(HAND, 3).tolist() == [1, 2, 0]
+    assert welfare_position(0.5, 0.0, 2.0) == 0.25 and welfare_position(2.0, 0.0, 2.0) == 1.0
+    assert math.isnan(welfare_position(1.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="total: must be in 0..6, got 7"):
+        cheapest_fill(HAND, 7)
