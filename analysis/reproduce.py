@@ -532,9 +532,12 @@ def run_experiment(name: str, settings: ReproductionSettings) -> ReproductionOut
 
 def handler(args: argparse.Namespace) -> int:
     """`flmarket reproduce`: run the experiments named, print where the files went; exit code 0."""
-    settings = ReproductionSettings(
-        out=Path(args.out), repetitions=args.repetitions, rounds=args.rounds, seed=args.seed
-    )
+    from flmarket.analysis import reproduce_bgfl  # the BGFL figures (Figs. 2-4) live in their own module
+
+    if args.name in reproduce_bgfl.EXPERIMENTS:
+        return reproduce_bgfl.handler(args)
+    rounds = args.rounds if args.rounds is not None else DEFAULT_ROUNDS
+    settings = ReproductionSettings(out=Path(args.out), repetitions=args.repetitions, rounds=rounds, seed=args.seed)
     names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
         output = run_experiment(name, settings)
@@ -561,11 +564,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             + "."
         ),
     )
-    parser.add_argument("name", choices=[*sorted(EXPERIMENTS), "all"], help="experiment to run, or 'all'")
+    from flmarket.analysis import reproduce_bgfl
+
+    bgfl_names = sorted(reproduce_bgfl.EXPERIMENTS)
+    parser.add_argument(
+        "name", choices=[*sorted(EXPERIMENTS), *bgfl_names, "all"], help="experiment to run, or 'all' (MMZD)"
+    )
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument(
         "--repetitions", type=int, default=DEFAULT_REPETITIONS, help="independent runs averaged (default 100)"
     )
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="game rounds per run (default 20)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"MMZD: game rounds per run (default {DEFAULT_ROUNDS}); BGFL: aggregation rounds (default "
+        f"{reproduce_bgfl.DEFAULT_ROUNDS})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the game draw and of the play (default 0)")
+    reproduce_bgfl.add_arguments(parser)
     parser.set_defaults(func=handler)

@@ -1,0 +1,785 @@
+"""Reproductions of the BGFL paper's Figs. 2-4 (SPEC A.9): curves, bars and a side-by-side table per figure.
+
+Each experiment runs the BGFL mechanism round by round on the torch learning backend (market/fl) and writes, to
+the output folder: NAME.csv (the figure's data, means with 95% Student-t intervals over the repeats), NAME.png
+and NAME.pdf, NAME.caption.txt (settings and diagnostics), and NAME-vs-paper.csv / .md (the paper's number,
+ours, and the difference ours - paper).
+
+One BGFL round (Algorithm 1 without the ledger; the committee's arithmetic is market/'s, not re-derived here):
+every provider of the federation trains gamma local epochs from the global model and uploads its perturbed
+update (SPEC A.2, the backend's `learning.sensitivity` default); its unit cost is C_unit = ln C_com + C_pr(u~)
+(B 3, B 5, B 6) from the update's L1 norm; `settle_round` gives Shapley values, rewards, utilities (B 8, B 10,
+B 13) and the IR report (B 14); the round's welfare is (B 21a); the global model is aggregated (FedAdp, as the
+paper's Section 5.2) and evaluated; gamma for the next round is `equilibrium_iterations` (B 24 capped by B 12).
+The first round trains delta_k = 5 epochs (Table 3's initial local model epochs). A provider's cost in a round is
+k_i * C_unit (B 14, B 15b); Fig. 4's totals sum over the rounds and average over the providers.
+
+Experiments (readings of the paper where its text is ambiguous are stated here and in each caption):
+- bgfl-fig2 (Setting 1): the 10 equal IID shards of the training set, providers {P1, P8, P0}; accuracy and loss
+  of the global model for every non-empty coalition of the three (the paper's "all cooperation combinations";
+  singletons are single-node training under the same mechanism). Every provider uses eps = 4: Setting 1 names no
+  budget, and its loss (0.1616) is Setting 2's at eps = 4.
+- bgfl-fig3 (Setting 2): the same federation with every provider at eps = 1, 3, 4, 5 (one federation per eps),
+  against AsyFL (SPEC D.4's FedAsync mix) at the same eps. AsyFL is event-driven: each provider trains delta_k
+  epochs (no mechanism adjusts it) from the global model it last received, for a duration drawn Uniform(0.5,
+  1.5) time units; each arrival is one aggregation, mixed with staleness weight a (t - tau + 1)^(-b).
+- bgfl-fig4 (Setting 2): per eps, the providers' total cost, total utility (B 8) and social welfare (B 21a) over
+  the rounds, for the MLP and the CNN. "Unit utility" is a provider's (B 8) utility in one round, averaged over
+  the providers; the paper's 42.74 -> 45.28 (eps = 3) is compared at the first and the last round.
+
+Data: MNIST (or CIFAR-10 for Fig. 4's second pair of panels) when `data_root` names a torchvision root that holds
+it; otherwise scikit-learn's digits (embedded). Departure on digits: learning rate DIGITS_LEARNING_RATE instead of
+Table 3's 0.01, because a digits provider holds about 144 records (3 mini-batches per epoch, against about 94 on an
+MNIST shard), so at 0.01 one epoch per round (what B 12 allows three providers) leaves the MLP at about 89% after
+100 aggregations; 0.05 reaches the paper's loss (measured: 95.0%, loss 0.165, noise-free, one repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+from scipy import stats
+from tqdm import tqdm
+
+from flmarket.market.bayesian import welfare
+from flmarket.market.costs import CostParameters, privacy_cost, unit_cost
+from flmarket.market.errors import MarketError
+from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
+from flmarket.market.mechanism import TaskTerms, configure_task, equilibrium_iterations, settle_round
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+T = TypeVar("T")
+
+DEFAULT_OUT = Path("runs") / "reproduce"
+DEFAULT_REPEATS = 10  # SPEC A.9: 10 repetitions averaged
+DEFAULT_ROUNDS = 100  # SPEC A.9: 100 aggregation rounds
+CONFIDENCE = 0.95
+SHARDS = 10  # Setting 1: the training set cut into 10 equal shards
+SETTING_1_PROVIDERS = (1, 8, 0)  # Setting 1: P_pi = {P1, P8, P0}
+SETTING_1_PRIVACY_BUDGET = 4.0  # see the module docstring
+SETTING_2_PRIVACY_BUDGETS = (1.0, 3.0, 4.0, 5.0)
+UNIT_UTILITY_PRIVACY_BUDGET = 3.0
+PAPER_LEARNING_RATE = 0.01  # Table 3
+DIGITS_LEARNING_RATE = 0.05  # departure on digits, see the module docstring
+AGGREGATION = "fedadp"  # Section 5.2: FedAdp aggregates the global model
+ASYNCHRONOUS_DURATION = (0.5, 1.5)  # AsyFL: a local update takes Uniform(0.5, 1.5) time units
+
+
+@dataclass(frozen=True)
+class MarketTerms:
+    """Table 3's mechanism numbers (SPEC A.3, A.5, A.9): budget, fee ratio, committee, delta_k, cost type."""
+
+    budget: float = 5000.0
+    fee_ratio: float = 0.2
+    committee_size: int = 7
+    committee_node_cost: float = 1.4
+    initial_local_epochs: int = 5
+    cost: CostParameters = field(default_factory=CostParameters)
+
+    def task(self, rounds: int) -> TaskTerms:
+        """r_max (B 11), the task's rounds and the pool per round (B 13)."""
+        return configure_task(self.budget, self.fee_ratio, [self.committee_node_cost] * self.committee_size, rounds)
+
+
+@dataclass(frozen=True)
+class BGFLReproductionSettings:
+    """What every BGFL experiment shares: output folder, repeats, rounds, seed, data root, progress bar.
+
+    `learning_rate` None means Table 3's 0.01 on MNIST and CIFAR-10 and DIGITS_LEARNING_RATE on digits.
+    """
+
+    out: Path = DEFAULT_OUT
+    repeats: int = DEFAULT_REPEATS
+    rounds: int = DEFAULT_ROUNDS
+    seed: int = 0
+    data_root: str | None = None
+    progress: bool = True
+    learning_rate: float | None = None
+    terms: MarketTerms = field(default_factory=MarketTerms)
+
+    def __post_init__(self) -> None:
+        if self.repeats < 2:
+            raise MarketError(f"repeats: must be >= 2 (for a t-interval), got {self.repeats}")
+        if self.rounds < 1:
+            raise MarketError(f"rounds: must be >= 1, got {self.rounds}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise MarketError(f"learning_rate: must be > 0, got {self.learning_rate}")
+
+    def learning_rate_for(self, dataset: str) -> float:
+        """The learning rate used on `dataset` (see the class docstring)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DIGITS_LEARNING_RATE if dataset == "digits" else PAPER_LEARNING_RATE
+
+
+@dataclass(frozen=True)
+class BGFLReproductionOutput:
+    """Where an experiment wrote its files, and its one-line findings."""
+
+    name: str
+    csv_path: Path
+    png_path: Path
+    comparison_csv_path: Path
+    comparison_markdown_path: Path
+    rows: int
+    findings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """One number the paper reports (SPEC A.9 unless `source` says otherwise)."""
+
+    quantity: str
+    value: float
+    unit: str
+    source: str = "SPEC A.9"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One row of a side-by-side table: the paper's number, ours (mean and t-interval) and ours - paper."""
+
+    quantity: str
+    paper: float
+    ours: float
+    low: float
+    high: float
+    unit: str
+    source: str
+
+    @property
+    def difference(self) -> float:
+        """Ours minus the paper's."""
+        return self.ours - self.paper
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Data, intervals and one run.
+
+
+def datasets_in(root: str | None) -> tuple[str, ...]:
+    """The torchvision data sets present under `root` (mnist, cifar10, in that order), or ("digits",) for None.
+
+    A root that holds neither is an error naming what was looked for.
+    """
+    if root is None:
+        return ("digits",)
+    folder = Path(root)
+    found = tuple(
+        name
+        for name, marker in (("mnist", folder / "MNIST" / "raw"), ("cifar10", folder / "cifar-10-batches-py"))
+        if marker.is_dir()
+    )
+    if not found:
+        raise MarketError(
+            f"data_root: {root} holds neither MNIST/raw nor cifar-10-batches-py; "
+            f"give a torchvision root with MNIST or CIFAR-10, or no root for digits"
+        )
+    return found
+
+
+def t_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its two-sided Student-t interval, mean -/+ t_{(1+c)/2, n-1} * s / sqrt(n)."""
+    values = np.asarray(samples, dtype=float)
+    count = values.shape[0]
+    if count < 2:
+        raise MarketError(f"samples: a t-interval needs >= 2 repeats, got {count}")
+    mean = values.mean(axis=0)
+    half = stats.t.ppf(0.5 + confidence / 2.0, count - 1) * values.std(axis=0, ddof=1) / math.sqrt(count)
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True, eq=False)  # holds numpy arrays
+class RunTrace:
+    """One run's per-round series (index r - 1 for aggregation round r).
+
+    accuracy, loss: the global model after the round; epochs: what every provider trained that round; the
+    economics are means over the round's providers: unit_cost C_unit (B 6), cost k_i C_unit, reward rho (B 13),
+    utility U (B 8); welfare is (B 21a) for the round; rational_updates counts paid updates meeting (B 14) and
+    paid_updates the updates with a non-zero reward.
+    """
+
+    accuracy: np.ndarray
+    loss: np.ndarray
+    epochs: np.ndarray
+    unit_cost: np.ndarray
+    cost: np.ndarray
+    reward: np.ndarray
+    utility: np.ndarray
+    welfare: np.ndarray
+    rational_updates: int = 0
+    paid_updates: int = 0
+
+
+SERIES = ("accuracy", "loss", "epochs", "unit_cost", "cost", "reward", "utility", "welfare")
+
+
+def backend_for(settings: BGFLReproductionSettings, dataset: str, model: str, aggregation: str, repeat: int):
+    """A torch backend over SHARDS equal IID shards, providers 0..9 registered in shard order (seeded per repeat)."""
+    config = BackendConfig(
+        name="torch",
+        seed=int(np.random.SeedSequence([settings.seed, repeat]).generate_state(1)[0]),
+        dataset=dataset,
+        root=settings.data_root,
+        model=model,
+        providers=SHARDS,
+        partition="iid",
+        aggregation=aggregation,
+        learning_rate=settings.learning_rate_for(dataset),
+    )
+    backend = make_backend(config)
+    for provider in range(SHARDS):
+        backend.register_provider(provider, np.random.default_rng(provider))
+    return backend
+
+
+def run_bgfl(
+    backend: LearningBackend,
+    providers: Sequence[int],
+    privacy_budget: float,
+    rounds: int,
+    terms: MarketTerms,
+    rng: np.random.Generator,
+    task_id: int = 0,
+) -> RunTrace:
+    """`rounds` BGFL rounds of `providers` at budget eps (see the module docstring); the run's RunTrace."""
+    task = terms.task(rounds)
+    if task.rounds < rounds:
+        raise MarketError(f"rounds: Table 3's budget allows r_max = {task.round_cap} rounds (B 11), got {rounds}")
+    computation = terms.cost.computation_cost()
+    committee = [terms.committee_node_cost] * terms.committee_size
+    backend.start_task(task_id)
+    series: dict[str, list[float]] = {key: [] for key in SERIES}
+    rational = paid = 0
+    epochs = terms.initial_local_epochs
+    for _ in range(rounds):
+        updates = [backend.local_update(provider, epochs, privacy_budget, "honest", rng) for provider in providers]
+        unit_costs = [float(unit_cost(computation, privacy_cost(privacy_budget, u.l1_norm))) for u in updates]
+        iterations = [epochs] * len(updates)
+        settlement = settle_round(
+            [update.provider_id for update in updates],
+            backend.coalition_value(updates),
+            task.pool_per_round,
+            iterations,
+            unit_costs,
+            rng,
+        )
+        result = backend.commit_round(updates)
+        violators = {violation.provider for violation in settlement.rationality.violations}
+        paid_now = [index for index, reward in enumerate(settlement.rewards) if reward != 0.0]
+        paid += len(paid_now)
+        rational += sum(1 for index in paid_now if index not in violators)
+        series["accuracy"].append(float(result.accuracy if result.accuracy is not None else math.nan))
+        series["loss"].append(result.loss)
+        series["epochs"].append(epochs)
+        series["unit_cost"].append(float(np.mean(unit_costs)))
+        series["cost"].append(epochs * float(np.mean(unit_costs)))
+        series["reward"].append(float(np.mean(settlement.rewards)))
+        series["utility"].append(float(np.mean(settlement.utilities)))
+        series["welfare"].append(welfare(settlement.rewards, iterations, unit_costs, committee))
+        epochs = equilibrium_iterations(task, unit_costs)
+    arrays = {key: np.asarray(values, dtype=float) for key, values in series.items()}
+    return RunTrace(**arrays, rational_updates=rational, paid_updates=paid)
+
+
+def run_asyfl(
+    backend: LearningBackend,
+    providers: Sequence[int],
+    privacy_budget: float,
+    aggregations: int,
+    local_epochs: int,
+    rng: np.random.Generator,
+    task_id: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """AsyFL (SPEC D.4) on a backend with aggregation "fedasync": accuracy and loss after each arrival.
+
+    Every provider starts from w0; the one whose update arrives first is mixed in (staleness = aggregations
+    since it started), then starts again from the new global model (see the module docstring).
+    """
+    backend.start_task(task_id)
+    low, high = ASYNCHRONOUS_DURATION
+    pending: dict[int, LocalUpdate] = {}
+    arrival: dict[int, float] = {}
+    for provider in providers:
+        pending[provider] = backend.local_update(provider, local_epochs, privacy_budget, "honest", rng)
+        arrival[provider] = float(rng.uniform(low, high))
+    accuracy, loss = [], []
+    for _ in range(aggregations):
+        provider = min(arrival, key=lambda key: (arrival[key], key))
+        result = backend.commit_round([pending[provider]])
+        accuracy.append(float(result.accuracy if result.accuracy is not None else math.nan))
+        loss.append(result.loss)
+        pending[provider] = backend.local_update(provider, local_epochs, privacy_budget, "honest", rng)
+        arrival[provider] += float(rng.uniform(low, high))
+    return np.asarray(accuracy), np.asarray(loss)
+
+
+def _progress(items: Sequence[T], settings: BGFLReproductionSettings, description: str) -> Iterable[T]:
+    """A tqdm progress bar on a terminal (silent otherwise or when disabled)."""
+    return tqdm(items, desc=description, disable=None if settings.progress else True, leave=False)
+
+
+def _run_rng(settings: BGFLReproductionSettings, *key: int) -> np.random.Generator:
+    return np.random.default_rng([settings.seed, *key])
+
+
+def _label(providers: Sequence[int]) -> str:
+    return "+".join(f"P{provider}" for provider in providers)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The paper's numbers (SPEC A.9; the two marked otherwise are from the paper's Section 5.2 text).
+
+PAPER_SETTING_1 = (
+    PaperNumber("accuracy after the last aggregation, P1+P8+P0", 95.34, "%"),
+    PaperNumber("loss after the last aggregation, P1+P8+P0", 0.1616, "nats"),
+)
+PAPER_SETTING_2_ACCURACY = dict(zip(SETTING_2_PRIVACY_BUDGETS, (94.12, 94.31, 94.68, 95.36), strict=True))
+PAPER_SETTING_2_LOSS = dict(zip(SETTING_2_PRIVACY_BUDGETS, (0.1973, 0.1829, 0.1616, 0.1541), strict=True))
+PAPER_GAIN_OVER_ASYFL = PaperNumber(
+    "accuracy gain over AsyFL, mean over eps (percentage points)", 4.73, "points", "paper Section 5.2"
+)
+PAPER_COST_RISE = PaperNumber("providers' average total cost, rise from eps 1 to 5", 16.53, "%")
+PAPER_UTILITY_RISE = PaperNumber("providers' average total utility, rise from eps 1 to 5", 0.11, "%")
+PAPER_UNIT_UTILITY_FIRST = PaperNumber("unit utility at eps 3, round 1", 42.74, "per round")
+PAPER_UNIT_UTILITY_LAST = PaperNumber("unit utility at eps 3, last round", 45.28, "per round")
+PAPER_UNIT_UTILITY_RISE = PaperNumber("unit utility at eps 3, rise round 1 to last", 5.89, "%", "paper Section 5.2")
+
+
+def compare(paper: PaperNumber, samples: Sequence[float] | np.ndarray) -> Comparison:
+    """The paper's number beside the mean of `samples` (one per repeat) and its t-interval."""
+    mean, low, high = t_interval(np.asarray(samples, dtype=float))
+    return Comparison(paper.quantity, paper.value, float(mean), float(low), float(high), paper.unit, paper.source)
+
+
+def relative_rise_percent(after: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """100 * (after / before - 1) per repeat (NaN where `before` is 0)."""
+    after = np.asarray(after, dtype=float)
+    before = np.asarray(before, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before != 0.0, 100.0 * (after / np.where(before != 0.0, before, 1.0) - 1.0), np.nan)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The experiments.
+
+
+def _interval_columns(prefix: str, samples: np.ndarray) -> dict[str, list[float]]:
+    """{prefix_mean, prefix_low, prefix_high} per column of `samples` (repeats x points)."""
+    mean, low, high = t_interval(samples)
+    return {f"{prefix}_mean": mean.tolist(), f"{prefix}_low": low.tolist(), f"{prefix}_high": high.tolist()}
+
+
+def _curve_rows(
+    base: dict[str, object], accuracy: np.ndarray, loss: np.ndarray, extra: dict[str, np.ndarray] | None = None
+) -> list[dict[str, object]]:
+    """One row per round: the curve's mean and t-interval of accuracy and loss (and of any `extra` series)."""
+    columns = {**_interval_columns("accuracy", accuracy), **_interval_columns("loss", loss)}
+    for name, samples in (extra or {}).items():
+        columns.update(_interval_columns(name, samples))
+    return [
+        {**base, "round": index + 1, **{key: values[index] for key, values in columns.items()}}
+        for index in range(accuracy.shape[1])
+    ]
+
+
+def _rationality_note(traces: Sequence[RunTrace]) -> str:
+    paid = sum(trace.paid_updates for trace in traces)
+    rational = sum(trace.rational_updates for trace in traces)
+    share = f"{100.0 * rational / paid:.1f}%" if paid else "no paid updates"
+    return f"individual rationality (B 14) held for {rational} of {paid} paid updates ({share})"
+
+
+def _epochs_note(traces: Sequence[RunTrace]) -> str:
+    epochs = np.concatenate([trace.epochs[1:] for trace in traces]) if traces else np.zeros(0)
+    if epochs.size == 0:
+        return "gamma_NE: only the first round ran (delta_k epochs)"
+    values, counts = np.unique(epochs.astype(int), return_counts=True)
+    spread = ", ".join(f"{value}: {count}" for value, count in zip(values, counts, strict=True))
+    return f"gamma_NE (B 24, capped by B 12) epochs after round 1, value: rounds = {spread}"
+
+
+def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
+    """Fig. 2 (Setting 1): accuracy and loss of every coalition of {P1, P8, P0} over the aggregation rounds."""
+    dataset = datasets_in(settings.data_root)[0]
+    coalitions = [group for size in (1, 2, 3) for group in combinations(SETTING_1_PROVIDERS, size)]
+    traces: dict[tuple[int, ...], list[RunTrace]] = {group: [] for group in coalitions}
+    for repeat in _progress(range(settings.repeats), settings, "bgfl-fig2"):
+        backend = backend_for(settings, dataset, "mlp", AGGREGATION, repeat)
+        for index, group in enumerate(coalitions):
+            rng = _run_rng(settings, 2, repeat, index)
+            trace = run_bgfl(backend, group, SETTING_1_PRIVACY_BUDGET, settings.rounds, settings.terms, rng)
+            traces[group].append(trace)
+    rows: list[dict[str, object]] = []
+    for group in coalitions:
+        base = {
+            "figure": "bgfl-fig2",
+            "dataset": dataset,
+            "model": "mlp",
+            "coalition": _label(group),
+            "providers": len(group),
+            "privacy_budget": SETTING_1_PRIVACY_BUDGET,
+        }
+        accuracy = np.stack([trace.accuracy for trace in traces[group]])
+        loss = np.stack([trace.loss for trace in traces[group]])
+        epochs = np.stack([trace.epochs for trace in traces[group]])
+        rows.extend(_curve_rows(base, accuracy, loss, {"epochs": epochs}))
+    for row in rows:
+        row.update(repeats=settings.repeats, seed=settings.seed)
+    full = traces[SETTING_1_PROVIDERS]
+    comparisons = [
+        compare(PAPER_SETTING_1[0], [100.0 * trace.accuracy[-1] for trace in full]),
+        compare(PAPER_SETTING_1[1], [trace.loss[-1] for trace in full]),
+    ]
+    figure, (accuracy_axis, loss_axis) = _figure(2)
+    for group in coalitions:
+        group_rows = [row for row in rows if row["coalition"] == _label(group)]
+        style = {"linewidth": 2.0} if group == SETTING_1_PROVIDERS else {"linewidth": 1.0}
+        _band(accuracy_axis, group_rows, "accuracy", _label(group), style)
+        _band(loss_axis, group_rows, "loss", _label(group), style)
+    _round_axis(accuracy_axis, "test accuracy")
+    _round_axis(loss_axis, "test loss (cross-entropy)")
+    accuracy_axis.legend(fontsize=7, title="coalition", title_fontsize=7)
+    figure.suptitle(f"Fig. 2 (Setting 1): coalitions of P1, P8, P0, MLP on {dataset}, eps = 4", fontsize=9)
+    notes = [
+        _data_note(settings, dataset, "mlp"),
+        "every non-empty coalition of P_pi = {P1, P8, P0} of 10 equal IID shards; each provider at eps = 4",
+        _epochs_note(full),
+        _rationality_note(full),
+    ]
+    return _save("bgfl-fig2", rows, comparisons, figure, settings, notes)
+
+
+def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
+    """Fig. 3 (Setting 2): accuracy and loss at eps = 1, 3, 4, 5 for BGFL and for the AsyFL baseline."""
+    dataset = datasets_in(settings.data_root)[0]
+    bgfl: dict[float, list[RunTrace]] = {eps: [] for eps in SETTING_2_PRIVACY_BUDGETS}
+    asyfl: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {eps: [] for eps in SETTING_2_PRIVACY_BUDGETS}
+    for repeat in _progress(range(settings.repeats), settings, "bgfl-fig3"):
+        synchronous = backend_for(settings, dataset, "mlp", AGGREGATION, repeat)
+        asynchronous = backend_for(settings, dataset, "mlp", "fedasync", repeat)
+        for index, eps in enumerate(SETTING_2_PRIVACY_BUDGETS):
+            rng = _run_rng(settings, 3, repeat, index)
+            bgfl[eps].append(run_bgfl(synchronous, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng))
+            rng = _run_rng(settings, 30, repeat, index)
+            local_epochs = settings.terms.initial_local_epochs
+            asyfl[eps].append(run_asyfl(asynchronous, SETTING_1_PROVIDERS, eps, settings.rounds, local_epochs, rng))
+    rows: list[dict[str, object]] = []
+    comparisons: list[Comparison] = []
+    gains = []
+    for eps in SETTING_2_PRIVACY_BUDGETS:
+        base = {"figure": "bgfl-fig3", "dataset": dataset, "model": "mlp", "privacy_budget": eps}
+        accuracy = np.stack([trace.accuracy for trace in bgfl[eps]])
+        loss = np.stack([trace.loss for trace in bgfl[eps]])
+        rows.extend(_curve_rows({**base, "series": "BGFL"}, accuracy, loss))
+        baseline_accuracy = np.stack([curve[0] for curve in asyfl[eps]])
+        baseline_loss = np.stack([curve[1] for curve in asyfl[eps]])
+        rows.extend(_curve_rows({**base, "series": "AsyFL"}, baseline_accuracy, baseline_loss))
+        comparisons.append(
+            compare(
+                PaperNumber(f"accuracy after the last aggregation, eps {eps:g}", PAPER_SETTING_2_ACCURACY[eps], "%"),
+                100.0 * accuracy[:, -1],
+            )
+        )
+        comparisons.append(
+            compare(
+                PaperNumber(f"loss after the last aggregation, eps {eps:g}", PAPER_SETTING_2_LOSS[eps], "nats"),
+                loss[:, -1],
+            )
+        )
+        gains.append(100.0 * (accuracy[:, -1] - baseline_accuracy[:, -1]))
+    comparisons.append(compare(PAPER_GAIN_OVER_ASYFL, np.mean(gains, axis=0)))
+    for row in rows:
+        row.update(repeats=settings.repeats, seed=settings.seed)
+    figure, (accuracy_axis, loss_axis) = _figure(2)
+    colours = _colours(len(SETTING_2_PRIVACY_BUDGETS))
+    for colour, eps in zip(colours, SETTING_2_PRIVACY_BUDGETS, strict=True):
+        for series, style in (("BGFL", "-"), ("AsyFL", "--")):
+            chosen = [row for row in rows if row["privacy_budget"] == eps and row["series"] == series]
+            look = {"color": colour, "linestyle": style, "linewidth": 1.2}
+            _band(accuracy_axis, chosen, "accuracy", f"{series}, eps = {eps:g}", look)
+            _band(loss_axis, chosen, "loss", f"{series}, eps = {eps:g}", look)
+    _round_axis(accuracy_axis, "test accuracy")
+    _round_axis(loss_axis, "test loss (cross-entropy)")
+    accuracy_axis.legend(fontsize=7, ncol=2)
+    figure.suptitle(f"Fig. 3 (Setting 2): privacy budgets, BGFL vs AsyFL, MLP on {dataset}", fontsize=9)
+    all_bgfl = [trace for traces in bgfl.values() for trace in traces]
+    notes = [
+        _data_note(settings, dataset, "mlp"),
+        "BGFL: P1, P8, P0 all at the eps of the curve, FedAdp, gamma from (B 24); AsyFL: the same providers at "
+        f"the same eps, {settings.terms.initial_local_epochs} local epochs per update, event-driven FedAsync "
+        f"(SPEC D.4), one arrival per aggregation, durations Uniform{ASYNCHRONOUS_DURATION}",
+        _epochs_note(all_bgfl),
+        _rationality_note(all_bgfl),
+    ]
+    return _save("bgfl-fig3", rows, comparisons, figure, settings, notes)
+
+
+FIGURE_4_MODELS = ("mlp", "cnn")
+FIGURE_4_TOTALS = (("cost", "total cost"), ("utility", "total utility (B 8)"), ("welfare", "social welfare (B 21a)"))
+
+
+def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
+    """Fig. 4 (Setting 2): per eps, the providers' total cost, utility and the welfare, MLP and CNN."""
+    pairs = [(model, dataset) for dataset in datasets_in(settings.data_root) for model in FIGURE_4_MODELS]
+    traces: dict[tuple[str, str, float], list[RunTrace]] = {
+        (model, dataset, eps): [] for model, dataset in pairs for eps in SETTING_2_PRIVACY_BUDGETS
+    }
+    work = [(repeat, model, dataset) for repeat in range(settings.repeats) for model, dataset in pairs]
+    for repeat, model, dataset in _progress(work, settings, "bgfl-fig4"):
+        backend = backend_for(settings, dataset, model, AGGREGATION, repeat)
+        for index, eps in enumerate(SETTING_2_PRIVACY_BUDGETS):
+            rng = _run_rng(settings, 4, repeat, index, FIGURE_4_MODELS.index(model))
+            trace = run_bgfl(backend, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng)
+            traces[(model, dataset, eps)].append(trace)
+    rows: list[dict[str, object]] = []
+    for model, dataset in pairs:
+        for eps in SETTING_2_PRIVACY_BUDGETS:
+            chosen = traces[(model, dataset, eps)]
+            row: dict[str, object] = {"figure": "bgfl-fig4", "dataset": dataset, "model": model, "privacy_budget": eps}
+            samples = {
+                "cost": [trace.cost.sum() for trace in chosen],
+                "utility": [trace.utility.sum() for trace in chosen],
+                "welfare": [trace.welfare.sum() for trace in chosen],
+                "reward": [trace.reward.sum() for trace in chosen],
+                "unit_utility_first": [trace.utility[0] for trace in chosen],
+                "unit_utility_last": [trace.utility[-1] for trace in chosen],
+                "final_accuracy": [trace.accuracy[-1] for trace in chosen],
+                "mean_epochs": [trace.epochs.mean() for trace in chosen],
+            }
+            for name, values in samples.items():
+                mean, low, high = t_interval(np.asarray(values)[:, None])
+                row.update({f"{name}_mean": mean[0], f"{name}_low": low[0], f"{name}_high": high[0]})
+            row.update(rounds=settings.rounds, repeats=settings.repeats, seed=settings.seed)
+            rows.append(row)
+    model, dataset = pairs[0]  # the paper's numbers are for the MLP (on MNIST)
+    low_eps, high_eps = SETTING_2_PRIVACY_BUDGETS[0], SETTING_2_PRIVACY_BUDGETS[-1]
+    first, last = traces[(model, dataset, low_eps)], traces[(model, dataset, high_eps)]
+    middle = traces[(model, dataset, UNIT_UTILITY_PRIVACY_BUDGET)]
+    comparisons = [
+        compare(PAPER_COST_RISE, relative_rise_percent([t.cost.sum() for t in last], [t.cost.sum() for t in first])),
+        compare(
+            PAPER_UTILITY_RISE,
+            relative_rise_percent([t.utility.sum() for t in last], [t.utility.sum() for t in first]),
+        ),
+        compare(PAPER_UNIT_UTILITY_FIRST, [trace.utility[0] for trace in middle]),
+        compare(PAPER_UNIT_UTILITY_LAST, [trace.utility[-1] for trace in middle]),
+        compare(
+            PAPER_UNIT_UTILITY_RISE,
+            relative_rise_percent([t.utility[-1] for t in middle], [t.utility[0] for t in middle]),
+        ),
+    ]
+    figure, axes = _figure(len(FIGURE_4_TOTALS), rows=len(pairs), height=3.4)
+    positions = np.arange(len(SETTING_2_PRIVACY_BUDGETS))
+    for row_index, (model, dataset) in enumerate(pairs):
+        chosen = [row for row in rows if row["model"] == model and row["dataset"] == dataset]
+        for column, (name, label) in enumerate(FIGURE_4_TOTALS):
+            axis = axes[row_index][column]
+            means = np.array([row[f"{name}_mean"] for row in chosen], dtype=float)
+            errors = np.array(
+                [
+                    [row[f"{name}_mean"] - row[f"{name}_low"], row[f"{name}_high"] - row[f"{name}_mean"]]
+                    for row in chosen
+                ],
+                dtype=float,
+            ).T
+            axis.bar(positions, means, 0.6, yerr=errors, capsize=3, color=_colours(3)[column])
+            axis.set_xticks(positions, [f"{eps:g}" for eps in SETTING_2_PRIVACY_BUDGETS])
+            axis.set_xlabel("privacy budget eps")
+            axis.set_ylabel(label, fontsize=8)
+            axis.set_title(f"{model.upper()} on {dataset}", fontsize=8)
+    figure.suptitle("Fig. 4 (Setting 2): providers' totals over the rounds, per privacy budget", fontsize=9)
+    all_traces = [trace for chosen in traces.values() for trace in chosen]
+    notes = [
+        _data_note(settings, pairs[0][1], "mlp and cnn"),
+        "P1, P8, P0 all at the eps of the bar; cost = sum over rounds of k_i C_unit (B 6, B 14), utility = sum of "
+        "U_i (B 8), both averaged over the providers; welfare = sum over rounds of (B 21a); unit utility = a "
+        "round's mean U_i (B 8)",
+        _epochs_note(all_traces),
+        _rationality_note(all_traces),
+    ]
+    return _save("bgfl-fig4", rows, comparisons, figure, settings, notes)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Output: CSV, side-by-side table, figure and caption.
+
+
+def _data_note(settings: BGFLReproductionSettings, dataset: str, model: str) -> str:
+    rate = settings.learning_rate_for(dataset)
+    departure = " (departure from Table 3's 0.01 on digits, see the module docstring)" if rate != 0.01 else ""
+    defaults = BackendConfig()
+    sensitivity = getattr(defaults, "sensitivity", None)
+    noise = (
+        f"Laplace noise Delta_f / eps per coordinate, Delta_f = {sensitivity}"
+        if sensitivity is not None
+        else (f"Laplace noise per the backend's DP rule (clip {defaults.clip})")
+    )
+    return (
+        f"{dataset}, {model}, lr {rate:g}{departure}, momentum {defaults.momentum:g}, batch {defaults.batch_size}, "
+        f"{AGGREGATION}; {noise}; {settings.rounds} aggregation rounds; means of {settings.repeats} repeats "
+        f"(seed {settings.seed}) with 95% Student-t intervals, mean -/+ t(0.975, n-1) s / sqrt(n)"
+    )
+
+
+def _colours(count: int) -> list[str]:
+    return [f"C{index % 10}" for index in range(count)]
+
+
+def _figure(columns: int, rows: int = 1, width: float = 6.0, height: float = 4.4) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure of rows x columns axes (matplotlib imported only here; no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    return figure, axes[0] if rows == 1 else axes
+
+
+def _band(axis: Axes, rows: Sequence[dict[str, object]], name: str, label: str, style: dict[str, object]) -> None:
+    """The mean curve of `name` over the rounds with its t-interval as a shaded band."""
+    rounds = [row["round"] for row in rows]
+    (line,) = axis.plot(rounds, [row[f"{name}_mean"] for row in rows], label=label, **style)
+    lows = np.asarray([row[f"{name}_low"] for row in rows], dtype=float)
+    highs = np.asarray([row[f"{name}_high"] for row in rows], dtype=float)
+    axis.fill_between(rounds, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def _round_axis(axis: Axes, label: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_xlabel("aggregation round")
+    axis.set_ylabel(label)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+COMPARISON_COLUMNS = ("quantity", "paper", "ours", "difference", "ours_low", "ours_high", "unit", "source")
+
+
+def comparison_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
+    """The side-by-side table as rows of COMPARISON_COLUMNS (difference = ours - paper)."""
+    return [
+        {
+            "quantity": item.quantity,
+            "paper": item.paper,
+            "ours": item.ours,
+            "difference": item.difference,
+            "ours_low": item.low,
+            "ours_high": item.high,
+            "unit": item.unit,
+            "source": item.source,
+        }
+        for item in comparisons
+    ]
+
+
+def comparison_markdown(name: str, comparisons: Sequence[Comparison], settings: BGFLReproductionSettings) -> str:
+    """A Markdown table: quantity, paper, ours (95% t-interval), ours - paper, unit, source."""
+    lines = [
+        f"{name}: {settings.rounds} rounds, {settings.repeats} repeats, seed {settings.seed}; "
+        "ours = mean (95% t-interval over repeats)",
+        "",
+        "| quantity | paper | ours (95% t-interval) | ours - paper | unit | source |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for item in comparisons:
+        lines.append(
+            f"| {item.quantity} | {item.paper:.4g} | {item.ours:.4g} ({item.low:.4g} to {item.high:.4g}) | "
+            f"{item.difference:+.4g} | {item.unit} | {item.source} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _save(
+    name: str,
+    rows: list[dict[str, object]],
+    comparisons: Sequence[Comparison],
+    figure: Figure,
+    settings: BGFLReproductionSettings,
+    notes: Sequence[str],
+) -> BGFLReproductionOutput:
+    """Write NAME.csv, NAME.png, NAME.pdf, NAME.caption.txt and NAME-vs-paper.csv / .md under settings.out."""
+    out = settings.out
+    csv_path = out / f"{name}.csv"
+    png_path = out / f"{name}.png"
+    comparison_csv = out / f"{name}-vs-paper.csv"
+    comparison_md = out / f"{name}-vs-paper.md"
+    _write_csv(csv_path, rows)
+    _write_csv(comparison_csv, comparison_rows(comparisons))
+    markdown = comparison_markdown(name, comparisons, settings)
+    comparison_md.write_text(markdown)
+    figure.savefig(png_path, dpi=120)
+    figure.savefig(out / f"{name}.pdf")
+    caption = "\n".join(notes) + "\n\n" + markdown
+    (out / f"{name}.caption.txt").write_text(caption)
+    findings = tuple(
+        f"{item.quantity}: paper {item.paper:.4g}, ours {item.ours:.4g} [{item.low:.4g}, {item.high:.4g}], "
+        f"difference {item.difference:+.4g} {item.unit}"
+        for item in comparisons
+    ) + tuple(notes[2:])
+    return BGFLReproductionOutput(name, csv_path, png_path, comparison_csv, comparison_md, len(rows), findings)
+
+
+EXPERIMENTS: dict[str, Callable[[BGFLReproductionSettings], BGFLReproductionOutput]] = {
+    "bgfl-fig2": figure_2,
+    "bgfl-fig3": figure_3,
+    "bgfl-fig4": figure_4,
+}
+
+
+def run_experiment(name: str, settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
+    """Run one named BGFL experiment and write its files under `settings.out`."""
+    if name not in EXPERIMENTS:
+        raise MarketError(f"name: unknown experiment {name!r}; allowed: {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name](settings)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options only the BGFL experiments read (the `reproduce` parser shares --out, --rounds, --seed)."""
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help=f"BGFL: independent runs averaged, with 95%% t-intervals (default {DEFAULT_REPEATS}, as the paper)",
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="BGFL: a local torchvision root with MNIST/raw or cifar-10-batches-py (default: embedded digits)",
+    )
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Run the BGFL experiment `args.name`, print where the files went and the side-by-side numbers."""
+    settings = BGFLReproductionSettings(
+        out=Path(args.out),
+        repeats=args.repeats,
+        rounds=args.rounds if args.rounds is not None else DEFAULT_ROUNDS,
+        seed=args.seed,
+        data_root=args.data_root,
+    )
+    output = run_experiment(args.name, settings)
+    print(
+        f"{output.name}: {output.csv_path} ({output.rows} rows), {output.png_path}, {output.comparison_markdown_path}"
+    )
+    for line in output.findings:
+        print(f"  {line}")
+    return 0
