@@ -239,7 +239,14 @@ class TaskRun:
         deadline = env.now + model.scenario.learning.round_duration_s
         model.open_collection(self.task, round_index, deadline)
         announcement = RoundAnnouncement(self.task, round_index, request_round, gamma, deadline, collector.unique_id)
-        model.overlay.broadcast(Message("round_start", collector.unique_id, announcement, ROUND_START_BYTES))
+        online = model.online_providers
+        model.overlay.broadcast(
+            Message("round_start", collector.unique_id, announcement, ROUND_START_BYTES),
+            # Only providers that planned this round act on the announcement (DataProvider.on_message).
+            interested=lambda node: (
+                (provider := online.get(node)) is not None and round_index < provider.planned_rounds
+            ),
+        )
         self._round_started(env.now, NO_AGENT, self.task, round_index, gamma)
         yield env.timeout(model.scenario.learning.round_duration_s)
         uploads = model.close_collection()

@@ -327,8 +327,14 @@ class Overlay:
         self._deliver_later(receiver, message, delay)
         return delay
 
-    def broadcast(self, message: Message) -> dict[int, float]:
-        """Flood `message` from its sender; every reachable online node receives it once. Returns delays."""
+    def broadcast(self, message: Message, interested: Callable[[int], bool] | None = None) -> dict[int, float]:
+        """Flood `message` from its sender; every reachable online node receives it once. Returns delays.
+
+        `interested(node)` (optional) names the nodes that act on the message: only they get a delivery event.
+        The flood is counted whole all the same (transmissions, bytes, `reached`, and a delivery for every
+        reached node, counted when it is sent); a node that would ignore the message costs no event. With churn,
+        a node that is not interested and goes offline while the message is in flight is counted as delivered
+        rather than dropped: that is the only difference in what is logged or counted."""
         message = self._stamp(message)
         sender = message.sender
         if not self.is_online(sender):
@@ -360,8 +366,17 @@ class Overlay:
             reached=len(delays),
             transmissions=transmissions,
         )
-        for node, delay in delays.items():
-            self._deliver_later(node, message, delay)
+        if interested is None:
+            for node, delay in delays.items():
+                self._deliver_later(node, message, delay)
+        else:
+            ignored = 0
+            for node, delay in delays.items():
+                if interested(node):
+                    self._deliver_later(node, message, delay)
+                else:
+                    ignored += 1
+            self.counters.delivered[message.kind] += ignored
         return delays
 
     def _stamp(self, message: Message) -> Message:
