@@ -126,7 +126,9 @@ def market_scenario(case: MarketCase) -> Scenario:
             "requesters.arrival_rate_per_s": requester_rate,
             "committee.verification": case.verification,
             "run.tasks": case.tasks,
-            "run.horizon_s": None,
+            # tasks run back to back (feed_requesters), each well under 1,000 simulated seconds; a horizon keeps
+            # the expected run length (and so the samples, limits.samples) finite despite the negligible rate
+            "run.horizon_s": 1000.0 * case.tasks,
         },
     )
 

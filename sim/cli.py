@@ -92,18 +92,26 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("events written", f"{result.events:,}")
     table.add_row("wall time", f"{result.wall_time_s:.2f} s")
     table.add_row("events per second", f"{result.events_per_second:,.0f}")
-    table.add_row("run directory", str(result.run_dir))
     console.print(table)
+    console.print("run directory:", style="bold")
+    console.print(str(result.run_dir), soft_wrap=True, highlight=False, markup=False)  # whole, never cut
 
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from flmarket.sim.config import load_scenario
-    from flmarket.sim.runner import run_scenario
+    from flmarket.sim.runner import new_run_id, run_scenario
 
     scenario = load_scenario(args.scenario, _overrides(args))
-    result = run_scenario(scenario, output_dir=Path(args.out) if args.out else None, show_progress=not args.quiet)
+    output_dir = Path(args.out if args.out else scenario.run.output_dir)
+    created = _first_missing(output_dir)
+    run_id = new_run_id(scenario, output_dir)
+    try:
+        result = run_scenario(scenario, output_dir=output_dir, run_id=run_id, show_progress=not args.quiet)
+    except BaseException:
+        _remove_unstarted(output_dir / run_id, created)
+        raise
     if not args.quiet:
         _summary(scenario, result, Console())
     else:
@@ -111,15 +119,58 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_missing(directory: Path) -> Path | None:
+    """The outermost ancestor of `directory` (or itself) that does not exist yet: what a run would create."""
+    missing = None
+    for candidate in (directory, *directory.parents):
+        try:
+            if candidate.exists():
+                break
+        except OSError:
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_unstarted(run_dir: Path, created: Path | None) -> None:
+    """After a failed run, remove what it created and never got going: a run directory without a manifest
+    (it failed while being set up), then the folders above it that the run created, if they are empty. A run
+    directory with a manifest stays: it records the failure and the events written before it."""
+    import shutil
+
+    try:
+        if run_dir.is_dir() and not (run_dir / "manifest.json").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if created is not None:
+            for folder in (run_dir.parent, *run_dir.parent.parents):
+                if not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+                if folder == created:
+                    break
+    except OSError:
+        pass  # best effort: the error being reported matters more
+
+
 def _validate(args: argparse.Namespace) -> int:
     from flmarket.sim.config import load_scenario
 
     scenario = load_scenario(args.scenario)
+    _build(scenario)
     print(
         f"{args.scenario}: valid ({scenario.run.name}: {scenario.providers.count} providers, "
         f"{scenario.learning.backend} backend)"
     )
     return 0
+
+
+def _build(scenario: Scenario) -> None:
+    """Build the model in memory, as `run` does before it writes anything: every check `run` makes before the
+    first event (the population's social dilemma, the overlay, the learning backend) is made by `validate` too."""
+    from flmarket.sim.events import EventLog
+    from flmarket.sim.model import MarketModel
+
+    MarketModel(scenario, log=EventLog(None, scenario.run.flush_every))
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -278,12 +329,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(error: Exception) -> str | None:
-    """The message of an error that is the user's input, not a bug: ScenarioError and MarketError."""
+    """The message of an error caused by the input or the machine, not by a bug: ScenarioError and MarketError
+    (bad input), and OSError (a file or folder that cannot be read or written, a full disk), one line each."""
     from flmarket.market.errors import MarketError
-    from flmarket.sim.config import ScenarioError
+    from flmarket.sim.config import ScenarioError, shown
 
     if isinstance(error, ScenarioError | MarketError):
         return str(error)
+    if isinstance(error, OSError):
+        where = f"{shown(str(error.filename), 200)}: " if error.filename is not None else ""
+        return f"{where}{error.strerror or error}"
     return None
 
 

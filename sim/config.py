@@ -1,8 +1,13 @@
 """Scenarios: one validated schema, loaded from TOML, with errors that name the field, the value and the rule.
 
 A scenario is a TOML file with the sections `run`, `network`, `providers`, `requesters`, `committee`,
-`learning`, `mechanism`, `evolution` and `faults`. Unknown keys are errors, so typos are caught. Bundled scenarios
-ship inside the package (`sim/scenarios/*.toml`) and are referred to by name.
+`learning`, `mechanism`, `evolution`, `faults` and `limits`. Unknown keys are errors, so typos are caught. Bundled
+scenarios ship inside the package (`sim/scenarios/*.toml`) and are referred to by name.
+
+Hostile input is refused here, before anything runs: integers are strict (no floats, booleans or strings), every
+number is finite and has a finite range (magnitudes within [1e-9, 1e9] unless the field says otherwise, so that
+the model's products stay finite), `run.name` is a safe directory name, and the resources a run would use
+(providers, tasks, samples, overlay edges) are checked against `[limits]`, whose messages say how to raise them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,13 +26,70 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 STRATEGY_NAMES = ("ALLC", "ALLD", "Rand", "TFT", "Mixed", "MMZD", "MMZDA", "BNE")
 
+MAX_MAGNITUDE = 1e9
+"""The largest value of a rate, a duration, a price or a private type. With at most 1e7 providers and 1e3 rounds
+a welfare sum is below 1e9 (unit revenue) x 1e12 (precision gain theta0 / theta1) x 1e7 x 1e3 = 1e31, and a
+computation cost (SPEC A.2: energy x frequency^2 x cycles x batch x memory terms) below 1e9^5 = 1e45: every product
+the model forms stays far below the float maximum of 1.8e308 (`unit_revenue = 1e308` made welfare inf)."""
+MIN_POSITIVE = 1e-9
+"""The smallest strictly positive value of a field that is divided by (privacy budget, frequency, rates)."""
+MAX_SEED = 2**63 - 1
+"""Seeds are signed 64-bit integers in the event log and the manifest."""
+MAX_NAME_BYTES = 200
+"""`run.name` in UTF-8; the run directory `<name>-s<seed>-<timestamp>[-<n>]` must stay within 255 bytes."""
+MAX_ERROR_LINES = 10
+"""At most this many problems are printed, then `... and N more`."""
+SHARE_TOLERANCE = 1e-9
+"""How far from 1 the shares of `providers.strategy_mix` may sum."""
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 
 class ScenarioError(ValueError):
     """A scenario that cannot be loaded: the message is one line naming the field, the value and the rule."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    """Strict sections: integers refuse floats, booleans and strings; floats refuse NaN and infinities."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
+
+
+def _positive(default: float, **limits: float) -> Any:
+    """A strictly positive, finite float field within [MIN_POSITIVE, MAX_MAGNITUDE] unless `limits` say otherwise."""
+    return Field(default=default, **{"ge": MIN_POSITIVE, "le": MAX_MAGNITUDE, **limits})
+
+
+def _count(default: int, low: int = 1, high: int = 1_000_000) -> Any:
+    """A strict integer field within [low, high]."""
+    return Field(default=default, ge=low, le=high)
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """`repr(value)`, cut to about `width` characters (error messages stay one short line)."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 5]}...{text[-2:]}"
+
+
+def safe_directory_name(value: str) -> str:
+    """Refuse a name that is not one plain directory name: empty, `.`/`..`, path separators, NUL, control or
+    bidirectional-override characters, a leading dot, or more than MAX_NAME_BYTES bytes of UTF-8. The message
+    (a ValueError) states the rule and the value."""
+    if not value.strip():
+        raise ValueError(f"must be a non-empty directory name, got {value!r}")
+    if value.startswith("."):
+        raise ValueError(f"must not start with '.' (it names a directory inside --out), got {shown(value)}")
+    if "/" in value or "\\" in value:
+        raise ValueError(f"must be a plain name without '/' or '\\' (it names a directory), got {shown(value)}")
+    for position, character in enumerate(value):
+        if unicodedata.category(character) in ("Cc", "Cs") or character in _BIDI_CONTROLS:
+            raise ValueError(
+                f"must not contain control or bidirectional-override characters, got {character!r} at position "
+                f"{position}"
+            )
+    size = len(value.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ValueError(f"must be at most {MAX_NAME_BYTES} bytes of UTF-8, got {size} bytes")
+    return value
 
 
 class Distribution(_Section):
@@ -64,6 +127,8 @@ class Distribution(_Section):
         for name in given:
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name}: must be finite, got {getattr(self, name)}")
+            if abs(getattr(self, name)) > MAX_MAGNITUDE:
+                raise ValueError(f"{name}: must be within +-{MAX_MAGNITUDE:g}, got {getattr(self, name):g}")
         if self.dist == "uniform" and self.high < self.low:  # type: ignore[operator]
             raise ValueError(f"high: must be >= low ({self.low}), got {self.high}")
         if self.dist in ("normal", "lognormal") and self.std < 0:  # type: ignore[operator]
@@ -83,12 +148,18 @@ class Distribution(_Section):
         return "mean", -math.inf
 
     def upper_bound(self) -> tuple[str, float]:
-        """The largest value the distribution can produce, and the parameter that sets it."""
+        """The largest value the distribution can produce (for the unbounded ones, the practical maximum: ten
+        standard deviations above the mean, or fifty means of an exponential), and the parameter that sets it."""
         if self.dist == "constant":
             return "value", float(self.value)  # type: ignore[arg-type]
         if self.dist == "uniform":
             return "high", float(self.high)  # type: ignore[arg-type]
-        return "mean", math.inf
+        if self.dist == "normal":
+            return "mean", float(self.mean) + 10 * float(self.std)  # type: ignore[arg-type]
+        if self.dist == "lognormal":
+            exponent = float(self.mean) + 10 * float(self.std)  # type: ignore[arg-type]
+            return "mean", math.exp(exponent) if exponent < 700 else math.inf
+        return "mean", 50 * float(self.mean)  # type: ignore[arg-type]
 
     def sample(self, rng: np.random.Generator, size: int | None = None) -> Any:
         """Draw from the distribution with the given generator."""
@@ -118,12 +189,15 @@ def _require_range(
     *,
     above: float | None = None,
     at_least: float | None = None,
-    at_most: float | None = None,
+    at_most: float | None = MAX_MAGNITUDE,
 ) -> Distribution:
-    """Check that every value the distribution can draw satisfies the field's range."""
+    """Check that every value the distribution can draw satisfies the field's range (at most MAX_MAGNITUDE unless
+    `at_most` says otherwise; a strictly positive field's draws are at least MIN_POSITIVE)."""
     name, low = distribution.lower_bound()
     if above is not None and not low > above:
         raise ValueError(f"{name}: must be > {above:g} (every draw must be), got {low:g}")
+    if above == 0.0 and not low >= MIN_POSITIVE:
+        raise ValueError(f"{name}: must be > 0 and at least {MIN_POSITIVE:g} (every draw must be), got {low:g}")
     if at_least is not None and not low >= at_least:
         raise ValueError(f"{name}: must be >= {at_least:g} (every draw must be), got {low:g}")
     if at_most is not None:
@@ -137,13 +211,25 @@ class RunSection(_Section):
     """How long to simulate, with which seed, and where the run directory goes."""
 
     name: str = "scenario"
-    description: str = ""
-    seed: int = Field(default=0, ge=0)
-    horizon_s: float | None = Field(default=None, gt=0)
-    tasks: int | None = Field(default=None, ge=1)
+    description: str = Field(default="", max_length=10_000)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    horizon_s: float | None = _positive(None, le=1e12)
+    tasks: int | None = _count(None, high=10**9)
     output_dir: str = "runs"
-    flush_every: int = Field(default=100_000, ge=1)
-    sample_interval_s: float = Field(default=60.0, gt=0)
+    flush_every: int = _count(100_000, high=10_000_000)
+    sample_interval_s: float = _positive(60.0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return safe_directory_name(value)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, value: str) -> str:
+        if not value or any(unicodedata.category(character) in ("Cc", "Cs") for character in value):
+            raise ValueError(f"must be a non-empty path without control characters, got {shown(value)}")
+        return value
 
     @model_validator(mode="after")
     def _horizon(self) -> RunSection:
@@ -158,18 +244,18 @@ class NetworkSection(_Section):
     topology: Literal["random_regular", "erdos_renyi", "barabasi_albert", "watts_strogatz", "complete"] = (
         "random_regular"
     )
-    degree: int = Field(default=4, ge=1)
+    degree: int = _count(4, high=100_000)
     edge_probability: float = Field(default=0.1, gt=0, le=1)
     rewiring_probability: float = Field(default=0.1, ge=0, le=1)
-    attachments: int = Field(default=2, ge=1)
+    attachments: int = _count(2, high=100_000)
     latency_s: Distribution = Distribution(dist="uniform", low=0.01, high=0.1)
-    bandwidth_bytes_per_s: float = Field(default=12.5e6, gt=0)
+    bandwidth_bytes_per_s: float = _positive(12.5e6, ge=1.0, le=1e12)
     log_messages: bool = True
 
     @field_validator("latency_s")
     @classmethod
     def _latency(cls, value: Distribution) -> Distribution:
-        return _require_range(value, at_least=0.0)
+        return _require_range(value, at_least=0.0, at_most=1e6)
 
 
 class ParticipationCost(_Section):
@@ -186,19 +272,30 @@ class ParticipationCost(_Section):
         if self.mode == "window":
             _require_range(self.window_position, above=0.0)
             _require_range(self.window_position, at_most=1.0)
+        if self.distribution is not None:
+            try:
+                _require_range(self.distribution, at_least=0.0)
+            except ValueError as error:
+                raise ValueError(f"distribution.{error}") from None
         return self
 
 
 class ProvidersSection(_Section):
-    """Data providers: population, churn, strategy mix and the priors of their private types (SPEC A.1, B.1)."""
+    """Data providers: population, churn, strategy mix and the priors of their private types (SPEC A.1, B.1).
 
-    count: int = Field(default=10, ge=1)
-    arrival_rate_per_s: float = Field(default=0.0, ge=0)
-    mean_lifetime_s: float = Field(default=math.inf, gt=0)
+    `composition` sets how the initial population's strategies follow `strategy_mix`: "draw" (each provider
+    draws its strategy from the mix; realised shares vary by seed) or "exact" (counts by largest-remainder
+    rounding of count x share, assigned in a seeded random order). `strategy_counts` fixes the counts directly.
+    Providers who join later always draw from the mix."""
+
+    count: int = _count(10, high=10_000_000)
+    arrival_rate_per_s: float = Field(default=0.0, ge=0, le=1e6)
+    mean_lifetime_s: float = Field(default=math.inf, ge=MIN_POSITIVE, allow_inf_nan=True)
     strategy_mix: dict[str, float] = Field(
         default_factory=lambda: {"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25, "TFT": 0.25}
     )
     strategy_counts: dict[str, int] | None = None
+    composition: Literal["draw", "exact"] = "draw"
     unit_revenue: Distribution = Distribution(dist="uniform", low=0.5, high=1.5)
     participation_cost: ParticipationCost = ParticipationCost()
     cpu_frequency: Distribution = Distribution(value=3.0)
@@ -210,6 +307,13 @@ class ProvidersSection(_Section):
     data_size: Distribution = Distribution(value=180.0)
     initial_stake: Distribution = Distribution(value=10.0)
 
+    @field_validator("mean_lifetime_s")
+    @classmethod
+    def _lifetime(cls, value: float) -> float:
+        if math.isnan(value) or (math.isfinite(value) and value > 1e12):
+            raise ValueError(f"must be a number of seconds <= 1e12, or inf (no churn), got {value}")
+        return value
+
     @field_validator("strategy_mix")
     @classmethod
     def _mix(cls, mix: dict[str, float]) -> dict[str, float]:
@@ -218,18 +322,39 @@ class ProvidersSection(_Section):
         for name, share in mix.items():
             if name not in STRATEGY_NAMES:
                 raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
-            if not share >= 0 or not math.isfinite(share):
-                raise ValueError(f"{name}: share must be >= 0, got {share}")
-        if sum(mix.values()) <= 0:
-            raise ValueError(f"shares must sum to > 0, got {sum(mix.values())}")
+            if not 0 <= share <= 1:
+                raise ValueError(f"{name}: share must be within [0, 1], got {share}")
+        total = math.fsum(mix.values())
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ValueError(
+                f"shares must sum to 1 (within {SHARE_TOLERANCE:g}), sums to {total:.12g}: give the whole mix "
+                f"(a mix is replaced whole, never merged)"
+            )
         return mix
 
-    @field_validator(
-        "unit_revenue", "cpu_frequency", "cycles_per_batch", "batch_size", "memory", "privacy_budget", "data_size"
-    )
+    @field_validator("strategy_counts")
+    @classmethod
+    def _counts(cls, counts: dict[str, int] | None) -> dict[str, int] | None:
+        if counts is None:
+            return None
+        if not counts:
+            raise ValueError("must name at least one strategy")
+        for name, count in counts.items():
+            if name not in STRATEGY_NAMES:
+                raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
+            if count < 0:
+                raise ValueError(f"{name}: count must be >= 0, got {count}")
+        return counts
+
+    @field_validator("unit_revenue", "cpu_frequency", "cycles_per_batch", "batch_size", "memory", "data_size")
     @classmethod
     def _positive(cls, value: Distribution) -> Distribution:
         return _require_range(value, above=0.0)
+
+    @field_validator("privacy_budget")
+    @classmethod
+    def _epsilon(cls, value: Distribution) -> Distribution:
+        return _require_range(value, above=0.0, at_most=1e6)
 
     @field_validator("initial_stake")
     @classmethod
@@ -246,7 +371,7 @@ class ProvidersSection(_Section):
 class RequestersSection(_Section):
     """Data requesters: Poisson arrivals, each posting one FL task with an escrowed budget (SPEC A.1)."""
 
-    arrival_rate_per_s: float = Field(default=0.01, gt=0)
+    arrival_rate_per_s: float = Field(default=0.01, ge=1e-12, le=1e6)
     budget: Distribution = Distribution(value=1000.0)
 
     @field_validator("budget")
@@ -258,18 +383,18 @@ class RequestersSection(_Section):
 class CommitteeSection(_Section):
     """The consensus committee: size T, DPoS candidates, fee ratio sigma and per-node round cost (SPEC A.8)."""
 
-    size: int = Field(default=7, ge=1)
-    candidates: int = Field(default=10, ge=1)
+    size: int = _count(7, high=1000)
+    candidates: int = _count(10, high=10_000)
     fee_ratio: float = Field(default=0.2, ge=0, le=1)
-    node_cost: float = Field(default=1.4, gt=0)
+    node_cost: float = _positive(1.4)
     candidate_stake: Distribution = Distribution(dist="uniform", low=5.0, high=15.0)
-    approvals_per_voter: int = Field(default=3, ge=1)
+    approvals_per_voter: int = _count(3, high=10_000)
     quorum_rule: Literal["byzantine", "two_f_plus_one", "paper"] = "byzantine"
-    view_change_timeout_s: float = Field(default=2.0, gt=0)
+    view_change_timeout_s: float = _positive(2.0, le=1e6)
     verification: Literal["every_replica", "primary_only", "unsigned"] = "every_replica"
-    poet_mean_wait_s: float = Field(default=0.5, gt=0)
-    poet_minimum_wait_s: float = Field(default=0.05, ge=0)
-    ledger_blocks_in_memory: int = Field(default=256, ge=1)
+    poet_mean_wait_s: float = _positive(0.5, le=1e6)
+    poet_minimum_wait_s: float = Field(default=0.05, ge=0, le=1e6)
+    ledger_blocks_in_memory: int = _count(256, high=10_000_000)
 
     @model_validator(mode="after")
     def _enough_candidates(self) -> CommitteeSection:
@@ -279,7 +404,10 @@ class CommitteeSection(_Section):
             raise ValueError(
                 f"approvals_per_voter: must be <= candidates ({self.candidates}), got {self.approvals_per_voter}"
             )
-        _require_range(self.candidate_stake, at_least=0.0)
+        try:
+            _require_range(self.candidate_stake, at_least=0.0)
+        except ValueError as error:
+            raise ValueError(f"candidate_stake.{error}") from None
         return self
 
 
@@ -287,86 +415,107 @@ class SurrogateSection(_Section):
     """The surrogate backend's learning curve H(T) = theta0 / (theta1 + T), T the honest local iterations so far
     (SPEC B.1); `flmarket calibrate` writes this section from real training."""
 
-    theta0: float = Field(default=9.82, gt=0)
-    theta1: float = Field(default=9.82 / math.log(10.0), gt=0)
-    local_iterations: int = Field(default=5, ge=1)
+    theta0: float = _positive(9.82)
+    theta1: float = _positive(9.82 / math.log(10.0))
+    local_iterations: int = _count(5, high=100_000)
 
 
 class LearningSection(_Section):
     """The learning backend and the public-goods precision model (SPEC B.1)."""
 
     backend: Literal["surrogate", "torch"] = "surrogate"
-    rounds_per_task: int = Field(default=3, ge=1)
-    local_iterations: int = Field(default=5, ge=1)
-    round_duration_s: float = Field(default=10.0, gt=0)
-    theta0: float = Field(default=9.82, gt=0)
+    rounds_per_task: int = _count(3, high=10_000)
+    local_iterations: int = _count(5, high=100_000)
+    round_duration_s: float = _positive(10.0, le=1e6)
+    theta0: float = _positive(9.82)
     theta1: float | Literal["auto"] = "auto"
     require_dilemma: bool = True
-    seconds_per_cycle: float = Field(default=0.005, gt=0)
+    seconds_per_cycle: float = _positive(0.005)
     dataset: Literal["digits", "mnist", "cifar10"] = "digits"
     data_root: str | None = None
     model: Literal["mlp", "cnn"] = "mlp"
-    hidden_sizes: tuple[int, ...] = (200, 200)
+    hidden_sizes: tuple[int, ...] = Field(default=(200, 200), strict=False)
     partition: Literal["iid", "dirichlet", "quantity"] = "iid"
-    dirichlet_alpha: float = Field(default=0.5, gt=0)
-    shards: int = Field(default=10, ge=1)
+    dirichlet_alpha: float = _positive(0.5)
+    shards: int = _count(10, high=100_000)
     aggregation: Literal["fedavg", "fedadp", "fedasync"] = "fedavg"
-    learning_rate: float = Field(default=0.01, gt=0)
+    learning_rate: float = _positive(0.01)
     momentum: float = Field(default=0.5, ge=0, lt=1)
-    batch_size: int = Field(default=64, ge=1)
-    clip: float = Field(default=1.0, gt=0)
+    batch_size: int = _count(64, high=1_000_000)
+    clip: float = _positive(1.0)
     surrogate: SurrogateSection = SurrogateSection()
 
     @field_validator("theta1")
     @classmethod
     def _theta1(cls, value: float | str) -> float | str:
-        if value != "auto" and not value > 0:  # type: ignore[operator]
-            raise ValueError(f"must be > 0 or 'auto', got {value}")
+        if value != "auto" and not MIN_POSITIVE <= value <= MAX_MAGNITUDE:  # type: ignore[operator]
+            raise ValueError(f"must be within [{MIN_POSITIVE:g}, {MAX_MAGNITUDE:g}] or 'auto', got {value}")
         return value
+
+    @field_validator("hidden_sizes", mode="before")
+    @classmethod
+    def _hidden_sizes(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple) or not 1 <= len(value) <= 8:
+            raise ValueError(f"must be a list of 1 to 8 layer widths, got {shown(value)}")
+        for width in value:
+            if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 10_000:
+                raise ValueError(f"every layer width must be an integer in [1, 10000], got {shown(width)}")
+        return tuple(value)
 
 
 class MechanismSection(_Section):
     """BGFL mechanism parameters (SPEC A.3 - A.7); Table 3 defaults."""
 
     shapley_exact_max: int = Field(default=12, ge=1, le=20)
-    shapley_target_relative_error: float = Field(default=0.01, gt=0)
-    shapley_max_evaluations: int = Field(default=20_000, ge=100)
-    initial_local_iterations: int = Field(default=5, ge=0)
-    minimum_local_iterations: int = Field(default=1, ge=0)
+    shapley_target_relative_error: float = Field(default=0.01, ge=MIN_POSITIVE, le=1)
+    shapley_max_evaluations: int = _count(20_000, low=100, high=100_000_000)
+    initial_local_iterations: int = _count(5, low=0, high=100_000)
+    minimum_local_iterations: int = _count(1, low=0, high=100_000)
     cost_weight: float = Field(default=0.5, ge=0, le=1)
-    energy_coefficient: float = Field(default=2.0, gt=0)
-    hidden_layers: int = Field(default=2, ge=1)
-    output_units: int = Field(default=10, ge=1)
-    reward_weight: float = Field(default=1.0, ge=0)
+    energy_coefficient: float = _positive(2.0)
+    hidden_layers: int = _count(2, high=100)
+    output_units: int = _count(10, high=100_000)
+    reward_weight: float = Field(default=1.0, ge=0, le=MAX_MAGNITUDE)
 
 
 class EvolutionSection(_Section):
     """Strategy evolution by pairwise comparison (Fermi rule) and mutation (SPEC C)."""
 
     enabled: bool = False
-    selection_intensity: float = Field(default=1.0, gt=0)
+    selection_intensity: float = _positive(1.0)
     mutation_rate: float = Field(default=0.0, ge=0, le=1)
     alliance_rule: Literal["all", "neighbourhood"] = "all"
-    strategy_set: tuple[str, ...] | None = None
+    strategy_set: tuple[str, ...] | None = Field(default=None, strict=False)
 
-    @field_validator("strategy_set")
+    @field_validator("strategy_set", mode="before")
     @classmethod
-    def _strategies(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("must name at least one strategy")
-            for name in value:
-                if name not in STRATEGY_NAMES:
-                    raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
-        return value
+    def _strategies(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(f"must be a non-empty list of strategy names, got {shown(value)}")
+        for name in value:
+            if name not in STRATEGY_NAMES:
+                raise ValueError(f"{shown(name)}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
+        return tuple(value)
 
 
 class FaultsSection(_Section):
     """Injected faults: Byzantine committee members and free-rider behaviours."""
 
-    byzantine_committee: int = Field(default=0, ge=0)
+    byzantine_committee: int = _count(0, low=0, high=1000)
     byzantine_behaviour: Literal["silent", "silent_primary", "equivocating", "wrong_digest"] = "silent"
     free_rider_kind: Literal["none", "plain", "disguised", "stale"] = "none"
+
+
+class LimitsSection(_Section):
+    """Resource guards against runs that would not finish: the largest population (initial providers plus those
+    expected to join), tasks, samples and overlay edges a scenario may ask for. Raise one to run bigger."""
+
+    providers: int = _count(100_000, high=10_000_000)
+    tasks: int = _count(1_000_000, high=10**9)
+    samples: int = _count(1_000_000, high=10**9)
+    overlay_edges: int = _count(10_000_000, high=10**9)
 
 
 class Scenario(_Section):
@@ -381,6 +530,7 @@ class Scenario(_Section):
     mechanism: MechanismSection = MechanismSection()
     evolution: EvolutionSection = EvolutionSection()
     faults: FaultsSection = FaultsSection()
+    limits: LimitsSection = LimitsSection()
 
     @model_validator(mode="after")
     def _network_fits(self) -> Scenario:
@@ -393,6 +543,12 @@ class Scenario(_Section):
                 raise ValueError(
                     f"network.degree: degree * providers.count must be even for a random regular graph, "
                     f"got {degree} * {nodes}"
+                )
+        if self.network.topology == "watts_strogatz" and nodes > 1:
+            if self.network.degree < 2 or nodes < 3:
+                raise ValueError(
+                    f"network.degree: a watts_strogatz overlay needs degree >= 2 and providers.count >= 3, "
+                    f"got degree {self.network.degree} and {nodes} providers"
                 )
         if self.network.topology == "barabasi_albert" and self.network.attachments >= nodes:
             raise ValueError(
@@ -410,9 +566,122 @@ class Scenario(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _within_limits(self) -> Scenario:
+        for problem in resource_problems(self):
+            raise ValueError(problem)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dictionary (infinities as strings) for manifests."""
         return _json_ready(self.model_dump(mode="python"))
+
+
+def expected_end_s(scenario: Scenario) -> float:
+    """Roughly when the run ends, in simulated seconds: the horizon, or the time `run.tasks` tasks take when tasks
+    run back to back at the pace of the slower of the requesters' arrivals and a task's rounds, if sooner."""
+    run = scenario.run
+    horizon = run.horizon_s if run.horizon_s is not None else math.inf
+    if run.tasks is None:
+        return horizon
+    return min(horizon, run.tasks * max(1.0 / scenario.requesters.arrival_rate_per_s, _task_seconds(scenario)))
+
+
+def _task_seconds(scenario: Scenario) -> float:
+    """The simulated seconds of one task's collection windows (its rounds; consensus adds a little)."""
+    return scenario.learning.rounds_per_task * scenario.learning.round_duration_s
+
+
+def overlay_edges(scenario: Scenario) -> float:
+    """The expected number of edges of the initial overlay."""
+    network, nodes = scenario.network, scenario.providers.count
+    pairs = nodes * (nodes - 1) / 2
+    return {
+        "random_regular": nodes * network.degree / 2,
+        "erdos_renyi": network.edge_probability * pairs,
+        "barabasi_albert": nodes * network.attachments,
+        "watts_strogatz": nodes * network.degree / 2,
+        "complete": pairs,
+    }[network.topology]
+
+
+def resource_problems(scenario: Scenario) -> list[str]:
+    """The resource guards of `[limits]` this scenario exceeds, each a line naming the key and how to raise it."""
+    limits, run, providers = scenario.limits, scenario.run, scenario.providers
+    end = expected_end_s(scenario)
+    problems = []
+    if providers.count > limits.providers:
+        problems.append(
+            f"providers.count: {providers.count:,} is over limits.providers = {limits.providers:,} "
+            f"(a resource guard: raise it with limits.providers = N)"
+        )
+    joining = providers.arrival_rate_per_s * end
+    if providers.count + joining > limits.providers:
+        problems.append(
+            f"providers.arrival_rate_per_s: about {joining:,.0f} providers join over the run's ~{end:,.0f} simulated "
+            f"seconds, over limits.providers = {limits.providers:,} (lower the rate, shorten the run, or raise "
+            f"limits.providers)"
+        )
+    if run.tasks is not None and run.tasks > limits.tasks:
+        problems.append(
+            f"run.tasks: {run.tasks:,} is over limits.tasks = {limits.tasks:,} "
+            f"(a resource guard: raise it with limits.tasks = N)"
+        )
+    if run.tasks is None:
+        tasks = end / max(1.0 / scenario.requesters.arrival_rate_per_s, _task_seconds(scenario))
+        if tasks > limits.tasks:
+            problems.append(
+                f"run.horizon_s: with no run.tasks, about {tasks:,.0f} tasks fit in {end:,.0f} simulated seconds, "
+                f"over limits.tasks = {limits.tasks:,} (set run.tasks, lower horizon_s, or raise limits.tasks)"
+            )
+    requesters = scenario.requesters.arrival_rate_per_s * end
+    if requesters > limits.tasks:
+        problems.append(
+            f"requesters.arrival_rate_per_s: about {requesters:,.0f} requesters (one task each) arrive over the "
+            f"run's ~{end:,.0f} simulated seconds, over limits.tasks = {limits.tasks:,} (lower the rate, shorten "
+            f"the run, or raise limits.tasks)"
+        )
+    samples = end / run.sample_interval_s
+    if samples > limits.samples:
+        problems.append(
+            f"run.sample_interval_s: about {samples:,.0f} samples of {run.sample_interval_s:g} s over the run's "
+            f"~{end:,.0f} simulated seconds, over limits.samples = {limits.samples:,} (raise sample_interval_s, "
+            f"shorten the run, or raise limits.samples)"
+        )
+    edges = overlay_edges(scenario)
+    if edges > limits.overlay_edges:
+        problems.append(
+            f"network.topology: a {scenario.network.topology} overlay of {providers.count:,} providers has about "
+            f"{edges:,.0f} edges, over limits.overlay_edges = {limits.overlay_edges:,} (use a sparser topology or "
+            f"raise limits.overlay_edges)"
+        )
+    return problems
+
+
+def largest_remainder_counts(mix: Mapping[str, float], count: int) -> dict[str, int]:
+    """Whole counts for `count` providers that follow `mix` exactly (Hamilton's largest-remainder method): each
+    strategy gets floor(count x share), and the providers left over go one each to the largest remainders (ties
+    to the strategy named first in the mix). The counts add up to `count`."""
+    quotas = {name: count * share for name, share in mix.items()}
+    counts = {name: math.floor(quota) for name, quota in quotas.items()}
+    left = count - sum(counts.values())
+    by_remainder = sorted(mix, key=lambda name: (-(quotas[name] - counts[name]), list(mix).index(name)))
+    for name in by_remainder[:left]:
+        counts[name] += 1
+    return counts
+
+
+def initial_strategies(providers: ProvidersSection, rng: np.random.Generator) -> list[str] | None:
+    """The strategy of each initial provider in ordinal order when the composition is fixed: `strategy_counts` in
+    the order given, or, with `composition = "exact"`, the largest-remainder counts of the mix in a random order
+    drawn from `rng`. None when each provider draws its own strategy from the mix (`composition = "draw"`)."""
+    if providers.strategy_counts is not None:
+        return [name for name, count in providers.strategy_counts.items() for _ in range(count)]
+    if providers.composition == "draw":
+        return None
+    counts = largest_remainder_counts(providers.strategy_mix, providers.count)
+    labels = [name for name, count in counts.items() for _ in range(count)]
+    return [labels[int(index)] for index in rng.permutation(len(labels))]
 
 
 def _json_ready(value: Any) -> Any:
@@ -427,11 +696,35 @@ def _json_ready(value: Any) -> Any:
 
 _ERROR_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
 _NESTED_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$")
+_UNION_TAG = re.compile(r"^(float|int|str|bool|none|dict\[.*\]|tuple\[.*\]|literal\[.*\]|function-.*|constrained-.*)$")
+_TYPE_RULES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number (not inf or nan)",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+}
+
+
+def _shown_input(value: Any) -> str:
+    """The offending value as the scenario spells it: TOML booleans, short reprs."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shown(value)
 
 
 def _format_error(error: Mapping[str, Any]) -> str:
-    """Turn one pydantic error into `path.to.field: rule, got value`."""
-    path = [str(part) for part in error["loc"] if not str(part).startswith(("function-", "constrained-"))]
+    """Turn one pydantic error into `path.to.field: rule, got value` (scenario keys only, no internal names)."""
+    path = [str(part) for part in error["loc"] if not _UNION_TAG.match(str(part))]
     message = _ERROR_PREFIX.sub("", error["msg"])
     nested = _NESTED_FIELD.match(message)
     while nested and error["type"] == "value_error":
@@ -447,17 +740,61 @@ def _format_error(error: Mapping[str, Any]) -> str:
         return f"{field_path}: required, missing"
     if error["type"] == "value_error":
         return f"{field_path}: {message}"
-    message = message[0].lower() + message[1:] if message else message
-    return f"{field_path}: {message}, got {error.get('input')!r}"
+    rule = _TYPE_RULES.get(error["type"])
+    if rule is None:
+        rule = message[0].lower() + message[1:] if message else error["type"]
+    return f"{field_path}: {rule}, got {_shown_input(error.get('input'))}"
+
+
+def _problem_lines(lines: list[str]) -> str:
+    """Distinct problems, one per line, the first MAX_ERROR_LINES of them and then how many more there are."""
+    distinct = list(dict.fromkeys(lines))
+    if len(distinct) <= MAX_ERROR_LINES:
+        return "\n".join(distinct)
+    rest = len(distinct) - MAX_ERROR_LINES
+    return "\n".join([*distinct[:MAX_ERROR_LINES], f"... and {rest:,} more problem{'s' if rest > 1 else ''}"])
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, prefix: str) -> tuple[list[str], int]:
+    """The first MAX_ERROR_LINES + 1 dotted paths of keys in `data` that `model` (and its nested sections) does
+    not declare, and how many there are in all."""
+    if not isinstance(data, Mapping):
+        return [], 0
+    fields = model.model_fields
+    stray = [key for key in data if key not in fields]
+    paths = [f"{prefix}{key}" for key in stray[: MAX_ERROR_LINES + 1]]
+    total = len(stray)
+    for key, info in fields.items():
+        if key in data and isinstance(info.annotation, type) and issubclass(info.annotation, _Section):
+            nested, count = _unknown_keys(info.annotation, data[key], f"{prefix}{key}.")
+            paths.extend(nested)
+            total += count
+    return paths[: MAX_ERROR_LINES + 1], total
 
 
 def parse_scenario(data: Mapping[str, Any]) -> Scenario:
-    """Validate a scenario dictionary; raise ScenarioError with one line per problem (first line first)."""
+    """Validate a scenario dictionary; raise ScenarioError with one line per problem (first line first, at most
+    MAX_ERROR_LINES lines and a count of the rest)."""
+    unknown, total = _unknown_keys(Scenario, data, "")
+    if total > MAX_ERROR_LINES:  # thousands of stray keys: report them without building thousands of errors
+        lines = [f"{path}: unknown key (check the spelling; see `flmarket validate --help`)" for path in unknown]
+        rest = total - MAX_ERROR_LINES
+        raise ScenarioError("\n".join([*lines[:MAX_ERROR_LINES], f"... and {rest:,} more unknown keys"]))
     try:
         return Scenario.model_validate(dict(data))
     except ValidationError as error:
-        lines = [_format_error(item) for item in error.errors()]
-        raise ScenarioError("\n".join(dict.fromkeys(lines))) from None
+        lines: dict[str, None] = {}
+        for item in error.errors(include_url=False, include_context=False):
+            line = _format_error(item)
+            field_path = line.partition(":")[0]
+            if any(_UNION_TAG.match(str(part)) for part in item["loc"]) and any(
+                existing.startswith(f"{field_path}:") for existing in lines
+            ):
+                continue  # one line per field for the members of a union (a number or 'auto')
+            lines[line] = None
+        raise ScenarioError(_problem_lines(list(lines))) from None
+    except RecursionError:
+        raise ScenarioError("scenario: nested too deeply") from None
 
 
 def bundled_scenarios() -> dict[str, Path]:
@@ -472,46 +809,90 @@ def bundled_scenarios() -> dict[str, Path]:
 
 def resolve_scenario_path(reference: str) -> Path:
     """A path to an existing file, or the name of a bundled scenario."""
+    if "\x00" in reference:
+        raise ScenarioError(f"scenario: a path cannot contain NUL, got {shown(reference)}")
     path = Path(reference)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as error:
+        raise ScenarioError(f"scenario: cannot read {shown(reference)}: {error.strerror}") from None
+    if is_file:
         return path
     bundled = bundled_scenarios()
     if reference in bundled:
         return bundled[reference]
     if path.suffix == ".toml" or "/" in reference:
-        raise ScenarioError(f"scenario: file not found, got {reference!r}")
+        raise ScenarioError(f"scenario: file not found, got {shown(reference)}")
     raise ScenarioError(
-        f"scenario: not a file and not a bundled scenario, got {reference!r} (bundled: {', '.join(bundled) or 'none'})"
+        f"scenario: not a file and not a bundled scenario, got {shown(reference)} "
+        f"(bundled: {', '.join(bundled) or 'none'})"
     )
+
+
+def read_toml(path: Path, what: str = "scenario") -> dict[str, Any]:
+    """Parse a TOML file; every way it can fail (unreadable, not UTF-8, malformed, nested too deeply) becomes a
+    ScenarioError of one line naming the file."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read the {what} file: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ScenarioError(
+            f"{path}: not UTF-8 text (byte {error.start} is {raw[error.start : error.start + 1]!r}); "
+            f"TOML files must be UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(f"{path}: malformed TOML: {error}") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: malformed TOML: nested too deeply") from None
 
 
 def load_scenario(reference: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
     """Load and validate a scenario file (or bundled name), applying dotted-path overrides first."""
     path = resolve_scenario_path(str(reference))
+    data = read_toml(path)
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise ScenarioError(f"{path}: malformed TOML: {error}") from None
-    except OSError as error:
-        raise ScenarioError(f"{path}: cannot read: {error.strerror}") from None
-    return parse_scenario(apply_overrides(data, overrides or {}))
+        merged = apply_overrides(data, overrides or {})
+    except RecursionError:
+        raise ScenarioError(f"{path}: nested too deeply") from None
+    return parse_scenario(merged)
+
+
+TABLE_PARAMETERS = ("providers.strategy_mix", "providers.strategy_counts")
+"""Parameters whose value is a table keyed by strategy name: an override replaces them whole."""
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of `data` with each `section.key` (dotted path) set to its value."""
+    """Return a copy of `data` with each `section.key` (dotted path) set to its value.
+
+    A value replaces the key it names whole; tables are never merged. This holds for a table-valued parameter
+    (TABLE_PARAMETERS, e.g. providers.strategy_mix) reached by a longer path too: the first override inside it
+    starts from an empty table, so `providers.strategy_mix.ALLD=0.8` and `providers.strategy_mix.ALLC=0.2` give
+    exactly {ALLD = 0.8, ALLC = 0.2}. Dotted paths reach into sections and into a distribution's fields."""
     merged = _deep_copy(data)
+    replaced: set[str] = set()
     for dotted, value in overrides.items():
         parts = dotted.split(".")
+        if not all(part.strip() for part in parts):
+            raise ScenarioError(f"{shown(dotted)}: not a dotted path such as providers.count")
         target = merged
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
+            prefix = ".".join(parts[: depth + 1])
             existing = target.get(part)
-            if existing is None:
+            if existing is None or (prefix in TABLE_PARAMETERS and prefix not in replaced):
                 existing = target[part] = {}
+                replaced.add(prefix)
             if not isinstance(existing, dict):
                 raise ScenarioError(f"{dotted}: cannot set inside {part!r}, which is not a table")
             target = existing
         target[parts[-1]] = value
+        if dotted in TABLE_PARAMETERS:
+            replaced.add(dotted)
     return merged
 
 

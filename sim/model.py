@@ -31,7 +31,7 @@ from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpda
 from flmarket.market.mechanism import TaskTerms
 from flmarket.market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
 from flmarket.sim.collector import collector_tuned
-from flmarket.sim.config import Scenario
+from flmarket.sim.config import Scenario, initial_strategies
 from flmarket.sim.events import NO_AGENT, EventLog, register_kind
 from flmarket.sim.network import Message, Overlay, build_topology
 from flmarket.sim.randomness import RandomStreams
@@ -56,11 +56,6 @@ def mlp_parameter_count(inputs: int, hidden: tuple[int, ...], outputs: int) -> i
     """Weights and biases of an MLP with the given layer widths."""
     widths = (inputs, *hidden, outputs)
     return sum(widths[index] * widths[index + 1] + widths[index + 1] for index in range(len(widths) - 1))
-
-
-def _nobody(node: int) -> bool:
-    """No node acts on a task announcement (it is flooded and counted, but delivers nothing)."""
-    return False
 
 
 class MarketModel(mesa.Model):
@@ -118,6 +113,7 @@ class MarketModel(mesa.Model):
             for ordinal in range(scenario.committee.candidates)
         ]
         self.committee = Committee(self, nodes, self.mechanism.solve_equilibrium, self.mechanism.reward_rule)
+        self._initial_strategies = initial_strategies(scenario.providers, self.streams.component("composition"))
         initial = [self._new_provider(join_overlay=False) for _ in range(scenario.providers.count)]
         self.overlay.adopt(
             build_topology(scenario.network, [p.unique_id for p in initial], self.streams.component("topology"))
@@ -274,9 +270,9 @@ class MarketModel(mesa.Model):
         names = list(mix)
         shares = np.array([mix[name] for name in names], dtype=float)
         label = names[int(rng.choice(len(names), p=shares / shares.sum()))]
-        counts = self.scenario.providers.strategy_counts
-        if counts is not None and ordinal < self.scenario.providers.count:  # the initial population, exactly
-            label = [name for name, count in counts.items() for _ in range(count)][ordinal]
+        fixed = self._initial_strategies  # strategy_counts or composition = "exact": the initial population
+        if fixed is not None and ordinal < len(fixed):
+            label = fixed[ordinal]
         private_type = self._draw_type(rng)
         mean_lifetime = self.scenario.providers.mean_lifetime_s
         lifetime = math.inf if math.isinf(mean_lifetime) else float(rng.exponential(mean_lifetime))
@@ -345,8 +341,7 @@ class MarketModel(mesa.Model):
         task = self.tasks_posted
         self.tasks_posted += 1
         self.overlay.broadcast(
-            Message("task_announcement", requester.unique_id, payload=task, size_bytes=TASK_ANNOUNCEMENT_BYTES),
-            interested=_nobody,  # providers learn the task from the round announcements; the flood is counted
+            Message("task_announcement", requester.unique_id, payload=task, size_bytes=TASK_ANNOUNCEMENT_BYTES)
         )
         self.log.emit(
             self.env.now,

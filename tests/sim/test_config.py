@@ -89,3 +89,195 @@ def test_distributions_sample_their_support() -> None:
     draws = scenario.providers.unit_revenue.sample(np.random.default_rng(0), 1000)
     assert draws.min() >= 2 and draws.max() <= 3
     assert scenario.providers.unit_revenue.expected() == 2.5
+
+
+# -- strict types, finite ranges, resource limits (issue 13 items 6 and 8) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("run", "tasks", True, "run.tasks: must be an integer, got true"),
+        ("run", "tasks", 3.0, "run.tasks: must be an integer, got 3.0"),
+        ("run", "seed", "7", "run.seed: must be an integer, got '7'"),
+        ("evolution", "enabled", "yes", "evolution.enabled: must be true or false, got 'yes'"),
+        ("providers", "count", 1e9, "providers.count: must be an integer, got 1000000000.0"),
+        ("committee", "fee_ratio", float("nan"), "committee.fee_ratio: must be a finite number (not inf or nan)"),
+        ("requesters", "arrival_rate_per_s", float("inf"), "requesters.arrival_rate_per_s: must be a finite number"),
+        ("learning", "round_duration_s", float("inf"), "learning.round_duration_s: must be a finite number"),
+        ("run", "seed", 2**63, "run.seed: input should be less than or equal to 9223372036854775807"),
+        ("run", "seed", -1, "run.seed: input should be greater than or equal to 0"),
+    ],
+)
+def test_integers_are_strict_and_numbers_finite(section, key, value, expected) -> None:
+    data = {"run": {"tasks": 3}}
+    data.setdefault(section, {})[key] = value
+    message = _error(data)
+    assert message.startswith(expected) and "\n" not in message
+
+
+def test_the_largest_seed_is_accepted() -> None:
+    assert parse_scenario({"run": {"tasks": 3, "seed": 2**63 - 1}}).run.seed == 2**63 - 1
+
+
+def test_magnitudes_are_bounded_so_products_stay_finite() -> None:
+    assert _error({**MINIMAL, "providers": {"unit_revenue": 1e308}}) == (
+        "providers.unit_revenue.value: must be within +-1e+09, got 1e+308"
+    )
+    assert _error({**MINIMAL, "requesters": {"budget": 1e308}}).startswith("requesters.budget.value: must be within")
+    lognormal = {"dist": "lognormal", "mean": 30.0, "std": 1.0}  # exp(30 + 10) is far above 1e9
+    assert _error({**MINIMAL, "requesters": {"budget": {"dist": "uniform", "low": 1, "high": 2e9}}}).startswith(
+        "requesters.budget.high: must be within"
+    )
+    assert _error({**MINIMAL, "network": {"latency_s": lognormal}}).startswith(
+        "network.latency_s.mean: must be <= 1e+06 (every draw must be)"
+    )
+    assert _error({**MINIMAL, "providers": {"privacy_budget": 1e-12}}).startswith(
+        "providers.privacy_budget.value: must be > 0 and at least 1e-09"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"run": {"horizon_s": 1e12}}, "run.horizon_s: with no run.tasks, about 10,000,000,000 tasks"),
+        ({"run": {"tasks": 3, "sample_interval_s": 1e-9}}, "run.sample_interval_s: about 300,000,000,000 samples"),
+        ({"run": {"tasks": 3}, "providers": {"count": 10**7}}, "providers.count: 10,000,000 is over limits.providers"),
+        ({"run": {"tasks": 10**7}}, "run.tasks: 10,000,000 is over limits.tasks = 1,000,000"),
+        (
+            {"run": {"tasks": 3}, "providers": {"arrival_rate_per_s": 1e6}},
+            "providers.arrival_rate_per_s: about 300,000,000 providers join",
+        ),
+        (
+            {"run": {"tasks": 3}, "requesters": {"arrival_rate_per_s": 1e6}},
+            "requesters.arrival_rate_per_s: about 90,000,000 requesters",
+        ),
+        (
+            {"run": {"tasks": 3}, "providers": {"count": 50_000}, "network": {"topology": "complete"}},
+            "network.topology: a complete overlay of 50,000 providers has about 1,249,975,000 edges",
+        ),
+    ],
+)
+def test_resource_sized_values_have_limits_that_say_how_to_raise_them(data, expected) -> None:
+    message = _error(data)
+    assert message.startswith(expected) and "raise" in message and "limits." in message
+
+
+def test_a_limit_can_be_raised() -> None:
+    data = {"run": {"tasks": 3, "sample_interval_s": 1e-4}}  # 3 tasks x 100 s (1 / 0.01 per s) / 0.1 ms
+    assert "about 3,000,000 samples" in _error(data)
+    assert parse_scenario({**data, "limits": {"samples": 5_000_000}}).limits.samples == 5_000_000
+    assert "limits.samples = 1,000" in _error({**data, "limits": {"samples": 1_000}})
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("/elsewhere/x", "without '/'"),
+        ("../../x", "must not start with '.'"),
+        ("a/b", "without '/'"),
+        ("a\\b", "without '/'"),
+        ("", "non-empty"),
+        ("a\x00b", "control"),
+        ("a\x1bb", "control"),
+        ("a\u202eb", "bidirectional"),
+        ("x" * 201, "at most 200 bytes"),
+        ("é" * 101, "at most 200 bytes"),
+    ],
+)
+def test_run_name_must_be_a_safe_directory_name(name, rule) -> None:
+    message = _error({"run": {"tasks": 3, "name": name}})
+    assert message.startswith("run.name: ") and rule in message and "\n" not in message
+
+
+def test_mixes_must_sum_to_one_and_counts_be_known_and_non_negative() -> None:
+    assert _error({**MINIMAL, "providers": {"strategy_mix": {"ALLC": 0.25, "ALLD": 0.25}}}).startswith(
+        "providers.strategy_mix: shares must sum to 1 (within 1e-09), sums to 0.5"
+    )
+    assert "sums to 1.1" in _error({**MINIMAL, "providers": {"strategy_mix": {"ALLC": 0.5, "ALLD": 0.6}}})
+    assert parse_scenario({**MINIMAL, "providers": {"strategy_mix": {"ALLC": 0.8, "ALLD": 0.1, "TFT": 0.1}}})
+    counts = {"count": 30, "strategy_counts": {"ALLC": 40, "ALLD": -10}}
+    assert _error({**MINIMAL, "providers": counts}) == "providers.strategy_counts.ALLD: count must be >= 0, got -10"
+    counts = {"count": 30, "strategy_counts": {"ALLC": 20, "XX": 10}}
+    assert _error({**MINIMAL, "providers": counts}).startswith("providers.strategy_counts.XX: unknown strategy")
+
+
+def test_errors_name_scenario_keys_not_internal_fields() -> None:
+    for data in (
+        {**MINIMAL, "learning": {"round_duration_s": float("inf")}},  # was PoET's stale_timeout_s
+        {**MINIMAL, "learning": {"hidden_sizes": [0]}},  # was the backend's surrogate_parameter_count
+        {"run": 5},  # was "RunSection"
+        {**MINIMAL, "learning": {"theta1": "x"}},  # was a union member's tag
+    ):
+        message = _error(data)
+        assert not any(word in message for word in ("stale_timeout", "parameter_count", "Section", "literal["))
+        assert "\n" not in message
+    assert _error({**MINIMAL, "learning": {"theta1": "x"}}) == "learning.theta1: must be a number, got 'x'"
+
+
+def test_thousands_of_unknown_keys_print_ten_lines_and_a_count() -> None:
+    data = {"run": {"tasks": 3, **{f"key{index}": index for index in range(20_000)}}}
+    lines = _error(data).splitlines()
+    assert len(lines) == 11 and lines[0].startswith("run.key0: unknown key")
+    assert lines[-1] == "... and 19,990 more unknown keys"
+
+
+def test_table_valued_parameters_are_replaced_whole_by_dotted_overrides() -> None:
+    data = {"run": {"tasks": 3}, "providers": {"strategy_mix": {"ALLC": 0.5, "TFT": 0.5}}}
+    merged = apply_overrides(data, {"providers.strategy_mix.ALLD": 0.8, "providers.strategy_mix.ALLC": 0.2})
+    assert merged["providers"]["strategy_mix"] == {"ALLD": 0.8, "ALLC": 0.2}
+    assert data["providers"]["strategy_mix"] == {"ALLC": 0.5, "TFT": 0.5}  # the input is not changed
+    assert "sums to 0.5" in _error(apply_overrides(data, {"providers.strategy_mix.ALLD": 0.5}))
+    whole = apply_overrides(data, {"providers.strategy_mix": {"ALLD": 1.0}})
+    assert whole["providers"]["strategy_mix"] == {"ALLD": 1.0}
+    # a distribution is a record, not a table parameter: a dotted path sets one of its fields
+    record = apply_overrides({"providers": {"unit_revenue": {"dist": "uniform", "low": 1, "high": 2}}}, {})
+    record = apply_overrides(record, {"providers.unit_revenue.high": 3})
+    assert record["providers"]["unit_revenue"] == {"dist": "uniform", "low": 1, "high": 3}
+    with pytest.raises(ScenarioError, match="not a dotted path"):
+        apply_overrides(data, {"providers..count": 3})
+
+
+@pytest.mark.parametrize(
+    ("mix", "count", "expected"),
+    [
+        ({"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25, "TFT": 0.25}, 30, {"ALLC": 8, "ALLD": 8, "Rand": 7, "TFT": 7}),
+        ({"ALLC": 0.1, "ALLD": 0.8, "TFT": 0.1}, 10, {"ALLC": 1, "ALLD": 8, "TFT": 1}),
+        ({"ALLC": 0.2, "ALLD": 0.7, "TFT": 0.1}, 7, {"ALLC": 1, "ALLD": 5, "TFT": 1}),  # quotas 1.4, 4.9, 0.7
+        ({"ALLD": 1.0}, 3, {"ALLD": 3}),
+    ],
+)
+def test_largest_remainder_counts_by_hand(mix, count, expected) -> None:
+    from flmarket.sim.config import largest_remainder_counts
+
+    assert largest_remainder_counts(mix, count) == expected
+
+
+def test_largest_remainder_counts_add_up_and_stay_within_one_of_the_quota() -> None:
+    import numpy as np
+
+    from flmarket.sim.config import largest_remainder_counts
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        shares = rng.dirichlet(np.ones(4))
+        mix = dict(zip(("ALLC", "ALLD", "Rand", "TFT"), shares.tolist(), strict=True))
+        count = int(rng.integers(1, 500))
+        counts = largest_remainder_counts(mix, count)
+        assert sum(counts.values()) == count
+        assert all(abs(counts[name] - count * share) < 1 for name, share in mix.items())
+
+
+def test_exact_composition_gives_exact_counts_in_a_seeded_order() -> None:
+    import numpy as np
+
+    from flmarket.sim.config import initial_strategies
+
+    providers = parse_scenario(
+        {**MINIMAL, "providers": {"count": 10, "composition": "exact", "strategy_mix": {"ALLC": 0.2, "ALLD": 0.8}}}
+    ).providers
+    labels = initial_strategies(providers, np.random.default_rng(1))
+    assert sorted(labels) == ["ALLC"] * 2 + ["ALLD"] * 8
+    assert labels == initial_strategies(providers, np.random.default_rng(1))
+    drawn = parse_scenario({**MINIMAL, "providers": {"count": 10}}).providers
+    assert drawn.composition == "draw" and initial_strategies(drawn, np.random.default_rng(1)) is None
