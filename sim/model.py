@@ -58,6 +58,11 @@ def mlp_parameter_count(inputs: int, hidden: tuple[int, ...], outputs: int) -> i
     return sum(widths[index] * widths[index + 1] + widths[index + 1] for index in range(len(widths) - 1))
 
 
+def _nobody(node: int) -> bool:
+    """No node acts on a task announcement (it is flooded and counted, but delivers nothing)."""
+    return False
+
+
 class MarketModel(mesa.Model):
     """A federated-learning data market in simulated time."""
 
@@ -341,7 +346,8 @@ class MarketModel(mesa.Model):
         task = self.tasks_posted
         self.tasks_posted += 1
         self.overlay.broadcast(
-            Message("task_announcement", requester.unique_id, payload=task, size_bytes=TASK_ANNOUNCEMENT_BYTES)
+            Message("task_announcement", requester.unique_id, payload=task, size_bytes=TASK_ANNOUNCEMENT_BYTES),
+            interested=_nobody,  # providers learn the task from the round announcements; the flood is counted
         )
         self.log.emit(
             self.env.now,
