@@ -225,6 +225,12 @@ def verify_run(run_dir: str | Path) -> RunCheck:
             else "the manifest has no event_schema, parts or part_sha256 (not written by this version of flmarket)"
         )
         return RunCheck(status, 0, (), (f"{path}: {reason}",))
+    try:
+        schema = {kind: {str(name): str(type_name) for name, type_name in fields} for kind, fields in schema.items()}
+        if any(type_name not in _TYPES for fields in schema.values() for type_name in fields.values()):
+            raise ValueError("unknown type")
+    except (TypeError, ValueError) as error:
+        return RunCheck(status, 0, (), (f"{path}: the manifest's event_schema is malformed ({error})",))
     sha256: dict[str, str] = manifest.get("part_sha256") or {}
     problems: list[str] = []
     events = path / EVENTS_DIR

@@ -472,9 +472,26 @@ def _mean(values: pd.Series) -> float:
     return float(values.mean()) if len(values) else math.nan
 
 
+SUMMARY_KINDS = (
+    "task_finished",
+    "action_chosen",
+    "task_posted",
+    "provider_payoff",
+    "reward_paid",
+    "update_sent",
+    "round_finished",
+    "task_configured",
+    "budget_check",
+    "consensus_decided",
+)
+"""The kinds `run_summary` reads (those of the functions it calls): a run directory is loaded with these only."""
+ANALYSIS_KINDS = (*SUMMARY_KINDS, "strategy_share")
+"""Every kind the functions of this module read: what a report or a sweep summary needs to load."""
+
+
 def run_summary(source: EventSource) -> dict[str, float]:
     """Headline numbers of a run (NaN where its events are absent): the columns of a sweep's per-cell summary."""
-    frame = source if isinstance(source, pd.DataFrame) else load_events(source)
+    frame = source if isinstance(source, pd.DataFrame) else load_events(source, kinds=list(SUMMARY_KINDS))
     tasks = task_outcomes(frame)
     participation = participation_by_strategy(frame)
     riding = free_riding(frame)

@@ -293,7 +293,7 @@ def run_sections(
 ) -> tuple[str, list[Section]]:
     """The title and the sections of a run's report."""
     manifest = load_manifest(run_dir)
-    events = load_events(run_dir)
+    events = load_events(run_dir, kinds=list(metrics.ANALYSIS_KINDS))  # not the message log: a tenth of the rows
     info = {
         "run id": manifest.get("run_id", ""),
         "scenario": manifest.get("scenario_name", ""),

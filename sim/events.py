@@ -112,10 +112,11 @@ def field_types() -> dict[str, type]:
     return types
 
 
-def event_schema() -> dict[str, dict[str, str]]:
-    """Every registered kind's fields and their type names, for a run's manifest (readers need no imports)."""
+def event_schema() -> dict[str, list[list[str]]]:
+    """Every registered kind's `[field, type name]` pairs in declaration order, for a run's manifest (so readers
+    know every kind's columns, even of kinds the run never logged, without importing the simulator)."""
     return {
-        name: {field: TYPE_NAMES[field_type] for field, field_type in kind.fields}
+        name: [[field, TYPE_NAMES[field_type]] for field, field_type in kind.fields]
         for name, kind in sorted(EVENT_KINDS.items())
     }
 
