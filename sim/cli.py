@@ -36,6 +36,7 @@ COMMANDS: dict[str, Command] = {
     "events": Command("flmarket.sim.cli:register_events", "list the event kinds a run logs and their fields"),
     "sweep": Command("flmarket.sim.sweep", "run a grid of scenarios x seeds on dask"),
     "report": Command("flmarket.analysis.report", "write a self-contained HTML report of a run or a sweep"),
+    "query": Command("flmarket.analysis.query", "run SQL (DuckDB) over the event logs of a run, a sweep or runs"),
     "reproduce": Command("flmarket.analysis.reproduce", "reproduce a figure of the MMZD paper (CSV + PNG)"),
     "calibrate": Command(
         "flmarket.sim.calibrate", "fit the surrogate's precision function to real federated training on digits"
@@ -214,7 +215,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help=COMMANDS["run"].help,
         description="Simulate a scenario (a TOML file or a bundled name; default: the quick-start) and write "
-        "runs/<run_id>/ with manifest.json and events/part-*.parquet. Read the events back with "
+        "runs/<run_id>/ with manifest.json and events/kind=<kind>/part-*.parquet. Read the events back with "
         "flmarket.analysis.load_events(run_dir).",
     )
     run.add_argument(
