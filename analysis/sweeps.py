@@ -2,9 +2,10 @@
 
 A sweep directory (written by `flmarket sweep`) holds `sweep.json` - the index: name, swept `parameters`, and per
 run id its label, seed, overrides, parameters and status - and `cells/<run_id>/` run directories. This module reads
-that layout only (it does not import the simulator). Events are read through one pyarrow dataset over the
-finished cells' Parquet parts (with a unified schema; each fragment is scanned with the kind filter pushed down,
-so only the wanted rows reach pandas).
+that layout only (it does not import the simulator). Each finished run's events are read with
+`analysis.load.load_events_table` (verified against the run's manifest, the kind filter pushed down to the scan)
+and concatenated with a unified schema. Table-valued parameters (a strategy mix) become one numeric column per
+key (`providers.strategy_mix.ALLD`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
-from flmarket.analysis.load import COMMON_COLUMNS, events_frame, load_events
+from flmarket.analysis.load import COMMON_COLUMNS, events_frame, load_events, load_events_table
 from flmarket.analysis.metrics import run_summary
 from flmarket.analysis.stability import DEFAULT_ALPHA, DEFAULT_WINDOW, stability_summary
 
@@ -35,8 +34,12 @@ def _sweep_path(sweep_dir: str | Path) -> Path:
 
 
 def load_index(sweep_dir: str | Path) -> dict[str, Any]:
-    """The sweep's index (`sweep.json`)."""
-    return json.loads((_sweep_path(sweep_dir) / INDEX_FILE).read_text())
+    """The sweep's index (`sweep.json`), with `parameters` naming the frame columns of the swept parameters
+    (`parameter_columns`) and `swept` the dotted paths as the grid gave them."""
+    index = json.loads((_sweep_path(sweep_dir) / INDEX_FILE).read_text())
+    index["swept"] = list(index.get("parameters", []))
+    index["parameters"] = parameter_columns(index)
+    return index
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -44,54 +47,97 @@ def is_sweep_dir(path: str | Path) -> bool:
     return (Path(path) / INDEX_FILE).is_file()
 
 
-def parameter_value(value: Any) -> Any:
-    """A swept value as a frame cell: numbers and strings as they are, a table as `KEY=value,...` (groupable)."""
+ZERO_WHEN_ABSENT = ("strategy_mix", "strategy_counts")
+"""Tables whose absent keys mean 0 (a strategy not in the mix has share 0): their columns are filled with 0."""
+
+
+def flatten_parameter(path: str, value: Any) -> dict[str, Any]:
+    """A swept value as numeric frame columns: a table becomes one column per key (`providers.strategy_mix.ALLD`),
+    nested tables recursively, keys sorted; a list becomes a comma-separated string; anything else one column."""
     if isinstance(value, dict):
-        return ",".join(
-            f"{key}={item:g}" if isinstance(item, float) else f"{key}={item}" for key, item in value.items()
-        )
+        columns: dict[str, Any] = {}
+        for key in sorted(value):
+            columns.update(flatten_parameter(f"{path}.{key}", value[key]))
+        return columns
     if isinstance(value, list):
-        return ",".join(str(item) for item in value)
-    return value
+        return {path: ",".join(str(item) for item in value)}
+    return {path: value}
+
+
+def _flat_parameters(index: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The parameter columns in order of first appearance, and each run's values (absent keys filled)."""
+    swept = [name for name in index.get("swept", index.get("parameters", [])) if name != "label"]
+    rows: dict[str, dict[str, Any]] = {}
+    columns: dict[str, None] = {}
+    for run_id, cell in index["cells"].items():
+        row: dict[str, Any] = {}
+        for name in swept:
+            row.update(flatten_parameter(name, cell["parameters"].get(name)))
+        rows[run_id] = row
+        columns.update(dict.fromkeys(row))
+    columns = {  # each swept path's columns together, a table's keys sorted
+        column: None
+        for name in swept
+        for column in sorted(column for column in columns if column == name or column.startswith(f"{name}."))
+    }
+    for row in rows.values():
+        for column in columns:
+            if column not in row:
+                table = column.rsplit(".", 1)[0]
+                row[column] = 0 if table.endswith(ZERO_WHEN_ABSENT) else None
+    return list(columns), rows
+
+
+def parameter_columns(index: dict[str, Any]) -> list[str]:
+    """The frame columns of the swept parameters: `label` for a grid of [[cells]], then one column per swept
+    dotted path, or per key of a table-valued one (`providers.strategy_mix.ALLC`, `...ALLD`)."""
+    swept = index.get("swept", index.get("parameters", []))
+    return (["label"] if "label" in swept else []) + _flat_parameters(index)[0]
 
 
 def cells_frame(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run: run_id, label, seed, status, error, run_dir and one column per swept parameter."""
+    """One row per run: run_id, label, seed, status, error, run_dir and one column per swept parameter (a
+    table-valued parameter gives one numeric column per key, e.g. `providers.strategy_mix.ALLD`; a strategy
+    absent from a cell's mix has share 0 there)."""
     path = _sweep_path(sweep_dir)
     index = load_index(path)
-    parameters = list(index.get("parameters", []))
+    columns, values = _flat_parameters(index)
     rows = []
     for run_id, cell in index["cells"].items():
-        row = {
-            "run_id": run_id,
-            "label": cell["label"],
-            "seed": int(cell["seed"]),
-            "status": cell["status"],
-            "error": cell.get("error", ""),
-            "run_dir": str(path / index.get("cells_dir", "cells") / run_id),
-        }
-        for name in parameters:
-            if name != "label":
-                row[name] = parameter_value(cell["parameters"].get(name))
-        rows.append(row)
-    columns = [*CELL_COLUMNS, "error", "run_dir", *[name for name in parameters if name != "label"]]
-    frame = pd.DataFrame(rows, columns=columns)
+        rows.append(
+            {
+                "run_id": run_id,
+                "label": cell["label"],
+                "seed": int(cell["seed"]),
+                "status": cell["status"],
+                "error": cell.get("error", ""),
+                "run_dir": str(path / index.get("cells_dir", "cells") / run_id),
+                **values[run_id],
+            }
+        )
+    frame = pd.DataFrame(rows, columns=[*CELL_COLUMNS, "error", "run_dir", *columns])
+    for column in columns:
+        if frame[column].map(lambda item: isinstance(item, int | float) and not isinstance(item, bool)).all():
+            frame[column] = pd.to_numeric(frame[column])
     return frame.astype({"run_id": "string", "label": "string", "status": "string", "seed": "int64"})
 
 
 def load_sweep(sweep_dir: str | Path, kinds: list[str] | None = None) -> pd.DataFrame:
     """Events of every finished run of a sweep in one frame, with run_id, label, seed and the swept parameters.
 
-    Rows are ordered by run (as in the index) then seq. `kinds` restricts the kinds (pushed down to the Parquet
-    scan); columns that are null throughout are dropped, as `analysis.load_events` does.
+    Rows are ordered by run (as in the index) then seq. Each run is read with `analysis.load.load_events_table`
+    (verified against its manifest; `kinds` pushed down to the scan); columns that are null throughout are
+    dropped, and an event field named like a cell column (`run_started.seed`) becomes `event_<name>`.
     """
     cells = cells_frame(sweep_dir)
     finished = cells[cells["status"] == "finished"]
-    files: list[str] = []
-    for run_dir in finished["run_dir"]:
-        files += [str(part) for part in sorted((Path(run_dir) / "events").glob("part-*.parquet"))]
     meta_columns = [name for name in cells.columns if name not in ("status", "error", "run_dir")]
-    if not files:
+    tables = []
+    for run_id, run_dir in zip(finished["run_id"], finished["run_dir"], strict=True):
+        table = load_events_table(run_dir, kinds=kinds)
+        tables.append(table.append_column("run_id", pa.array([run_id] * len(table), pa.string())))
+    table = pa.concat_tables(tables, promote_options="default") if tables else None
+    if table is None or not len(table):
         empty = events_frame(
             pa.table(
                 {
@@ -104,23 +150,13 @@ def load_sweep(sweep_dir: str | Path, kinds: list[str] | None = None) -> pd.Data
         )
         for name in meta_columns:
             empty[name] = pd.Series(dtype=cells[name].dtype)
-        return empty
-    schema = pa.unify_schemas([pq.read_schema(name) for name in files], promote_options="default")
-    dataset = ds.dataset(files, schema=schema, format="parquet")
-    expression = ds.field("kind").isin(kinds) if kinds is not None else None
-    tables = []
-    for fragment in dataset.get_fragments():
-        table = fragment.to_table(schema=schema, filter=expression)
-        run_id = Path(fragment.path).parent.parent.name
-        tables.append(table.append_column("run_id", pa.array([run_id] * len(table), pa.string())))
-    table = pa.concat_tables(tables)
+        return empty[[*meta_columns, "time", "seq", "kind", "agent"]]
     keep = [
         name
         for name in table.column_names
         if name in COMMON_COLUMNS or name == "run_id" or table[name].null_count < len(table)
     ]
     frame = events_frame(table.select(keep))
-    # event fields named like a cell column (run_started.seed) keep their values under an `event_` prefix
     frame = frame.rename(
         columns={name: f"event_{name}" for name in meta_columns if name in frame.columns and name != "run_id"}
     )

@@ -155,7 +155,11 @@ def _remove_unstarted(run_dir: Path, created: Path | None) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from flmarket.sim.config import load_scenario
+    from flmarket.sim.sweep import describe_grid, is_grid_reference
 
+    if is_grid_reference(args.scenario):  # a grid: every cell's scenario is validated
+        print(describe_grid(args.scenario))
+        return 0
     scenario = load_scenario(args.scenario)
     _build(scenario)
     print(
@@ -245,9 +249,10 @@ def register_validate(subparsers: argparse._SubParsersAction) -> None:
         "validate",
         help=COMMANDS["validate"].help,
         description="Validate a scenario: unknown keys, wrong types and values out "
-        "of range are reported with the field's dotted path.",
+        "of range are reported with the field's dotted path. A grid file (top-level [sweep], [grid] or "
+        "[[cells]]) or a bundled grid's name is validated as a grid, every cell's scenario included.",
     )
-    validate.add_argument("scenario", help="scenario file or bundled name")
+    validate.add_argument("scenario", help="scenario or grid file, or a bundled name")
     validate.set_defaults(func=_validate)
 
 

@@ -30,6 +30,7 @@ scenario (resume). The index format is read by `analysis.sweeps` (which does not
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -37,18 +38,29 @@ import math
 import os
 import re
 import shutil
+import textwrap
 import time
 import tomllib
+import types
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from flmarket.sim.config import Scenario, ScenarioError, bundled_scenarios, load_scenario, resolve_scenario_path
+from flmarket.sim.config import (
+    Distribution,
+    Scenario,
+    ScenarioError,
+    bundled_scenarios,
+    load_scenario,
+    resolve_scenario_path,
+)
 from flmarket.sim.runner import run_scenario, write_json_atomically
 
 INDEX_FILE = "sweep.json"
@@ -257,7 +269,7 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
                 errors.append(f"{where}.label: labels must be unique, got {label!r} twice")
             seen.add(label)
             cells.append(Cell(label, _overrides_table(raw.get("overrides", {}), f"{where}.overrides", errors)))
-        parameters = ("label",)
+        parameters = ("label", *dict.fromkeys(path for cell in cells for path in cell.overrides))
     if errors:
         raise GridError("\n".join(dict.fromkeys(errors)))
     return Grid(
@@ -272,17 +284,155 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
     )
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and validate a grid file."""
-    path = Path(path)
+GRID_KEYS = frozenset({"sweep", "grid", "cells"})
+"""Top-level keys that make a TOML file a grid rather than a scenario (a scenario has [run], [providers], ...)."""
+
+
+def is_grid_data(data: Mapping[str, Any]) -> bool:
+    """Whether parsed TOML is a grid: it has a [sweep] table, a [grid] table or [[cells]]."""
+    return bool(GRID_KEYS & set(data))
+
+
+def bundled_grids() -> dict[str, Path]:
+    """Names and paths of the grids shipped inside the package (`sim/grids/NAME.toml`)."""
+    folder = resources.files("flmarket.sim") / "grids"
+    found = {entry.name.removesuffix(".toml"): Path(str(entry)) for entry in folder.iterdir()}
+    return {name: path for name, path in sorted(found.items()) if path.suffix == ".toml"}
+
+
+def resolve_grid_path(reference: str | Path) -> Path:
+    """An existing grid file, or the name of a bundled grid (`population_mix`)."""
+    path = Path(reference)
+    if path.is_file():
+        return path
+    bundled = bundled_grids()
+    if str(reference) in bundled:
+        return bundled[str(reference)]
+    raise GridError(
+        f"grid: not a file and not a bundled grid, got {str(reference)!r} (bundled: {', '.join(bundled) or 'none'})"
+    )
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file as a dictionary; a one-line GridError naming the file if it cannot be read or parsed."""
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise GridError(f"{path}: malformed TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise GridError(f"{path}: not a UTF-8 text file") from None
     except OSError as error:
-        raise GridError(f"{path}: cannot read grid file: {error.strerror}") from None
-    return parse_grid(data, source=path.resolve())
+        raise GridError(f"{path}: cannot read {what}: {error.strerror}") from None
+
+
+def load_grid(reference: str | Path) -> Grid:
+    """Read and validate a grid file, or a bundled grid by name."""
+    path = resolve_grid_path(reference)
+    return parse_grid(read_toml(path, "grid file"), source=path.resolve())
+
+
+def parse_seeds_option(text: str) -> tuple[int, ...]:
+    """`--seeds`: a comma-separated list of distinct seeds (`1,2,3`; one seed is `7,`) or a count (`5` = 0..4)."""
+    errors: list[str] = []
+    items = [item.strip() for item in text.split(",")]
+    try:
+        if len(items) == 1:
+            value: Any = int(items[0])
+        else:
+            value = [int(item) for item in items if item]
+    except ValueError:
+        raise GridError(
+            f"--seeds: must be a count (5) or a comma-separated list of seeds (1,2,3), got {text!r}"
+        ) from None
+    seeds = _seeds(value, errors)
+    if errors:
+        raise GridError(errors[0].replace("sweep.seeds", "--seeds"))
+    return seeds
+
+
+def with_options(grid: Grid, *, seeds: Sequence[int] | None = None, overrides: Mapping[str, Any] | None = None) -> Grid:
+    """The grid with other seeds and extra overrides for every cell (`flmarket sweep --seeds ... --set ...`).
+
+    An override replaces the value at its path whole, as in grids and `flmarket run --set`; a path the grid
+    varies cannot also be set, nor `run.seed` (use the seeds).
+    """
+    overrides = dict(overrides or {})
+    errors: list[str] = []
+    for path in overrides:
+        if path == "run.seed":
+            errors.append("--set run.seed: cannot be set for a sweep (give the seeds with --seeds)")
+        elif path in _RESERVED_PATHS:
+            errors.append(f"--set {path}: cannot be set for a sweep ({_RESERVED_PATHS[path]})")
+        elif any(path in cell.overrides for cell in grid.cells):
+            errors.append(f"--set {path}: the grid varies this key; remove it from the grid or from --set")
+    changes: dict[str, Any] = {"base_overrides": {**grid.base_overrides, **overrides}}
+    if seeds is not None:
+        changes["seeds"] = _seeds(list(seeds), errors)
+    if errors:
+        raise GridError("\n".join(error.replace("sweep.seeds", "--seeds") for error in errors))
+    return dataclasses.replace(grid, **changes)
+
+
+def _type_name(annotation: Any) -> str:
+    """A short name of a scenario field's type for `flmarket sweep --help`."""
+    origin = typing.get_origin(annotation)
+    arguments = [item for item in typing.get_args(annotation) if item is not type(None)]
+    if origin is typing.Literal:
+        return "|".join(map(str, arguments))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_type_name(item) for item in arguments))
+    if origin is dict:
+        return "table, replaced whole"
+    if origin is tuple:
+        return "list"
+    if annotation is Distribution:
+        return "distribution"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def sweepable_keys() -> dict[str, str]:
+    """Every dotted path a grid (or --set) may vary, with its type, from the scenario schema (`sim/config.py`)."""
+    from pydantic import BaseModel
+
+    keys: dict[str, str] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            path = f"{prefix}{name}"
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not Distribution:
+                walk(annotation, f"{path}.")
+            elif path not in _RESERVED_PATHS:
+                keys[path] = _type_name(annotation)
+
+    walk(Scenario, "")
+    return keys
+
+
+def is_grid_reference(reference: str | Path) -> bool:
+    """Whether `reference` names a grid, not a scenario: a TOML file with grid top-level keys (`is_grid_data`), or
+    the name of a bundled grid that is not also a bundled scenario. Unreadable files are left to the scenario
+    loader, which reports them."""
+    path = Path(reference)
+    if path.is_file():
+        try:
+            with path.open("rb") as handle:
+                return is_grid_data(tomllib.load(handle))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return False
+    return str(reference) in bundled_grids() and str(reference) not in bundled_scenarios()
+
+
+def describe_grid(reference: str | Path) -> str:
+    """Validate a grid and every cell's scenario (`flmarket validate GRID`); one line saying what it sweeps."""
+    grid = load_grid(reference)
+    runs = plan(grid)
+    varied = ", ".join(path for path in grid.parameters if path != "label") or "labels only"
+    return (
+        f"{reference}: valid grid {grid.name!r} ({len(grid.cells)} cells x {len(grid.seeds)} seeds = {len(runs)} runs "
+        f"of {grid.scenario}; varies {varied})"
+    )
 
 
 def _scenario_reference(grid: Grid) -> str:
@@ -309,6 +459,21 @@ def run_id_for(label: str, overrides: Mapping[str, Any], seed: int) -> str:
     return f"{slug}-s{seed}-{digest}"
 
 
+def _lookup(data: Mapping[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _parameters(grid: Grid, cell: Cell, scenario: Scenario) -> dict[str, Any]:
+    """A run's swept parameters as the validated scenario has them (a table whole, as the cell's value replaced
+    it), and the label of a [[cells]] grid."""
+    values = scenario.to_dict()
+    return {path: cell.label if path == "label" else _lookup(values, path) for path in grid.parameters}
+
+
 def plan(grid: Grid) -> list[CellRun]:
     """Every cell x seed with its validated scenario; raises GridError naming each bad cell before anything runs."""
     reference = _scenario_reference(grid)
@@ -323,7 +488,7 @@ def plan(grid: Grid) -> list[CellRun]:
                 for line in str(error).splitlines():
                     errors.append(f"cells[{index}] ({cell.label}): {line}")
                 break  # the other seeds of the cell fail alike
-            parameters = {"label": cell.label} if grid.parameters == ("label",) else dict(cell.overrides)
+            parameters = _parameters(grid, cell, scenario)
             runs.append(
                 CellRun(run_id_for(cell.label, overrides, seed), cell.label, seed, overrides, parameters, scenario)
             )
@@ -352,28 +517,16 @@ def finished_before(run_dir: Path, scenario: Scenario) -> bool:
         return False
     if manifest.get("status") != "finished" or manifest.get("scenario") != scenario.to_dict():
         return False
-    return run_verifies(run_dir, manifest)
+    return run_verifies(run_dir)
 
 
-def run_verifies(run_dir: Path, manifest: Mapping[str, Any]) -> bool:
-    """Whether the event parts on disk are exactly those the manifest lists, with its number of events.
+def run_verifies(run_dir: Path) -> bool:
+    """Whether the run's event files match its manifest (`analysis.load.verify_run`: every listed part present
+    with its SHA-256, nothing else, seq contiguous) and it finished."""
+    from flmarket.analysis.load import verify_run
 
-    Reads only the Parquet footers (row counts), not the events.
-    """
-    import pyarrow.parquet as pq
-
-    events_dir = run_dir / "events"
-    listed = manifest.get("parts")
-    if not isinstance(listed, list) or not events_dir.is_dir():
-        return False
-    on_disk = sorted(path.name for path in events_dir.glob("part-*.parquet"))
-    if on_disk != sorted(listed):
-        return False
-    try:
-        rows = sum(pq.read_metadata(events_dir / name).num_rows for name in on_disk)
-    except (OSError, ValueError):  # pyarrow raises ArrowInvalid (a ValueError) for a damaged footer
-        return False
-    return rows == manifest.get("events")
+    check = verify_run(run_dir)
+    return check.ok and check.status == "finished"
 
 
 def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:
@@ -611,8 +764,15 @@ def _handler(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    grid = load_grid(args.grid)
+    if args.set or args.seeds is not None:
+        grid = with_options(
+            grid,
+            seeds=parse_seeds_option(args.seeds) if args.seeds is not None else None,
+            overrides=_set_options(args.set or []),
+        )
     result = run_sweep(
-        args.grid, workers=args.workers, scheduler=args.scheduler, output_dir=args.out, show_progress=not args.quiet
+        grid, workers=args.workers, scheduler=args.scheduler, output_dir=args.out, show_progress=not args.quiet
     )
     if args.quiet:
         print(result.sweep_dir)
@@ -632,6 +792,43 @@ def _handler(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _set_options(items: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` options as dotted-path overrides (values are TOML, as for `flmarket run --set`)."""
+    from flmarket.sim.cli import _parse_value
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, separator, raw = item.partition("=")
+        if not separator or not key.strip():
+            raise GridError(f"--set: expected KEY=VALUE (e.g. providers.count=50), got {item!r}")
+        overrides[key.strip()] = _parse_value(raw.strip())
+    return overrides
+
+
+def _keys_epilog() -> str:
+    """The keys a grid may vary, grouped by section, for `flmarket sweep --help`."""
+    sections: dict[str, list[str]] = {}
+    for path, kind in sweepable_keys().items():
+        section, _, rest = path.partition(".")
+        sections.setdefault(section, []).append(f"{rest} ({kind})")
+    lines = []
+    for section, keys in sections.items():  # greedy wrap that never splits a key from its type
+        line = f"  {section}: "
+        for position, key in enumerate(keys):
+            item = key + ("," if position < len(keys) - 1 else "")
+            if len(line) + len(item) > 110 and not line.endswith(": "):
+                lines.append(line.rstrip())
+                line = "      "
+            line += item + " "
+        lines.append(line.rstrip())
+    return (
+        f"bundled grids: {', '.join(bundled_grids()) or 'none'}\n\n"
+        "keys a grid ([grid], [[cells]] overrides, [sweep].overrides) or --set may vary, by section; a value "
+        "replaces\nthe scenario's value whole (a table such as providers.strategy_mix is not merged):\n"
+        + "\n".join(lines)
+    )
+
+
 def _workers(raw: str) -> int:
     try:
         value = int(raw)
@@ -643,17 +840,37 @@ def _workers(raw: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `flmarket sweep GRID.toml [--workers N] [--scheduler ADDRESS] [--out DIR] [--quiet]`."""
+    """Add `flmarket sweep GRID [--set KEY=VALUE] [--seeds SEEDS] [--workers N] [--scheduler ADDRESS] [--out DIR]
+    [--quiet]`."""
     default_workers = max(1, min(os.cpu_count() or 1, 4))
     parser = subparsers.add_parser(
         "sweep",
         help="run a grid of scenarios x seeds on dask",
-        description="Run every cell x seed of a grid file (see sim/grids/) as one seeded run under "
-        "<out>/<sweep name>/cells/<run_id>/, on a local dask cluster or an existing scheduler. "
-        "The index <out>/<sweep name>/sweep.json records each run's status; re-running resumes, "
-        "skipping finished runs. Read the results with analysis.sweeps.load_sweep(dir).",
+        description=textwrap.fill(
+            "Run every cell x seed of a grid file (or a bundled grid by name) as one seeded run under "
+            "<out>/<sweep name>/cells/<run_id>/, on a local dask cluster or an existing scheduler. The index "
+            "<out>/<sweep name>/sweep.json records each run's status; re-running resumes, skipping finished runs "
+            "(and re-running any whose parts fail verification). Read the results with flmarket.load_sweep(dir) "
+            "or flmarket.analysis.sweep_summary(dir).",
+            width=100,
+        ),
+        epilog=_keys_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("grid", help="grid file (TOML)")
+    parser.add_argument("grid", help="grid file (TOML) or the name of a bundled grid, e.g. population_mix")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a scenario key in every cell, e.g. --set run.tasks=20 (repeatable; values are TOML; "
+        "not a key the grid varies)",
+    )
+    parser.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="the seeds of every cell instead of [sweep].seeds: a comma-separated list (1,2,3; one seed: 7,) "
+        "or a count (5 = seeds 0-4)",
+    )
     parser.add_argument(
         "--workers",
         type=_workers,

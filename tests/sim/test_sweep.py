@@ -48,7 +48,7 @@ def part_digests(sweep_dir: Path) -> dict[str, str]:
     """SHA-256 of every event part, keyed by cells/<run_id>/events/<part>."""
     return {
         str(part.relative_to(sweep_dir)): hashlib.sha256(part.read_bytes()).hexdigest()
-        for part in sorted(sweep_dir.glob("cells/*/events/part-*.parquet"))
+        for part in sorted(sweep_dir.glob("cells/*/events/**/part-*.parquet"))
     }
 
 
@@ -180,7 +180,7 @@ def test_resume_runs_only_the_cells_a_kill_left_unfinished(tmp_path) -> None:
     manifest_path = sweep_dir / "cells" / interrupted / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps(manifest | {"status": "running"}))
-    for part in (sweep_dir / "cells" / interrupted / "events").iterdir():
+    for part in (sweep_dir / "cells" / interrupted / "events").rglob("*.parquet"):
         part.write_bytes(b"truncated")
     import shutil
 
@@ -432,19 +432,124 @@ def test_resume_reruns_finished_cells_whose_parts_fail_verification(tmp_path) ->
     run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
     sweep_dir = tmp_path / "damaged" / "mix"
     deleted, duplicated = clean.executed
-    parts = sorted((sweep_dir / "cells" / deleted / "events").glob("part-*.parquet"))
-    parts[1].unlink()  # a middle part
-    (sweep_dir / "cells" / duplicated / "events" / "part-000999.parquet").write_bytes(
-        (sweep_dir / "cells" / duplicated / "events" / "part-000000.parquet").read_bytes()
-    )
+    parts = sorted((sweep_dir / "cells" / deleted / "events").rglob("part-*.parquet"))
+    parts[len(parts) // 2].unlink()  # a middle part
+    first = sorted((sweep_dir / "cells" / duplicated / "events").rglob("part-*.parquet"))[0]
+    first.with_name("part-000999.parquet").write_bytes(first.read_bytes())
     assert json.loads((sweep_dir / "cells" / deleted / "manifest.json").read_text())["status"] == "finished"
 
     resumed = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
     assert sorted(resumed.executed) == sorted([deleted, duplicated]) and resumed.ok
-    assert part_digests(sweep_dir) == {name.replace("clean", "damaged"): digest for name, digest in clean_parts.items()}
+    assert part_digests(sweep_dir) == clean_parts  # keyed by cells/<run_id>/events/<part>: the same run ids
     summary = sweep_summary(sweep_dir)
     pd.testing.assert_frame_equal(
         summary.drop(columns="run_dir"), clean_summary.drop(columns="run_dir"), check_exact=True
     )
     again = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
     assert not again.executed  # now intact: skipped
+
+
+# ------------------------------------------------------------------------------------- grids first-class
+
+
+def test_bundled_grids_are_found_by_name() -> None:
+    grid = load_grid("population_mix")
+    assert grid.source == (Path(sweep_module.__file__).parent / "grids" / "population_mix.toml").resolve()
+    assert set(sweep_module.bundled_grids()) >= {"population_mix", "market_size"}
+    with pytest.raises(
+        GridError, match=r"grid: not a file and not a bundled grid, got 'nope' \(bundled: .*population_mix"
+    ):
+        load_grid("nope")
+
+
+def test_validate_recognises_grids_by_their_top_level_keys(tmp_path, capsys) -> None:
+    from flmarket.sim.cli import main
+
+    assert main(["validate", "population_mix"]) == 0
+    assert "valid grid 'population_mix' (3 cells x 3 seeds = 9 runs of quickstart" in capsys.readouterr().out
+    grid_file = tmp_path / "g.toml"
+    grid_file.write_text(
+        '[sweep]\nname = "g"\nscenario = "quickstart"\nseeds = 2\n[grid]\n"providers.count" = [6, 0]\n'
+    )
+    assert main(["validate", str(grid_file)]) == 2  # the second cell's scenario is invalid
+    assert "cells[1] (count=0): providers.count: input should be greater than or equal to 1, got 0" in (
+        capsys.readouterr().err
+    )
+    scenario_file = tmp_path / "s.toml"
+    scenario_file.write_text("[run]\ntasks = 2\n[providers]\ncount = 6\n")
+    assert main(["validate", str(scenario_file)]) == 0  # a scenario is still a scenario
+    assert "valid (scenario: 6 providers" in capsys.readouterr().out
+
+
+def test_seeds_and_set_options_of_a_sweep(tmp_path, capsys) -> None:
+    assert sweep_module.parse_seeds_option("1,2,3") == (1, 2, 3)
+    assert sweep_module.parse_seeds_option("4") == (0, 1, 2, 3)  # a count
+    assert sweep_module.parse_seeds_option("7,") == (7,)
+    for bad, message in [("0", "a count must be >= 1"), ("1,1", "seeds must be distinct"), ("a", "must be a count")]:
+        with pytest.raises(GridError, match=f"--seeds: .*{message}"):
+            sweep_module.parse_seeds_option(bad)
+    grid = load_grid("population_mix")
+    with pytest.raises(GridError, match="--set providers.strategy_mix: the grid varies this key"):
+        sweep_module.with_options(grid, overrides={"providers.strategy_mix": {"ALLD": 1.0}})
+    with pytest.raises(GridError, match="--set run.seed: cannot be set for a sweep"):
+        sweep_module.with_options(grid, overrides={"run.seed": 3})
+
+    from flmarket.sim.cli import main
+
+    arguments = ["sweep", "population_mix", "--set", "run.tasks=2", "--set", "providers.count=6", "--seeds", "2"]
+    assert main([*arguments, "--workers", "0", "--out", str(tmp_path), "--quiet"]) == 0
+    index = json.loads((tmp_path / "population_mix" / "sweep.json").read_text())
+    assert index["seeds"] == [0, 1] and len(index["cells"]) == 6
+    manifests = [
+        json.loads(path.read_text()) for path in (tmp_path / "population_mix" / "cells").glob("*/manifest.json")
+    ]
+    assert len(manifests) == 6
+    assert {(m["scenario"]["run"]["tasks"], m["scenario"]["providers"]["count"]) for m in manifests} == {(2, 6)}
+    assert sorted(m["seed"] for m in manifests) == [0, 0, 0, 1, 1, 1]
+
+
+def test_sweep_help_lists_every_key_a_grid_may_vary(capsys) -> None:
+    from flmarket.sim.config import Scenario, load_scenario
+
+    keys = sweep_module.sweepable_keys()
+    assert {path.split(".")[0] for path in keys} == set(Scenario.model_fields)
+    assert keys["providers.count"] == "int" and keys["providers.strategy_mix"] == "table, replaced whole"
+    assert "run.seed" not in keys and "run.output_dir" not in keys  # set by --seeds and --out
+    quickstart = load_scenario("quickstart").to_dict()
+    for path in keys:  # each key is a real path of the schema: setting it to its own value is accepted
+        value = quickstart
+        for part in path.split("."):
+            value = value[part]
+        assert load_scenario("quickstart", {path: value}).to_dict() == quickstart, path
+    from flmarket.sim.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "providers: count (int)," in text and "strategy_mix (table, replaced whole)" in text
+    assert "bundled grids: " in text and "population_mix" in text
+
+
+def test_table_valued_parameters_are_numeric_columns_and_replace_the_scenario_value_whole(tmp_path) -> None:
+    data = mix_grid(seeds=[1], base={"run.tasks": 2, "providers.count": 6})
+    runs = plan(parse_grid(data))
+    # the cell's mix replaces quickstart's four-strategy mix whole (Rand is not merged in)
+    assert runs[0].scenario.providers.strategy_mix == MIXES["cooperators"]
+    run_sweep(parse_grid(data), workers=0, output_dir=tmp_path, show_progress=False)
+    cells = cells_frame(tmp_path / "mix")
+    mix_columns = [f"providers.strategy_mix.{name}" for name in ("ALLC", "ALLD", "Rand", "TFT")]
+    assert [name for name in cells.columns if name.startswith("providers.")] == mix_columns
+    for column in mix_columns:
+        assert pd.api.types.is_float_dtype(cells[column]) or pd.api.types.is_integer_dtype(cells[column])
+    by_label = cells.set_index("label")
+    for label, mix in MIXES.items():
+        assert by_label.loc[label, mix_columns].tolist() == [
+            mix.get(name, 0) for name in ("ALLC", "ALLD", "Rand", "TFT")
+        ]
+    assert not any(cells[name].astype(str).str.contains("=").any() for name in cells.columns if name != "error")
+    summary = sweep_summary(tmp_path / "mix")
+    table = by_parameter(summary, "providers.strategy_mix.ALLD", "mean_welfare")
+    assert table["providers.strategy_mix.ALLD"].tolist() == [0.1, 0.25, 0.8]
+    from flmarket.analysis.sweeps import load_index
+
+    assert load_index(tmp_path / "mix")["parameters"] == ["label", *mix_columns]  # what the report iterates
