@@ -14,8 +14,12 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from flmarket.market.errors import MarketError
+from flmarket.market.fl.privacy import PER_RECORD, expected_perturbed_l1_norm, upload_sensitivity
 
 BACKEND_NAMES = ("surrogate", "torch")
+DEFAULT_SENSITIVITY = 1e-4
+"""Delta_f of (B 4) per coordinate (SPEC A.2), chosen by measurement: see docs/spec.md A.2 and
+sim/scenarios/bgfl-table3-torch.toml."""
 BEHAVIOURS = ("honest", "plain", "disguised", "stale")
 AGGREGATIONS = ("fedavg", "fedadp", "fedasync")
 
@@ -24,10 +28,12 @@ AGGREGATIONS = ("fedavg", "fedadp", "fedasync")
 class LocalUpdate:
     """One provider's upload in one aggregation round (SPEC A.2, D.5).
 
-    `local_iterations` is the provider's claim (a free rider claims work it did not do); `privacy_spent` is
-    the epsilon of this upload (0 when no private data was used); `digest` is the SHA-256 hex of the uploaded
-    (perturbed) update bytes; `vector` holds the flat update for the torch backend and is None for the
-    surrogate; it is not compared.
+    `local_iterations` is the provider's claim in local epochs (a free rider claims work it did not do);
+    `l1_norm` is ||u~||_1 of the uploaded, perturbed update (the norm of (B 5), SPEC A.3); `privacy_spent` is
+    the epsilon of this upload (0 when no private data was used) and `privacy_spent_total` the provider's
+    cumulative epsilon after it (basic composition); `digest` is the SHA-256 hex of the uploaded (perturbed)
+    update bytes; `vector` holds the flat update for the torch backend and is None for the surrogate; it is
+    not compared.
     """
 
     provider_id: int
@@ -38,6 +44,7 @@ class LocalUpdate:
     privacy_spent: float
     behaviour: str
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    privacy_spent_total: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,9 +99,15 @@ class BackendConfig:
 
     Torch fields: dataset (digits, mnist, cifar10), root (a local torchvision root for MNIST/CIFAR-10),
     model (mlp, cnn), partition (iid, dirichlet, quantity) over `providers` shards, aggregation (fedavg,
-    fedadp, fedasync). Surrogate fields: theta0, theta1 of the precision H(T) = theta0 / (theta1 + T), T the
+    fedadp, fedasync). Privacy (SPEC A.2): `sensitivity` is Delta_f of (B 4), a small number, or "per_record"
+    for formal DP (per-record gradients clipped to L1 norm `clip`, Delta_f from `train.per_record_sensitivity`).
+    `validation_size` is the fixed held-out subset that coalition values (SPEC A.5) are evaluated on (None:
+    the whole held-out set); the global model is always evaluated on the whole set.
+    Surrogate fields: theta0, theta1 of the precision H(T) = theta0 / (theta1 + T), T the
     total effective local iterations (SPEC B.1 with T = K * sum_j y_j); theta1 defaults to theta0 / ln 10 so
-    that the untrained loss is ln 10, that of a uniform 10-class guess.
+    that the untrained loss is ln 10, that of a uniform 10-class guess; `surrogate_update_l1_norm` is ||u||_1
+    of one unperturbed local epoch's update (measured on the torch backend), which the surrogate's expected
+    ||u~||_1 starts from.
     """
 
     name: str = "surrogate"
@@ -114,8 +127,10 @@ class BackendConfig:
     learning_rate: float = 0.01
     momentum: float = 0.5
     batch_size: int = 64
+    sensitivity: float | str = DEFAULT_SENSITIVITY
     clip: float = 1.0
     noise_location: float = 0.0
+    validation_size: int | None = 256
     freshness: float = 1.0
     # free riders (SPEC D.5): disguised noise sigma_t = disguised_sigma * (t + 1)^(-disguised_decay)
     disguised_sigma: float = 1e-3
@@ -131,6 +146,7 @@ class BackendConfig:
     output_units: int = 10
     surrogate_data_size: int = 143
     surrogate_parameter_count: int = 55_210
+    surrogate_update_l1_norm: float = 20.0
     weight_by_data: bool = False
 
     def __post_init__(self) -> None:
@@ -152,6 +168,15 @@ class BackendConfig:
         for field_name, value in positives.items():
             if value <= 0:
                 raise MarketError(f"{field_name}: must be > 0, got {value}")
+        if isinstance(self.sensitivity, str):
+            if self.sensitivity != PER_RECORD:
+                raise MarketError(f"sensitivity: must be > 0 or {PER_RECORD!r}, got {self.sensitivity!r}")
+        elif not self.sensitivity > 0:
+            raise MarketError(f"sensitivity: must be > 0 or {PER_RECORD!r}, got {self.sensitivity}")
+        if self.validation_size is not None and self.validation_size < 1:
+            raise MarketError(f"validation_size: must be >= 1 or None, got {self.validation_size}")
+        if self.surrogate_update_l1_norm < 0:
+            raise MarketError(f"surrogate_update_l1_norm: must be >= 0, got {self.surrogate_update_l1_norm}")
         if self.disguised_sigma < 0:
             raise MarketError(f"disguised_sigma: must be >= 0, got {self.disguised_sigma}")
         if not self.freshness >= 1:
@@ -185,6 +210,35 @@ def check_upload_request(
 def disguised_sigma(config: BackendConfig, round_index: int) -> float:
     """SPEC D.5 disguised free rider's decaying noise: sigma_t = sigma * (t + 1)^(-decay)."""
     return config.disguised_sigma * (round_index + 1.0) ** (-config.disguised_decay)
+
+
+def expected_upload_l1_norm(
+    config: BackendConfig, epochs: int, privacy_budget: float | np.ndarray, data_size: int
+) -> float | np.ndarray:
+    """E||u~||_1 of an honest upload of `epochs` local epochs on `data_size` records (SPEC A.2, A.3), elementwise
+    over privacy budgets: ||u||_1 = epochs * `surrogate_update_l1_norm` plus Laplace noise of scale Delta_f / eps
+    on `surrogate_parameter_count` coordinates (`privacy.expected_perturbed_l1_norm`)."""
+    if isinstance(privacy_budget, float | int):
+        if not privacy_budget > 0:
+            raise MarketError(f"privacy_budget: must be > 0, got {privacy_budget}")
+        budgets: float | np.ndarray = float(privacy_budget)
+    else:
+        budgets = np.asarray(privacy_budget, dtype=np.float64)
+        if np.any(~(budgets > 0)):
+            raise MarketError(f"privacy_budget: must be > 0, got {privacy_budget}")
+    sensitivity = upload_sensitivity(
+        config.sensitivity,
+        config.learning_rate,
+        config.clip,
+        epochs,
+        data_size,
+        config.batch_size,
+        config.momentum,
+    )
+    norms = expected_perturbed_l1_norm(
+        epochs * config.surrogate_update_l1_norm, config.surrogate_parameter_count, sensitivity / budgets
+    )
+    return norms
 
 
 def make_backend(config: BackendConfig) -> LearningBackend:

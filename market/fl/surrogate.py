@@ -22,6 +22,7 @@ from flmarket.market.fl.backend import (
     RoundResult,
     check_upload_request,
     disguised_sigma,
+    expected_upload_l1_norm,
 )
 from flmarket.market.quality import QualityParameters, model_quality
 
@@ -137,9 +138,11 @@ class SurrogateBackend:
         behaviour: str,
         rng: np.random.Generator,
     ) -> LocalUpdate:
-        """An update record; its L1 norm is the expectation of the real backend's (clip + d * Laplace scale).
+        """An update record; its L1 norm is the real backend's expected ||u~||_1 (SPEC A.2, A.3).
 
-        `rng` is not drawn from: the surrogate is deterministic given its inputs.
+        An honest update of k local epochs has ||u||_1 = k * `surrogate_update_l1_norm` and, with a privacy
+        budget, Laplace noise of scale Delta_f / eps per coordinate: E||u~||_1 from
+        `privacy.expected_perturbed_l1_norm`. `rng` is not drawn from: the surrogate is deterministic.
         """
         check_upload_request(self.task_id, local_iterations, privacy_budget, behaviour)
         data_size = self._data_sizes.get(provider_id)
@@ -148,12 +151,21 @@ class SurrogateBackend:
         config = self.config
         if behaviour == "stale" and provider_id in self._last_honest:
             old = self._last_honest[provider_id]
-            return LocalUpdate(provider_id, data_size, local_iterations, old.l1_norm, old.digest, 0.0, "stale")
+            return LocalUpdate(
+                provider_id,
+                data_size,
+                local_iterations,
+                old.l1_norm,
+                old.digest,
+                0.0,
+                "stale",
+                privacy_spent_total=self.privacy_spent_total(provider_id),
+            )
         privacy_spent = 0.0
         if behaviour == "honest":
-            l1_norm = config.clip if local_iterations > 0 else 0.0
+            l1_norm = local_iterations * config.surrogate_update_l1_norm
             if privacy_budget is not None:
-                l1_norm += config.surrogate_parameter_count * 2.0 * config.clip / privacy_budget
+                l1_norm = float(expected_upload_l1_norm(config, local_iterations, privacy_budget, data_size))
                 privacy_spent = privacy_budget
                 self._privacy_totals[provider_id] = self._privacy_totals.get(provider_id, 0.0) + privacy_budget
         elif behaviour == "disguised":
@@ -163,7 +175,16 @@ class SurrogateBackend:
             l1_norm = 0.0
         content = f"{self.task_id}|{self.round_index}|{provider_id}|{local_iterations}|{behaviour}|{privacy_budget}"
         digest = hashlib.sha256(content.encode()).hexdigest()
-        update = LocalUpdate(provider_id, data_size, local_iterations, l1_norm, digest, privacy_spent, behaviour)
+        update = LocalUpdate(
+            provider_id,
+            data_size,
+            local_iterations,
+            l1_norm,
+            digest,
+            privacy_spent,
+            behaviour,
+            privacy_spent_total=self.privacy_spent_total(provider_id),
+        )
         if behaviour == "honest":
             self._last_honest[provider_id] = update
         return update

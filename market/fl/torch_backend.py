@@ -1,21 +1,27 @@
 """The torch learning backend: real federated training on a partitioned data set (SPEC A.2, A.4, A.5, D.4-5).
 
-Providers train the global model locally with SGD, upload clipped and Laplace-perturbed differences, and the
+Providers train the global model locally for whole epochs with SGD and upload the difference u = w_local -
+w_global perturbed once with Laplace noise of scale Delta_f / eps per coordinate (SPEC A.2 revised; with
+`sensitivity = "per_record"` the per-record gradients are clipped and Delta_f is their bound, formal DP). The
 platform aggregates them with FedAvg, FedAdp or a FedAsync-style mix. Coalition values aggregate subsets of
-the round's stored updates with the same rule and evaluate them on the held-out set, with no retraining.
+the round's stored updates with the same rule and evaluate them on a fixed held-out validation subset, with no
+retraining (see `TorchCoalitionValue`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
+from torch.func import functional_call, vmap
 from torch.nn.utils import parameters_to_vector
 
 from flmarket.market.errors import MarketError
-from flmarket.market.fl.aggregate import FedAdpState, fedadp, fedasync_mix, fedavg
+from flmarket.market.fl.aggregate import FedAdpState, fedadp, fedadp_step, fedasync_mix, fedavg
 from flmarket.market.fl.backend import (
     BackendConfig,
     LocalUpdate,
@@ -26,9 +32,13 @@ from flmarket.market.fl.backend import (
 from flmarket.market.fl.data import load_dataset, partition
 from flmarket.market.fl.evaluate import Evaluation, evaluate
 from flmarket.market.fl.models import build_model, torch_generator
+from flmarket.market.fl.privacy import PER_RECORD, upload_sensitivity
 from flmarket.market.fl.train import PrivacyLedger, SGDSettings, privatise, train_local
 from flmarket.market.fl.value import CoalitionValue
 from flmarket.market.quality import QualityParameters, model_quality
+
+COALITION_BATCH = 64
+"""Coalition-averaged parameter vectors evaluated per batched forward pass (64 x 55,210 floats = 14 MB)."""
 
 
 def vector_digest(vector: np.ndarray) -> str:
@@ -89,6 +99,13 @@ class TorchBackend:
         self._upload_base: dict[int, tuple[str, int]] = {}
         self._evaluation = Evaluation(loss=0.0, accuracy=0.0)
         self._quality = 0.0
+        validation = np.arange(self._test_labels.shape[0])
+        if config.validation_size is not None and config.validation_size < validation.size:
+            validation_rng = np.random.default_rng([config.seed, 3])
+            validation = np.sort(validation_rng.choice(validation.size, config.validation_size, replace=False))
+        self.validation_features = self._test_features[torch.from_numpy(validation)]
+        self.validation_labels = self._test_labels[torch.from_numpy(validation)]
+        self._parameter_shapes = [(name, parameter.shape) for name, parameter in self.model.named_parameters()]
 
     # --- providers and tasks -------------------------------------------------------------------------
     def register_provider(self, provider_id: int, rng: np.random.Generator) -> int:
@@ -114,6 +131,27 @@ class TorchBackend:
         evaluation = evaluate(self.model, vector, self._test_features, self._test_labels)
         quality = float(model_quality(self.config.freshness, evaluation.loss, self.quality_parameters))
         return evaluation, quality
+
+    def validation_qualities(self, vectors: torch.Tensor) -> np.ndarray:
+        """Q (B 7) of each row of `vectors` (k x d parameter vectors) on the validation subset, in one batched
+        forward pass (torch.func.functional_call under vmap)."""
+        labels = self.validation_labels
+        features = self.validation_features
+
+        def losses_of(vector: torch.Tensor) -> torch.Tensor:
+            parameters = {}
+            start = 0
+            for name, shape in self._parameter_shapes:
+                size = math.prod(shape)
+                parameters[name] = vector[start : start + size].view(shape)
+                start += size
+            logits = functional_call(self.model, parameters, (features,))
+            return nn.functional.cross_entropy(logits, labels)
+
+        self.model.eval()
+        with torch.no_grad():
+            losses = vmap(losses_of)(vectors).double().numpy()
+        return np.asarray(model_quality(self.config.freshness, losses, self.quality_parameters), dtype=float)
 
     def _set_global(self, vector: np.ndarray, participants: tuple[int, ...]) -> RoundResult:
         self.global_vector = np.asarray(vector, dtype=np.float32)
@@ -149,7 +187,8 @@ class TorchBackend:
         behaviour: str,
         rng: np.random.Generator,
     ) -> LocalUpdate:
-        """Honest: SGD from the global model, then clip + Laplace if `privacy_budget` is set (SPEC A.2).
+        """Honest: `local_iterations` local epochs of SGD from the global model, then Laplace noise of scale
+        Delta_f / eps per coordinate if `privacy_budget` is set (SPEC A.2).
 
         Free riders (SPEC D.5) use no data and spend no privacy: plain uploads a zero update (the global model
         unchanged), disguised uploads Gaussian noise of decaying sigma, stale re-sends its last honest update
@@ -161,6 +200,7 @@ class TorchBackend:
         base_round = self.round_index
         if behaviour == "honest":
             generator = torch_generator(rng)
+            formal = privacy_budget is not None and self.config.sensitivity == PER_RECORD
             local = train_local(
                 self.model,
                 torch.from_numpy(self.global_vector),
@@ -169,10 +209,12 @@ class TorchBackend:
                 local_iterations,
                 self.settings,
                 generator,
+                record_clip=self.config.clip if formal else None,
             )
             vector = local.numpy() - self.global_vector
             if privacy_budget is not None:
-                vector = privatise(vector, self.config.clip, privacy_budget, rng, self.config.noise_location)
+                sensitivity = self.upload_sensitivity(local_iterations, int(shard.size))
+                vector = privatise(vector, sensitivity, privacy_budget, rng, self.config.noise_location)
                 privacy_spent = privacy_budget
                 self.privacy.spend(provider_id, privacy_budget)
             self._last_honest[provider_id] = (vector, self.round_index)
@@ -195,6 +237,20 @@ class TorchBackend:
             privacy_spent=privacy_spent,
             behaviour=behaviour,
             vector=vector,
+            privacy_spent_total=self.privacy.spent(provider_id),
+        )
+
+    def upload_sensitivity(self, epochs: int, sample_count: int) -> float:
+        """Delta_f of an upload after `epochs` local epochs on `sample_count` records (SPEC A.2)."""
+        config = self.config
+        return upload_sensitivity(
+            config.sensitivity,
+            config.learning_rate,
+            config.clip,
+            epochs,
+            sample_count,
+            config.batch_size,
+            config.momentum,
         )
 
     def privacy_spent_total(self, provider_id: int) -> float:
@@ -237,20 +293,11 @@ class TorchBackend:
             )
         return mixed, self._fedadp_state
 
-    def coalition_value(self, updates: Sequence[LocalUpdate]) -> CoalitionValue:
-        """v(S) = Q(aggregate of S's updates) - Q(current global model) (SPEC A.5), cached by frozenset."""
+    def coalition_value(self, updates: Sequence[LocalUpdate]) -> TorchCoalitionValue:
+        """v(S) = Q_V(aggregate of S's updates) - Q_V(current global model) (SPEC A.5), Q_V on the fixed
+        validation subset; cached by frozenset, batched by `TorchCoalitionValue.values_of`."""
         self._check_updates(updates)
-        by_provider = {update.provider_id: update for update in updates}
-        order = [update.provider_id for update in updates]
-        base_quality = self._quality
-
-        def value_of(coalition: frozenset[int]) -> float:
-            members = [by_provider[provider] for provider in order if provider in coalition]
-            vector, _ = self._aggregate(members)
-            _, quality = self._evaluate(np.asarray(vector, dtype=np.float32))
-            return quality - base_quality
-
-        return CoalitionValue(order, value_of)
+        return TorchCoalitionValue(self, updates)
 
     def commit_round(self, updates: Sequence[LocalUpdate]) -> RoundResult:
         """Aggregate `updates` into the global model, advance the round, evaluate (no updates: w is kept)."""
@@ -268,3 +315,75 @@ class TorchBackend:
     def evaluation(self) -> Evaluation:
         """Loss and accuracy of the current global model on the held-out set."""
         return self._evaluation
+
+
+class TorchCoalitionValue(CoalitionValue):
+    """v(S) of SPEC A.5 on the torch backend, for one round's updates, cached by frozenset.
+
+    v(S) = Q_V(w_G(S)) - Q_V(w_G^{r-1}), Q_V the quality (B 7) on the backend's fixed validation subset (so a
+    value is comparable across coalitions and cheap). FedAvg and FedAdp aggregates are linear in the stacked
+    updates: a batch of coalitions is one weights matrix C (k x n), their parameter vectors w + C @ U, and one
+    vmapped forward pass; `values_of` evaluates many coalitions at once (the Shapley exact path prefetches all
+    2^n). FedAsync mixes in order and is evaluated one coalition at a time.
+    """
+
+    def __init__(self, backend: TorchBackend, updates: Sequence[LocalUpdate]) -> None:
+        self._backend = backend
+        self._updates = list(updates)
+        self._index = {update.provider_id: index for index, update in enumerate(self._updates)}
+        self._sizes = np.array([update.data_size for update in self._updates], dtype=np.float64)
+        self._ids = [update.provider_id for update in self._updates]
+        self._global = torch.from_numpy(np.asarray(backend.global_vector, dtype=np.float32))
+        self._matrix = (
+            torch.from_numpy(np.stack([np.asarray(update.vector, dtype=np.float32) for update in self._updates]))
+            if self._updates
+            else torch.zeros((0, self._global.numel()))
+        )
+        self.base_quality = float(backend.validation_qualities(self._global.unsqueeze(0))[0])
+        super().__init__(self._ids, self._single_value)
+
+    def _weights(self, coalition: frozenset[int]) -> np.ndarray:
+        """The aggregation weights of S's members, zero for the others (SPEC D.4)."""
+        members = [index for index, provider in enumerate(self._ids) if provider in coalition]
+        weights = np.zeros(len(self._ids))
+        if self._backend.config.aggregation == "fedavg":
+            weights[members] = self._sizes[members] / self._sizes[members].sum()
+        else:
+            step = fedadp_step(
+                self._backend._fedadp_state,
+                [self._ids[index] for index in members],
+                self._matrix[members].numpy(),
+                self._sizes[members],
+            )
+            weights[members] = step.weights
+        return weights
+
+    def _evaluate_batch(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
+        backend = self._backend
+        if backend.config.aggregation == "fedasync":
+            vectors = [
+                np.asarray(backend._aggregate([self._updates[self._index[p]] for p in self._ids if p in c])[0])
+                for c in coalitions
+            ]
+            stacked = torch.from_numpy(np.stack(vectors).astype(np.float32))
+        else:
+            weights = torch.from_numpy(np.stack([self._weights(c) for c in coalitions]).astype(np.float32))
+            stacked = self._global + weights @ self._matrix
+        return backend.validation_qualities(stacked) - self.base_quality
+
+    def _single_value(self, coalition: frozenset[int]) -> float:
+        return float(self._evaluate_batch([coalition])[0])
+
+    def values_of(self, coalitions: Iterable[frozenset[int]]) -> np.ndarray:
+        """v of each coalition, evaluating the uncached ones in batches of COALITION_BATCH (and caching them)."""
+        wanted = [frozenset(coalition) for coalition in coalitions]
+        missing = list(dict.fromkeys(c for c in wanted if c and c not in self._cache))
+        for coalition in missing:
+            if not coalition <= self.members:
+                strangers = sorted(coalition - self.members)
+                raise MarketError(f"coalition: providers {strangers} did not upload this round")
+        for start in range(0, len(missing), COALITION_BATCH):
+            chunk = missing[start : start + COALITION_BATCH]
+            for coalition, value in zip(chunk, self._evaluate_batch(chunk), strict=True):
+                self._store(coalition, float(value))
+        return np.array([self(coalition) for coalition in wanted], dtype=float)

@@ -1,21 +1,53 @@
 """Local training of one provider and the differential privacy of its upload (SPEC A.2, B 2, B 4, SPEC D.5).
 
-Mini-batch SGD with momentum descends for `local_iterations` steps from the global model; the upload is the
-flat difference w_local - w_global, clipped to L1 norm `clip` (so the sensitivity is Delta_f = 2 * clip) and
-perturbed with i.i.d. Laplace(mu, Delta_f / eps) noise per coordinate. Privacy spent composes additively
-(basic composition) in a `PrivacyLedger`.
+Public training API (the torch backend and `analysis.reproduce_bgfl` build on it; keep it stable):
+
+- `SGDSettings(learning_rate, momentum, batch_size)`: Table 3's SGD (0.01, 0.5, 64).
+- `epoch_batches(sample_count, batch_size, epochs, generator)`: the index batches of `epochs` local epochs, one
+  shuffled pass over the shard each, the last batch of a pass possibly smaller. `steps_per_epoch(n, b)` counts
+  them: ceil(n / b).
+- `train_local(model, global_vector, features, labels, epochs, settings, generator, record_clip=None)`: w_local
+  after `epochs` local epochs (B 2); a local iteration is one epoch (SPEC A.2). With `record_clip` set, every
+  step uses per-record gradients (torch.func vmap + grad) clipped to L1 norm `record_clip`, summed and divided by
+  the batch size (formal DP, `learning.sensitivity = "per_record"`).
+- `per_record_sensitivity(learning_rate, clip, steps, sample_count, momentum)`: Delta_f of that formal mode.
+- `laplace_scale(sensitivity, eps)` = Delta_f / eps (B 4); `privatise(update, sensitivity, eps, rng)`:
+  u~ = u + Lap(mu, Delta_f / eps)^d, i.i.d. per coordinate, no clipping of the whole update (SPEC A.2 revised).
+- `expected_perturbed_l1_norm(update_l1_norm, parameter_count, scale)`: E||u~||_1 (the surrogate's and the prior's).
+- `PrivacyLedger`: each provider's spent eps under basic composition (the sum over its releases).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, grad, vmap
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from flmarket.market.errors import MarketError
+from flmarket.market.fl.privacy import (
+    PER_RECORD,
+    expected_perturbed_l1_norm,
+    laplace_scale,
+    per_record_sensitivity,
+    privatise,
+    steps_per_epoch,
+)
+
+__all__ = [
+    "PER_RECORD",
+    "PrivacyLedger",
+    "SGDSettings",
+    "epoch_batches",
+    "expected_perturbed_l1_norm",
+    "laplace_scale",
+    "per_record_sensitivity",
+    "privatise",
+    "steps_per_epoch",
+    "train_local",
+]
 
 
 @dataclass(frozen=True)
@@ -35,26 +67,36 @@ class SGDSettings:
             raise MarketError(f"batch_size: must be >= 1, got {self.batch_size}")
 
 
-def batch_schedule(
-    sample_count: int, batch_size: int, iterations: int, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """Index batches for `iterations` SGD steps: shuffled passes over the shard, reshuffled when exhausted.
-
-    A shard smaller than `batch_size` gives full-shard batches (in a fresh order each pass).
-    """
-    if sample_count < 1:
-        raise MarketError(f"sample_count: must be >= 1, got {sample_count}")
+def epoch_batches(sample_count: int, batch_size: int, epochs: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Index batches of `epochs` local epochs: each epoch is one pass over the shard in a fresh random order,
+    cut into batches of `batch_size` (the last one of a pass holds the remainder)."""
+    steps = steps_per_epoch(sample_count, batch_size)
+    if epochs < 0:
+        raise MarketError(f"epochs: must be >= 0, got {epochs}")
     batches: list[torch.Tensor] = []
-    order = torch.randperm(sample_count, generator=generator)
-    position = 0
-    size = min(batch_size, sample_count)
-    while len(batches) < iterations:
-        if position + size > sample_count:
-            order = torch.randperm(sample_count, generator=generator)
-            position = 0
-        batches.append(order[position : position + size])
-        position += size
+    for _ in range(epochs):
+        order = torch.randperm(sample_count, generator=generator)
+        batches.extend(order[step * batch_size : (step + 1) * batch_size] for step in range(steps))
     return batches
+
+
+def _clipped_gradient_sum(
+    model: nn.Module, features: torch.Tensor, labels: torch.Tensor, record_clip: float
+) -> dict[str, torch.Tensor]:
+    """Sum over the batch of per-record gradients, each scaled to L1 norm <= `record_clip` (torch.func)."""
+    parameters = {name: parameter.detach() for name, parameter in model.named_parameters()}
+
+    def record_loss(weights: dict[str, torch.Tensor], inputs: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, weights, (inputs.unsqueeze(0),))
+        return nn.functional.cross_entropy(logits, label.unsqueeze(0))
+
+    per_record = vmap(grad(record_loss), in_dims=(None, 0, 0))(parameters, features, labels)
+    norms = sum(gradient.abs().flatten(1).sum(dim=1) for gradient in per_record.values())
+    scale = torch.clamp(record_clip / (norms + 1e-12), max=1.0)
+    return {
+        name: (gradient * scale.view(-1, *([1] * (gradient.dim() - 1)))).sum(dim=0)
+        for name, gradient in per_record.items()
+    }
 
 
 def train_local(
@@ -62,65 +104,44 @@ def train_local(
     global_vector: torch.Tensor,
     features: torch.Tensor,
     labels: torch.Tensor,
-    local_iterations: int,
+    epochs: int,
     settings: SGDSettings,
     generator: torch.Generator,
+    record_clip: float | None = None,
 ) -> torch.Tensor:
-    """(B 2) w_t = w_{t-1} - lr * g(w, b) with momentum, for `local_iterations` mini-batches; returns w_local.
+    """(B 2) w_t = w_{t-1} - lr * g(w, b) with momentum, over `epochs` local epochs (SPEC A.2); returns w_local.
 
-    The momentum buffer starts at zero for every upload (a fresh optimiser per local update).
+    The momentum buffer starts at zero for every upload (a fresh optimiser per local update). With
+    `record_clip`, g is the sum of the batch's per-record gradients clipped to L1 norm `record_clip`, divided
+    by min(batch_size, |D_i|), so one record moves each step by at most lr * record_clip / that size.
     """
-    if local_iterations < 0:
-        raise MarketError(f"local_iterations: must be >= 0, got {local_iterations}")
+    if epochs < 0:
+        raise MarketError(f"epochs: must be >= 0, got {epochs}")
+    if record_clip is not None and not record_clip > 0:
+        raise MarketError(f"record_clip: must be > 0 or None, got {record_clip}")
+    sample_count = int(labels.shape[0])
     # vector_to_parameters makes the parameters views of its argument: train on a copy, never the caller's.
     vector_to_parameters(global_vector.detach().clone(), model.parameters())
     model.train()
     optimiser = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
     loss_function = nn.CrossEntropyLoss()
-    for batch in batch_schedule(labels.shape[0], settings.batch_size, local_iterations, generator):
+    divisor = float(min(settings.batch_size, sample_count))
+    for batch in epoch_batches(sample_count, settings.batch_size, epochs, generator):
         optimiser.zero_grad(set_to_none=True)
-        loss = loss_function(model(features[batch]), labels[batch])
-        loss.backward()
+        if record_clip is None:
+            loss = loss_function(model(features[batch]), labels[batch])
+            loss.backward()
+        else:
+            summed = _clipped_gradient_sum(model, features[batch], labels[batch], record_clip)
+            for name, parameter in model.named_parameters():
+                parameter.grad = summed[name] / divisor
         optimiser.step()
     return parameters_to_vector(model.parameters()).detach().clone()
 
 
-def clip_l1(update: np.ndarray, clip: float) -> np.ndarray:
-    """Scale `update` so its L1 norm is at most `clip` (SPEC A.2: bounds the sensitivity by 2 * clip)."""
-    if clip <= 0:
-        raise MarketError(f"clip: must be > 0, got {clip}")
-    norm = float(np.abs(update).sum())
-    if norm <= clip:
-        return update.copy()
-    return update * (clip / norm)
-
-
-def laplace_scale(clip: float, privacy_budget: float) -> float:
-    """(B 4) b = Delta_f / eps with Delta_f = 2 * clip (SPEC A.2 resolution)."""
-    if clip <= 0:
-        raise MarketError(f"clip: must be > 0, got {clip}")
-    if privacy_budget <= 0:
-        raise MarketError(f"privacy_budget: must be > 0, got {privacy_budget}")
-    return 2.0 * clip / privacy_budget
-
-
-def privatise(
-    update: np.ndarray,
-    clip: float,
-    privacy_budget: float,
-    rng: np.random.Generator,
-    noise_location: float = 0.0,
-) -> np.ndarray:
-    """(B 4) g~ = clip_L1(g) + Lap(mu, 2 * clip / eps), i.i.d. per coordinate; float32 like the model."""
-    scale = laplace_scale(clip, privacy_budget)
-    clipped = clip_l1(np.asarray(update, dtype=np.float64), clip)
-    noise = rng.laplace(noise_location, scale, size=clipped.shape)
-    return (clipped + noise).astype(np.float32)
-
-
 @dataclass
 class PrivacyLedger:
-    """Cumulative privacy spent per provider under basic composition (SPEC D.5): the sum of per-upload eps."""
+    """Cumulative privacy spent per provider under basic composition (SPEC A.2, D.5): the sum of per-upload eps."""
 
     _spent: dict[int, float] = field(default_factory=dict)
 

@@ -58,8 +58,12 @@ class CoalitionValue:
                 f"coalition: providers {strangers} did not upload this round; allowed {sorted(self.members)}"
             )
         value = float(self._value_of(coalition))
+        self._store(coalition, value)
+        return value
+
+    def _store(self, coalition: frozenset[int], value: float) -> None:
+        """Cache one freshly evaluated value (counted in `evaluations`), evicting the least recently used."""
         self.evaluations += 1
         self._cache[coalition] = value
         if len(self._cache) > self._max_entries:
             self._cache.popitem(last=False)
-        return value

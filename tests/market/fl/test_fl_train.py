@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from torch.nn.utils import parameters_to_vector
 
 from flmarket.market.errors import MarketError
@@ -17,42 +14,32 @@ from flmarket.market.fl.models import build_model, torch_generator
 from flmarket.market.fl.train import (
     PrivacyLedger,
     SGDSettings,
-    batch_schedule,
-    clip_l1,
+    epoch_batches,
+    expected_perturbed_l1_norm,
     laplace_scale,
+    per_record_sensitivity,
     privatise,
+    steps_per_epoch,
     train_local,
 )
 
 torch.set_num_threads(1)
 
 
-@given(
-    arrays(np.float64, st.integers(1, 50), elements=st.floats(-100, 100)),
-    st.floats(0.01, 10.0),
-)
-def test_clip_l1_bounds_the_norm_and_keeps_direction(update: np.ndarray, clip: float) -> None:
-    clipped = clip_l1(update, clip)
-    norm = np.abs(update).sum()
-    assert np.abs(clipped).sum() <= clip * (1 + 1e-9)
-    if norm <= clip:
-        np.testing.assert_array_equal(clipped, update)
-    else:
-        np.testing.assert_allclose(clipped * norm / clip, update, rtol=1e-9, atol=1e-12)
-
-
-def test_laplace_scale_is_twice_clip_over_epsilon() -> None:
-    assert laplace_scale(1.0, 4.0) == 0.5  # Delta_f = 2 * clip = 2, b = 2 / 4
-    assert laplace_scale(0.25, 0.1) == pytest.approx(5.0)
+def test_laplace_scale_is_the_sensitivity_over_epsilon() -> None:
+    assert laplace_scale(1e-4, 4.0) == pytest.approx(2.5e-5)  # b = Delta_f / eps (B 4)
+    assert laplace_scale(0.25, 0.1) == pytest.approx(2.5)
     with pytest.raises(MarketError, match="privacy_budget: must be > 0, got -1"):
         laplace_scale(1.0, -1)
+    with pytest.raises(MarketError, match="sensitivity: must be > 0, got 0"):
+        laplace_scale(0, 1.0)
 
 
 @pytest.mark.parametrize("privacy_budget", [0.5, 3.0, 50.0])
 def test_empirical_noise_matches_the_laplace_scale(privacy_budget: float) -> None:
-    # A zero update is not changed by clipping, so the upload is pure noise: E|X| = b, sd(|X|) = b.
+    # A zero update is pure noise: E|X| = b, sd(|X|) = b.
     samples = 200_000
-    upload = privatise(np.zeros(samples), 1.0, privacy_budget, np.random.default_rng(7)).astype(np.float64)
+    upload = privatise(np.zeros(samples), 2.0, privacy_budget, np.random.default_rng(7)).astype(np.float64)
     scale = 2.0 / privacy_budget
     standard_error = scale / np.sqrt(samples)
     assert abs(np.abs(upload).mean() - scale) < 4 * standard_error
@@ -64,10 +51,28 @@ def test_noise_location_shifts_the_upload() -> None:
     assert upload.mean() == pytest.approx(0.3, abs=0.005)
 
 
-def test_privatise_clips_before_adding_noise() -> None:
-    big = np.full(1000, 5.0)  # L1 norm 5000
-    upload = privatise(big, 1.0, 1e9, np.random.default_rng(0)).astype(np.float64)  # noise ~ 2e-9
-    assert np.abs(upload).sum() == pytest.approx(1.0, rel=1e-5)
+def test_privatise_does_not_clip_the_update() -> None:
+    big = np.full(1000, 5.0)  # L1 norm 5000: kept whole (SPEC A.2 revised), noise ~ 1e-13 per coordinate
+    upload = privatise(big, 1e-4, 1e9, np.random.default_rng(0)).astype(np.float64)
+    assert np.abs(upload).sum() == pytest.approx(5000.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(("update_l1", "scale"), [(0.0, 0.01), (50.0, 1e-3), (500.0, 1e-4)])
+def test_expected_perturbed_l1_norm_matches_simulation(update_l1: float, scale: float) -> None:
+    coordinates = 20_000
+    update = np.full(coordinates, update_l1 / coordinates)
+    rng = np.random.default_rng(3)
+    simulated = np.mean([np.abs(update + rng.laplace(0, scale, coordinates)).sum() for _ in range(20)])
+    expected = expected_perturbed_l1_norm(update_l1, coordinates, scale)
+    assert expected == pytest.approx(simulated, rel=2e-3)
+    assert max(update_l1, coordinates * scale) <= expected <= update_l1 + coordinates * scale + 1e-9
+
+
+def test_per_record_sensitivity_by_hand() -> None:
+    # 2 * lr * clip * steps / |D_i| (SPEC A.2): 2 * 0.05 * 1 * 3 / 144 = 1/480; momentum 0.5 doubles it.
+    assert per_record_sensitivity(0.05, 1.0, 3, 144) == pytest.approx(1 / 480)
+    assert per_record_sensitivity(0.05, 1.0, 3, 144, momentum=0.5) == pytest.approx(2 / 480)
+    assert steps_per_epoch(144, 64) == 3 and steps_per_epoch(64, 64) == 1 and steps_per_epoch(10, 64) == 1
 
 
 def test_privacy_ledger_composes_basically() -> None:
@@ -78,12 +83,12 @@ def test_privacy_ledger_composes_basically() -> None:
     assert ledger.spent(3) == 3.5 and ledger.spent(99) == 0.0
 
 
-def test_batch_schedule_visits_every_sample_once_per_pass() -> None:
-    batches = batch_schedule(10, 3, 6, torch.Generator().manual_seed(0))
-    assert [len(batch) for batch in batches] == [3] * 6
-    first_pass = torch.cat(batches[:3])
-    assert len(set(first_pass.tolist())) == 9  # three disjoint batches, then a reshuffle
-    assert all(len(batch) == 4 for batch in batch_schedule(4, 64, 3, torch.Generator().manual_seed(0)))
+def test_epoch_batches_visit_every_sample_once_per_epoch() -> None:
+    batches = epoch_batches(10, 3, 2, torch.Generator().manual_seed(0))
+    assert [len(batch) for batch in batches] == [3, 3, 3, 1] * 2  # ceil(10 / 3) = 4 steps per epoch
+    for epoch in range(2):
+        assert sorted(torch.cat(batches[4 * epoch : 4 * epoch + 4]).tolist()) == list(range(10))
+    assert [len(batch) for batch in epoch_batches(4, 64, 3, torch.Generator().manual_seed(0))] == [4, 4, 4]
 
 
 def _digits_setup(seed: int = 0):
@@ -101,9 +106,9 @@ def test_local_training_descends_and_is_seeded() -> None:
     model, (features, labels, test_features, test_labels) = _digits_setup()
     start = parameters_to_vector(model.parameters()).detach().clone()
     untouched = start.clone()
-    first = train_local(model, start, features, labels, 20, SGDSettings(), torch.Generator().manual_seed(5))
+    first = train_local(model, start, features, labels, 1, SGDSettings(), torch.Generator().manual_seed(5))
     torch.testing.assert_close(start, untouched)  # the caller's global vector is never modified
-    second = train_local(model, start, features, labels, 20, SGDSettings(), torch.Generator().manual_seed(5))
+    second = train_local(model, start, features, labels, 1, SGDSettings(), torch.Generator().manual_seed(5))
     torch.testing.assert_close(first, second, rtol=0, atol=0)
     before = evaluate(model, start, features, labels).loss
     after = evaluate(model, first, features, labels).loss
@@ -114,7 +119,25 @@ def test_local_training_descends_and_is_seeded() -> None:
 def test_central_mlp_reaches_95_percent_on_digits() -> None:
     model, (features, labels, test_features, test_labels) = _digits_setup()
     vector = parameters_to_vector(model.parameters()).detach()
-    vector = train_local(model, vector, features, labels, 2500, SGDSettings(), torch.Generator().manual_seed(1))
+    vector = train_local(model, vector, features, labels, 110, SGDSettings(), torch.Generator().manual_seed(1))
     result = evaluate(model, vector, test_features, test_labels)
     print(f"central MLP on digits: accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")
     assert result.accuracy >= 0.95
+
+
+def test_per_record_clipping_bounds_each_records_step() -> None:
+    """With record_clip, one SGD step (momentum 0) moves w by at most lr * clip * |b| / |b| in L1, and a
+    record's removal changes the step by at most lr * clip / |b| (the per-record sensitivity's premise)."""
+    model, (features, labels, _, _) = _digits_setup()
+    start = parameters_to_vector(model.parameters()).detach().clone()
+    settings = SGDSettings(learning_rate=0.1, momentum=0.0, batch_size=8)
+    batch_features, batch_labels = features[:8], labels[:8]
+    step = train_local(model, start, batch_features, batch_labels, 1, settings, torch.Generator(), record_clip=0.5)
+    assert float((step - start).abs().sum()) <= 0.1 * 0.5 * (1 + 1e-5)
+    # unclipped per-record gradients are far larger than 0.5 in L1, so clipping bites
+    unclipped = train_local(model, start, batch_features, batch_labels, 1, settings, torch.Generator())
+    assert float((unclipped - start).abs().sum()) > 0.1 * 0.5 * 2
+    # removing record 0 (7 records, divisor 7 vs 8): the L1 change is bounded by the formula's 2 lr clip / |b|
+    without = train_local(model, start, features[1:8], labels[1:8], 1, settings, torch.Generator(), record_clip=0.5)
+    rescaled = start + (without - start) * 7 / 8  # the same divisor 8 for both
+    assert float((step - rescaled).abs().sum()) <= 2 * 0.1 * 0.5 / 8 * (1 + 1e-4)
