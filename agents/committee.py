@@ -33,7 +33,7 @@ from flmarket.market.consensus.pbft import (
     WrongDigestVoter,
 )
 from flmarket.market.consensus.poet import PoetSettings
-from flmarket.market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, RoundInput
+from flmarket.market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, ProposalCheck, RoundInput
 from flmarket.market.ledger import Block, Chain
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ class Committee:
         self.traffic = RoundTraffic()
         self.generation = 0  # bumped whenever the members are rebuilt; older PBFT traffic is discarded
         self._decisions: dict[str, simpy.Event] = {}
+        self._verdicts: dict[tuple[str, str, str], ProposalCheck] = {}
         self._timer_tokens = 0
         self._emit_elected = model.log.emitter("committee_elected")
 
@@ -157,6 +158,7 @@ class Committee:
         # The first members are the Byzantine ones, so the primary of view 0 is faulty: the hardest case.
         byzantine = set(names[: self.model.scenario.faults.byzantine_committee])
         behaviour = BYZANTINE_BEHAVIOURS[self.model.scenario.faults.byzantine_behaviour]
+        self._verdicts = {}  # one check per proposal and ledger head, shared by the honest members
         for name in names:
             state = PpbgCommitteeMember(
                 name,
@@ -169,6 +171,7 @@ class Committee:
                 quorum_rule=QUORUM_RULES[self.config.quorum_rule],
                 view_change_timeout_s=self.config.view_change_timeout_s,
                 verification=self.config.verification,
+                shared_verdicts=self._verdicts if name not in byzantine else None,
             )
             state.chain = Chain.from_head(self.ledger.head)
             honest = name not in byzantine
@@ -206,6 +209,7 @@ class Committee:
         """The platform closed the round (decided or stalled): every member forgets its request, and nobody
         waits for its decision any more (SPEC A.8: a round's proposal is judged only by that round's inputs)."""
         self._decisions.pop(PpbgCommitteeMember.request_id(round_index), None)
+        self._verdicts.clear()
         for member in self.members.values():
             self._execute(member, member.replica.withdraw(PpbgCommitteeMember.request_id(round_index)))
 

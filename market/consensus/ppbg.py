@@ -297,6 +297,7 @@ class PpbgCommitteeMember:
         view_change_timeout_s: float = 1.0,
         genesis_timestamp: float = 0.0,
         verification: str = "every_replica",
+        shared_verdicts: dict[tuple[str, str, str], ProposalCheck] | None = None,
     ) -> None:
         if verification not in VERIFICATION_MODES:
             raise ProposalError(f"verification: must be one of {', '.join(VERIFICATION_MODES)}, got {verification!r}")
@@ -307,6 +308,10 @@ class PpbgCommitteeMember:
         self.reward_rule = reward_rule
         self.chain = Chain(genesis_timestamp)
         self.last_check: ProposalCheck | None = None
+        # Honest members with the same ledger head reach the same verdict on the same proposal (check_proposal is
+        # a pure function of the proposal, the keys and the timer records, which follow the ledger): a committee
+        # may let them share one table, so a proposal is checked once rather than once per replica.
+        self.shared_verdicts = shared_verdicts
         self.last_screening: tuple[int, ClaimScreening] | None = None  # (round, screening) of its last proposal
         self.replica = PbftReplica(
             member_id,
@@ -338,15 +343,22 @@ class PpbgCommitteeMember:
         if not isinstance(value, PpbgProposal) or request_id != self.request_id(value.round_index):
             self.last_check = ProposalCheck(False, "value: not a PPBG-AC proposal for this request")
             return False
-        self.last_check = check_proposal(
-            value,
-            self.provider_keys,
-            self.timer_checker,
-            self.solve_equilibrium,
-            self.reward_rule,
-            verify_signatures=self.verification == "every_replica",
-        )
-        return self.last_check.valid
+        key = (request_id, value.digest(), self.chain.head.hash)
+        verdicts = self.shared_verdicts
+        check = verdicts.get(key) if verdicts is not None else None
+        if check is None:
+            check = check_proposal(
+                value,
+                self.provider_keys,
+                self.timer_checker,
+                self.solve_equilibrium,
+                self.reward_rule,
+                verify_signatures=self.verification == "every_replica",
+            )
+            if verdicts is not None:
+                verdicts[key] = check
+        self.last_check = check
+        return check.valid
 
     def close_request(self, round_index: int) -> list[Any]:
         """The round is over for the client (decided, or given up at its deadline): the replica forgets the
