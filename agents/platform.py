@@ -26,7 +26,7 @@ from flmarket.market.consensus.ppbg import RoundInput
 from flmarket.market.errors import InfeasibleBudgetError, ProposalError
 from flmarket.market.ledger import SignedClaim
 from flmarket.market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
-from flmarket.market.public_goods import check_social_dilemma
+from flmarket.market.public_goods import check_social_dilemma, welfare_references
 
 if TYPE_CHECKING:
     from flmarket.sim.model import MarketModel
@@ -208,6 +208,19 @@ class TaskRun:
             model.log.emit(
                 model.env.now, "dilemma_check", NO_AGENT, task=self.task, message="; ".join(report.problems(game))
             )
+        references = welfare_references(game)
+        model.log.emit(
+            model.env.now,
+            "welfare_reference",
+            NO_AGENT,
+            task=self.task,
+            players=len(players),
+            optimum_total=references.optimum_total,
+            optimum_welfare=references.optimum_welfare,
+            full_cooperation_total=references.full_cooperation_total,
+            full_cooperation_welfare=references.full_cooperation_welfare,
+            nash_welfare=references.nash_welfare,
+        )
         model.prepare_strategies(players, terms)
         free_rider_kind = model.scenario.faults.free_rider_kind
         actions = []

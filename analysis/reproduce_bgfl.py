@@ -620,12 +620,7 @@ def _data_note(settings: BGFLReproductionSettings, dataset: str, model: str) -> 
     rate = settings.learning_rate_for(dataset)
     departure = " (departure from Table 3's 0.01 on digits, see the module docstring)" if rate != 0.01 else ""
     defaults = BackendConfig()
-    sensitivity = getattr(defaults, "sensitivity", None)
-    noise = (
-        f"Laplace noise Delta_f / eps per coordinate, Delta_f = {sensitivity}"
-        if sensitivity is not None
-        else (f"Laplace noise per the backend's DP rule (clip {defaults.clip})")
-    )
+    noise = f"Laplace noise Delta_f / eps per coordinate, Delta_f = {defaults.sensitivity:g} (SPEC A.2)"
     return (
         f"{dataset}, {model}, lr {rate:g}{departure}, momentum {defaults.momentum:g}, batch {defaults.batch_size}, "
         f"{AGGREGATION}; {noise}; {settings.rounds} aggregation rounds; means of {settings.repeats} repeats "

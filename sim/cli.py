@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
     "calibrate": Command(
         "flmarket.sim.calibrate", "fit the surrogate's precision function to real federated training on digits"
     ),
+    "view": Command("flmarket.sim.view", "watch one market run live in the browser (Solara, 127.0.0.1)"),
 }
 """Every subcommand, in the order `flmarket --help` lists them. Add one row to add a subcommand."""
 

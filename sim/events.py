@@ -495,6 +495,18 @@ register_kind(
     theta1=float,
     is_dilemma=bool,
 )
+register_kind(
+    "welfare_reference",
+    "the yardsticks of a task's game at its start (SPEC B.1, B.2): the welfare-maximising total participation "
+    "(cheapest providers first) and its welfare, full cooperation (all play R), and the all-defect Nash welfare",
+    task=int,
+    players=int,
+    optimum_total=int,
+    optimum_welfare=float,
+    full_cooperation_total=int,
+    full_cooperation_welfare=float,
+    nash_welfare=float,
+)
 register_kind("action_chosen", "a provider chose its participation y_i for a task", task=int, strategy=str, action=int)
 register_kind(
     "provider_payoff",
