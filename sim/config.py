@@ -418,6 +418,7 @@ class SurrogateSection(_Section):
     theta0: float = _positive(9.82)
     theta1: float = _positive(9.82 / math.log(10.0))
     local_iterations: int = _count(5, high=100_000)
+    update_l1_norm: float = Field(default=20.0, ge=0)  # ||u||_1 of one unperturbed local epoch (SPEC A.2)
 
 
 class LearningSection(_Section):
@@ -443,7 +444,17 @@ class LearningSection(_Section):
     momentum: float = Field(default=0.5, ge=0, lt=1)
     batch_size: int = _count(64, high=1_000_000)
     clip: float = _positive(1.0)
+    # SPEC A.2: Delta_f of (B 4), Laplace scale Delta_f / eps per coordinate, or "per_record" (formal DP: per-record
+    # gradients clipped to L1 norm `clip`); default chosen by measurement (docs/spec.md A.2).
+    sensitivity: float | Literal["per_record"] = 1e-4
     surrogate: SurrogateSection = SurrogateSection()
+
+    @field_validator("sensitivity")
+    @classmethod
+    def _sensitivity(cls, value: float | str) -> float | str:
+        if value != "per_record" and not MIN_POSITIVE <= value <= MAX_MAGNITUDE:  # type: ignore[operator]
+            raise ValueError(f"must be within [{MIN_POSITIVE:g}, {MAX_MAGNITUDE:g}] or 'per_record', got {value}")
+        return value
 
     @field_validator("theta1")
     @classmethod

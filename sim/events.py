@@ -573,13 +573,15 @@ register_kind(
 register_kind("round_started", "an aggregation round began", task=int, round=int, gamma=int)
 register_kind(
     "update_sent",
-    "a provider sent its signed, perturbed update and claim",
+    "a provider sent its signed, perturbed update and claim; local_iterations in epochs, l1_norm = ||u~||_1 (B 5), "
+    "privacy_spent this upload's eps, privacy_spent_total the provider's eps so far (basic composition, SPEC A.2)",
     task=int,
     round=int,
     local_iterations=int,
     l1_norm=float,
     privacy_spent=float,
     behaviour=str,
+    privacy_spent_total=float,
 )
 register_kind(
     "claim_rejected", "the committee rejected a claim (signature, timer or deadline)", task=int, round=int, reason=str

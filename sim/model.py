@@ -27,7 +27,13 @@ from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.bayesian import participation_equilibrium
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
 from flmarket.market.evolution import alliances_by_rule, revise_strategy
-from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
+from flmarket.market.fl.backend import (
+    BackendConfig,
+    LearningBackend,
+    LocalUpdate,
+    expected_upload_l1_norm,
+    make_backend,
+)
 from flmarket.market.mechanism import TaskTerms
 from flmarket.market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
 from flmarket.sim.collector import collector_tuned
@@ -155,6 +161,8 @@ class MarketModel(mesa.Model):
             momentum=learning.momentum,
             batch_size=learning.batch_size,
             clip=learning.clip,
+            sensitivity=learning.sensitivity,
+            surrogate_update_l1_norm=learning.surrogate.update_l1_norm,
             theta0=learning.surrogate.theta0,
             theta1=learning.surrogate.theta1,
             hidden_layers=self.scenario.mechanism.hidden_layers,
@@ -443,6 +451,7 @@ class MarketModel(mesa.Model):
             update.l1_norm,
             update.privacy_spent,
             update.behaviour,
+            update.privacy_spent_total,
         )
 
     # -- strategies ---------------------------------------------------------------------------------------------
@@ -473,9 +482,10 @@ class MarketModel(mesa.Model):
                 provider.strategy.inform(provider.expected_unit_cost(self.expected_update_l1_norm(budget)), cutoff)
 
     def expected_update_l1_norm(self, privacy_budget: float | np.ndarray) -> float | np.ndarray:
-        """E||g~||_1 of a clipped, Laplace-perturbed update: clip + d * 2 clip / eps (SPEC A.2)."""
-        clip = self.scenario.learning.clip
-        return clip + self.parameter_count * 2.0 * clip / privacy_budget
+        """E||u~||_1 of a one-epoch update with Laplace noise Delta_f / eps per coordinate (SPEC A.2), elementwise;
+        on a shard of the surrogate's data size (the backend's own expectation, `expected_upload_l1_norm`)."""
+        config = self.backend.config
+        return expected_upload_l1_norm(config, 1, privacy_budget, config.surrogate_data_size)
 
     def _prior_costs(self) -> np.ndarray:
         """C_unit of the common prior, by Monte Carlo with a fixed stream (SPEC A.7)."""

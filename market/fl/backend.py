@@ -64,6 +64,7 @@ class LearningBackend(Protocol):
     """What agents call; both backends implement it (see module docstring)."""
 
     name: str
+    config: BackendConfig
 
     def register_provider(self, provider_id: int, rng: np.random.Generator) -> int:
         """Give `provider_id` its local data set; returns its size."""
