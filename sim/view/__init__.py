@@ -1,0 +1,80 @@
+"""`flmarket view`: a live page of one market run (Solara), served on 127.0.0.1.
+
+`register` adds the subcommand; the page (`flmarket.sim.view.page`) and the model-driving session
+(`flmarket.sim.view.session`) load only when the command runs, so `flmarket --help` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+DEFAULT_PORT = 8765
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `flmarket view [SCENARIO] [--set KEY=VALUE ...] [--seed N] [--port N]`."""
+    from flmarket.sim.cli import COMMANDS, DEFAULT_SCENARIO
+
+    view = subparsers.add_parser(
+        "view",
+        help=COMMANDS["view"].help if "view" in COMMANDS else "watch one market run live in the browser",
+        description="Serve a live page of one market run on 127.0.0.1: play, pause, step one FL task, reset; "
+        "sliders for the population mix and the free-rider share; the overlay, strategy shares, welfare "
+        "against the social optimum and the all-defect Nash level, participation, consensus, and rewards "
+        "against Shapley values. Stepping N tasks gives the same event log as `flmarket run --tasks N`.",
+    )
+    view.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"scenario file or bundled name (default: {DEFAULT_SCENARIO})",
+    )
+    view.add_argument("--seed", type=int, help="override run.seed")
+    view.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any scenario field by its dotted path, as for `flmarket run` (repeatable; values are TOML)",
+    )
+    view.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    view.set_defaults(func=_view)
+
+
+def _view(args: argparse.Namespace) -> int:
+    from flmarket.sim.cli import _overrides
+    from flmarket.sim.config import ScenarioError
+    from flmarket.sim.view.session import ViewSettings
+
+    args.horizon = None
+    args.tasks = None
+    settings = ViewSettings(args.scenario, tuple(_overrides(args).items()))
+    settings.load()  # bad input stops here with the CLI's one-line error, before anything is served
+    if not 0 < args.port < 65536:
+        raise ScenarioError(f"--port: must be in 1..65535, got {args.port}")
+    serve(settings, port=args.port)
+    return 0
+
+
+def serve(settings: object, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    """Serve the page for `settings` (a ViewSettings) until interrupted; Solara's own assets, no network."""
+    os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
+    os.environ["SOLARA_APP"] = "flmarket.sim.view.page"
+    os.environ["SERVER_NAME"] = host
+    os.environ["SERVER_PORT"] = str(port)
+    import uvicorn
+
+    from flmarket.sim.view import page
+
+    page.LAUNCH = settings  # type: ignore[assignment]
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            from flmarket.sim.config import ScenarioError
+
+            raise ScenarioError(f"--port: {port} is not free on {host} ({error.strerror})") from None
+    print(f"flmarket view: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    uvicorn.run("solara.server.starlette:app", host=host, port=port, log_level="warning")

@@ -1,0 +1,334 @@
+"""The model-driving object behind `flmarket view`: one `MarketModel`, stepped one FL task at a time, and the data
+of every panel of the page, read from the model and its event log after each step. No web framework here.
+
+A step ends exactly where `flmarket run --tasks N` would stop after its Nth task (the model's `done` event fires
+right after the task runner wakes the step waiters, and the run stops when that event is processed): the view
+registers its own step waiter whose processing stops the clock, so stepping N tasks here and running N tasks from
+the CLI with the same seed give the same event log. Settings that fail the scenario's validation raise
+`ScenarioError` with the CLI's one-line message and leave the running model untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import simpy
+
+from flmarket.market.public_goods import PublicGoodsGame
+from flmarket.sim.config import Scenario, ScenarioError, load_scenario
+from flmarket.sim.model import MarketModel
+
+FREE_RIDER = "ALLD"
+"""The strategy the free-rider slider sets: a free rider never trains but receives the public good (SPEC C)."""
+
+
+@dataclass(frozen=True)
+class SocialOptimum:
+    """The welfare-maximising participation of a public-goods stage game (SPEC B.1): total T and welfare P."""
+
+    total_participation: int
+    welfare: float
+
+
+def social_optimum(game: PublicGoodsGame) -> SocialOptimum:
+    """max_y P(y) over {0..R}^N (SPEC B.1). For a fixed total T, revenue (sum_i rho_i) * g(T) does not depend on
+    who participates, so the cheapest T rounds fill the providers with the lowest kappa_i first, R rounds each;
+    the optimum is the best T in 0..N*R. The all-defect Nash level (Lemma 1, SPEC B.2) is P(0) = 0."""
+    costs = np.sort(game.cost_array)
+    cumulative_cost = np.concatenate([[0.0], np.cumsum(np.repeat(costs, game.rounds))])
+    totals = np.arange(len(cumulative_cost))
+    welfare = float(game.revenue_array.sum()) * np.asarray(game.precision_gain(totals), dtype=float) - cumulative_cost
+    best = int(np.argmax(welfare))
+    return SocialOptimum(best, float(welfare[best]))
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """'ALLC=0.5, ALLD=0.5' (or TOML 'ALLC = 0.5, ...') as a mix; the scenario's validation judges the values."""
+    mix: dict[str, float] = {}
+    for item in text.replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        name, separator, raw = item.partition("=")
+        if not separator:
+            raise ScenarioError(
+                f"providers.strategy_mix: expected NAME=SHARE pairs (e.g. ALLC=0.5), got {item.strip()!r}"
+            )
+        try:
+            mix[name.strip()] = float(raw)
+        except ValueError:
+            raise ScenarioError(
+                f"providers.strategy_mix.{name.strip()}: share must be a number, got {raw.strip()!r}"
+            ) from None
+    return mix
+
+
+def with_free_riders(mix: Mapping[str, float], share: float) -> dict[str, float]:
+    """The mix with `share` free riders (ALLD) and the other strategies scaled to fill 1 - share in their
+    proportions (evenly if they were all zero)."""
+    others = {name: value for name, value in mix.items() if name != FREE_RIDER}
+    total = sum(others.values())
+    rest = 1.0 - share
+    if others:
+        scaled = {name: (rest * value / total if total > 0 else rest / len(others)) for name, value in others.items()}
+    else:
+        scaled = {}
+    return {**scaled, FREE_RIDER: share} if share > 0 or FREE_RIDER in mix else scaled
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """What the page can change: the scenario reference and its overrides (dotted paths, as `--set`)."""
+
+    scenario: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def with_mix(self, mix: Mapping[str, float]) -> ViewSettings:
+        """These settings with `providers.strategy_mix` replaced (and no exact strategy counts)."""
+        kept = tuple(
+            (key, value)
+            for key, value in self.overrides
+            if key not in ("providers.strategy_mix", "providers.strategy_counts")
+        )
+        return ViewSettings(self.scenario, (*kept, ("providers.strategy_mix", dict(mix))))
+
+    def load(self) -> Scenario:
+        """The validated scenario (raises ScenarioError with the CLI's one-line message)."""
+        return load_scenario(self.scenario, dict(self.overrides))
+
+
+class ViewSession:
+    """One market run driven from the page: step, reset, change settings; panel data after every change."""
+
+    def __init__(self, settings: ViewSettings) -> None:
+        self.settings = settings
+        self.scenario = settings.load()
+        self._start(MarketModel(self.scenario))
+
+    # -- driving ------------------------------------------------------------------------------------------
+    def _start(self, model: MarketModel) -> None:
+        self.model = model
+        self._last_seq = -1
+        self.time_points: list[float] = []
+        self.share_series: dict[str, list[float]] = {name: [] for name in self.model.strategy_set}
+        self.welfare_tasks: list[int] = []
+        self.welfare: list[float] = []
+        self.optimum: list[float] = []
+        self.nash: list[float] = []
+        self.rewards: list[dict[str, Any]] = []
+        self.consensus: dict[str, Any] = {}
+        self._types: dict[int, tuple[float, float]] = {}
+        self._labels: dict[int, str] = {}
+        self._positions: dict[int, tuple[float, float]] = {}
+        self._task_rounds: dict[int, int] = {}
+        self._read_new_events()
+
+    @property
+    def tasks_finished(self) -> int:
+        """FL tasks finished so far."""
+        return self.model.tasks_finished
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached its task limit or horizon (stepping does nothing more)."""
+        horizon = self.scenario.run.horizon_s
+        return self.model.done.triggered or (horizon is not None and self.model.env.now >= horizon)
+
+    def step(self) -> bool:
+        """Advance the market by one FL task, stopping where `MarketModel.run()` stops at a task limit; returns
+        whether a task finished."""
+        if self.finished:
+            return False
+        model = self.model
+        before = model.tasks_finished
+        stop = model.env.event()
+        stop.callbacks.append(simpy.core.StopSimulation.callback)
+        model._step_waiters.append((before + 1, stop))  # woken right before `done` would be, in the task runner
+        horizon = self.scenario.run.horizon_s
+        if horizon is not None:
+            limit = model.env.timeout(max(0.0, horizon - model.env.now))
+            limit.callbacks.append(simpy.core.StopSimulation.callback)
+        model.env.run()  # not under collector_tuned: its full collection per step costs more than the step
+        self._read_new_events()
+        return model.tasks_finished > before
+
+    def reset(self, settings: ViewSettings | None = None) -> None:
+        """Start over with `settings` (default: the current ones). Bad input (ScenarioError, MarketError) raises
+        before anything changes."""
+        settings = settings if settings is not None else self.settings
+        scenario = settings.load()
+        model = MarketModel(scenario)  # may raise MarketError (e.g. not a social dilemma): nothing changed yet
+        self.settings, self.scenario = settings, scenario
+        self._start(model)
+
+    # -- panel data -----------------------------------------------------------------------------------------
+    def _read_new_events(self) -> None:
+        table = self.model.log.to_arrow()
+        if self._last_seq >= 0:
+            table = table.filter(pc.greater(table["seq"], self._last_seq))
+        if table.num_rows == 0:
+            return
+        self._last_seq = int(pc.max(table["seq"]).as_py())
+        for row in _rows(table, "provider_joined", "agent", "unit_revenue", "participation_cost", "strategy"):
+            self._types[row["agent"]] = (row["unit_revenue"], row["participation_cost"])
+            self._labels[row["agent"]] = row["strategy"]
+        for row in _rows(table, "strategy_switched", "agent", "to_strategy"):
+            self._labels[row["agent"]] = row["to_strategy"]
+        shares = _rows(table, "strategy_share", "time", "strategy", "share")
+        for time in sorted({row["time"] for row in shares}):
+            self.time_points.append(time)
+            at = {row["strategy"]: row["share"] for row in shares if row["time"] == time}
+            for name in self.share_series:
+                self.share_series[name].append(at.get(name, 0.0))
+        for row in _rows(table, "task_configured", "task", "round_cap"):
+            self._task_rounds[row["task"]] = min(self.model.rounds_per_task, row["round_cap"])
+        payoffs = _rows(table, "provider_payoff", "task", "agent", "cost")
+        for row in _rows(table, "task_finished", "task", "welfare", "players"):
+            players = [payoff["agent"] for payoff in payoffs if payoff["task"] == row["task"]]
+            self.welfare_tasks.append(row["task"])
+            self.welfare.append(row["welfare"])
+            self.nash.append(0.0)  # P(0): nobody takes part, no precision gain, no cost (Lemma 1)
+            self.optimum.append(
+                social_optimum(self.game_of(players, self._task_rounds[row["task"]])).welfare if players else 0.0
+            )
+        rewards = _rows(table, "reward_paid", "task", "round", "agent", "shapley_value", "reward", "contribution")
+        if rewards:
+            last_task = rewards[-1]["task"]
+            self.rewards = _rewards_by_provider([row for row in rewards if row["task"] == last_task])
+            for entry in self.rewards:
+                entry["strategy"] = self.strategy_of(entry["agent"])
+        decided = _rows(table, "consensus_decided", "task", "round", "view", "messages", "bytes", "latency_s")
+        blocks = _rows(table, "block_committed", "task", "round", "height", "block_hash", "transactions")
+        if decided:
+            self.consensus = {**decided[-1], "view_changes": decided[-1]["view"]}
+        if blocks:
+            self.consensus["block"] = {key: blocks[-1][key] for key in ("height", "block_hash", "transactions")}
+
+    def strategy_of(self, agent: int) -> str:
+        """The strategy a provider plays now, or played last if it has left."""
+        provider = self.model.online_providers.get(agent)
+        return provider.strategy_label if provider is not None else self._labels.get(agent, "")
+
+    def game_of(self, players: list[int], rounds: int) -> PublicGoodsGame:
+        """The task's public-goods stage game (SPEC B.1) from the players' logged types (rho_i, kappa_i)."""
+        learning = self.scenario.learning
+        return PublicGoodsGame(
+            learning.theta0,
+            self.model.theta1,
+            learning.local_iterations,
+            rounds,
+            tuple(self._types[player][0] for player in players),
+            tuple(self._types[player][1] for player in players),
+        )
+
+    def participation(self) -> dict[str, float]:
+        """Mean y_i/R per strategy over all tasks so far (the model's running tally)."""
+        return {
+            name: (tally[0] / tally[1] if tally[1] else 0.0)
+            for name, tally in sorted(self.model.participation_by_strategy.items())
+        }
+
+    def committee(self) -> dict[str, Any]:
+        """The elected committee now: members with their DPoS votes, and the PBFT primary."""
+        committee = self.model.committee
+        elected = committee.elected
+        if elected is None or not committee.members:
+            return {"members": [], "votes": [], "primary": None, "epoch": None}
+        return {
+            "members": list(elected.members),
+            "votes": [float(vote) for vote in elected.votes],
+            "primary": committee.primary.name,
+            "epoch": int(elected.epoch),
+        }
+
+    def overlay(self) -> dict[str, Any]:
+        """Every node seen so far with its position, strategy (or 'committee'), online and committee flags, and
+        the online overlay's edges. Offline nodes keep their place, so the picture does not jump."""
+        model = self.model
+        graph = model.overlay.graph
+        new = [node for node in sorted(graph) if node not in self._positions]
+        if new:
+            if not self._positions:
+                layout = nx.spring_layout(graph, seed=self.scenario.run.seed, iterations=80)
+            else:
+                fixed = [node for node in graph if node in self._positions]
+                start = {node: self._positions[node] for node in fixed}
+                layout = nx.spring_layout(
+                    graph,
+                    pos=start or None,
+                    fixed=fixed or None,
+                    seed=self.scenario.run.seed + len(self._positions),
+                    iterations=40,
+                )
+            for node in new:
+                self._positions[node] = (float(layout[node][0]), float(layout[node][1]))
+        committee_ids = {node.unique_id: node.name for node in model.committee.nodes}
+        members = set(model.committee.members)
+        primary = self.committee()["primary"]
+        nodes = []
+        for node, (x, y) in sorted(self._positions.items()):
+            strategy = "committee" if node in committee_ids else self.strategy_of(node)
+            name = committee_ids.get(node, "")
+            nodes.append(
+                {
+                    "id": int(node),
+                    "x": x,
+                    "y": y,
+                    "strategy": strategy,
+                    "online": node in graph,
+                    "member": name in members,
+                    "primary": bool(name) and name == primary,
+                }
+            )
+        edges = [[int(a), int(b)] for a, b in sorted(tuple(sorted(edge)) for edge in graph.edges)]
+        return {"nodes": nodes, "edges": edges}
+
+    def state(self) -> dict[str, Any]:
+        """Everything the page shows, as JSON-ready data (also written into the page for tests)."""
+        model = self.model
+        return {
+            "scenario": self.scenario.run.name,
+            "seed": self.scenario.run.seed,
+            "tasks": model.tasks_finished,
+            "time_s": model.time,
+            "online_providers": len(model.online_providers),
+            "finished": self.finished,
+            "mix": dict(self.scenario.providers.strategy_mix),
+            "strategy_set": list(model.strategy_set),
+            "shares": {"time_s": list(self.time_points), "series": {k: list(v) for k, v in self.share_series.items()}},
+            "welfare": {
+                "task": list(self.welfare_tasks),
+                "welfare": list(self.welfare),
+                "optimum": list(self.optimum),
+                "nash": list(self.nash),
+            },
+            "participation": self.participation(),
+            "consensus": {**self.consensus, **self.committee()},
+            "rewards": list(self.rewards),
+            "overlay": self.overlay(),
+        }
+
+
+def _rows(table: pa.Table, kind: str, *columns: str) -> list[dict[str, Any]]:
+    """The records of one kind with the given columns, in seq order (the table is sorted by seq)."""
+    if kind not in set(table["kind"].unique().to_pylist()):
+        return []
+    selected = table.filter(pc.equal(table["kind"], kind))
+    return selected.select(list(columns)).to_pylist()
+
+
+def _rewards_by_provider(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One task's Shapley values, contributions and rewards summed over its rounds, per provider."""
+    totals: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = totals.setdefault(
+            row["agent"], {"agent": row["agent"], "task": row["task"], "shapley_value": 0.0, "reward": 0.0}
+        )
+        entry["shapley_value"] += row["shapley_value"]
+        entry["reward"] += row["reward"]
+    return [totals[agent] for agent in sorted(totals)]

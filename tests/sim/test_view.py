@@ -1,0 +1,305 @@
+"""`flmarket view`: the session that drives the model (same event log as `flmarket run`), the public-goods
+reference lines, bad input in the page, and the page itself in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas.testing as pdt
+import pytest
+
+from flmarket.analysis.load import events_frame
+from flmarket.market.public_goods import PublicGoodsGame, all_outcomes, sample_dilemma_game
+from flmarket.sim.cli import main
+from flmarket.sim.config import ScenarioError, load_scenario
+from flmarket.sim.model import MarketModel
+from flmarket.sim.view.charts import nice_ticks, welfare_chart
+from flmarket.sim.view.session import (
+    ViewSession,
+    ViewSettings,
+    parse_mix,
+    social_optimum,
+    with_free_riders,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+# -- the public-goods reference lines (SPEC B.1, B.2) ----------------------------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+def test_social_optimum_is_the_brute_force_maximum(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    players, rounds = int(rng.integers(2, 5)), int(rng.integers(1, 4))
+    game = sample_dilemma_game(rng, players, rounds)
+    outcomes = all_outcomes(players, rounds)
+    welfare = np.array([game.welfare(outcome) for outcome in outcomes])
+    optimum = social_optimum(game)
+    assert optimum.welfare == pytest.approx(welfare.max(), rel=1e-12, abs=1e-12)
+    assert optimum.total_participation in set(outcomes[np.isclose(welfare, welfare.max())].sum(axis=1).tolist())
+    # A social dilemma: the optimum beats the all-defect Nash level P(0) = 0 and full participation.
+    assert game.welfare(np.zeros(players, dtype=int)) == 0.0
+    assert optimum.welfare >= game.welfare(np.full(players, rounds)) > 0.0
+
+
+def test_social_optimum_by_hand() -> None:
+    # theta0 = 12, theta1 = 4, K = 1, R = 1: g(T) = 3 - 12/(4+T) = 0, 0.6, 1, 9/7 for T = 0..3.
+    # sum rho = 3; kappa = (1.0, 0.5, 2.0): cheapest first gives costs 0, 0.5, 1.5, 3.5.
+    # P(T) = 0, 1.3, 1.5, 3*9/7 - 3.5 = 0.357...; the optimum is T = 2 (the two cheapest), P = 1.5.
+    game = PublicGoodsGame(12.0, 4.0, 1, 1, (1.0, 1.0, 1.0), (1.0, 0.5, 2.0))
+    optimum = social_optimum(game)
+    assert optimum.total_participation == 2
+    assert optimum.welfare == pytest.approx(1.5)
+    assert game.welfare([1, 1, 0]) == pytest.approx(1.5)
+
+
+# -- the session drives the same model as `flmarket run` -------------------------------------------------------
+def _run_events(tasks: int):
+    model = MarketModel(load_scenario("quickstart", {"run.tasks": tasks}))
+    model.run()
+    return events_frame(model.log.to_arrow())
+
+
+def _assert_same_events(session: ViewSession, tasks: int) -> None:
+    """The same records in the same order. (The view reads the log after every step, so its in-memory parts
+    group the kinds differently and the union of their columns comes out in another order: compare by name.)"""
+    viewed, ran = events_frame(session.model.log.to_arrow()), _run_events(tasks)
+    assert sorted(viewed.columns) == sorted(ran.columns)
+    pdt.assert_frame_equal(viewed[list(ran.columns)], ran)
+
+
+def test_stepping_n_tasks_gives_the_event_log_of_running_n_tasks() -> None:
+    session = ViewSession(ViewSettings("quickstart"))
+    for _ in range(3):
+        assert session.step()
+    assert session.tasks_finished == 3
+    _assert_same_events(session, 3)
+    session.step()  # stepping on continues the same run
+    _assert_same_events(session, 4)
+
+
+def test_panels_agree_with_the_event_log_and_the_task_games() -> None:
+    session = ViewSession(ViewSettings("quickstart"))
+    for _ in range(4):
+        session.step()
+    state = session.state()
+    frame = events_frame(session.model.log.to_arrow())
+    finished = frame[frame["kind"] == "task_finished"]
+    assert state["tasks"] == 4 and state["welfare"]["task"] == finished["task"].tolist()
+    assert state["welfare"]["welfare"] == finished["welfare"].tolist()
+    assert state["welfare"]["nash"] == [0.0] * 4
+    payoffs = frame[frame["kind"] == "provider_payoff"]
+    for task, welfare, optimum in zip(finished["task"], finished["welfare"], state["welfare"]["optimum"], strict=True):
+        rows = payoffs[payoffs["task"] == task]
+        players = rows["agent"].tolist()
+        game = session.game_of(players, session.model.rounds_per_task)
+        realised = np.rint(rows["cost"].to_numpy(float) / game.cost_array).astype(int)  # Psi_i = kappa_i * y_i
+        assert game.welfare(realised) == pytest.approx(welfare, rel=1e-9)  # the types the view rebuilt are right
+        assert optimum >= welfare - 1e-12
+    shares = frame[frame["kind"] == "strategy_share"]
+    assert state["shares"]["time_s"] == sorted(set(shares["time"].tolist()))
+    last = shares[shares["time"] == shares["time"].max()]
+    for name, share in zip(last["strategy"], last["share"], strict=True):
+        assert state["shares"]["series"][name][-1] == share
+    assert state["participation"] == {
+        name: tally[0] / tally[1] for name, tally in sorted(session.model.participation_by_strategy.items())
+    }
+    paid = frame[(frame["kind"] == "reward_paid") & (frame["task"] == 3)].groupby("agent")["reward"].sum()
+    assert {row["agent"]: row["reward"] for row in state["rewards"]} == pytest.approx(paid.to_dict())
+    blocks = frame[frame["kind"] == "block_committed"]
+    assert state["consensus"]["block"]["height"] == blocks["height"].iloc[-1]
+    assert state["consensus"]["primary"] in state["consensus"]["members"]
+    overlay = state["overlay"]
+    online = {node["id"] for node in overlay["nodes"] if node["online"]}
+    assert online == set(session.model.overlay.graph.nodes)
+    assert all(a in online and b in online for a, b in overlay["edges"])
+    json.dumps(state)  # the page embeds it as JSON
+
+
+# -- bad input: the CLI's line, the model untouched -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mix_text", "cli_value"),
+    [("ALLC=0.5, ALLD=0.6", "{ALLC=0.5, ALLD=0.6}"), ("ALLC=0.5, Cheater=0.5", "{ALLC=0.5, Cheater=0.5}")],
+)
+def test_a_bad_mix_shows_the_cli_error_and_keeps_the_model(mix_text: str, cli_value: str, capsys) -> None:
+    from flmarket.sim.view.page import error_line
+
+    session = ViewSession(ViewSettings("quickstart"))
+    session.step()
+    model, events = session.model, session.model.log.count
+    with pytest.raises(ScenarioError) as caught:
+        session.reset(session.settings.with_mix(parse_mix(mix_text)))
+    assert session.model is model and session.tasks_finished == 1 and model.log.count == events
+    assert session.scenario.providers.strategy_mix == {"ALLC": 0.25, "ALLD": 0.25, "Rand": 0.25, "TFT": 0.25}
+    assert main(["run", "--tasks", "1", "--set", f"providers.strategy_mix={cli_value}"]) == 2
+    assert error_line(caught.value) == capsys.readouterr().err.strip()
+
+
+def test_reset_applies_a_good_mix_and_starts_over() -> None:
+    session = ViewSession(ViewSettings("quickstart", (("providers.count", 12),)))
+    session.step()
+    session.reset(session.settings.with_mix(with_free_riders({"ALLC": 0.5, "TFT": 0.5}, 0.5)))
+    assert session.tasks_finished == 0 and session.model.log.count > 0
+    assert session.scenario.providers.strategy_mix == {"ALLC": 0.25, "TFT": 0.25, "ALLD": 0.5}
+    assert session.scenario.providers.count == 12
+
+
+def test_free_rider_share_rescales_the_others() -> None:
+    assert with_free_riders({"ALLC": 0.25, "ALLD": 0.25, "TFT": 0.5}, 0.4) == pytest.approx(
+        {"ALLC": 0.2, "TFT": 0.4, "ALLD": 0.4}
+    )
+    assert with_free_riders({"ALLC": 0.0, "TFT": 0.0}, 0.5) == {"ALLC": 0.25, "TFT": 0.25, "ALLD": 0.5}
+    with pytest.raises(ScenarioError, match="providers.strategy_mix.ALLC: share must be a number, got 'x'"):
+        parse_mix("ALLC=x")
+    assert parse_mix("ALLC=0.5; ALLD = 0.5,") == {"ALLC": 0.5, "ALLD": 0.5}
+
+
+def test_view_rejects_bad_input_before_serving(capsys) -> None:
+    assert main(["view", "--set", "providers.strategy_mix={ALLC=0.5}", "--port", "1"]) == 2
+    assert capsys.readouterr().err.startswith("flmarket: error: providers.strategy_mix: shares must sum to 1")
+
+
+def test_chart_data_and_ticks() -> None:
+    assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(-0.7, 9.8) == [0.0, 2.5, 5.0, 7.5]
+    state = {"welfare": {"task": [0, 1], "welfare": [1.5, 2.0], "optimum": [3.0, 3.0], "nash": [0.0, 0.0]}}
+    svg = welfare_chart(state)
+    assert svg.count("data-welfare=") == 2 and "data-welfare='2.0'" in svg and "social optimum" in svg
+
+
+# -- the page in a real browser ----------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_server(process: subprocess.Popen, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"flmarket view exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"flmarket view did not listen on port {port} within {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(tmp_path) -> None:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium and chromium-driver)")
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = _free_port()
+    environment = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flmarket.sim.cli", "view", "quickstart", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=environment,
+    )
+    profile = tempfile.mkdtemp(dir=tmp_path)
+    driver = None
+    try:
+        _wait_for_server(server, port, timeout_s=180)
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1600,1150",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 180)
+
+        def tasks() -> str | None:
+            return driver.execute_script(
+                "const e = document.getElementById('flmarket-tasks'); return e && e.dataset.tasks"
+            )
+
+        def step_enabled() -> bool:
+            return driver.execute_script(
+                "const b = document.querySelector('.flmarket-step'); return !!b && !b.disabled"
+            )
+
+        wait.until(lambda _: tasks() == "0")
+        for count in range(1, 4):
+            wait.until(lambda _: step_enabled())
+            driver.find_element(By.CSS_SELECTOR, ".flmarket-step").click()
+            wait.until(lambda _, count=count: tasks() == str(count))
+        state = json.loads(driver.execute_script("return document.getElementById('flmarket-view-state').textContent"))
+        plotted = driver.execute_script(
+            "return Array.from(document.querySelectorAll(\"svg[data-chart='welfare'] circle\"))"
+            ".map(c => [Number(c.dataset.task), Number(c.dataset.welfare)])"
+        )
+        bars = driver.execute_script(
+            "return Object.fromEntries(Array.from(document.querySelectorAll(\"svg[data-chart='participation'] rect\"))"
+            ".map(r => [r.dataset.strategy, Number(r.dataset.participation)]))"
+        )
+
+        reference = ViewSession(ViewSettings("quickstart"))  # an independent model with the same seed
+        for _ in range(3):
+            reference.step()
+        expected = json.loads(json.dumps(reference.state()))
+        assert state["tasks"] == 3 == reference.tasks_finished
+        assert state["time_s"] == pytest.approx(reference.model.time, abs=1e-9)
+        for panel in ("welfare", "shares", "participation", "rewards"):
+            assert state[panel] == expected[panel], panel
+        assert plotted == [
+            list(pair) for pair in zip(expected["welfare"]["task"], expected["welfare"]["welfare"], strict=True)
+        ]
+        assert bars == pytest.approx(expected["participation"])
+        assert state["consensus"]["block"] == expected["consensus"]["block"]
+
+        screenshot = tmp_path / "view.png"
+        driver.save_screenshot(str(screenshot))
+        with Image.open(screenshot) as image:
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 200, "the screenshot is (nearly) blank"
+
+        # Bad input in the page: the CLI's one-line error, and the model stays at task 3.
+        field = driver.find_element(By.CSS_SELECTOR, ".flmarket-mix input")
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys("ALLC=0.5, ALLD=0.6")
+        wait.until(lambda _: field.get_attribute("value") == "ALLC=0.5, ALLD=0.6")
+        driver.find_element(By.CSS_SELECTOR, ".flmarket-apply").click()
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, ".flmarket-error"))
+        shown = driver.find_element(By.CSS_SELECTOR, ".flmarket-error").text
+        assert shown.startswith("flmarket: error: providers.strategy_mix: shares must sum to 1"), shown
+        assert tasks() == "3"
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(profile, ignore_errors=True)
