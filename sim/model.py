@@ -11,7 +11,8 @@ the market by one FL task. All randomness comes from
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
 from typing import Any
 
 import mesa
@@ -37,7 +38,7 @@ from flmarket.market.fl.backend import (
 from flmarket.market.mechanism import TaskTerms
 from flmarket.market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
 from flmarket.sim.collector import collector_tuned
-from flmarket.sim.config import Scenario, initial_strategies
+from flmarket.sim.config import Scenario, apply_overrides, initial_strategies, load_scenario, parse_scenario
 from flmarket.sim.events import NO_AGENT, EventLog, register_kind
 from flmarket.sim.network import Message, Overlay, build_topology
 from flmarket.sim.randomness import RandomStreams
@@ -69,10 +70,49 @@ def _nobody(node: int) -> bool:
     return False
 
 
-class MarketModel(mesa.Model):
-    """A federated-learning data market in simulated time."""
+def scenario_for(
+    scenario: Scenario | str | Path, seed: int | None = None, overrides: Mapping[str, Any] | None = None
+) -> Scenario:
+    """A validated scenario from a `Scenario`, a bundled name or a TOML path, with `seed` (run.seed) and dotted-path
+    overrides applied; each override replaces the value at its path whole, as `flmarket run --set` does."""
+    changes = dict(overrides or {})
+    if seed is not None:
+        changes["run.seed"] = seed
+    if isinstance(scenario, Scenario):
+        if not changes:
+            return scenario
+        return parse_scenario(apply_overrides(scenario.model_dump(mode="python"), changes))
+    return load_scenario(scenario, changes)
 
-    def __init__(self, scenario: Scenario, log: EventLog | None = None) -> None:
+
+class MarketModel(mesa.Model):
+    """A federated-learning data market in simulated time.
+
+    Build it from a validated `Scenario` (as the runner does), or from keywords, as `mesa.batch_run` does:
+    `MarketModel(scenario="quickstart", seed=7, **{"run.tasks": 20, "providers.count": 50})`: `scenario` is a
+    bundled name or a TOML path (default: the quick-start), `seed` sets run.seed, and every other keyword is a
+    dotted scenario path (or pass them as `overrides={...}`). Without a `log`, events are kept in memory.
+
+    `step()` advances the market by one FL task. The Mesa `DataCollector` (`model.datacollector`) records one
+    row when the model is built and one after every `step()` (row k = the state after k steps, so `batch_run`'s
+    `Step` column is the number of tasks stepped); a model driven by `run()` instead gets one row per periodic
+    sample (`run.sample_interval_s`). Model reporters: `time` (simulated seconds), `online_providers`,
+    `tasks_finished`, `mean_welfare` (mean welfare per finished task so far; NaN before the first task),
+    `last_welfare` (the last finished task's welfare) and `share_<strategy>` for each strategy of the scenario's
+    set (the share of online providers playing it). There are no agent reporters: per-agent data (choices,
+    payoffs, rewards) is in the event log, which `flmarket.load_events` reads.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path = "quickstart",
+        log: EventLog | None = None,
+        *,
+        seed: int | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        **parameters: Any,
+    ) -> None:
+        scenario = scenario_for(scenario, seed, {**(overrides or {}), **parameters})
         super().__init__(seed=scenario.run.seed)
         self.scenario = scenario
         self.env = simpy.Environment()
@@ -143,6 +183,8 @@ class MarketModel(mesa.Model):
         for provider in initial:
             provider.start_listening()
             self._log_join(provider)
+        self._stepped = False  # once step() drives the model, the DataCollector records one row per step
+        self.datacollector.collect(self)  # row 0: the state before any task
 
     def _backend_config(self) -> BackendConfig:
         learning = self.scenario.learning
@@ -179,10 +221,12 @@ class MarketModel(mesa.Model):
     def step(self) -> None:
         """Mesa's step: advance the market by one FL task (until one more task has finished), or to the end of
         the run if it ends first. `model.time` follows the SimPy clock; samples keep their own period."""
+        self._stepped = True
         target = self.tasks_finished + 1
         horizon = self.scenario.run.horizon_s if self.scenario.run.horizon_s is not None else math.inf
         if self.done.triggered or self.env.now >= horizon:
             self.running = False
+            self.datacollector.collect(self)
             return
         task_done = self.env.event()
         self._step_waiters.append((target, task_done))
@@ -193,6 +237,7 @@ class MarketModel(mesa.Model):
             self.env.run(until=stop)
         if self.done.triggered or self.env.now >= horizon:
             self.running = False
+        self.datacollector.collect(self)  # row k: the state after k steps
 
     def _notify_step_waiters(self) -> None:
         """Wake `step()` callers whose task count has been reached (called when a task finishes)."""
@@ -205,8 +250,10 @@ class MarketModel(mesa.Model):
         self._step_waiters = waiting
 
     def sample(self) -> None:
-        """One sample of the population (driven by the periodic sampler process, not by every event)."""
-        self.datacollector.collect(self)
+        """One sample of the population (driven by the periodic sampler process, not by every event); it is a
+        DataCollector row too unless `step()` drives the model (then rows are per step)."""
+        if not self._stepped and self.env.now > 0:  # row 0 was collected when the model was built
+            self.datacollector.collect(self)
         now = self.env.now
         self.log.emit(
             now, "sample", NO_AGENT, online_providers=len(self.online_providers), tasks_finished=self.tasks_finished
@@ -221,6 +268,10 @@ class MarketModel(mesa.Model):
             "time": lambda model: model.time,
             "online_providers": lambda model: len(model.online_providers),
             "tasks_finished": lambda model: model.tasks_finished,
+            "mean_welfare": lambda model: (
+                sum(model.welfare_history) / len(model.welfare_history) if model.welfare_history else math.nan
+            ),
+            "last_welfare": lambda model: model.welfare_history[-1] if model.welfare_history else math.nan,
         }
         for name in self.strategy_set:
             reporters[f"share_{name}"] = lambda model, name=name: model.strategy_share(name)

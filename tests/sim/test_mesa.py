@@ -1,0 +1,95 @@
+"""MarketModel as a Mesa citizen: keyword construction, one DataCollector row per step, and `mesa.batch_run`
+rows that agree with `flmarket run` for the same seed and number of tasks."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from mesa.batchrunner import batch_run
+
+from flmarket.analysis.load import load_events
+from flmarket.sim.cli import main
+from flmarket.sim.config import ScenarioError, load_scenario
+from flmarket.sim.model import MarketModel
+
+SMALL = {"providers.count": 10, "run.tasks": 10}
+
+
+def flmarket_run(tmp_path: Path, seed: int, tasks: int) -> tuple[int, float]:
+    """`flmarket run --seed S --tasks N --set providers.count=10`: tasks finished and mean welfare per task."""
+    out = tmp_path / f"run-{seed}-{tasks}"
+    assert (
+        main(
+            [
+                "run",
+                "--seed",
+                str(seed),
+                "--tasks",
+                str(tasks),
+                "--set",
+                "providers.count=10",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    (run_dir,) = [path for path in out.iterdir() if path.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    welfare = load_events(run_dir, kinds=["task_finished"])["welfare"].astype(float)
+    return manifest["tasks_finished"], float(welfare.mean())
+
+
+def test_keyword_construction_is_the_scenario_with_overrides() -> None:
+    model = MarketModel(scenario="quickstart", seed=3, **{"providers.count": 12, "run.tasks": 4})
+    expected = load_scenario("quickstart", {"run.seed": 3, "providers.count": 12, "run.tasks": 4})
+    assert model.scenario == expected and model.scenario.run.seed == 3
+    assert MarketModel(expected).scenario is expected  # a validated scenario is used as it is
+    assert MarketModel(expected, overrides={"run.tasks": 2}).scenario.run.tasks == 2
+    assert MarketModel().scenario.run.name == "quickstart"
+    with pytest.raises(ScenarioError, match="providers.count"):
+        MarketModel(**{"providers.count": 0})
+
+
+def test_the_datacollector_has_one_row_per_step_after_the_initial_one() -> None:
+    model = MarketModel(seed=7, **SMALL)
+    for _ in range(3):
+        model.step()
+    table = model.datacollector.get_model_vars_dataframe()
+    assert len(table) == 4 and table["tasks_finished"].tolist() == [0, 1, 2, 3]
+    assert table["time"].iloc[0] == 0.0 and table["time"].is_monotonic_increasing
+    assert math.isnan(table["mean_welfare"].iloc[0])
+    welfare = model.welfare_history
+    assert table["last_welfare"].iloc[1:].tolist() == welfare
+    assert table["mean_welfare"].iloc[3] == pytest.approx(sum(welfare) / 3, rel=1e-12)
+    shares = table[[name for name in table.columns if name.startswith("share_")]]
+    assert (shares.sum(axis=1) - 1.0).abs().max() < 1e-12  # the shares of the scenario's strategies add up to 1
+
+
+@pytest.mark.slow
+def test_batch_run_rows_match_flmarket_run_for_the_same_seed(tmp_path) -> None:
+    rows = batch_run(
+        MarketModel,
+        parameters={"scenario": "quickstart", "seed": [7, 8], **SMALL},
+        iterations=1,
+        max_steps=2,  # batch_run steps while steps <= max_steps: 3 steps, rows for Step 0, 1, 2
+        number_processes=1,
+        data_collection_period=1,
+        display_progress=False,
+    )
+    assert len(rows) == 2 * 3
+    for row in rows:
+        assert row["tasks_finished"] == row["Step"]  # one task per step
+        assert row["providers.count"] == 10 and row["scenario"] == "quickstart"
+        if row["Step"] == 0:
+            assert row["time"] == 0.0 and math.isnan(row["mean_welfare"])
+            continue
+        tasks, mean_welfare = flmarket_run(tmp_path, row["seed"], row["Step"])
+        assert tasks == row["tasks_finished"]
+        assert row["mean_welfare"] == pytest.approx(mean_welfare, rel=1e-12)
+    by_seed = {(row["seed"], row["Step"]): row["mean_welfare"] for row in rows}
+    assert by_seed[(7, 2)] != by_seed[(8, 2)]  # the seed reaches the model
