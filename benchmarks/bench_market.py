@@ -1,28 +1,22 @@
-"""Market benchmark: the integrated simulator (quick-start scenario, surrogate backend) at 100 - 10,000 providers.
+"""Market benchmark: the integrated simulator (quick-start scenario, surrogate backend) at 100 - 100,000 providers.
 
-Four tables, measured in one run:
-- throughput: providers x tasks per wall second at 100, 1,000 and 10,000 providers, no churn, with committee
-  verification "every_replica" (100 and 1,000) and "unsigned" (all three), so the table shows what the
-  Ed25519 signatures cost. Target of the issue: 10,000 providers x 100 tasks in under 5 minutes on one core;
-  at 10,000 a few tasks are run and the 100-task time is extrapolated linearly (`--full` runs all 100).
-  Tasks run back to back: a feeder process posts the next requester the moment the previous task is done (the
-  Poisson requester process is set to a negligible rate). Rows marked "Poisson" use the scenario's own
-  Poisson requester arrivals instead, at twice the task service rate (a queue builds, so tasks also run back
-  to back); the difference between the two shows what requesters joining the overlay mid-round cost.
-  Each row also gives the simulator's SimPy events per second against a bare SimPy loop with the same number
-  of events (1,000 processes, exponential timeouts), measured in the same run; target >= 0.5x. "own us/event"
-  is the simulator's wall time per event beyond what the bare loop spends on one ("bare us/event"): the
-  target allows the first to be at most the second.
+Measured in one run (issue 15's rules: CPU time, ratios against a reference measured in the same process,
+interleaved, caches reset between repeats):
+- throughput in provider-rounds per CPU second (one provider taking part, or declining, in one aggregation
+  round, with everything the market does for it), with verification "every_replica" (real Ed25519) and
+  "unsigned", against the reference loop: a SimPy process per provider with its own timeout for each
+  provider-round and one event-log append. Each repeat runs the reference, the market, and the reference again;
+  the row is the repeat with the median ratio. Tasks run back to back (a feeder posts the next requester when
+  the previous task is done); the "Poisson" row uses the scenario's own requester arrivals instead. The
+  scaling exponent is the slope of log(CPU per task) on log(providers) over the unsigned rows. The 10,000 x 100
+  estimate says whether it was measured or extrapolated (from measured tasks only, never a warm-up).
 - memory over a long horizon: RSS (psutil) after a warm-up of N tasks and after 10N tasks at 100 providers,
-  events written to Parquet parts in a temporary directory (small flush_every) so the log is not counted;
-  target growth < 10%.
-- Shapley estimator error on small rounds (n = 13..20) of the surrogate's coalition game: the stratified
-  estimator (the market's path for large rounds) and permutation sampling (its path for games without a
-  total-based value) against the exact values, as max_i |xi^_i - xi_i| / xi_i.
-- with --profile: cProfile of a 1,000-provider, 5-task run (every_replica, Poisson requesters), top 15 by
-  cumulative and by internal time.
+  events flushed to Parquet in a temporary directory; target growth < 10%. Memory per idle provider
+  (tracemalloc); target <= 2.5 KB.
+- Shapley estimator error on small rounds (n = 13..20) of the surrogate's coalition game against exact values.
+- with --profile: cProfile of a 1,000-provider, 5-task run.
 
-Run: `python benchmarks/bench_market.py` (or `--quick`, `--full`, `--profile`).
+Run: `python benchmarks/bench_market.py` (or `--quick`, `--full` for 10,000 x 100 and 100,000 x 10, `--profile`).
 """
 
 from __future__ import annotations
@@ -37,7 +31,7 @@ import pstats
 import tempfile
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +41,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import simpy  # noqa: E402
-from bench_kernel import bare_loop, best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from bench_kernel import idle_agents_memory  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
+import flmarket.market.ledger as ledger_module  # noqa: E402
 from flmarket.agents.requester import DataRequester  # noqa: E402
 from flmarket.market.fl.backend import BackendConfig  # noqa: E402
 from flmarket.market.fl.surrogate import SurrogateBackend, SurrogateCoalitionValue  # noqa: E402
@@ -62,7 +57,6 @@ from flmarket.sim.config import Scenario, load_scenario  # noqa: E402
 from flmarket.sim.events import EventLog  # noqa: E402
 from flmarket.sim.model import MarketModel  # noqa: E402
 
-BARE_PROCESSES = 1000
 NEGLIGIBLE_RATE_PER_S = 1e-9  # the scenario's Poisson requester process never fires within a run
 TARGET_PROVIDERS, TARGET_TASKS, TARGET_SECONDS = 10_000, 100, 300.0
 SHAPLEY_SEED = 20240607
@@ -80,25 +74,26 @@ class MarketCase:
 
 @dataclass(frozen=True)
 class MarketMeasurement:
-    """Wall seconds to build and to run a model, and the SimPy events the run processed."""
+    """CPU seconds to build and to run one case, the provider-rounds it did, and the reference loop's CPU seconds
+    for as many provider-rounds, measured right before and after it (interleaved)."""
 
     case: MarketCase
-    build_s: float
-    run_s: float
-    events: int
-    simulated_s: float
+    build_cpu_s: float
+    run_cpu_s: float
+    provider_rounds: int
     tasks_finished: int
-    bare_events_per_s: float
+    reference_cpu_s: float
+    peak_rss_bytes: int
 
     @property
-    def provider_tasks_per_s(self) -> float:
-        """providers x tasks per wall second of the run (building the model excluded)."""
-        return self.case.providers * self.tasks_finished / self.run_s
+    def provider_rounds_per_cpu_s(self) -> float:
+        """Provider-rounds per CPU second of the run (building the model excluded)."""
+        return self.provider_rounds / self.run_cpu_s
 
     @property
-    def events_per_s(self) -> float:
-        """SimPy events per wall second of the run."""
-        return self.events / self.run_s
+    def reference_per_cpu_s(self) -> float:
+        """The reference loop's provider-rounds per CPU second."""
+        return self.provider_rounds / self.reference_cpu_s
 
 
 def degree_for(providers: int) -> int:
@@ -150,40 +145,92 @@ def build_model(case: MarketCase, log: EventLog | None = None) -> MarketModel:
     return model
 
 
-def count_events(model: MarketModel) -> list[int]:
-    """Wrap `env.step` to count processed SimPy events (as bench_kernel.py does); returns the counter cell."""
-    processed = [0]
-    original_step = model.env.step
+def reference_loop(providers: int, rounds: int, seed: int = 0) -> float:
+    """CPU seconds of issue 15's reference: one SimPy process per provider, its own timeout for each
+    provider-round and one event-log append per provider-round (in memory)."""
+    env = simpy.Environment()
+    log = EventLog(None, flush_every=10**9)
+    emit = log.emitter("bench_tick")
+    delays = np.random.default_rng(seed).exponential(1.0, (providers, rounds))
 
-    def counting_step() -> None:
-        processed[0] += 1
-        original_step()
+    def provider(index: int, waits: np.ndarray) -> Generator[simpy.Event, Any, None]:
+        for wait in waits.tolist():
+            yield env.timeout(wait)
+            emit(env.now, index, index, wait)
 
-    model.env.step = counting_step  # type: ignore[method-assign]
-    return processed
+    for index in range(providers):
+        env.process(provider(index, delays[index]))
+    started = time.process_time()
+    env.run()
+    return time.process_time() - started
 
 
-def measure(case: MarketCase, bare_repeats: int) -> MarketMeasurement:
-    """Build and run one case; then a bare SimPy loop with the same number of events."""
+def reset_caches() -> None:
+    """Caches shared across runs in one process (the Ed25519 verification memo), emptied between repeats so
+    that no repeat profits from another's work."""
+    ledger_module._VERIFIED.clear()
     gc.collect()
-    started = time.perf_counter()
+
+
+def provider_rounds_of(model: MarketModel) -> int:
+    """Provider-rounds the run did: online providers at each aggregation round's start, summed (no churn in
+    these cases, so the population times the rounds started)."""
+    return len(model.online_providers) * model.log.counts_by_kind.get("round_started", 0)
+
+
+def measure(case: MarketCase) -> MarketMeasurement:
+    """Build and run one case on CPU time, with the reference loop for as many provider-rounds run before and
+    after it (the mean of the two: the machine's state is sampled on both sides of the market)."""
+    reset_caches()
+    started = time.process_time()
     model = build_model(case)
-    built = time.perf_counter()
-    processed = count_events(model)
+    built = time.process_time()
     model.run()
-    finished = time.perf_counter()
-    events = processed[0]
-    per_process = max(1, events // BARE_PROCESSES)
-    bare_s = best_of(bare_repeats, lambda: bare_loop(BARE_PROCESSES, per_process))
+    finished = time.process_time()
+    provider_rounds = provider_rounds_of(model)
+    rounds_each = max(1, provider_rounds // case.providers)
+    reset_caches()
+    after = reference_loop(case.providers, rounds_each)
     return MarketMeasurement(
         case,
         built - started,
         finished - built,
-        events,
-        model.time,
+        provider_rounds,
         model.tasks_finished,
-        BARE_PROCESSES * per_process / bare_s,
+        after,
+        psutil.Process().memory_info().rss,
     )
+
+
+def measure_interleaved(case: MarketCase, repeats: int) -> MarketMeasurement:
+    """`repeats` rounds of (reference, market), alternating, caches reset between them; the median ratio's
+    measurement is returned (medians resist the shared machine's noise better than means)."""
+    results = []
+    for _ in range(repeats):
+        reset_caches()
+        before = reference_loop(case.providers, max(1, case.tasks * 3))
+        result = measure(case)
+        # The reference for this repeat: the mean of the runs just before and just after, scaled to the
+        # market's provider-rounds.
+        scale = result.provider_rounds / (case.providers * max(1, case.tasks * 3))
+        reference = 0.5 * (before * scale + result.reference_cpu_s)
+        results.append(replace(result, reference_cpu_s=reference))
+    results.sort(key=lambda item: item.provider_rounds_per_cpu_s / item.reference_per_cpu_s)
+    return results[len(results) // 2]
+
+
+def scaling_exponent(measurements: Sequence[MarketMeasurement]) -> float | None:
+    """Least-squares slope of log(CPU per task) against log(providers) over the unsigned, back-to-back cases:
+    1.0 is linear in the population."""
+    points = [
+        (math.log(item.case.providers), math.log(item.run_cpu_s / item.tasks_finished))
+        for item in measurements
+        if item.case.verification == "unsigned" and not item.case.poisson and item.tasks_finished
+    ]
+    if len({x for x, _ in points}) < 2:
+        return None
+    xs, ys = np.array([x for x, _ in points]), np.array([y for _, y in points])
+    return float(np.polyfit(xs, ys, 1)[0])
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -194,65 +241,71 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def throughput_table(cases: Sequence[MarketCase], bare_repeats: int) -> None:
-    """Measure and print the throughput rows, and the extrapolation to the issue's target."""
+def throughput_table(cases: Sequence[MarketCase], repeats: int) -> list[MarketMeasurement]:
+    """Measure and print the throughput rows (issue 15's unit: provider-rounds per CPU second, against the
+    reference loop in the same run), the scaling exponent and the 10,000 x 100 estimate."""
+    measurements = [measure_interleaved(case, repeats) for case in cases]
     rows = []
-    notes = []
-    for case in cases:
-        result = measure(case, bare_repeats)
-        ratio = result.events_per_s / result.bare_events_per_s
+    for item in measurements:
+        case = item.case
         rows.append(
             (
                 f"{case.providers:,}",
-                f"{result.tasks_finished}",
+                f"{item.tasks_finished}",
                 case.verification,
                 "Poisson" if case.poisson else "back to back",
-                f"{result.build_s:.2f}",
-                f"{result.run_s:.2f}",
-                f"{result.simulated_s:,.0f}",
-                f"{result.provider_tasks_per_s:,.0f}",
-                f"{result.events:,}",
-                f"{result.events_per_s:,.0f}",
-                f"{ratio:.2f}x",
-                f"{1e6 * (1 / result.events_per_s - 1 / result.bare_events_per_s):.1f}",
-                f"{1e6 / result.bare_events_per_s:.2f}",
+                f"{item.build_cpu_s:.2f}",
+                f"{item.run_cpu_s:.2f}",
+                f"{item.provider_rounds:,}",
+                f"{item.provider_rounds_per_cpu_s:,.0f}",
+                f"{item.reference_per_cpu_s:,.0f}",
+                f"{item.provider_rounds_per_cpu_s / item.reference_per_cpu_s:.3f}x",
+                f"{1e6 * item.run_cpu_s / item.provider_rounds:.1f}",
+                f"{item.peak_rss_bytes / 2**20:,.0f}",
             )
         )
-        if case.providers == TARGET_PROVIDERS and not case.poisson:
-            per_task = result.run_s / result.tasks_finished
-            total = result.build_s + per_task * TARGET_TASKS
-            how = (
-                "measured"
-                if result.tasks_finished >= TARGET_TASKS
-                else f"extrapolated linearly from {result.tasks_finished} tasks"
-            )
-            verdict = "meets" if total < TARGET_SECONDS else "misses"
-            notes.append(
-                f"{TARGET_PROVIDERS:,} providers x {TARGET_TASKS} tasks ({case.verification}): "
-                f"{total:.0f} s = {result.build_s:.1f} s build + {TARGET_TASKS} x {per_task:.2f} s per task, "
-                f"{how}; {verdict} the target of < {TARGET_SECONDS:.0f} s"
-            )
-    print("Throughput (surrogate backend, no churn; rate = providers x tasks per wall second of the run)")
+    print(
+        "Throughput (surrogate backend, no churn; CPU time; a provider-round is one provider taking part or "
+        f"declining in one aggregation round; median of {repeats} interleaved repeats, caches reset between them)"
+    )
     print_table(
         (
             "providers",
             "tasks",
             "verification",
             "requesters",
-            "build s",
-            "run s",
-            "sim s",
-            "prov x tasks/s",
-            "SimPy events",
-            "events/s",
-            "vs bare (>=0.5x)",
-            "own us/event",
-            "bare us/event",
+            "build cpu s",
+            "run cpu s",
+            "provider-rounds",
+            "per cpu s",
+            "reference per cpu s",
+            "vs reference",
+            "cpu us / provider-round",
+            "RSS MiB",
         ),
         rows,
     )
-    for note in notes:
-        print(note)
+    exponent = scaling_exponent(measurements)
+    if exponent is not None:
+        sizes = sorted({item.case.providers for item in measurements if item.case.verification == "unsigned"})
+        print(
+            f"scaling exponent of CPU per task in the population (unsigned, {sizes[0]:,} to {sizes[-1]:,} "
+            f"providers): {exponent:.2f} (target <= 1.05)"
+        )
+    for item in measurements:
+        if item.case.providers == TARGET_PROVIDERS and item.case.verification == "unsigned" and not item.case.poisson:
+            per_task = item.run_cpu_s / item.tasks_finished
+            how = (
+                "measured"
+                if item.tasks_finished >= TARGET_TASKS
+                else f"EXTRAPOLATED linearly from {item.tasks_finished} measured tasks (none of them a warm-up)"
+            )
+            print(
+                f"{TARGET_PROVIDERS:,} providers x {TARGET_TASKS} tasks unsigned: "
+                f"{item.build_cpu_s + per_task * TARGET_TASKS:.0f} CPU s = {item.build_cpu_s:.1f} s build + "
+                f"{TARGET_TASKS} x {per_task:.2f} s per task, {how}"
+            )
+    return measurements
 
 
 def rss_bytes() -> int:
@@ -436,38 +489,51 @@ def profile_run(providers: int, tasks: int, lines: int = 15) -> None:
         print(body[body.index("   ncalls") :].rstrip())
 
 
+def idle_memory_row(count: int) -> None:
+    """Memory per idle provider (tracemalloc over `count` providers joining a running model)."""
+    mib = idle_agents_memory(count)
+    print(
+        f"\nMemory per idle provider ({count:,} providers that never leave, tracemalloc): "
+        f"{mib * 2**20 / count / 1000:.2f} KB (target <= 2.5 KB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="few tasks per size: a smoke run (~1 minute)")
-    mode.add_argument("--full", action="store_true", help="run the real 100 tasks at 10,000 providers")
+    mode.add_argument("--quick", action="store_true", help="few tasks per size: a smoke run (a few minutes)")
+    mode.add_argument(
+        "--full", action="store_true", help="also 10,000 providers x 100 tasks and 100,000 providers x 10 tasks"
+    )
     parser.add_argument("--profile", action="store_true", help="also profile a 1,000-provider, 5-task run")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats per case (default 3; 1 quick)")
     args = parser.parse_args()
     if args.quick:
         cases = [
             MarketCase(100, 5, "every_replica"),
             MarketCase(100, 5, "unsigned"),
-            MarketCase(100, 5, "unsigned", poisson=True),
-            MarketCase(1_000, 1, "every_replica"),
+            MarketCase(1_000, 2, "every_replica"),
             MarketCase(1_000, 2, "unsigned"),
             MarketCase(10_000, 1, "unsigned"),
         ]
     else:
-        large_tasks = TARGET_TASKS if args.full else 5
         cases = [
             MarketCase(100, 20, "every_replica"),
             MarketCase(100, 20, "unsigned"),
-            MarketCase(100, 20, "unsigned", poisson=True),
             MarketCase(1_000, 5, "every_replica"),
             MarketCase(1_000, 5, "unsigned"),
             MarketCase(1_000, 5, "unsigned", poisson=True),
-            MarketCase(10_000, large_tasks, "unsigned"),
+            MarketCase(10_000, 3, "every_replica"),
+            MarketCase(10_000, 5, "unsigned"),
         ]
-    bare_repeats = 1 if args.quick else 3
+        if args.full:
+            cases += [MarketCase(10_000, TARGET_TASKS, "unsigned"), MarketCase(100_000, 10, "unsigned")]
+    repeats = args.repeats or (1 if args.quick else 3)
     memory = measure_memory(100, 5 if args.quick else 20, "every_replica")
-    bare_loop(BARE_PROCESSES, 20)  # warm up the interpreter and allocator
-    throughput_table(cases, bare_repeats)
+    reference_loop(1_000, 20)  # warm up the interpreter and allocator
+    throughput_table(cases, repeats)
     memory_table(memory)
+    idle_memory_row(2_000 if args.quick else 10_000)
     shapley_table(range(13, 21), subset_check_max=14 if args.quick else 16)
     if args.profile:
         profile_run(1_000, 5)
