@@ -103,55 +103,17 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from flmarket.sim.config import load_scenario
-    from flmarket.sim.runner import new_run_id, run_scenario
+    from flmarket.sim.runner import run_scenario
 
     scenario = load_scenario(args.scenario, _overrides(args))
-    output_dir = Path(args.out if args.out else scenario.run.output_dir)
-    created = _first_missing(output_dir)
-    run_id = new_run_id(scenario, output_dir)
-    try:
-        result = run_scenario(scenario, output_dir=output_dir, run_id=run_id, show_progress=not args.quiet)
-    except BaseException:
-        _remove_unstarted(output_dir / run_id, created)
-        raise
+    # a run that fails before it starts removes what it created (sim/runner.py); one that fails later keeps its
+    # directory, whose manifest records the failure
+    result = run_scenario(scenario, output_dir=Path(args.out) if args.out else None, show_progress=not args.quiet)
     if not args.quiet:
         _summary(scenario, result, Console())
     else:
         print(result.run_dir)
     return 0
-
-
-def _first_missing(directory: Path) -> Path | None:
-    """The outermost ancestor of `directory` (or itself) that does not exist yet: what a run would create."""
-    missing = None
-    for candidate in (directory, *directory.parents):
-        try:
-            if candidate.exists():
-                break
-        except OSError:
-            break
-        missing = candidate
-    return missing
-
-
-def _remove_unstarted(run_dir: Path, created: Path | None) -> None:
-    """After a failed run, remove what it created and never got going: a run directory without a manifest
-    (it failed while being set up), then the folders above it that the run created, if they are empty. A run
-    directory with a manifest stays: it records the failure and the events written before it."""
-    import shutil
-
-    try:
-        if run_dir.is_dir() and not (run_dir / "manifest.json").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        if created is not None:
-            for folder in (run_dir.parent, *run_dir.parent.parents):
-                if not folder.is_dir() or any(folder.iterdir()):
-                    break
-                folder.rmdir()
-                if folder == created:
-                    break
-    except OSError:
-        pass  # best effort: the error being reported matters more
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -335,6 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _shortened(line: str, parts: int = 3) -> str:
+    """A long line of `; `-separated reasons cut to its first `parts` and a count of the rest."""
+    reasons = line.split("; ")
+    if len(line) <= 400 or len(reasons) <= parts:
+        return line
+    return "; ".join(reasons[:parts]) + f"; ... and {len(reasons) - parts} more"
+
+
 def _one_line(error: Exception) -> str | None:
     """The message of an error caused by the input or the machine, not by a bug: ScenarioError and MarketError
     (bad input), and OSError (a file or folder that cannot be read or written, a full disk), one line each."""
@@ -342,7 +312,7 @@ def _one_line(error: Exception) -> str | None:
     from flmarket.sim.config import ScenarioError, shown
 
     if isinstance(error, ScenarioError | MarketError):
-        return str(error)
+        return "\n".join(_shortened(line) for line in str(error).splitlines())
     if isinstance(error, OSError):
         where = f"{shown(str(error.filename), 200)}: " if error.filename is not None else ""
         return f"{where}{error.strerror or error}"

@@ -159,27 +159,20 @@ def run_scenario(
         write_json_atomically(run_dir / "manifest.json", manifest)
 
     log = EventLog(run_dir / "events", scenario.run.flush_every, on_flush=record_flush)
+    created = _first_missing(output_dir)
     try:
-        model = MarketModel(scenario, log=log)  # validates the population before anything is written
         run_dir.mkdir(parents=True, exist_ok=False)
     except BaseException:
-        log.close()
+        _discard(log, None, output_dir, created)  # an existing run_dir is not ours to remove
         raise
-    manifest.update(
-        {
-            "run_id": run_id,
-            "scenario": scenario.to_dict(),
-            "scenario_name": scenario.run.name,
-            "seed": scenario.run.seed,
-            "versions": package_versions(),
-            "git": git_commit(),
-            "process": process_identity(),
-            "event_schema": event_schema(),
-            "status": "running",
-            "started_at": datetime.now(UTC).isoformat(),
-        }
-    )
-    write_json_atomically(run_dir / "manifest.json", manifest)
+    try:
+        # the directory exists before the model is built (a small flush_every writes while it is built); if the
+        # build (which checks the population) or the first manifest fails, everything created here is removed
+        model = MarketModel(scenario, log=log)
+        _write_first_manifest(manifest, run_id, scenario, run_dir)
+    except BaseException:
+        _discard(log, run_dir, output_dir, created)
+        raise
     log.start_timer()
     started = time.perf_counter()
     status = "failed"
@@ -238,6 +231,63 @@ def run_scenario(
             name: total / count for name, (total, count) in sorted(model.participation_by_strategy.items()) if count
         },
     )
+
+
+def _write_first_manifest(manifest: dict[str, Any], run_id: str, scenario: Scenario, run_dir: Path) -> None:
+    """The manifest of a run that has started: what it is, where it runs, status running."""
+    manifest.update(
+        {
+            "run_id": run_id,
+            "scenario": scenario.to_dict(),
+            "scenario_name": scenario.run.name,
+            "seed": scenario.run.seed,
+            "versions": package_versions(),
+            "git": git_commit(),
+            "process": process_identity(),
+            "event_schema": event_schema(),
+            "status": "running",
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+    )
+    write_json_atomically(run_dir / "manifest.json", manifest)
+
+
+def _first_missing(directory: Path) -> Path | None:
+    """The outermost of `directory` and its ancestors that does not exist yet (what creating it would create)."""
+    missing = None
+    for candidate in (directory, *directory.parents):
+        try:
+            if candidate.exists():
+                break
+        except OSError:
+            break
+        missing = candidate
+    return missing
+
+
+def _discard(log: EventLog, run_dir: Path | None, output_dir: Path, created: Path | None) -> None:
+    """A run that failed before it started leaves nothing: close the log (errors ignored, the first one is being
+    raised), remove the run directory (when this run created it) and the empty folders from `output_dir` up to
+    `created` that this run created."""
+    import shutil
+
+    try:
+        log.close()
+    except Exception:  # the build or manifest error is the one reported
+        pass
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if created is None:
+        return
+    for folder in (output_dir, *output_dir.parents):
+        try:
+            if not folder.is_dir() or any(folder.iterdir()):
+                return
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == created:
+            return
 
 
 def _one_line(error: BaseException) -> str:

@@ -80,7 +80,7 @@ def test_a_population_that_is_not_a_dilemma_is_refused_before_writing(tmp_path, 
             "--out",
             str(tmp_path / "runs"),
             "--set",
-            "providers.participation_cost={mode='distribution', distribution=0.001}",
+            "providers.participation_cost={mode='distribution', distribution=1e-9}",
         ]
     )
     assert code == 2
