@@ -547,6 +547,17 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(raw: str) -> int:
+    """A seed for numpy: an integer in [0, 2**63)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `reproduce` subcommand (handler set with set_defaults(func=handler))."""
     parser = subparsers.add_parser(
@@ -581,6 +592,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"MMZD: game rounds per run (default {DEFAULT_ROUNDS}); BGFL: aggregation rounds (default "
         f"{reproduce_bgfl.DEFAULT_ROUNDS})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the game draw and of the play (default 0)")
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the game draw and of the play, 0 <= SEED < 2**63 (default 0)"
+    )
     reproduce_bgfl.add_arguments(parser)
     parser.set_defaults(func=handler)

@@ -14,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -248,10 +248,17 @@ def _registrar(name: str) -> Callable[[argparse._SubParsersAction], None]:
     return getattr(importlib.import_module(module_name), function or "register")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; `command` alone gets its full parser (its module is imported), the others a stub
     carrying their help line. Without `command`, every subcommand is built in full."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flmarket",
         description="Discrete-event, agent-based simulator of federated-learning data markets (BGFL + MMZD). "
         "Run `flmarket COMMAND --help` for a command's options.",
