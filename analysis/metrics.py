@@ -8,7 +8,9 @@ Per task (one game round of SPEC B, one FL task of SPEC A): welfare (`task_finis
 (`action_chosen`), free riding (`provider_payoff`, `update_sent`), budget use (`task_configured`,
 `round_finished`, `budget_check`). Per aggregation round: rewards and their Gini coefficient, Shapley fairness
 (`reward_paid`), the mechanism's welfare (A.7), consensus costs (`consensus_decided`). Over time: strategy shares
-(`strategy_share`, or `action_chosen` per task when the run has no share samples).
+(`strategy_share`, or `action_chosen` per task when the run has no share samples). Yardsticks: each task's
+social optimum, full cooperation and all-defect Nash welfare (`welfare_reference`, SPEC B.1, B.2) beside what the
+run achieved.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from flmarket.analysis.load import load_events
+from flmarket.market.public_goods import welfare_position
 
 EventSource = str | Path | pd.DataFrame
 
@@ -109,6 +112,16 @@ ROUND_COLUMNS = {
     "free_rider_updates": "int64",
     "consensus_messages": "int64",
     "consensus_latency_s": "float64",
+}
+REFERENCE_COLUMNS = {
+    "task": "int64",
+    "total_participation": "int64",
+    "welfare": "float64",
+    "optimum_total": "int64",
+    "optimum_welfare": "float64",
+    "full_cooperation_total": "int64",
+    "full_cooperation_welfare": "float64",
+    "nash_welfare": "float64",
 }
 SHARE_COLUMNS = {
     "time": "float64",
@@ -209,6 +222,54 @@ def task_outcomes(source: EventSource) -> pd.DataFrame:
         players > 0, rows["welfare"].astype(float) / players.where(players > 0), np.nan
     )
     return _typed(rows, TASK_COLUMNS)
+
+
+def welfare_against_references(source: EventSource) -> pd.DataFrame:
+    """Per task: realised total participation and welfare (`task_finished`) beside the references of the task's
+    game at its start (`welfare_reference`, SPEC B.1, B.2): the welfare-maximising total (cheapest providers first)
+    and its welfare, full cooperation (all play R) and the all-defect Nash welfare (0). Tasks without a reference
+    (no players) are left out. The realised welfare is over the providers still online at the task's end.
+    """
+    frame = events_of(source, ["task_finished", "welfare_reference"])
+    finished = _of_kind(frame, "task_finished", ["task", "total_participation", "welfare"])
+    references = _of_kind(
+        frame,
+        "welfare_reference",
+        [
+            "task",
+            "optimum_total",
+            "optimum_welfare",
+            "full_cooperation_total",
+            "full_cooperation_welfare",
+            "nash_welfare",
+        ],
+    )
+    if finished.empty or references.empty:
+        return empty_frame(REFERENCE_COLUMNS)
+    table = finished.merge(references.drop_duplicates("task", keep="last"), on="task", how="inner")
+    return _typed(table.sort_values("task", kind="stable"), REFERENCE_COLUMNS)
+
+
+def reference_summary(source: EventSource) -> dict[str, float]:
+    """Means over tasks of the realised and reference participation and welfare, and where the run sits:
+    welfare_position = (mean P - mean P_Nash) / (mean P_opt - mean P_Nash), 0 at the all-defect Nash equilibrium
+    and 1 at the social optimum; participation_position = mean T / mean T_opt (NaN without references)."""
+    table = welfare_against_references(source)
+    mean_welfare = _mean(table["welfare"])
+    optimum = _mean(table["optimum_welfare"])
+    nash = _mean(table["nash_welfare"])
+    optimum_total = _mean(table["optimum_total"])
+    mean_total = _mean(table["total_participation"])
+    return {
+        "mean_total_participation": mean_total,
+        "optimum_total_participation": optimum_total,
+        "full_cooperation_total": _mean(table["full_cooperation_total"]),
+        "optimum_welfare": optimum,
+        "full_cooperation_welfare": _mean(table["full_cooperation_welfare"]),
+        "nash_welfare": nash,
+        "welfare_position": welfare_position(mean_welfare, nash, optimum) if len(table) else math.nan,
+        "participation_position": mean_total / optimum_total if optimum_total > 0 else math.nan,
+    }
 
 
 def participation_by_strategy(source: EventSource) -> pd.DataFrame:
@@ -483,6 +544,7 @@ SUMMARY_KINDS = (
     "task_configured",
     "budget_check",
     "consensus_decided",
+    "welfare_reference",
 )
 """The kinds `run_summary` reads (those of the functions it calls): a run directory is loaded with these only."""
 ANALYSIS_KINDS = (*SUMMARY_KINDS, "strategy_share")
@@ -500,9 +562,11 @@ def run_summary(source: EventSource) -> dict[str, float]:
     overall_fairness = shapley_fairness(frame, by=())
     participants = participation["participants"].astype(float).sum()
     providers = participation["providers"].astype(float).sum()
+    references = reference_summary(frame)
     return {
         "tasks": float(len(tasks)),
         "mean_welfare": _mean(tasks["welfare"]),
+        **references,
         "welfare_std": float(tasks["welfare"].std()) if len(tasks) > 1 else math.nan,
         "mean_welfare_per_player": _mean(tasks["welfare_per_player"]),
         "participating_share": participants / providers if providers else math.nan,

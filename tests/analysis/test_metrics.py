@@ -307,6 +307,7 @@ def test_absent_kinds_give_empty_frames_with_columns() -> None:
         metrics.consensus_costs: metrics.CONSENSUS_COLUMNS,
         metrics.round_outcomes: metrics.ROUND_COLUMNS,
         metrics.strategy_shares: metrics.SHARE_COLUMNS,
+        metrics.welfare_against_references: metrics.REFERENCE_COLUMNS,
     }
     for function, columns in expected.items():
         table = function(frame)
@@ -314,6 +315,36 @@ def test_absent_kinds_give_empty_frames_with_columns() -> None:
     assert list(metrics.shapley_fairness(frame).columns) == ["task", "round", "providers", "fairness"]
     summary = metrics.run_summary(frame)
     assert summary["tasks"] == 0 and math.isnan(summary["mean_welfare"]) and math.isnan(summary["fairness"])
+    assert math.isnan(summary["welfare_position"]) and math.isnan(summary["optimum_welfare"])
+
+
+def test_welfare_against_references_and_the_run_position_by_hand() -> None:
+    rows = [
+        {"kind": "task_finished", "task": 0, "players": 2, "total_participation": 2, "welfare": 1.0, "precision": 0.1},
+        {"kind": "task_finished", "task": 1, "players": 2, "total_participation": 4, "welfare": 3.0, "precision": 0.1},
+        {"kind": "task_finished", "task": 2, "players": 0, "total_participation": 0, "welfare": 0.0, "precision": 0.1},
+    ]
+    for task, optimum in ((0, 4.0), (1, 2.0)):  # task 2 had no players: no reference
+        rows.append(
+            {
+                "kind": "welfare_reference",
+                "task": task,
+                "players": 2,
+                "optimum_total": 4,
+                "optimum_welfare": optimum,
+                "full_cooperation_total": 6,
+                "full_cooperation_welfare": optimum - 1.0,
+                "nash_welfare": 0.0,
+            }
+        )
+    frame = events(*rows)
+    table = metrics.welfare_against_references(frame)
+    assert table["task"].tolist() == [0, 1] and table["optimum_welfare"].tolist() == [4.0, 2.0]
+    summary = metrics.reference_summary(frame)
+    # mean welfare 2, mean optimum 3, Nash 0: two thirds of the way from the Nash welfare to the optimum
+    assert summary["welfare_position"] == pytest.approx(2 / 3)
+    assert summary["participation_position"] == pytest.approx(3 / 4)  # mean T = 3 of the optimum's 4
+    assert summary["full_cooperation_welfare"] == 2.0 and summary["nash_welfare"] == 0.0
 
 
 def test_bad_source_is_named() -> None:
@@ -336,3 +367,8 @@ def test_a_real_run_directory_and_its_frame_agree_and_welfare_is_the_sum_of_util
     np.testing.assert_allclose(shares.groupby("task")["share"].sum(), 1.0)
     riding = metrics.free_riding(run_dir)
     assert ((riding["free_rider_share"] >= 0) & (riding["free_rider_share"] <= 1)).all()
+    # the logged references agree with the run: nobody does better than the optimum of the task's starting game
+    references = metrics.welfare_against_references(run_dir)
+    assert len(references) == 10 and (references["nash_welfare"] == 0).all()
+    assert (references["optimum_welfare"] >= references["full_cooperation_welfare"] - 1e-12).all()
+    assert (references["optimum_total"] == references["full_cooperation_total"]).all()  # quickstart: full is optimal

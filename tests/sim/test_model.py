@@ -36,8 +36,8 @@ def test_quickstart_event_count_and_final_time_are_pinned() -> None:
     assert model.env.now == pytest.approx(QUICKSTART_FINAL_TIME_S, abs=1e-9)
 
 
-QUICKSTART_EVENTS = 47727
-QUICKSTART_FINAL_TIME_S = 4108.786414436611
+QUICKSTART_EVENTS = 47827
+QUICKSTART_FINAL_TIME_S = 4108.786415396611
 
 
 def test_streams_are_keyed_by_identity_not_order() -> None:
