@@ -89,6 +89,20 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("tasks finished", f"{result.tasks_finished}")
     table.add_row("simulated time", f"{result.final_time_s:,.1f} s")
     table.add_row("mean welfare per task", f"{result.mean_welfare:.4f}")
+    from flmarket.analysis.metrics import reference_summary  # the task games' yardsticks (SPEC B.1, B.2)
+
+    references = reference_summary(result.run_dir)
+    table.add_row(
+        "social optimum: rounds / welfare",
+        f"{references['optimum_total_participation']:.1f} / {references['optimum_welfare']:.4f}",
+    )
+    table.add_row(
+        "full cooperation: rounds / welfare",
+        f"{references['full_cooperation_total']:.1f} / {references['full_cooperation_welfare']:.4f}",
+    )
+    table.add_row("all-defect Nash welfare", f"{references['nash_welfare']:.4f}")
+    table.add_row("mean rounds taken part", f"{references['mean_total_participation']:.1f}")
+    table.add_row("welfare position (Nash 0, optimum 1)", f"{references['welfare_position']:.3f}")
     for name, share in result.participation_by_strategy.items():
         table.add_row(f"participation y/R ({name})", f"{share:.3f}")
     table.add_row("events written", f"{result.events:,}")
