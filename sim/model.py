@@ -157,6 +157,7 @@ class MarketModel(mesa.Model):
         self._emit_rejected = self.log.emitter("claim_rejected")
         self._emit_payoff = self.log.emitter("provider_payoff")
         self._step_waiters: list[tuple[int, simpy.Event]] = []
+        self._on_task_finished: Callable[[float, int], None] | None = None  # run()'s progress, once per task
 
         committee_rng = self.streams.component("committee")
         nodes = [
@@ -425,6 +426,8 @@ class MarketModel(mesa.Model):
             requester.task_done.succeed()
             self.tasks_finished += 1
             self._notify_step_waiters()
+            if self._on_task_finished is not None:
+                self._on_task_finished(self.env.now, self.tasks_finished)
             if self._task_limit is not None and self.tasks_finished >= self._task_limit:
                 self.done.succeed()
                 return
@@ -702,8 +705,10 @@ class MarketModel(mesa.Model):
             yield self.env.timeout(interval)
 
     def run(self, progress: Callable[[float, int], None] | None = None) -> None:
-        """Advance the clock to the horizon or until the task limit is reached, reporting progress per chunk."""
+        """Advance the clock to the horizon or until the task limit is reached, reporting progress
+        `progress(now, tasks_finished)` as each task finishes and after each chunk of simulated time."""
         horizon = self.scenario.run.horizon_s if self.scenario.run.horizon_s is not None else math.inf
+        self._on_task_finished = progress
         self.done.callbacks.append(simpy.core.StopSimulation.callback)
         chunk = self.scenario.run.sample_interval_s * 10
         with collector_tuned():

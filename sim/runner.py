@@ -17,6 +17,7 @@ import platform
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -159,7 +160,7 @@ def run_scenario(
         write_json_atomically(run_dir / "manifest.json", manifest)
 
     log = EventLog(run_dir / "events", scenario.run.flush_every, on_flush=record_flush)
-    created = _first_missing(output_dir)
+    created = first_missing_directory(output_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
     except BaseException:
@@ -252,8 +253,9 @@ def _write_first_manifest(manifest: dict[str, Any], run_id: str, scenario: Scena
     write_json_atomically(run_dir / "manifest.json", manifest)
 
 
-def _first_missing(directory: Path) -> Path | None:
-    """The outermost of `directory` and its ancestors that does not exist yet (what creating it would create)."""
+def first_missing_directory(directory: Path) -> Path | None:
+    """The outermost of `directory` and its ancestors that does not exist yet (what creating it would create):
+    a command that fails before it has done anything removes it again."""
     missing = None
     for candidate in (directory, *directory.parents):
         try:
@@ -296,22 +298,33 @@ def _one_line(error: BaseException) -> str:
 
 
 class _ProgressBar:
-    """A tqdm bar over tasks (when the run is limited by tasks) or simulated seconds."""
+    """A tqdm bar of whole tasks (out of run.tasks, when the run is limited by tasks), with the simulated clock
+    beside it (out of run.horizon_s, if set); drawn only when stderr is a terminal, and updated as each task
+    finishes (the model reports every finished task)."""
 
-    def __init__(self, scenario: Scenario, enabled: bool) -> None:
-        self.by_tasks = scenario.run.tasks is not None
-        total = scenario.run.tasks if self.by_tasks else scenario.run.horizon_s
-        unit = "task" if self.by_tasks else "sim s"
-        self.bar = tqdm(total=total, unit=unit, disable=not enabled, desc=scenario.run.name, leave=False)
-        self.last = 0.0
+    def __init__(self, scenario: Scenario, enabled: bool, stream: Any = None) -> None:
+        stream = stream if stream is not None else sys.stderr
+        self.horizon = scenario.run.horizon_s
+        self.bar = tqdm(
+            total=scenario.run.tasks,
+            unit="task",
+            desc=scenario.run.name,
+            leave=False,
+            file=stream,
+            disable=not (enabled and stream.isatty()),
+        )
+        self.tasks = 0
+
+    def update(self, now: float, tasks: int) -> None:
+        """The run's state: `tasks` finished at simulated time `now`."""
+        if tasks > self.tasks:
+            self.bar.update(tasks - self.tasks)
+            self.tasks = tasks
+        clock = f"t={now:,.0f}" + (f"/{self.horizon:,.0f}" if self.horizon is not None else "") + " s"
+        self.bar.set_postfix_str(clock, refresh=False)
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        def update(now: float, tasks: int) -> None:
-            value = float(tasks) if self.by_tasks else now
-            self.bar.update(value - self.last)
-            self.last = value
-
-        return update
+        return self.update
 
     def __exit__(self, *exc: object) -> None:
         self.bar.close()

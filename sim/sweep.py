@@ -38,6 +38,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import textwrap
 import time
 import tomllib
@@ -61,7 +62,7 @@ from flmarket.sim.config import (
     load_scenario,
     resolve_scenario_path,
 )
-from flmarket.sim.runner import run_scenario, write_json_atomically
+from flmarket.sim.runner import first_missing_directory, run_scenario, write_json_atomically
 
 INDEX_FILE = "sweep.json"
 CELLS_DIRECTORY = "cells"
@@ -603,6 +604,7 @@ class _Index:
 
 
 WORKER_START_TIMEOUT_S = 120
+SCHEDULER_CONNECT_TIMEOUT_S = 5.0
 WATCHDOG_INTERVAL_S = 10.0
 
 
@@ -666,7 +668,13 @@ def _dask_outcomes(
 
     if scheduler:
         cluster = None
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as error:
+            raise GridError(
+                f"--scheduler: cannot reach a dask scheduler at {scheduler!r} within {SCHEDULER_CONNECT_TIMEOUT_S:g} s "
+                f"({' '.join(str(error).split())})"
+            ) from None
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
@@ -725,6 +733,7 @@ def run_sweep(
     runs = plan(grid)
     sweep_dir = Path(output_dir) / grid.name
     cells_dir = (sweep_dir / CELLS_DIRECTORY).resolve()  # absolute: workers may run elsewhere
+    created = first_missing_directory(sweep_dir)  # removed again if the sweep fails before any run ends
     cells_dir.mkdir(parents=True, exist_ok=True)
     index = _Index(sweep_dir, grid, runs)
     outcomes: dict[str, CellOutcome] = {}
@@ -747,13 +756,18 @@ def run_sweep(
             initial=len(runs) - len(pending),
             unit="cell",
             desc=grid.name,
-            disable=not show_progress,
+            disable=not show_progress or not sys.stderr.isatty(),  # a bar only on a terminal
             leave=False,
         ) as bar:
-            for outcome in stream:
-                outcomes[outcome.run_id] = outcome
-                index.update(outcome)
-                bar.update(1)
+            try:
+                for outcome in stream:
+                    outcomes[outcome.run_id] = outcome
+                    index.update(outcome)
+                    bar.update(1)
+            except Exception:
+                if created is not None and len(outcomes) == len(runs) - len(pending):
+                    shutil.rmtree(created, ignore_errors=True)  # nothing ran (e.g. no scheduler): leave nothing
+                raise
     return SweepResult(sweep_dir, grid.name, tuple(outcomes[run.run_id] for run in runs))
 
 

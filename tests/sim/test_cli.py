@@ -173,3 +173,44 @@ def test_version_prints_the_package_version(capsys) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"flmarket {flmarket.__version__}"
+
+
+class _Terminal:
+    """A stand-in for a terminal's stderr: tqdm draws into it."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.text.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_counts_whole_tasks_once_per_task_and_only_on_a_terminal() -> None:
+    import io
+
+    from flmarket.sim.config import load_scenario
+    from flmarket.sim.model import MarketModel
+    from flmarket.sim.runner import _ProgressBar
+
+    scenario = load_scenario("quickstart", {"run.tasks": 4, "providers.count": 10})
+    reported: list[int] = []
+    with _ProgressBar(scenario, True, _Terminal()) as update:
+
+        def progress(now: float, tasks: int) -> None:
+            reported.append(tasks)
+            update(now, tasks)
+
+        MarketModel(scenario).run(progress=progress)
+        bar = update.__self__.bar
+        assert bar.n == 4 and bar.total == 4 and isinstance(bar.n, int)
+    assert [1, 2, 3, 4] == sorted(set(reported)) and reported[:4] == [1, 2, 3, 4]  # each task as it finishes
+    pipe = io.StringIO()
+    with _ProgressBar(scenario, True, pipe) as update:
+        update(10.0, 1)
+    assert pipe.getvalue() == ""
