@@ -1,0 +1,99 @@
+"""`import flmarket as fm`: the library API is lazy, complete, and gives the same numbers as the layers below."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import flmarket as fm
+
+SMALL = {"run.tasks": 3, "providers.count": 10}
+
+
+def test_importing_flmarket_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, flmarket\n"
+        "heavy = ('pandas', 'numpy', 'pyarrow', 'scipy', 'mesa', 'simpy', 'dask', 'torch', 'pydantic', 'flmarket.')\n"
+        "print(sorted(name for name in sys.modules if name.startswith(heavy)))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert completed.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves_and_unknown_names_fail() -> None:
+    for name in fm.__all__:
+        assert getattr(fm, name) is not None, name
+        assert name in dir(fm)
+    from flmarket.analysis.load import load_events
+    from flmarket.sim.model import MarketModel
+
+    assert fm.load_events is load_events and fm.MarketModel is MarketModel
+    assert fm.run.__doc__ and fm.sweep.__doc__ and fm.Run.__doc__ and fm.Sweep.__doc__
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        fm.nothing  # noqa: B018
+    assert "quickstart" in fm.scenarios() and "population_mix" in fm.grids()
+
+
+def test_run_returns_its_directory_summary_and_events(tmp_path) -> None:
+    run = fm.run("quickstart", seed=7, overrides=SMALL, out=tmp_path)
+    assert isinstance(run, fm.Run) and run.directory.parent == tmp_path and run.status == "finished"
+    manifest = json.loads((run.directory / "manifest.json").read_text())
+    assert manifest["seed"] == 7 and manifest["scenario"]["providers"]["count"] == 10
+    tasks = run.events(kinds=["task_finished"])
+    assert set(tasks["kind"].astype(str)) == {"task_finished"} and len(tasks) == 3
+    assert run.summary["tasks"] == 3
+    assert run.summary["mean_welfare"] == pytest.approx(tasks["welfare"].astype(float).mean(), rel=1e-12)
+    assert run.summary == fm.run_summary(run.directory)
+    assert run.tasks()["welfare"].tolist() == tasks["welfare"].astype(float).tolist()
+    assert len(run.events()) == manifest["events"]
+    # the same seed gives the same events; the Mesa model stepped three times gives the same welfare
+    again = fm.run("quickstart", seed=7, overrides=SMALL, out=tmp_path / "again")
+    pd.testing.assert_frame_equal(again.events(), run.events())
+    model = fm.MarketModel(seed=7, **SMALL)
+    for _ in range(3):
+        model.step()
+    assert model.welfare_history == tasks["welfare"].astype(float).tolist()
+    assert fm.open_run(run.directory).summary == run.summary
+
+
+def test_bad_input_raises_one_line_and_writes_nothing(tmp_path) -> None:
+    with pytest.raises(fm.ScenarioError, match="providers.count") as caught:
+        fm.run("quickstart", overrides={"providers.count": 0}, out=tmp_path / "out")
+    assert len(str(caught.value).splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(fm.GridError, match="seeds: a count must be >= 1, got 0"):
+        fm.sweep("population_mix", seeds=0, out=tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        fm.open_run(tmp_path)
+
+
+def test_sweep_returns_tidy_cells_and_summary_and_resumes(tmp_path) -> None:
+    grid = {
+        "sweep": {"name": "mix", "scenario": "quickstart", "seeds": [1], "overrides": SMALL},
+        "cells": [
+            {"label": "cooperators", "overrides": {"providers.strategy_mix": {"ALLC": 0.8, "ALLD": 0.2}}},
+            {"label": "defectors", "overrides": {"providers.strategy_mix": {"ALLC": 0.2, "ALLD": 0.8}}},
+        ],
+    }
+    sweep = fm.sweep(grid, seeds=[1, 2], workers=0, out=tmp_path)
+    assert isinstance(sweep, fm.Sweep) and sweep.directory == tmp_path / "mix" and len(sweep.executed) == 4
+    cells = sweep.cells()
+    assert len(cells) == 4 and sorted(cells["seed"]) == [1, 1, 2, 2]
+    assert sorted(cells["providers.strategy_mix.ALLD"]) == [0.2, 0.2, 0.8, 0.8]
+    summary = sweep.summary()
+    assert len(summary) == 4 and summary["tasks"].tolist() == [3.0] * 4
+    for _, row in summary.iterrows():  # each row's welfare is that run's
+        assert row["mean_welfare"] == pytest.approx(fm.run_summary(row["run_dir"])["mean_welfare"], rel=1e-12)
+    table = fm.by_parameter(summary, "providers.strategy_mix.ALLD", "mean_welfare")
+    assert table["runs"].tolist() == [2, 2]
+    events = sweep.events(kinds=["task_finished"])
+    assert len(events) == 4 * 3 and set(events["label"]) == {"cooperators", "defectors"}
+    assert [run.summary["tasks"] for run in sweep.runs()] == [3] * 4
+    assert not fm.sweep(grid, seeds=[1, 2], workers=0, out=tmp_path).executed  # resumed: nothing to run
+    counted = fm.sweep(grid, seeds=1, overrides={"run.tasks": 2}, workers=0, out=tmp_path / "counted")
+    assert sorted(counted.cells()["seed"]) == [0, 0]
+    assert fm.open_sweep(counted.directory).summary()["tasks"].tolist() == [2.0, 2.0]
