@@ -416,12 +416,12 @@ def is_grid_reference(reference: str | Path) -> bool:
     the name of a bundled grid that is not also a bundled scenario. Unreadable files are left to the scenario
     loader, which reports them."""
     path = Path(reference)
-    if path.is_file():
-        try:
+    try:
+        if path.is_file():
             with path.open("rb") as handle:
                 return is_grid_data(tomllib.load(handle))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            return False
+    except (OSError, ValueError, RecursionError):  # NUL in the path, not UTF-8, malformed or too deeply nested TOML
+        return False
     return str(reference) in bundled_grids() and str(reference) not in bundled_scenarios()
 
 
