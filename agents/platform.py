@@ -127,6 +127,7 @@ class TaskRun:
         self._claim_rejected = log.emitter("claim_rejected")
         self._consensus = log.emitter("consensus_decided")
         self._block = log.emitter("block_committed")
+        self._shapley = log.emitter("shapley_estimated")
         self._reward = log.emitter("reward_paid")
         self._forfeit = log.emitter("reward_forfeited")
         self._round_finished = log.emitter("round_finished")
@@ -312,6 +313,22 @@ class TaskRun:
             block.encode().decode("ascii"),
         )
         marginal = settlement.marginal_values
+        shapley = settlement.shapley
+        intervals = shapley.interval_half_widths(0.95)
+        self._shapley(
+            env.now,
+            NO_AGENT,
+            self.task,
+            round_index,
+            shapley.method,
+            len(shapley.players),
+            shapley.exact,
+            shapley.converged,
+            shapley.evaluations,
+            shapley.samples,
+            float(shapley.degrees_of_freedom),
+            shapley.relative_standard_error,
+        )
         for index, upload in enumerate(accepted):
             claim = upload.claim.signed_claim.claim
             reward = settlement.rewards[index]
@@ -336,6 +353,8 @@ class TaskRun:
                 marginal[index],
                 claim.unit_cost,
                 claim.local_iterations,
+                float(shapley.standard_errors[index]),
+                float(intervals[index]),
             )
         for violation in settlement.rationality.violations:
             self._ir(

@@ -607,8 +607,24 @@ register_kind(
     encoded=str,
 )
 register_kind(
+    "shapley_estimated",
+    "how a round's Shapley values were computed (B 10, SPEC A.5): `method`, whether exact, value calls, samples, "
+    "Student-t degrees of freedom (inf when exact), max_i SE_i / mean_i |xi_i|, and whether that met the target",
+    task=int,
+    round=int,
+    method=str,
+    players=int,
+    exact=bool,
+    converged=bool,
+    evaluations=int,
+    samples=int,
+    degrees_of_freedom=float,
+    relative_standard_error=float,
+)
+register_kind(
     "reward_paid",
-    "a provider's Shapley reward for a round (B 10, B 13)",
+    "a provider's Shapley reward for a round (B 10, B 13); shapley_standard_error is the Monte Carlo SE of "
+    "shapley_value and shapley_interval the half width of its 95 % Student-t interval (both 0 when exact)",
     task=int,
     round=int,
     shapley_value=float,
@@ -616,6 +632,8 @@ register_kind(
     contribution=float,
     unit_cost=float,
     local_iterations=int,
+    shapley_standard_error=float,
+    shapley_interval=float,
 )
 register_kind(
     "round_finished",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from flmarket.market.shapley import (
     shapley_values,
     size_band_edges,
     stratified_sum_game_shapley,
+    student_t_quantile,
     symmetric_sum_game_shapley,
 )
 
@@ -203,6 +205,7 @@ def test_sampling_stops_at_the_evaluation_budget_and_says_so() -> None:
         target_relative_error=0.0,
         max_evaluations=10_000,
         min_groups=2,
+        method="rotations",
     )
     assert not result.converged
     # A group is 2 * 40 permutations (40 rotations of an order and of its reverse), at most 80 * 39 new
@@ -217,13 +220,16 @@ def test_truncation_saves_calls_in_a_saturating_game() -> None:
     def saturating(coalition: frozenset) -> float:
         return min(sum(weights[i] for i in coalition), 10.0)
 
-    plain = shapley_values(range(30), saturating, rng=np.random.default_rng(3), target_relative_error=0.05)
+    plain = shapley_values(
+        range(30), saturating, rng=np.random.default_rng(3), target_relative_error=0.05, method="rotations"
+    )
     truncated = shapley_values(
         range(30),
         saturating,
         rng=np.random.default_rng(3),
         target_relative_error=0.05,
         truncation_tolerance=1e-12,
+        method="rotations",
     )
     assert truncated.evaluations < plain.evaluations / 2
     # Monotone game: remaining marginals after saturation are exactly zero, so nothing is lost.
@@ -351,3 +357,156 @@ def test_stratified_estimator_is_unbiased_in_expectation_small_games(weights: li
         max_replicates=400,
     )
     assert np.all(np.abs(result.values - exact) <= 6 * result.standard_errors + 1e-12)
+
+
+def averaged_model_game(rng: np.random.Generator, players: int, dimension: int = 6) -> Game:
+    """A non-sum game like the torch backend's: v(S) is the quality gain of the data-weighted average of S's
+    updates, Q = 2 / (10 + ||w - w*||^2) (B 7's shape), with a fifth of the providers much noisier."""
+    sizes = rng.integers(50, 500, players).astype(float)
+    noise = np.where(rng.random(players) < 0.2, 3.0, 0.5)
+    updates = rng.normal(0.0, 1.0, (players, dimension)) * noise[:, None]
+    start = rng.normal(0.0, 2.0, dimension)
+
+    def quality(weights: np.ndarray) -> float:
+        return 2.0 / (10.0 + float(weights @ weights))
+
+    base = quality(start)
+
+    def value(coalition: frozenset) -> float:
+        if not coalition:
+            return 0.0
+        members = sorted(coalition)
+        return quality(sizes[members] @ updates[members] / sizes[members].sum()) - base
+
+    return value
+
+
+@pytest.mark.slow  # 240 estimates, about 15 s
+def test_stratified_intervals_cover_about_95_percent_on_a_small_non_sum_game() -> None:
+    # 240 independent runs on one 10-player game, a fixed budget (no early stop), one player checked per run
+    # (players in turn) so the trials are independent: coverage of the 95 % t-interval is binomial(240, 0.95).
+    players, runs = 10, 240
+    model = averaged_model_game(np.random.default_rng(7), players)
+    game = table_game([model(frozenset(i for i in range(players) if mask >> i & 1)) for mask in range(1 << players)])
+    exact = shapley_values(range(players), game).values
+    covered = 0
+    for run in range(runs):
+        result = shapley_values(
+            range(players),
+            game,
+            rng=np.random.default_rng(run),
+            exact_max=4,
+            target_relative_error=0.0,
+            max_evaluations=1_500,
+        )
+        player = run % players
+        covered += abs(result.values[player] - exact[player]) <= result.interval_half_widths(0.95)[player]
+    assert scipy.stats.binomtest(covered, runs, 0.95).pvalue > 0.001
+    assert covered / runs >= 0.9
+
+
+def test_stratified_estimate_is_efficient_and_close_to_exact_at_n_14() -> None:
+    model = averaged_model_game(np.random.default_rng(3), 14)
+    game = table_game([model(frozenset(i for i in range(14) if mask >> i & 1)) for mask in range(1 << 14)])
+    exact = shapley_values(range(14), game, exact_max=14).values
+    result = shapley_values(range(14), game, rng=np.random.default_rng(0), exact_max=4, max_evaluations=20_000)
+    assert result.method == "stratified-by-size" and not result.exact
+    assert result.values.sum() == pytest.approx(exact.sum(), abs=1e-12)  # the total is the control variate
+    assert np.all(np.abs(result.values - exact) <= 4 * result.standard_errors)
+
+
+def test_student_t_quantiles_widen_intervals_from_few_groups() -> None:
+    assert student_t_quantile(0.95, math.inf) == pytest.approx(1.959964, abs=1e-6)
+    assert student_t_quantile(0.95, 1) == pytest.approx(12.7062, abs=1e-4)  # tables: t_{0.975, 1}
+    assert student_t_quantile(0.95, 9) == pytest.approx(2.2622, abs=1e-4)
+    weights = np.random.default_rng(0).uniform(1, 10, 30)
+
+    def saturating(coalition: frozenset) -> float:
+        return 1.0 - math.exp(-sum(weights[i] for i in coalition) / 40.0)
+
+    # 2 rotation groups of 2 * 30 * 29 calls fit 4,000 calls: one degree of freedom.
+    result = shapley_values(
+        range(30), saturating, rng=np.random.default_rng(1), max_evaluations=4_000, min_groups=2, method="rotations"
+    )
+    assert result.samples == 2 * 60 and result.degrees_of_freedom == 1
+    np.testing.assert_allclose(result.interval_half_widths(0.95), 12.7062 * result.standard_errors, rtol=1e-4)
+    exact = shapley_values(range(4), lambda coalition: float(len(coalition)))
+    assert exact.degrees_of_freedom == math.inf and np.all(exact.interval_half_widths() == 0.0)
+    with pytest.raises(MarketError, match=r"level: must lie in \(0, 1\), got 1.5"):
+        result.interval_half_widths(1.5)
+
+
+@pytest.mark.parametrize("method", ["stratified", "rotations"])
+def test_converged_is_false_when_the_budget_is_too_small(method: str) -> None:
+    game = averaged_model_game(np.random.default_rng(5), 40)
+    result = shapley_values(
+        range(40), game, rng=np.random.default_rng(2), max_evaluations=6_000, min_groups=2, method=method
+    )
+    assert not result.converged and result.relative_standard_error > 0.01
+    assert result.evaluations <= 6_000
+
+
+def test_a_stratified_run_that_misses_every_pivot_is_not_converged() -> None:
+    # Majority game: v(S) = 1 iff |S| >= 20 of 40; the only pivot size is 19, one of 37 sizes of the wide band
+    # that strata=2 makes. Runs whose draws never hit it estimate all zeros with SE 0; efficiency (total 1)
+    # flags them.
+    def majority(coalition: frozenset) -> float:
+        return float(len(coalition) >= 20)
+
+    missed = 0
+    for seed in range(20):
+        result = shapley_values(
+            range(40),
+            majority,
+            rng=np.random.default_rng(seed),
+            min_groups=2,
+            target_relative_error=0.5,
+            strata=2,
+            max_evaluations=1_000,  # the ends (82 calls) and about 11 replicates of 2 draws (41 calls each)
+        )
+        if abs(result.values.sum() - 1.0) > 1e-9:  # the control variate was unavailable: the draws missed
+            missed += 1
+            assert not result.converged
+        else:
+            # one hit suffices here: the players are symmetric, so the control variate makes each 1/40
+            np.testing.assert_allclose(result.values, 1 / 40, atol=1e-12)
+    assert 0 < missed < 20
+
+
+def test_unanimity_is_exact_from_the_end_sizes() -> None:
+    # v(S) = 1 only for the grand coalition: every marginal is 0 except at size n - 1, which is computed exactly.
+    result = shapley_values(
+        range(30), lambda coalition: float(len(coalition) == 30), rng=np.random.default_rng(0), min_groups=2
+    )
+    np.testing.assert_allclose(result.values, 1 / 30, atol=1e-15)
+    assert result.converged and np.all(result.standard_errors == 0.0)
+
+
+@pytest.mark.slow  # one quick-start task end to end, about 10 s
+def test_rounds_log_the_shapley_method_standard_errors_and_convergence() -> None:
+    from flmarket.analysis.load import events_frame
+    from flmarket.sim.config import load_scenario
+    from flmarket.sim.model import MarketModel
+
+    model = MarketModel(load_scenario("quickstart", {"run.tasks": 1}))
+    model.run()
+    frame = events_frame(model.log.to_arrow())
+    estimated = frame[frame["kind"] == "shapley_estimated"]
+    finished = frame[frame["kind"] == "round_finished"]
+    assert len(estimated) == len(finished) > 0
+    assert set(estimated["method"]) <= {
+        "exact",
+        "symmetric-sum-game",
+        "exact-integer-sum-game",
+        "stratified-sum-game",
+        "stratified-by-size",
+        "permutation-rotations",
+    }
+    assert estimated["converged"].astype(bool).all() == (estimated["relative_standard_error"] <= 0.01).all()
+    paid = frame[frame["kind"] == "reward_paid"]
+    assert {"shapley_standard_error", "shapley_interval"} <= set(paid.columns)
+    assert (paid["shapley_standard_error"] >= 0).all()
+    assert (paid["shapley_interval"] >= 1.959 * paid["shapley_standard_error"]).all()
+    exact_rounds = estimated[estimated["exact"].astype(bool)][["task", "round"]]
+    exact_paid = paid.merge(exact_rounds, on=["task", "round"])
+    assert (exact_paid["shapley_standard_error"] == 0).all()
