@@ -62,6 +62,7 @@ class RunCheck:
     first_seq: int | None = None
     last_seq: int | None = None
     missing_seqs: int = 0
+    complete_through: int | None = None
     schema: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -75,16 +76,17 @@ class RunCheck:
         return self.status != "finished"
 
     def coverage(self) -> str:
-        """The events covered, e.g. `seq 0..8123 (8,124 events of 9,000; 876 lost)`."""
-        if self.first_seq is None:
-            covered = "no events"
-        else:
-            covered = f"seq {self.first_seq}..{self.last_seq} ({self.events:,} events"
-            if self.expected_events is not None and self.expected_events != self.events:
-                covered += f" of {self.expected_events:,} emitted"
-            if self.missing_seqs:
-                covered += f"; {self.missing_seqs:,} seqs missing inside the range"
-            covered += ")"
+        """What a reader loads, e.g. `seq 0..8123 (8,124 events of 9,000 emitted)`; for a partial run with a hole
+        (a SIGKILL during a checkpoint, a failed write), only the events before the first missing seq."""
+        if self.complete_through is None:
+            return "no events (the first events were never written)"
+        loaded = self.complete_through + 1
+        covered = f"seq 0..{self.complete_through} ({loaded:,} events"
+        if self.expected_events is not None and self.expected_events != loaded:
+            covered += f" of {self.expected_events:,} emitted"
+        if self.events > loaded:
+            covered += f"; {self.events - loaded:,} written after the first missing seq are left out"
+        covered += ")"
         return covered
 
 
@@ -213,9 +215,9 @@ def verify_run(run_dir: str | Path) -> RunCheck:
         return RunCheck("missing", 0, (), (str(error),))
     status = run_status(manifest)
     schema = manifest.get("event_schema")
-    listed = manifest.get("parts")
+    listed = manifest.get("parts", [])  # a run killed before its first flush has no parts yet
     expected = manifest.get("events")
-    if not isinstance(schema, dict) or not isinstance(listed, list) or "part_sha256" not in manifest:
+    if not isinstance(schema, dict) or not isinstance(listed, list) or (listed and "part_sha256" not in manifest):
         events = path / EVENTS_DIR
         old = events.is_dir() and any(events.glob("part-*.parquet"))
         reason = (
@@ -274,6 +276,10 @@ def verify_run(run_dir: str | Path) -> RunCheck:
     first = int(seqs[0]) if found else None
     last = int(seqs[-1]) if found else None
     missing = (last - first + 1 - found) if found and not repeats else 0
+    complete_through = None
+    if found and first == 0 and not repeats:
+        holes = np.flatnonzero(np.diff(seqs) != 1)
+        complete_through = int(seqs[holes[0]]) if holes.size else last
     if status in COMPLETE_STATUSES and not repeats:
         if isinstance(expected, int) and found != expected:
             problems.append(f"{path}: {found:,} events in the parts, the manifest says {expected:,}")
@@ -291,6 +297,7 @@ def verify_run(run_dir: str | Path) -> RunCheck:
         first,
         last,
         max(missing, 0),
+        complete_through,
         schema,
     )
 
@@ -416,6 +423,9 @@ def load_events_table(
     )
     if filters is not None and not isinstance(filters, ds.Expression):
         filters = pq.filters_to_expression(filters)
+    if check.partial and check.complete_through != check.last_seq:  # a partial run: the events before the hole
+        prefix = ds.field("seq") <= (-1 if check.complete_through is None else check.complete_through)
+        filters = prefix if filters is None else filters & prefix
     try:
         table = dataset.to_table(columns=wanted, filter=filters)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:

@@ -93,8 +93,12 @@ def connect(path: str | Path):  # type: ignore[no-untyped-def] - duckdb is impor
         for kind, files in files_by_kind.items():
             if files:
                 listing = ", ".join(_literal(str(file)) for file in files)
+                prefix = ""
+                if check.partial and check.complete_through != check.last_seq:  # the events before the hole
+                    prefix = f" WHERE seq <= {-1 if check.complete_through is None else check.complete_through}"
                 selects.setdefault(kind, []).append(
                     f"SELECT *, {_literal(run_id)} AS run_id FROM read_parquet([{listing}], hive_partitioning = true)"
+                    + prefix
                 )
     connection = duckdb.connect(":memory:")
     for kind, fields in sorted(schemas.items()):

@@ -29,9 +29,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import signal
 import threading
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,6 +261,26 @@ def _write_atomically(table: pa.Table, path: Path) -> PartRecord:
     return PartRecord(relative, table.num_rows, hashlib.sha256(memoryview(data)).hexdigest())
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while files are written (main thread only), then deliver them: an interrupt never
+    lands between writing a file and recording it, so the log's bookkeeping stays exact."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(received):
+            signal.raise_signal(number)
+
+
 class EventLog:
     """Append-only log of typed events, buffered by column and written per kind as Parquet parts.
 
@@ -386,42 +408,53 @@ class EventLog:
         """Write the records buffered since the last write to checkpoint files (superseded by the next part)."""
         if self.directory is None or self.error is not None:
             return
-        try:
-            for kind, buffer in self._buffers.items():
-                start = self._checkpointed.get(kind, 0)
-                if len(buffer) > start:
-                    number = self._checkpoint_numbers.get(kind, 0)
-                    self._checkpoint_numbers[kind] = number + 1
-                    path = self._kind_directory(kind) / f"checkpoint-{self._generation:06d}-{number:04d}.parquet"
-                    _write_atomically(buffer.to_arrow(start, with_kind=False), path)
-                    self._checkpoints.append(path)
-                    self._checkpointed[kind] = len(buffer)
-        except BaseException as error:
-            self.error = error
-            raise
+        with _signals_deferred():  # an interrupt arrives after the bookkeeping, never inside it
+            try:
+                self._write_checkpoints()
+            except Exception as error:
+                self.error = error
+                raise
+
+    def _write_checkpoints(self) -> None:
+        for kind, buffer in self._buffers.items():
+            start = self._checkpointed.get(kind, 0)
+            if len(buffer) > start:
+                number = self._checkpoint_numbers.get(kind, 0)
+                self._checkpoint_numbers[kind] = number + 1
+                path = self._kind_directory(kind) / f"checkpoint-{self._generation:06d}-{number:04d}.parquet"
+                _write_atomically(buffer.to_arrow(start, with_kind=False), path)
+                self._checkpoints.append(path)
+                self._checkpointed[kind] = len(buffer)
 
     def flush(self) -> list[str]:
         """Write the buffered records, one part per kind (temporary name, then rename); return the new paths."""
         if self.error is not None:
             return []
+        with _signals_deferred():  # an interrupt arrives after the bookkeeping, never inside it
+            try:
+                written = self._write_parts()
+            except Exception as error:
+                self.error = error
+                raise
+        if written and self.on_flush is not None:
+            self.on_flush(self)
+        return written
+
+    def _write_parts(self) -> list[str]:
         written: list[str] = []
-        try:
-            for kind, buffer in self._buffers.items():
-                if not len(buffer):
-                    continue
-                if self.directory is None:
-                    self._kept.append(buffer.to_arrow())
-                else:
-                    path = self._kind_directory(kind) / f"part-{self._generation:06d}.parquet"
-                    record = _write_atomically(buffer.to_arrow(with_kind=False), path)
-                    self.part_records.append(record)
-                    written.append(record.path)
-                self._flushed_counts[kind] = self._flushed_counts.get(kind, 0) + len(buffer)
-                self._flushed += len(buffer)
-                buffer.clear()
-        except BaseException as error:
-            self.error = error
-            raise
+        for kind, buffer in self._buffers.items():
+            if not len(buffer):
+                continue
+            if self.directory is None:
+                self._kept.append(buffer.to_arrow())
+            else:
+                path = self._kind_directory(kind) / f"part-{self._generation:06d}.parquet"
+                record = _write_atomically(buffer.to_arrow(with_kind=False), path)
+                self.part_records.append(record)
+                written.append(record.path)
+            self._flushed_counts[kind] = self._flushed_counts.get(kind, 0) + len(buffer)
+            self._flushed += len(buffer)
+            buffer.clear()
         for path in self._checkpoints:
             path.unlink(missing_ok=True)
         self._checkpoints.clear()
@@ -431,8 +464,6 @@ class EventLog:
             self._generation += 1
         self._count_at = self._flushed + self.flush_every - 1
         self._flush_at = -1 if self._checkpoint_due else self._count_at
-        if written and self.on_flush is not None:
-            self.on_flush(self)
         return written
 
     def close(self) -> None:
