@@ -1,13 +1,14 @@
 """The overlay network: a networkx graph of agents whose edges carry latencies, delivering messages in SimPy time.
 
-`send` puts a message into the receiver's inbox (a SimPy `Store`) after the latency of the lowest-latency path
-plus size/bandwidth. `broadcast` floods: every node forwards a message once to all its neighbours but the one it
-came from, so each online node receives it once, at the time of its lowest-latency path (plus size/bandwidth);
-the transmissions a flood costs are counted exactly. Offline nodes drop messages (logged). Counters keep
-messages and bytes per kind. Path latencies from a node are computed once per topology version (Dijkstra) and
-cached, so hubs such as the committee pay for a shortest-path tree only when the overlay changes. Dijkstra runs
-in scipy's csgraph on a CSR matrix of the edge latencies, itself built once per topology version when first
-needed; a tree lists the nodes it reaches by latency (ties by node id), with the source first.
+`send` delivers a message after the latency of the lowest-latency path plus size/bandwidth: to the receiver's
+handler (agents subscribe one) or else its inbox (a SimPy `Store`, made on first use). `broadcast` floods: every
+node forwards a message once to all its neighbours but the one it came from, so each online node receives it
+once, at the time of its lowest-latency path (plus size/bandwidth); the transmissions a flood costs are counted
+exactly, and only the nodes that act on a message get a delivery event. Offline nodes drop messages (logged).
+Counters keep messages and bytes per kind. Path latencies from a node are computed once per topology version
+(Dijkstra) and cached, so hubs such as the committee pay for a shortest-path tree only when the overlay changes.
+Dijkstra runs in scipy's csgraph on a CSR matrix of the edge latencies, itself built once per topology version
+when first needed; a tree lists the nodes it reaches by latency (ties by node id), with the source first.
 """
 
 from __future__ import annotations
@@ -169,8 +170,6 @@ class Overlay:
     def adopt(self, graph: nx.Graph) -> None:
         """Take `graph` (built by `build_topology`) as the overlay; its nodes come online."""
         self.graph = graph
-        for node in graph.nodes:
-            self.inboxes.setdefault(node, simpy.Store(self.env))
         self._version += 1
 
     def join(self, node: int, neighbours: int | None = None, relay: bool = True) -> None:
@@ -181,7 +180,6 @@ class Overlay:
         leave every cached shortest-path tree valid."""
         wanted = neighbours if neighbours is not None else max(1, self.config.degree)
         existing = sorted(self.graph.nodes)
-        self.inboxes.setdefault(node, simpy.Store(self.env))
         chosen = (
             sorted(int(i) for i in self.rng.choice(len(existing), size=min(wanted, len(existing)), replace=False))
             if existing
@@ -212,13 +210,19 @@ class Overlay:
         return node in self.graph or node in self.leaves
 
     def inbox(self, node: int) -> simpy.Store:
-        """The SimPy store a node reads its messages from."""
-        return self.inboxes[node]
+        """The SimPy store a node reads its messages from, made on first use: agents that subscribe a handler
+        (every provider and committee node) never have one, which saves a Store per agent."""
+        inbox = self.inboxes.get(node)
+        if inbox is None:
+            if not self.is_online(node):
+                raise KeyError(f"node {node} is not on the overlay")
+            inbox = self.inboxes[node] = simpy.Store(self.env)
+        return inbox
 
     def subscribe(self, node: int, handler: Callable[[Message], None]) -> None:
         """Deliver `node`'s messages by calling `handler` at arrival time instead of through its inbox: one
         event per delivery instead of a put, a get and a process resume (a sans-IO agent: message in)."""
-        if node not in self.inboxes:
+        if not self.is_online(node):
             raise KeyError(f"node {node} is not on the overlay")
         self.handlers[node] = handler
 
@@ -389,8 +393,7 @@ class Overlay:
         timeout.callbacks.append(lambda _event: self._arrive(receiver, message))
 
     def _arrive(self, receiver: int, message: Message) -> None:
-        inbox = self.inboxes.get(receiver)
-        if inbox is None:
+        if not self.is_online(receiver):
             self._drop(message, receiver, "offline")
             return
         self.counters.delivered[message.kind] += 1
@@ -398,7 +401,7 @@ class Overlay:
         if handler is not None:
             handler(message)
         else:
-            inbox.put(message)
+            self.inbox(receiver).put(message)
 
     def _drop(self, message: Message, receiver: int, reason: str) -> None:
         self.counters.dropped[message.kind] += 1
