@@ -1,0 +1,114 @@
+"""SQL over runs and sweeps (DuckDB views per event kind) gives the numbers of the pandas path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flmarket.analysis import query
+from flmarket.analysis.load import RunIntegrityError, load_events
+from flmarket.analysis.sweeps import cells_frame, load_sweep, sweep_summary
+from flmarket.sim.cli import main
+from flmarket.sim.sweep import parse_grid, run_sweep
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    """A 2 x 2 sweep (providers.count 6 and 8, seeds 1 and 2) of 3 tasks each."""
+    out = tmp_path_factory.mktemp("sweeps")
+    grid = parse_grid(
+        {
+            "sweep": {"name": "g", "scenario": "quickstart", "seeds": [1, 2], "overrides": {"run.tasks": 3}},
+            "grid": {"providers.count": [6, 8]},
+        }
+    )
+    run_sweep(grid, workers=0, output_dir=out, show_progress=False)
+    return out / "g"
+
+
+def test_a_query_over_a_sweep_gives_the_numbers_of_the_pandas_path(sweep_dir) -> None:
+    sql = """
+        SELECT r.run_id, r.seed, r."providers.count" AS providers, count(*) AS tasks, avg(t.welfare) AS welfare,
+               sum(t.total_participation) AS participation
+        FROM task_finished t JOIN runs r USING (run_id)
+        GROUP BY ALL ORDER BY r.run_id
+    """
+    result = query(sweep_dir, sql)
+    events = load_sweep(sweep_dir, kinds=["task_finished"])
+    expected = (
+        events.groupby("run_id", observed=True)
+        .agg(
+            seed=("seed", "first"),
+            providers=("providers.count", "first"),
+            tasks=("welfare", "size"),
+            welfare=("welfare", "mean"),
+            participation=("total_participation", "sum"),
+        )
+        .reset_index()
+        .sort_values("run_id")
+    )
+    assert len(result) == 4 and result["tasks"].tolist() == [3] * 4
+    assert result["run_id"].tolist() == expected["run_id"].astype(str).tolist()
+    assert result["seed"].tolist() == expected["seed"].tolist()
+    assert result["providers"].tolist() == expected["providers"].tolist()
+    assert result["welfare"].tolist() == pytest.approx(expected["welfare"].astype(float).tolist(), rel=1e-12)
+    assert result["participation"].tolist() == expected["participation"].astype(int).tolist()
+    summary = sweep_summary(sweep_dir).set_index("run_id")
+    for row in result.itertuples():
+        assert row.welfare == pytest.approx(summary.loc[row.run_id, "mean_welfare"], rel=1e-12)
+
+
+def test_every_kind_is_a_view_and_its_counts_are_the_manifest_counts(sweep_dir) -> None:
+    run_dir = Path(cells_frame(sweep_dir)["run_dir"].iloc[0])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for kind, count in manifest["events_by_kind"].items():
+        assert query(run_dir, f"SELECT count(*) AS n FROM {kind}")["n"].iloc[0] == count
+    rewards = query(run_dir, "SELECT task, round, sum(reward) AS total FROM reward_paid GROUP BY ALL ORDER BY ALL")
+    frame = load_events(run_dir, kinds=["reward_paid"])
+    by_round = frame.groupby(["task", "round"])["reward"].sum().reset_index()
+    assert rewards["total"].tolist() == pytest.approx(by_round["reward"].astype(float).tolist(), rel=1e-12)
+    # a kind the run never logged is an empty view with its columns
+    stalled = query(run_dir, "SELECT * FROM consensus_stalled")
+    assert stalled.empty and list(stalled.columns) == [
+        "time",
+        "seq",
+        "kind",
+        "agent",
+        "task",
+        "round",
+        "waiting_for",
+        "run_id",
+    ]
+
+
+def test_a_directory_of_runs_is_queried_like_a_sweep(sweep_dir, tmp_path) -> None:
+    cells = cells_frame(sweep_dir)
+    for run_dir in cells["run_dir"]:
+        shutil.copytree(run_dir, tmp_path / Path(run_dir).name)
+    by_directory = query(
+        tmp_path, "SELECT run_id, avg(welfare) AS welfare FROM task_finished GROUP BY run_id ORDER BY 1"
+    )
+    by_sweep = query(sweep_dir, "SELECT run_id, avg(welfare) AS welfare FROM task_finished GROUP BY run_id ORDER BY 1")
+    pd.testing.assert_frame_equal(by_directory, by_sweep)
+
+
+def test_a_damaged_run_is_refused_before_any_query(sweep_dir, tmp_path, capsys) -> None:
+    run_dir = Path(shutil.copytree(cells_frame(sweep_dir)["run_dir"].iloc[0], tmp_path / "run"))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "events" / manifest["parts"][0]).unlink()
+    with pytest.raises(RunIntegrityError, match="listed in the manifest but missing"):
+        query(run_dir, "SELECT count(*) FROM task_finished")
+    assert main(["query", str(run_dir), "SELECT 1"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_command_prints_the_result_and_bad_sql_is_one_line(sweep_dir, capsys) -> None:
+    assert main(["query", str(sweep_dir), "SELECT count(*) AS tasks FROM task_finished", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["tasks", "12"]
+    assert main(["query", str(sweep_dir), "SELECT no_such_column FROM task_finished"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flmarket: error: sql: ") and err.count("\n") == 1
