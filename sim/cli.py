@@ -70,10 +70,14 @@ def _parse_value(raw: str) -> object:
     """A TOML value for --set (numbers, booleans, strings, inline tables)."""
     import tomllib
 
+    from flmarket.sim.config import ScenarioError, shown
+
     try:
         return tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
         return raw
+    except RecursionError:
+        raise ScenarioError(f"--set: value nested too deeply, got {shown(raw)}") from None
 
 
 def _summary(scenario: Scenario, result: object, console: Console) -> None:
