@@ -13,7 +13,8 @@ fast (nothing below is imported until first used):
 - read: `fm.load_events`, `fm.load_manifest`, `fm.load_sweep`, `fm.sweep_summary`.
 - metrics (`flmarket.analysis`): `fm.run_summary`, `fm.task_outcomes`, `fm.round_outcomes`,
   `fm.participation_by_strategy`, `fm.strategy_shares`, `fm.gini`; stability: `fm.stability_summary`,
-  `fm.time_averaged_shares`, `fm.extinction_and_fixation`, `fm.mser_warmup`, `fm.batch_means_interval`;
+  `fm.time_averaged_shares`, `fm.extinction_and_fixation`, `fm.mser_warmup`, `fm.stationarity_verdict`,
+  `fm.batch_means_interval`;
   across seeds: `fm.by_parameter` and `fm.confidence_interval` (Student-t intervals of the mean).
 """
 
@@ -48,6 +49,7 @@ _API: dict[str, str] = {
             "extinction_and_fixation",
             "mser_warmup",
             "batch_means_interval",
+            "stationarity_verdict",
         ),
         "flmarket.analysis.stability",
     ),
@@ -86,6 +88,7 @@ __all__ = [
     "extinction_and_fixation",
     "mser_warmup",
     "batch_means_interval",
+    "stationarity_verdict",
 ]
 
 
@@ -118,6 +121,7 @@ if TYPE_CHECKING:
         extinction_and_fixation,
         mser_warmup,
         stability_summary,
+        stationarity_verdict,
         time_averaged_shares,
     )
     from flmarket.analysis.sweeps import by_parameter, confidence_interval, load_sweep, sweep_summary

@@ -71,6 +71,7 @@ def test_bad_input_raises_one_line_and_writes_nothing(tmp_path) -> None:
         fm.open_run(tmp_path)
 
 
+@pytest.mark.slow
 def test_sweep_returns_tidy_cells_and_summary_and_resumes(tmp_path) -> None:
     grid = {
         "sweep": {"name": "mix", "scenario": "quickstart", "seeds": [1], "overrides": SMALL},
@@ -97,3 +98,73 @@ def test_sweep_returns_tidy_cells_and_summary_and_resumes(tmp_path) -> None:
     counted = fm.sweep(grid, seeds=1, overrides={"run.tasks": 2}, workers=0, out=tmp_path / "counted")
     assert sorted(counted.cells()["seed"]) == [0, 0]
     assert fm.open_sweep(counted.directory).summary()["tasks"].tolist() == [2.0, 2.0]
+
+
+# ------------------------------------------------------------------------------------------ the example notebook
+
+
+def _builder():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "build_notebook.py"
+    spec = importlib.util.spec_from_file_location("build_notebook", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_example_notebook_does_its_three_jobs_through_import_flmarket(tmp_path) -> None:
+    """examples/market_study.ipynb, executed with nbclient in a fresh kernel (or, if no kernel can start here,
+    its code cells as one script in a fresh interpreter)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    builder = _builder()
+    committed = nbformat.read(builder.NOTEBOOK, as_version=4)
+    built = builder.build()
+    assert [cell.source for cell in committed.cells] == [cell.source for cell in built.cells]  # rebuilt, not edited
+    code = "\n".join(cell.source for cell in committed.cells if cell.cell_type == "code")
+    assert "import flmarket as fm" in code and "from flmarket." not in code and "import flmarket." not in code
+
+    client = NotebookClient(
+        committed, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    try:
+        client.execute()
+        text = "\n".join(
+            output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            for cell in committed.cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+        )
+        assert not any(output.output_type == "error" for cell in committed.cells for output in cell.get("outputs", []))
+    except CellExecutionError:
+        raise
+    except Exception as error:  # noqa: BLE001 - no kernel here: run the same code as a script
+        import warnings
+
+        warnings.warn(f"no Jupyter kernel ({type(error).__name__}: {error}); ran the cells as a script", stacklevel=1)
+        completed = subprocess.run(
+            [sys.executable, "-c", builder.script()],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        text = completed.stdout
+    # job 1: three mixes x two seeds, finished, with a confidence interval per mix
+    index = json.loads((tmp_path / "example-output" / "sweeps" / "population_mix" / "sweep.json").read_text())
+    assert len(index["cells"]) == 6 and {cell["status"] for cell in index["cells"].values()} == {"finished"}
+    assert "half_width" in text and "runs" in text
+    # job 2: one long evolution run, its warm-up and verdict
+    (run_dir,) = (tmp_path / "example-output" / "runs").iterdir()
+    assert fm.open_run(run_dir).summary["tasks"] == 200
+    assert "warm-up: the first" in text and "(95%, batch means)" in text
+    # job 3: the event log with pandas
+    assert "events of" in text and "correlation of mean participation and welfare" in text
