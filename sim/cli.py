@@ -218,7 +218,9 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="override any scenario field by its dotted path, e.g. --set providers.count=100 "
-        "(repeatable; values are TOML)",
+        "(repeatable; values are TOML). A value replaces the key whole, as in sweep grids: tables are never "
+        "merged, and a table parameter set key by key (providers.strategy_mix.ALLD=0.8 "
+        "--set providers.strategy_mix.ALLC=0.2) starts from an empty table",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar or table; print the run directory")
     run.set_defaults(func=_run)
