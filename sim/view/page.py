@@ -102,7 +102,7 @@ CSS = """
 def Page() -> None:
     """The live view of one market run."""
     session = solara.use_memo(lambda: ViewSession(LAUNCH), [])
-    lock = solara.use_memo(threading.Lock, [])
+    lock = solara.use_memo(threading.RLock, [])
     version, set_version = solara.use_state(0)
     playing, set_playing = solara.use_state(False)
     error, set_error = solara.use_state("")
@@ -130,15 +130,19 @@ def Page() -> None:
     solara.use_thread(play_loop, dependencies=[playing], intrusive_cancel=False)
 
     def apply(new_mix: dict[str, float] | None) -> None:
-        """Reset with the mix (None: the current settings); on bad input show the CLI's line, keep the model."""
+        """Reset with the mix (None: the current settings); on bad input show the CLI's line, keep the model.
+        State setters are called outside the lock: a setter may render the page at once, and rendering reads
+        the session under the same lock."""
         set_playing(False)
+        failure = ""
         with lock:
             try:
                 session.reset(session.settings.with_mix(new_mix) if new_mix is not None else None)
             except (ScenarioError, MarketError) as bad:
-                set_error(error_line(bad))
-                return
-        set_error("")
+                failure = error_line(bad)
+        set_error(failure)
+        if failure:
+            return
         current = dict(session.scenario.providers.strategy_mix)
         set_mix(current)
         set_mix_text(_mix_text(current))
@@ -223,7 +227,7 @@ def Page() -> None:
                 "population mix (NAME=SHARE, ...)",
                 value=mix_text,
                 on_value=set_mix_text,
-                continuous_update=True,
+                continuous_update=False,
                 classes=["flmarket-mix"],
                 style={"min-width": "360px"},
             )

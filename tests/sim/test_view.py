@@ -286,13 +286,23 @@ def test_page_in_headless_chromium(tmp_path) -> None:
         # Bad input in the page: the CLI's one-line error, and the model stays at task 3.
         field = driver.find_element(By.CSS_SELECTOR, ".flmarket-mix input")
         field.send_keys(Keys.CONTROL, "a")
-        field.send_keys("ALLC=0.5, ALLD=0.6")
+        field.send_keys("ALLC=0.5, ALLD=0.6", Keys.ENTER)  # the field sends its value on Enter (or leaving it)
         wait.until(lambda _: field.get_attribute("value") == "ALLC=0.5, ALLD=0.6")
         driver.find_element(By.CSS_SELECTOR, ".flmarket-apply").click()
         wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, ".flmarket-error"))
         shown = driver.find_element(By.CSS_SELECTOR, ".flmarket-error").text
         assert shown.startswith("flmarket: error: providers.strategy_mix: shares must sum to 1"), shown
         assert tasks() == "3"
+
+        # Play runs tasks on its own until paused; after pausing (and the task in flight) the counter stays.
+        driver.find_element(By.CSS_SELECTOR, ".flmarket-play").click()
+        wait.until(lambda _: int(tasks()) >= 5)
+        driver.find_element(By.CSS_SELECTOR, ".flmarket-pause").click()
+        wait.until(lambda _: step_enabled())
+        time.sleep(3.0)
+        paused_at = tasks()
+        time.sleep(3.0)
+        assert tasks() == paused_at and int(paused_at) >= 5
     finally:
         if driver is not None:
             driver.quit()
