@@ -418,7 +418,8 @@ class SurrogateSection(_Section):
     theta0: float = _positive(9.82)
     theta1: float = _positive(9.82 / math.log(10.0))
     local_iterations: int = _count(5, high=100_000)
-    update_l1_norm: float = Field(default=20.0, ge=0)  # ||u||_1 of one unperturbed local epoch (SPEC A.2)
+    # ||u||_1 of one unperturbed local epoch (SPEC A.2)
+    update_l1_norm: float = Field(default=20.0, ge=0, le=MAX_MAGNITUDE)
 
 
 class LearningSection(_Section):
@@ -564,6 +565,11 @@ class Scenario(_Section):
         if self.network.topology == "barabasi_albert" and self.network.attachments >= nodes:
             raise ValueError(
                 f"network.attachments: must be < providers.count ({nodes}), got {self.network.attachments}"
+            )
+        if self.learning.backend == "torch" and self.learning.shards < nodes:
+            raise ValueError(
+                f"learning.shards: must be >= providers.count ({nodes}) with the torch backend (each provider "
+                f"trains on a shard of its own), got {self.learning.shards}"
             )
         counts = self.providers.strategy_counts
         if counts is not None and sum(counts.values()) != nodes:

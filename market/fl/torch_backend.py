@@ -116,7 +116,7 @@ class TorchBackend:
         if shard >= len(self.partition.shards):
             raise MarketError(
                 f"providers: the partition has {len(self.partition.shards)} shards, all assigned; "
-                f"raise BackendConfig.providers to register provider {provider_id}"
+                f"raise the shard count (learning.shards in a scenario) to register provider {provider_id}"
             )
         self._shard_of[provider_id] = shard
         return int(self.partition.shards[shard].size)

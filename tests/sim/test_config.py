@@ -281,3 +281,12 @@ def test_exact_composition_gives_exact_counts_in_a_seeded_order() -> None:
     assert labels == initial_strategies(providers, np.random.default_rng(1))
     drawn = parse_scenario({**MINIMAL, "providers": {"count": 10}}).providers
     assert drawn.composition == "draw" and initial_strategies(drawn, np.random.default_rng(1)) is None
+
+
+def test_the_torch_backend_needs_a_shard_per_initial_provider() -> None:
+    message = _error({**MINIMAL, "providers": {"count": 10}, "learning": {"backend": "torch", "shards": 3}})
+    assert message == (
+        "learning.shards: must be >= providers.count (10) with the torch backend (each provider trains on a shard "
+        "of its own), got 3"
+    )
+    assert "BackendConfig" not in message
