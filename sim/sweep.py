@@ -62,7 +62,6 @@ from flmarket.sim.config import (
     load_scenario,
     resolve_scenario_path,
 )
-from flmarket.sim.runner import first_missing_directory, run_scenario, write_json_atomically
 
 INDEX_FILE = "sweep.json"
 CELLS_DIRECTORY = "cells"
@@ -540,7 +539,9 @@ def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:
     try:
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        result = run_scenario(run.scenario, output_dir=Path(cells_dir), run_id=run.run_id, show_progress=False)
+        from flmarket.sim import runner  # imported here: `flmarket sweep --help` and `validate` need no model
+
+        result = runner.run_scenario(run.scenario, output_dir=Path(cells_dir), run_id=run.run_id, show_progress=False)
         return CellOutcome(run.run_id, result.status, True, "", time.perf_counter() - started)
     except Exception as error:  # noqa: BLE001 - recorded in the index; the sweep goes on
         return CellOutcome(
@@ -600,6 +601,8 @@ class _Index:
 
     def write(self) -> None:
         self.content["updated_at"] = datetime.now(UTC).isoformat()
+        from flmarket.sim.runner import write_json_atomically
+
         write_json_atomically(self.path, self.content)
 
 
@@ -733,6 +736,8 @@ def run_sweep(
     runs = plan(grid)
     sweep_dir = Path(output_dir) / grid.name
     cells_dir = (sweep_dir / CELLS_DIRECTORY).resolve()  # absolute: workers may run elsewhere
+    from flmarket.sim.runner import first_missing_directory
+
     created = first_missing_directory(sweep_dir)  # removed again if the sweep fails before any run ends
     cells_dir.mkdir(parents=True, exist_ok=True)
     index = _Index(sweep_dir, grid, runs)

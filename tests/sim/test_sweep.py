@@ -208,14 +208,16 @@ def test_a_changed_scenario_is_not_skipped(tmp_path) -> None:
 
 
 def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
-    real = sweep_module.run_scenario
+    import flmarket.sim.runner as runner_module
+
+    real = runner_module.run_scenario
 
     def flaky(scenario, **kwargs):
         if scenario.providers.strategy_mix == MIXES["defectors"]:
             raise RuntimeError("disk full")
         return real(scenario, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "run_scenario", flaky)
+    monkeypatch.setattr(runner_module, "run_scenario", flaky)
     grid = parse_grid(mix_grid(labels=("cooperators", "defectors"), seeds=[1]))
     result = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
     assert not result.ok and len(result.failed) == 1 and result.failed[0].startswith("defectors-s1-")
@@ -223,7 +225,7 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     failed = index["cells"][result.failed[0]]
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: disk full"
     assert sum(cell["status"] == "finished" for cell in index["cells"].values()) == 1
-    monkeypatch.setattr(sweep_module, "run_scenario", real)
+    monkeypatch.setattr(runner_module, "run_scenario", real)
     again = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
     assert again.ok and again.executed == result.failed
 
