@@ -555,3 +555,20 @@ def test_table_valued_parameters_are_numeric_columns_and_replace_the_scenario_va
     from flmarket.analysis.sweeps import load_index
 
     assert load_index(tmp_path / "mix")["parameters"] == ["label", *mix_columns]  # what the report iterates
+
+
+def test_grids_and_set_follow_one_rule_for_a_key_inside_a_table() -> None:
+    """`--set providers.strategy_mix.ALLD=1` and a grid over the same key both replace the mix whole."""
+    from flmarket.sim.cli import _overrides, build_parser
+    from flmarket.sim.config import load_scenario
+
+    grid = parse_grid(
+        {
+            "sweep": {"name": "x", "scenario": "quickstart", "seeds": [1]},
+            "grid": {"providers.strategy_mix.ALLD": [1.0]},
+        }
+    )
+    (run,) = plan(grid)
+    arguments = build_parser("run").parse_args(["run", "--set", "providers.strategy_mix.ALLD=1.0"])
+    from_set = load_scenario("quickstart", _overrides(arguments))
+    assert run.scenario.providers.strategy_mix == from_set.providers.strategy_mix == {"ALLD": 1.0}
