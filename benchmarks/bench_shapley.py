@@ -3,6 +3,15 @@
 Game: v(S) = sqrt(sum of the members' integer data sizes), a cheap, saturating data-size game whose exact
 values are known at any n from `exact_integer_sum_game_shapley`. Error columns: max_i |xi^ - xi| / mean_i |xi|
 and ||xi^ - xi||_2 / ||xi||_2. Run `python benchmarks/bench_shapley.py` (or `--quick` for a smoke run).
+
+Second table (issue 12): coverage of the nominal 95 % interval (Student-t, `interval_half_widths`) over many
+seeds, against exact values, for games that are not sum games to the estimator (black-box v): a threshold
+(weighted majority) game, a saturating accuracy curve 1 - exp(-T / c), sqrt(T) plus pairwise interactions
+(exact: the recursion plus half of each pair's term), and an averaged-model game like the torch backend's
+(quality of the data-weighted mean of the members' update vectors; exact by enumeration, so n <= 16). Each row
+is one method at the round budget (`--budget`, default 20,000 calls, the scenario default); time per round.
+Third table: rounds of the averaged-model game at n = 20, 40, 60 with a large budget: the value calls and
+seconds the stratified estimator needs to reach the 1 % relative SE target.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from collections.abc import Callable  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from flmarket.market.shapley import (  # noqa: E402
@@ -23,6 +34,8 @@ from flmarket.market.shapley import (  # noqa: E402
     shapley_values,
     stratified_sum_game_shapley,
 )
+
+Game = Callable[[frozenset], float]
 
 
 def sqrt_of_total(totals: np.ndarray) -> np.ndarray:
@@ -43,11 +56,136 @@ def row(label: str, players: int, result: ShapleyResult, seconds: float, exact: 
     )
 
 
+def threshold_game(rng: np.random.Generator, players: int) -> tuple[Game, np.ndarray]:
+    """Weighted majority: v(S) = 1 iff the members' weights (1..9) reach half the total plus one."""
+    weights = rng.integers(1, 10, players)
+    quota = int(weights.sum()) // 2 + 1
+    listed = weights.tolist()
+
+    def value(coalition: frozenset) -> float:
+        return 1.0 if sum([listed[member] for member in coalition]) >= quota else 0.0
+
+    return value, exact_integer_sum_game_shapley(weights, lambda totals: (np.asarray(totals) >= quota).astype(float))
+
+
+def saturating_game(rng: np.random.Generator, players: int) -> tuple[Game, np.ndarray]:
+    """A saturating accuracy curve: v(S) = 1 - exp(-T / c), T the members' data, c = 0.3 * the total."""
+    weights = rng.integers(1, 10, players)
+    scale = 0.3 * float(weights.sum())
+    listed = weights.tolist()
+
+    def value(coalition: frozenset) -> float:
+        return 1.0 - math.exp(-sum([listed[member] for member in coalition]) / scale)
+
+    exact = exact_integer_sum_game_shapley(weights, lambda totals: 1.0 - np.exp(-np.asarray(totals, float) / scale))
+    return value, exact
+
+
+def interaction_game(rng: np.random.Generator, players: int) -> tuple[Game, np.ndarray]:
+    """v(S) = sqrt(T) + sum of b_ij over pairs in S (b ~ N(0, 0.05^2)): xi = the recursion + sum_j b_ij / 2."""
+    weights = rng.integers(1, 10, players)
+    pairs = np.triu(rng.normal(0.0, 0.05, (players, players)), 1)
+    pairs = pairs + pairs.T
+    listed, table = weights.tolist(), pairs.tolist()
+
+    def value(coalition: frozenset) -> float:
+        members = sorted(coalition)
+        interactions = sum([table[a][b] for index, a in enumerate(members) for b in members[index + 1 :]])
+        return math.sqrt(sum([listed[member] for member in members])) + interactions
+
+    return value, exact_integer_sum_game_shapley(weights, sqrt_of_total) + 0.5 * pairs.sum(axis=1)
+
+
+def averaged_model_game(rng: np.random.Generator, players: int, dimension: int = 8) -> tuple[Game, np.ndarray | None]:
+    """Like the torch backend: v(S) = Q(data-weighted mean of S's updates) - Q(start), Q = 2 / (10 + loss),
+    loss = ||w - w*||^2, a fifth of the providers noisy. Exact by enumeration for n <= 16, else None."""
+    sizes = rng.integers(50, 500, players).astype(float)
+    noise = np.where(rng.random(players) < 0.2, 3.0, 0.5)
+    updates = rng.normal(0.0, 1.0, (players, dimension)) * noise[:, None]
+    start = rng.normal(0.0, 2.0, dimension)
+    base = 2.0 / (10.0 + float(start @ start))
+
+    def value(coalition: frozenset) -> float:
+        if not coalition:
+            return 0.0
+        members = list(coalition)
+        mean = sizes[members] @ updates[members] / sizes[members].sum()
+        return 2.0 / (10.0 + float(mean @ mean)) - base
+
+    exact = shapley_values(range(players), value, exact_max=players).values if players <= 16 else None
+    return value, exact
+
+
+COVERAGE_GAMES = {
+    "threshold": threshold_game,
+    "saturating": saturating_game,
+    "interaction": interaction_game,
+    "averaged-model": averaged_model_game,
+}
+
+
+def coverage_rows(sizes: list[int], seeds: int, budget: int) -> None:
+    """Coverage of the 95 % t interval and the error against exact values, per game, size and method."""
+    print(
+        f"{'game':<16}{'n':>4} {'method':<12}{'cover95':>8}{'max err':>9}{'med err':>9}{'med rSE':>9}"
+        f"{'dof':>6}{'conv':>6}{'calls':>8}{'s/round':>9}"
+    )
+    for name, make in COVERAGE_GAMES.items():
+        for players in sizes if name != "averaged-model" else [14, 16]:
+            for method in ("rotations", "stratified"):
+                covered, errors, relative, freedom, converged, calls, seconds = [], [], [], [], 0, 0, 0.0
+                for seed in range(seeds):
+                    rng = np.random.default_rng(seed)
+                    value, exact = make(rng, players)
+                    assert exact is not None
+                    start = time.perf_counter()
+                    result = shapley_values(
+                        range(players), value, rng=rng, exact_max=12, max_evaluations=budget, method=method
+                    )
+                    seconds += time.perf_counter() - start
+                    error = np.abs(result.values - exact)
+                    covered.append(np.mean(error <= result.interval_half_widths(0.95) + 1e-12))
+                    errors.append(float(np.max(error) / np.mean(np.abs(exact))))
+                    relative.append(result.relative_standard_error)
+                    freedom.append(result.degrees_of_freedom)
+                    converged += result.converged
+                    calls += result.evaluations
+                print(
+                    f"{name:<16}{players:>4} {method:<12}{np.mean(covered):>8.3f}{max(errors):>9.3f}"
+                    f"{np.median(errors):>9.3f}{np.median(relative):>9.3f}{np.median(freedom):>6.0f}"
+                    f"{converged:>3}/{seeds:<2}{calls / seeds:>8.0f}{seconds / seeds:>9.3f}"
+                )
+
+
+def target_rows(sizes: list[int], seeds: int, target: float) -> None:
+    """Value calls and seconds the stratified estimator needs for `target` on averaged-model rounds."""
+    print(f"{'game':<16}{'n':>4}{'calls to target':>17}{'s/round':>9}{'rel SE':>9}  converged")
+    for players in sizes:
+        calls, seconds, relative, converged = [], [], [], 0
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            value, _ = averaged_model_game(rng, players)
+            start = time.perf_counter()
+            result = shapley_values(
+                range(players), value, rng=rng, target_relative_error=target, max_evaluations=2_000_000
+            )
+            seconds.append(time.perf_counter() - start)
+            calls.append(result.evaluations)
+            relative.append(result.relative_standard_error)
+            converged += result.converged
+        print(
+            f"{'averaged-model':<16}{players:>4}{np.median(calls):>17.0f}{np.median(seconds):>9.2f}"
+            f"{np.median(relative):>9.4f}  {converged}/{seeds}"
+        )
+
+
 def main() -> None:
-    """Print the table."""
+    """Print the tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes only, for a smoke run")
     parser.add_argument("--target", type=float, default=0.01, help="target relative standard error")
+    parser.add_argument("--budget", type=int, default=20_000, help="value calls per round (coverage table)")
+    parser.add_argument("--seeds", type=int, default=50, help="rounds per row of the coverage table")
     arguments = parser.parse_args()
     generic_sizes = [8, 12, 16] if arguments.quick else [8, 12, 16, 50, 100]
     stratified_sizes = [1_000] if arguments.quick else [1_000, 10_000]
@@ -88,6 +226,12 @@ def main() -> None:
                 weights * weights.sum(),
             )
         )
+
+    print()
+    seeds = 5 if arguments.quick else arguments.seeds
+    coverage_rows([20] if arguments.quick else [20, 40, 60], seeds, arguments.budget)
+    print()
+    target_rows([20] if arguments.quick else [20, 40, 60], 2 if arguments.quick else 5, arguments.target)
 
 
 if __name__ == "__main__":

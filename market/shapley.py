@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +119,14 @@ class CoalitionCache:
         self._store_size = store_size
         self._store: dict[frozenset, float] = {}
         self.evaluations = 0
+
+    def prefetch(self, coalitions: Iterable[frozenset]) -> None:
+        """Let a value function that evaluates many coalitions at once (a `values_of` method, e.g. the torch
+        backend's one batched forward pass) compute these before they are asked for one by one; a no-op for
+        plain functions. Calls are still counted when asked for."""
+        values_of = getattr(self._value, "values_of", None)
+        if values_of is not None:
+            values_of([coalition for coalition in coalitions if coalition and coalition not in self._store])
 
     def __call__(self, coalition: frozenset) -> float:
         storable = self._store_size is None or self._store_size(len(coalition))
@@ -321,18 +329,30 @@ def _sampled_shapley(
     )
 
 
+def _draw_coalitions(players: tuple[Hashable, ...], ordered: list[int], size: int) -> list[frozenset]:
+    """The coalitions `_draw_size_marginals` asks for, given its ordered sample (for a batch prefetch)."""
+    below = frozenset(players[index] for index in ordered[:size])
+    at = below | {players[ordered[size]]}
+    inside = set(ordered[: size + 1])
+    return [below, at] + [
+        at - {player} if index in inside else below | {player}
+        for index, player in enumerate(players)
+        if index != ordered[size]
+    ]
+
+
 def _draw_size_marginals(
-    players: tuple[Hashable, ...], cache: CoalitionCache, rng: np.random.Generator, size: int
+    players: tuple[Hashable, ...], cache: CoalitionCache, ordered: list[int], size: int
 ) -> np.ndarray:
     """One unbiased sample of m_i(k) = E[v(T u {i}) - v(T)], T a uniform k-subset of the others, for every
     player i at once, in n + 1 value calls (the generic form of `_sampled_marginals`).
 
     A uniformly random ordered sample of k + 1 players gives S_k (its first k) and S_{k+1}. A player outside
     S_k scores v(S_k u {i}) - v(S_k); a player inside scores v(S_{k+1}) - v(S_{k+1} minus i), since given that
-    it is inside, S_{k+1} minus i is again a uniform k-subset of the others.
+    it is inside, S_{k+1} minus i is again a uniform k-subset of the others. `ordered` is that sample
+    (`rng.choice(n, k + 1, replace=False)`).
     """
     player_count = len(players)
-    ordered = rng.choice(player_count, size=size + 1, replace=False).tolist()
     below_members = [players[index] for index in ordered[:size]]
     below = frozenset(below_members)
     at = below | {players[ordered[size]]}
@@ -402,17 +422,23 @@ def _stratified_shapley(
         calls_needed = int(allocation.sum()) * (player_count + 1)
         if len(replicates) >= 2 and cache.evaluations + calls_needed > max_evaluations:
             break
-        estimate = ends.copy()
+        planned = []
         for band in range(band_count):
-            band_total = np.zeros(player_count)
             for _ in range(int(allocation[band])):
                 size = int(rng.integers(band_low[band], band_high[band]))
-                marginals = _draw_size_marginals(players, cache, rng, size)
-                band_total += marginals
-                if len(replicates) < min_replicates:
-                    pilot_sums[band] += marginals
-                    pilot_squares[band] += marginals**2
-            estimate += band_weight[band] * band_total / allocation[band]
+                planned.append((band, size, rng.choice(player_count, size=size + 1, replace=False).tolist()))
+        cache.prefetch(
+            coalition for _, size, ordered in planned for coalition in _draw_coalitions(players, ordered, size)
+        )
+        estimate = ends.copy()
+        band_totals = np.zeros((band_count, player_count))
+        for band, size, ordered in planned:
+            marginals = _draw_size_marginals(players, cache, ordered, size)
+            band_totals[band] += marginals
+            if len(replicates) < min_replicates:
+                pilot_sums[band] += marginals
+                pilot_squares[band] += marginals**2
+        estimate += band_weight @ (band_totals / allocation[:, None])
         replicates.append(estimate)
         if len(replicates) < min_replicates:
             continue

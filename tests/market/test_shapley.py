@@ -510,3 +510,34 @@ def test_rounds_log_the_shapley_method_standard_errors_and_convergence() -> None
     exact_rounds = estimated[estimated["exact"].astype(bool)][["task", "round"]]
     exact_paid = paid.merge(exact_rounds, on=["task", "round"])
     assert (exact_paid["shapley_standard_error"] == 0).all()
+
+
+def test_a_batched_value_function_is_asked_once_per_replicate_and_gives_the_same_estimate() -> None:
+    weights = np.random.default_rng(4).uniform(1, 10, 25)
+
+    def saturating(coalition: frozenset) -> float:
+        return 1.0 - math.exp(-sum(weights[i] for i in coalition) / 50.0)
+
+    class Batched:
+        """Like the torch backend's coalition value: `values_of` evaluates many coalitions at once."""
+
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+            self.known: dict[frozenset, float] = {}
+
+        def values_of(self, coalitions: list[frozenset]) -> np.ndarray:
+            self.batches.append(len(coalitions))
+            for coalition in coalitions:
+                self.known[coalition] = saturating(coalition)
+            return np.array([self.known[coalition] for coalition in coalitions])
+
+        def __call__(self, coalition: frozenset) -> float:
+            return self.known[coalition] if coalition in self.known else saturating(coalition)
+
+    batched = Batched()
+    result = shapley_values(range(25), batched, rng=np.random.default_rng(6), max_evaluations=8_000)
+    plain = shapley_values(range(25), saturating, rng=np.random.default_rng(6), max_evaluations=8_000)
+    np.testing.assert_array_equal(result.values, plain.values)
+    assert result.evaluations == plain.evaluations
+    assert len(batched.batches) == result.samples  # one prefetch per replicate
+    assert sum(batched.batches) >= 0.9 * (result.evaluations - 2 * 25 - 2)  # the draws' calls were batched
