@@ -830,11 +830,13 @@ def resolve_scenario_path(reference: str) -> Path:
         raise ScenarioError(f"scenario: a path cannot contain NUL, got {shown(reference)}")
     path = Path(reference)
     try:
-        is_file = path.is_file()
+        is_file, is_dir = path.is_file(), path.is_dir()
     except OSError as error:
         raise ScenarioError(f"scenario: cannot read {shown(reference)}: {error.strerror}") from None
     if is_file:
         return path
+    if is_dir:
+        raise ScenarioError(f"scenario: a directory, not a scenario file, got {shown(reference)}")
     bundled = bundled_scenarios()
     if reference in bundled:
         return bundled[reference]

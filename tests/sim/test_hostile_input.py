@@ -196,3 +196,22 @@ def test_an_unreachable_scheduler_is_one_line_and_leaves_nothing(tmp_path, capsy
     argv = ["sweep", str(grid), "--out", str(out), "--scheduler", "tcp://127.0.0.1:9"]
     assert "cannot reach a dask scheduler at 'tcp://127.0.0.1:9' within 5 s" in _refused(argv, capsys)
     assert not out.exists()
+
+
+MISUSES: dict[str, tuple[list[str], str]] = {
+    "validate a NUL path": (["validate", "a\x00b.toml"], "scenario: a path cannot contain NUL"),
+    "validate a 5,000-byte path": (["validate", "x" * 5000 + ".toml"], "scenario: "),
+    "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
+    "events --width -5": (["events", "--width", "-5"], "--width: must be from 20 to 1000 characters, got -5"),
+    "run --tasks x": (["run", "--tasks", "x"], "argument --tasks: invalid int value: 'x'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISUSES))
+def test_command_line_misuses_are_one_line(case, capsys) -> None:
+    argv, expected = MISUSES[case]
+    assert expected in _refused(argv, capsys)
+
+
+def test_validate_of_a_directory_is_one_line(tmp_path, capsys) -> None:
+    assert "scenario: a directory, not a scenario file" in _refused(["validate", str(tmp_path)], capsys)
