@@ -283,14 +283,12 @@ def participation_by_strategy(source: EventSource) -> pd.DataFrame:
     if actions.empty:
         return empty_frame(PARTICIPATION_COLUMNS)
     actions = actions.astype({"action": float, "strategy": str})
-    grouped = actions.groupby(["task", "strategy"], sort=True)["action"]
-    table = pd.DataFrame(
-        {
-            "providers": grouped.size(),
-            "participants": grouped.apply(lambda values: int((values > 0).sum())),
-            "mean_action": grouped.mean(),
-        }
-    ).reset_index()
+    actions["participant"] = (actions["action"] > 0).astype(int)
+    table = (
+        actions.groupby(["task", "strategy"], sort=True)
+        .agg(providers=("action", "size"), participants=("participant", "sum"), mean_action=("action", "mean"))
+        .reset_index()
+    )
     posted = _of_kind(frame, "task_posted", ["task", "rounds"]).drop_duplicates("task")
     table = table.merge(posted, on="task", how="left")
     rounds = pd.to_numeric(table["rounds"]).astype(float)
@@ -325,30 +323,28 @@ def free_riding(source: EventSource) -> pd.DataFrame:
     if payoffs.empty:
         return empty_frame(FREE_RIDING_COLUMNS)
     updates = _of_kind(frame, "update_sent", ["task", "agent", "behaviour"])
-    dishonest = updates[updates["behaviour"].astype(str) != HONEST_BEHAVIOUR][["task", "agent"]]
-    dishonest_keys = set(zip(dishonest["task"].astype(int), dishonest["agent"].astype(int), strict=True))
-    keys = zip(payoffs["task"].astype(int), payoffs["agent"].astype(int), strict=True)
-    payoffs["free_rider"] = (payoffs["strategy"].astype(str) == FREE_RIDER_STRATEGY).to_numpy() | np.array(
-        [key in dishonest_keys for key in keys], dtype=bool
-    )
-    rows = []
-    for task, group in payoffs.groupby("task", sort=True):
-        riders = group[group["free_rider"]]["payoff"].astype(float)
-        contributors = group[~group["free_rider"]]["payoff"].astype(float)
-        rider_mean = riders.mean() if len(riders) else math.nan
-        contributor_mean = contributors.mean() if len(contributors) else math.nan
-        rows.append(
-            {
-                "task": task,
-                "providers": len(group),
-                "free_riders": len(riders),
-                "free_rider_share": len(riders) / len(group),
-                "free_rider_payoff": rider_mean,
-                "contributor_payoff": contributor_mean,
-                "payoff_gap": rider_mean - contributor_mean,
-            }
+    dishonest = updates[updates["behaviour"].astype(str) != HONEST_BEHAVIOUR][["task", "agent"]].astype(int)
+    dishonest = dishonest.drop_duplicates().assign(dishonest=True)
+    payoffs = payoffs.astype({"task": int, "agent": int, "payoff": float})
+    payoffs = payoffs.merge(dishonest, on=["task", "agent"], how="left")
+    payoffs["free_rider"] = (payoffs["strategy"].astype(str) == FREE_RIDER_STRATEGY).to_numpy() | payoffs[
+        "dishonest"
+    ].notna().to_numpy()
+    payoffs["rider_payoff"] = payoffs["payoff"].where(payoffs["free_rider"])
+    payoffs["contributor_payoff"] = payoffs["payoff"].where(~payoffs["free_rider"])
+    table = (
+        payoffs.groupby("task", sort=True)
+        .agg(
+            providers=("payoff", "size"),
+            free_riders=("free_rider", "sum"),
+            free_rider_payoff=("rider_payoff", "mean"),  # NaN for a task without free riders
+            contributor_payoff=("contributor_payoff", "mean"),
         )
-    return _typed(pd.DataFrame(rows), FREE_RIDING_COLUMNS)
+        .reset_index()
+    )
+    table["free_rider_share"] = table["free_riders"] / table["providers"]
+    table["payoff_gap"] = table["free_rider_payoff"] - table["contributor_payoff"]
+    return _typed(table, FREE_RIDING_COLUMNS)
 
 
 def budget_use(source: EventSource) -> pd.DataFrame:
