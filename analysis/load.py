@@ -183,7 +183,7 @@ def _seq_problems(files: dict[str, Path]) -> tuple[np.ndarray, list[str]]:
     arrays, owners = [], []
     for relative, path in files.items():
         try:
-            seqs = pq.read_table(path, columns=["seq"])["seq"].to_numpy()
+            seqs = pq.ParquetFile(path).read(columns=["seq"], use_threads=False).column(0).to_numpy()
         except (pa.ArrowException, OSError) as error:
             return np.empty(0, np.int64), [f"{relative}: not a readable Parquet part ({error})"]
         arrays.append(seqs)
