@@ -172,6 +172,7 @@ class Committee:
                 view_change_timeout_s=self.config.view_change_timeout_s,
                 verification=self.config.verification,
                 shared_verdicts=self._verdicts if name not in byzantine else None,
+                audit_claim=self.model.mechanism.audit_claim,
             )
             state.chain = Chain.from_head(self.ledger.head)
             honest = name not in byzantine

@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Generator, Sequence
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import simpy
 
 from flmarket.agents.committee import RoundTraffic, aggregate_digest
@@ -77,6 +79,19 @@ class RoundMechanism:
                 )
         return self.terms
 
+    def audit_claim(self, claim: SignedClaim) -> bool:
+        """The claimed privacy cost (B 5) equals eps_i * ln(1 + ||u~||_1) recomputed from the received update (its
+        vector's L1 norm on the torch backend, the record's on the surrogate) and fits inside the claimed C_unit
+        (SPEC A.3 resolution)."""
+        upload = self.updates.get(claim.claim.provider_id)
+        if upload is None:
+            return False
+        update = upload.update
+        norm = float(np.abs(update.vector, dtype=np.float64).sum()) if update.vector is not None else update.l1_norm
+        recomputed = update.privacy_spent * math.log1p(norm)
+        claimed = upload.privacy_cost
+        return math.isclose(claimed, recomputed, rel_tol=1e-9, abs_tol=1e-9) and claimed < claim.claim.unit_cost
+
     def solve_equilibrium(self, claims: Sequence[SignedClaim]) -> int:
         """gamma_NE for the next round from the claimed unit costs (B 24, (B 12) cap)."""
         terms = self._require_open_round(claims)
@@ -93,6 +108,10 @@ class RoundMechanism:
         scenario = self.model.scenario
         uploads = [self.updates[claim.claim.provider_id] for claim in claims]
         value = self.model.backend.coalition_value([upload.update for upload in uploads])
+        if len(uploads) <= scenario.mechanism.shapley_exact_max and hasattr(value, "values_of"):
+            # the exact path (B 10) asks for every coalition: evaluate them in batches first (torch backend)
+            ids = [upload.update.provider_id for upload in uploads]
+            value.values_of(frozenset(c) for size in range(1, len(ids) + 1) for c in combinations(ids, size))
         settlement = settle_round(
             [upload.update.provider_id for upload in uploads],
             value,

@@ -65,13 +65,15 @@ class RoundAnnouncement:
 
 @dataclass(frozen=True)
 class UpdateUpload:
-    """A provider's upload: the timestamped, signed claim M(gamma_i, C_unit) and the perturbed update."""
+    """A provider's upload: the timestamped, signed claim M(gamma_i, C_unit), the perturbed update and the privacy
+    cost C_pr(u~) = eps_i ln(1 + ||u~||_1) inside the claimed C_unit (B 5), which the committee recomputes."""
 
     claim: TimestampedClaim
     update: LocalUpdate
     task: int
     round: int
     sent_at: float
+    privacy_cost: float = 0.0
 
 
 class DataProvider(mesa.Agent):
@@ -236,8 +238,14 @@ class DataProvider(mesa.Agent):
             yield env.timeout(training_s)
         if not self.online:
             return
+        # (B 5) on what is uploaded: eps of this release (0 for a free rider, who uses no data) and ||u~||_1
+        privacy = float(privacy_cost(update.privacy_spent, update.l1_norm)) if update.privacy_spent > 0 else 0.0
         claim = ProviderClaim(
-            self.name, announcement.request_round, iterations, self.expected_unit_cost(update.l1_norm), update.digest
+            self.name,
+            announcement.request_round,
+            iterations,
+            float(unit_cost(self._computation_cost, privacy)),
+            update.digest,
         )
         if self._timer is None or self._claim_key is None:
             signed = SignedClaim(claim, b"")
@@ -251,7 +259,9 @@ class DataProvider(mesa.Agent):
             stamp = self._timer.create_wait_certificate(env.now, claim.digest())
         if not self.online:
             return
-        upload = UpdateUpload(TimestampedClaim(signed, stamp), update, announcement.task, announcement.round, env.now)
+        upload = UpdateUpload(
+            TimestampedClaim(signed, stamp), update, announcement.task, announcement.round, env.now, privacy
+        )
         size = UPDATE_HEADER_BYTES + BYTES_PER_PARAMETER * self.model.parameter_count
         self.model.overlay.send(announcement.collector, Message("update", self.unique_id, upload, size))
         self.model.log_update_sent(self, announcement, update)

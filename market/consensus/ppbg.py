@@ -26,6 +26,8 @@ VERIFICATION_MODES = ("every_replica", "primary_only", "unsigned")
 order, gamma_NE and rewards), or nobody (an unsigned market, for population-scale experiments)."""
 
 EquilibriumSolver = Callable[[Sequence[SignedClaim]], int]
+ClaimAudit = Callable[[SignedClaim], bool]
+"""Recomputes a claim's privacy cost (B 5) from the update the committee received: True if it matches (SPEC A.3)."""
 RewardRule = Callable[[Sequence[SignedClaim], int], Mapping[str, float]]
 """The mechanism's two callables. Either may raise `ProposalError` when it cannot judge the claims (for example
 claims of a round whose inputs it no longer holds): the proposal is then refused, never judged by another
@@ -41,6 +43,7 @@ class ClaimRejection(enum.Enum):
     UNBOUND_CERTIFICATE = "certificate does not certify this claim"
     DUPLICATE_PROVIDER = "second claim from one provider"
     TIMER = "CheckTimer failed"
+    PRIVACY_COST = "claimed privacy cost does not match the received update (B 5)"
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,12 @@ def screen_claims(
     population: float = 0.0,
     record_timers: bool = True,
     verify_signatures: bool = True,
+    audit: ClaimAudit | None = None,
 ) -> ClaimScreening:
     """Algorithm 2 lines 2-4: Verify(Sign(P_i)) and CheckTimer, then sort by timestamp (SPEC A.8).
+
+    With `audit`, a claim whose privacy cost does not match what the committee recomputes from the received
+    update is rejected (SPEC A.3: ||u~||_1 is the norm of the uploaded, perturbed update).
 
     With `record_timers=False` the timers are only inspected (a replica re-checking a proposal must not
     consume the certificates the primary already recorded in its own checker). With `verify_signatures=False`
@@ -165,6 +172,8 @@ def screen_claims(
             rejected.append(Rejected(claim.provider_id, ClaimRejection.UNBOUND_CERTIFICATE))
         elif claim.provider_id in seen_providers:
             rejected.append(Rejected(claim.provider_id, ClaimRejection.DUPLICATE_PROVIDER))
+        elif audit is not None and not audit(item.signed_claim):
+            rejected.append(Rejected(claim.provider_id, ClaimRejection.PRIVACY_COST))
         elif not verify_signatures:
             accepted.append(item)
             seen_providers.add(claim.provider_id)
@@ -226,6 +235,7 @@ def check_proposal(
     reward_rule: RewardRule,
     reward_tolerance: float = 1e-9,
     verify_signatures: bool = True,
+    audit: ClaimAudit | None = None,
 ) -> ProposalCheck:
     """Replica side of Algorithm 2: every claim verifies at the proposal's time, the order is by timestamp,
     and gamma_NE and the rewards are what the replica computes itself from the same claims."""
@@ -237,6 +247,7 @@ def check_proposal(
         proposal.timestamp,
         record_timers=False,
         verify_signatures=verify_signatures,
+        audit=audit,
     )
     if screening.rejected:
         first = screening.rejected[0]
@@ -298,6 +309,7 @@ class PpbgCommitteeMember:
         genesis_timestamp: float = 0.0,
         verification: str = "every_replica",
         shared_verdicts: dict[tuple[str, str, str], ProposalCheck] | None = None,
+        audit_claim: ClaimAudit | None = None,
     ) -> None:
         if verification not in VERIFICATION_MODES:
             raise ProposalError(f"verification: must be one of {', '.join(VERIFICATION_MODES)}, got {verification!r}")
@@ -306,6 +318,7 @@ class PpbgCommitteeMember:
         self.timer_checker = TimerChecker(timer_keys, poet_settings or PoetSettings())
         self.solve_equilibrium = solve_equilibrium
         self.reward_rule = reward_rule
+        self.audit_claim = audit_claim
         self.chain = Chain(genesis_timestamp)
         self.last_check: ProposalCheck | None = None
         # Honest members with the same ledger head reach the same verdict on the same proposal (check_proposal is
@@ -335,6 +348,7 @@ class PpbgCommitteeMember:
             round_input.now,
             record_timers=False,
             verify_signatures=self.verification != "unsigned",
+            audit=self.audit_claim,
         )
         self.last_screening = (round_input.round_index, screening)
         return build_proposal(round_input, screening, self.solve_equilibrium, self.reward_rule)
@@ -354,6 +368,7 @@ class PpbgCommitteeMember:
                 self.solve_equilibrium,
                 self.reward_rule,
                 verify_signatures=self.verification == "every_replica",
+                audit=self.audit_claim,
             )
             if verdicts is not None:
                 verdicts[key] = check

@@ -216,3 +216,29 @@ def test_verification_modes_decide_who_checks_signatures() -> None:
         PpbgCommitteeMember(
             "c0", ["c0"], keys, providers.timer_public_keys, solve_equilibrium, reward_rule, verification="nobody"
         )
+
+
+def test_screening_recomputes_each_claimed_privacy_cost_from_the_received_update() -> None:
+    """SPEC A.3: C_pr = eps * ln(1 + ||u~||_1) of the uploaded, perturbed update; a claim whose privacy cost does
+    not match what the committee recomputes is rejected, at screening and when a replica re-checks a proposal."""
+    providers = Providers(4)
+    rng = np.random.default_rng(0)
+    received = {pid: rng.laplace(0.0, 1e-4, 1000) for pid in providers.ids}  # the uploads, as received
+    budgets = dict(zip(providers.ids, (1.0, 2.0, 3.0, 5.0), strict=True))
+    claimed = {pid: budgets[pid] * math.log1p(np.abs(received[pid]).sum()) for pid in providers.ids}
+    claimed["p002"] *= 1.5  # inflates its privacy cost
+
+    def audit(signed) -> bool:
+        pid = signed.claim.provider_id
+        return math.isclose(claimed[pid], budgets[pid] * math.log1p(np.abs(received[pid]).sum()), rel_tol=1e-9)
+
+    claims = [providers.claim(pid, round_index=1) for pid in providers.ids]
+    now = max(item.timestamp for item in claims) + 1.0
+    checker = TimerChecker(providers.timer_public_keys, SETTINGS)
+    screening = screen_claims(1, claims, providers.claim_public_keys, checker, now, record_timers=False, audit=audit)
+    assert [(item.provider_id, item.reason) for item in screening.rejected] == [("p002", ClaimRejection.PRIVACY_COST)]
+    assert sorted(item.provider_id for item in screening.accepted) == ["p000", "p001", "p003"]
+    unscreened = screen_claims(1, claims, providers.claim_public_keys, checker, now, record_timers=False)
+    proposal = build_proposal(RoundInput(1, tuple(claims), "0" * 64, now), unscreened, solve_equilibrium, reward_rule)
+    check = check_proposal(proposal, providers.claim_public_keys, checker, solve_equilibrium, reward_rule, audit=audit)
+    assert not check.valid and "p002" in check.reason and "privacy cost" in check.reason
