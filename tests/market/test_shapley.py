@@ -464,12 +464,11 @@ def test_a_stratified_run_that_misses_every_pivot_is_not_converged() -> None:
             strata=2,
             max_evaluations=1_000,  # the ends (82 calls) and about 11 replicates of 2 draws (41 calls each)
         )
-        if abs(result.values.sum() - 1.0) > 1e-9:  # the control variate was unavailable: the draws missed
+        assert not result.converged  # about 11 draws of the wide band cannot resolve a 1-in-37 pivot
+        if np.all(result.values == 0.0):  # every draw missed: SE 0, but the total is 0, not 1
             missed += 1
-            assert not result.converged
-        else:
-            # one hit suffices here: the players are symmetric, so the control variate makes each 1/40
-            np.testing.assert_allclose(result.values, 1 / 40, atol=1e-12)
+        else:  # a hit or two: too few distinct totals for the control variate, so plain means and wide intervals
+            assert np.all(np.abs(result.values - 1 / 40) <= result.interval_half_widths(0.95))
     assert 0 < missed < 20
 
 
