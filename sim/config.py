@@ -270,8 +270,11 @@ class ParticipationCost(_Section):
         if self.mode == "distribution" and self.distribution is None:
             raise ValueError("distribution: required when mode = 'distribution'")
         if self.mode == "window":
-            _require_range(self.window_position, above=0.0)
-            _require_range(self.window_position, at_most=1.0)
+            try:
+                _require_range(self.window_position, above=0.0)
+                _require_range(self.window_position, at_most=1.0)
+            except ValueError as error:
+                raise ValueError(f"window_position.{error}") from None
         if self.distribution is not None:
             try:
                 _require_range(self.distribution, at_least=0.0)

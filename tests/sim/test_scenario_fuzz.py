@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,20 @@ BASE: dict[str, Any] = {
 }
 HANG_GUARD_S = 180  # a run of the fuzz's size takes a few seconds; this long means it does not end
 MAX_EVENTS = 200_000
+
+
+def _literal_choices(model: type[BaseModel] = Scenario) -> set[str]:
+    """Every string a Literal field of the schema allows (topologies, backends, modes, ...)."""
+    choices: set[str] = set()
+    for info in model.model_fields.values():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            choices |= _literal_choices(annotation)
+            continue
+        for part in (annotation, *typing.get_args(annotation)):
+            if typing.get_origin(part) is typing.Literal:
+                choices |= {choice for choice in typing.get_args(part) if isinstance(choice, str)}
+    return choices
 
 
 def _schema_keys(model: type[BaseModel] = Scenario, prefix: str = "") -> list[str]:
@@ -73,8 +88,60 @@ tables = st.one_of(
         optional={name: st.sampled_from(FLOAT_EXTREMES) | st.floats(-10, 10) for name in ("value", "low", "high")},
     ),
 )
-values = st.one_of(scalars, tables, st.lists(st.integers(-3, 5) | st.sampled_from(BAD_STRINGS), max_size=3))
-mutations = st.lists(st.tuples(st.sampled_from(KEYS), values), min_size=1, max_size=3)
+plausible = st.one_of(  # values a field may well accept, so that some mutated scenarios run
+    st.sampled_from([1, 2, 3, 4, 0.05, 0.1, 0.5, 0.9, 1.0, 2.5, 10.0, 100.0, True, False]),
+    st.sampled_from(sorted(_literal_choices())),
+    st.sampled_from([{"ALLC": 0.5, "ALLD": 0.5}, {"TFT": 1.0}, {"dist": "uniform", "low": 0.5, "high": 1.5}]),
+)
+hostile = st.one_of(scalars, tables, st.lists(st.integers(-3, 5) | st.sampled_from(BAD_STRINGS), max_size=3))
+
+
+def _annotation(dotted: str) -> Any:
+    """The schema's annotation of a dotted key (None for keys the schema does not have)."""
+    model: Any = Scenario
+    annotation: Any = None
+    for part in dotted.split("."):
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        annotation = model = fields[part].annotation
+    return annotation
+
+
+def _typed(dotted: str) -> st.SearchStrategy[Any]:
+    """Small values of the key's own type, so that a good share of the mutated scenarios are valid and run."""
+    annotation = _annotation(dotted)
+    members = [annotation, *typing.get_args(annotation)]
+    literals = [
+        choice for part in members if typing.get_origin(part) is typing.Literal for choice in typing.get_args(part)
+    ]
+    if annotation is Distribution:
+        return st.sampled_from([0.5, 1.0, 3.0, {"dist": "uniform", "low": 0.5, "high": 1.5}])
+    if bool in members:
+        return st.booleans()
+    if literals:
+        return st.sampled_from(literals)
+    if int in members:
+        return st.integers(0, 6)
+    if float in members:
+        return st.sampled_from([0.0, 0.01, 0.2, 0.5, 1.0, 2.0, 10.0, 60.0])
+    if annotation is str:
+        return st.sampled_from(["fuzz", "a-b_c.d", "x"])
+    if "strategy_mix" in dotted or "strategy_counts" in dotted:
+        return st.sampled_from([{"ALLC": 0.5, "ALLD": 0.5}, {"TFT": 1.0}, {"ALLC": 4, "ALLD": 4}])
+    return plausible
+
+
+def _mutation(key: str) -> st.SearchStrategy[tuple[str, Any]]:
+    """A value for `key`: half the time one of its own type, else a plausible or a hostile one."""
+    return st.tuples(st.just(key), st.one_of(_typed(key), _typed(key), plausible, hostile))
+
+
+mutations = st.lists(
+    st.sampled_from(KEYS).flatmap(_mutation),
+    min_size=1,
+    max_size=3,
+)
 
 
 def _toml_value(value: Any) -> str:
@@ -156,7 +223,7 @@ def _exit_code(argv: list[str]) -> int:
         return int(exit_info.code or 0)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes=mutations)
 def test_hostile_scenarios_are_refused_in_one_line_or_run_to_a_bounded_end(changes, tmp_path_factory, capsys) -> None:
     folder: Path = tmp_path_factory.mktemp("fuzz")
