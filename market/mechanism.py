@@ -8,7 +8,6 @@ leave-one-out utilities (B 8) and the individual-rationality report (B 14). Pure
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ from flmarket.market.shapley import (
     symmetric_sum_game_shapley,
 )
 
-MAX_EXACT_PLAYERS = 16  # enumeration (2^n cached coalitions) stops at 65,536 even on a large budget
 EXACT_SUM_GAME_WORK = 1e7  # distinct weights * n^2 * total weight (~0.03 s): above it, the stratified estimate
 
 
@@ -121,8 +119,7 @@ def _shapley(
     exposes `contributions` and the vectorised `values_of_totals`): exact by symmetry when every contribution
     is zero or one common value, at any size; above `exact_max` players, exact by the integer-weight recursion
     while that is cheap, else stratified over coalition sizes. Otherwise the subset formula up to `exact_max`
-    players, or further while its 2^n value calls fit `max_evaluations` (n <= 14 at 20,000: exact costs less
-    than the sampling budget there), and `shapley_values`' stratified sampling above."""
+    players and `shapley_values`' stratified sampling (with Student-t intervals) above."""
     contributions = getattr(value, "contributions", None)
     values_of_totals = getattr(value, "values_of_totals", None)
     sum_game = bool(players) and contributions is not None and values_of_totals is not None
@@ -150,12 +147,11 @@ def _shapley(
                     "exact-integer-sum-game",
                 )
         return stratified_sum_game_shapley(features, values_of_totals, rng, target_relative_error=target_relative_error)
-    affordable = min(MAX_EXACT_PLAYERS, int(math.log2(max(max_evaluations, 1))))
     return shapley_values(
         players,
         value,
         rng=rng,
-        exact_max=max(exact_max, affordable),
+        exact_max=exact_max,
         target_relative_error=target_relative_error,
         max_evaluations=max_evaluations,
     )
