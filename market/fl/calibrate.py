@@ -105,6 +105,8 @@ class LossCurve:
     total_participation: np.ndarray
     losses: np.ndarray
     accuracies: tuple[float | None, ...]
+    mean_update_l1_norm: float = 0.0
+    """Mean ||u||_1 of the unperturbed uploads per local iteration (epoch), SPEC A.2."""
 
 
 def measure_loss_curve(
@@ -122,11 +124,13 @@ def measure_loss_curve(
     if not provider_ids:
         raise MarketError("provider_ids: need at least one provider, got none")
     results = [backend.start_task(task_id)]
+    norms: list[float] = []
     for _ in range(rounds):
         updates = [backend.local_update(provider, local_iterations, None, "honest", rng) for provider in provider_ids]
+        norms.extend(update.l1_norm / max(local_iterations, 1) for update in updates)
         results.append(backend.commit_round(updates))
         if on_round is not None:
             on_round(results[-1])
     participation = np.arange(rounds + 1, dtype=np.float64) * len(provider_ids)
     losses = np.array([result.loss for result in results])
-    return LossCurve(participation, losses, tuple(result.accuracy for result in results))
+    return LossCurve(participation, losses, tuple(result.accuracy for result in results), float(np.mean(norms)))

@@ -49,7 +49,8 @@ def test_calibrate_subcommand_writes_a_surrogate_fragment(tmp_path: Path, capsys
     args = parser.parse_args(["calibrate", "--rounds", "30", "--providers", "3", "--seed", "2", "--out", str(out)])
     assert args.func(args) == 0
     fragment = tomllib.loads(out.read_text())["learning"]["surrogate"]
-    assert fragment["local_iterations"] == 5
+    assert fragment["local_iterations"] == 1  # one local epoch per round (SPEC A.2)
+    assert 1.0 < fragment["update_l1_norm"] < 100.0  # ||u||_1 of one epoch of the digits MLP (about 13 at lr 0.05)
     assert fragment["theta0"] > 0 and fragment["theta1"] > 0
     # the untrained loss of a 10-class model is near ln 10, and the fit must start near it
     assert fragment["theta0"] / fragment["theta1"] == pytest.approx(np.log(10), rel=0.1)
