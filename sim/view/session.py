@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import simpy
@@ -26,26 +25,6 @@ from flmarket.sim.model import MarketModel
 
 FREE_RIDER = "ALLD"
 """The strategy the free-rider slider sets: a free rider never trains but receives the public good (SPEC C)."""
-
-
-@dataclass(frozen=True)
-class SocialOptimum:
-    """The welfare-maximising participation of a public-goods stage game (SPEC B.1): total T and welfare P."""
-
-    total_participation: int
-    welfare: float
-
-
-def social_optimum(game: PublicGoodsGame) -> SocialOptimum:
-    """max_y P(y) over {0..R}^N (SPEC B.1). For a fixed total T, revenue (sum_i rho_i) * g(T) does not depend on
-    who participates, so the cheapest T rounds fill the providers with the lowest kappa_i first, R rounds each;
-    the optimum is the best T in 0..N*R. The all-defect Nash level (Lemma 1, SPEC B.2) is P(0) = 0."""
-    costs = np.sort(game.cost_array)
-    cumulative_cost = np.concatenate([[0.0], np.cumsum(np.repeat(costs, game.rounds))])
-    totals = np.arange(len(cumulative_cost))
-    welfare = float(game.revenue_array.sum()) * np.asarray(game.precision_gain(totals), dtype=float) - cumulative_cost
-    best = int(np.argmax(welfare))
-    return SocialOptimum(best, float(welfare[best]))
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -114,6 +93,7 @@ class ViewSession:
     def _start(self, model: MarketModel) -> None:
         self.model = model
         self._last_seq = -1
+        self._tables_read = 0
         self.time_points: list[float] = []
         self.share_series: dict[str, list[float]] = {name: [] for name in self.model.strategy_set}
         self.welfare_tasks: list[int] = []
@@ -125,7 +105,7 @@ class ViewSession:
         self._types: dict[int, tuple[float, float]] = {}
         self._labels: dict[int, str] = {}
         self._positions: dict[int, tuple[float, float]] = {}
-        self._task_rounds: dict[int, int] = {}
+        self._references: dict[int, tuple[float, float]] = {}
         self._read_new_events()
 
     @property
@@ -167,11 +147,22 @@ class ViewSession:
         self._start(model)
 
     # -- panel data -----------------------------------------------------------------------------------------
+    def _new_records(self) -> pa.Table | None:
+        """The records logged since the last call, in seq order. The in-memory log keeps one Arrow table per
+        flush, so after a flush only the tables not read yet are taken: reading the whole log each step grew to
+        2 s of CPU per step by the quick-start's 100th task."""
+        log = self.model.log
+        kept = getattr(log, "_kept", None)
+        if log.directory is not None or not isinstance(kept, list):  # a log on disk: read it all, keep the new
+            table = log.to_arrow()
+            return table.filter(pc.greater(table["seq"], self._last_seq))
+        log.flush()
+        tables, self._tables_read = kept[self._tables_read :], len(kept)
+        return pa.concat_tables(tables, promote_options="default").sort_by("seq") if tables else None
+
     def _read_new_events(self) -> None:
-        table = self.model.log.to_arrow()
-        if self._last_seq >= 0:
-            table = table.filter(pc.greater(table["seq"], self._last_seq))
-        if table.num_rows == 0:
+        table = self._new_records()
+        if table is None or table.num_rows == 0:
             return
         self._last_seq = int(pc.max(table["seq"]).as_py())
         for row in _rows(table, "provider_joined", "agent", "unit_revenue", "participation_cost", "strategy"):
@@ -185,17 +176,14 @@ class ViewSession:
             at = {row["strategy"]: row["share"] for row in shares if row["time"] == time}
             for name in self.share_series:
                 self.share_series[name].append(at.get(name, 0.0))
-        for row in _rows(table, "task_configured", "task", "round_cap"):
-            self._task_rounds[row["task"]] = min(self.model.rounds_per_task, row["round_cap"])
-        payoffs = _rows(table, "provider_payoff", "task", "agent", "cost")
-        for row in _rows(table, "task_finished", "task", "welfare", "players"):
-            players = [payoff["agent"] for payoff in payoffs if payoff["task"] == row["task"]]
+        for row in _rows(table, "welfare_reference", "task", "optimum_welfare", "nash_welfare"):
+            self._references[row["task"]] = (row["optimum_welfare"], row["nash_welfare"])
+        for row in _rows(table, "task_finished", "task", "welfare"):
+            optimum, nash = self._references.get(row["task"], (0.0, 0.0))  # a task without players has neither
             self.welfare_tasks.append(row["task"])
             self.welfare.append(row["welfare"])
-            self.nash.append(0.0)  # P(0): nobody takes part, no precision gain, no cost (Lemma 1)
-            self.optimum.append(
-                social_optimum(self.game_of(players, self._task_rounds[row["task"]])).welfare if players else 0.0
-            )
+            self.optimum.append(optimum)
+            self.nash.append(nash)
         rewards = _rows(table, "reward_paid", "task", "round", "agent", "shapley_value", "reward", "contribution")
         if rewards:
             last_task = rewards[-1]["task"]
@@ -215,7 +203,7 @@ class ViewSession:
         return provider.strategy_label if provider is not None else self._labels.get(agent, "")
 
     def game_of(self, players: list[int], rounds: int) -> PublicGoodsGame:
-        """The task's public-goods stage game (SPEC B.1) from the players' logged types (rho_i, kappa_i)."""
+        """A public-goods stage game (SPEC B.1) of these providers, from their logged types (rho_i, kappa_i)."""
         learning = self.scenario.learning
         return PublicGoodsGame(
             learning.theta0,

@@ -18,7 +18,7 @@ import pandas.testing as pdt
 import pytest
 
 from flmarket.analysis.load import events_frame
-from flmarket.market.public_goods import PublicGoodsGame, all_outcomes, sample_dilemma_game
+from flmarket.market.public_goods import welfare_references
 from flmarket.sim.cli import main
 from flmarket.sim.config import ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
@@ -27,39 +27,11 @@ from flmarket.sim.view.session import (
     ViewSession,
     ViewSettings,
     parse_mix,
-    social_optimum,
     with_free_riders,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-# -- the public-goods reference lines (SPEC B.1, B.2) ----------------------------------------------------------
-@pytest.mark.parametrize("seed", range(6))
-def test_social_optimum_is_the_brute_force_maximum(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    players, rounds = int(rng.integers(2, 5)), int(rng.integers(1, 4))
-    game = sample_dilemma_game(rng, players, rounds)
-    outcomes = all_outcomes(players, rounds)
-    welfare = np.array([game.welfare(outcome) for outcome in outcomes])
-    optimum = social_optimum(game)
-    assert optimum.welfare == pytest.approx(welfare.max(), rel=1e-12, abs=1e-12)
-    assert optimum.total_participation in set(outcomes[np.isclose(welfare, welfare.max())].sum(axis=1).tolist())
-    # A social dilemma: the optimum beats the all-defect Nash level P(0) = 0 and full participation.
-    assert game.welfare(np.zeros(players, dtype=int)) == 0.0
-    assert optimum.welfare >= game.welfare(np.full(players, rounds)) > 0.0
-
-
-def test_social_optimum_by_hand() -> None:
-    # theta0 = 12, theta1 = 4, K = 1, R = 1: g(T) = 3 - 12/(4+T) = 0, 0.6, 1, 9/7 for T = 0..3.
-    # sum rho = 3; kappa = (1.0, 0.5, 2.0): cheapest first gives costs 0, 0.5, 1.5, 3.5.
-    # P(T) = 0, 1.3, 1.5, 3*9/7 - 3.5 = 0.357...; the optimum is T = 2 (the two cheapest), P = 1.5.
-    game = PublicGoodsGame(12.0, 4.0, 1, 1, (1.0, 1.0, 1.0), (1.0, 0.5, 2.0))
-    optimum = social_optimum(game)
-    assert optimum.total_participation == 2
-    assert optimum.welfare == pytest.approx(1.5)
-    assert game.welfare([1, 1, 0]) == pytest.approx(1.5)
 
 
 # -- the session drives the same model as `flmarket run` -------------------------------------------------------
@@ -96,12 +68,17 @@ def test_panels_agree_with_the_event_log_and_the_task_games() -> None:
     finished = frame[frame["kind"] == "task_finished"]
     assert state["tasks"] == 4 and state["welfare"]["task"] == finished["task"].tolist()
     assert state["welfare"]["welfare"] == finished["welfare"].tolist()
-    assert state["welfare"]["nash"] == [0.0] * 4
+    assert state["welfare"]["nash"] == [0.0] * 4  # P(0) = 0: nobody takes part (Lemma 1)
     payoffs = frame[frame["kind"] == "provider_payoff"]
+    chosen = frame[frame["kind"] == "action_chosen"]
+    rounds = session.model.rounds_per_task
     for task, welfare, optimum in zip(finished["task"], finished["welfare"], state["welfare"]["optimum"], strict=True):
+        # The reference lines are those of the task's game at its start (every provider that chose an action),
+        # rebuilt here from the logged types: the social optimum fills the cheapest providers first (SPEC B).
+        starting = session.game_of(chosen[chosen["task"] == task]["agent"].tolist(), rounds)
+        assert optimum == pytest.approx(welfare_references(starting).optimum_welfare, rel=1e-12)
         rows = payoffs[payoffs["task"] == task]
-        players = rows["agent"].tolist()
-        game = session.game_of(players, session.model.rounds_per_task)
+        game = session.game_of(rows["agent"].tolist(), rounds)
         realised = np.rint(rows["cost"].to_numpy(float) / game.cost_array).astype(int)  # Psi_i = kappa_i * y_i
         assert game.welfare(realised) == pytest.approx(welfare, rel=1e-9)  # the types the view rebuilt are right
         assert optimum >= welfare - 1e-12

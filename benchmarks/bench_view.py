@@ -1,0 +1,144 @@
+"""Benchmark `flmarket view`: how long a click on "Step one task" takes to update every panel in the browser.
+
+Run: python benchmarks/bench_view.py [--steps 20] [--scenario quickstart]
+
+Starts `flmarket view` on a free port, opens it in headless Chromium (Debian's /usr/bin/chromium and chromedriver),
+and clicks step `--steps` times. Each latency runs from the click to the moment the page shows the new task in
+every panel at once: the tasks counter, the welfare chart's points and the JSON state all at the new count. It
+also gives the server's own CPU time per step (the model's task, the panel data and the five SVG charts, measured
+in-process on the same scenario). Target: under one second per step on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+QUERY = """
+const counter = document.getElementById('flmarket-tasks');
+const state = document.getElementById('flmarket-view-state');
+const points = document.querySelectorAll("svg[data-chart='welfare'] circle").length;
+return [counter && Number(counter.dataset.tasks), state && JSON.parse(state.textContent).tasks, points];
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_cpu_per_step(scenario: str, steps: int) -> list[float]:
+    """CPU seconds of one step in-process: the task, the panel data and the five charts."""
+    from flmarket.sim.view import charts
+    from flmarket.sim.view.session import ViewSession, ViewSettings
+
+    session = ViewSession(ViewSettings(scenario))
+    costs = []
+    for _ in range(steps):
+        start = time.thread_time()
+        session.step()
+        state = session.state()
+        for chart in (
+            charts.overlay_chart,
+            charts.welfare_chart,
+            charts.shares_chart,
+            charts.participation_chart,
+            charts.rewards_chart,
+        ):
+            chart(state)
+        costs.append(time.thread_time() - start)
+    return costs
+
+
+def browser_latencies(scenario: str, steps: int) -> list[float]:
+    """Seconds from each click on step to every panel showing the new task."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flmarket.sim.cli", "view", scenario, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"},
+    )
+    driver = None
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("flmarket view did not start") from None
+                time.sleep(0.5)
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tempfile.mkdtemp()}",
+            "--window-size=1600,1150",
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 180, poll_frequency=0.01)
+        wait.until(lambda _: driver.execute_script(QUERY)[0] == 0)
+        latencies = []
+        for count in range(1, steps + 1):
+            wait.until(
+                lambda _: driver.execute_script(
+                    "const b = document.querySelector('.flmarket-step'); return !b.disabled"
+                )
+            )
+            button = driver.find_element(By.CSS_SELECTOR, ".flmarket-step")
+            start = time.perf_counter()
+            button.click()
+            wait.until(lambda _, count=count: driver.execute_script(QUERY) == [count, count, count])
+            latencies.append(time.perf_counter() - start)
+        return latencies
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scenario", default="quickstart")
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    cpu = server_cpu_per_step(args.scenario, args.steps)
+    print(
+        f"server CPU per step (task + panel data + charts): median {statistics.median(cpu) * 1000:.0f} ms, "
+        f"max {max(cpu) * 1000:.0f} ms"
+    )
+    latencies = browser_latencies(args.scenario, args.steps)
+    print(
+        f"click to every panel updated: median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} steps"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
