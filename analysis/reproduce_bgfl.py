@@ -78,13 +78,18 @@ ASYNCHRONOUS_DURATION = (0.5, 1.5)  # AsyFL: a local update takes Uniform(0.5, 1
 
 @dataclass(frozen=True)
 class MarketTerms:
-    """Table 3's mechanism numbers (SPEC A.3, A.5, A.9): budget, fee ratio, committee, delta_k, cost type."""
+    """Table 3's mechanism numbers (SPEC A.3, A.5, A.9): budget, fee ratio, committee, delta_k, cost type.
+
+    `minimum_local_epochs` is the simulator's `mechanism.minimum_local_iterations` resolution (default 1): a
+    provider that takes part trains max(gamma_NE, minimum) epochs when (B 24) floors to less.
+    """
 
     budget: float = 5000.0
     fee_ratio: float = 0.2
     committee_size: int = 7
     committee_node_cost: float = 1.4
     initial_local_epochs: int = 5
+    minimum_local_epochs: int = 1
     cost: CostParameters = field(default_factory=CostParameters)
 
     def task(self, rounds: int) -> TaskTerms:
@@ -204,7 +209,8 @@ def t_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.
 class RunTrace:
     """One run's per-round series (index r - 1 for aggregation round r).
 
-    accuracy, loss: the global model after the round; epochs: what every provider trained that round; the
+    accuracy, loss: the global model after the round; epochs: what every provider trained that round,
+    equilibrium_epochs: the gamma_NE it was told (B 24 capped by B 12; epochs = max(gamma_NE, minimum)); the
     economics are means over the round's providers: unit_cost C_unit (B 6), cost k_i C_unit, reward rho (B 13),
     utility U (B 8); welfare is (B 21a) for the round; rational_updates counts paid updates meeting (B 14) and
     paid_updates the updates with a non-zero reward.
@@ -213,6 +219,7 @@ class RunTrace:
     accuracy: np.ndarray
     loss: np.ndarray
     epochs: np.ndarray
+    equilibrium_epochs: np.ndarray
     unit_cost: np.ndarray
     cost: np.ndarray
     reward: np.ndarray
@@ -222,7 +229,7 @@ class RunTrace:
     paid_updates: int = 0
 
 
-SERIES = ("accuracy", "loss", "epochs", "unit_cost", "cost", "reward", "utility", "welfare")
+SERIES = ("accuracy", "loss", "epochs", "equilibrium_epochs", "unit_cost", "cost", "reward", "utility", "welfare")
 
 
 def backend_for(settings: BGFLReproductionSettings, dataset: str, model: str, aggregation: str, repeat: int):
@@ -262,7 +269,7 @@ def run_bgfl(
     backend.start_task(task_id)
     series: dict[str, list[float]] = {key: [] for key in SERIES}
     rational = paid = 0
-    epochs = terms.initial_local_epochs
+    epochs = equilibrium = terms.initial_local_epochs
     for _ in range(rounds):
         updates = [backend.local_update(provider, epochs, privacy_budget, "honest", rng) for provider in providers]
         unit_costs = [float(unit_cost(computation, privacy_cost(privacy_budget, u.l1_norm))) for u in updates]
@@ -283,12 +290,14 @@ def run_bgfl(
         series["accuracy"].append(float(result.accuracy if result.accuracy is not None else math.nan))
         series["loss"].append(result.loss)
         series["epochs"].append(epochs)
+        series["equilibrium_epochs"].append(equilibrium)
         series["unit_cost"].append(float(np.mean(unit_costs)))
         series["cost"].append(epochs * float(np.mean(unit_costs)))
         series["reward"].append(float(np.mean(settlement.rewards)))
         series["utility"].append(float(np.mean(settlement.utilities)))
         series["welfare"].append(welfare(settlement.rewards, iterations, unit_costs, committee))
-        epochs = equilibrium_iterations(task, unit_costs)
+        equilibrium = equilibrium_iterations(task, unit_costs)
+        epochs = max(equilibrium, terms.minimum_local_epochs)
     arrays = {key: np.asarray(values, dtype=float) for key, values in series.items()}
     return RunTrace(**arrays, rational_updates=rational, paid_updates=paid)
 
@@ -402,12 +411,17 @@ def _rationality_note(traces: Sequence[RunTrace]) -> str:
 
 
 def _epochs_note(traces: Sequence[RunTrace]) -> str:
-    epochs = np.concatenate([trace.epochs[1:] for trace in traces]) if traces else np.zeros(0)
-    if epochs.size == 0:
+    gamma = np.concatenate([trace.equilibrium_epochs[1:] for trace in traces]) if traces else np.zeros(0)
+    if gamma.size == 0:
         return "gamma_NE: only the first round ran (delta_k epochs)"
-    values, counts = np.unique(epochs.astype(int), return_counts=True)
+    values, counts = np.unique(gamma.astype(int), return_counts=True)
     spread = ", ".join(f"{value}: {count}" for value, count in zip(values, counts, strict=True))
-    return f"gamma_NE (B 24, capped by B 12) epochs after round 1, value: rounds = {spread}"
+    raised = int(sum(np.sum(trace.epochs[1:] > trace.equilibrium_epochs[1:]) for trace in traces))
+    return (
+        f"gamma_NE (B 24, capped by B 12) after round 1, value: rounds = {spread}; {raised} of {gamma.size} "
+        f"rounds trained the minimum instead ({traces[0].epochs.min():.0f} epochs, the simulator's "
+        f"mechanism.minimum_local_iterations resolution)"
+    )
 
 
 def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:

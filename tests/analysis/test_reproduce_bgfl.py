@@ -138,6 +138,8 @@ def test_a_bgfl_run_follows_the_mechanism_and_is_seeded(tmp_path: Path) -> None:
     np.testing.assert_array_equal(trace.unit_cost, traces[1].unit_cost)
     assert trace.accuracy.shape == (ROUNDS,) and np.all((trace.accuracy >= 0) & (trace.accuracy <= 1))
     assert trace.epochs[0] == TEST_TERMS.initial_local_epochs
+    # after round 1 providers train max(gamma_NE, minimum) epochs (the simulator's minimum_local_iterations)
+    np.testing.assert_array_equal(trace.epochs[1:], np.maximum(trace.equilibrium_epochs[1:], 1))
     # C_unit = ln C_com + C_pr with C_pr > 0 for a perturbed upload (B 6)
     assert np.all(trace.unit_cost > LN_TABLE_3_COMPUTATION_COST)
     np.testing.assert_allclose(trace.cost, trace.epochs * trace.unit_cost)
