@@ -1,15 +1,18 @@
 """Benchmark of the learning backends: round time, FedAdp vs FedAvg under label skew, calibration fit.
 
-Run `python benchmarks/bench_fl.py` (about a minute on 2 cores) or `--quick` for a smoke run. Prints:
-seconds per aggregation round for 10 providers (MLP and CNN on digits, 5 local iterations each), rounds to a
-target test accuracy for FedAdp and FedAvg on Dirichlet(0.5) digits, the surrogate's per-call cost, and the
-precision function theta0 / (theta1 + K y) fitted to a real loss curve with its residual.
+Run `python benchmarks/bench_fl.py` (a few minutes on 2 cores) or `--quick` for a smoke run. Prints:
+seconds per aggregation round for 10 providers (MLP and CNN on digits, 5 local epochs each), seconds per market
+round (one local epoch each, eps = 2, Shapley rewards over the torch coalition values, SPEC A.5) at 10, 30 and
+100 providers, rounds to a target test accuracy for FedAdp and FedAvg on Dirichlet(0.5) digits, the surrogate's
+per-call cost, and the precision function theta0 / (theta1 + K y) fitted to a real loss curve with its residual.
+Times are CPU seconds of this process (time.process_time), so a loaded machine does not inflate them.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from itertools import combinations
 
 import numpy as np
 
@@ -39,6 +42,34 @@ def seconds_per_round(model: str, rounds: int) -> float:
         updates = [backend.local_update(p, LOCAL_ITERATIONS, None, "honest", rng) for p in range(PROVIDERS)]
         backend.commit_round(updates)
     return (time.perf_counter() - started) / rounds
+
+
+def market_round_seconds(providers: int, rounds: int) -> tuple[float, int, str]:
+    """CPU seconds of one market round on the torch backend: every provider trains one epoch (eps = 2), the
+    coalition values of SPEC A.5 and the Shapley rewards (B 10, B 13) with the mechanism's defaults; also the
+    value evaluations and the Shapley method of the last round."""
+    from flmarket.market.mechanism import settle_round
+
+    backend = make_backend(BackendConfig(name="torch", seed=0, providers=providers, learning_rate=0.05))
+    rng = np.random.default_rng(0)
+    for provider in range(providers):
+        backend.register_provider(provider, rng)
+    backend.start_task(0)
+    started = time.process_time()
+    settlement = None
+    for _ in range(rounds):
+        updates = [backend.local_update(p, 1, 2.0, "honest", rng) for p in range(providers)]
+        value = backend.coalition_value(updates)
+        if providers <= 12:  # the exact path: all 2^n coalitions, batched (as the platform does)
+            value.values_of(
+                frozenset(c) for size in range(1, providers + 1) for c in combinations(range(providers), size)
+            )
+        settlement = settle_round(
+            list(range(providers)), value, 39.2, [1] * providers, [10.0] * providers, np.random.default_rng(1)
+        )
+        backend.commit_round(updates)
+    assert settlement is not None
+    return (time.process_time() - started) / rounds, settlement.shapley.evaluations, settlement.shapley.method
 
 
 def rounds_to_target(aggregation: str, target: float, max_rounds: int, seed: int) -> tuple[int | None, float]:
@@ -86,6 +117,12 @@ def main() -> None:
     print("|---|---|")
     for model in ("mlp", "cnn"):
         print(f"| s/round, {PROVIDERS} providers, {model} on digits | {seconds_per_round(model, timing_rounds):.4f} |")
+    for providers in (10, 30, 100):
+        seconds, evaluations, method = market_round_seconds(providers, 1 if args.quick else 2)
+        print(
+            f"| CPU s/market round, {providers} providers (train + Shapley, {method}, {evaluations} values) "
+            f"| {seconds:.2f} |"
+        )
     print(f"| surrogate us/provider (10,000 providers) | {surrogate_microseconds(10_000):.2f} |")
     for aggregation in ("fedavg", "fedadp"):
         results = [rounds_to_target(aggregation, target, max_rounds, seed) for seed in seeds]
