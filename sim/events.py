@@ -276,7 +276,7 @@ def _signals_deferred() -> Iterator[None]:
         yield
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)  # None: set outside Python
         for number in dict.fromkeys(received):
             signal.raise_signal(number)
 
