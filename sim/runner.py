@@ -34,7 +34,22 @@ from flmarket.sim.config import Scenario
 from flmarket.sim.events import EventLog, event_schema
 from flmarket.sim.model import MarketModel
 
-VERSIONED_PACKAGES = ("flmarket", "simpy", "mesa", "numpy", "pandas", "pyarrow", "networkx", "scipy", "torch")
+VERSIONED_PACKAGES = (
+    "flmarket",
+    "simpy",
+    "mesa",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "networkx",
+    "scipy",
+    "torch",
+    "torchvision",
+    "scikit-learn",
+    "cryptography",
+    "pydantic",
+)
+"""Packages whose version a run's manifest records: everything the simulation's results can depend on."""
 
 
 @dataclass(frozen=True)
