@@ -422,7 +422,7 @@ class SurrogateSection(_Section):
     theta1: float = _positive(9.82 / math.log(10.0))
     local_iterations: int = _count(5, high=100_000)
     # ||u||_1 of one unperturbed local epoch (SPEC A.2)
-    update_l1_norm: float = Field(default=20.0, ge=0, le=MAX_MAGNITUDE)
+    update_l1_norm: float = Field(default=13.6, ge=0, le=MAX_MAGNITUDE)  # measured by flmarket calibrate
 
 
 class LearningSection(_Section):
