@@ -11,7 +11,8 @@ seeds, against exact values, for games that are not sum games to the estimator (
 (quality of the data-weighted mean of the members' update vectors; exact by enumeration, so n <= 16). Each row
 is one method at the round budget (`--budget`, default 20,000 calls, the scenario default); time per round.
 Third table: rounds of the averaged-model game at n = 20, 40, 60 with a large budget: the value calls and
-seconds the stratified estimator needs to reach the 1 % relative SE target.
+seconds the stratified estimator needs to reach the 1 % relative SE target. `--torch` adds real torch-backend
+rounds (digits, one local epoch per provider) at the round budget, with the seconds the training took.
 """
 
 from __future__ import annotations
@@ -179,6 +180,37 @@ def target_rows(sizes: list[int], seeds: int, target: float) -> None:
         )
 
 
+def torch_rows(sizes: list[int], budget: int, target: float) -> None:
+    """Stratified Shapley on real torch-backend rounds (digits, one local epoch per provider): value calls,
+    seconds and relative SE at the round budget, next to the seconds the providers' training took."""
+    from flmarket.market.fl.backend import BackendConfig, make_backend
+
+    print(f"{'torch round':<16}{'n':>4}{'train s':>9}{'calls':>8}{'shapley s':>11}{'rel SE':>9}  converged")
+    for players in sizes:
+        backend = make_backend(BackendConfig(name="torch", seed=0, providers=players))
+        rng = np.random.default_rng(0)
+        for provider in range(players):
+            backend.register_provider(provider, rng)
+        backend.start_task(0)
+        backend.commit_round([backend.local_update(p, 1, None, "honest", rng) for p in range(players)])
+        start = time.perf_counter()
+        updates = [backend.local_update(p, 1, None, "honest", rng) for p in range(players)]
+        training = time.perf_counter() - start
+        value = backend.coalition_value(updates)
+        start = time.perf_counter()
+        result = shapley_values(
+            [update.provider_id for update in updates],
+            value,
+            rng=np.random.default_rng(1),
+            target_relative_error=target,
+            max_evaluations=budget,
+        )
+        print(
+            f"{'digits MLP':<16}{players:>4}{training:>9.2f}{result.evaluations:>8}"
+            f"{time.perf_counter() - start:>11.2f}{result.relative_standard_error:>9.4f}  {result.converged}"
+        )
+
+
 def main() -> None:
     """Print the tables."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -186,6 +218,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.01, help="target relative standard error")
     parser.add_argument("--budget", type=int, default=20_000, help="value calls per round (coverage table)")
     parser.add_argument("--seeds", type=int, default=50, help="rounds per row of the coverage table")
+    parser.add_argument("--torch", action="store_true", help="also real torch rounds at n = 20, 40, 60 (minutes)")
     arguments = parser.parse_args()
     generic_sizes = [8, 12, 16] if arguments.quick else [8, 12, 16, 50, 100]
     stratified_sizes = [1_000] if arguments.quick else [1_000, 10_000]
@@ -232,6 +265,9 @@ def main() -> None:
     coverage_rows([20] if arguments.quick else [20, 40, 60], seeds, arguments.budget)
     print()
     target_rows([20] if arguments.quick else [20, 40, 60], 2 if arguments.quick else 5, arguments.target)
+    if arguments.torch:
+        print()
+        torch_rows([20] if arguments.quick else [20, 40, 60], arguments.budget, arguments.target)
 
 
 if __name__ == "__main__":
