@@ -352,7 +352,7 @@ def welfare_chart(state: dict[str, Any]) -> str:
     """Welfare P(y) per task with the task's social optimum and the all-defect Nash level P(0) = 0 (SPEC B)."""
     welfare = state["welfare"]
     tasks = welfare["task"]
-    values = welfare["welfare"] + welfare["optimum"] + welfare["nash"] + [0.0, 1.0]
+    values = welfare["welfare"] + welfare["optimum"] + welfare["nash"] + [0.0]
     low, high = min(values), max(values)
     pad = 0.08 * (high - low or 1.0)
     chart = Chart(

@@ -168,7 +168,9 @@ def Page() -> None:
         state = session.state()
     _ = version  # every step or reset bumps it, which re-renders the page and redraws the charts
 
-    with solara.Column(style={"padding": "12px 18px", "background": "#fafafa", "min-height": "100vh"}) as page:
+    with solara.Column(
+        style={"padding": "12px 18px 40px 18px", "background": "#fafafa", "min-height": "100vh"}
+    ) as page:
         solara.Style(CSS)
         solara.Title("flmarket view")
         with solara.Row(style={"align-items": "center", "gap": "14px"}):
@@ -203,7 +205,7 @@ def Page() -> None:
             )
         with solara.Row(style={"align-items": "center", "gap": "18px", "flex-wrap": "wrap"}):
             for name, share in mix.items():
-                with solara.Column(style={"min-width": "150px", "gap": "0"}):
+                with solara.Column(style={"flex": "0 0 230px", "gap": "0"}):
                     solara.SliderFloat(
                         f"{name} {share:.2f}",
                         value=share,
@@ -214,22 +216,24 @@ def Page() -> None:
                         thumb_label=True,
                         tick_labels=False,
                     )
-            solara.SliderFloat(
-                f"free riders (ALLD) {mix.get(FREE_RIDER, 0.0):.2f}",
-                value=mix.get(FREE_RIDER, 0.0),
-                min=0.0,
-                max=1.0,
-                step=0.05,
-                on_value=set_free_riders,
-                thumb_label=True,
-            )
+            with solara.Column(style={"flex": "0 0 290px", "gap": "0"}):
+                solara.SliderFloat(
+                    f"free riders (ALLD) {mix.get(FREE_RIDER, 0.0):.2f}",
+                    value=mix.get(FREE_RIDER, 0.0),
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    on_value=set_free_riders,
+                    thumb_label=True,
+                )
+        with solara.Row(style={"align-items": "center", "gap": "18px", "flex-wrap": "wrap"}):
             solara.InputText(
                 "population mix (NAME=SHARE, ...)",
                 value=mix_text,
                 on_value=set_mix_text,
                 continuous_update=False,
                 classes=["flmarket-mix"],
-                style={"min-width": "360px"},
+                style={"flex": "0 0 420px"},
             )
             solara.Button("Apply mix and reset", on_click=apply_text, color="secondary", classes=["flmarket-apply"])
         if error:
