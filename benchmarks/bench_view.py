@@ -5,8 +5,9 @@ Run: python benchmarks/bench_view.py [--steps 20] [--scenario quickstart]
 Starts `flmarket view` on a free port, opens it in headless Chromium (Debian's /usr/bin/chromium and chromedriver),
 and clicks step `--steps` times. Each latency runs from the click to the moment the page shows the new task in
 every panel at once: the tasks counter, the welfare chart's points and the JSON state all at the new count. It
-also gives the server's own CPU time per step (the model's task, the panel data and the five SVG charts, measured
-in-process on the same scenario). Target: under one second per step on 2 cores.
+also gives the CPU time each click costs the server and the browser (on a loaded machine the wall latency mostly
+waits for a core; their sum is what an idle 2-core machine needs), and the model-side CPU per step in-process
+(the task, the panel data and the five SVG charts). Target: under one second per step on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import psutil
 
 QUERY = """
 const counter = document.getElementById('flmarket-tasks');
@@ -57,8 +60,21 @@ def server_cpu_per_step(scenario: str, steps: int) -> list[float]:
     return costs
 
 
-def browser_latencies(scenario: str, steps: int) -> list[float]:
-    """Seconds from each click on step to every panel showing the new task."""
+def _cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of a process and all its descendants (those still alive)."""
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[float], list[float]]:
+    """Seconds from each click on step to every panel showing the new task, and the CPU seconds the server
+    and the browser (chromedriver and Chromium's processes) spent on each step."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -99,9 +115,15 @@ def browser_latencies(scenario: str, steps: int) -> list[float]:
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         driver.get(f"http://127.0.0.1:{port}/")
-        wait = WebDriverWait(driver, 180, poll_frequency=0.01)
+        wait = WebDriverWait(driver, 180, poll_frequency=0.05)
         wait.until(lambda _: driver.execute_script(QUERY)[0] == 0)
-        latencies = []
+        latencies, server_cpu, browser_cpu = [], [], []
+        server_process = psutil.Process(server.pid)
+        browser_process = psutil.Process(driver.service.process.pid)
+        idle_before = _cpu_seconds(browser_process)
+        time.sleep(2.0)
+        idle = (_cpu_seconds(browser_process) - idle_before) / 2.0
+        print(f"browser CPU while idle: {idle * 1000:.0f} ms per second")
         for count in range(1, steps + 1):
             wait.until(
                 lambda _: driver.execute_script(
@@ -109,11 +131,14 @@ def browser_latencies(scenario: str, steps: int) -> list[float]:
                 )
             )
             button = driver.find_element(By.CSS_SELECTOR, ".flmarket-step")
+            server_before, browser_before = _cpu_seconds(server_process), _cpu_seconds(browser_process)
             start = time.perf_counter()
             button.click()
             wait.until(lambda _, count=count: driver.execute_script(QUERY) == [count, count, count])
             latencies.append(time.perf_counter() - start)
-        return latencies
+            server_cpu.append(_cpu_seconds(server_process) - server_before)
+            browser_cpu.append(_cpu_seconds(browser_process) - browser_before)
+        return latencies, server_cpu, browser_cpu
     finally:
         if driver is not None:
             driver.quit()
@@ -132,10 +157,15 @@ def main() -> None:
         f"server CPU per step (task + panel data + charts): median {statistics.median(cpu) * 1000:.0f} ms, "
         f"max {max(cpu) * 1000:.0f} ms"
     )
-    latencies = browser_latencies(args.scenario, args.steps)
+    latencies, server_cpu, browser_cpu = browser_latencies(args.scenario, args.steps)
     print(
         f"click to every panel updated: median {statistics.median(latencies) * 1000:.0f} ms, "
         f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} steps"
+    )
+    print(
+        f"CPU per click: server (Solara + model) median {statistics.median(server_cpu) * 1000:.0f} ms, "
+        f"max {max(server_cpu) * 1000:.0f} ms; browser median {statistics.median(browser_cpu) * 1000:.0f} ms, "
+        f"max {max(browser_cpu) * 1000:.0f} ms (the wall latency on an idle 2-core machine is about their sum)"
     )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
