@@ -230,6 +230,16 @@ def test_page_in_headless_chromium(tmp_path) -> None:
             wait.until(lambda _: step_enabled())
             driver.find_element(By.CSS_SELECTOR, ".flmarket-step").click()
             wait.until(lambda _, count=count: tasks() == str(count))
+        # The panels are separate widgets and may arrive one message after another: wait until all show task 3.
+        wait.until(
+            lambda _: (
+                driver.execute_script(
+                    "return [JSON.parse(document.getElementById('flmarket-view-state').textContent).tasks,"
+                    " document.querySelectorAll(\"svg[data-chart='welfare'] circle\").length]"
+                )
+                == [3, 3]
+            )
+        )
         state = json.loads(driver.execute_script("return document.getElementById('flmarket-view-state').textContent"))
         plotted = driver.execute_script(
             "return Array.from(document.querySelectorAll(\"svg[data-chart='welfare'] circle\"))"
@@ -276,9 +286,9 @@ def test_page_in_headless_chromium(tmp_path) -> None:
         wait.until(lambda _: int(tasks()) >= 5)
         driver.find_element(By.CSS_SELECTOR, ".flmarket-pause").click()
         wait.until(lambda _: step_enabled())
-        time.sleep(3.0)
+        time.sleep(5.0)  # a task in flight when Pause was clicked still finishes
         paused_at = tasks()
-        time.sleep(3.0)
+        time.sleep(5.0)
         assert tasks() == paused_at and int(paused_at) >= 5
     finally:
         if driver is not None:
