@@ -229,13 +229,22 @@ class MarketModel(mesa.Model):
             self.running = False
             self.datacollector.collect(self)
             return
+        # Stop exactly where run() stops at a task limit: on the task-done event itself (woken right before
+        # `done` would be), not on a condition over it, which SimPy processes later, after other events at the
+        # same time. Not under collector_tuned: its full collection per step would cost more than the step.
         task_done = self.env.event()
         self._step_waiters.append((target, task_done))
-        stop = task_done | self.done
+        stops = [task_done, self.done]
         if math.isfinite(horizon):
-            stop = stop | self.env.timeout(horizon - self.env.now)
-        with collector_tuned():
-            self.env.run(until=stop)
+            stops.append(self.env.timeout(horizon - self.env.now))
+        for event in stops:
+            event.callbacks.append(simpy.core.StopSimulation.callback)
+        try:
+            self.env.run()
+        finally:
+            for event in stops:  # a later run() must not stop at this step's horizon or at `done`
+                if event.callbacks is not None and simpy.core.StopSimulation.callback in event.callbacks:
+                    event.callbacks.remove(simpy.core.StopSimulation.callback)
         if self.done.triggered or self.env.now >= horizon:
             self.running = False
         self.datacollector.collect(self)  # row k: the state after k steps

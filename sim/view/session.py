@@ -17,7 +17,6 @@ from typing import Any
 import networkx as nx
 import pyarrow as pa
 import pyarrow.compute as pc
-import simpy
 
 from flmarket.market.public_goods import PublicGoodsGame
 from flmarket.sim.config import Scenario, ScenarioError, load_scenario
@@ -126,14 +125,7 @@ class ViewSession:
             return False
         model = self.model
         before = model.tasks_finished
-        stop = model.env.event()
-        stop.callbacks.append(simpy.core.StopSimulation.callback)
-        model._step_waiters.append((before + 1, stop))  # woken right before `done` would be, in the task runner
-        horizon = self.scenario.run.horizon_s
-        if horizon is not None:
-            limit = model.env.timeout(max(0.0, horizon - model.env.now))
-            limit.callbacks.append(simpy.core.StopSimulation.callback)
-        model.env.run()  # not under collector_tuned: its full collection per step costs more than the step
+        model.step()  # stops where run() stops at a task limit
         self._read_new_events()
         return model.tasks_finished > before
 

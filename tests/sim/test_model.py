@@ -127,6 +127,12 @@ def test_step_advances_one_task_and_stepping_gives_the_same_log_as_running() -> 
     run, frame = _events(scenario)
     assert stepped.time == run.time
     pdt.assert_frame_equal(events_frame(stepped.log.to_arrow()), frame)
+    # Mid-run too: three steps of a longer run stop where `flmarket run --tasks 3` stops.
+    longer = MarketModel(load_scenario("quickstart", {"run.tasks": 6}))
+    for _ in range(3):
+        longer.step()
+    _, three = _events(load_scenario("quickstart", {"run.tasks": 3}))
+    pdt.assert_frame_equal(events_frame(longer.log.to_arrow()), three)
 
 
 def test_strategy_counts_fix_the_initial_population() -> None:
