@@ -182,9 +182,9 @@ def test_coalition_values_match_recomputation_and_the_round_gain(aggregation: st
     full = value(frozenset(range(4)))
     batched = value.values_of([frozenset({1}), frozenset({0, 3}), frozenset(range(4))])
     assert batched[2] == full
-    single = backend.coalition_value(updates)
-    assert batched[0] == pytest.approx(single(frozenset({1})), rel=1e-6, abs=1e-9)
-    assert batched[1] == pytest.approx(single(frozenset({0, 3})), rel=1e-6, abs=1e-9)
+    single = backend.coalition_value(updates)  # float32: a batched and a single forward differ by ~1e-8
+    assert batched[0] == pytest.approx(single(frozenset({1})), rel=1e-6, abs=1e-7)
+    assert batched[1] == pytest.approx(single(frozenset({0, 3})), rel=1e-6, abs=1e-7)
     result = backend.commit_round(updates)
     new_global = evaluate(backend.model, backend.global_vector, backend.validation_features, backend.validation_labels)
     assert full == pytest.approx(model_quality(new_global.loss, 2, 10) - value.base_quality, rel=1e-5)
