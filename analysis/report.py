@@ -286,6 +286,13 @@ def _format(value: object) -> str:
     return str(value)
 
 
+def _commit_line(git: object) -> str:
+    """The manifest's git record as one line: the commit, marked when the checkout had local changes."""
+    if not isinstance(git, dict) or not git.get("commit"):
+        return "not recorded (not run from a git checkout)"
+    return f"{git['commit']}{' (with uncommitted changes)' if git.get('dirty') else ''}"
+
+
 def run_sections(
     run_dir: str | Path,
     window: int = DEFAULT_WINDOW,
@@ -302,6 +309,10 @@ def run_sections(
         "tasks finished": manifest.get("tasks_finished", ""),
         "events": manifest.get("events", ""),
         "simulated time (s)": manifest.get("final_time_s", math.nan),
+        "versions": ", ".join(
+            f"{name} {version}" for name, version in sorted((manifest.get("versions") or {}).items())
+        ),
+        "git commit": _commit_line(manifest.get("git")),
     }
     headline = metrics.run_summary(events) | stability_summary(events, window, alpha)
     sections = [

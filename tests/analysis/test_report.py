@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import json
 from html.parser import HTMLParser
 
 import numpy as np
@@ -104,6 +105,11 @@ def test_quickstart_report_is_self_contained_with_valid_figures(quickstart_run, 
     joined = " ".join(page.notes)
     assert "reward_paid" not in joined and "consensus_decided" not in joined
     assert page.tables >= 3
+    # provenance: the scenario, the seed, the package versions and the commit the run was made with
+    manifest = json.loads((quickstart_run / "manifest.json").read_text())
+    text = target.read_text()
+    assert manifest["scenario_name"] in text and f"flmarket {manifest['versions']['flmarket']}" in text
+    assert "git commit" in text
 
 
 def test_default_output_is_inside_the_run_and_the_command_line_writes_it(quickstart_run, capsys) -> None:
