@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -98,20 +97,19 @@ def test_surrogate_stale_update_resends_the_old_digest_and_adds_nothing() -> Non
     assert backend.privacy_spent_total(0) == 2.0
 
 
-def test_surrogate_handles_ten_thousand_providers_quickly() -> None:
+def test_surrogate_handles_ten_thousand_providers() -> None:
+    """Ten thousand providers in one round: the learning curve (B 7) and a half coalition's value are exact.
+    (Speed is measured by benchmarks/bench_market.py, not asserted here.)"""
     providers = 10_000
     backend = _surrogate(providers)
     backend.start_task(0)
     rng = np.random.default_rng(0)
-    started = time.perf_counter()
     updates = [backend.local_update(provider, 5, None, "honest", rng) for provider in range(providers)]
     value = backend.coalition_value(updates)
     half = value(frozenset(range(0, providers, 2)))
     result = backend.commit_round(updates)
-    elapsed = time.perf_counter() - started
     assert result.loss == pytest.approx(9.82 / (50.0 + 5 * providers))
     assert half == pytest.approx(backend.quality_at(5 * providers / 2) - backend.quality_at(0))
-    assert elapsed / providers < 1e-4  # measured ~5 microseconds per provider; generous for a loaded CI box
 
 
 def test_bad_inputs_name_the_field() -> None:
