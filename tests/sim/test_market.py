@@ -107,7 +107,7 @@ def _check_budget_balance(frame: pd.DataFrame, tolerance: float = 1e-7) -> None:
 @pytest.mark.parametrize("name", sorted(bundled_scenarios()))
 def test_budget_balance_holds_in_every_round_of_every_bundled_scenario(name: str) -> None:
     overrides = {"run.tasks": 3}
-    if name == "bgfl-table3":
+    if name.startswith("bgfl-table3"):  # 100 aggregation rounds per task: 12 keep the check, and the torch one fast
         overrides["learning.rounds_per_task"] = 12
     _, frame = run(name, overrides)
     _check_budget_balance(frame)
