@@ -562,9 +562,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `reproduce` subcommand (handler set with set_defaults(func=handler))."""
     parser = subparsers.add_parser(
         "reproduce",
-        help="reproduce a figure of the MMZD paper (CSV + PNG)",
+        help="reproduce a figure of the MMZD or BGFL paper (CSV, PNG, side-by-side table)",
         description=(
-            "Reproduce a figure of 'Alliance Makes Difference?' (SPEC B.6) by Monte-Carlo play: ROUNDS game "
+            "Reproduce a figure of the BGFL paper (bgfl-fig2, bgfl-fig3, bgfl-fig4: real training on digits, or "
+            "MNIST/CIFAR-10 from --data-root, through the mechanism, with a table of the paper's numbers beside "
+            "ours) or of 'Alliance Makes Difference?' (SPEC B.6), the MMZD figures, by Monte-Carlo play: ROUNDS game "
             "rounds x REPETITIONS runs averaged, random initial actions, a social-dilemma game drawn from "
             "SEED. "
             "Writes NAME.csv and NAME.png to OUT; every row and figure states whether the ZD target is "
