@@ -75,10 +75,10 @@ def _cpu_seconds(process: psutil.Process) -> float:
 def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[float], list[float]]:
     """Seconds from each click on step to every panel showing the new task, and the CPU seconds the server
     and the browser (chromedriver and Chromium's processes) spent on each step."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from flmarket.sim.view.browser import headless_chromium
 
     port = _free_port()
     server = subprocess.Popen(
@@ -98,22 +98,7 @@ def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[floa
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("flmarket view did not start") from None
                 time.sleep(0.5)
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tempfile.mkdtemp()}",
-            "--window-size=1600,1150",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver = headless_chromium(tempfile.mkdtemp())
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 180, poll_frequency=0.05)
         wait.until(lambda _: driver.execute_script(QUERY)[0] == 0)

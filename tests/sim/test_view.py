@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas.testing as pdt
@@ -22,6 +21,7 @@ from flmarket.market.public_goods import welfare_references
 from flmarket.sim.cli import main
 from flmarket.sim.config import ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
+from flmarket.sim.view.browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from flmarket.sim.view.charts import nice_ticks, welfare_chart
 from flmarket.sim.view.session import (
     ViewSession,
@@ -29,9 +29,6 @@ from flmarket.sim.view.session import (
     parse_mix,
     with_free_riders,
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 # -- the session drives the same model as `flmarket run` -------------------------------------------------------
@@ -178,8 +175,6 @@ def test_page_in_headless_chromium(tmp_path) -> None:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium and chromium-driver)")
     from PIL import Image
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -196,22 +191,7 @@ def test_page_in_headless_chromium(tmp_path) -> None:
     driver = None
     try:
         _wait_for_server(server, port, timeout_s=180)
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(CHROMIUM)
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--window-size=1600,1150",
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver = headless_chromium(profile)
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 180)
 
