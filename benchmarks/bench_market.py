@@ -83,7 +83,7 @@ class MarketMeasurement:
     provider_rounds: int
     tasks_finished: int
     reference_cpu_s: float
-    peak_rss_bytes: int
+    rss_bytes: int  # the process's RSS right after the case
 
     @property
     def provider_rounds_per_cpu_s(self) -> float:
@@ -261,7 +261,7 @@ def throughput_table(cases: Sequence[MarketCase], repeats: int) -> list[MarketMe
                 f"{item.reference_per_cpu_s:,.0f}",
                 f"{item.provider_rounds_per_cpu_s / item.reference_per_cpu_s:.3f}x",
                 f"{1e6 * item.run_cpu_s / item.provider_rounds:.1f}",
-                f"{item.peak_rss_bytes / 2**20:,.0f}",
+                f"{item.rss_bytes / 2**20:,.0f}",
             )
         )
     print(

@@ -424,12 +424,6 @@ class PbftReplica:
         self._remember_withdrawn(request_id)
         return self._restart_timer()
 
-    def _remember_withdrawn(self, request_id: str) -> None:
-        if len(self._withdrawn_order) == self._withdrawn_order.maxlen:
-            self._withdrawn.discard(self._withdrawn_order[0])
-        self._withdrawn_order.append(request_id)
-        self._withdrawn.add(request_id)
-
     def _propose_pending(self) -> list[Outgoing]:
         out: list[Outgoing] = []
         for request_id, payload in list(self._pending.items()):
@@ -621,10 +615,10 @@ class PbftReplica:
         return out
 
     def _remember_executed(self, request_id: str) -> None:
-        if len(self._executed_order) == self._executed_order.maxlen:
-            self._executed.discard(self._executed_order[0])
-        self._executed_order.append(request_id)
-        self._executed.add(request_id)
+        _remember_bounded(self._executed, self._executed_order, request_id)
+
+    def _remember_withdrawn(self, request_id: str) -> None:
+        _remember_bounded(self._withdrawn, self._withdrawn_order, request_id)
 
     def _emit_checkpoint(self) -> list[Outgoing]:
         sequence = self.last_executed
@@ -994,6 +988,14 @@ class WrongDigestVoter:
                 item = Broadcast(message) if isinstance(item, Broadcast) else Send(item.to, message)  # type: ignore[union-attr]
             result.append(item)
         return result
+
+
+def _remember_bounded(members: set[str], order: deque[str], request_id: str) -> None:
+    """Add `request_id` to a set whose oldest member is forgotten once `order` (a bounded deque) is full."""
+    if len(order) == order.maxlen:
+        members.discard(order[0])
+    order.append(request_id)
+    members.add(request_id)
 
 
 class ByzantineReplica:
