@@ -281,21 +281,26 @@ def laplace_unit_cost_samples(
     *,
     parameter_count: int,
     privacy_budgets: Sequence[float] = (1.0, 3.0, 4.0, 5.0),
-    clip: float = 1.0,
+    sensitivity: float = 1e-4,
+    update_l1_norm: float = 0.0,
     cost_parameters: CostParameters = CostParameters(),  # noqa: B008 - frozen, immutable default
 ) -> np.ndarray:
     """Monte Carlo draws of C_unit (B 6) under a Table 3 style prior, for the F of (B 19), SPEC A.7.
 
     Types: the cost parameters given (Table 3 by default) and a privacy budget eps drawn uniformly from
-    `privacy_budgets`. ||g~||_1 is taken as the L1 norm of the Laplace noise of (B 4) on `parameter_count`
-    coordinates with scale 2*clip/eps (SPEC A.2), i.e. a Gamma(parameter_count, 2*clip/eps) draw; the clipped
-    update itself moves it by at most `clip` (triangle inequality), negligible inside ln(1 + .) when
-    parameter_count * 2 * clip / eps >> clip.
+    `privacy_budgets`. The upload is u~ = u + Lap(0, b)^d with b = Delta_f / eps per coordinate (B 4, SPEC A.2 as
+    revised; `sensitivity` is Delta_f, the scenario's `learning.sensitivity`). ||u~||_1 (B 5, SPEC A.3) is taken
+    as `update_l1_norm` + the L1 norm of the noise, a Gamma(parameter_count, Delta_f / eps) draw. That is the
+    triangle-inequality upper bound of ||u + n||_1; it is exact when the update is zero (the default) and tight
+    when the noise is small or large against each coordinate of u. The first resolution (clip to L1 norm 1,
+    b = 2 / eps) is withdrawn and not reproduced here.
     """
     if size < 1 or parameter_count < 1:
         raise MarketError(f"size and parameter_count: must be >= 1, got {size} and {parameter_count}")
     budgets = checked_array("privacy_budgets", privacy_budgets, minimum=0.0, strict_minimum=True)
-    checked_array("clip", clip, minimum=0.0, strict_minimum=True)
+    checked_array("sensitivity", sensitivity, minimum=0.0, strict_minimum=True)
+    checked_array("update_l1_norm", update_l1_norm, minimum=0.0)
     drawn = rng.choice(budgets, size=size)
-    noise_l1 = rng.gamma(shape=parameter_count, scale=2.0 * clip / drawn)
-    return np.asarray(unit_cost(cost_parameters.computation_cost(), privacy_cost(drawn, noise_l1)))
+    noise_l1 = rng.gamma(shape=parameter_count, scale=sensitivity / drawn)
+    uploaded_l1 = update_l1_norm + noise_l1
+    return np.asarray(unit_cost(cost_parameters.computation_cost(), privacy_cost(drawn, uploaded_l1)))

@@ -115,9 +115,36 @@ def table3_market() -> tuple[float, int]:
     return round_reward_pool(5000.0, 0.2, rounds), 10
 
 
+def table3_unit_cost_samples(rng: np.random.Generator) -> np.ndarray:
+    # The digits MLP of Table 3 (55,210 parameters), Delta_f = 1e-4 (the scenario default) and an update of
+    # L1 norm 13.6 per epoch (the surrogate's calibration against torch).
+    return laplace_unit_cost_samples(rng, 20_000, parameter_count=55_210, update_l1_norm=13.6)
+
+
+def test_unit_cost_samples_follow_the_revised_noise_rule() -> None:
+    # One budget eps = 2: C_unit - ln C_com = eps ln(1 + ||u~||_1) (B 5, B 6), so exp(./eps) - 1 recovers
+    # ||u~||_1 = ||u||_1 + Gamma(P, Delta_f / eps), whose mean is ||u||_1 + P Delta_f / eps and variance
+    # P (Delta_f / eps)^2 (SPEC A.2 as revised).
+    parameters, sensitivity, norm, eps = 50_000, 1e-3, 3.0, 2.0
+    samples = laplace_unit_cost_samples(
+        np.random.default_rng(11),
+        40_000,
+        parameter_count=parameters,
+        privacy_budgets=[eps],
+        sensitivity=sensitivity,
+        update_l1_norm=norm,
+    )
+    uploaded = np.expm1((samples - math.log(2882.4)) / eps)
+    scale = sensitivity / eps
+    assert abs(uploaded.mean() - (norm + parameters * scale)) < 5 * math.sqrt(parameters) * scale / math.sqrt(40_000)
+    assert uploaded.std() == pytest.approx(math.sqrt(parameters) * scale, rel=0.03)
+    with pytest.raises(MarketError, match="sensitivity"):
+        laplace_unit_cost_samples(np.random.default_rng(1), 10, parameter_count=5, sensitivity=0.0)
+
+
 def test_equilibrium_on_the_table3_prior() -> None:
     pool, providers = table3_market()
-    samples = laplace_unit_cost_samples(np.random.default_rng(7), 20_000, parameter_count=1000)
+    samples = table3_unit_cost_samples(np.random.default_rng(7))
     result = participation_equilibrium(pool, providers, 1, unit_cost_samples=samples)
     assert result.converged and result.kind is EquilibriumKind.INTERIOR
     assert 0.0 < result.probability < 1.0
@@ -125,7 +152,7 @@ def test_equilibrium_on_the_table3_prior() -> None:
     share = np.mean(samples <= result.cost_cutoff)
     assert abs(share - result.probability) <= 1.0 / samples.size + 1e-8
     # Same seed, same answer.
-    again = laplace_unit_cost_samples(np.random.default_rng(7), 20_000, parameter_count=1000)
+    again = table3_unit_cost_samples(np.random.default_rng(7))
     assert participation_equilibrium(pool, providers, 1, unit_cost_samples=again) == result
 
 
