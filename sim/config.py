@@ -494,9 +494,17 @@ class MechanismSection(_Section):
 
 
 class EvolutionSection(_Section):
-    """Strategy evolution by pairwise comparison (Fermi rule) and mutation (SPEC C)."""
+    """Strategy evolution by pairwise comparison (Fermi rule) and mutation (SPEC C).
+
+    `process`: "synchronous" lets every provider of a task revise together; "pairwise" is the standard pairwise
+    comparison process (Traulsen, Pacheco & Nowak 2006): one focal provider per task. `graph`: the model a
+    provider compares itself with is one of its overlay neighbours ("overlay") or any other player ("complete").
+    `selection_intensity` is kappa_select, the Fermi rule's temperature (beta = 1 / kappa_select).
+    """
 
     enabled: bool = False
+    process: Literal["synchronous", "pairwise"] = "synchronous"
+    graph: Literal["overlay", "complete"] = "overlay"
     selection_intensity: float = _positive(1.0)
     mutation_rate: float = Field(default=0.0, ge=0, le=1)
     alliance_rule: Literal["all", "neighbourhood"] = "all"

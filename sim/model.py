@@ -11,7 +11,7 @@ the market by one FL task. All randomness comes from
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,12 @@ from flmarket.agents.strategies import Alliance, BNEFollower, MMZDAMember, make_
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.bayesian import participation_equilibrium
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
-from flmarket.market.evolution import alliances_by_rule, revise_strategy
+from flmarket.market.evolution import (
+    alliances_by_rule,
+    complete_graph_models,
+    pairwise_comparison_step,
+    revise_strategy,
+)
 from flmarket.market.fl.backend import (
     BackendConfig,
     LearningBackend,
@@ -158,6 +163,8 @@ class MarketModel(mesa.Model):
         self._emit_payoff = self.log.emitter("provider_payoff")
         self._step_waiters: list[tuple[int, simpy.Event]] = []
         self._on_task_finished: Callable[[float, int], None] | None = None  # run()'s progress, once per task
+        # The pairwise process's own stream (focal, model, mutation draws): no other component's draws move.
+        self.evolution_generator = self.streams.component("evolution")
 
         committee_rng = self.streams.component("committee")
         nodes = [
@@ -670,29 +677,51 @@ class MarketModel(mesa.Model):
             self._evolve(players, payoffs)
 
     def _evolve(self, players: list[DataProvider], payoffs: list[float]) -> None:
-        """Pairwise-comparison imitation of overlay neighbours and mutation, decided on the task's payoffs and
-        applied together (synchronous update, SPEC C)."""
+        """Strategy evolution after a task (SPEC C) by the scenario's `evolution.process`, on the task's payoffs:
+
+        - "synchronous": every player compares itself with one random model (an overlay neighbour, or any other
+          player when `evolution.graph` is "complete") and may copy it by the Fermi rule or mutate
+          (`revise_strategy`); all changes apply together;
+        - "pairwise": the pairwise comparison process of Traulsen, Pacheco & Nowak (2006): one focal player, drawn
+          uniformly from the model's own "evolution" stream, compares itself with one random model and copies it
+          with probability 1 / (1 + exp(-(pi_model - pi_focal) / kappa_select)), or mutates with probability mu
+          (`pairwise_comparison_step`, the function `simulate_fixation` checks against the closed form).
+
+        Each change is logged as `strategy_switched` (reason "imitation" or "mutation")."""
         evolution = self.scenario.evolution
         played = {provider.unique_id: (provider, payoff) for provider, payoff in zip(players, payoffs, strict=True)}
+        models_of = self._evolution_models(list(played))
         changes = []
-        for provider, payoff in zip(players, payoffs, strict=True):
-            neighbours = [
-                (neighbour, played[neighbour][0].strategy_label, played[neighbour][1])
-                for neighbour in self.overlay.neighbours(provider.unique_id)
-                if neighbour in played
-            ]
-            change = revise_strategy(
-                provider.unique_id,
-                provider.strategy_label,
-                payoff,
-                neighbours,
+        if evolution.process == "pairwise":
+            change = pairwise_comparison_step(
+                {unique_id: provider.strategy_label for unique_id, (provider, _) in played.items()},
+                {unique_id: payoff for unique_id, (_, payoff) in played.items()},
+                models_of,
                 self.strategy_set,
-                provider.generator,
-                selection_intensity=evolution.selection_intensity,
+                self.evolution_generator,
+                beta=1.0 / evolution.selection_intensity,
                 mutation_rate=evolution.mutation_rate,
             )
             if change is not None:
-                changes.append((provider, change))
+                changes.append((played[change.provider][0], change))
+        else:
+            for provider, payoff in zip(players, payoffs, strict=True):
+                neighbours = [
+                    (model, played[model][0].strategy_label, played[model][1])
+                    for model in models_of(provider.unique_id)
+                ]
+                change = revise_strategy(
+                    provider.unique_id,
+                    provider.strategy_label,
+                    payoff,
+                    neighbours,
+                    self.strategy_set,
+                    provider.generator,
+                    selection_intensity=evolution.selection_intensity,
+                    mutation_rate=evolution.mutation_rate,
+                )
+                if change is not None:
+                    changes.append((provider, change))
         for provider, change in changes:
             provider.set_strategy(change.to_strategy, self._make_strategy(change.to_strategy))
             self.log.emit(
@@ -705,6 +734,14 @@ class MarketModel(mesa.Model):
                 neighbour=int(change.neighbour) if change.neighbour is not None else NO_AGENT,
                 payoff_gap=change.payoff_gap,
             )
+
+    def _evolution_models(self, players: list[int]) -> Callable[[Hashable], Sequence[Hashable]]:
+        """Whom a player may imitate (`evolution.graph`): its overlay neighbours that played the task, in the
+        overlay's sorted order ("overlay"), or every other player of the task ("complete")."""
+        if self.scenario.evolution.graph == "complete":
+            return complete_graph_models(players)
+        played = set(players)
+        return lambda player: [neighbour for neighbour in self.overlay.neighbours(player) if neighbour in played]
 
     # -- sampling and running -----------------------------------------------------------------------------------
     def _sampler(self) -> Generator[simpy.Event, Any, None]:
