@@ -524,6 +524,32 @@ def strategy_shares(source: EventSource) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------- summary
 
 
+def mechanism_targets(source: EventSource) -> dict[str, float]:
+    """How often the BGFL mechanism's economic targets held (issue 12; NaN when the run has no BGFL rounds).
+
+    - `gamma_at_least_one_share`: share of aggregation rounds after each task's first (which trains delta_k) whose
+      broadcast gamma_NE (B 24, floored, capped by B 12) is at least one local epoch (`round_started`);
+    - `individually_rational_share`: share of paid updates (`reward_paid`, one per provider and round) with no
+      `ir_violation` (B 14);
+    - `budget_balanced_share`: share of rounds whose `budget_check` found (B 15a) and (B 15b) holding so far;
+    - `mean_unit_cost`: the mean claimed C_unit^r (B 6) of paid updates; `paid_updates` and `rounds` count them.
+    """
+    frame = events_of(source, ["round_started", "reward_paid", "ir_violation", "budget_check"])
+    started = _of_kind(frame, "round_started", ["task", "round", "gamma"])
+    paid = _of_kind(frame, "reward_paid", ["task", "round", "agent", "unit_cost"])
+    violations = _of_kind(frame, "ir_violation", ["task", "round", "agent"]).drop_duplicates()
+    checks = _of_kind(frame, "budget_check", ["task", "round", "balanced"])
+    later = started[started["round"] > 0]
+    return {
+        "rounds": float(len(started)),
+        "gamma_at_least_one_share": _mean((later["gamma"] >= 1).astype(float)),
+        "paid_updates": float(len(paid)),
+        "individually_rational_share": 1.0 - len(violations) / len(paid) if len(paid) else math.nan,
+        "budget_balanced_share": _mean(checks["balanced"].astype(bool).astype(float)),
+        "mean_unit_cost": _mean(paid["unit_cost"]),
+    }
+
+
 def _mean(values: pd.Series) -> float:
     values = pd.to_numeric(values, errors="coerce").astype(float).dropna()
     return float(values.mean()) if len(values) else math.nan

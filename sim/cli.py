@@ -109,6 +109,17 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("all-defect Nash welfare", f"{references['nash_welfare']:.4f}")
     table.add_row("mean rounds taken part", f"{references['mean_total_participation']:.1f}")
     table.add_row("welfare position (Nash 0, optimum 1)", f"{references['welfare_position']:.3f}")
+    from flmarket.analysis.metrics import mechanism_targets  # BGFL's economic targets (issue 12)
+
+    targets = mechanism_targets(result.run_dir)
+    if targets["paid_updates"] > 0:
+        table.add_row("gamma_NE >= 1 epoch (B 24), share of rounds", f"{targets['gamma_at_least_one_share']:.0%}")
+        table.add_row(
+            "individually rational (B 14), share of paid updates",
+            f"{targets['individually_rational_share']:.0%} of {targets['paid_updates']:,.0f}",
+        )
+        table.add_row("budget balanced (B 15a/b), share of rounds", f"{targets['budget_balanced_share']:.0%}")
+        table.add_row("mean claimed unit cost C_unit (B 6)", f"{targets['mean_unit_cost']:.2f}")
     for name, share in result.participation_by_strategy.items():
         table.add_row(f"participation y/R ({name})", f"{share:.3f}")
     table.add_row("events written", f"{result.events:,}")

@@ -372,3 +372,34 @@ def test_a_real_run_directory_and_its_frame_agree_and_welfare_is_the_sum_of_util
     assert len(references) == 10 and (references["nash_welfare"] == 0).all()
     assert (references["optimum_welfare"] >= references["full_cooperation_welfare"] - 1e-12).all()
     assert (references["optimum_total"] == references["full_cooperation_total"]).all()  # quickstart: full is optimal
+
+
+def test_mechanism_targets_by_hand() -> None:
+    # Task 0, three rounds: round 0 trains delta_k (not counted), gamma 2 then 0 -> 1 of 2 later rounds >= 1.
+    # Paid updates: rounds 0-2 x agents 1, 2 = 6; agent 2 violates IR in round 1 twice (one update, one count)
+    # and agent 1 in round 2 -> 4 of 6 individually rational. Budget checks: True, True, False -> 2 of 3.
+    paid = [
+        {"kind": "reward_paid", "task": 0, "round": r, "agent": a, "unit_cost": 8.0 + a + r}
+        for r in range(3)
+        for a in (1, 2)
+    ]
+    frame = events(
+        {"kind": "round_started", "task": 0, "round": 0, "gamma": 5},
+        {"kind": "round_started", "task": 0, "round": 1, "gamma": 2},
+        {"kind": "round_started", "task": 0, "round": 2, "gamma": 0},
+        *paid,
+        {"kind": "ir_violation", "task": 0, "round": 1, "agent": 2, "amount": 1.0},
+        {"kind": "ir_violation", "task": 0, "round": 1, "agent": 2, "amount": 1.0},
+        {"kind": "ir_violation", "task": 0, "round": 2, "agent": 1, "amount": 0.5},
+        {"kind": "budget_check", "task": 0, "round": 0, "balanced": True},
+        {"kind": "budget_check", "task": 0, "round": 1, "balanced": True},
+        {"kind": "budget_check", "task": 0, "round": 2, "balanced": False},
+    )
+    targets = metrics.mechanism_targets(frame)
+    assert targets["rounds"] == 3 and targets["paid_updates"] == 6
+    assert targets["gamma_at_least_one_share"] == pytest.approx(0.5)
+    assert targets["individually_rational_share"] == pytest.approx(4 / 6)
+    assert targets["budget_balanced_share"] == pytest.approx(2 / 3)
+    assert targets["mean_unit_cost"] == pytest.approx(8.0 + 1.5 + 1.0)  # mean of a (1.5) and r (1.0) added to 8
+    empty = metrics.mechanism_targets(events({"kind": "task_finished", "task": 0, "welfare": 1.0}))
+    assert empty["paid_updates"] == 0 and math.isnan(empty["individually_rational_share"])

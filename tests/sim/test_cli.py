@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from flmarket.analysis import load_events, load_manifest
+from flmarket.analysis.metrics import mechanism_targets
 from flmarket.sim.cli import COMMANDS, build_parser, main
 
 
@@ -41,6 +42,19 @@ def test_summary_table_and_overrides(tmp_path, capsys) -> None:
     manifest = load_manifest(run_dir)
     assert manifest["seed"] == 3 and manifest["tasks_finished"] == 5
     assert manifest["scenario"]["providers"]["count"] == 12
+
+
+def test_a_bgfl_run_reports_its_economic_targets(tmp_path, capsys) -> None:
+    # Table 3's pool is 39.2 per round (SPEC A.9 in docs/spec.md); a short task shows the rows with their numbers.
+    arguments = ["run", "bgfl-table3", "--out", str(tmp_path), "--tasks", "1", "--set", "learning.rounds_per_task=10"]
+    assert main(arguments) == 0
+    output = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    targets = mechanism_targets(run_dir)
+    assert targets["rounds"] == 10 and targets["paid_updates"] > 0
+    ir_row = next(line for line in output.splitlines() if "individually rational" in line)
+    assert f"{targets['individually_rational_share']:.0%} of {targets['paid_updates']:,.0f}" in ir_row
+    assert "gamma_NE >= 1 epoch" in output and "budget balanced (B 15a/b)" in output
 
 
 BAD_SCENARIOS = {
