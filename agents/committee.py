@@ -4,6 +4,11 @@
 holds the DPoS election (SPEC D.3), the elected members' sans-IO PPBG-AC/PBFT state machines (market/consensus), and
 drives them in simulated time: every PBFT message travels the overlay with latency, timers are SimPy timeouts,
 and a decision wakes the task that asked for it. Byzantine members run the policies of SPEC D.2.
+
+With modelled signatures (`committee.verification` "modelled", market/consensus/signatures.py) every replica
+verifies, each verification costs `committee.signature_verify_s` of simulated time, and a replica's messages
+leave only once the verifications that produced them are done (its CPU is busy until then, in order). Which
+signatures are checked by real Ed25519 is decided by a key drawn from the "signature_sample" stream.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from flmarket.market.consensus.pbft import (
 )
 from flmarket.market.consensus.poet import PoetSettings
 from flmarket.market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, ProposalCheck, RoundInput
+from flmarket.market.consensus.signatures import SignatureSample
 from flmarket.market.ledger import Block, Chain
 
 if TYPE_CHECKING:
@@ -93,6 +99,7 @@ class _Member:
     replica: Any  # the PbftReplica, or a ByzantineReplica wrapping it
     honest: bool
     timers: dict[str, int] = field(default_factory=dict)
+    busy_until: float = 0.0  # modelled signatures: when the member's verifications so far are done
 
 
 class Committee:
@@ -122,6 +129,11 @@ class Committee:
             minimum_wait_s=self.config.poet_minimum_wait_s,
             stale_timeout_s=max(30.0, 3 * model.scenario.learning.round_duration_s),
             max_certificate_age_s=max(60.0, 6 * model.scenario.learning.round_duration_s),
+        )
+        self.modelled_signatures = self.config.verification == "modelled"
+        # The committee's secret sampling key (no signer sees it), from its own stream: no other draws move.
+        self.signature_sample = SignatureSample(
+            model.streams.component("signature_sample").bytes(32), self.config.signature_sample_rate
         )
         self.traffic = RoundTraffic()
         self.generation = 0  # bumped whenever the members are rebuilt; older PBFT traffic is discarded
@@ -173,6 +185,7 @@ class Committee:
                 verification=self.config.verification,
                 shared_verdicts=self._verdicts if name not in byzantine else None,
                 audit_claim=self.model.mechanism.audit_claim,
+                signature_sample=self.signature_sample,
             )
             state.chain = Chain.from_head(self.ledger.head)
             honest = name not in byzantine
@@ -233,6 +246,25 @@ class Committee:
         # other traffic (task announcements, round starts) is not for the replica
 
     def _execute(self, member: _Member, outgoing: list[Any]) -> None:
+        """Carry out a replica's outputs; with modelled signatures, once the member has done the verifications
+        they needed (and any queued before them): each costs `signature_verify_s` of simulated time."""
+        checks = member.state.take_signature_checks()
+        if self.modelled_signatures:
+            env = self.model.env
+            ready = max(env.now, member.busy_until) + checks * self.config.signature_verify_s
+            if ready > env.now:
+                member.busy_until = ready
+                done = env.timeout(ready - env.now)
+
+                def release(_event: simpy.Event) -> None:
+                    if self.members.get(member.node.name) is member:  # not replaced by a re-election meanwhile
+                        self._carry_out(member, outgoing)
+
+                done.callbacks.append(release)
+                return
+        self._carry_out(member, outgoing)
+
+    def _carry_out(self, member: _Member, outgoing: list[Any]) -> None:
         for item in outgoing:
             if isinstance(item, Send):
                 self._send(member, item.to, item.message)

@@ -4,7 +4,10 @@ A provider's type (SPEC A.1, B.1) is private: it is held in a frozen record that
 the market's accounting (nature, which pays utilities) read; other agents see only what the provider sends.
 Its lifetime is a SimPy process (it leaves when it ends; a provider that never leaves has none); the overlay
 hands it each message as it arrives (`on_message`), and a round announcement it planned to answer starts a
-contribution process: train, stamp (PoET), sign and send an update (Algorithm 1). `remove()` interrupts the
+contribution process: train, stamp (PoET), sign and send an update (Algorithm 1). With modelled signatures
+(`committee.verification` "modelled", market/consensus/signatures.py) the claim, the wait timer and the
+certificate carry binding tags instead of Ed25519 signatures, and the provider waits `committee.signature_sign_s`
+for each of the three. `remove()` interrupts the
 lifetime process and takes the provider off the overlay, so a contribution under way finds it offline and
 stops; nothing of a departed provider runs on.
 """
@@ -24,9 +27,10 @@ from flmarket.agents.messages import Message
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
 from flmarket.market.consensus.ppbg import TimestampedClaim
+from flmarket.market.consensus.signatures import Signer, make_signer
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
 from flmarket.market.fl.backend import LocalUpdate
-from flmarket.market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes, sign_claim
+from flmarket.market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes
 
 if TYPE_CHECKING:
     from flmarket.sim.model import MarketModel
@@ -97,7 +101,7 @@ class DataProvider(mesa.Agent):
         "planned_rounds",
         "behaviour",
         "_computation_cost",
-        "_claim_key",
+        "_claim_signer",
         "_timer",
         "process",
     )
@@ -141,17 +145,21 @@ class DataProvider(mesa.Agent):
                 energy_coefficient=scenario.mechanism.energy_coefficient,
             )
         )
-        self._claim_key = None
+        self._claim_signer: Signer | None = None
         self._timer: TrustedTimer | None = None
         if scenario.committee.verification != "unsigned":
-            self._claim_key = derive_private_key(scenario.run.seed, f"provider-claim-{ordinal}")
+            modelled = scenario.committee.verification == "modelled"
+            claim_key = derive_private_key(scenario.run.seed, f"provider-claim-{ordinal}")
+            claim_public_key = public_key_bytes(claim_key)
+            self._claim_signer = make_signer(claim_key, modelled, claim_public_key)
             self._timer = TrustedTimer(
                 self.name,
                 derive_private_key(scenario.run.seed, f"provider-timer-{ordinal}"),
                 rng,
                 model.committee.poet_settings,
+                modelled_signatures=modelled,
             )
-            model.committee.register_provider(self.name, public_key_bytes(self._claim_key), self._timer.public_key)
+            model.committee.register_provider(self.name, claim_public_key, self._timer.public_key)
         else:  # an unsigned market still screens claims against its known providers; there are no keys to check
             model.committee.register_provider(self.name, b"", b"")
         # A provider that never leaves needs no lifetime process: it lives by the messages it is handed.
@@ -214,10 +222,16 @@ class DataProvider(mesa.Agent):
                 self.model.env.process(self._contribute(announcement))
 
     def _contribute(self, announcement: RoundAnnouncement) -> Generator[simpy.Event, Any, None]:
-        """Train gamma local iterations, perturb (B 4), stamp with a PoET certificate, sign and send."""
+        """Train gamma local iterations, perturb (B 4), stamp with a PoET certificate, sign and send.
+
+        With modelled signatures the claim's and the timer's signatures add `signature_sign_s` each before the
+        timer is requested, and the certificate's one after the timer elapsed (its issue time is when it is
+        signed), in the timeouts the provider waits anyway (no extra event)."""
         env = self.model.env
         private = self._private_type
         honest = self.behaviour == "honest"
+        committee = self.model.scenario.committee
+        sign_s = committee.signature_sign_s if committee.verification == "modelled" else 0.0
         # Resolution: with Table 3's costs gamma_NE often floors to 0 (B 24); a provider that chose to take part
         # trains at least `minimum_local_iterations` (default 1) and the IR shortfall is logged. Set it to 0 to
         # follow the floor literally: then a gamma of 0 means the provider sends nothing.
@@ -235,7 +249,9 @@ class DataProvider(mesa.Agent):
                 / private.cpu_frequency
                 * self.model.scenario.learning.seconds_per_cycle
             )
-            yield env.timeout(training_s)
+            yield env.timeout(training_s + 2 * sign_s)
+        elif sign_s > 0:
+            yield env.timeout(2 * sign_s)
         if not self.online:
             return
         # (B 5) on what is uploaded: eps of this release (0 for a free rider, who uses no data) and ||u~||_1
@@ -247,15 +263,15 @@ class DataProvider(mesa.Agent):
             float(unit_cost(self._computation_cost, privacy)),
             update.digest,
         )
-        if self._timer is None or self._claim_key is None:
+        if self._timer is None or self._claim_signer is None:
             signed = SignedClaim(claim, b"")
-            timer = _unsigned_timer(self.name, claim, env.now, self.model.scenario.committee.poet_mean_wait_s)
+            timer = _unsigned_timer(self.name, claim, env.now, committee.poet_mean_wait_s)
             yield env.timeout(timer.duration)
             stamp = WaitCertificate(timer, claim.digest(), env.now, b"")
         else:
-            signed = sign_claim(claim, self._claim_key)
-            timer = self._timer.create_wait_timer(env.now, self.model.scenario.committee.poet_mean_wait_s)
-            yield env.timeout(timer.duration)
+            signed = SignedClaim(claim, self._claim_signer.sign(claim.encode()))
+            timer = self._timer.create_wait_timer(env.now, committee.poet_mean_wait_s)
+            yield env.timeout(timer.duration + sign_s)
             stamp = self._timer.create_wait_certificate(env.now, claim.digest())
         if not self.online:
             return

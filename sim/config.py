@@ -384,7 +384,18 @@ class RequestersSection(_Section):
 
 
 class CommitteeSection(_Section):
-    """The consensus committee: size T, DPoS candidates, fee ratio sigma and per-node round cost (SPEC A.8)."""
+    """The consensus committee: size T, DPoS candidates, fee ratio sigma and per-node round cost (SPEC A.8).
+
+    `verification` says who checks the claims' signatures and PoET certificates: "every_replica" (SPEC A.8, real
+    Ed25519), "primary_only" (backups trust the primary's check and re-check order, gamma_NE and rewards),
+    "unsigned" (no signatures: population-scale experiments), or "modelled": every replica checks, but no
+    Ed25519 runs on the hot path. A modelled signature is a SHA-512 tag binding the message to the signer's key
+    id, so tampering is caught always; a seeded share `signature_sample_rate` of signatures is checked by real
+    Ed25519 (challenge and answer), which catches a forger without the key with that probability per signature;
+    each sign costs `signature_sign_s` and each verify `signature_verify_s` of simulated time (defaults measured
+    with `cryptography` by `benchmarks/bench_market.py --signature-costs`). Detection probabilities are in
+    market/consensus/signatures.py.
+    """
 
     size: int = _count(7, high=1000)
     candidates: int = _count(10, high=10_000)
@@ -394,7 +405,10 @@ class CommitteeSection(_Section):
     approvals_per_voter: int = _count(3, high=10_000)
     quorum_rule: Literal["byzantine", "two_f_plus_one", "paper"] = "byzantine"
     view_change_timeout_s: float = _positive(2.0, le=1e6)
-    verification: Literal["every_replica", "primary_only", "unsigned"] = "every_replica"
+    verification: Literal["every_replica", "primary_only", "unsigned", "modelled"] = "every_replica"
+    signature_sign_s: float = Field(default=33e-6, ge=0, le=1.0)  # one Ed25519 signature (modelled)
+    signature_verify_s: float = Field(default=115e-6, ge=0, le=1.0)  # one Ed25519 verification (modelled)
+    signature_sample_rate: float = Field(default=0.01, ge=0, le=1)  # share checked by real Ed25519 (modelled)
     poet_mean_wait_s: float = _positive(0.5, le=1e6)
     poet_minimum_wait_s: float = Field(default=0.05, ge=0, le=1e6)
     ledger_blocks_in_memory: int = _count(256, high=10_000_000)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from flmarket.market.consensus.signatures import Ed25519Verifier, SignatureVerifier, Signer, make_signer
 from flmarket.market.errors import TimerError
-from flmarket.market.ledger import canonical_encoding, public_key_bytes, verify_signature
+from flmarket.market.ledger import canonical_encoding, public_key_bytes
 from flmarket.market.records import computed_once
 
 
@@ -137,15 +138,21 @@ class TrustedTimer:
     """A node's trusted timer (the enclave of PoET): draws, signs and certifies wait timers (SPEC D.1).
 
     It holds at most one active timer and issues at most one certificate per timer; it refuses (TimerError)
-    when there is no active timer, the timer has not elapsed, or it is stale.
+    when there is no active timer, the timer has not elapsed, or it is stale. With `modelled_signatures` its
+    timers and certificates carry modelled signatures (market/consensus/signatures.py) instead of Ed25519 ones.
     """
 
     def __init__(
-        self, owner_id: str, private_key: Ed25519PrivateKey, rng: np.random.Generator, settings: PoetSettings
+        self,
+        owner_id: str,
+        private_key: Ed25519PrivateKey,
+        rng: np.random.Generator,
+        settings: PoetSettings,
+        modelled_signatures: bool = False,
     ) -> None:
         self.owner_id = owner_id
-        self._private_key = private_key
         self.public_key = public_key_bytes(private_key)
+        self._signer: Signer = make_signer(private_key, modelled_signatures, self.public_key)
         self._rng = rng
         self.settings = settings
         self._active: WaitTimer | None = None
@@ -162,7 +169,7 @@ class TrustedTimer:
         self._timers_issued += 1
         timer_id = hashlib.sha256(f"{self.owner_id}:{self._timers_issued}:{now!r}".encode()).hexdigest()
         unsigned = WaitTimer(self.owner_id, timer_id, now, duration, self.settings.minimum_wait_s, local_mean, b"")
-        timer = replace(unsigned, signature=self._private_key.sign(unsigned.signed_bytes()))
+        timer = replace(unsigned, signature=self._signer.sign(unsigned.signed_bytes()))
         self._active = timer
         return timer
 
@@ -179,7 +186,7 @@ class TrustedTimer:
             )
         self._active = None
         unsigned = WaitCertificate(timer, payload_digest, now, b"")
-        return WaitCertificate(timer, payload_digest, now, self._private_key.sign(unsigned.signed_bytes()))
+        return WaitCertificate(timer, payload_digest, now, self._signer.sign(unsigned.signed_bytes()))
 
 
 # -------------------- CheckTimer
@@ -224,11 +231,15 @@ class TimerChecker:
 
     `timer_keys` maps each owner to its trusted timer's public key (an owner without one has no active
     timer). Seen timer ids are kept only while a replay could still pass the age check: bounded memory.
+    `verifier` checks the signatures: real Ed25519 by default, or modelled (market/consensus/signatures.py).
     """
 
-    def __init__(self, timer_keys: Mapping[str, bytes], settings: PoetSettings) -> None:
+    def __init__(
+        self, timer_keys: Mapping[str, bytes], settings: PoetSettings, verifier: SignatureVerifier | None = None
+    ) -> None:
         self._timer_keys = dict(timer_keys)
         self.settings = settings
+        self.verifier: SignatureVerifier = verifier if verifier is not None else Ed25519Verifier()
         self._seen: OrderedDict[str, float] = OrderedDict()
 
     def register(self, owner_id: str, timer_public_key: bytes) -> None:
@@ -240,9 +251,9 @@ class TimerChecker:
         key = self._timer_keys.get(timer.owner_id)
         if key is None:
             return TimerVerdict.NO_ACTIVE_TIMER
-        if not verify_signature(key, timer.signature, timer.signed_bytes()):
+        if not self.verifier.verify(key, timer.signature, timer.signed_bytes()):
             return TimerVerdict.BAD_SIGNATURE
-        if not verify_signature(key, certificate.signature, certificate.signed_bytes()):
+        if not self.verifier.verify(key, certificate.signature, certificate.signed_bytes()):
             return TimerVerdict.BAD_SIGNATURE
         if certificate.issue_time < timer.expiry_time or now < timer.expiry_time:
             return TimerVerdict.NOT_ELAPSED

@@ -12,18 +12,26 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flmarket.market.consensus.pbft import PbftReplica, QuorumRule
 from flmarket.market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
+from flmarket.market.consensus.signatures import (
+    Ed25519Verifier,
+    ModelledVerifier,
+    SignatureSample,
+    SignatureVerifier,
+)
 from flmarket.market.errors import ProposalError
 from flmarket.market.ledger import Block, Chain, SignedClaim, Transaction, canonical_encoding, sha256_hex
 from flmarket.market.records import computed_once
 
-VERIFICATION_MODES = ("every_replica", "primary_only", "unsigned")
+VERIFICATION_MODES = ("every_replica", "primary_only", "unsigned", "modelled")
 """Who verifies claim signatures and timers: every replica (SPEC A.8), only the primary (replicas re-check the
-order, gamma_NE and rewards), or nobody (an unsigned market, for population-scale experiments)."""
+order, gamma_NE and rewards), nobody (an unsigned market, for population-scale experiments), or every replica
+with modelled signatures (a binding hash always, real Ed25519 on a seeded sample, the cost as simulated delay:
+market/consensus/signatures.py)."""
 
 EquilibriumSolver = Callable[[Sequence[SignedClaim]], int]
 ClaimAudit = Callable[[SignedClaim], bool]
@@ -145,6 +153,7 @@ def screen_claims(
     record_timers: bool = True,
     verify_signatures: bool = True,
     audit: ClaimAudit | None = None,
+    verifier: SignatureVerifier | None = None,
 ) -> ClaimScreening:
     """Algorithm 2 lines 2-4: Verify(Sign(P_i)) and CheckTimer, then sort by timestamp (SPEC A.8).
 
@@ -154,8 +163,11 @@ def screen_claims(
     With `record_timers=False` the timers are only inspected (a replica re-checking a proposal must not
     consume the certificates the primary already recorded in its own checker). With `verify_signatures=False`
     the claim signatures and CheckTimer are skipped (a replica that trusts the primary's verification, or an
-    unsigned market); the round, binding and duplicate checks still apply.
+    unsigned market); the round, binding and duplicate checks still apply. `verifier` checks the claim
+    signatures (real Ed25519 by default; the timer checker has its own).
     """
+    if verifier is None:
+        verifier = Ed25519Verifier()
     accepted: list[TimestampedClaim] = []
     rejected: list[Rejected] = []
     seen_providers: set[str] = set()
@@ -164,7 +176,7 @@ def screen_claims(
         key = provider_keys.get(claim.provider_id)
         if key is None:
             rejected.append(Rejected(claim.provider_id, ClaimRejection.UNKNOWN_PROVIDER))
-        elif verify_signatures and not item.signed_claim.verify(key):
+        elif verify_signatures and not verifier.verify(key, item.signed_claim.signature, claim.encode()):
             rejected.append(Rejected(claim.provider_id, ClaimRejection.BAD_SIGNATURE))
         elif claim.round_index != round_index:
             rejected.append(Rejected(claim.provider_id, ClaimRejection.WRONG_ROUND))
@@ -221,10 +233,12 @@ def build_proposal(
 
 @dataclass(frozen=True)
 class ProposalCheck:
-    """A replica's verdict on a proposal, with the reason when it refuses."""
+    """A replica's verdict on a proposal, with the reason when it refuses, and how many signatures the check
+    verified (a replica that reuses a shared verdict is charged the same count: it stands for its own check)."""
 
     valid: bool
     reason: str = ""
+    signature_checks: int = field(default=0, compare=False)
 
 
 def check_proposal(
@@ -236,6 +250,7 @@ def check_proposal(
     reward_tolerance: float = 1e-9,
     verify_signatures: bool = True,
     audit: ClaimAudit | None = None,
+    verifier: SignatureVerifier | None = None,
 ) -> ProposalCheck:
     """Replica side of Algorithm 2: every claim verifies at the proposal's time, the order is by timestamp,
     and gamma_NE and the rewards are what the replica computes itself from the same claims."""
@@ -248,6 +263,7 @@ def check_proposal(
         record_timers=False,
         verify_signatures=verify_signatures,
         audit=audit,
+        verifier=verifier,
     )
     if screening.rejected:
         first = screening.rejected[0]
@@ -293,6 +309,10 @@ class PpbgCommitteeMember:
     The request of round r is its `RoundInput` (request id "round-r"); the primary screens the claims and
     proposes; backups accept only proposals that `check_proposal` accepts; `on_decided` appends the block and
     only then marks the claims' timers as used, so a proposal re-issued after a view change still checks.
+
+    With verification "modelled", `signature_sample` says which signatures are checked for real (the rest by
+    their binding tag); the member counts the signatures it verified (`take_signature_checks`), a shared
+    verdict counting as its own check, so the caller can charge each verification's simulated time.
     """
 
     def __init__(
@@ -310,12 +330,21 @@ class PpbgCommitteeMember:
         verification: str = "every_replica",
         shared_verdicts: dict[tuple[str, str, str], ProposalCheck] | None = None,
         audit_claim: ClaimAudit | None = None,
+        signature_sample: SignatureSample | None = None,
     ) -> None:
         if verification not in VERIFICATION_MODES:
             raise ProposalError(f"verification: must be one of {', '.join(VERIFICATION_MODES)}, got {verification!r}")
         self.verification = verification
         self.provider_keys = dict(provider_keys)
-        self.timer_checker = TimerChecker(timer_keys, poet_settings or PoetSettings())
+        self.verifier: SignatureVerifier
+        if verification == "modelled":
+            if signature_sample is None:
+                raise ProposalError("signature_sample: required when verification is 'modelled', got None")
+            self.verifier = ModelledVerifier(signature_sample)
+        else:
+            self.verifier = Ed25519Verifier()
+        self.timer_checker = TimerChecker(timer_keys, poet_settings or PoetSettings(), self.verifier)
+        self._signature_checks = 0  # verified since the caller last took the count
         self.solve_equilibrium = solve_equilibrium
         self.reward_rule = reward_rule
         self.audit_claim = audit_claim
@@ -340,6 +369,7 @@ class PpbgCommitteeMember:
         return f"round-{round_index}"
 
     def _propose(self, request_id: str, round_input: RoundInput) -> PpbgProposal:
+        checks_before = self.verifier.checks
         screening = screen_claims(
             round_input.round_index,
             round_input.claims,
@@ -349,7 +379,9 @@ class PpbgCommitteeMember:
             record_timers=False,
             verify_signatures=self.verification != "unsigned",
             audit=self.audit_claim,
+            verifier=self.verifier,
         )
+        self._signature_checks += self.verifier.checks - checks_before
         self.last_screening = (round_input.round_index, screening)
         return build_proposal(round_input, screening, self.solve_equilibrium, self.reward_rule)
 
@@ -361,19 +393,28 @@ class PpbgCommitteeMember:
         verdicts = self.shared_verdicts
         check = verdicts.get(key) if verdicts is not None else None
         if check is None:
+            checks_before = self.verifier.checks
             check = check_proposal(
                 value,
                 self.provider_keys,
                 self.timer_checker,
                 self.solve_equilibrium,
                 self.reward_rule,
-                verify_signatures=self.verification == "every_replica",
+                verify_signatures=self.verification in ("every_replica", "modelled"),
                 audit=self.audit_claim,
+                verifier=self.verifier,
             )
+            check = replace(check, signature_checks=self.verifier.checks - checks_before)
             if verdicts is not None:
                 verdicts[key] = check
+        self._signature_checks += check.signature_checks
         self.last_check = check
         return check.valid
+
+    def take_signature_checks(self) -> int:
+        """Signatures verified (or charged through a shared verdict) since the last call; resets the count."""
+        checks, self._signature_checks = self._signature_checks, 0
+        return checks
 
     def close_request(self, round_index: int) -> list[Any]:
         """The round is over for the client (decided, or given up at its deadline): the replica forgets the
