@@ -221,3 +221,33 @@ def test_unknown_process_or_graph_is_refused_with_the_allowed_values(field: str,
 def test_the_defaults_are_todays_synchronous_overlay_update() -> None:
     evolution = load_scenario("quickstart").evolution
     assert (evolution.process, evolution.graph) == ("synchronous", "overlay")
+
+
+def test_the_synchronous_process_on_the_complete_graph_reads_the_others_without_copying(monkeypatch) -> None:
+    import flmarket.sim.model as model_module
+
+    overrides = {**RUN, "run.tasks": 20, "evolution.process": "synchronous", "evolution.graph": "complete"}
+    model, viewed = _events(overrides)
+    switches = _switches_by_task(viewed)
+    assert switches["task"].value_counts().max() > 1  # still synchronous: several changes in one task
+    models_are_neighbours = [
+        int(row.neighbour) in model.overlay.neighbours(int(row.agent)) for row in switches.itertuples()
+    ]
+    assert not all(models_are_neighbours)
+    # the index view draws exactly what the list of every other player would
+    monkeypatch.setattr(
+        model_module, "_EveryOtherPlayer", lambda entries, skipped: entries[:skipped] + entries[skipped + 1 :]
+    )
+    _, listed = _events(overrides)
+    pdt.assert_frame_equal(viewed, listed)
+
+
+def test_every_other_player_view_by_hand() -> None:
+    from flmarket.sim.model import _EveryOtherPlayer
+
+    entries = [(7, "ALLC", 1.0), (3, "ALLD", 2.0), (9, "TFT", 0.5)]
+    view = _EveryOtherPlayer(entries, 1)
+    assert len(view) == 2 and list(view) == [(7, "ALLC", 1.0), (9, "TFT", 0.5)]
+    assert list(_EveryOtherPlayer(entries, 0)) == entries[1:] and list(_EveryOtherPlayer(entries, 2)) == entries[:2]
+    with pytest.raises(IndexError):
+        view[2]
