@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -212,10 +213,67 @@ def confidence_interval(values: pd.Series, level: float = 0.95) -> tuple[float, 
     return mean, half_width, count
 
 
-def by_parameter(summary: pd.DataFrame, parameter: str, metric: str, level: float = 0.95) -> pd.DataFrame:
-    """Mean of `metric` per value of `parameter` over seeds (and over the other parameters), with its CI.
+def bootstrap_interval(
+    values: pd.Series,
+    level: float = 0.95,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+    resamples: int = 9_999,
+    seed: int = 0,
+) -> tuple[float, float, float, int]:
+    """Mean and its percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13; `scipy.stats.bootstrap`,
+    method "percentile", seeded), clipped to `bounds`: for bounded quantities (a variance >= 0, a share in [0, 1])
+    whose Student-t interval can leave the range. The percentile method, not BCa: BCa needs a jackknife that is
+    degenerate for the two to five seeds a sweep has per value.
 
-    Columns: the parameter, mean, half_width, low, high, runs.
+    Returns (mean, low, high, n); the interval is NaN for fewer than two finite values and [mean, mean] for
+    identical values.
+    """
+    from scipy import stats
+
+    if not 0 < level < 1:
+        raise ValueError(f"level: must be in (0, 1), got {level}")
+    if not bounds[0] <= bounds[1]:
+        raise ValueError(f"bounds: must be (low, high) with low <= high, got {bounds}")
+    finite = pd.to_numeric(values, errors="coerce").astype(float)
+    array = finite[finite.notna() & finite.abs().lt(math.inf)].to_numpy()
+    count = array.size
+    if count == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(array.mean())
+    if count < 2:
+        return mean, math.nan, math.nan, count
+    if np.ptp(array) == 0:
+        low = high = mean
+    else:
+        result = stats.bootstrap(
+            (array,),
+            np.mean,
+            confidence_level=level,
+            n_resamples=resamples,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return mean, float(np.clip(low, *bounds)), float(np.clip(high, *bounds)), count
+
+
+INTERVALS = ("t", "bootstrap")
+
+
+def by_parameter(
+    summary: pd.DataFrame,
+    parameter: str,
+    metric: str,
+    level: float = 0.95,
+    interval: str = "t",
+    bounds: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """Mean of `metric` per value of `parameter` over seeds (and over the other parameters), with its interval.
+
+    `interval` "t": the Student-t interval (`confidence_interval`); "bootstrap": the percentile bootstrap
+    interval (`bootstrap_interval`) clipped to `bounds` (default unbounded), for bounded metrics such as a
+    variance or a share. Columns: the parameter, mean, half_width ((high - low) / 2 for a bootstrap interval,
+    which need not be symmetric), low, high, runs.
     """
     if parameter not in summary.columns:
         raise ValueError(
@@ -224,17 +282,17 @@ def by_parameter(summary: pd.DataFrame, parameter: str, metric: str, level: floa
         )
     if metric not in summary.columns:
         raise ValueError(f"metric: not a column of the summary, got {metric!r}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval: must be one of {', '.join(INTERVALS)}, got {interval!r}")
     rows = []
     for value, group in summary.groupby(parameter, sort=True, dropna=False):
-        mean, half_width, count = confidence_interval(group[metric], level)
-        rows.append(
-            {
-                parameter: value,
-                "mean": mean,
-                "half_width": half_width,
-                "low": mean - half_width,
-                "high": mean + half_width,
-                "runs": count,
-            }
-        )
+        if interval == "t":
+            mean, half_width, count = confidence_interval(group[metric], level)
+            low, high = mean - half_width, mean + half_width
+            if bounds is not None:
+                low, high = max(low, bounds[0]), min(high, bounds[1])
+        else:
+            mean, low, high, count = bootstrap_interval(group[metric], level, bounds or (-math.inf, math.inf))
+            half_width = (high - low) / 2
+        rows.append({parameter: value, "mean": mean, "half_width": half_width, "low": low, "high": high, "runs": count})
     return pd.DataFrame(rows, columns=[parameter, "mean", "half_width", "low", "high", "runs"])

@@ -6,13 +6,16 @@ import argparse
 import base64
 import io
 import json
+import math
 from html.parser import HTMLParser
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from flmarket.analysis.report import register, write_report
+from flmarket.analysis.sweeps import bootstrap_interval, by_parameter, confidence_interval
 from flmarket.sim.config import load_scenario
 from flmarket.sim.runner import run_scenario
 from flmarket.sim.sweep import parse_grid, run_sweep
@@ -110,15 +113,41 @@ def test_quickstart_report_is_self_contained_with_valid_figures(quickstart_run, 
     text = target.read_text()
     assert manifest["scenario_name"] in text and f"flmarket {manifest['versions']['flmarket']}" in text
     assert "git commit" in text
+    # the metrics table names each measure, its unit and what it is, not the raw column name
+    assert "<th>unit</th><th>definition</th>" in text
+    assert "mean welfare per task" in text and ">mean_welfare<" not in text
+    assert text.count(">Consensus costs</h") == 1  # the section heading, not repeated as a table heading
+    assert text.count("<figcaption>") == len(page.images)
 
 
 def test_default_output_is_inside_the_run_and_the_command_line_writes_it(quickstart_run, capsys) -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(["report", str(quickstart_run)])
+    assert args.dpi == 200 and args.format == "pdf" and args.figures is None
     assert args.func(args) == 0
     assert capsys.readouterr().out.strip() == str(quickstart_run / "report.html")
     assert (quickstart_run / "report.html").is_file()
+
+
+def test_dpi_sets_the_embedded_png_size_and_figures_are_written_on_request(quickstart_run, tmp_path) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    widths = {}
+    for dpi in (50, 100):
+        args = parser.parse_args(
+            ["report", str(quickstart_run), "--out", str(tmp_path / f"{dpi}.html"), "--dpi", str(dpi)]
+            + (["--figures", str(tmp_path / "figures"), "--format", "svg"] if dpi == 100 else [])
+        )
+        assert args.func(args) == 0
+        first = parse(tmp_path / f"{dpi}.html").images[0]
+        widths[dpi] = Image.open(io.BytesIO(base64.b64decode(first.removeprefix(DATA_URI)))).size[0]
+    assert widths[100] == pytest.approx(2 * widths[50], abs=2)  # pixels scale with the dpi
+    written = sorted(path.name for path in (tmp_path / "figures").iterdir())
+    assert "welfare.png" in written and "welfare.svg" in written and "welfare.caption.txt" in written
+    assert (tmp_path / "figures" / "welfare.caption.txt").read_text().strip()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["report", str(quickstart_run), "--dpi", "0"])
 
 
 def test_a_directory_that_is_neither_is_an_error(tmp_path, capsys) -> None:
@@ -143,7 +172,28 @@ def test_sweep_report_plots_each_parameter_with_confidence_intervals(tmp_path) -
     assert target == tmp_path / "size" / "report.html"
     page = parse(target)
     assert "Against providers.count" in page.titles and "Against learning.rounds_per_task" in page.titles
-    assert len(page.images) == 2
+    assert "Participation over tasks" in page.titles
+    assert len(page.images) == 3
     assert_valid_pngs(page.images)
     text = target.read_text()
-    assert "half_width" in text and "Student-t confidence interval" in text
+    assert "Student-t confidence interval" in text and "percentile bootstrap interval" in text
+    assert text.count('<div class="table-wrap">') == text.count("<table>")  # every table scrolls, none overflows
+
+
+def test_bootstrap_interval_of_a_bounded_measure_stays_in_its_bounds() -> None:
+    values = pd.Series([0.0, 0.0, 1.0])
+    # Student t: 1/3 -/+ t(0.975, 2) * 0.5774 / sqrt(3) = 1/3 -/+ 1.434, below 0 for a variance
+    mean, half_width, _ = confidence_interval(values)
+    low = mean - half_width
+    assert low == pytest.approx(1 / 3 - 4.302653 * math.sqrt(1 / 3) / math.sqrt(3), abs=1e-5) and low < 0
+    # percentile bootstrap: resample means are 0, 1/3, 2/3, 1 with P(1) = 1/27 > 2.5% and P(0) = 8/27
+    mean, low, high, count = bootstrap_interval(values, bounds=(0.0, math.inf))
+    assert (mean, low, high, count) == (pytest.approx(1 / 3), 0.0, 1.0, 3)
+    assert bootstrap_interval(pd.Series([2.0, 2.0]))[1:3] == (2.0, 2.0)  # identical values: no spread
+    assert all(math.isnan(value) for value in bootstrap_interval(pd.Series([1.0]))[1:3])
+    summary = pd.DataFrame({"x": [1, 1, 1, 2, 2], "variance": [0.0, 0.0, 1.0, 0.5, 0.5]})
+    table = by_parameter(summary, "x", "variance", interval="bootstrap", bounds=(0.0, math.inf))
+    assert table["low"].tolist() == [0.0, 0.5] and table["high"].tolist() == [1.0, 0.5]
+    assert (by_parameter(summary, "x", "variance")["low"] < 0).any()  # what the report no longer shows
+    with pytest.raises(ValueError, match="interval: must be one of t, bootstrap"):
+        by_parameter(summary, "x", "variance", interval="wald")
