@@ -30,6 +30,8 @@ from flmarket.market.errors import MarketError
 CoalitionValue = Callable[[frozenset], float]
 
 DEFAULT_EXACT_MAX = 12
+DEFAULT_STRATA = 16
+CONTROLLED_STRATA = 4  # size bands when a control game takes out nearly all of the spread between coalitions
 SAMPLING_CACHED_SIZES = 2  # sampling caches coalitions of at most 2 players or all but at most 2
 
 
@@ -145,6 +147,110 @@ class CoalitionCache:
         return result
 
 
+def _inclusion_game_shapley(scale: Callable[[np.ndarray], np.ndarray], players: int, fixed: int) -> tuple[float, float]:
+    """Shapley values (B 10) of w(S) = h(|S|) * [T subset of S], |T| = `fixed` >= 1, n = `players`, h = `scale`:
+    (xi of a member of T, xi of a player outside T).
+
+    A player o outside T adds h(k + 1) - h(k) to a coalition of size k that holds T, which a uniform k-subset
+    of the other n - 1 players does with probability k!/(k-t)! / ((n-1)!/(n-1-t)!); so xi_out = (1/n) sum_k of
+    that. The members of T are symmetric and, by efficiency, share h(n) - (n - t) xi_out.
+    """
+    if players < fixed:
+        return 0.0, 0.0
+    if players == fixed:
+        return float(scale(np.array([players]))[0]) / fixed, 0.0
+    sizes = np.arange(fixed, players)  # k = |S| before o joins, S holding T
+    held = np.ones(sizes.size)
+    for step in range(fixed):
+        held *= (sizes - step) / (players - 1 - step)
+    gains = scale(sizes + 1.0) - scale(sizes.astype(float))
+    outside = float(held @ gains) / players
+    inside = (float(scale(np.array([float(players)]))[0]) - (players - fixed) * outside) / fixed
+    return inside, outside
+
+
+@dataclass(frozen=True, eq=False)  # holds numpy arrays
+class QuadraticMeanGame:
+    """G(S) = c + (1/|S|) sum_{i in S} a_i + (1/(2 |S|^2)) sum_{i, j in S} B_ij for non-empty S, G(empty) = 0.
+
+    The second-order Taylor model of a value that depends on the mean of the members' vectors d_i, v(S) =
+    F(m + mean_{i in S} d_i), about m: c = F(m), a_i = <grad F(m), d_i>, B_ij = d_i^T Hess F(m) d_j. Its
+    Shapley values are exact in O(n^2) (`shapley_values`), which makes it a control variate for a sampled
+    estimate of v's (see `shapley_values(..., control=...)`).
+    """
+
+    players: tuple[Hashable, ...]
+    constant: float
+    linear: np.ndarray
+    quadratic: np.ndarray
+
+    def __post_init__(self) -> None:
+        count = len(self.players)
+        linear = np.asarray(self.linear, dtype=float)
+        quadratic = np.asarray(self.quadratic, dtype=float)
+        if linear.shape != (count,) or quadratic.shape != (count, count):
+            raise MarketError(
+                f"linear, quadratic: must be ({count},) and ({count}, {count}) for {count} players, got "
+                f"{linear.shape} and {quadratic.shape}"
+            )
+        if not (math.isfinite(self.constant) and np.all(np.isfinite(linear)) and np.all(np.isfinite(quadratic))):
+            raise MarketError("constant, linear, quadratic: must be finite")
+        symmetric = (quadratic + quadratic.T) / 2.0
+        for name, array in (("linear", linear), ("quadratic", symmetric)):
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+        object.__setattr__(self, "_index", {player: index for index, player in enumerate(self.players)})
+
+    def __call__(self, coalition: frozenset) -> float:
+        """G(S) (0 for the empty coalition)."""
+        if not coalition:
+            return 0.0
+        members = [self._index[player] for player in coalition]  # type: ignore[attr-defined]
+        size = len(members)
+        inner = self.quadratic[np.ix_(members, members)].sum()
+        return float(self.constant + self.linear[members].sum() / size + inner / (2.0 * size * size))
+
+    def shapley_values(self) -> np.ndarray:
+        """Exact Shapley values (B 10) of G, in `players` order: G is c [S non-empty] + sum_i a_i [i in S] / |S|
+        + sum_i (B_ii / 2) [i in S] / |S|^2 + sum_{i<j} B_ij [i, j in S] / |S|^2, a sum of games each symmetric
+        but for one or two players (`_inclusion_game_shapley`), and Shapley values add over games."""
+        count = len(self.players)
+        if count == 0:
+            return np.zeros(0)
+        linear_in, linear_out = _inclusion_game_shapley(np.reciprocal, count, 1)
+        square_in, square_out = _inclusion_game_shapley(lambda sizes: 1.0 / (sizes * sizes), count, 1)
+        pair_in, pair_out = _inclusion_game_shapley(lambda sizes: 1.0 / (sizes * sizes), count, 2)
+        diagonal = np.diag(self.quadratic)
+        row_sums = self.quadratic.sum(axis=1) - diagonal  # sum_{j != i} B_ij
+        pair_total = (self.quadratic.sum() - diagonal.sum()) / 2.0  # sum_{i < j} B_ij
+        return (
+            self.constant / count
+            + self.linear * linear_in
+            + (self.linear.sum() - self.linear) * linear_out
+            + 0.5 * (diagonal * square_in + (diagonal.sum() - diagonal) * square_out)
+            + row_sums * pair_in
+            + (pair_total - row_sums) * pair_out
+        )
+
+
+class _ResidualValue:
+    """v(S) - G(S) for a control game G; evaluates batches through v's `values_of` when it has one."""
+
+    def __init__(self, value: CoalitionValue, control: QuadraticMeanGame) -> None:
+        self._value = value
+        self._control = control
+        if hasattr(value, "values_of"):
+            self.values_of = self._values_of
+
+    def __call__(self, coalition: frozenset) -> float:
+        return float(self._value(coalition)) - self._control(coalition)
+
+    def _values_of(self, coalitions: Iterable[frozenset]) -> np.ndarray:
+        wanted = list(coalitions)
+        values = np.asarray(self._value.values_of(wanted), dtype=float)  # type: ignore[attr-defined]
+        return values - np.array([self._control(coalition) for coalition in wanted])
+
+
 def round_coalition_value(
     aggregate_quality: Callable[[frozenset], float], previous_global_quality: float
 ) -> CoalitionValue:
@@ -175,22 +281,31 @@ def shapley_values(
     antithetic: bool = True,
     cache_max_entries: int = 1_000_000,
     method: str = "stratified",
-    strata: int = 16,
+    strata: int | None = None,
+    control: QuadraticMeanGame | None = None,
+    use_control: bool = True,
 ) -> ShapleyResult:
     """Shapley values (B 10) of `players` in the game `value`, SPEC A.5.
 
     Exact for n <= exact_max. Above it, sampling (needs `rng`), by `method`:
 
     - "stratified" (the default, `_stratified_shapley`): stratified over coalition sizes with exact end sizes
-      and Neyman allocation over `strata` size bands, in independent replicates (the first `min_groups` the
-      pilot); every draw gives each player one sample in n + 1 calls, the replicates' totals are a control
-      variate (the estimate adds up to v(N) - v(empty)), and intervals use Student-t quantiles. Stops after at
-      least `min_groups` replicates once max_i SE_i <= target_relative_error * mean_i |xi_i| and the raw total
-      agrees with v(N) - v(empty) within 3 SE (converged), or when another replicate could exceed
-      `max_evaluations`. A value function with `values_of` gets each replicate's coalitions in one batch.
+      and Neyman allocation over `strata` size bands (default 16, or 4 with a control game), in independent
+      replicates (the first `min_groups` the pilot); every draw gives each player one sample in n + 1 calls,
+      the replicates' totals are a control variate (the estimate adds up to v(N) - v(empty)), and intervals use
+      Student-t quantiles. Stops after at least `min_groups` replicates once max_i SE_i <= target_relative_error
+      * mean_i |xi_i| and the raw total agrees with v(N) - v(empty) within 3 SE (converged), or when another
+      replicate could exceed `max_evaluations`. A value function with `values_of` gets each replicate's
+      coalitions in one batch.
     - "rotations": the permutation groups below. A group costs 2n(n-1) calls, so a budget of 20,000 calls
       allows 2 groups at n = 60, and an SE from 2 groups has one degree of freedom (issue 12 measured 68-91 %
       coverage of +/-1.96 SE). Kept for truncation and comparison.
+
+    Control variate (stratified only): a game G whose Shapley values are exact (`QuadraticMeanGame`, e.g. the
+    second-order Taylor model of the torch backend's coalition values) is subtracted: xi = xi(G) + the sampled
+    xi(v - G), unbiased whatever G, with the standard error of the residual game's estimate (much smaller when
+    G is close to v). `control` is taken from `value.control_game()` when not given and `use_control`; the
+    stopping rule compares that SE with the mean |xi| of v itself.
 
     Rotations: each group draws a uniform random order and
     walks its n cyclic rotations, so every rotation is a uniform random permutation and every player meets
@@ -224,8 +339,8 @@ def shapley_values(
         raise MarketError(f"method: must be 'stratified' or 'rotations', got {method!r}")
     if truncation_tolerance > 0 and method != "rotations":
         raise MarketError(f"truncation_tolerance: only the 'rotations' method truncates, got method {method!r}")
-    if strata < 1:
-        raise MarketError(f"strata: must be >= 1, got {strata}")
+    if strata is not None and strata < 1:
+        raise MarketError(f"strata: must be >= 1 or None, got {strata}")
     if target_relative_error < 0:
         raise MarketError(f"target_relative_error: must be >= 0, got {target_relative_error}")
     if min_groups < 2:
@@ -239,7 +354,25 @@ def shapley_values(
         store_size=lambda size: size <= repeated_sizes or size >= player_count - repeated_sizes,
     )
     if method == "stratified":
-        return _stratified_shapley(ordered, cache, rng, target_relative_error, max_evaluations, strata, min_groups)
+        game = _control_game(ordered, value, control) if use_control else None
+        if strata is None:
+            strata = DEFAULT_STRATA if game is None else CONTROLLED_STRATA
+        if game is not None:
+            cache = CoalitionCache(
+                _ResidualValue(value, game),
+                max_entries=cache_max_entries,
+                store_size=lambda size: size <= repeated_sizes or size >= player_count - repeated_sizes,
+            )
+        return _stratified_shapley(
+            ordered,
+            cache,
+            rng,
+            target_relative_error,
+            max_evaluations,
+            strata,
+            min_groups,
+            offset=None if game is None else game.shapley_values(),
+        )
     return _sampled_shapley(
         ordered,
         cache,
@@ -250,6 +383,22 @@ def shapley_values(
         truncation_tolerance,
         antithetic,
     )
+
+
+def _control_game(
+    players: tuple[Hashable, ...], value: CoalitionValue, control: QuadraticMeanGame | None
+) -> QuadraticMeanGame | None:
+    """The control game for `players`: `control`, else `value.control_game()` if it has one; reordered to the
+    players' order, or None when it is over other players."""
+    if control is None:
+        make = getattr(value, "control_game", None)
+        control = make() if callable(make) else None
+    if control is None:
+        return None
+    if set(control.players) != set(players) or len(control.players) != len(players):
+        return None
+    order = [control.players.index(player) for player in players]
+    return QuadraticMeanGame(players, control.constant, control.linear[order], control.quadratic[np.ix_(order, order)])
 
 
 def _exact_shapley(players: tuple[Hashable, ...], cache: CoalitionCache) -> ShapleyResult:
@@ -382,6 +531,7 @@ def _stratified_shapley(
     max_evaluations: int,
     strata: int,
     min_replicates: int,
+    offset: np.ndarray | None = None,
 ) -> ShapleyResult:
     """(B 10) for any game by sampling stratified over coalition sizes, with exact end sizes and Neyman
     allocation, in independent replicates (the generic form of `stratified_sum_game_shapley`).
@@ -400,8 +550,13 @@ def _stratified_shapley(
     per-band variances from a few draws would be 0. Stops once max_i SE_i <= target * mean_i |xi_i| after
     at least `min_replicates` replicates (converged), or when the next replicate could exceed
     `max_evaluations` calls (at least two replicates run).
+
+    With `offset` (the exact Shapley values of a control game G, the cache then holding v - G), the estimate
+    is offset + that of v - G, and the stopping rule compares its SE with the mean |offset + estimate|.
     """
     player_count = len(players)
+    shift = np.zeros(player_count) if offset is None else np.asarray(offset, dtype=float)
+    suffix = "" if offset is None else "-quadratic-control"
     empty_value = cache(frozenset())
     grand = frozenset(players)
     grand_value = cache(grand)
@@ -413,7 +568,7 @@ def _stratified_shapley(
     )
     middle = player_count - 2
     if middle <= 0:  # n <= 2: both sizes are ends, the values are exact
-        return ShapleyResult(players, ends, np.zeros(player_count), cache.evaluations, True, 0, True, "exact")
+        return ShapleyResult(players, shift + ends, np.zeros(player_count), cache.evaluations, True, 0, True, "exact")
     edges = 1 + size_band_edges(middle, strata)
     band_low, band_high = edges[:-1], edges[1:]
     band_weight = (band_high - band_low) / player_count
@@ -448,9 +603,9 @@ def _stratified_shapley(
         if len(replicates) < min_replicates:
             continue
         means, standard_errors, _ = _efficiency_adjusted_estimate(replicates, grand_value - empty_value)
-        if _relative_standard_error(means, standard_errors) <= target_relative_error and _efficient_within_error(
-            replicates, grand_value - empty_value
-        ):
+        if _relative_standard_error(
+            shift + means, standard_errors
+        ) <= target_relative_error and _efficient_within_error(replicates, grand_value - empty_value):
             converged = True
             break
         if len(replicates) == min_replicates:  # the pilot is complete: Neyman allocation from its spreads
@@ -465,13 +620,13 @@ def _stratified_shapley(
     standard_errors = np.maximum(standard_errors, float(np.median(standard_errors)))
     return ShapleyResult(
         players,
-        means,
+        shift + means,
         standard_errors,
         cache.evaluations,
         False,
         len(replicates),
         converged,
-        "stratified-by-size",
+        "stratified-by-size" + suffix,
         degrees_of_freedom=freedom,
     )
 

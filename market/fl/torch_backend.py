@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.utils import parameters_to_vector
 
 from flmarket.market.errors import MarketError
@@ -30,15 +31,16 @@ from flmarket.market.fl.backend import (
     disguised_sigma,
 )
 from flmarket.market.fl.data import load_dataset, partition
-from flmarket.market.fl.evaluate import Evaluation, evaluate
-from flmarket.market.fl.models import build_model, torch_generator
+from flmarket.market.fl.evaluate import CoalitionLosses, Evaluation, evaluate
+from flmarket.market.fl.models import MLP, build_model, torch_generator
 from flmarket.market.fl.privacy import PER_RECORD, upload_sensitivity
 from flmarket.market.fl.train import PrivacyLedger, SGDSettings, privatise, train_local
 from flmarket.market.fl.value import CoalitionValue
 from flmarket.market.quality import QualityParameters, model_quality
+from flmarket.market.shapley import QuadraticMeanGame
 
-COALITION_BATCH = 64
-"""Coalition-averaged parameter vectors evaluated per batched forward pass (64 x 55,210 floats = 14 MB)."""
+COALITION_BATCH = 32
+"""Coalitions evaluated per batched forward pass (32 x 55,210 floats = 7 MB of aggregated weights)."""
 
 
 def vector_digest(vector: np.ndarray) -> str:
@@ -151,10 +153,15 @@ class TorchBackend:
         self.model.eval()
         with torch.no_grad():
             if vectors.shape[0] == 1:  # one coalition (sampled Shapley asks one at a time): vmap's overhead is 3 ms
-                losses = losses_of(vectors[0]).reshape(1).double().numpy()
+                losses = losses_of(vectors[0]).reshape(1)
             else:
-                losses = vmap(losses_of)(vectors).double().numpy()
-        return np.asarray(model_quality(self.config.freshness, losses, self.quality_parameters), dtype=float)
+                losses = vmap(losses_of)(vectors)
+        return self.qualities_of_losses(losses)
+
+    def qualities_of_losses(self, losses: torch.Tensor) -> np.ndarray:
+        """Q (B 7) of validation losses H (a tensor of any shape), as float64."""
+        values = losses.double().numpy()
+        return np.asarray(model_quality(self.config.freshness, values, self.quality_parameters), dtype=float)
 
     def _set_global(self, vector: np.ndarray, participants: tuple[int, ...]) -> RoundResult:
         self.global_vector = np.asarray(vector, dtype=np.float32)
@@ -325,9 +332,12 @@ class TorchCoalitionValue(CoalitionValue):
 
     v(S) = Q_V(w_G(S)) - Q_V(w_G^{r-1}), Q_V the quality (B 7) on the backend's fixed validation subset (so a
     value is comparable across coalitions and cheap). FedAvg and FedAdp aggregates are linear in the stacked
-    updates: a batch of coalitions is one weights matrix C (k x n), their parameter vectors w + C @ U, and one
-    vmapped forward pass; `values_of` evaluates many coalitions at once (the Shapley exact path prefetches all
-    2^n). FedAsync mixes in order and is evaluated one coalition at a time.
+    updates: a batch of coalitions is one weights matrix C (k x n) and parameter vectors w + C @ U. For the MLP
+    their losses come from `evaluate.CoalitionLosses` (batched matrix products, the first layer's projections
+    of the updates computed once per round); other models take one vmapped functional_call. `values_of`
+    evaluates many coalitions at once (the Shapley exact path prefetches all 2^n). FedAsync mixes in order and
+    is evaluated one coalition at a time. v(S) and the base quality come from the same computation, so a
+    coalition whose aggregate is the global model (all zero updates) is worth exactly 0.
     """
 
     def __init__(self, backend: TorchBackend, updates: Sequence[LocalUpdate]) -> None:
@@ -342,23 +352,42 @@ class TorchCoalitionValue(CoalitionValue):
             if self._updates
             else torch.zeros((0, self._global.numel()))
         )
-        self.base_quality = float(backend.validation_qualities(self._global.unsqueeze(0))[0])
+        self._control: QuadraticMeanGame | None = None
+        self._losses: CoalitionLosses | None = None
+        if backend.config.aggregation != "fedasync" and isinstance(backend.model, MLP) and self._updates:
+            self._losses = CoalitionLosses(
+                backend.model, self._global, self._matrix, backend.validation_features, backend.validation_labels
+            )
+            no_update = torch.zeros(1, len(self._ids))
+            self.base_quality = float(backend.qualities_of_losses(self._losses.losses(no_update))[0])
+        else:
+            self.base_quality = float(backend.validation_qualities(self._global.unsqueeze(0))[0])
         super().__init__(self._ids, self._single_value)
 
-    def _weights(self, coalition: frozenset[int]) -> np.ndarray:
-        """The aggregation weights of S's members, zero for the others (SPEC D.4)."""
-        members = [index for index, provider in enumerate(self._ids) if provider in coalition]
-        weights = np.zeros(len(self._ids))
+    def _membership(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
+        """The (k x n) 0/1 matrix of the coalitions' members, in the round's update order."""
+        rows = np.repeat(np.arange(len(coalitions)), [len(coalition) for coalition in coalitions])
+        columns = [self._index[provider] for coalition in coalitions for provider in coalition]
+        membership = np.zeros((len(coalitions), len(self._ids)))
+        membership[rows, columns] = 1.0
+        return membership
+
+    def _weights(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
+        """The aggregation weights of each coalition's members, zero for the others (SPEC D.4), one row each."""
+        membership = self._membership(coalitions)
         if self._backend.config.aggregation == "fedavg":
-            weights[members] = self._sizes[members] / self._sizes[members].sum()
-        else:
+            sized = membership * self._sizes
+            return sized / sized.sum(axis=1, keepdims=True)
+        weights = np.zeros_like(membership)
+        for row, present in enumerate(membership.astype(bool)):
+            members = np.flatnonzero(present)
             step = fedadp_step(
                 self._backend._fedadp_state,
                 [self._ids[index] for index in members],
                 self._matrix[members].numpy(),
                 self._sizes[members],
             )
-            weights[members] = step.weights
+            weights[row, members] = step.weights
         return weights
 
     def _evaluate_batch(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
@@ -368,14 +397,68 @@ class TorchCoalitionValue(CoalitionValue):
                 np.asarray(backend._aggregate([self._updates[self._index[p]] for p in self._ids if p in c])[0])
                 for c in coalitions
             ]
-            stacked = torch.from_numpy(np.stack(vectors).astype(np.float32))
-        else:
-            weights = torch.from_numpy(np.stack([self._weights(c) for c in coalitions]).astype(np.float32))
-            stacked = self._global + weights @ self._matrix
-        return backend.validation_qualities(stacked) - self.base_quality
+            return (
+                backend.validation_qualities(torch.from_numpy(np.stack(vectors).astype(np.float32))) - self.base_quality
+            )
+        weights = torch.from_numpy(self._weights(coalitions).astype(np.float32))
+        if self._losses is not None:
+            return backend.qualities_of_losses(self._losses.losses(weights)) - self.base_quality
+        return backend.validation_qualities(self._global + weights @ self._matrix) - self.base_quality
 
     def _single_value(self, coalition: frozenset[int]) -> float:
         return float(self._evaluate_batch([coalition])[0])
+
+    def control_game(self) -> QuadraticMeanGame | None:
+        """The second-order Taylor model of v about the plain mean m of the round's updates, a control variate
+        for sampled Shapley values (`shapley.shapley_values`); None for FedAsync (order-dependent) or no updates.
+
+        With d_i = u_i - m and F(z) = Q_V(w + z) - Q_V(w): v(S) ~ G(S) = F(m) + <g, mean_S d> + (1/2) mean_S d^T
+        H mean_S d, g and H the gradient and Hessian of F at m (torch.func: one grad, n Hessian-vector
+        products, float64). FedAvg's aggregate is w + mean_S u exactly when the members hold equal data (IID
+        shards differ by one record); otherwise, and for FedAdp, G only approximates it, and the estimate stays
+        unbiased, only less tight. Computed once per round.
+        """
+        if self._backend.config.aggregation == "fedasync" or not self._updates:
+            return None
+        if self._control is None:
+            self._control = self._taylor_game()
+        return self._control
+
+    def _taylor_game(self) -> QuadraticMeanGame:
+        backend = self._backend
+        features = backend.validation_features.double()
+        labels = backend.validation_labels
+        shapes = backend._parameter_shapes
+        parameters = backend.quality_parameters
+        scale = parameters.hidden_layers * backend.config.freshness
+        global_vector = self._global.double()
+
+        def quality(offset: torch.Tensor) -> torch.Tensor:
+            vector = global_vector + offset
+            named = {}
+            start = 0
+            for name, shape in shapes:
+                size = math.prod(shape)
+                named[name] = vector[start : start + size].view(shape)
+                start += size
+            logits = functional_call(backend.model, named, (features,))
+            return scale / (parameters.output_units + nn.functional.cross_entropy(logits, labels))
+
+        updates = self._matrix.double()
+        mean = updates.mean(dim=0)
+        deviations = updates - mean
+        backend.model.eval()
+        gradient_of = grad(quality)
+        with warnings.catch_warnings():  # torch.func's first jvp scripts a helper with the deprecated torch.jit
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
+            gradient = gradient_of(mean)
+            curvature = vmap(lambda direction: jvp(gradient_of, (mean,), (direction,))[1])(deviations)
+        return QuadraticMeanGame(
+            tuple(self._ids),
+            float(quality(mean).detach()) - self.base_quality,
+            (deviations @ gradient).detach().numpy(),
+            (curvature @ deviations.T).detach().numpy(),
+        )
 
     def values_of(self, coalitions: Iterable[frozenset[int]]) -> np.ndarray:
         """v of each coalition, evaluating the uncached ones in batches of COALITION_BATCH (and caching them)."""
