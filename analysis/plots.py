@@ -22,6 +22,7 @@ functions only draw them.
 
 from __future__ import annotations
 
+import argparse
 import io
 import math
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
@@ -118,6 +120,30 @@ def save_figure(
     return SavedFigure(png, vector, caption_path)
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of figure output, shared by `flmarket report` and `flmarket reproduce`:
+    --dpi (PNG resolution) and --format (the vector copy, pdf or svg)."""
+    parser.add_argument(
+        "--dpi", type=_positive_int, default=DEFAULT_DPI, help=f"resolution of the PNG figures (default {DEFAULT_DPI})"
+    )
+    parser.add_argument(
+        "--format",
+        choices=VECTOR_FORMATS,
+        default=DEFAULT_FORMAT,
+        help=f"vector copy written beside each PNG (default {DEFAULT_FORMAT})",
+    )
+
+
 # ------------------------------------------------------------------------------------------------ axes helpers
 
 
@@ -159,9 +185,11 @@ def legend_outside(
         figure.legend(
             handles,
             labels,
+            handler_map={tuple: HandlerTuple(ndivide=None)},  # a (line, patch) pair shows both
             loc="outside lower center",
             ncols=columns or min(len(labels), 5),
             title=title,
+            title_fontsize="small",
             fontsize="small",
             frameon=False,
         )
@@ -615,7 +643,7 @@ def mmzd_alliance_against_single_figure(rows: pd.DataFrame, title: str) -> Figur
     """Fig. 7: a single ZD organisation (MMZD, dashed) against an alliance (MMZDA, solid). Left: final-round
     welfare per strategy of the others with 95% t-intervals; right: welfare per round, one colour per strategy of
     the others, the line style telling MMZD from MMZDA."""
-    figure, (bars, lines) = new_figure(2, panel=(3.8, 3.0))
+    figure, (bars, lines) = new_figure(2, panel=(3.8, 3.4))
     opponents = _opponents(rows)
     kinds = ("MMZD", "MMZDA")
     final = _final_round(rows)
@@ -636,7 +664,7 @@ def mmzd_alliance_against_single_figure(rows: pd.DataFrame, title: str) -> Figur
         )
     bars.set_xticks(positions, opponents)
     bars.set_xlabel("strategy of the other organisations")
-    bars.set_ylabel(f"mean welfare, game round {int(final['round'].iloc[0])}")
+    bars.set_ylabel(f"welfare in round {int(final['round'].iloc[0])}")
     bars.set_title("final round", fontsize="medium")
     styles = {"MMZD": "--", "MMZDA": "-"}
     for index, others in enumerate(opponents):
@@ -655,13 +683,11 @@ def mmzd_alliance_against_single_figure(rows: pd.DataFrame, title: str) -> Figur
     lines.set_title("per round", fontsize="medium")
     integer_ticks(lines)
     handles: list[object] = [Line2D([], [], color=colour(index), linewidth=2) for index in range(len(opponents))]
-    labels = [f"others: {name}" for name in opponents]
-    handles += [Line2D([], [], color="black", linestyle=styles[kind]) for kind in kinds]
-    labels += ["MMZD (one organisation), dashed", "MMZDA (alliance), solid"]
-    bar_handles, bar_labels = bars.get_legend_handles_labels()
-    handles += bar_handles
-    labels += [f"{name} bars" for name in bar_labels]
-    legend_outside(figure, handles, labels, columns=3)
+    labels = list(opponents)
+    bar_handles = dict(zip(*reversed(bars.get_legend_handles_labels()), strict=True))
+    handles += [(Line2D([], [], color="black", linestyle=styles[kind]), bar_handles[kind]) for kind in kinds]
+    labels += ["MMZD (one organisation)", "MMZDA (alliance)"]
+    legend_outside(figure, handles, labels, columns=4, title="colour: what the others play; style: who plays ZD")
     figure.suptitle(title)
     return figure
 
@@ -673,17 +699,22 @@ def _proportion_panel(axis: Axes, frame: pd.DataFrame, x: str, successes: str, t
     share = frame["enforceable_share"].to_numpy(dtype=float)
     errors = _error_pair(frame, "enforceable_share", "enforceable_share_low", "enforceable_share_high")
     axis.errorbar(xs, share, yerr=errors, fmt="o-", capsize=3, color=colour(2), markersize=4)
-    for position, value, k, n in zip(xs, share, frame[successes], frame[trials], strict=True):
-        axis.annotate(
+    tops = share + errors[1]
+    for position, top, k, n in zip(xs, tops, frame[successes], frame[trials], strict=True):
+        axis.annotate(  # upright text above the interval: neighbours never overlap
             f"{int(k)}/{int(n)}",
-            (position, value),
+            (position, top),
             textcoords="offset points",
-            xytext=(0, 6),
+            xytext=(0, 3),
             ha="center",
+            va="bottom",
+            rotation=90,
             fontsize="x-small",
         )
-    axis.set_ylim(-0.05, 1.15)
+    axis.set_ylim(-0.05, 1.4)
+    axis.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     axis.set_ylabel("enforceable share of draws")
+    axis.set_title("enforceable (k/n)", fontsize="medium")
 
 
 def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
@@ -691,7 +722,7 @@ def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
     enforceable draws, with its interval), the paper's P_max (mean over all draws), Monte-Carlo play against
     Rand and full participation P(R, ..., R); (b) P'_max relative to full participation and to the social
     optimum; (c) the enforceable share of draws with Wilson intervals, k/n at each point."""
-    figure, (welfare_axis, relative_axis, share_axis) = new_figure(3, panel=(3.4, 3.0))
+    figure, (welfare_axis, relative_axis, share_axis) = new_figure(3, panel=(3.4, 3.2))
     frame = rows.sort_values("alliance_size")
     size = frame["alliance_size"].to_numpy(dtype=float)
     enforceable = frame[np.isfinite(frame["largest_enforceable_welfare"].to_numpy(dtype=float))]
@@ -719,6 +750,7 @@ def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
     )
     welfare_axis.set_xlabel("alliance size M")
     welfare_axis.set_ylabel("social welfare")
+    welfare_axis.set_title("welfare", fontsize="medium")
     integer_ticks(welfare_axis)
     relative_axis.errorbar(
         enforceable["alliance_size"],
@@ -740,6 +772,7 @@ def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
     )
     relative_axis.set_xlabel("alliance size M")
     relative_axis.set_ylabel("relative maximum")
+    relative_axis.set_title("relative maximum", fontsize="medium")
     relative_axis.set_xlim(size.min() - 0.5, size.max() + 0.5)
     integer_ticks(relative_axis)
     _proportion_panel(share_axis, frame, "alliance_size", "feasible_draws", "draws")
@@ -755,7 +788,7 @@ def mmzd_against_players_figure(rows: pd.DataFrame, title: str) -> Figure:
     draws with Wilson intervals and k/n; (b) the largest enforceable welfare P'_max and (c) P'_max / P(R, ..., R),
     both means over the enforceable draws only, with their intervals, beside the paper's P_max / P(R, ..., R)
     (mean over all draws). N without an enforceable draw has no point in (b) and (c)."""
-    figure, (share_axis, welfare_axis, relative_axis) = new_figure(3, panel=(3.4, 3.0))
+    figure, (share_axis, welfare_axis, relative_axis) = new_figure(3, panel=(3.4, 3.2))
     frame = rows.sort_values("players")
     players = frame["players"].to_numpy(dtype=float)
     _proportion_panel(share_axis, frame, "players", "feasible_samples", "samples")
@@ -775,7 +808,8 @@ def mmzd_against_players_figure(rows: pd.DataFrame, title: str) -> Figure:
         markersize=4,
         label="P'_max, enforceable draws",
     )
-    welfare_axis.set_ylabel("largest enforceable welfare P'_max")
+    welfare_axis.set_ylabel("P'_max (enforceable draws)")
+    welfare_axis.set_title("largest enforceable welfare", fontsize="medium")
     relative_axis.errorbar(
         enforceable["players"],
         enforceable["relative_maximum"],
@@ -802,7 +836,8 @@ def mmzd_against_players_figure(rows: pd.DataFrame, title: str) -> Figure:
     if enforceable.empty:
         _empty_panel(welfare_axis, "no enforceable draw")
         welfare_axis.set_xlabel("number of organisations N")
-        welfare_axis.set_ylabel("largest enforceable welfare P'_max")
+        welfare_axis.set_ylabel("P'_max (enforceable draws)")
+    relative_axis.set_title("relative maximum", fontsize="medium")
     legend_outside(figure, columns=2)
     figure.suptitle(title)
     return figure

@@ -718,32 +718,6 @@ def _handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
-    """--dpi and --format, shared by `report` and `reproduce`."""
-    parser.add_argument(
-        "--dpi",
-        type=_positive_int,
-        default=plots.DEFAULT_DPI,
-        help=f"resolution of the PNG figures (default {plots.DEFAULT_DPI})",
-    )
-    parser.add_argument(
-        "--format",
-        choices=plots.VECTOR_FORMATS,
-        default=plots.DEFAULT_FORMAT,
-        help=f"vector copy written beside each PNG (default {plots.DEFAULT_FORMAT})",
-    )
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `flmarket report RUN_OR_SWEEP_DIR [--out FILE.html] [--window N] [--dpi N] [--figures DIR] [--format]`."""
     parser = subparsers.add_parser(
@@ -765,5 +739,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--figures", metavar="DIR", default=None, help="also write each figure (PNG, vector, caption) to DIR"
     )
-    add_figure_arguments(parser)
+    plots.add_figure_arguments(parser)
     parser.set_defaults(func=_handler)

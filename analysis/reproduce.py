@@ -1,4 +1,4 @@
-"""Reproductions of the MMZD paper's figures (SPEC B.6): a CSV and a PNG per experiment, feasibility stated.
+"""Reproductions of the MMZD paper's figures (SPEC B.6): a CSV, a figure and its caption per experiment.
 
 Protocol (SPEC B.6): `rounds` game rounds (default 20) x `repetitions` runs (default 100) averaged, random
 initial actions, Monte-Carlo play of the memory-one rules of market/iterated.py and the ZD designs of
@@ -16,23 +16,32 @@ Experiments and their defaults (the paper's N and R were lost with its equations
 - mmzd-fig10: M / N = 1/2, N = 4..16: maximum and relative maximum (10 games x 10 alliances, analytic).
 
 ZD players use mode "auto": the exact design when a target is enforceable, else the paper's clipped design;
-every CSV row and figure says which (`feasible`). Reproduced honestly: a single organisation usually has no
+every CSV row and caption says which (`feasible`). Reproduced honestly: a single organisation usually has no
 enforceable target for N >= 3 (SPEC B.4), so its welfare then depends on the opponents.
+
+Uncertainty (stated in every caption): Monte-Carlo means carry 95% Student-t intervals over the repetitions
+(mean -/+ t(0.975, n-1) SE). For Figs. 8-10 the enforceable share of the random draws has its 95% Wilson score
+interval (Wilson 1927); averages over the enforceable draws only carry a 95% percentile bootstrap interval that
+resamples the games (Figs. 9, 10: the alliances drawn on one game share it) or the draws (Fig. 8: one game), and
+every figure shows "k/n enforceable". Figures are drawn by `analysis.plots` and written as NAME.png (at `dpi`),
+NAME.pdf or NAME.svg and NAME.caption.txt (the title's diagnostics, moved out of the figure).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import textwrap
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
 from tqdm import tqdm
 
+from flmarket.analysis import plots
 from flmarket.market.errors import MarketError
 from flmarket.market.iterated import (
     ConstantPolicy,
@@ -72,6 +81,8 @@ ALLIANCE_OF_FIG7 = 4
 FIG8_PLAYERS = 10
 FIG9_ALLIANCE = 5
 DRAWS = 10
+LEVEL = 0.95
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,8 @@ class ReproductionSettings:
     game_rounds: int = DEFAULT_GAME_ROUNDS
     draws: int = DRAWS
     progress: bool = True
+    dpi: int = plots.DEFAULT_DPI
+    figure_format: str = plots.DEFAULT_FORMAT
 
     def __post_init__(self) -> None:
         if self.repetitions < 2:
@@ -95,17 +108,25 @@ class ReproductionSettings:
             raise MarketError(f"game_rounds: must be >= 1, got {self.game_rounds}")
         if self.draws < 1:
             raise MarketError(f"draws: must be >= 1, got {self.draws}")
+        try:
+            plots.check_output_options(self.dpi, self.figure_format)
+        except ValueError as error:
+            raise MarketError(str(error)) from None
 
 
 @dataclass(frozen=True)
 class ReproductionOutput:
-    """Where an experiment wrote its table and figure, and its one-line findings."""
+    """Where an experiment wrote its table, figure (PNG and vector) and caption, its one-line findings, and the
+    figure itself (to inspect or restyle)."""
 
     name: str
     csv_path: Path
     png_path: Path
     rows: int
     findings: tuple[str, ...]
+    vector_path: Path | None = None
+    caption_path: Path | None = None
+    figure: Figure | None = field(default=None, compare=False, repr=False)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -168,10 +189,6 @@ def design_note(label: str, design: ZeroDeterminantDesign) -> str:
     )
 
 
-def _wrap(text: str, width: int = 110) -> str:
-    return textwrap.fill(text, width)
-
-
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
@@ -180,13 +197,45 @@ def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
-def _figure(columns: int = 1, width: float = 7.0) -> tuple[Figure, np.ndarray]:
-    """A constrained-layout figure with `columns` axes side by side (matplotlib imported only here)."""
-    from matplotlib.figure import Figure
+def wilson_interval(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (Wilson 1927; statsmodels `proportion_confint`): inside [0, 1]
+    and informative at 0 of n and n of n, where the normal interval collapses."""
+    low, high = proportion_confint(successes, trials, alpha=1 - level, method="wilson")
+    return float(low), float(high)
 
-    figure = Figure(figsize=(width * columns, 4.6), layout="constrained")
-    axes = figure.subplots(1, columns, squeeze=False)[0]
-    return figure, axes
+
+def cluster_bootstrap_mean(
+    clusters: Sequence[Sequence[float]],
+    level: float = LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean of the pooled values and its percentile bootstrap interval resampling whole clusters with
+    replacement (the cluster bootstrap, Davison & Hinkley 1997, sec. 3.8): values of one cluster (the alliances
+    drawn on one game) are not independent. A resample without any value is skipped. Returns (mean, low, high);
+    the interval is NaN when fewer than two clusters hold values."""
+    sums = np.array([float(np.sum(values)) for values in clusters])
+    counts = np.array([len(values) for values in clusters], dtype=float)
+    if counts.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(sums.sum() / counts.sum())
+    if np.count_nonzero(counts) < 2:
+        return mean, float("nan"), float("nan")
+    picks = np.random.default_rng(seed).integers(0, len(clusters), size=(resamples, len(clusters)))
+    totals, sizes = sums[picks].sum(axis=1), counts[picks].sum(axis=1)
+    means = totals[sizes > 0] / sizes[sizes > 0]
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return mean, float(low), float(high)
+
+
+def _interval_columns(prefix: str, interval: tuple[float, float, float]) -> dict[str, float]:
+    mean, low, high = interval
+    return {prefix: mean, f"{prefix}_low": low, f"{prefix}_high": high}
+
+
+def _share_columns(successes: int, trials: int) -> dict[str, float]:
+    low, high = wilson_interval(successes, trials)
+    return {"enforceable_share": successes / trials, "enforceable_share_low": low, "enforceable_share_high": high}
 
 
 def _progress(items: Sequence[T], settings: ReproductionSettings, description: str) -> Iterable[T]:
@@ -202,46 +251,55 @@ def _game(settings: ReproductionSettings, players: int, offset: int = 0) -> Publ
 # The experiments.
 
 
+MC_INTERVAL = (
+    "Error bars and bands: 95% confidence intervals over the {repetitions} repetitions, mean -/+ t(0.975, {dof}) "
+    "standard errors (Student t)."
+)
+
+
+def _monte_carlo_note(settings: ReproductionSettings) -> str:
+    return (
+        f"Monte Carlo: {settings.repetitions} repetitions of {settings.rounds} game rounds from random initial "
+        f"actions, seed {settings.seed}. "
+        + MC_INTERVAL.format(repetitions=settings.repetitions, dof=settings.repetitions - 1)
+    )
+
+
 def figure_3(settings: ReproductionSettings) -> ReproductionOutput:
     """Fig. 3: final welfare for each focal x others' strategy; only a feasible MMZD is opponent-free."""
     game = _game(settings, FIGURE_PLAYERS)
     design = auto_design(game, (0,))
     rows: list[dict[str, object]] = []
-    finals: dict[tuple[str, str], tuple[float, float]] = {}
+    finals: dict[tuple[str, str], float] = {}
     pairs = [(focal, others) for focal in FOCAL_STRATEGIES for others in OPPONENTS]
     for index, (focal, others) in enumerate(_progress(pairs, settings, "mmzd-fig3")):
         rng = np.random.default_rng([settings.seed, 3, index])
         result = play_against(game, (0,), focal, others, settings, rng, design if focal == "MMZD" else None)
-        finals[(focal, others)] = (result.mean_welfare[-1], result.welfare_standard_error[-1])
+        finals[(focal, others)] = float(result.mean_welfare[-1])
         rows.extend(_round_rows("mmzd-fig3", focal, others, result, game, settings, design, focal == "MMZD"))
-    spread = np.ptp([finals[("MMZD", others)][0] for others in OPPONENTS])
+    spread = np.ptp([finals[("MMZD", others)] for others in OPPONENTS])
     findings = (
         design_note("MMZD of organisation 0", design),
         f"MMZD final welfare spread across opponents {spread:.4g}",
     )
-    figure, (axis,) = _figure(width=8.0)
-    width = 0.8 / len(FOCAL_STRATEGIES)
-    positions = np.arange(len(OPPONENTS))
-    for offset, focal in enumerate(FOCAL_STRATEGIES):
-        values = [finals[(focal, others)] for others in OPPONENTS]
-        axis.bar(
-            positions + offset * width,
-            [v[0] for v in values],
-            width,
-            yerr=[v[1] for v in values],
-            label=focal,
-        )
-    if design.playable:
-        axis.axhline(design.target, color="black", linestyle="--", linewidth=1, label="MMZD target P*")
-    axis.set_xticks(positions + width * (len(FOCAL_STRATEGIES) - 1) / 2, OPPONENTS)
-    axis.set_xlabel("strategy of the other organisations")
-    axis.set_ylabel(f"mean welfare in game round {settings.rounds}")
-    axis.set_title(
-        f"Fig. 3 (N={game.players}, R={game.rounds}): organisation 0's strategy\n{_wrap(findings[0])}",
-        fontsize=8,
+    figure = plots.mmzd_final_welfare_figure(
+        pd.DataFrame(rows), f"Fig. 3: organisation 0's strategy (N = {game.players}, R = {game.rounds})"
     )
-    axis.legend(fontsize=8)
-    return _save("mmzd-fig3", rows, figure, settings, findings)
+    caption = (
+        f"Fig. 3 (N = {game.players}, R = {game.rounds}). Mean social welfare in game round {settings.rounds} when "
+        "organisation 0 plays MMZD, ALLD, ALLC or Rand (bars) and all the others play the strategy on the x axis. "
+        + _feasibility_sentence(design, "MMZD of organisation 0")
+        + f" {findings[1]}. "
+        + _monte_carlo_note(settings)
+    )
+    return _save("mmzd-fig3", rows, figure, settings, findings, caption)
+
+
+def _feasibility_sentence(design: ZeroDeterminantDesign, label: str) -> str:
+    """The design's verdict as a sentence, and whether the dashed target line is drawn."""
+    if design.feasible:
+        return f"{design_note(label, design)}; the dashed line is P*."
+    return f"{design_note(label, design)}; no target line is drawn."
 
 
 def figure_6(settings: ReproductionSettings) -> ReproductionOutput:
@@ -249,21 +307,22 @@ def figure_6(settings: ReproductionSettings) -> ReproductionOutput:
     game = _game(settings, FIGURE_PLAYERS)
     design = auto_design(game, (0,))
     rows: list[dict[str, object]] = []
-    figure, (axis,) = _figure()
-    rounds = np.arange(1, settings.rounds + 1)
     for index, others in enumerate(_progress(OPPONENTS, settings, "mmzd-fig6")):
         rng = np.random.default_rng([settings.seed, 6, index])
         result = play_against(game, (0,), "MMZD", others, settings, rng, design)
         rows.extend(_round_rows("mmzd-fig6", "MMZD", others, result, game, settings, design, True))
-        axis.errorbar(rounds, result.mean_welfare, yerr=result.welfare_standard_error, label=others, capsize=2)
-    if design.playable:
-        axis.axhline(design.target, color="black", linestyle="--", linewidth=1, label="target P*")
     findings = (design_note("MMZD of organisation 0", design),)
-    axis.set_xlabel("game round")
-    axis.set_ylabel("expected social welfare")
-    axis.set_title(f"Fig. 6 (N={game.players}, R={game.rounds}): MMZD vs others\n{_wrap(findings[0])}", fontsize=8)
-    axis.legend(title="others", fontsize=8)
-    return _save("mmzd-fig6", rows, figure, settings, findings)
+    figure = plots.mmzd_welfare_by_round_figure(
+        pd.DataFrame(rows), f"Fig. 6: MMZD against others (N = {game.players}, R = {game.rounds})"
+    )
+    caption = (
+        f"Fig. 6 (N = {game.players}, R = {game.rounds}). Expected social welfare per game round when organisation "
+        "0 plays MMZD and all the others play the strategy of the line. "
+        + _feasibility_sentence(design, "MMZD of organisation 0")
+        + " "
+        + _monte_carlo_note(settings)
+    )
+    return _save("mmzd-fig6", rows, figure, settings, findings, caption)
 
 
 def figure_7(settings: ReproductionSettings) -> ReproductionOutput:
@@ -274,40 +333,27 @@ def figure_7(settings: ReproductionSettings) -> ReproductionOutput:
     single = auto_design(game, (alliance[0],))
     joint = auto_design(game, alliance)
     rows: list[dict[str, object]] = []
-    finals: dict[tuple[str, str], float] = {}
-    figure, (bars, lines) = _figure(columns=2)
-    rounds = np.arange(1, settings.rounds + 1)
     cases = [(kind, others) for others in OPPONENTS for kind in ("MMZD", "MMZDA")]
     for index, (kind, others) in enumerate(_progress(cases, settings, "mmzd-fig7")):
         members, design = ((alliance[0],), single) if kind == "MMZD" else (alliance, joint)
         rng = np.random.default_rng([settings.seed, 70, index])
         result = play_against(game, members, kind, others, settings, rng, design)
-        finals[(kind, others)] = float(result.mean_welfare[-1])
         rows.extend(_round_rows("mmzd-fig7", kind, others, result, game, settings, design, True, members))
-        lines.plot(
-            rounds,
-            result.mean_welfare,
-            linestyle="-" if kind == "MMZDA" else "--",
-            label=f"{kind} / {others}",
-        )
-    positions = np.arange(len(OPPONENTS))
-    for offset, kind in enumerate(("MMZD", "MMZDA")):
-        bars.bar(positions + 0.4 * offset, [finals[(kind, o)] for o in OPPONENTS], 0.4, label=kind)
-    bars.set_xticks(positions + 0.2, OPPONENTS)
-    bars.set_ylabel(f"mean welfare in game round {settings.rounds}")
-    bars.legend(fontsize=8)
-    lines.set_xlabel("game round")
-    lines.set_ylabel("expected social welfare")
-    lines.legend(fontsize=6, ncol=2)
     findings = (
         design_note(f"MMZD of organisation {alliance[0]}", single),
         design_note(f"MMZDA {alliance}", joint),
     )
-    figure.suptitle(
-        f"Fig. 7 (N={game.players}, R={game.rounds})\n" + "\n".join(_wrap(line, 160) for line in findings),
-        fontsize=8,
+    figure = plots.mmzd_alliance_against_single_figure(
+        pd.DataFrame(rows), f"Fig. 7: alliance against one organisation (N = {game.players}, R = {game.rounds})"
     )
-    return _save("mmzd-fig7", rows, figure, settings, findings)
+    caption = (
+        f"Fig. 7 (N = {game.players}, R = {game.rounds}). An alliance of {ALLIANCE_OF_FIG7} organisations "
+        f"{alliance} playing MMZDA (solid lines, grey bars) against organisation {alliance[0]} alone playing MMZD "
+        "(dashed lines, hatched bars); the other organisations play the strategy of the colour (right) or of the x "
+        f"axis (left). Left: mean welfare in game round {settings.rounds}; right: per game round. "
+        f"{findings[0]}. {findings[1]}. " + _monte_carlo_note(settings) + " The right panel shows means only."
+    )
+    return _save("mmzd-fig7", rows, figure, settings, findings, caption)
 
 
 def figure_8(settings: ReproductionSettings) -> ReproductionOutput:
@@ -340,7 +386,8 @@ def figure_8(settings: ReproductionSettings) -> ReproductionOutput:
             welfare.append(
                 simulate(finite, policies, settings.rounds, settings.repetitions, rng, groups).mean_welfare[-1]
             )
-        exact = float(np.mean(exact_values)) if exact_values else float("nan")
+        # one game: the draws are independent alliances, each its own cluster
+        exact = cluster_bootstrap_mean([[value] for value in exact_values], seed=settings.seed)
         rows.append(
             {
                 "figure": "mmzd-fig8",
@@ -348,37 +395,37 @@ def figure_8(settings: ReproductionSettings) -> ReproductionOutput:
                 "alliance_size": size,
                 "draws": settings.draws,
                 "feasible_draws": feasible,
-                "largest_enforceable_welfare": exact,
+                **_share_columns(feasible, settings.draws),
+                **_interval_columns("largest_enforceable_welfare", exact),
                 "paper_maximum": float(np.mean(paper_values)),
                 "monte_carlo_final_welfare": float(np.mean(welfare)),
                 "full_participation_welfare": full,
-                "relative_maximum": exact / full,
+                **_interval_columns("relative_maximum", tuple(value / full for value in exact)),
                 "relative_paper_maximum": float(np.mean(paper_values)) / full,
                 "social_optimum": optimum,
-                "relative_to_optimum": exact / optimum,
+                "relative_to_optimum": exact[0] / optimum,
                 "repetitions": settings.repetitions,
                 "rounds": settings.rounds,
                 "seed": settings.seed,
             }
         )
     findings = _alliance_findings(rows, "alliance_size")
-    figure, (left, right) = _figure(columns=2)
-    size_axis = [row["alliance_size"] for row in rows]
-    left.plot(size_axis, [r["largest_enforceable_welfare"] for r in rows], "o-", label="P'_max (enforceable)")
-    left.plot(size_axis, [r["paper_maximum"] for r in rows], "s--", label="paper P_max (Z 12/13)")
-    left.plot(size_axis, [r["monte_carlo_final_welfare"] for r in rows], "^:", label="Monte Carlo vs Rand")
-    left.axhline(full, color="grey", linewidth=1, label="P(R,...,R)")
-    left.set_xlabel("alliance size M")
-    left.set_ylabel("social welfare")
-    left.legend(fontsize=8)
-    right.plot(size_axis, [r["relative_maximum"] for r in rows], "o-", label="P'_max / P(R,...,R)")
-    right.plot(size_axis, [r["relative_to_optimum"] for r in rows], "s--", label="P'_max / max_y P(y)")
-    right.set_xlabel("alliance size M")
-    right.set_ylabel("relative maximum")
-    right.legend(fontsize=8)
-    feasible_note = ", ".join(f"M={r['alliance_size']}: {r['feasible_draws']}/{r['draws']}" for r in rows)
-    figure.suptitle(f"Fig. 8 (N={game.players}, R={game.rounds}); enforceable draws {feasible_note}", fontsize=7)
-    return _save("mmzd-fig8", rows, figure, settings, findings)
+    figure = plots.mmzd_alliance_size_figure(
+        pd.DataFrame(rows), f"Fig. 8: alliance size (N = {game.players}, R = {game.rounds})"
+    )
+    enforceable = ", ".join(f"M = {r['alliance_size']}: {r['feasible_draws']}/{r['draws']}" for r in rows)
+    caption = (
+        f"Fig. 8 (N = {game.players}, R = {game.rounds}; {settings.draws} nested random alliances of each size M "
+        f"on one game, seed {settings.seed}). Left: the largest enforceable welfare P'_max (mean over the "
+        "enforceable draws; 95% percentile bootstrap interval over them, "
+        f"{BOOTSTRAP_RESAMPLES} resamples, none with fewer than two), the paper's P_max of (Z 12)/(Z 13) (mean over "
+        f"all draws), Monte-Carlo welfare in game round {settings.rounds} against Rand outsiders (mean over draws of "
+        f"{settings.repetitions} repetitions) and full participation P(R, ..., R). Middle: P'_max relative to "
+        "P(R, ..., R) (with the same interval) and to the social optimum max_y P(y). Right: the share of draws "
+        "for which a ZD design is enforceable, with 95% Wilson score intervals. Enforceable draws: "
+        f"{enforceable}. {findings[0]}."
+    )
+    return _save("mmzd-fig8", rows, figure, settings, findings, caption)
 
 
 def _analytic_rows(
@@ -387,15 +434,20 @@ def _analytic_rows(
     players_axis: Sequence[int],
     alliance_size: Callable[[int], int],
 ) -> list[dict[str, object]]:
-    """Averages over `draws` games x `draws` alliances of the enforceable maximum and the relative maximum."""
+    """Over `draws` games x `draws` alliances: the enforceable share (Wilson) and, over the enforceable draws
+    only, the mean enforceable maximum and relative maximum (bootstrap over games); the paper's P_max over all."""
     rows: list[dict[str, object]] = []
     for players in _progress(list(players_axis), settings, figure_name):
         size = alliance_size(players)
-        exact, relative, paper, feasible, total = [], [], [], 0, 0
+        exact: list[list[float]] = []
+        relative: list[list[float]] = []
+        paper, feasible, total = [], 0, 0
         for game_draw in range(settings.draws):
             game = _game(settings, players, offset=1000 * players + game_draw)
             full = full_participation_welfare(game)
             chooser = np.random.default_rng([settings.seed, players, game_draw])
+            exact.append([])
+            relative.append([])
             for _ in range(settings.draws):
                 alliance = tuple(int(j) for j in chooser.choice(players, size, replace=False))
                 extremes = ControlledGame(game, alliance).extremes()
@@ -404,8 +456,8 @@ def _analytic_rows(
                 total += 1
                 if general.feasible:
                     feasible += 1
-                    exact.append(general.value)
-                    relative.append(general.value / full)
+                    exact[-1].append(general.value)
+                    relative[-1].append(general.value / full)
         rows.append(
             {
                 "figure": figure_name,
@@ -413,8 +465,9 @@ def _analytic_rows(
                 "alliance_size": size,
                 "samples": total,
                 "feasible_samples": feasible,
-                "largest_enforceable_welfare": float(np.mean(exact)) if exact else float("nan"),
-                "relative_maximum": float(np.mean(relative)) if relative else float("nan"),
+                **_share_columns(feasible, total),
+                **_interval_columns("largest_enforceable_welfare", cluster_bootstrap_mean(exact, seed=settings.seed)),
+                **_interval_columns("relative_maximum", cluster_bootstrap_mean(relative, seed=settings.seed)),
                 "relative_paper_maximum": float(np.mean(paper)),
                 "game_rounds": settings.game_rounds,
                 "seed": settings.seed,
@@ -424,34 +477,35 @@ def _analytic_rows(
 
 
 def _analytic_figure(
-    name: str, title: str, rows: list[dict[str, object]], settings: ReproductionSettings
+    name: str, title: str, rows: list[dict[str, object]], settings: ReproductionSettings, alliance: str
 ) -> ReproductionOutput:
-    """Two panels against N: the enforceable maximum and the relative maximum."""
-    figure, (left, right) = _figure(columns=2)
-    players = [r["players"] for r in rows]
-    left.plot(players, [r["largest_enforceable_welfare"] for r in rows], "o-")
-    left.set_xlabel("number of organisations N")
-    left.set_ylabel("largest enforceable welfare P'_max (mean)")
-    right.plot(players, [r["relative_maximum"] for r in rows], "o-", label="P'_max / P(R,...,R)")
-    right.plot(players, [r["relative_paper_maximum"] for r in rows], "s--", label="paper P_max / P(R,...,R)")
-    right.set_xlabel("number of organisations N")
-    right.set_ylabel("relative maximum")
-    right.legend(fontsize=8)
-    feasible = ", ".join(f"N={r['players']}: {r['feasible_samples']}/{r['samples']}" for r in rows)
-    figure.suptitle(f"{title}; enforceable samples {feasible}", fontsize=7)
-    return _save(name, rows, figure, settings, _alliance_findings(rows, "players"))
+    """Three panels against N: the enforceable share, the enforceable maximum and the relative maximum."""
+    figure = plots.mmzd_against_players_figure(pd.DataFrame(rows), title)
+    findings = _alliance_findings(rows, "players")
+    enforceable = ", ".join(f"N = {r['players']}: {r['feasible_samples']}/{r['samples']}" for r in rows)
+    caption = (
+        f"{title.replace(':', ' (' + alliance + ', R = ' + str(settings.game_rounds) + '):', 1)}. For each N, "
+        f"{settings.draws} random games x {settings.draws} random alliances (seed {settings.seed}), analytic "
+        "(no play). Left: the share of draws for which a ZD alliance design is enforceable, with 95% Wilson score "
+        "intervals (draws treated as independent) and k/n at each point. Middle and right: the largest "
+        "enforceable welfare P'_max and P'_max / P(R, ..., R), means over the enforceable draws only, with 95% "
+        f"percentile bootstrap intervals resampling the games ({BOOTSTRAP_RESAMPLES} resamples; none when fewer "
+        "than two games have an enforceable draw; no point when none has); dashed: the paper's P_max / "
+        f"P(R, ..., R), mean over all draws. Enforceable draws: {enforceable}. {findings[0]}."
+    )
+    return _save(name, rows, figure, settings, findings, caption)
 
 
 def figure_9(settings: ReproductionSettings) -> ReproductionOutput:
     """Fig. 9: alliance of M = 5, N = 6..14: the relative maximum against N (analytic)."""
     rows = _analytic_rows("mmzd-fig9", settings, range(6, 15), lambda players: FIG9_ALLIANCE)
-    return _analytic_figure("mmzd-fig9", f"Fig. 9 (M={FIG9_ALLIANCE}, R={settings.game_rounds})", rows, settings)
+    return _analytic_figure("mmzd-fig9", "Fig. 9: enforceable alliances", rows, settings, f"M = {FIG9_ALLIANCE}")
 
 
 def figure_10(settings: ReproductionSettings) -> ReproductionOutput:
     """Fig. 10: M / N = 1/2, N = 4..16 (even): maximum and relative maximum against N (analytic)."""
     rows = _analytic_rows("mmzd-fig10", settings, range(4, 17, 2), lambda players: players // 2)
-    return _analytic_figure("mmzd-fig10", f"Fig. 10 (M/N=1/2, R={settings.game_rounds})", rows, settings)
+    return _analytic_figure("mmzd-fig10", "Fig. 10: alliances of half the organisations", rows, settings, "M/N = 1/2")
 
 
 def _alliance_findings(rows: list[dict[str, object]], axis_name: str) -> tuple[str, ...]:
@@ -504,13 +558,13 @@ def _save(
     figure: Figure,
     settings: ReproductionSettings,
     findings: tuple[str, ...],
+    caption: str,
 ) -> ReproductionOutput:
-    """Write NAME.csv and NAME.png (Agg canvas; no pyplot global state)."""
+    """Write NAME.csv, NAME.png (at settings.dpi), NAME.pdf or NAME.svg and NAME.caption.txt."""
     csv_path = settings.out / f"{name}.csv"
-    png_path = settings.out / f"{name}.png"
     _write_csv(csv_path, rows)
-    figure.savefig(png_path, dpi=120)
-    return ReproductionOutput(name, csv_path, png_path, len(rows), findings)
+    saved = plots.save_figure(figure, settings.out, name, caption, settings.dpi, settings.figure_format)
+    return ReproductionOutput(name, csv_path, saved.png, len(rows), findings, saved.vector, saved.caption, figure)
 
 
 EXPERIMENTS: dict[str, Callable[[ReproductionSettings], ReproductionOutput]] = {
@@ -537,11 +591,21 @@ def handler(args: argparse.Namespace) -> int:
     if args.name in reproduce_bgfl.EXPERIMENTS:
         return reproduce_bgfl.handler(args)
     rounds = args.rounds if args.rounds is not None else DEFAULT_ROUNDS
-    settings = ReproductionSettings(out=Path(args.out), repetitions=args.repetitions, rounds=rounds, seed=args.seed)
+    settings = ReproductionSettings(
+        out=Path(args.out),
+        repetitions=args.repetitions,
+        rounds=rounds,
+        seed=args.seed,
+        dpi=args.dpi,
+        figure_format=args.format,
+    )
     names = sorted(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in names:
         output = run_experiment(name, settings)
-        print(f"{output.name}: {output.csv_path} ({output.rows} rows), {output.png_path}")
+        print(
+            f"{output.name}: {output.csv_path} ({output.rows} rows), {output.png_path}, {output.vector_path}, "
+            f"{output.caption_path}"
+        )
         for line in output.findings:
             print(f"  {line}")
     return 0
@@ -562,16 +626,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `reproduce` subcommand (handler set with set_defaults(func=handler))."""
     parser = subparsers.add_parser(
         "reproduce",
-        help="reproduce a figure of the MMZD or BGFL paper (CSV, PNG, side-by-side table)",
+        help="reproduce a figure of the MMZD or BGFL paper (CSV, PNG and PDF/SVG with caption, paper table)",
         description=(
             "Reproduce a figure of the BGFL paper (bgfl-fig2, bgfl-fig3, bgfl-fig4: real training on digits, or "
             "MNIST/CIFAR-10 from --data-root, through the mechanism, with a table of the paper's numbers beside "
             "ours) or of 'Alliance Makes Difference?' (SPEC B.6), the MMZD figures, by Monte-Carlo play: ROUNDS game "
             "rounds x REPETITIONS runs averaged, random initial actions, a social-dilemma game drawn from "
             "SEED. "
-            "Writes NAME.csv and NAME.png to OUT; every row and figure states whether the ZD target is "
-            "enforceable (a single organisation usually has none for N >= 3; it then plays the paper's "
-            "clipped strategy and its welfare depends on the opponents). "
+            "Writes NAME.csv, NAME.png (at --dpi), NAME.pdf or NAME.svg (--format) and NAME.caption.txt to OUT; "
+            "every row and caption states whether the ZD target is enforceable (a single organisation usually has "
+            "none for N >= 3; it then plays the paper's clipped strategy and its welfare depends on the "
+            "opponents), and what each error bar is. "
             "Experiments: "
             + "; ".join(f"{name}: {(EXPERIMENTS[name].__doc__ or '').split(':')[0]}" for name in sorted(EXPERIMENTS))
             + "."
@@ -598,4 +663,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=_seed, default=0, help="seed of the game draw and of the play, 0 <= SEED < 2**63 (default 0)"
     )
     reproduce_bgfl.add_arguments(parser)
+    plots.add_figure_arguments(parser)
     parser.set_defaults(func=handler)

@@ -1,4 +1,5 @@
-"""Tests for analysis/reproduce.py: each experiment at reduced size writes a sound CSV and PNG; the CLI."""
+"""Tests for analysis/reproduce.py: each experiment at reduced size writes a sound CSV, PNG, PDF and caption;
+the intervals (Wilson, cluster bootstrap); the CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flmarket.analysis.reproduce import EXPERIMENTS, ReproductionSettings, register, run_experiment
+from flmarket.analysis.reproduce import (
+    EXPERIMENTS,
+    ReproductionSettings,
+    cluster_bootstrap_mean,
+    register,
+    run_experiment,
+    wilson_interval,
+)
 from flmarket.market.errors import MarketError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -36,11 +44,50 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[object,
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_every_experiment_writes_csv_and_png(outputs, name: str) -> None:
+def test_every_experiment_writes_csv_png_pdf_and_caption(outputs, name: str) -> None:
     output, rows = outputs[name]
     assert output.png_path.read_bytes()[:8] == PNG_MAGIC
+    assert output.vector_path == output.png_path.with_suffix(".pdf")
+    assert output.vector_path.read_bytes()[:4] == b"%PDF"
+    caption = output.caption_path.read_text()
+    assert caption.startswith(f"Fig. {name.removeprefix('mmzd-fig')} (") and "95%" in caption
     assert len(rows) == output.rows > 0
     assert output.findings
+
+
+def test_wilson_interval_matches_the_closed_form_at_the_edges() -> None:
+    # Wilson at k = 0: upper = z^2 / (n + z^2); z = 1.959964, n = 10: 3.841459 / 13.841459 = 0.277533
+    assert wilson_interval(0, 10) == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.277533, abs=1e-6))
+    assert wilson_interval(10, 10) == (pytest.approx(1 - 0.277533, abs=1e-6), pytest.approx(1.0))
+
+
+def test_cluster_bootstrap_resamples_whole_games() -> None:
+    # games A = [1, 1] and B = [3]: pooled mean 5/3; resampling two games gives AA (mean 1, p 1/4), AB or BA
+    # (5/3, p 1/2), BB (3, p 1/4), so the 2.5% and 97.5% percentiles are 1 and 3
+    assert cluster_bootstrap_mean([[1.0, 1.0], [3.0]]) == (pytest.approx(5 / 3), 1.0, 3.0)
+    mean, low, high = cluster_bootstrap_mean([[2.0, 4.0], []])  # one game holds values: no interval
+    assert mean == 3.0 and math.isnan(low) and math.isnan(high)
+    assert all(math.isnan(value) for value in cluster_bootstrap_mean([[], []]))
+
+
+@pytest.mark.parametrize("name, trials", [("mmzd-fig8", "draws"), ("mmzd-fig9", "samples"), ("mmzd-fig10", "samples")])
+def test_enforceable_share_has_its_wilson_interval_and_averages_only_enforceable_draws(
+    outputs, name: str, trials: str
+) -> None:
+    output, rows = outputs[name]
+    successes = "feasible_draws" if trials == "draws" else "feasible_samples"
+    caption = output.caption_path.read_text()
+    for row in rows:
+        k, n = int(row[successes]), int(row[trials])
+        share, low, high = (float(row[f"enforceable_share{suffix}"]) for suffix in ("", "_low", "_high"))
+        assert share == pytest.approx(k / n)
+        assert (low, high) == pytest.approx(wilson_interval(k, n))
+        assert f"{k}/{n}" in caption  # "k of n enforceable" shown for every point
+        mean = float(row["largest_enforceable_welfare"])
+        assert math.isnan(mean) == (k == 0)  # averaged over the enforceable draws only
+        bounds = [float(row[f"largest_enforceable_welfare_{end}"]) for end in ("low", "high")]
+        if not math.isnan(bounds[0]):
+            assert bounds[0] <= mean <= bounds[1]
 
 
 @pytest.mark.parametrize("name", ["mmzd-fig3", "mmzd-fig6", "mmzd-fig7"])
@@ -105,6 +152,10 @@ def test_settings_and_names_are_checked(tmp_path: Path) -> None:
         ReproductionSettings(rounds=0)
     with pytest.raises(MarketError, match="unknown experiment 'fig99'"):
         run_experiment("fig99", small(tmp_path))
+    with pytest.raises(MarketError, match="dpi: must be an integer >= 1, got 0"):
+        ReproductionSettings(dpi=0)
+    with pytest.raises(MarketError, match="format: must be one of pdf, svg, got 'eps'"):
+        ReproductionSettings(figure_format="eps")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,10 +177,16 @@ def test_cli_runs_an_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[st
             "2",
             "--seed",
             "1",
+            "--dpi",
+            "60",
+            "--format",
+            "svg",
         ]
     )
     assert args.func(args) == 0
     assert (tmp_path / "mmzd-fig7.csv").exists() and (tmp_path / "mmzd-fig7.png").exists()
+    assert (tmp_path / "mmzd-fig7.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "mmzd-fig7.caption.txt").read_text().strip()
     printed = capsys.readouterr().out
     assert "mmzd-fig7" in printed and "enforceable" in printed
     rows = read_rows(tmp_path / "mmzd-fig7.csv")
@@ -143,6 +200,7 @@ def test_cli_help_explains_and_rejects_unknown_names(capsys: pytest.CaptureFixtu
     assert help_exit.value.code == 0
     text = capsys.readouterr().out
     assert "mmzd-fig3" in text and "--repetitions" in text and "enforceable" in text
+    assert "--dpi" in text and "--format" in text
     with pytest.raises(SystemExit) as bad_exit:
         parser().parse_args(["reproduce", "fig99"])
     assert bad_exit.value.code == 2
