@@ -310,8 +310,7 @@ class Committee:
         event = self._decisions.get(decided.request_id)
         if event is None or event.triggered:  # the round's block is canonical already: the catch-up brought it
             if member.state.verification != "unsigned":
-                for item in proposal.claims:
-                    member.state.timer_checker.record(item.certificate)
+                member.state.timer_checker.record_all(item.certificate for item in proposal.claims)
             return
         block = member.state.on_decided(proposal)
         member.state.chain.keep_recent(1)

@@ -408,12 +408,16 @@ class ProviderClaim:
         _require_digest("update_digest", self.update_digest)
 
     def encode(self) -> bytes:
-        """The signed bytes of the claim: its canonical encoding (SPEC A.8).
+        """The signed bytes of the claim: its canonical encoding (SPEC A.8); computed once (the provider signs
+        them, and the primary and the replicas' shared check verify them).
 
         Written out field by field, as `canonical_encoding` would write the claim's sorted-key dict (the same
         bytes, tested), because every provider encodes a claim in every round: JSON's integer and float forms
         are `int.__repr__` and `float.__repr__`, and the fields were checked when the claim was made.
         """
+        return computed_once(self, "_encoding", self._encode)
+
+    def _encode(self) -> bytes:
         return (
             f'{{"local_iterations":{int(self.local_iterations)!r},'
             f'"provider_id":{encode_basestring_ascii(self.provider_id)},'

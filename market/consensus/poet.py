@@ -20,7 +20,9 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -59,6 +61,9 @@ class PoetSettings:
 
 
 # -------------------- timers and certificates
+Record = TypeVar("Record")
+
+
 @dataclass(frozen=True)
 class WaitTimer:
     """A signed wait timer (SPEC D.1): duration = minimum_wait - local_mean * ln(u), with its request time."""
@@ -81,16 +86,29 @@ class WaitTimer:
         return computed_once(self, "_signed_bytes", self._encode)
 
     def _encode(self) -> bytes:
-        return canonical_encoding(
-            {
-                "duration": self.duration,
-                "local_mean": self.local_mean,
-                "minimum_wait": self.minimum_wait,
-                "owner_id": self.owner_id,
-                "request_time": self.request_time,
-                "timer_id": self.timer_id,
-            }
-        )
+        numbers = [
+            _json_number(value) for value in (self.duration, self.local_mean, self.minimum_wait, self.request_time)
+        ]
+        texts = (self.owner_id, self.timer_id)
+        if None in numbers or not all(isinstance(text, str) for text in texts):
+            return canonical_encoding(self._plain())  # not the usual types: let the general encoder decide
+        duration, local_mean, minimum_wait, request_time = numbers
+        owner_id, timer_id = (encode_basestring_ascii(text) for text in texts)
+        return (
+            f'{{"duration":{duration},"local_mean":{local_mean},"minimum_wait":{minimum_wait},'
+            f'"owner_id":{owner_id},"request_time":{request_time},"timer_id":{timer_id}}}'
+        ).encode("ascii")
+
+    def _plain(self) -> dict[str, object]:
+        """The signed fields as a plain dict: their canonical encoding is `signed_bytes()` (tested)."""
+        return {
+            "duration": self.duration,
+            "local_mean": self.local_mean,
+            "minimum_wait": self.minimum_wait,
+            "owner_id": self.owner_id,
+            "request_time": self.request_time,
+            "timer_id": self.timer_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,14 +133,42 @@ class WaitCertificate:
         return computed_once(self, "_signed_bytes", self._encode)
 
     def _encode(self) -> bytes:
-        return canonical_encoding(
-            {
-                "issue_time": self.issue_time,
-                "payload_digest": self.payload_digest,
-                "timer": self.timer.signed_bytes().decode("ascii"),
-                "timer_signature": self.timer.signature.hex(),
-            }
-        )
+        issue_time = _json_number(self.issue_time)
+        if issue_time is None or not isinstance(self.payload_digest, str):
+            return canonical_encoding(self._plain())  # not the usual types: let the general encoder decide
+        return (
+            f'{{"issue_time":{issue_time},"payload_digest":{encode_basestring_ascii(self.payload_digest)},'
+            f'"timer":{encode_basestring_ascii(self.timer.signed_bytes().decode("ascii"))},'
+            f'"timer_signature":"{self.timer.signature.hex()}"}}'
+        ).encode("ascii")
+
+    def _plain(self) -> dict[str, object]:
+        """The signed fields as a plain dict: their canonical encoding is `signed_bytes()` (tested)."""
+        return {
+            "issue_time": self.issue_time,
+            "payload_digest": self.payload_digest,
+            "timer": self.timer.signed_bytes().decode("ascii"),
+            "timer_signature": self.timer.signature.hex(),
+        }
+
+
+def _json_number(value: object) -> str | None:
+    """A finite float or an int written as `json.dumps` writes it (`float.__repr__`, `int.__repr__`), or None
+    for anything else (bools, NaN, other types), which the general canonical encoder then judges.
+
+    Timers and certificates are encoded field by field, like `ProviderClaim.encode`, because every provider
+    makes one of each per round and JSON's sorted-key dump was a tenth of a signed round's CPU time."""
+    if isinstance(value, float):
+        return float.__repr__(value) if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__repr__(value)
+    return None
+
+
+def _keeping_signed_bytes(signed: Record, signed_bytes: bytes) -> Record:
+    """`signed` with the signed bytes of its unsigned twin already in place (the signature is not in them)."""
+    object.__setattr__(signed, "_signed_bytes", signed_bytes)
+    return signed
 
 
 def wait_duration(minimum_wait: float, local_mean: float, uniform: float) -> float:
@@ -168,8 +214,12 @@ class TrustedTimer:
         duration = wait_duration(self.settings.minimum_wait_s, local_mean, uniform)
         self._timers_issued += 1
         timer_id = hashlib.sha256(f"{self.owner_id}:{self._timers_issued}:{now!r}".encode()).hexdigest()
-        unsigned = WaitTimer(self.owner_id, timer_id, now, duration, self.settings.minimum_wait_s, local_mean, b"")
-        timer = replace(unsigned, signature=self._signer.sign(unsigned.signed_bytes()))
+        minimum_wait = self.settings.minimum_wait_s
+        encoding = WaitTimer(self.owner_id, timer_id, now, duration, minimum_wait, local_mean, b"").signed_bytes()
+        timer = _keeping_signed_bytes(
+            WaitTimer(self.owner_id, timer_id, now, duration, minimum_wait, local_mean, self._signer.sign(encoding)),
+            encoding,
+        )
         self._active = timer
         return timer
 
@@ -185,8 +235,8 @@ class TrustedTimer:
                 f"now: timer is stale, {now} > expiry {timer.expiry_time} + {self.settings.stale_timeout_s}"
             )
         self._active = None
-        unsigned = WaitCertificate(timer, payload_digest, now, b"")
-        return WaitCertificate(timer, payload_digest, now, self._signer.sign(unsigned.signed_bytes()))
+        encoding = WaitCertificate(timer, payload_digest, now, b"").signed_bytes()
+        return _keeping_signed_bytes(WaitCertificate(timer, payload_digest, now, self._signer.sign(encoding)), encoding)
 
 
 # -------------------- CheckTimer
@@ -288,6 +338,17 @@ class TimerChecker:
         Timers too old to pass the age check are forgotten, so the record stays bounded on long runs."""
         self._forget_expired(certificate.issue_time)
         self._seen[certificate.timer.timer_id] = certificate.issue_time
+
+    def record_all(self, certificates: Iterable[WaitCertificate]) -> None:
+        """`record` for each of a decided block's certificates, forgetting expired timers once, at the latest
+        issue time (each committee member records every claim of every round: one pass instead of one each)."""
+        seen = self._seen
+        latest = -math.inf
+        for certificate in certificates:
+            seen[certificate.timer.timer_id] = certificate.issue_time
+            latest = max(latest, certificate.issue_time)
+        if seen:
+            self._forget_expired(latest)
 
     @property
     def remembered_timers(self) -> int:

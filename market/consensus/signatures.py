@@ -64,12 +64,14 @@ class ModelledSignature(bytes):
     """
 
     _signer: Ed25519PrivateKey | None
+    _verdict: tuple[bytes, bytes, SignatureSample, bool] | None  # the last verification: key, message, sample
 
     def __new__(cls, tag: bytes, signer: Ed25519PrivateKey | None = None) -> ModelledSignature:
         if len(tag) != TAG_BYTES:
             raise LedgerError(f"tag: must be {TAG_BYTES} bytes, got {len(tag)}")
         signature = super().__new__(cls, tag)
         signature._signer = signer
+        signature._verdict = None
         return signature
 
     def answer(self, message: bytes) -> bytes | None:
@@ -171,7 +173,9 @@ class ModelledVerifier:
     """Verification of modelled signatures: the binding tag always, a real Ed25519 check on the sample.
 
     `checks` counts verifications (each costs `SignatureCosts.verify_s` of simulated time); `real_checks`
-    counts the sampled ones that ran Ed25519.
+    counts the sampled ones that ran Ed25519. The verdict is a pure function of the key, the signature, the
+    message and the sample, so a signature remembers its last one: the primary's screening and the replicas'
+    shared check of the same claim compute it once (each still counts, and costs, its own verification).
     """
 
     __slots__ = ("checks", "real_checks", "sample")
@@ -183,6 +187,16 @@ class ModelledVerifier:
 
     def verify(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
         self.checks += 1
+        if not isinstance(signature, ModelledSignature):
+            return self._verify(public_key, signature, message)
+        known = signature._verdict
+        if known is not None and known[0] is public_key and known[1] is message and known[2] is self.sample:
+            return known[3]
+        verdict = self._verify(public_key, signature, message)
+        signature._verdict = (public_key, message, self.sample, verdict)
+        return verdict
+
+    def _verify(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
         if len(signature) != TAG_BYTES or signature != modelled_tag(public_key, message):
             return False  # tampered message, or another key's signature: caught by the hash, always
         if not self.sample.chooses(signature):

@@ -66,6 +66,23 @@ def test_an_honest_modelled_signature_verifies_by_tag_and_by_its_real_answer() -
     assert signature.answer(claim_of("p0", unit_cost=1.0).encode()) is None
 
 
+def test_a_signature_remembers_its_verdict_for_the_same_key_message_and_sample_only() -> None:
+    private_key = derive_private_key(1, "p0")
+    signer = ModelledSigner(private_key)
+    message = claim_of("p0").encode()
+    signature = signer.sign(message)
+    verifier = ModelledVerifier(ALWAYS)
+    assert verifier.verify(signer.public_key, signature, message)
+    assert verifier.verify(signer.public_key, signature, message)  # the primary's screening, then the check
+    assert (verifier.checks, verifier.real_checks) == (2, 1)  # each counts (and costs); Ed25519 ran once
+    other_key = ModelledSigner(derive_private_key(1, "p1")).public_key
+    assert not verifier.verify(other_key, signature, message)  # another key: judged afresh
+    tampered = claim_of("p0", unit_cost=0.5).encode()
+    assert not verifier.verify(signer.public_key, signature, tampered)  # another message: judged afresh
+    assert verifier.verify(signer.public_key, signature, bytes(message))  # equal bytes, new object: recomputed
+    assert verifier.real_checks == 2
+
+
 def test_a_tampered_message_or_another_keys_signature_fails_the_tag_whatever_the_sample() -> None:
     signer = ModelledSigner(derive_private_key(1, "p0"))
     other = ModelledSigner(derive_private_key(1, "p1"))

@@ -184,3 +184,46 @@ def test_recording_alone_keeps_the_used_timers_bounded() -> None:
         now += 10.0
     # Only certificates issued within max_certificate_age (60 s) of the newest are remembered.
     assert checker.remembered_timers <= 60.0 / 10.0 + 1
+
+
+def test_recording_a_blocks_certificates_at_once_remembers_what_recording_each_does() -> None:
+    timers = make_timers(30, seed=2)
+    one_by_one = TimerChecker({timer.owner_id: timer.public_key for timer in timers}, SETTINGS)
+    at_once = TimerChecker({timer.owner_id: timer.public_key for timer in timers}, SETTINGS)
+    now = 0.0
+    for _ in range(12):  # rounds 25 s apart: timers older than 60 s are forgotten on the way
+        certificates = []
+        for timer in timers:
+            wait = timer.create_wait_timer(now, local_mean=5.0)
+            certificates.append(timer.create_wait_certificate(wait.expiry_time, PAYLOAD))
+        certificates.sort(key=lambda certificate: certificate.issue_time)  # a block's claims, by timestamp
+        for certificate in certificates:
+            one_by_one.record(certificate)
+        at_once.record_all(certificates)
+        assert at_once._seen == one_by_one._seen
+        assert at_once.inspect(certificates[0], certificates[-1].issue_time) is TimerVerdict.DUPLICATE
+        now = max(certificate.issue_time for certificate in certificates) + 25.0
+    assert 0 < at_once.remembered_timers <= 3 * len(timers)
+
+
+def test_timers_and_certificates_are_encoded_field_by_field_exactly_as_the_canonical_encoder_would() -> None:
+    from flmarket.market.ledger import canonical_encoding
+
+    rng = np.random.default_rng(4)
+    timer_node = make_timers(1, seed=4)[0]
+    for now in (0, 0.0, 3, 12.5, float(rng.exponential(1e6)), 1e-300, 123456789.123456789):
+        timer = timer_node.create_wait_timer(now, local_mean=float(rng.exponential(30.0)))
+        certificate = timer_node.create_wait_certificate(timer.expiry_time, PAYLOAD)
+        for record in (timer, certificate, dataclasses.replace(timer), dataclasses.replace(certificate)):
+            assert record.signed_bytes() == canonical_encoding(record._plain())  # incl. ints such as now = 0
+    # a signed copy keeps the bytes its enclave signed (the signature is not among them)
+    unsigned = dataclasses.replace(timer, signature=b"")
+    assert timer.signed_bytes() == unsigned.signed_bytes()
+    # a name that JSON must escape, and values only the general encoder judges (NaN, a bool)
+    odd = dataclasses.replace(timer, owner_id='n"\u00e9\n')
+    assert odd.signed_bytes() == canonical_encoding(odd._plain())
+    assert dataclasses.replace(timer, minimum_wait=True).signed_bytes() == canonical_encoding(
+        dataclasses.replace(timer, minimum_wait=True)._plain()
+    )
+    with pytest.raises(ValueError, match="must be plain JSON data"):
+        dataclasses.replace(certificate, issue_time=math.nan).signed_bytes()
