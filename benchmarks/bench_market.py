@@ -3,20 +3,30 @@
 Measured in one run (issue 15's rules: CPU time, ratios against a reference measured in the same process,
 interleaved, caches reset between repeats):
 - throughput in provider-rounds per CPU second (one provider taking part, or declining, in one aggregation
-  round, with everything the market does for it), with verification "every_replica" (real Ed25519) and
+  round, with everything the market does for it), with verification "every_replica" (real Ed25519), "modelled"
+  (modelled signatures: a binding hash, real Ed25519 on a 1 % sample, the cost as simulated delay) and
   "unsigned", against the reference loop: a SimPy process per provider with its own timeout for each
   provider-round and one event-log append. Each repeat runs the reference, the market, and the reference again;
   the row is the repeat with the median ratio. Tasks run back to back (a feeder posts the next requester when
   the previous task is done); the "Poisson" row uses the scenario's own requester arrivals instead. The
   scaling exponent is the slope of log(CPU per task) on log(providers) over the unsigned rows. The 10,000 x 100
-  estimate says whether it was measured or extrapolated (from measured tasks only, never a warm-up).
+  estimate says whether it was measured or extrapolated (from measured tasks only, never a warm-up). Signed
+  rows are also given as a ratio to the unsigned row of the same population (target: modelled >= 0.5x).
 - memory over a long horizon: RSS (psutil) after a warm-up of N tasks and after 10N tasks at 100 providers,
   events flushed to Parquet in a temporary directory; target growth < 10%. Memory per idle provider
   (tracemalloc); target <= 2.5 KB.
+- the cost of one Ed25519 signature and verification with `cryptography` (the defaults of
+  `committee.signature_sign_s` and `committee.signature_verify_s`).
 - Shapley estimator error on small rounds (n = 13..20) of the surrogate's coalition game against exact values.
 - with --profile: cProfile of a 1,000-provider, 5-task run.
 
 Run: `python benchmarks/bench_market.py` (or `--quick`, `--full` for 10,000 x 100 and 100,000 x 10, `--profile`).
+One part alone:
+- `--case 100000x10` (or `PxT:verification`, repeatable): only those throughput cases, one repeat, each task's
+  progress as it finishes (CPU s, wall s, RSS), then the row and the process's peak RSS;
+- `--memory 10000x3` (or `PxN:verification`): only the long-horizon memory measurement, N warm-up tasks and 10N
+  in all (default verification "unsigned"); `--tracemalloc` adds the allocations that grew, by line;
+- `--signature-costs`: only the Ed25519 costs.
 """
 
 from __future__ import annotations
@@ -28,8 +38,11 @@ import io
 import math
 import os
 import pstats
+import resource
+import statistics
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,12 +60,14 @@ import flmarket.market.ledger as ledger_module  # noqa: E402
 from flmarket.agents.requester import DataRequester  # noqa: E402
 from flmarket.market.fl.backend import BackendConfig  # noqa: E402
 from flmarket.market.fl.surrogate import SurrogateBackend, SurrogateCoalitionValue  # noqa: E402
+from flmarket.market.ledger import ProviderClaim, derive_private_key, public_key_bytes, sha256_hex  # noqa: E402
 from flmarket.market.mechanism import settle_round  # noqa: E402
 from flmarket.market.shapley import (  # noqa: E402
     exact_integer_sum_game_shapley,
     shapley_values,
     stratified_sum_game_shapley,
 )
+from flmarket.sim.collector import collector_tuned  # noqa: E402
 from flmarket.sim.config import Scenario, load_scenario  # noqa: E402
 from flmarket.sim.events import EventLog  # noqa: E402
 from flmarket.sim.model import MarketModel  # noqa: E402
@@ -107,6 +122,16 @@ def task_service_s(scenario: Scenario) -> float:
     return scenario.learning.rounds_per_task * scenario.learning.round_duration_s
 
 
+def view_change_timeout_for(providers: int, base: Scenario) -> float:
+    """A PBFT view-change timeout that outlasts a round's signature checks when they take simulated time
+    (verification "modelled"): the primary's checks and then each backup's, 3 per claim, as if every provider
+    claimed, with a margin of 2. Below that a large round changes view again and again (at 10,000 providers and
+    the quick-start's 2 s: views 1, 3 and 6 in one task, 2.7x the CPU). Used for every case, so all modes run
+    the same scenario; without modelled delays no view-change timer fires either way."""
+    committee = base.committee
+    return max(committee.view_change_timeout_s, 2 * 2 * 3 * providers * committee.signature_verify_s)
+
+
 def market_scenario(case: MarketCase) -> Scenario:
     """Quick-start with the case's population and tasks, no churn, the case's verification and requesters."""
     base = load_scenario("quickstart")
@@ -120,6 +145,7 @@ def market_scenario(case: MarketCase) -> Scenario:
             "network.degree": degree_for(case.providers),
             "requesters.arrival_rate_per_s": requester_rate,
             "committee.verification": case.verification,
+            "committee.view_change_timeout_s": view_change_timeout_for(case.providers, base),
             "run.tasks": case.tasks,
             # tasks run back to back (feed_requesters), each well under 1,000 simulated seconds; a horizon keeps
             # the expected run length (and so the samples, limits.samples) finite despite the negligible rate
@@ -178,14 +204,22 @@ def provider_rounds_of(model: MarketModel) -> int:
     return len(model.online_providers) * model.log.counts_by_kind.get("round_started", 0)
 
 
-def measure(case: MarketCase) -> MarketMeasurement:
+def measure(case: MarketCase, progress: bool = False) -> MarketMeasurement:
     """Build and run one case on CPU time, with the reference loop for as many provider-rounds run before and
-    after it (the mean of the two: the machine's state is sampled on both sides of the market)."""
+    after it (the mean of the two: the machine's state is sampled on both sides of the market). With `progress`,
+    each finished task prints the CPU and wall seconds since the build and the RSS (a long case can be stopped
+    and still report what it did)."""
     reset_caches()
     started = time.process_time()
     model = build_model(case)
     built = time.process_time()
-    model.run()
+    if progress:
+        print(
+            f"built {case.providers:,} providers ({case.verification}): {built - started:.1f} CPU s, "
+            f"RSS {psutil.Process().memory_info().rss / 2**20:,.0f} MiB",
+            flush=True,
+        )
+    model.run(_task_progress(case, built, time.perf_counter()) if progress else None)
     finished = time.process_time()
     provider_rounds = provider_rounds_of(model)
     rounds_each = max(1, provider_rounds // case.providers)
@@ -200,6 +234,35 @@ def measure(case: MarketCase) -> MarketMeasurement:
         after,
         psutil.Process().memory_info().rss,
     )
+
+
+def _task_progress(case: MarketCase, cpu_start: float, wall_start: float) -> Any:
+    """A `MarketModel.run` progress callback that prints a line as each task finishes."""
+    done = [0]
+
+    def report(_now: float, tasks: int) -> None:
+        if tasks > done[0]:
+            done[0] = tasks
+            cpu = time.process_time() - cpu_start
+            print(
+                f"  task {tasks}/{case.tasks}: {cpu:.1f} CPU s ({cpu / tasks:.1f} per task), "
+                f"{time.perf_counter() - wall_start:.1f} s wall, RSS {psutil.Process().memory_info().rss / 2**20:,.0f} "
+                f"MiB, {uptime()}",
+                flush=True,
+            )
+
+    return report
+
+
+def uptime() -> str:
+    """The machine's load averages (1, 5, 15 minutes), to print beside numbers measured on a shared machine."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (getrusage: KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def measure_interleaved(case: MarketCase, repeats: int) -> MarketMeasurement:
@@ -241,50 +304,77 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+def throughput_row(item: MarketMeasurement) -> tuple[str, ...]:
+    """One row of the throughput table."""
+    case = item.case
+    return (
+        f"{case.providers:,}",
+        f"{item.tasks_finished}",
+        case.verification,
+        "Poisson" if case.poisson else "back to back",
+        f"{item.build_cpu_s:.2f}",
+        f"{item.run_cpu_s:.2f}",
+        f"{item.provider_rounds:,}",
+        f"{item.provider_rounds_per_cpu_s:,.0f}",
+        f"{item.reference_per_cpu_s:,.0f}",
+        f"{item.provider_rounds_per_cpu_s / item.reference_per_cpu_s:.3f}x",
+        f"{1e6 * item.run_cpu_s / item.provider_rounds:.1f}",
+        f"{item.rss_bytes / 2**20:,.0f}",
+    )
+
+
+THROUGHPUT_HEADERS = (
+    "providers",
+    "tasks",
+    "verification",
+    "requesters",
+    "build cpu s",
+    "run cpu s",
+    "provider-rounds",
+    "per cpu s",
+    "reference per cpu s",
+    "vs reference",
+    "cpu us / provider-round",
+    "RSS MiB",
+)
+
+
+def signed_to_unsigned(measurements: Sequence[MarketMeasurement]) -> None:
+    """Each signed row's throughput as a share of the unsigned row of the same population: the ratio of their
+    ratios to the reference, so a machine that slowed down between the two rows does not move it."""
+    unsigned = {
+        item.case.providers: item
+        for item in measurements
+        if item.case.verification == "unsigned" and not item.case.poisson
+    }
+    for item in measurements:
+        base = unsigned.get(item.case.providers)
+        if item.case.verification == "unsigned" or item.case.poisson or base is None:
+            continue
+        share = (item.provider_rounds_per_cpu_s / item.reference_per_cpu_s) / (
+            base.provider_rounds_per_cpu_s / base.reference_per_cpu_s
+        )
+        raw = item.provider_rounds_per_cpu_s / base.provider_rounds_per_cpu_s
+        target = (
+            f" (target >= 0.5: {'met' if share >= 0.5 else 'missed'})" if item.case.verification == "modelled" else ""
+        )
+        print(
+            f"{item.case.providers:,} providers, {item.case.verification} / unsigned: {share:.2f}x against the "
+            f"reference (raw per CPU s {raw:.2f}x){target}"
+        )
+
+
 def throughput_table(cases: Sequence[MarketCase], repeats: int) -> list[MarketMeasurement]:
     """Measure and print the throughput rows (issue 15's unit: provider-rounds per CPU second, against the
     reference loop in the same run), the scaling exponent and the 10,000 x 100 estimate."""
     measurements = [measure_interleaved(case, repeats) for case in cases]
-    rows = []
-    for item in measurements:
-        case = item.case
-        rows.append(
-            (
-                f"{case.providers:,}",
-                f"{item.tasks_finished}",
-                case.verification,
-                "Poisson" if case.poisson else "back to back",
-                f"{item.build_cpu_s:.2f}",
-                f"{item.run_cpu_s:.2f}",
-                f"{item.provider_rounds:,}",
-                f"{item.provider_rounds_per_cpu_s:,.0f}",
-                f"{item.reference_per_cpu_s:,.0f}",
-                f"{item.provider_rounds_per_cpu_s / item.reference_per_cpu_s:.3f}x",
-                f"{1e6 * item.run_cpu_s / item.provider_rounds:.1f}",
-                f"{item.rss_bytes / 2**20:,.0f}",
-            )
-        )
     print(
         "Throughput (surrogate backend, no churn; CPU time; a provider-round is one provider taking part or "
-        f"declining in one aggregation round; median of {repeats} interleaved repeats, caches reset between them)"
+        f"declining in one aggregation round; median of {repeats} interleaved repeats, caches reset between them; "
+        f"{uptime()} at the end)"
     )
-    print_table(
-        (
-            "providers",
-            "tasks",
-            "verification",
-            "requesters",
-            "build cpu s",
-            "run cpu s",
-            "provider-rounds",
-            "per cpu s",
-            "reference per cpu s",
-            "vs reference",
-            "cpu us / provider-round",
-            "RSS MiB",
-        ),
-        rows,
-    )
+    print_table(THROUGHPUT_HEADERS, [throughput_row(item) for item in measurements])
+    signed_to_unsigned(measurements)
     exponent = scaling_exponent(measurements)
     if exponent is not None:
         sizes = sorted({item.case.providers for item in measurements if item.case.verification == "unsigned"})
@@ -314,10 +404,13 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def run_until_finished(model: MarketModel, tasks: int) -> None:
-    """Step the SimPy clock until `tasks` tasks are finished."""
+def run_until_finished(model: MarketModel, tasks: int, progress: Any = None) -> None:
+    """Step the SimPy clock until `tasks` tasks are finished (`progress(now, tasks_finished)` after each)."""
     while model.tasks_finished < tasks:
+        finished = model.tasks_finished
         model.env.step()
+        if progress is not None and model.tasks_finished > finished:
+            progress(model.env.now, model.tasks_finished)
 
 
 @dataclass(frozen=True)
@@ -339,22 +432,40 @@ class MemoryMeasurement:
         return (self.final_rss - self.warm_rss) / self.warm_rss
 
 
-def measure_memory(providers: int, warmup_tasks: int, verification: str) -> MemoryMeasurement:
-    """RSS after `warmup_tasks` and after 10x as many, events flushed to Parquet in a temporary directory.
+def measure_memory(
+    providers: int, warmup_tasks: int, verification: str, trace_lines: int = 0, progress: bool = False
+) -> MemoryMeasurement:
+    """RSS after `warmup_tasks` and after 10x as many, events flushed to Parquet in a temporary directory, under
+    the collector settings of `MarketModel.run` (`collector_tuned`).
 
     Run first in the process: memory freed by earlier, larger models would otherwise be reused and hide growth.
+    With `trace_lines`, tracemalloc runs from the warm-up's end and the lines whose live allocations grew most
+    are printed (the RSS then includes tracemalloc's own memory).
     """
     total_tasks = 10 * warmup_tasks
     case = MarketCase(providers, total_tasks, verification)
-    with tempfile.TemporaryDirectory(prefix="bench-market-") as directory:
+    with tempfile.TemporaryDirectory(prefix="bench-market-") as directory, collector_tuned():
         log = EventLog(Path(directory) / "events", flush_every=2_000)
         model = build_model(case, log)
         started = time.perf_counter()
-        run_until_finished(model, warmup_tasks)
+        report = _task_progress(case, time.process_time(), started) if progress else None
+        run_until_finished(model, warmup_tasks, report)
         warm = rss_bytes()
-        run_until_finished(model, total_tasks)
+        if progress:
+            print(f"  warm-up done: RSS {warm / 2**20:,.1f} MiB after a full collection", flush=True)
+        if trace_lines:
+            tracemalloc.start(1)
+            before = tracemalloc.take_snapshot()
+        run_until_finished(model, total_tasks, report)
         final = rss_bytes()
         wall_s = time.perf_counter() - started
+        if trace_lines:
+            after = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            growth = after.compare_to(before, "lineno")
+            print(f"\nAllocations that grew from task {warmup_tasks} to {total_tasks} (tracemalloc, by line):")
+            for stat in growth[:trace_lines]:
+                print(f"  {stat.size_diff / 2**20:+8.2f} MiB {stat.count_diff:+9,d} blocks  {stat.traceback}")
         log.close()
         return MemoryMeasurement(
             providers, verification, warmup_tasks, total_tasks, warm, final, len(log.parts), wall_s
@@ -366,7 +477,7 @@ def memory_table(result: MemoryMeasurement) -> None:
     print(
         f"\nMemory over a long horizon ({result.providers:,} providers, {result.verification}, events flushed to "
         f"{result.parquet_parts} Parquet parts; measured first in the process; RSS includes the interpreter and "
-        "its libraries)"
+        f"its libraries; {uptime()})"
     )
     print_table(
         ("tasks", "RSS MiB", "growth", "target"),
@@ -498,6 +609,67 @@ def idle_memory_row(count: int) -> None:
     )
 
 
+def ed25519_costs(batches: int = 15, per_batch: int = 500) -> tuple[float, float, float, float]:
+    """CPU seconds of one Ed25519 signature and one verification of a provider claim with `cryptography`
+    (the verification from the raw public key, as `ledger.verify_signature` does it, without its memo): the
+    medians and the minima over `batches` batches."""
+    key = derive_private_key(0, "bench-signature-costs")
+    public_key = public_key_bytes(key)
+    message = ProviderClaim("p12345", 7, 5, 9.87654321, sha256_hex(b"update")).encode()
+    signature = key.sign(message)
+    signs, verifies = [], []
+    for _ in range(batches):
+        started = time.process_time()
+        for _ in range(per_batch):
+            key.sign(message)
+        signs.append((time.process_time() - started) / per_batch)
+        started = time.process_time()
+        for _ in range(per_batch):
+            ledger_module._verify_signature(public_key, signature, message)
+        verifies.append((time.process_time() - started) / per_batch)
+    return statistics.median(signs), statistics.median(verifies), min(signs), min(verifies)
+
+
+def signature_costs_row() -> None:
+    """Print the Ed25519 costs beside the scenario defaults they back."""
+    sign, verify, sign_min, verify_min = ed25519_costs()
+    committee = load_scenario("quickstart").committee
+    print(
+        f"\nEd25519 with cryptography (CPU time per operation, median / minimum of 15 x 500; {uptime()}): "
+        f"sign {1e6 * sign:.1f} / {1e6 * sign_min:.1f} us, verify {1e6 * verify:.1f} / {1e6 * verify_min:.1f} us; "
+        f"scenario defaults signature_sign_s {1e6 * committee.signature_sign_s:.0f} us, "
+        f"signature_verify_s {1e6 * committee.signature_verify_s:.0f} us"
+    )
+
+
+def parse_case(text: str, default_verification: str = "unsigned") -> MarketCase:
+    """`PxT` or `PxT:verification` (e.g. `100000x10`, `1000x5:modelled`) as a back-to-back case."""
+    size, _, verification = text.partition(":")
+    providers, separator, tasks = size.lower().replace(",", "").replace("_", "").partition("x")
+    verifications = ("every_replica", "primary_only", "unsigned", "modelled")
+    if not separator or not providers.isdigit() or not tasks.isdigit() or int(providers) < 2 or int(tasks) < 1:
+        raise argparse.ArgumentTypeError(f"expected PROVIDERSxTASKS[:verification], e.g. 100000x10, got {text!r}")
+    if (verification or default_verification) not in verifications:
+        raise argparse.ArgumentTypeError(f"verification: one of {', '.join(verifications)}, got {verification!r}")
+    return MarketCase(int(providers), int(tasks), verification or default_verification)
+
+
+def single_cases(cases: Sequence[MarketCase]) -> None:
+    """Each case alone, once, with its progress per task, then its row and the process's peak RSS."""
+    reference_loop(1_000, 20)  # warm up the interpreter and allocator
+    for case in cases:
+        print(f"\nCase {case.providers:,} providers x {case.tasks} tasks ({case.verification}), {uptime()}", flush=True)
+        wall_started = time.perf_counter()
+        item = measure(case, progress=True)
+        wall_s = time.perf_counter() - wall_started
+        print_table(THROUGHPUT_HEADERS, [throughput_row(item)])
+        print(
+            f"build + run {item.build_cpu_s + item.run_cpu_s:,.1f} CPU s, {wall_s:,.1f} s wall (the reference loop "
+            f"after it included); peak RSS of the process {peak_rss_bytes() / 2**20:,.0f} MiB; {uptime()}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -507,23 +679,64 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="also profile a 1,000-provider, 5-task run")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats per case (default 3; 1 quick)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
+        "--case",
+        type=parse_case,
+        action="append",
+        metavar="PxT[:verification]",
+        help="run only this throughput case (repeatable), e.g. 100000x10 or 1000x5:modelled; default unsigned",
+    )
+    only.add_argument(
+        "--memory",
+        type=parse_case,
+        metavar="PxN[:verification]",
+        help="run only the long-horizon memory measurement: P providers, N warm-up tasks, 10N in all",
+    )
+    only.add_argument("--signature-costs", action="store_true", help="measure only Ed25519's sign and verify costs")
+    parser.add_argument(
+        "--tracemalloc", type=int, default=0, metavar="LINES", help="with --memory: the LINES lines that grew most"
+    )
     args = parser.parse_args()
+    if args.signature_costs:
+        signature_costs_row()
+        return
+    if args.memory is not None:
+        memory_table(
+            measure_memory(
+                args.memory.providers,
+                args.memory.tasks,
+                args.memory.verification,
+                trace_lines=args.tracemalloc,
+                progress=True,
+            )
+        )
+        return
+    if args.case:
+        single_cases(args.case)
+        return
     if args.quick:
         cases = [
             MarketCase(100, 5, "every_replica"),
+            MarketCase(100, 5, "modelled"),
             MarketCase(100, 5, "unsigned"),
             MarketCase(1_000, 2, "every_replica"),
+            MarketCase(1_000, 2, "modelled"),
             MarketCase(1_000, 2, "unsigned"),
+            MarketCase(10_000, 1, "modelled"),
             MarketCase(10_000, 1, "unsigned"),
         ]
     else:
         cases = [
             MarketCase(100, 20, "every_replica"),
+            MarketCase(100, 20, "modelled"),
             MarketCase(100, 20, "unsigned"),
             MarketCase(1_000, 5, "every_replica"),
+            MarketCase(1_000, 5, "modelled"),
             MarketCase(1_000, 5, "unsigned"),
             MarketCase(1_000, 5, "unsigned", poisson=True),
             MarketCase(10_000, 3, "every_replica"),
+            MarketCase(10_000, 3, "modelled"),
             MarketCase(10_000, 5, "unsigned"),
         ]
         if args.full:
@@ -535,6 +748,7 @@ def main() -> None:
     memory_table(memory)
     idle_memory_row(2_000 if args.quick else 10_000)
     shapley_table(range(13, 21), subset_check_max=14 if args.quick else 16)
+    signature_costs_row()
     if args.profile:
         profile_run(1_000, 5)
 
