@@ -3,7 +3,9 @@ closed-form fixation probabilities (Traulsen, Pacheco & Nowak 2006), checked by 
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pandas as pd
 import pandas.testing as pdt
@@ -141,3 +143,19 @@ def test_same_seed_same_table_other_seed_other_table() -> None:
 def test_bad_arguments_name_the_field_and_the_value(arguments: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         fixation_table(**{"trials": 10, **arguments})
+
+
+def test_the_readme_figure_script_writes_its_figure_table_and_caption(tmp_path) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "fixation_figure.py"
+    spec = importlib.util.spec_from_file_location("fixation_figure", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path), "--trials", "20", "--seed", "3", "--dpi", "60"]) == 0
+    table = pd.read_csv(tmp_path / "fixation.csv")
+    assert sorted(table["population"].unique()) == [10, 40] and (table["trials"] == 20).all()
+    assert ((table["wilson_low"] <= table["simulated"]) & (table["simulated"] <= table["wilson_high"])).all()
+    inside = ((table["wilson_low"] <= table["theory"]) & (table["theory"] <= table["wilson_high"])).sum()
+    caption = (tmp_path / "fixation.caption.txt").read_text()
+    assert f"inside {inside} of {len(table)} intervals" in caption
+    assert (tmp_path / "fixation.png").stat().st_size > 0 and (tmp_path / "fixation.pdf").stat().st_size > 0
