@@ -1,9 +1,10 @@
 """Reproductions of the BGFL paper's Figs. 2-4 (SPEC A.9): curves, bars and a side-by-side table per figure.
 
 Each experiment runs the BGFL mechanism round by round on the torch learning backend (market/fl) and writes, to
-the output folder: NAME.csv (the figure's data, means with 95% Student-t intervals over the repeats), NAME.png
-and NAME.pdf, NAME.caption.txt (settings and diagnostics), and NAME-vs-paper.csv / .md (the paper's number,
-ours, and the difference ours - paper).
+the output folder: NAME.csv (the figure's data, means with 95% Student-t intervals over the repeats; accuracy
+intervals clipped to [0, 1] and loss intervals to >= 0), NAME.png (at `dpi`) and NAME.pdf or NAME.svg drawn by
+`analysis.plots`, NAME.caption.txt (settings, diagnostics and what the bands and bars are), and NAME-vs-paper.csv /
+.md (the paper's number, ours, and the difference ours - paper).
 
 One BGFL round (Algorithm 1 without the ledger; the committee's arithmetic is market/'s, not re-derived here):
 every provider of the federation trains gamma local epochs from the global model and uploads its perturbed
@@ -46,9 +47,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from tqdm import tqdm
 
+from flmarket.analysis import plots
 from flmarket.market.bayesian import welfare
 from flmarket.market.costs import CostParameters, privacy_cost, unit_cost
 from flmarket.market.errors import MarketError
@@ -56,7 +59,6 @@ from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpda
 from flmarket.market.mechanism import TaskTerms, configure_task, equilibrium_iterations, settle_round
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 T = TypeVar("T")
@@ -112,6 +114,8 @@ class BGFLReproductionSettings:
     progress: bool = True
     learning_rate: float | None = None
     terms: MarketTerms = field(default_factory=MarketTerms)
+    dpi: int = plots.DEFAULT_DPI
+    figure_format: str = plots.DEFAULT_FORMAT
 
     def __post_init__(self) -> None:
         if self.repeats < 2:
@@ -120,6 +124,10 @@ class BGFLReproductionSettings:
             raise MarketError(f"rounds: must be >= 1, got {self.rounds}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise MarketError(f"learning_rate: must be > 0, got {self.learning_rate}")
+        try:
+            plots.check_output_options(self.dpi, self.figure_format)
+        except ValueError as error:
+            raise MarketError(str(error)) from None
 
     def learning_rate_for(self, dataset: str) -> float:
         """The learning rate used on `dataset` (see the class docstring)."""
@@ -130,7 +138,7 @@ class BGFLReproductionSettings:
 
 @dataclass(frozen=True)
 class BGFLReproductionOutput:
-    """Where an experiment wrote its files, and its one-line findings."""
+    """Where an experiment wrote its files, its one-line findings, and the figure itself."""
 
     name: str
     csv_path: Path
@@ -139,16 +147,21 @@ class BGFLReproductionOutput:
     comparison_markdown_path: Path
     rows: int
     findings: tuple[str, ...]
+    vector_path: Path | None = None
+    caption_path: Path | None = None
+    figure: Figure | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class PaperNumber:
-    """One number the paper reports (SPEC A.9 unless `source` says otherwise)."""
+    """One number the paper reports (SPEC A.9 unless `source` says otherwise); `bounds`, the quantity's range
+    (an accuracy in % lies in [0, 100]), clips our interval."""
 
     quantity: str
     value: float
     unit: str
     source: str = "SPEC A.9"
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 @dataclass(frozen=True)
@@ -350,9 +363,11 @@ def _label(providers: Sequence[int]) -> str:
 # ------------------------------------------------------------------------------------------------------------
 # The paper's numbers (SPEC A.9; the two marked otherwise are from the paper's Section 5.2 text).
 
+PERCENT = (0.0, 100.0)
+NON_NEGATIVE = (0.0, math.inf)
 PAPER_SETTING_1 = (
-    PaperNumber("accuracy after the last aggregation, P1+P8+P0", 95.34, "%"),
-    PaperNumber("loss after the last aggregation, P1+P8+P0", 0.1616, "nats"),
+    PaperNumber("accuracy after the last aggregation, P1+P8+P0", 95.34, "%", bounds=PERCENT),
+    PaperNumber("loss after the last aggregation, P1+P8+P0", 0.1616, "nats", bounds=NON_NEGATIVE),
 )
 PAPER_SETTING_2_ACCURACY = dict(zip(SETTING_2_PRIVACY_BUDGETS, (94.12, 94.31, 94.68, 95.36), strict=True))
 PAPER_SETTING_2_LOSS = dict(zip(SETTING_2_PRIVACY_BUDGETS, (0.1973, 0.1829, 0.1616, 0.1541), strict=True))
@@ -367,8 +382,10 @@ PAPER_UNIT_UTILITY_RISE = PaperNumber("unit utility at eps 3, rise round 1 to la
 
 
 def compare(paper: PaperNumber, samples: Sequence[float] | np.ndarray) -> Comparison:
-    """The paper's number beside the mean of `samples` (one per repeat) and its t-interval."""
+    """The paper's number beside the mean of `samples` (one per repeat) and its t-interval, clipped to the
+    quantity's bounds."""
     mean, low, high = t_interval(np.asarray(samples, dtype=float))
+    low, high = np.clip(low, *paper.bounds), np.clip(high, *paper.bounds)
     return Comparison(paper.quantity, paper.value, float(mean), float(low), float(high), paper.unit, paper.source)
 
 
@@ -384,9 +401,25 @@ def relative_rise_percent(after: np.ndarray, before: np.ndarray) -> np.ndarray:
 # The experiments.
 
 
+BOUNDS = {
+    "accuracy": (0.0, 1.0),
+    "final_accuracy": (0.0, 1.0),
+    "loss": (0.0, math.inf),
+    "epochs": (0.0, math.inf),
+    "mean_epochs": (0.0, math.inf),
+    "cost": (0.0, math.inf),
+    "reward": (0.0, math.inf),
+}
+"""Ranges of the bounded series: their t-intervals are clipped to them (a mean of 2 accuracies near 0.2 can have
+a t-interval reaching below 0)."""
+
+
 def _interval_columns(prefix: str, samples: np.ndarray) -> dict[str, list[float]]:
-    """{prefix_mean, prefix_low, prefix_high} per column of `samples` (repeats x points)."""
+    """{prefix_mean, prefix_low, prefix_high} per column of `samples` (repeats x points), the interval clipped to
+    BOUNDS[prefix] when the series is bounded."""
     mean, low, high = t_interval(samples)
+    if prefix in BOUNDS:
+        low, high = np.clip(low, *BOUNDS[prefix]), np.clip(high, *BOUNDS[prefix])
     return {f"{prefix}_mean": mean.tolist(), f"{prefix}_low": low.tolist(), f"{prefix}_high": high.tolist()}
 
 
@@ -456,17 +489,13 @@ def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         compare(PAPER_SETTING_1[0], [100.0 * trace.accuracy[-1] for trace in full]),
         compare(PAPER_SETTING_1[1], [trace.loss[-1] for trace in full]),
     ]
-    figure, (accuracy_axis, loss_axis) = _figure(2)
-    for group in coalitions:
-        group_rows = [row for row in rows if row["coalition"] == _label(group)]
-        style = {"linewidth": 2.0} if group == SETTING_1_PROVIDERS else {"linewidth": 1.0}
-        _band(accuracy_axis, group_rows, "accuracy", _label(group), style)
-        _band(loss_axis, group_rows, "loss", _label(group), style)
-    _round_axis(accuracy_axis, "test accuracy")
-    _round_axis(loss_axis, "test loss (cross-entropy)")
-    accuracy_axis.legend(fontsize=7, title="coalition", title_fontsize=7)
-    figure.suptitle(f"Fig. 2 (Setting 1): coalitions of P1, P8, P0, MLP on {dataset}, eps = 4", fontsize=9)
+    figure = plots.bgfl_coalition_figure(
+        pd.DataFrame(rows), f"Fig. 2: coalitions of P1, P8, P0 (MLP on {dataset})", _label(SETTING_1_PROVIDERS)
+    )
     notes = [
+        f"Fig. 2 (Setting 1). Test accuracy (left) and loss (right) of the global model after each aggregation "
+        "round, for every coalition of P1, P8 and P0 (the grand coalition drawn thicker); lines are means, "
+        f"shaded bands {_band_note(settings)}.",
         _data_note(settings, dataset, "mlp"),
         "every non-empty coalition of P_pi = {P1, P8, P0} of 10 equal IID shards; each provider at eps = 4",
         _epochs_note(full),
@@ -502,13 +531,23 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         rows.extend(_curve_rows({**base, "series": "AsyFL"}, baseline_accuracy, baseline_loss))
         comparisons.append(
             compare(
-                PaperNumber(f"accuracy after the last aggregation, eps {eps:g}", PAPER_SETTING_2_ACCURACY[eps], "%"),
+                PaperNumber(
+                    f"accuracy after the last aggregation, eps {eps:g}",
+                    PAPER_SETTING_2_ACCURACY[eps],
+                    "%",
+                    bounds=PERCENT,
+                ),
                 100.0 * accuracy[:, -1],
             )
         )
         comparisons.append(
             compare(
-                PaperNumber(f"loss after the last aggregation, eps {eps:g}", PAPER_SETTING_2_LOSS[eps], "nats"),
+                PaperNumber(
+                    f"loss after the last aggregation, eps {eps:g}",
+                    PAPER_SETTING_2_LOSS[eps],
+                    "nats",
+                    bounds=NON_NEGATIVE,
+                ),
                 loss[:, -1],
             )
         )
@@ -516,20 +555,12 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     comparisons.append(compare(PAPER_GAIN_OVER_ASYFL, np.mean(gains, axis=0)))
     for row in rows:
         row.update(repeats=settings.repeats, seed=settings.seed)
-    figure, (accuracy_axis, loss_axis) = _figure(2)
-    colours = _colours(len(SETTING_2_PRIVACY_BUDGETS))
-    for colour, eps in zip(colours, SETTING_2_PRIVACY_BUDGETS, strict=True):
-        for series, style in (("BGFL", "-"), ("AsyFL", "--")):
-            chosen = [row for row in rows if row["privacy_budget"] == eps and row["series"] == series]
-            look = {"color": colour, "linestyle": style, "linewidth": 1.2}
-            _band(accuracy_axis, chosen, "accuracy", f"{series}, eps = {eps:g}", look)
-            _band(loss_axis, chosen, "loss", f"{series}, eps = {eps:g}", look)
-    _round_axis(accuracy_axis, "test accuracy")
-    _round_axis(loss_axis, "test loss (cross-entropy)")
-    accuracy_axis.legend(fontsize=7, ncol=2)
-    figure.suptitle(f"Fig. 3 (Setting 2): privacy budgets, BGFL vs AsyFL, MLP on {dataset}", fontsize=9)
+    figure = plots.bgfl_budget_figure(pd.DataFrame(rows), f"Fig. 3: privacy budgets, BGFL vs AsyFL (MLP on {dataset})")
     all_bgfl = [trace for traces in bgfl.values() for trace in traces]
     notes = [
+        "Fig. 3 (Setting 2). Test accuracy (left) and loss (right) of the global model after each aggregation, "
+        "colour = the providers' privacy budget eps, solid = BGFL, dashed = AsyFL; lines are means, shaded bands "
+        f"{_band_note(settings)}.",
         _data_note(settings, dataset, "mlp"),
         "BGFL: P1, P8, P0 all at the eps of the curve, FedAdp, gamma from (B 24); AsyFL: the same providers at "
         f"the same eps, {settings.terms.initial_local_epochs} local epochs per update, event-driven FedAsync "
@@ -541,7 +572,7 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
 
 
 FIGURE_4_MODELS = ("mlp", "cnn")
-FIGURE_4_TOTALS = (("cost", "total cost"), ("utility", "total utility (B 8)"), ("welfare", "social welfare (B 21a)"))
+FIGURE_4_TOTALS = (("cost", "total cost"), ("utility", "total utility (B 8)"), ("welfare", "welfare (B 21a)"))
 
 
 def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
@@ -573,8 +604,8 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
                 "mean_epochs": [trace.epochs.mean() for trace in chosen],
             }
             for name, values in samples.items():
-                mean, low, high = t_interval(np.asarray(values)[:, None])
-                row.update({f"{name}_mean": mean[0], f"{name}_low": low[0], f"{name}_high": high[0]})
+                columns = _interval_columns(name, np.asarray(values, dtype=float)[:, None])
+                row.update({key: column[0] for key, column in columns.items()})
             row.update(rounds=settings.rounds, repeats=settings.repeats, seed=settings.seed)
             rows.append(row)
     model, dataset = pairs[0]  # the paper's numbers are for the MLP (on MNIST)
@@ -594,28 +625,14 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
             relative_rise_percent([t.utility[-1] for t in middle], [t.utility[0] for t in middle]),
         ),
     ]
-    figure, axes = _figure(len(FIGURE_4_TOTALS), rows=len(pairs), height=3.4)
-    positions = np.arange(len(SETTING_2_PRIVACY_BUDGETS))
-    for row_index, (model, dataset) in enumerate(pairs):
-        chosen = [row for row in rows if row["model"] == model and row["dataset"] == dataset]
-        for column, (name, label) in enumerate(FIGURE_4_TOTALS):
-            axis = axes[row_index][column]
-            means = np.array([row[f"{name}_mean"] for row in chosen], dtype=float)
-            errors = np.array(
-                [
-                    [row[f"{name}_mean"] - row[f"{name}_low"], row[f"{name}_high"] - row[f"{name}_mean"]]
-                    for row in chosen
-                ],
-                dtype=float,
-            ).T
-            axis.bar(positions, means, 0.6, yerr=errors, capsize=3, color=_colours(3)[column])
-            axis.set_xticks(positions, [f"{eps:g}" for eps in SETTING_2_PRIVACY_BUDGETS])
-            axis.set_xlabel("privacy budget eps")
-            axis.set_ylabel(label, fontsize=8)
-            axis.set_title(f"{model.upper()} on {dataset}", fontsize=8)
-    figure.suptitle("Fig. 4 (Setting 2): providers' totals over the rounds, per privacy budget", fontsize=9)
+    figure = plots.bgfl_totals_figure(
+        pd.DataFrame(rows), FIGURE_4_TOTALS, "Fig. 4: providers' totals over the rounds, per privacy budget"
+    )
     all_traces = [trace for chosen in traces.values() for trace in chosen]
     notes = [
+        f"Fig. 4 (Setting 2). Per privacy budget eps, sums over the {settings.rounds} rounds of the providers' cost, "
+        "utility and the social welfare, one row of panels per model; bars are means, error bars "
+        f"{_band_note(settings)}.",
         _data_note(settings, pairs[0][1], "mlp and cnn"),
         "P1, P8, P0 all at the eps of the bar; cost = sum over rounds of k_i C_unit (B 6, B 14), utility = sum of "
         "U_i (B 8), both averaged over the providers; welfare = sum over rounds of (B 21a); unit utility = a "
@@ -630,6 +647,13 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
 # Output: CSV, side-by-side table, figure and caption.
 
 
+def _band_note(settings: BGFLReproductionSettings) -> str:
+    return (
+        f"95% Student-t intervals over the {settings.repeats} repeats (mean -/+ t(0.975, {settings.repeats - 1}) "
+        "s / sqrt(n); accuracy intervals clipped to [0, 1], loss intervals to >= 0)"
+    )
+
+
 def _data_note(settings: BGFLReproductionSettings, dataset: str, model: str) -> str:
     rate = settings.learning_rate_for(dataset)
     departure = " (departure from Table 3's 0.01 on digits, see the module docstring)" if rate != 0.01 else ""
@@ -640,36 +664,6 @@ def _data_note(settings: BGFLReproductionSettings, dataset: str, model: str) -> 
         f"{AGGREGATION}; {noise}; {settings.rounds} aggregation rounds; means of {settings.repeats} repeats "
         f"(seed {settings.seed}) with 95% Student-t intervals, mean -/+ t(0.975, n-1) s / sqrt(n)"
     )
-
-
-def _colours(count: int) -> list[str]:
-    return [f"C{index % 10}" for index in range(count)]
-
-
-def _figure(columns: int, rows: int = 1, width: float = 6.0, height: float = 4.4) -> tuple[Figure, np.ndarray]:
-    """A constrained-layout figure of rows x columns axes (matplotlib imported only here; no pyplot state)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    return figure, axes[0] if rows == 1 else axes
-
-
-def _band(axis: Axes, rows: Sequence[dict[str, object]], name: str, label: str, style: dict[str, object]) -> None:
-    """The mean curve of `name` over the rounds with its t-interval as a shaded band."""
-    rounds = [row["round"] for row in rows]
-    (line,) = axis.plot(rounds, [row[f"{name}_mean"] for row in rows], label=label, **style)
-    lows = np.asarray([row[f"{name}_low"] for row in rows], dtype=float)
-    highs = np.asarray([row[f"{name}_high"] for row in rows], dtype=float)
-    axis.fill_between(rounds, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
-
-
-def _round_axis(axis: Axes, label: str) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    axis.set_xlabel("aggregation round")
-    axis.set_ylabel(label)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
@@ -704,7 +698,7 @@ def comparison_markdown(name: str, comparisons: Sequence[Comparison], settings: 
     """A Markdown table: quantity, paper, ours (95% t-interval), ours - paper, unit, source."""
     lines = [
         f"{name}: {settings.rounds} rounds, {settings.repeats} repeats, seed {settings.seed}; "
-        "ours = mean (95% t-interval over repeats)",
+        "ours = mean (95% t-interval over repeats, clipped to the quantity's range)",
         "",
         "| quantity | paper | ours (95% t-interval) | ours - paper | unit | source |",
         "|---|---:|---:|---:|---|---|",
@@ -725,26 +719,35 @@ def _save(
     settings: BGFLReproductionSettings,
     notes: Sequence[str],
 ) -> BGFLReproductionOutput:
-    """Write NAME.csv, NAME.png, NAME.pdf, NAME.caption.txt and NAME-vs-paper.csv / .md under settings.out."""
+    """Write NAME.csv, NAME.png (at settings.dpi), NAME.pdf or .svg, NAME.caption.txt (the notes, then the
+    side-by-side table) and NAME-vs-paper.csv / .md under settings.out."""
     out = settings.out
     csv_path = out / f"{name}.csv"
-    png_path = out / f"{name}.png"
     comparison_csv = out / f"{name}-vs-paper.csv"
     comparison_md = out / f"{name}-vs-paper.md"
     _write_csv(csv_path, rows)
     _write_csv(comparison_csv, comparison_rows(comparisons))
     markdown = comparison_markdown(name, comparisons, settings)
     comparison_md.write_text(markdown)
-    figure.savefig(png_path, dpi=120)
-    figure.savefig(out / f"{name}.pdf")
     caption = "\n".join(notes) + "\n\n" + markdown
-    (out / f"{name}.caption.txt").write_text(caption)
+    saved = plots.save_figure(figure, out, name, caption, settings.dpi, settings.figure_format)
     findings = tuple(
         f"{item.quantity}: paper {item.paper:.4g}, ours {item.ours:.4g} [{item.low:.4g}, {item.high:.4g}], "
         f"difference {item.difference:+.4g} {item.unit}"
         for item in comparisons
-    ) + tuple(notes[2:])
-    return BGFLReproductionOutput(name, csv_path, png_path, comparison_csv, comparison_md, len(rows), findings)
+    ) + tuple(notes[3:])
+    return BGFLReproductionOutput(
+        name,
+        csv_path,
+        saved.png,
+        comparison_csv,
+        comparison_md,
+        len(rows),
+        findings,
+        saved.vector,
+        saved.caption,
+        figure,
+    )
 
 
 EXPERIMENTS: dict[str, Callable[[BGFLReproductionSettings], BGFLReproductionOutput]] = {
@@ -784,10 +787,13 @@ def handler(args: argparse.Namespace) -> int:
         rounds=args.rounds if args.rounds is not None else DEFAULT_ROUNDS,
         seed=args.seed,
         data_root=args.data_root,
+        dpi=args.dpi,
+        figure_format=args.format,
     )
     output = run_experiment(args.name, settings)
     print(
-        f"{output.name}: {output.csv_path} ({output.rows} rows), {output.png_path}, {output.comparison_markdown_path}"
+        f"{output.name}: {output.csv_path} ({output.rows} rows), {output.png_path}, {output.vector_path}, "
+        f"{output.caption_path}, {output.comparison_markdown_path}"
     )
     for line in output.findings:
         print(f"  {line}")

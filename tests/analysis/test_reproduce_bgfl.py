@@ -176,6 +176,11 @@ def test_each_experiment_writes_its_files(outputs, name: str) -> None:
     values = numeric(rows)
     assert values.size and np.all(np.isfinite(values))
     assert all(int(row["repeats"]) == REPEATS and int(row["seed"]) == 5 for row in rows)
+    # an accuracy's interval stays in [0, 1] and a loss's above 0, whatever the t-interval of 2 repeats says
+    accuracy = numeric(rows, ("accuracy_low", "accuracy_high"))
+    assert np.all((accuracy >= 0) & (accuracy <= 1))
+    assert np.all(numeric(rows, ("loss_low",)) >= 0)
+    assert output.figure is not None and output.caption_path.read_text() == caption
 
 
 @pytest.mark.slow
@@ -194,6 +199,8 @@ def test_side_by_side_table_has_the_papers_numbers(outputs, name: str) -> None:
         if math.isfinite(float(row["ours"])):
             assert float(row["difference"]) == pytest.approx(float(row["ours"]) - float(row["paper"]), abs=1e-12)
             assert float(row["ours_low"]) <= float(row["ours"]) <= float(row["ours_high"])
+        if row["quantity"].startswith("accuracy after"):  # a percentage: its interval stays in [0, 100]
+            assert 0.0 <= float(row["ours_low"]) and float(row["ours_high"]) <= 100.0
 
 
 @pytest.mark.slow
@@ -241,11 +248,14 @@ def test_cli_runs_a_bgfl_figure(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     root = argparse.ArgumentParser(prog="flmarket")
     register(root.add_subparsers(dest="command", required=True))
-    args = root.parse_args(["reproduce", "bgfl-fig2", "--out", str(tmp_path), "--repeats", "2", "--rounds", "1"])
-    assert args.data_root is None and args.repeats == 2
+    args = root.parse_args(
+        ["reproduce", "bgfl-fig2", "--out", str(tmp_path), "--repeats", "2", "--rounds", "1", "--format", "svg"]
+    )
+    assert args.data_root is None and args.repeats == 2 and args.dpi == 200
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "bgfl-fig2" in printed and "paper 95.34" in printed
     rows = read_rows(tmp_path / "bgfl-fig2.csv")
     assert {int(row["round"]) for row in rows} == {1}
     assert (tmp_path / "bgfl-fig2-vs-paper.md").read_text().count("| 95.34 |") == 1
+    assert (tmp_path / "bgfl-fig2.svg").is_file() and not (tmp_path / "bgfl-fig2.pdf").exists()
