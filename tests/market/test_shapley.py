@@ -539,7 +539,8 @@ def test_a_batched_value_function_is_asked_once_per_replicate_and_gives_the_same
     plain = shapley_values(range(25), saturating, rng=np.random.default_rng(6), max_evaluations=8_000)
     np.testing.assert_array_equal(result.values, plain.values)
     assert result.evaluations == plain.evaluations
-    assert len(batched.batches) == result.samples  # one prefetch per replicate
+    assert len(batched.batches) == 1 + result.samples  # one prefetch of the end sizes, then one per replicate
+    assert batched.batches[0] == 2 * 25 + 1  # N, the 25 singletons and the 25 coalitions of all but one
     assert sum(batched.batches) >= 0.9 * (result.evaluations - 2 * 25 - 2)  # the draws' calls were batched
 
 
