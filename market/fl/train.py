@@ -123,11 +123,13 @@ def train_local(
     # vector_to_parameters makes the parameters views of its argument: train on a copy, never the caller's.
     vector_to_parameters(global_vector.detach().clone(), model.parameters())
     model.train()
-    optimiser = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
+    parameters = list(model.parameters())
+    momentum_buffers: list[torch.Tensor | None] = [None] * len(parameters)
     loss_function = nn.CrossEntropyLoss()
     divisor = float(min(settings.batch_size, sample_count))
     for batch in epoch_batches(sample_count, settings.batch_size, epochs, generator):
-        optimiser.zero_grad(set_to_none=True)
+        for parameter in parameters:
+            parameter.grad = None
         if record_clip is None:
             loss = loss_function(model(features[batch]), labels[batch])
             loss.backward()
@@ -135,8 +137,30 @@ def train_local(
             summed = _clipped_gradient_sum(model, features[batch], labels[batch], record_clip)
             for name, parameter in model.named_parameters():
                 parameter.grad = summed[name] / divisor
-        optimiser.step()
+        _sgd_step(parameters, momentum_buffers, settings)
     return parameters_to_vector(model.parameters()).detach().clone()
+
+
+def _sgd_step(
+    parameters: list[nn.Parameter], momentum_buffers: list[torch.Tensor | None], settings: SGDSettings
+) -> None:
+    """One step of heavy-ball SGD exactly as torch.optim.SGD takes it (no dampening, no Nesterov, no weight
+    decay): b <- g on the first step, else b <- momentum * b + g; w <- w - lr * b. Written out because building
+    a torch.optim optimiser imports torch._dynamo (about 2 s once per process) and costs per-step overhead."""
+    with torch.no_grad():
+        for index, parameter in enumerate(parameters):
+            gradient = parameter.grad
+            if gradient is None:
+                continue
+            if settings.momentum != 0:
+                buffer = momentum_buffers[index]
+                if buffer is None:
+                    buffer = torch.clone(gradient).detach()
+                    momentum_buffers[index] = buffer
+                else:
+                    buffer.mul_(settings.momentum).add_(gradient)
+                gradient = buffer
+            parameter.add_(gradient, alpha=-settings.learning_rate)
 
 
 @dataclass

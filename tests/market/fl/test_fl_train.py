@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.nn.utils import parameters_to_vector
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from flmarket.market.errors import MarketError
 from flmarket.market.fl.data import load_dataset
@@ -113,6 +113,25 @@ def test_local_training_descends_and_is_seeded() -> None:
     before = evaluate(model, start, features, labels).loss
     after = evaluate(model, first, features, labels).loss
     assert after < before - 0.05
+
+
+@pytest.mark.parametrize("momentum", [0.5, 0.0])
+def test_local_training_takes_torch_optim_sgds_steps_exactly(momentum: float) -> None:
+    """train_local's written-out heavy-ball step gives the same bits as torch.optim.SGD over the same batches
+    (3 epochs, so the momentum buffer carries over many steps)."""
+    model, (features, labels, _, _) = _digits_setup()
+    features, labels = features[:150], labels[:150]
+    start = parameters_to_vector(model.parameters()).detach().clone()
+    settings = SGDSettings(learning_rate=0.05, momentum=momentum, batch_size=32)
+    trained = train_local(model, start, features, labels, 3, settings, torch.Generator().manual_seed(2))
+    vector_to_parameters(start.clone(), model.parameters())
+    model.train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum)
+    for batch in epoch_batches(150, 32, 3, torch.Generator().manual_seed(2)):
+        optimiser.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(features[batch]), labels[batch]).backward()
+        optimiser.step()
+    torch.testing.assert_close(trained, parameters_to_vector(model.parameters()).detach(), rtol=0, atol=0)
 
 
 @pytest.mark.slow
