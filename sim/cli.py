@@ -38,7 +38,7 @@ COMMANDS: dict[str, Command] = {
     "report": Command("flmarket.analysis.report", "write a self-contained HTML report of a run or a sweep"),
     "query": Command("flmarket.analysis.query", "run SQL (DuckDB) over the event logs of a run, a sweep or runs"),
     "reproduce": Command(
-        "flmarket.analysis.reproduce", "reproduce a figure of the MMZD or BGFL paper (CSV, PNG, table)"
+        "flmarket.analysis.reproduce", "reproduce a figure of the MMZD or BGFL paper (CSV, PNG, PDF, caption)"
     ),
     "calibrate": Command(
         "flmarket.sim.calibrate", "fit the surrogate's precision function to real federated training on digits"
