@@ -427,7 +427,7 @@ def load_events_table(
         prefix = ds.field("seq") <= (-1 if check.complete_through is None else check.complete_through)
         filters = prefix if filters is None else filters & prefix
     try:
-        table = dataset.to_table(columns=wanted, filter=filters)
+        table = dataset.to_table(columns=wanted, filter=filters, use_threads=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise ValueError(f"filters: cannot be applied to the kinds {', '.join(selected)} ({error})") from None
     return table.sort_by("seq")
@@ -465,4 +465,8 @@ def load_events(
     pushed down to the scan (a kind without the field has no rows that pass). The parts are verified against the
     manifest first: `RunIntegrityError` on a problem, `PartialRunWarning` for a run that did not finish.
     """
-    return events_frame(load_events_table(run_dir, kinds, columns, filters))
+    frame = events_frame(load_events_table(run_dir, kinds, columns, filters))
+    # The scan's decoding buffers are freed by now, but Arrow's allocator (mimalloc or jemalloc) keeps the pages:
+    # hand them back so a report's RSS is its frames, not the scan's peak (about 120 MB on a 1,500-task run).
+    pa.default_memory_pool().release_unused()
+    return frame

@@ -22,10 +22,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flmarket.analysis.load import load_events
+from flmarket.analysis.load import checked_run, load_events
 from flmarket.market.public_goods import welfare_position
 
-EventSource = str | Path | pd.DataFrame
+
+class RunEvents:
+    """A run's events read one kind at a time, on first use, and kept: for readers (a report, a sweep's summary)
+    that call many metrics on one run. Each kind is its own narrow frame (its fields only), so nothing is padded
+    with the other kinds' columns and no scan holds every kind at once; `events_of` joins the kinds it is asked
+    for. A kind the run never declared (an older run) reads as no events."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._declared: set[str] | None = None
+
+    def frame(self, kinds: Sequence[str]) -> pd.DataFrame:
+        """The events of `kinds`, in seq order."""
+        if self._declared is None:
+            self._declared = set(checked_run(self.run_dir).schema)
+        wanted = [kind for kind in dict.fromkeys(kinds) if kind in self._declared]
+        for kind in wanted:
+            if kind not in self._frames:
+                self._frames[kind] = load_events(self.run_dir, kinds=[kind])
+        parts = [self._frames[kind] for kind in wanted if not self._frames[kind].empty]
+        if not parts:
+            return pd.DataFrame(columns=["time", "seq", "kind", "agent"])
+        joined = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        return joined.sort_values("seq", kind="stable")
+
+
+EventSource = str | Path | pd.DataFrame | RunEvents
 
 FREE_RIDER_STRATEGY = "ALLD"
 HONEST_BEHAVIOUR = "honest"
@@ -142,10 +169,14 @@ def events_of(source: EventSource, kinds: Sequence[str]) -> pd.DataFrame:
         if "kind" not in source.columns:
             raise ValueError(f"source: an events frame needs a 'kind' column, got columns {list(source.columns)}")
         frame = source[source["kind"].astype(str).isin(list(kinds))]
+    elif isinstance(source, RunEvents):
+        frame = source.frame(kinds)
     elif isinstance(source, str | Path):
         frame = load_events(source, kinds=list(kinds))
     else:
-        raise ValueError(f"source: must be a run directory or an events DataFrame, got {type(source).__name__}")
+        raise ValueError(
+            f"source: must be a run directory, a RunEvents or an events DataFrame, got {type(source).__name__}"
+        )
     order = "seq" if "seq" in frame.columns else ("time" if "time" in frame.columns else None)
     if order is not None:
         frame = frame.sort_values(order, kind="stable")
@@ -575,7 +606,7 @@ ANALYSIS_KINDS = (*SUMMARY_KINDS, "strategy_share")
 
 def run_summary(source: EventSource) -> dict[str, float]:
     """Headline numbers of a run (NaN where its events are absent): the columns of a sweep's per-cell summary."""
-    frame = source if isinstance(source, pd.DataFrame) else load_events(source, kinds=list(SUMMARY_KINDS))
+    frame = source if isinstance(source, pd.DataFrame | RunEvents) else RunEvents(source)
     tasks = task_outcomes(frame)
     participation = participation_by_strategy(frame)
     riding = free_riding(frame)

@@ -30,7 +30,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from flmarket.analysis import metrics, plots
-from flmarket.analysis.load import load_events, load_manifest
+from flmarket.analysis.load import load_manifest
 from flmarket.analysis.stability import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_DWELL_FRACTION,
@@ -429,7 +429,7 @@ def run_sections(
 ) -> tuple[str, list[Section]]:
     """The title and the sections of a run's report."""
     manifest = load_manifest(run_dir)
-    events = load_events(run_dir, kinds=list(metrics.ANALYSIS_KINDS))  # not the message log: a tenth of the rows
+    events = metrics.RunEvents(run_dir)  # each kind read once, on first use, in its own narrow frame
     info = {
         "run id": manifest.get("run_id", ""),
         "scenario": manifest.get("scenario_name", ""),

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from flmarket.analysis.load import COMMON_COLUMNS, events_frame, load_events, load_events_table
-from flmarket.analysis.metrics import ANALYSIS_KINDS, run_summary
+from flmarket.analysis.load import COMMON_COLUMNS, events_frame, load_events_table
+from flmarket.analysis.metrics import RunEvents, run_summary
 from flmarket.analysis.stability import DEFAULT_ALPHA, DEFAULT_WINDOW, stability_summary
 
 INDEX_FILE = "sweep.json"
@@ -183,7 +183,7 @@ def sweep_summary(
     for _, cell in cells.iterrows():
         metrics: dict[str, Any] = {}
         if cell["status"] == "finished":
-            events = load_events(cell["run_dir"], kinds=list(ANALYSIS_KINDS))  # only what the summaries read
+            events = RunEvents(cell["run_dir"])  # each kind the summaries read, once, in its own narrow frame
             metrics = run_summary(events) | stability_summary(events, window, alpha)
         rows.append(metrics)
     no_events = pd.DataFrame({"kind": pd.Series(dtype="string"), "seq": pd.Series(dtype="int64")})

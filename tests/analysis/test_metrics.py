@@ -348,7 +348,7 @@ def test_welfare_against_references_and_the_run_position_by_hand() -> None:
 
 
 def test_bad_source_is_named() -> None:
-    with pytest.raises(ValueError, match="source: must be a run directory or an events DataFrame"):
+    with pytest.raises(ValueError, match="source: must be a run directory, a RunEvents or an events DataFrame"):
         metrics.task_outcomes(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="source: an events frame needs a 'kind' column"):
         metrics.task_outcomes(pd.DataFrame({"time": [0.0]}))
@@ -373,6 +373,21 @@ def test_a_real_run_directory_and_its_frame_agree_and_welfare_is_the_sum_of_util
     assert (references["optimum_welfare"] >= references["full_cooperation_welfare"] - 1e-12).all()
     assert (references["optimum_total"] == references["full_cooperation_total"]).all()  # quickstart: full is optimal
 
+    # A RunEvents reads each kind once into its own narrow frame, and every metric gives what the wide frame gives.
+    cached = metrics.RunEvents(run_dir)
+    for function in (
+        metrics.task_outcomes,
+        metrics.round_outcomes,
+        metrics.budget_use,
+        metrics.free_riding,
+        metrics.participation_by_strategy,
+        metrics.strategy_shares,
+    ):
+        pd.testing.assert_frame_equal(function(cached), function(frame), check_dtype=False)
+    assert metrics.run_summary(cached) == pytest.approx(metrics.run_summary(frame), nan_ok=True)
+    narrow = cached.frame(["task_finished"])
+    assert set(narrow.columns) < set(frame.columns) and len(narrow) == 10
+    assert cached.frame(["not_a_kind_of_this_run"]).empty  # an undeclared kind reads as no events
 
 def test_mechanism_targets_by_hand() -> None:
     # Task 0, three rounds: round 0 trains delta_k (not counted), gamma 2 then 0 -> 1 of 2 later rounds >= 1.
