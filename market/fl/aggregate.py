@@ -131,6 +131,55 @@ def fedadp_step(
     return FedAdpStep(weights, angles, smoothed, new_state)
 
 
+def fedadp_coalition_weights(
+    state: FedAdpState,
+    provider_ids: Sequence[int],
+    gram: np.ndarray,
+    data_sizes: Sequence[int] | np.ndarray,
+    membership: np.ndarray,
+    steepness: float = GOMPERTZ_STEEPNESS,
+) -> np.ndarray:
+    """`fedadp_step`'s weights psi for many coalitions of one round's updates at once, from their Gram matrix.
+
+    `gram` is K = U U^T of the n stacked updates and `membership` a (k x n) 0/1 matrix, one coalition per row.
+    Each angle needs only inner products: with s the coalition's data shares, <G, delta_i> = (s K)_i,
+    ||G||^2 = s K s^T and ||delta_i||^2 = K_ii, so no d-dimensional vector is touched per coalition (SPEC D.4).
+    Non-members get weight 0; each row equals `fedadp_step(state, members, U[members], sizes[members]).weights`
+    up to rounding. Every row must have a member.
+    """
+    ids = [int(provider) for provider in provider_ids]
+    count = len(ids)
+    kernel = np.asarray(gram, dtype=np.float64)
+    members = np.asarray(membership, dtype=bool)
+    if kernel.shape != (count, count) or members.ndim != 2 or members.shape[1] != count:
+        raise MarketError(
+            f"gram, membership: must be ({count}, {count}) and (k, {count}) for {count} providers, got "
+            f"{kernel.shape} and {members.shape}"
+        )
+    if not np.all(members.any(axis=1)):
+        raise MarketError("membership: every coalition must have at least one member")
+    sizes = np.asarray(data_sizes, dtype=np.float64)
+    if sizes.shape != (count,) or np.any(sizes <= 0):
+        raise MarketError(f"data_sizes: must be {count} sizes > 0, got {sizes.tolist()}")
+    sized = members * sizes
+    shares = sized / sized.sum(axis=1, keepdims=True)
+    projections = shares @ kernel  # <G, delta_i>
+    gradient_norms = np.sqrt(np.maximum(np.einsum("kn,kn->k", projections, shares), 0.0))
+    update_norms = np.sqrt(np.maximum(np.diag(kernel), 0.0))
+    defined = members & (update_norms > 0)[None, :] & (gradient_norms > 0)[:, None]
+    cosines = np.divide(
+        projections, np.outer(gradient_norms, update_norms), out=np.zeros_like(projections), where=defined
+    )
+    angles = np.where(defined, np.arccos(np.clip(cosines, -1.0, 1.0)), math.pi / 2)
+    counts = np.array([state.participation_counts.get(provider, 0) + 1 for provider in ids], dtype=np.float64)
+    previous = np.array([state.smoothed_angles.get(provider, 0.0) for provider in ids])
+    smoothed = ((counts - 1.0) / counts) * previous + angles / counts
+    with np.errstate(divide="ignore"):
+        logits = np.where(members, np.log(shares) + gompertz(smoothed, steepness), -np.inf)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 def fedadp(
     global_vector: np.ndarray,
     state: FedAdpState,

@@ -22,7 +22,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.utils import parameters_to_vector
 
 from flmarket.market.errors import MarketError
-from flmarket.market.fl.aggregate import FedAdpState, fedadp, fedadp_step, fedasync_mix, fedavg
+from flmarket.market.fl.aggregate import FedAdpState, fedadp, fedadp_coalition_weights, fedasync_mix, fedavg
 from flmarket.market.fl.backend import (
     BackendConfig,
     LocalUpdate,
@@ -353,6 +353,7 @@ class TorchCoalitionValue(CoalitionValue):
             else torch.zeros((0, self._global.numel()))
         )
         self._control: QuadraticMeanGame | None = None
+        self._gram: np.ndarray | None = None  # FedAdp: U U^T, so coalition weights need no d-vector work
         self._losses: CoalitionLosses | None = None
         if backend.config.aggregation != "fedasync" and isinstance(backend.model, MLP) and self._updates:
             self._losses = CoalitionLosses(
@@ -378,17 +379,10 @@ class TorchCoalitionValue(CoalitionValue):
         if self._backend.config.aggregation == "fedavg":
             sized = membership * self._sizes
             return sized / sized.sum(axis=1, keepdims=True)
-        weights = np.zeros_like(membership)
-        for row, present in enumerate(membership.astype(bool)):
-            members = np.flatnonzero(present)
-            step = fedadp_step(
-                self._backend._fedadp_state,
-                [self._ids[index] for index in members],
-                self._matrix[members].numpy(),
-                self._sizes[members],
-            )
-            weights[row, members] = step.weights
-        return weights
+        if self._gram is None:
+            updates = self._matrix.double()
+            self._gram = (updates @ updates.T).numpy()
+        return fedadp_coalition_weights(self._backend._fedadp_state, self._ids, self._gram, self._sizes, membership)
 
     def _evaluate_batch(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
         backend = self._backend

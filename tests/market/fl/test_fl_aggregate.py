@@ -13,6 +13,7 @@ from flmarket.market.errors import MarketError
 from flmarket.market.fl.aggregate import (
     FedAdpState,
     fedadp,
+    fedadp_coalition_weights,
     fedadp_step,
     fedasync_mix,
     fedavg,
@@ -95,6 +96,30 @@ def test_zero_update_is_orthogonal() -> None:
 def test_duplicate_provider_ids_are_rejected() -> None:
     with pytest.raises(MarketError, match="provider_ids"):
         fedadp_step(FedAdpState(), [1, 1], np.ones((2, 3)), [1, 1])
+
+
+def test_coalition_weights_from_the_gram_matrix_equal_fedadp_step_per_coalition() -> None:
+    """Every non-empty coalition of 6 providers (a zero update among them, a committed state with history):
+    the batched weights from K = U U^T equal `fedadp_step` on the members' own vectors, 0 for the others."""
+    rng = np.random.default_rng(3)
+    updates = rng.normal(size=(6, 40))
+    updates[4] = 0.0  # a plain free rider: angle pi/2
+    sizes = rng.integers(20, 200, 6)
+    ids = [10, 11, 12, 13, 14, 15]
+    _, state = fedadp(np.zeros(40), FedAdpState(), ids[:3], updates[:3] + 0.3, sizes[:3])
+    masks = [mask for mask in range(1, 1 << 6)]
+    membership = np.array([[mask >> index & 1 for index in range(6)] for mask in masks], dtype=float)
+    batched = fedadp_coalition_weights(state, ids, updates @ updates.T, sizes, membership)
+    for row, mask in enumerate(masks):
+        members = [index for index in range(6) if mask >> index & 1]
+        step = fedadp_step(state, [ids[i] for i in members], updates[members], sizes[members])
+        expected = np.zeros(6)
+        expected[members] = step.weights
+        np.testing.assert_allclose(batched[row], expected, rtol=1e-9, atol=1e-15)
+    with pytest.raises(MarketError, match="membership: every coalition must have at least one member"):
+        fedadp_coalition_weights(state, ids, updates @ updates.T, sizes, np.zeros((1, 6)))
+    with pytest.raises(MarketError, match=r"gram, membership: must be \(6, 6\)"):
+        fedadp_coalition_weights(state, ids, np.eye(5), sizes, membership)
 
 
 def test_fedasync_staleness_weight_and_mix() -> None:
