@@ -315,10 +315,23 @@ class Committee:
         block = member.state.on_decided(proposal)
         member.state.chain.keep_recent(1)
         self.ledger.append_block(block)
-        # The full ledger is in the event log (block_committed.encoded); memory holds a recent window.
-        self.ledger.keep_recent(self.config.ledger_blocks_in_memory)
+        self.ledger.keep_recent(self._blocks_to_keep())
         del self._decisions[decided.request_id]
         event.succeed((proposal, decided.view, block))
+
+    def _blocks_to_keep(self) -> int:
+        """The canonical ledger's window in memory (the full ledger is in the event log, block_committed.encoded):
+        the recent blocks within `ledger_blocks_in_memory` and, beyond the head, `ledger_transactions_in_memory`
+        transactions, but never fewer than the honest member furthest behind still needs (`_catch_up`)."""
+        blocks = self.ledger.blocks
+        keep, transactions = 1, 0
+        for block in reversed(blocks[:-1]):
+            transactions += len(block.txs)
+            if keep >= self.config.ledger_blocks_in_memory or transactions > self.config.ledger_transactions_in_memory:
+                break
+            keep += 1
+        behind = min(item.state.chain.head.height for item in self.members.values() if item.honest)
+        return max(keep, blocks[-1].height - behind)
 
     def rejection_reasons(self, round_index: int) -> dict[str, str]:
         """Why the screening of the round's proposal left claims out, by provider name, from an honest member

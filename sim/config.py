@@ -394,7 +394,9 @@ class CommitteeSection(_Section):
     Ed25519 (challenge and answer), which catches a forger without the key with that probability per signature;
     each sign costs `signature_sign_s` and each verify `signature_verify_s` of simulated time (defaults measured
     with `cryptography` by `benchmarks/bench_market.py --signature-costs`). Detection probabilities are in
-    market/consensus/signatures.py.
+    market/consensus/signatures.py. A modelled round's consensus takes at least 6 x claims x
+    `signature_verify_s` (the primary's 3 checks per claim, then each backup's): keep `view_change_timeout_s`
+    above that, or large rounds change view again and again.
     """
 
     size: int = _count(7, high=1000)
@@ -411,7 +413,13 @@ class CommitteeSection(_Section):
     signature_sample_rate: float = Field(default=0.01, ge=0, le=1)  # share checked by real Ed25519 (modelled)
     poet_mean_wait_s: float = _positive(0.5, le=1e6)
     poet_minimum_wait_s: float = Field(default=0.05, ge=0, le=1e6)
+    # The canonical ledger keeps its most recent blocks in memory (the whole chain is in the event log,
+    # block_committed): at most `ledger_blocks_in_memory` blocks and, beyond the head, at most
+    # `ledger_transactions_in_memory` transactions in all (a block of 6,000 transactions, at 10,000 providers,
+    # holds about 2.5 MB: 256 such blocks were 640 MB), never fewer than the honest member furthest behind
+    # still has to catch up on.
     ledger_blocks_in_memory: int = _count(256, high=10_000_000)
+    ledger_transactions_in_memory: int = _count(100_000, high=1_000_000_000)
 
     @model_validator(mode="after")
     def _enough_candidates(self) -> CommitteeSection:
