@@ -1,9 +1,10 @@
 """Benchmark of the learning backends: round time, FedAdp vs FedAvg under label skew, calibration fit.
 
 Run `python benchmarks/bench_fl.py` (a few minutes on 2 cores) or `--quick` for a smoke run. Prints:
-seconds per aggregation round for 10 providers (MLP and CNN on digits, 5 local epochs each), seconds per market
-round (one local epoch each, eps = 2, Shapley rewards over the torch coalition values, SPEC A.5) at 10, 30 and
-100 providers, rounds to a target test accuracy for FedAdp and FedAvg on Dirichlet(0.5) digits, the surrogate's
+seconds per aggregation round for 10 providers (MLP and CNN on digits, 5 local epochs each), CPU seconds per market
+round and per market task of 3 rounds (one local epoch each, eps = 2, Shapley rewards over the torch coalition
+values, SPEC A.5) at 10, 30 and 100 providers, split into training, settlement (coalition values and Shapley)
+and commit, rounds to a target test accuracy for FedAdp and FedAvg on Dirichlet(0.5) digits, the surrogate's
 per-call cost, and the precision function theta0 / (theta1 + K y) fitted to a real loss curve with its residual.
 Times are CPU seconds of this process (time.process_time), so a loaded machine does not inflate them.
 """
@@ -44,21 +45,27 @@ def seconds_per_round(model: str, rounds: int) -> float:
     return (time.perf_counter() - started) / rounds
 
 
-def market_round_seconds(providers: int, rounds: int) -> tuple[float, int, str]:
-    """CPU seconds of one market round on the torch backend: every provider trains one epoch (eps = 2), the
-    coalition values of SPEC A.5 and the Shapley rewards (B 10, B 13) with the mechanism's defaults; also the
-    value evaluations and the Shapley method of the last round."""
+def market_task_seconds(providers: int, rounds: int) -> dict[str, float | int | str | bool]:
+    """CPU seconds of one market task on the torch backend: start_task, then `rounds` rounds in which every
+    provider trains one epoch (eps = 2), the coalition values of SPEC A.5 give the Shapley rewards (B 10, B 13)
+    with the mechanism's defaults, and the round is committed. Returns the task's total and, per round, the
+    training, the settlement (coalition values, the Taylor control game and Shapley) and the commit; also the
+    value evaluations, the Shapley method and convergence of the last round."""
     from flmarket.market.mechanism import settle_round
 
     backend = make_backend(BackendConfig(name="torch", seed=0, providers=providers, learning_rate=0.05))
     rng = np.random.default_rng(0)
     for provider in range(providers):
         backend.register_provider(provider, rng)
+    clock = time.process_time
+    task_started = clock()
     backend.start_task(0)
-    started = time.process_time()
+    training = settling = committing = 0.0
     settlement = None
     for _ in range(rounds):
+        started = clock()
         updates = [backend.local_update(p, 1, 2.0, "honest", rng) for p in range(providers)]
+        trained = clock()
         value = backend.coalition_value(updates)
         if providers <= 12:  # the exact path: all 2^n coalitions, batched (as the platform does)
             value.values_of(
@@ -67,9 +74,23 @@ def market_round_seconds(providers: int, rounds: int) -> tuple[float, int, str]:
         settlement = settle_round(
             list(range(providers)), value, 39.2, [1] * providers, [10.0] * providers, np.random.default_rng(1)
         )
+        settled = clock()
         backend.commit_round(updates)
+        training += trained - started
+        settling += settled - trained
+        committing += clock() - settled
     assert settlement is not None
-    return (time.process_time() - started) / rounds, settlement.shapley.evaluations, settlement.shapley.method
+    return {
+        "task": clock() - task_started,
+        "round": (training + settling + committing) / rounds,
+        "training": training / rounds,
+        "settlement": settling / rounds,
+        "commit": committing / rounds,
+        "evaluations": settlement.shapley.evaluations,
+        "method": settlement.shapley.method,
+        "converged": settlement.shapley.converged,
+        "relative_se": settlement.shapley.relative_standard_error,
+    }
 
 
 def rounds_to_target(aggregation: str, target: float, max_rounds: int, seed: int) -> tuple[int | None, float]:
@@ -118,11 +139,13 @@ def main() -> None:
     for model in ("mlp", "cnn"):
         print(f"| s/round, {PROVIDERS} providers, {model} on digits | {seconds_per_round(model, timing_rounds):.4f} |")
     for providers in (10, 30, 100):
-        seconds, evaluations, method = market_round_seconds(providers, 1 if args.quick else 2)
+        task = market_task_seconds(providers, 3)
         print(
-            f"| CPU s/market round, {providers} providers (train + Shapley, {method}, {evaluations} values) "
-            f"| {seconds:.2f} |"
+            f"| CPU s/market round, {providers} providers (train {task['training']:.2f} + settle "
+            f"{task['settlement']:.2f} + commit {task['commit']:.2f}; {task['method']}, {task['evaluations']} values, "
+            f"converged {task['converged']}, rel SE {task['relative_se']:.4f}) | {task['round']:.2f} |"
         )
+        print(f"| CPU s/market task of 3 rounds, {providers} providers (start_task included) | {task['task']:.2f} |")
     print(f"| surrogate us/provider (10,000 providers) | {surrogate_microseconds(10_000):.2f} |")
     for aggregation in ("fedavg", "fedadp"):
         results = [rounds_to_target(aggregation, target, max_rounds, seed) for seed in seeds]

@@ -12,7 +12,10 @@ seeds, against exact values, for games that are not sum games to the estimator (
 is one method at the round budget (`--budget`, default 20,000 calls, the scenario default); time per round.
 Third table: rounds of the averaged-model game at n = 20, 40, 60 with a large budget: the value calls and
 seconds the stratified estimator needs to reach the 1 % relative SE target. `--torch` adds real torch-backend
-rounds (digits, one local epoch per provider) at the round budget, with the seconds the training took.
+rounds (digits MLP): at n = 8, 10, 12 the coverage and maximum relative error of sampled estimates against the
+exact values over 20 seeds; at n = 20, 40, 60 (1 and 5 local epochs) the value calls and CPU seconds to the 1 %
+target at the round budget, next to the CPU seconds the round's training took; each with the Taylor control
+game (the default on torch) and without it.
 """
 
 from __future__ import annotations
@@ -180,35 +183,83 @@ def target_rows(sizes: list[int], seeds: int, target: float) -> None:
         )
 
 
-def torch_rows(sizes: list[int], budget: int, target: float) -> None:
-    """Stratified Shapley on real torch-backend rounds (digits, one local epoch per provider): value calls,
-    seconds and relative SE at the round budget, next to the seconds the providers' training took."""
+def _torch_round(players: int, epochs: int, seed: int = 0):
+    """A real torch-backend round (digits MLP, lr 0.05, eps 2, after 2 committed rounds): the coalition value
+    and the CPU seconds the providers' training of this round took."""
     from flmarket.market.fl.backend import BackendConfig, make_backend
 
-    print(f"{'torch round':<16}{'n':>4}{'train s':>9}{'calls':>8}{'shapley s':>11}{'rel SE':>9}  converged")
+    backend = make_backend(BackendConfig(name="torch", seed=seed, providers=players, learning_rate=0.05))
+    rng = np.random.default_rng(seed)
+    for provider in range(players):
+        backend.register_provider(provider, rng)
+    backend.start_task(0)
+    for _ in range(2):
+        backend.commit_round([backend.local_update(p, epochs, 2.0, "honest", rng) for p in range(players)])
+    start = time.process_time()
+    updates = [backend.local_update(p, epochs, 2.0, "honest", rng) for p in range(players)]
+    return backend.coalition_value(updates), time.process_time() - start
+
+
+def torch_accuracy_rows(sizes: list[int], seeds: int, budget: int, target: float) -> None:
+    """Sampled Shapley (exact_max = 3 forces sampling) on real torch rounds against the exact values (B 10)
+    from all 2^n coalitions: coverage of the 95 % t-interval over seeds x players, max relative error
+    max_i |xi^ - xi| / mean_i |xi| (worst seed) and median value calls, with the Taylor control game (the
+    default) and without it. No seconds: the exact values leave every coalition cached."""
+    print(f"{'torch round':<16}{'n':>4} {'estimator':<22}{'cover95':>8}{'max err':>9}{'calls':>8}  converged")
     for players in sizes:
-        backend = make_backend(BackendConfig(name="torch", seed=0, providers=players))
-        rng = np.random.default_rng(0)
-        for provider in range(players):
-            backend.register_provider(provider, rng)
-        backend.start_task(0)
-        backend.commit_round([backend.local_update(p, 1, None, "honest", rng) for p in range(players)])
-        start = time.perf_counter()
-        updates = [backend.local_update(p, 1, None, "honest", rng) for p in range(players)]
-        training = time.perf_counter() - start
-        value = backend.coalition_value(updates)
-        start = time.perf_counter()
-        result = shapley_values(
-            [update.provider_id for update in updates],
-            value,
-            rng=np.random.default_rng(1),
-            target_relative_error=target,
-            max_evaluations=budget,
-        )
-        print(
-            f"{'digits MLP':<16}{players:>4}{training:>9.2f}{result.evaluations:>8}"
-            f"{time.perf_counter() - start:>11.2f}{result.relative_standard_error:>9.4f}  {result.converged}"
-        )
+        value, _ = _torch_round(players, 1)
+        exact = shapley_values(range(players), value).values  # the platform's path: all 2^n, batched
+        scale = float(np.mean(np.abs(exact)))
+        for label, use_control in (("stratified+control", True), ("stratified", False)):
+            covered = trials = converged = 0
+            errors, calls = [], []
+            for seed in range(seeds):
+                result = shapley_values(
+                    range(players),
+                    value,
+                    rng=np.random.default_rng(seed),
+                    exact_max=3,
+                    target_relative_error=target,
+                    max_evaluations=budget,
+                    use_control=use_control,
+                )
+                inside = np.abs(result.values - exact) <= result.interval_half_widths(0.95)
+                covered += int(inside.sum())
+                trials += players
+                errors.append(float(np.max(np.abs(result.values - exact))) / scale)
+                calls.append(result.evaluations)
+                converged += result.converged
+            print(
+                f"{'digits MLP':<16}{players:>4} {label:<22}{covered / trials:>8.3f}{max(errors):>9.4f}"
+                f"{np.median(calls):>8.0f}  {converged}/{seeds}"
+            )
+
+
+def torch_rows(sizes: list[int], budget: int, target: float) -> None:
+    """Stratified Shapley on real torch-backend rounds (digits; 1 and 5 local epochs per provider, eps 2) at
+    the round budget: value calls, CPU seconds (the Taylor control game included) and relative SE, with and
+    without the control game, next to the CPU seconds the providers' training of the round took."""
+    print(
+        f"{'torch round':<16}{'n':>4}{'epochs':>7} {'estimator':<20}{'train s':>8}{'calls':>8}{'shapley s':>10}"
+        f"{'rel SE':>8}  converged"
+    )
+    for epochs in (1, 5):
+        for players in sizes:
+            for label, use_control in (("stratified+control", True), ("stratified", False)):
+                value, training = _torch_round(players, epochs)
+                start = time.process_time()
+                result = shapley_values(
+                    range(players),
+                    value,
+                    rng=np.random.default_rng(1),
+                    target_relative_error=target,
+                    max_evaluations=budget,
+                    use_control=use_control,
+                )
+                print(
+                    f"{'digits MLP':<16}{players:>4}{epochs:>7} {label:<20}{training:>8.2f}{result.evaluations:>8}"
+                    f"{time.process_time() - start:>10.2f}{result.relative_standard_error:>8.4f}  {result.converged}"
+                )
 
 
 def main() -> None:
@@ -266,6 +317,10 @@ def main() -> None:
     print()
     target_rows([20] if arguments.quick else [20, 40, 60], 2 if arguments.quick else 5, arguments.target)
     if arguments.torch:
+        print()
+        torch_accuracy_rows(
+            [8] if arguments.quick else [8, 10, 12], 3 if arguments.quick else 20, arguments.budget, arguments.target
+        )
         print()
         torch_rows([20] if arguments.quick else [20, 40, 60], arguments.budget, arguments.target)
 
