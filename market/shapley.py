@@ -6,6 +6,9 @@
   as control variate, Student-t intervals: `ShapleyResult.interval_half_widths`), or permutation sampling in
   groups of cyclic rotations (each player takes every position once per group), antithetic reversed orders,
   optional truncation; both stop on the standard error and report `converged`.
+- `QuadraticMeanGame`: G(S) = c + mean_S a + (1/2|S|^2) sum_SxS B, exact Shapley values in O(n^2); a value
+  function that offers one (`control_game()`, the torch backend's second-order Taylor model of its coalition
+  values) gets it used as a control variate by the stratified estimator: xi(G) + sampled xi(v - G).
 - `round_coalition_value`: the per-round game of SPEC A.5, v(S) = Q(w_G^r(S)) - Q(w_G^{r-1}), v(empty) = 0.
 - `stratified_sum_game_shapley`: games where v(S) = g(sum of the members' features) (e.g. total data), for
   1,000-10,000 players: stratified over coalition sizes with Neyman allocation of the draws, vectorised,

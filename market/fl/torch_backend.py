@@ -5,7 +5,8 @@ w_global perturbed once with Laplace noise of scale Delta_f / eps per coordinate
 `sensitivity = "per_record"` the per-record gradients are clipped and Delta_f is their bound, formal DP). The
 platform aggregates them with FedAvg, FedAdp or a FedAsync-style mix. Coalition values aggregate subsets of
 the round's stored updates with the same rule and evaluate them on a fixed held-out validation subset, with no
-retraining (see `TorchCoalitionValue`).
+retraining, batched (see `TorchCoalitionValue`); their second-order Taylor model about the mean update is the
+control variate of sampled Shapley values (`TorchCoalitionValue.control_game`).
 """
 
 from __future__ import annotations
