@@ -28,10 +28,12 @@ Modelled signatures ("modelled") keep every check of the protocol but spend no E
   such claim in each of the R rounds of a task is caught at least once in the task with probability
   1 - (1 - rho)^(3R): 8.6 % for R = 3 and 95.1 % for R = 100 at rho = 1 %, and always at rho = 1. A caught
   signature is rejected like a bad real one (`ClaimRejection.BAD_SIGNATURE`, `TimerVerdict.BAD_SIGNATURE`).
-- **Cost.** Each sign and each verify costs simulated time (`SignatureCosts`, defaults measured with
-  `cryptography` on the development machine): a provider waits three signatures' time per claim, and each
-  replica's verifier counts its checks, which the committee turns into processing delay before the replica's
-  next messages leave (agents/provider.py, agents/committee.py).
+- **Cost.** Each sign and each verify costs simulated time (`committee.signature_sign_s` and
+  `committee.signature_verify_s`, defaults measured with `cryptography` on the development machine): a
+  provider waits three signatures' time per claim, and each replica's verifier counts its checks, which the
+  committee turns into processing delay before the replica's next messages leave (agents/provider.py,
+  agents/committee.py). A round's consensus so takes about 6 x claims x verify_s longer than with real
+  signatures, whose CPU time the simulation does not count.
 """
 
 from __future__ import annotations
@@ -81,20 +83,6 @@ class ModelledSignature(bytes):
         if signer is None or modelled_tag(public_key_bytes(signer), message) != self:
             return None
         return signer.sign(message)
-
-
-@dataclass(frozen=True)
-class SignatureCosts:
-    """Simulated seconds one Ed25519 signature and one verification take (modelled signatures)."""
-
-    sign_s: float
-    verify_s: float
-
-    def __post_init__(self) -> None:
-        for name in ("sign_s", "verify_s"):
-            value = getattr(self, name)
-            if not 0.0 <= value < float("inf"):
-                raise LedgerError(f"{name}: must be finite and >= 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -172,7 +160,7 @@ class Ed25519Verifier:
 class ModelledVerifier:
     """Verification of modelled signatures: the binding tag always, a real Ed25519 check on the sample.
 
-    `checks` counts verifications (each costs `SignatureCosts.verify_s` of simulated time); `real_checks`
+    `checks` counts verifications (each costs `committee.signature_verify_s` of simulated time); `real_checks`
     counts the sampled ones that ran Ed25519. The verdict is a pure function of the key, the signature, the
     message and the sample, so a signature remembers its last one: the primary's screening and the replicas'
     shared check of the same claim compute it once (each still counts, and costs, its own verification).
@@ -211,7 +199,6 @@ __all__ = [
     "ModelledSignature",
     "ModelledSigner",
     "ModelledVerifier",
-    "SignatureCosts",
     "SignatureSample",
     "SignatureVerifier",
     "Signer",

@@ -23,7 +23,6 @@ from flmarket.market.consensus.signatures import (
     ModelledSignature,
     ModelledSigner,
     ModelledVerifier,
-    SignatureCosts,
     SignatureSample,
     modelled_tag,
 )
@@ -126,13 +125,11 @@ def test_the_sample_chooses_the_stated_share_from_a_keyed_hash() -> None:
     assert all(ALWAYS.chooses(tag) for tag in tags[:100]) and not any(NEVER.chooses(tag) for tag in tags[:100])
 
 
-def test_sample_and_costs_refuse_bad_values() -> None:
+def test_sample_and_tag_refuse_bad_values() -> None:
     with pytest.raises(LedgerError, match="rate: must be in"):
         SignatureSample(KEY, 1.5)
     with pytest.raises(LedgerError, match="key: must be at least 16 bytes"):
         SignatureSample(b"short", 0.1)
-    with pytest.raises(LedgerError, match="verify_s: must be finite and >= 0"):
-        SignatureCosts(20e-6, -1.0)
     with pytest.raises(LedgerError, match="tag: must be 64 bytes"):
         ModelledSignature(b"x" * 32)
 
