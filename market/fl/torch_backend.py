@@ -404,15 +404,16 @@ class TorchCoalitionValue(CoalitionValue):
         return float(self._evaluate_batch([coalition])[0])
 
     def control_game(self) -> QuadraticMeanGame | None:
-        """The second-order Taylor model of v about the plain mean m of the round's updates, a control variate
+        """The second-order Taylor model of v about FedAvg's aggregate update of all, a control variate
         for sampled Shapley values (`shapley.shapley_values`); None for FedAsync (order-dependent) or no updates.
 
-        With d_i = u_i - m and F(z) = Q_V(w + z) - Q_V(w): v(S) ~ G(S) = F(m) + <g, mean_S d> + (1/2) mean_S d^T
-        H mean_S d, g and H the gradient and Hessian of F at m (torch.func: one grad and n Hessian-vector
-        products, in float32: float64 left the same residual spread at 3x the time). FedAvg's aggregate is
-        w + mean_S u exactly when the members hold equal data (IID shards differ by one record); otherwise, and
-        for FedAdp, G only approximates it, and the estimate stays unbiased, only less tight. Computed once per
-        round.
+        With F(z) = Q_V(w + z) - Q_V(w), rho_i = D_i / mean D, m = mean_i rho_i u_i (FedAvg's aggregate update of
+        all), d_i = rho_i u_i - m and e_i = rho_i - 1, FedAvg's aggregate update of S is (m + delta) / (1 + eps),
+        delta = mean_S d, eps = mean_S e; G(S) is F's second-order expansion in (delta, eps) about m, a
+        `QuadraticMeanGame` (with equal data, eps = 0 and G = F(m) + <g, delta> + delta^T H delta / 2). g and H
+        are F's gradient and Hessian at m (torch.func: one grad and n + 1 Hessian-vector products, in float32:
+        float64 left the same residual spread at 3x the time). For FedAdp G approximates the aggregate less
+        well; the estimate stays unbiased either way, only less tight. Computed once per round.
         """
         if self._backend.config.aggregation == "fedasync" or not self._updates:
             return None
@@ -440,20 +441,39 @@ class TorchCoalitionValue(CoalitionValue):
             logits = functional_call(backend.model, named, (features,))
             return scale / (parameters.output_units + nn.functional.cross_entropy(logits, labels))
 
-        updates = self._matrix.to(torch.float32)
-        mean = updates.mean(dim=0)
-        deviations = updates - mean
+        # FedAvg: w_S - w = mean_S(rho_i u_i) / mean_S(rho_i), rho_i = D_i / mean D; about m = mean(rho u) this is
+        # (m + delta) / (1 + eps) with delta = mean_S d_i, d_i = rho_i u_i - m, and eps = mean_S e_i, e_i = rho_i - 1.
+        ratios = torch.from_numpy(self._sizes / self._sizes.mean()).to(torch.float32)
+        scaled = self._matrix.to(torch.float32) * ratios[:, None]
+        mean = scaled.mean(dim=0)
+        deviations = scaled - mean
+        excess = (ratios - 1.0).double()
         backend.model.eval()
         gradient_of = grad(quality)
         with warnings.catch_warnings():  # torch.func's first jvp scripts a helper with the deprecated torch.jit
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
             gradient = gradient_of(mean)
-            curvature = vmap(lambda direction: jvp(gradient_of, (mean,), (direction,))[1])(deviations)
+            directions = torch.cat([deviations, mean.unsqueeze(0)])
+            curvature = vmap(lambda direction: jvp(gradient_of, (mean,), (direction,))[1])(directions)
+        curvature = curvature.detach().double()
+        deviations, mean, gradient = deviations.double(), mean.double(), gradient.detach().double()
+        slopes = deviations @ gradient  # a_i = <g, d_i>
+        along = float(gradient @ mean)  # <g, m>
+        cross = deviations @ curvature[-1]  # h_i = d_i^T H m
+        bend = float(mean @ curvature[-1])  # m^T H m
+        # second order in (delta, eps): F(m) + <g, delta - eps m - eps delta + eps^2 m>
+        #   + (1/2) (delta - eps m)^T H (delta - eps m), a QuadraticMeanGame in the members' (d_i, e_i)
+        quadratic = (
+            curvature[:-1] @ deviations.T
+            - (torch.outer(excess, slopes) + torch.outer(slopes, excess))
+            - (torch.outer(excess, cross) + torch.outer(cross, excess))
+            + torch.outer(excess, excess) * (2.0 * along + bend)
+        )
         return QuadraticMeanGame(
             tuple(self._ids),
-            float(quality(mean).detach()) - self.base_quality,
-            (deviations @ gradient).detach().numpy(),
-            (curvature @ deviations.T).detach().numpy(),
+            float(quality(mean.float()).detach()) - self.base_quality,
+            (slopes - along * excess).numpy(),
+            quadratic.numpy(),
         )
 
     def values_of(self, coalitions: Iterable[frozenset[int]]) -> np.ndarray:

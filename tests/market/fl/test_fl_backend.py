@@ -221,6 +221,30 @@ def test_taylor_control_game_tracks_the_coalition_values_and_keeps_sampled_shapl
     assert asynchronous.coalition_value([]).control_game() is None  # FedAsync mixes in order: no mean to expand
 
 
+def test_taylor_control_game_with_unequal_shards_is_exact_at_the_grand_coalition() -> None:
+    """Dirichlet shards of unequal size: FedAvg's aggregate update of S is (m + delta) / (1 + eps) about the
+    data-weighted mean m, so G(N) = F(m) = v(N) (delta = eps = 0) and G is a second-order model near N; the
+    sampled estimate with G stays within 4 SE of the exact values (B 10)."""
+    players = 8
+    backend = make_backend(BackendConfig(name="torch", seed=3, providers=players, partition="dirichlet"))
+    rng = np.random.default_rng(0)
+    sizes = [backend.register_provider(provider, rng) for provider in range(players)]
+    assert max(sizes) > 2 * min(sizes)
+    backend.start_task(0)
+    _train_rounds(backend, 2, range(players), rng, privacy_budget=2.0)
+    value = backend.coalition_value([backend.local_update(p, 1, 2.0, "honest", rng) for p in range(players)])
+    game = value.control_game()
+    grand = frozenset(range(players))
+    assert game(grand) == pytest.approx(value(grand), rel=1e-4)  # float32 in both computations
+    near = [grand - {player} for player in range(players)]  # eps and delta small: the model fits closely
+    errors = [abs(game(coalition) - value(coalition)) for coalition in near]
+    gaps = [abs(value(grand) - value(coalition)) for coalition in near]
+    assert max(errors) < 0.1 * max(gaps)  # measured 1%
+    exact = shapley_values(range(players), value).values
+    sampled = shapley_values(range(players), value, rng=np.random.default_rng(1), exact_max=3, max_evaluations=2_000)
+    assert np.all(np.abs(sampled.values - exact) <= 4 * sampled.standard_errors + 1e-12)
+
+
 @pytest.mark.slow  # about 15 s
 def test_sampled_shapley_with_the_control_game_covers_the_exact_values_of_a_torch_round() -> None:
     """Issue 12 item 3 on real coalition values: 10 digits providers, sampled with the control game (exact_max
