@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -236,23 +237,34 @@ class QuadraticMeanGame:
             + (pair_total - row_sums) * pair_out
         )
 
-
-class _ResidualValue:
-    """v(S) - G(S) for a control game G; evaluates batches through v's `values_of` when it has one."""
-
-    def __init__(self, value: CoalitionValue, control: QuadraticMeanGame) -> None:
-        self._value = value
-        self._control = control
-        if hasattr(value, "values_of"):
-            self.values_of = self._values_of
-
-    def __call__(self, coalition: frozenset) -> float:
-        return float(self._value(coalition)) - self._control(coalition)
-
-    def _values_of(self, coalitions: Iterable[frozenset]) -> np.ndarray:
-        wanted = list(coalitions)
-        values = np.asarray(self._value.values_of(wanted), dtype=float)  # type: ignore[attr-defined]
-        return values - np.array([self._control(coalition) for coalition in wanted])
+    def size_marginals(self) -> np.ndarray:
+        """m_i(k) = E[G(T u {i}) - G(T)], T a uniform k-subset of the other players, for k = 0..n-1: an (n, n)
+        array (row k, column i), with xi_i = (1/n) sum_k m_i(k). The same decomposition as `shapley_values`: a
+        player j != i lies in T with probability k / (n-1), a pair of others with k (k-1) / ((n-1)(n-2)), and
+        joining moves 1/|S| from 1/k to 1/(k+1) (1/|S|^2 likewise)."""
+        count = len(self.players)
+        if count == 0:
+            return np.zeros((0, 0))
+        sizes = np.arange(count, dtype=float)
+        after = sizes + 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            one_in = np.where(sizes >= 1, sizes / max(count - 1, 1), 0.0)
+            two_in = np.where(sizes >= 2, sizes * (sizes - 1) / max((count - 1) * (count - 2), 1), 0.0)
+            linear_step = np.where(sizes >= 1, 1.0 / after - 1.0 / sizes, 0.0)
+            square_step = np.where(sizes >= 1, 1.0 / after**2 - 1.0 / sizes**2, 0.0)
+        diagonal = np.diag(self.quadratic)
+        row_sums = self.quadratic.sum(axis=1) - diagonal
+        pair_total = (self.quadratic.sum() - diagonal.sum()) / 2.0
+        constant = np.where(sizes == 0, self.constant, 0.0)
+        return (
+            constant[:, None]
+            + np.outer(1.0 / after, self.linear)
+            + np.outer(one_in * linear_step, self.linear.sum() - self.linear)
+            + 0.5 * np.outer(1.0 / after**2, diagonal)
+            + 0.5 * np.outer(one_in * square_step, diagonal.sum() - diagonal)
+            + np.outer(one_in / after**2, row_sums)
+            + np.outer(two_in * square_step, pair_total - row_sums)
+        )
 
 
 def round_coalition_value(
@@ -301,16 +313,17 @@ def shapley_values(
       the raw total agrees with v(N) - v(empty) within 3 SE (converged), or when another replicate could
       exceed `max_evaluations`. A value function with `values_of` gets each replicate's coalitions in one
       batch. With a control game and `strata` None: first a pilot over CONTROLLED_STRATA = 2 bands, and only
-      if that has not converged, a fresh estimate over REFINED_STRATA = 8 bands with the rest of the budget.
+      if that has not converged, a fresh estimate with the sizes 1 (and 2) exact when all pairs (and
+      triples) cost at most a quarter of the budget and REFINED_STRATA = 8 bands over the rest.
     - "rotations": the permutation groups below. A group costs 2n(n-1) calls, so a budget of 20,000 calls
       allows 2 groups at n = 60, and an SE from 2 groups has one degree of freedom (issue 12 measured 68-91 %
       coverage of +/-1.96 SE). Kept for truncation and comparison.
 
-    Control variate (stratified only): a game G whose Shapley values are exact (`QuadraticMeanGame`, e.g. the
-    second-order Taylor model of the torch backend's coalition values) is subtracted: xi = xi(G) + the sampled
-    xi(v - G), unbiased whatever G, with the standard error of the residual game's estimate (much smaller when
-    G is close to v). `control` is taken from `value.control_game()` when not given and `use_control`; the
-    stopping rule compares that SE with the mean |xi| of v itself.
+    Control variate (stratified only): a game G whose per-size marginals are exact (`QuadraticMeanGame`, e.g.
+    the second-order Taylor model of the torch backend's coalition values) is subtracted from each draw's
+    marginals and its exact mean added back, with a coefficient per size band fitted on the pilot: unbiased
+    whatever G, and far tighter when G is close to v. `control` is taken from `value.control_game()` when not
+    given and `use_control`.
 
     Rotations: each group draws a uniform random order and
     walks its n cyclic rotations, so every rotation is a uniform random permutation and every player meets
@@ -370,34 +383,42 @@ def shapley_values(
                 DEFAULT_STRATA if strata is None else strata,
                 min_groups,
             )
-        residual = CoalitionCache(
-            _ResidualValue(value, game),
-            max_entries=cache_max_entries,
-            store_size=lambda size: size <= repeated_sizes or size >= player_count - repeated_sizes,
-        )
-        offset = game.shapley_values()
         if strata is not None:
             return _stratified_shapley(
-                ordered, residual, rng, target_relative_error, max_evaluations, strata, min_groups, offset=offset
+                ordered, cache, rng, target_relative_error, max_evaluations, strata, min_groups, control=game
             )
         # Two stages: the pilot of a coarse design (CONTROLLED_STRATA bands) is enough when G fits v well;
-        # otherwise a fresh estimate with REFINED_STRATA bands (narrower at small sizes, where the Taylor model
-        # fits least) spends the rest of the budget, reusing the cached end sizes.
+        # otherwise a fresh estimate spends the rest of the budget with the sizes 1 (and 2) exact where all
+        # pairs (and triples) cost at most a quarter of it (the Taylor model fits worst there) and
+        # REFINED_STRATA bands over the other sizes, reusing the cached end sizes.
         coarse = _stratified_shapley(
             ordered,
-            residual,
+            cache,
             rng,
             target_relative_error,
             max_evaluations,
             CONTROLLED_STRATA,
             min_groups,
-            offset=offset,
+            control=game,
             max_replicates=min_groups,
         )
         if coarse.converged:
             return coarse
+        exact_sizes = 0  # pairs (and triples) exactly when they cost at most a quarter of the budget
+        while exact_sizes < 2 and sum(math.comb(player_count, k) for k in range(2, exact_sizes + 3)) <= (
+            max_evaluations / 4
+        ):
+            exact_sizes += 1
         return _stratified_shapley(
-            ordered, residual, rng, target_relative_error, max_evaluations, REFINED_STRATA, min_groups, offset=offset
+            ordered,
+            cache,
+            rng,
+            target_relative_error,
+            max_evaluations,
+            REFINED_STRATA,
+            min_groups,
+            control=game,
+            exact_sizes=exact_sizes,
         )
     return _sampled_shapley(
         ordered,
@@ -549,6 +570,21 @@ def _draw_size_marginals(
     return marginals
 
 
+def _exact_size_marginals(players: tuple[Hashable, ...], cache: CoalitionCache, size: int) -> np.ndarray:
+    """m_i(k) for k = `size` exactly: the mean over every k-subset T of the other players of v(T u {i}) -
+    v(T), from all C(n, k+1) coalitions of k + 1 players (and the C(n, k) of k, asked for in one batch)."""
+    count = len(players)
+    larger = [frozenset(members) for members in itertools.combinations(players, size + 1)]
+    cache.prefetch([*larger, *(frozenset(members) for members in itertools.combinations(players, size))])
+    index = {player: position for position, player in enumerate(players)}
+    totals = np.zeros(count)
+    for coalition in larger:
+        coalition_value = cache(coalition)
+        for player in coalition:
+            totals[index[player]] += coalition_value - cache(coalition - {player})
+    return totals / math.comb(count - 1, size)
+
+
 def _stratified_shapley(
     players: tuple[Hashable, ...],
     cache: CoalitionCache,
@@ -557,8 +593,9 @@ def _stratified_shapley(
     max_evaluations: int,
     strata: int,
     min_replicates: int,
-    offset: np.ndarray | None = None,
+    control: QuadraticMeanGame | None = None,
     max_replicates: int | None = None,
+    exact_sizes: int = 0,
 ) -> ShapleyResult:
     """(B 10) for any game by sampling stratified over coalition sizes, with exact end sizes and Neyman
     allocation, in independent replicates (the generic form of `stratified_sum_game_shapley`).
@@ -578,13 +615,16 @@ def _stratified_shapley(
     at least `min_replicates` replicates (converged), or when the next replicate could exceed
     `max_evaluations` calls (at least two replicates run).
 
-    With `offset` (the exact Shapley values of a control game G, the cache then holding v - G), the estimate
-    is offset + that of v - G, and the stopping rule compares its SE with the mean |offset + estimate|.
-    `max_replicates` stops after that many replicates (a pilot-only run).
+    With a `control` game G (exact per-size marginals M_i(k), `QuadraticMeanGame.size_marginals`), each draw
+    also gives G's marginals y for the same coalitions (no value calls), and band b's samples become
+    x - beta_b y, plus beta_b times the band's mean of M exactly: unbiased for any beta_b. The pilot uses
+    beta_b = 1; later replicates the least-squares beta_b = Cov(x, y) / Var(y) of the pilot's draws in that band
+    (pooled over players), so a band where G fits badly (|eps| near 1 with unequal shards) uses it less, and
+    the Neyman allocation uses the spread of x - beta_b y. `max_replicates` stops after that many replicates
+    (a pilot-only run). `exact_sizes` = K makes the sizes 1..K exact too, from all coalitions of up to K + 1
+    players: m_i(k) = mean over the k-subsets T of the others of v(T u {i}) - v(T).
     """
     player_count = len(players)
-    shift = np.zeros(player_count) if offset is None else np.asarray(offset, dtype=float)
-    suffix = "" if offset is None else "-quadratic-control"
     grand = frozenset(players)
     cache.prefetch([grand, *(frozenset([player]) for player in players), *(grand - {player} for player in players)])
     empty_value = cache(frozenset())
@@ -595,16 +635,24 @@ def _stratified_shapley(
         )
         / player_count
     )
-    middle = player_count - 2
+    exact_sizes = max(0, min(exact_sizes, player_count - 3))
+    for size in range(1, exact_sizes + 1):
+        ends += _exact_size_marginals(players, cache, size) / player_count
+    middle = player_count - 2 - exact_sizes
     if middle <= 0:  # n <= 2: both sizes are ends, the values are exact
-        return ShapleyResult(players, shift + ends, np.zeros(player_count), cache.evaluations, True, 0, True, "exact")
-    edges = 1 + size_band_edges(middle, strata)
+        return ShapleyResult(players, ends, np.zeros(player_count), cache.evaluations, True, 0, True, "exact")
+    edges = 1 + exact_sizes + size_band_edges(middle, strata)
     band_low, band_high = edges[:-1], edges[1:]
     band_weight = (band_high - band_low) / player_count
     band_count = len(band_low)
     allocation = np.ones(band_count, dtype=np.int64)
-    pilot_sums = np.zeros((band_count, player_count))
-    pilot_squares = np.zeros((band_count, player_count))
+    coefficients = np.zeros(band_count) if control is None else np.ones(band_count)
+    band_control = np.zeros((band_count, player_count))  # the band's mean of G's exact marginals M_i(k)
+    if control is not None:
+        size_marginals = control.size_marginals()
+        for band in range(band_count):
+            band_control[band] = size_marginals[band_low[band] : band_high[band]].mean(axis=0)
+    pilot = np.zeros((5, band_count, player_count))  # sums of x, y, x^2, y^2, x y per band and player
     replicates: list[np.ndarray] = []
     converged = False
     while True:
@@ -621,28 +669,36 @@ def _stratified_shapley(
         cache.prefetch(
             coalition for _, size, ordered in planned for coalition in _draw_coalitions(players, ordered, size)
         )
-        estimate = ends.copy()
         band_totals = np.zeros((band_count, player_count))
         for band, size, ordered in planned:
             marginals = _draw_size_marginals(players, cache, ordered, size)
-            band_totals[band] += marginals
+            controls = np.zeros(player_count)
+            if control is not None:
+                controls = _draw_size_marginals(players, control, ordered, size)
+            band_totals[band] += marginals - coefficients[band] * controls
             if len(replicates) < min_replicates:
-                pilot_sums[band] += marginals
-                pilot_squares[band] += marginals**2
-        estimate += band_weight @ (band_totals / allocation[:, None])
+                pilot[:, band] += (marginals, controls, marginals**2, controls**2, marginals * controls)
+        estimate = ends + band_weight @ (band_totals / allocation[:, None] + coefficients[:, None] * band_control)
         replicates.append(estimate)
         if len(replicates) < min_replicates:
             continue
         means, standard_errors, _ = _efficiency_adjusted_estimate(replicates, grand_value - empty_value)
-        if _relative_standard_error(
-            shift + means, standard_errors
-        ) <= target_relative_error and _efficient_within_error(replicates, grand_value - empty_value):
+        if _relative_standard_error(means, standard_errors) <= target_relative_error and _efficient_within_error(
+            replicates, grand_value - empty_value
+        ):
             converged = True
             break
-        if len(replicates) == min_replicates:  # the pilot is complete: Neyman allocation from its spreads
+        if len(replicates) == min_replicates:  # the pilot is complete: coefficients and Neyman allocation
             count = len(replicates)
-            variance = np.maximum(pilot_squares - pilot_sums**2 / count, 0.0) / (count - 1)
-            score = band_weight * np.sqrt(variance.mean(axis=1))
+            sums, control_sums, squares, control_squares, products = pilot
+            variance = (squares - sums**2 / count) / (count - 1)
+            control_variance = (control_squares - control_sums**2 / count) / (count - 1)
+            covariance = (products - sums * control_sums / count) / (count - 1)
+            if control is not None:
+                pooled = control_variance.sum(axis=1)
+                coefficients = np.divide(covariance.sum(axis=1), pooled, out=np.zeros(band_count), where=pooled > 0.0)
+            left = variance - 2.0 * coefficients[:, None] * covariance + coefficients[:, None] ** 2 * control_variance
+            score = band_weight * np.sqrt(np.maximum(left, 0.0).mean(axis=1))
             if score.sum() > 0.0:
                 allocation = 1 + np.round(band_count * score / score.sum()).astype(np.int64)
     means, standard_errors, freedom = _efficiency_adjusted_estimate(replicates, grand_value - empty_value)
@@ -651,13 +707,13 @@ def _stratified_shapley(
     standard_errors = np.maximum(standard_errors, float(np.median(standard_errors)))
     return ShapleyResult(
         players,
-        shift + means,
+        means,
         standard_errors,
         cache.evaluations,
         False,
         len(replicates),
         converged,
-        "stratified-by-size" + suffix,
+        "stratified-by-size" + ("" if control is None else "-quadratic-control"),
         degrees_of_freedom=freedom,
     )
 
