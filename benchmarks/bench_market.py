@@ -439,12 +439,16 @@ def measure_memory(
     the collector settings of `MarketModel.run` (`collector_tuned`).
 
     Run first in the process: memory freed by earlier, larger models would otherwise be reused and hide growth.
-    With `trace_lines`, tracemalloc runs from the warm-up's end and the lines whose live allocations grew most
-    are printed (the RSS then includes tracemalloc's own memory).
+    With `trace_lines`, tracemalloc traces the whole run (from before the model is built: a snapshot taken
+    later would count every object allocated since, steady-state replacements included) and the lines whose
+    live allocations grew from the warm-up's end to the last task are printed; the RSS then includes
+    tracemalloc's own memory.
     """
     total_tasks = 10 * warmup_tasks
     case = MarketCase(providers, total_tasks, verification)
     with tempfile.TemporaryDirectory(prefix="bench-market-") as directory, collector_tuned():
+        if trace_lines:
+            tracemalloc.start(1)
         log = EventLog(Path(directory) / "events", flush_every=2_000)
         model = build_model(case, log)
         started = time.perf_counter()
@@ -454,16 +458,20 @@ def measure_memory(
         if progress:
             print(f"  warm-up done: RSS {warm / 2**20:,.1f} MiB after a full collection", flush=True)
         if trace_lines:
-            tracemalloc.start(1)
             before = tracemalloc.take_snapshot()
+            traced_warm = tracemalloc.get_traced_memory()[0]
         run_until_finished(model, total_tasks, report)
         final = rss_bytes()
         wall_s = time.perf_counter() - started
         if trace_lines:
             after = tracemalloc.take_snapshot()
+            traced_final = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
             growth = after.compare_to(before, "lineno")
-            print(f"\nAllocations that grew from task {warmup_tasks} to {total_tasks} (tracemalloc, by line):")
+            print(
+                f"\nLive Python allocations (tracemalloc): {traced_warm / 2**20:,.1f} MiB after task {warmup_tasks}, "
+                f"{traced_final / 2**20:,.1f} MiB after task {total_tasks}; the lines that grew most:"
+            )
             for stat in growth[:trace_lines]:
                 print(f"  {stat.size_diff / 2**20:+8.2f} MiB {stat.count_diff:+9,d} blocks  {stat.traceback}")
         log.close()
