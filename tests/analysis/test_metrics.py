@@ -389,6 +389,7 @@ def test_a_real_run_directory_and_its_frame_agree_and_welfare_is_the_sum_of_util
     assert set(narrow.columns) < set(frame.columns) and len(narrow) == 10
     assert cached.frame(["not_a_kind_of_this_run"]).empty  # an undeclared kind reads as no events
 
+
 def test_mechanism_targets_by_hand() -> None:
     # Task 0, three rounds: round 0 trains delta_k (not counted), gamma 2 then 0 -> 1 of 2 later rounds >= 1.
     # Paid updates: rounds 0-2 x agents 1, 2 = 6; agent 2 violates IR in round 1 twice (one update, one count)
