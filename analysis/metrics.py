@@ -38,7 +38,7 @@ class RunEvents:
         self._declared: set[str] | None = None
 
     def frame(self, kinds: Sequence[str]) -> pd.DataFrame:
-        """The events of `kinds`, in seq order."""
+        """The events of `kinds`, kind after kind (`events_of` puts them in seq order)."""
         if self._declared is None:
             self._declared = set(checked_run(self.run_dir).schema)
         wanted = [kind for kind in dict.fromkeys(kinds) if kind in self._declared]
@@ -48,8 +48,7 @@ class RunEvents:
         parts = [self._frames[kind] for kind in wanted if not self._frames[kind].empty]
         if not parts:
             return pd.DataFrame(columns=["time", "seq", "kind", "agent"])
-        joined = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-        return joined.sort_values("seq", kind="stable")
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)  # events_of orders by seq
 
 
 EventSource = str | Path | pd.DataFrame | RunEvents
