@@ -717,6 +717,21 @@ def _proportion_panel(axis: Axes, frame: pd.DataFrame, x: str, successes: str, t
     axis.set_title("enforceable (k/n)", fontsize="medium")
 
 
+def _enforceable_means(axis: Axes, enforceable: pd.DataFrame, x: str, name: str, label: str) -> None:
+    """Means of `name` over the enforceable draws against `x`, with their interval (NAME_low, NAME_high) as
+    error bars: the P'_max panels of Figs. 8-10."""
+    axis.errorbar(
+        enforceable[x],
+        enforceable[name],
+        yerr=_error_pair(enforceable, name, f"{name}_low", f"{name}_high"),
+        fmt="o-",
+        capsize=3,
+        color=colour(0),
+        markersize=4,
+        label=label,
+    )
+
+
 def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Fig. 8: against alliance size M, (a) the welfare: the largest enforceable welfare P'_max (mean over the
     enforceable draws, with its interval), the paper's P_max (mean over all draws), Monte-Carlo play against
@@ -726,20 +741,8 @@ def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
     frame = rows.sort_values("alliance_size")
     size = frame["alliance_size"].to_numpy(dtype=float)
     enforceable = frame[np.isfinite(frame["largest_enforceable_welfare"].to_numpy(dtype=float))]
-    welfare_axis.errorbar(
-        enforceable["alliance_size"],
-        enforceable["largest_enforceable_welfare"],
-        yerr=_error_pair(
-            enforceable,
-            "largest_enforceable_welfare",
-            "largest_enforceable_welfare_low",
-            "largest_enforceable_welfare_high",
-        ),
-        fmt="o-",
-        capsize=3,
-        color=colour(0),
-        markersize=4,
-        label="P'_max, enforceable draws",
+    _enforceable_means(
+        welfare_axis, enforceable, "alliance_size", "largest_enforceable_welfare", "P'_max, enforceable draws"
     )
     welfare_axis.plot(size, frame["paper_maximum"], "s--", color=colour(1), markersize=4, label="paper P_max (Z 12/13)")
     welfare_axis.plot(
@@ -752,16 +755,7 @@ def mmzd_alliance_size_figure(rows: pd.DataFrame, title: str) -> Figure:
     welfare_axis.set_ylabel("social welfare")
     welfare_axis.set_title("welfare", fontsize="medium")
     integer_ticks(welfare_axis)
-    relative_axis.errorbar(
-        enforceable["alliance_size"],
-        enforceable["relative_maximum"],
-        yerr=_error_pair(enforceable, "relative_maximum", "relative_maximum_low", "relative_maximum_high"),
-        fmt="o-",
-        capsize=3,
-        color=colour(0),
-        markersize=4,
-        label="P'_max / P(R, ..., R)",
-    )
+    _enforceable_means(relative_axis, enforceable, "alliance_size", "relative_maximum", "P'_max / P(R, ..., R)")
     relative_axis.plot(
         enforceable["alliance_size"],
         enforceable["relative_to_optimum"],
@@ -793,32 +787,11 @@ def mmzd_against_players_figure(rows: pd.DataFrame, title: str) -> Figure:
     players = frame["players"].to_numpy(dtype=float)
     _proportion_panel(share_axis, frame, "players", "feasible_samples", "samples")
     enforceable = frame[np.isfinite(frame["largest_enforceable_welfare"].to_numpy(dtype=float))]
-    welfare_axis.errorbar(
-        enforceable["players"],
-        enforceable["largest_enforceable_welfare"],
-        yerr=_error_pair(
-            enforceable,
-            "largest_enforceable_welfare",
-            "largest_enforceable_welfare_low",
-            "largest_enforceable_welfare_high",
-        ),
-        fmt="o-",
-        capsize=3,
-        color=colour(0),
-        markersize=4,
-        label="P'_max, enforceable draws",
-    )
+    _enforceable_means(welfare_axis, enforceable, "players", "largest_enforceable_welfare", "P'_max, enforceable draws")
     welfare_axis.set_ylabel("P'_max (enforceable draws)")
     welfare_axis.set_title("largest enforceable welfare", fontsize="medium")
-    relative_axis.errorbar(
-        enforceable["players"],
-        enforceable["relative_maximum"],
-        yerr=_error_pair(enforceable, "relative_maximum", "relative_maximum_low", "relative_maximum_high"),
-        fmt="o-",
-        capsize=3,
-        color=colour(0),
-        markersize=4,
-        label="P'_max / P(R, ..., R), enforceable draws",
+    _enforceable_means(
+        relative_axis, enforceable, "players", "relative_maximum", "P'_max / P(R, ..., R), enforceable draws"
     )
     relative_axis.plot(
         players,

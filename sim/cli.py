@@ -95,9 +95,10 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("tasks finished", f"{result.tasks_finished}")
     table.add_row("simulated time", f"{result.final_time_s:,.1f} s")
     table.add_row("mean welfare per task", f"{result.mean_welfare:.4f}")
-    from flmarket.analysis.metrics import reference_summary  # the task games' yardsticks (SPEC B.1, B.2)
+    from flmarket.analysis.metrics import RunEvents, mechanism_targets, reference_summary
 
-    references = reference_summary(result.run_dir)
+    events = RunEvents(result.run_dir)  # one read per kind for both summaries
+    references = reference_summary(events)  # the task games' yardsticks (SPEC B.1, B.2)
     table.add_row(
         "social optimum: rounds / welfare",
         f"{references['optimum_total_participation']:.1f} / {references['optimum_welfare']:.4f}",
@@ -109,9 +110,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("all-defect Nash welfare", f"{references['nash_welfare']:.4f}")
     table.add_row("mean rounds taken part", f"{references['mean_total_participation']:.1f}")
     table.add_row("welfare position (Nash 0, optimum 1)", f"{references['welfare_position']:.3f}")
-    from flmarket.analysis.metrics import mechanism_targets  # BGFL's economic targets (issue 12)
-
-    targets = mechanism_targets(result.run_dir)
+    targets = mechanism_targets(events)  # BGFL's economic targets (issue 12)
     if targets["paid_updates"] > 0:
         table.add_row("gamma_NE >= 1 epoch (B 24), share of rounds", f"{targets['gamma_at_least_one_share']:.0%}")
         table.add_row(
