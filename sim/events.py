@@ -35,6 +35,7 @@ from array import array
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,9 @@ class EventKind:
     fields: tuple[tuple[str, type], ...]
     description: str = ""
 
-    @property
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
-        """The names of the kind's own fields, in declaration order."""
+        """The names of the kind's own fields, in declaration order (computed once per kind)."""
         return tuple(name for name, _ in self.fields)
 
 

@@ -165,6 +165,7 @@ class Overlay:
         self._latency_cache: dict[int, _Tree] = {}
         self._arrays_cache: _Arrays | None = None
         self.leaves: dict[int, dict[int, float]] = {}
+        self._emit_sent: Callable[..., int] | None = None  # the compiled message_sent emitter, made on first use
 
     # -- membership -------------------------------------------------------------------------------------------
     def adopt(self, graph: nx.Graph) -> None:
@@ -319,15 +320,11 @@ class Overlay:
             self._drop(message, receiver, "unreachable" if self.is_online(receiver) else "offline")
             return None
         if self.config.log_messages:
-            self.log.emit(
-                self.env.now,
-                "message_sent",
-                message.sender,
-                message_kind=message.kind,
-                receiver=receiver,
-                size_bytes=message.size_bytes,
-                delivery_time=self.env.now + delay,
-            )
+            emit_sent = self._emit_sent
+            if emit_sent is None:
+                emit_sent = self._emit_sent = self.log.emitter("message_sent")
+            now = self.env.now
+            emit_sent(now, message.sender, message.kind, receiver, message.size_bytes, now + delay)
         self._deliver_later(receiver, message, delay)
         return delay
 
