@@ -36,6 +36,10 @@ EVENTS_DIR = "events"
 
 _TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
 _COMMON_TYPES = {"time": pa.float64(), "seq": pa.int64(), "kind": pa.string(), "agent": pa.int64()}
+# Reads allocate from the system allocator, not Arrow's default (mimalloc), which keeps the pages a scan frees:
+# with it a 1,500-task run's report peaked at 344 MB, with the system allocator at 293 MB (bench_analysis.py).
+_POOL = pa.system_memory_pool()
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype()}
 _PART = re.compile(r"part-(\d{6})\.parquet")
 _CHECKPOINT = re.compile(r"checkpoint-(\d{6})-\d{4}\.parquet")
 _KIND_DIR = re.compile(r"kind=([A-Za-z_][A-Za-z0-9_]*)")
@@ -183,7 +187,8 @@ def _seq_problems(files: dict[str, Path]) -> tuple[np.ndarray, list[str]]:
     arrays, owners = [], []
     for relative, path in files.items():
         try:
-            seqs = pq.ParquetFile(path).read(columns=["seq"], use_threads=False).column(0).to_numpy()
+            scan = ds.dataset(str(path), format="parquet")
+            seqs = scan.to_table(columns=["seq"], use_threads=False, memory_pool=_POOL).column(0).to_numpy()
         except (pa.ArrowException, OSError) as error:
             return np.empty(0, np.int64), [f"{relative}: not a readable Parquet part ({error})"]
         arrays.append(seqs)
@@ -386,13 +391,20 @@ def event_files(run_dir: str | Path, kinds: list[str] | None = None) -> dict[str
     return files
 
 
-def load_events_table(
-    run_dir: str | Path,
-    kinds: list[str] | None = None,
-    columns: list[str] | None = None,
-    filters: Any = None,
-) -> pa.Table:
-    """Events of a run as one Arrow table in seq order, verified against the manifest (see `load_events`)."""
+@dataclass(frozen=True)
+class _Scan:
+    """What a read selected: the run, its check, the kinds, the wanted columns (schema order) and the filter."""
+
+    path: Path
+    check: RunCheck
+    kinds: list[str]
+    schema: pa.Schema
+    wanted: list[str]
+    filters: Any
+
+
+def _plan_scan(run_dir: str | Path, kinds: Any, columns: Any, filters: Any) -> _Scan:
+    """Verify the run and resolve `kinds`, `columns` and `filters` (errors name the field and what is allowed)."""
     path = _run_path(run_dir)
     check = checked_run(path)
     selected = _select_kinds(check, kinds)
@@ -409,39 +421,129 @@ def load_events_table(
         wanted = [name for name in schema.names if name in COMMON_COLUMNS or name in columns]
     else:
         wanted = schema.names
-    files = [
-        str(path / EVENTS_DIR / name) for name in check.parts if name.split("/", 1)[0].removeprefix("kind=") in selected
-    ]
-    if not files:
-        return schema.empty_table().select(wanted)
-    dataset = ds.dataset(
-        files,
-        schema=schema,
-        format="parquet",
-        partitioning=ds.partitioning(pa.schema([("kind", pa.string())]), flavor="hive"),
-        partition_base_dir=str(path / EVENTS_DIR),
-    )
     if filters is not None and not isinstance(filters, ds.Expression):
         filters = pq.filters_to_expression(filters)
     if check.partial and check.complete_through != check.last_seq:  # a partial run: the events before the hole
         prefix = ds.field("seq") <= (-1 if check.complete_through is None else check.complete_through)
         filters = prefix if filters is None else filters & prefix
+    return _Scan(path, check, selected, schema, wanted, filters)
+
+
+def _read(scan: _Scan, kinds: list[str], columns: list[str]) -> pa.Table | None:
+    """The rows of `kinds` that pass the scan's filter, projected to `columns` (None when no part holds them).
+
+    The dataset has the union schema of the scan's kinds, so a filter on a field a kind lacks sees nulls there and
+    passes none of its rows."""
+    files = [
+        str(scan.path / EVENTS_DIR / name)
+        for name in scan.check.parts
+        if name.split("/", 1)[0].removeprefix("kind=") in kinds
+    ]
+    if not files:
+        return None
+    dataset = ds.dataset(
+        files,
+        schema=scan.schema,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("kind", pa.string())]), flavor="hive"),
+        partition_base_dir=str(scan.path / EVENTS_DIR),
+    )
     try:
-        table = dataset.to_table(columns=wanted, filter=filters, use_threads=False)
+        return dataset.to_table(columns=columns, filter=scan.filters, use_threads=False, memory_pool=_POOL)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ValueError(f"filters: cannot be applied to the kinds {', '.join(selected)} ({error})") from None
+        raise ValueError(f"filters: cannot be applied to the kinds {', '.join(scan.kinds)} ({error})") from None
+
+
+def load_events_table(
+    run_dir: str | Path,
+    kinds: list[str] | None = None,
+    columns: list[str] | None = None,
+    filters: Any = None,
+) -> pa.Table:
+    """Events of a run as one Arrow table in seq order, verified against the manifest (see `load_events`).
+
+    One table has one schema, so each kind's rows carry nulls in the other kinds' fields: for many kinds at once
+    `load_events`, which never builds that padded table, needs much less memory."""
+    scan = _plan_scan(run_dir, kinds, columns, filters)
+    table = _read(scan, scan.kinds, scan.wanted)
+    if table is None:
+        return scan.schema.empty_table().select(scan.wanted)
     return table.sort_by("seq")
+
+
+def _kind_tables(scan: _Scan) -> dict[str, pa.Table]:
+    """Each selected kind's rows, with only the common columns and that kind's own wanted fields (no padding)."""
+    tables: dict[str, pa.Table] = {}
+    for kind in scan.kinds:
+        own = scan.check.schema[kind]
+        table = _read(scan, [kind], [name for name in scan.wanted if name in COMMON_COLUMNS or name in own])
+        if table is not None and table.num_rows:
+            tables[kind] = table
+    return tables
+
+
+def _scatter(data_type: pa.DataType, total: int, pieces: list[tuple[np.ndarray, pa.ChunkedArray]]) -> Any:
+    """One column of the merged frame: each piece's values at its rows, missing (NaN or NA) elsewhere; the pandas
+    types are `events_frame`'s (float64, nullable Int64, boolean and string)."""
+    if pa.types.is_floating(data_type):
+        values = np.full(total, np.nan)
+        for rows, column in pieces:
+            values[rows] = column.to_numpy()
+        return values
+    if pa.types.is_string(data_type):  # gathered in Arrow (one null appended for the rows of other kinds)
+        chunks = [chunk for _, column in pieces for chunk in column.chunks]
+        gather = np.full(total, sum(len(chunk) for chunk in chunks), dtype=np.int64)
+        start = 0
+        for rows, column in pieces:
+            gather[rows] = np.arange(start, start + len(column))
+            start += len(column)
+        strings = pa.concat_arrays([*chunks, pa.nulls(1, data_type)], memory_pool=_POOL).take(pa.array(gather))
+        return pa.chunked_array([strings]).to_pandas(types_mapper=_PANDAS_TYPES.get, memory_pool=_POOL)
+    numpy_type = np.bool_ if pa.types.is_boolean(data_type) else np.int64
+    values = np.zeros(total, dtype=numpy_type)
+    missing = np.ones(total, dtype=np.bool_)
+    for rows, column in pieces:
+        values[rows] = column.fill_null(False if numpy_type is np.bool_ else 0).to_numpy()
+        missing[rows] = column.is_null().to_numpy()
+    if numpy_type is np.bool_:
+        return pd.arrays.BooleanArray(values, missing)
+    return pd.arrays.IntegerArray(values, missing)
+
+
+def _merged_frame(scan: _Scan, tables: dict[str, pa.Table]) -> pd.DataFrame:
+    """The kinds' narrow tables as one frame in seq order, built column by column: each column is allocated once
+    and filled at its kinds' rows, so no padded Arrow table or intermediate frame is made."""
+    if not tables:
+        return events_frame(scan.schema.empty_table().select(scan.wanted))
+    kinds = list(tables)
+    sizes = np.array([tables[kind].num_rows for kind in kinds])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(offsets[-1])
+    order = np.argsort(np.concatenate([tables[kind]["seq"].to_numpy() for kind in kinds]), kind="stable")
+    position = np.empty(total, dtype=np.intp)
+    position[order] = np.arange(total)
+    rows = {kind: position[offsets[index] : offsets[index + 1]] for index, kind in enumerate(kinds)}
+    columns: dict[str, Any] = {}
+    for name in scan.wanted:
+        if name == "kind":
+            categories = sorted(kinds)
+            codes = np.empty(total, dtype=np.int16)
+            for kind in kinds:
+                codes[rows[kind]] = categories.index(kind)
+            category_type = pd.CategoricalDtype(pd.Index(categories, dtype=pd.StringDtype()))
+            columns[name] = pd.Categorical.from_codes(codes, dtype=category_type)
+            continue
+        pieces = [(rows[kind], tables[kind][name]) for kind in kinds if name in tables[kind].column_names]
+        column = _scatter(scan.schema.field(name).type, total, pieces)
+        if name == "seq":
+            column = np.asarray(column, dtype=np.int64)
+        columns[name] = column
+    return pd.DataFrame(columns, copy=False)
 
 
 def events_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow events to pandas: `kind` categorical, nullable integer/boolean/string fields, seq as index order."""
-    frame = table.to_pandas(
-        types_mapper={
-            pa.int64(): pd.Int64Dtype(),
-            pa.bool_(): pd.BooleanDtype(),
-            pa.string(): pd.StringDtype(),
-        }.get
-    )
+    frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get, memory_pool=_POOL)
     if "seq" in frame.columns:
         frame["seq"] = frame["seq"].astype("int64")
     if "time" in frame.columns:
@@ -465,8 +567,9 @@ def load_events(
     pushed down to the scan (a kind without the field has no rows that pass). The parts are verified against the
     manifest first: `RunIntegrityError` on a problem, `PartialRunWarning` for a run that did not finish.
     """
-    frame = events_frame(load_events_table(run_dir, kinds, columns, filters))
-    # The scan's decoding buffers are freed by now, but Arrow's allocator (mimalloc or jemalloc) keeps the pages:
-    # hand them back so a report's RSS is its frames, not the scan's peak (about 120 MB on a 1,500-task run).
-    pa.default_memory_pool().release_unused()
+    scan = _plan_scan(run_dir, kinds, columns, filters)
+    frame = _merged_frame(scan, _kind_tables(scan))
+    # The scan's decoding buffers are freed by now, but the allocator may keep their pages: hand them back
+    # (malloc_trim for the system allocator) so a report's RSS is its frames, not the scan's peak.
+    _POOL.release_unused()
     return frame

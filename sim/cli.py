@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -329,6 +330,10 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flmarket` console script."""
+    # Arrow's default allocator (mimalloc) keeps the pages it frees; the system allocator costs the same CPU and
+    # lowers peak RSS (a 1,500-task report: 344 -> 299 MB; a 400-task run: 283 -> 246 MB). Only a process that
+    # has not imported pyarrow yet takes it, and a user's own ARROW_DEFAULT_MEMORY_POOL wins.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_in(argv)
     parser = build_parser(command if command is not None else "")

@@ -24,7 +24,9 @@ from flmarket.analysis import metrics
 from flmarket.analysis.load import (
     PartialRunWarning,
     RunIntegrityError,
+    events_frame,
     load_events,
+    load_events_table,
     load_manifest,
     verify_run,
 )
@@ -103,6 +105,32 @@ def test_kinds_columns_and_filters_give_the_rows_pandas_gives(run) -> None:
         pdt.assert_series_equal(
             narrow[name], wanted[name].reset_index(drop=True), check_dtype=False, check_categorical=False
         )
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        {},
+        {"kinds": ["reward_paid", "round_finished", "action_chosen"]},
+        {"kinds": ["round_finished", "reward_paid"], "columns": ["task", "paid"], "filters": [("round", ">=", 1)]},
+        {"filters": [("task", "<", 2)]},
+        {"kinds": ["provider_payoff"]},
+    ],
+)
+def test_the_merged_frame_is_what_pandas_makes_of_the_padded_arrow_table(run, selection) -> None:
+    """load_events builds the frame column by column from each kind's own fields, never making the padded table;
+    Arrow's padded table, sorted by seq and converted by pandas, is the independent answer (values, order, and
+    the pandas array type of every column: float64, Int64, boolean, Arrow-backed string, categorical kind)."""
+    merged = load_events(run, **selection)
+    padded = events_frame(load_events_table(run, **selection))
+    assert len(merged) > 0
+    pdt.assert_frame_equal(merged, padded, check_exact=True)
+    for name in merged.columns:
+        assert type(merged[name].array) is type(padded[name].array), name
+        assert merged[name].dtype == padded[name].dtype, name
+    if "kind" in merged.columns:
+        assert list(merged["kind"].cat.categories) == list(padded["kind"].cat.categories)
+        assert merged["kind"].cat.categories.dtype == padded["kind"].cat.categories.dtype
 
 
 def test_a_kind_the_run_never_logged_is_an_empty_frame_with_its_columns(run) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -165,6 +166,23 @@ def test_a_command_imports_its_own_module_only() -> None:
     assert "flmarket.sim.config" in loaded
     assert not {"flmarket.analysis.report", "flmarket.analysis.reproduce", "flmarket.sim.calibrate"} & loaded
     assert not {name for name in loaded if name.split(".")[0] in ("matplotlib", "dask", "distributed", "torch")}
+
+
+@pytest.mark.parametrize(("user_setting", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_line_reads_with_the_system_allocator_unless_the_user_chose_one(user_setting, expected) -> None:
+    """`flmarket` sets Arrow's allocator to the system one before pyarrow loads (it returns freed pages, so a
+    report's peak RSS falls; bench_analysis.py), and leaves a user's ARROW_DEFAULT_MEMORY_POOL alone."""
+    script = (
+        "from flmarket.sim.cli import main\n"
+        "main(['validate', 'quickstart'])\n"
+        "import pyarrow\n"
+        "print('POOL', pyarrow.default_memory_pool().backend_name)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "ARROW_DEFAULT_MEMORY_POOL"}
+    if user_setting is not None:
+        environment["ARROW_DEFAULT_MEMORY_POOL"] = user_setting
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=environment)
+    assert result.stdout.rsplit("POOL ", 1)[1].strip() == expected
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
