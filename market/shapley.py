@@ -312,9 +312,11 @@ def shapley_values(
       Stops after at least `min_groups` replicates once max_i SE_i <= target_relative_error * mean_i |xi_i| and
       the raw total agrees with v(N) - v(empty) within 3 SE (converged), or when another replicate could
       exceed `max_evaluations`. A value function with `values_of` gets each replicate's coalitions in one
-      batch. With a control game and `strata` None: first a pilot over CONTROLLED_STRATA = 2 bands, and only
-      if that has not converged, a fresh estimate with the sizes 1 (and 2) exact when all pairs (and
-      triples) cost at most a quarter of the budget and REFINED_STRATA = 8 bands over the rest.
+      batch. With a control game and `strata` None: first a pilot over CONTROLLED_STRATA = 2 bands, continued
+      with more replicates when its relative SE projects the target within the second design's minimum cost
+      (calls x (SE / target)^2); only if that has not converged, a fresh estimate with the sizes 1 (and 2)
+      exact when all pairs (and triples) cost at most a quarter of the budget and REFINED_STRATA = 8 bands over
+      the rest.
     - "rotations": the permutation groups below. A group costs 2n(n-1) calls, so a budget of 20,000 calls
       allows 2 groups at n = 60, and an SE from 2 groups has one degree of freedom (issue 12 measured 68-91 %
       coverage of +/-1.96 SE). Kept for truncation and comparison.
@@ -387,28 +389,35 @@ def shapley_values(
             return _stratified_shapley(
                 ordered, cache, rng, target_relative_error, max_evaluations, strata, min_groups, control=game
             )
-        # Two stages: the pilot of a coarse design (CONTROLLED_STRATA bands) is enough when G fits v well;
-        # otherwise a fresh estimate spends the rest of the budget with the sizes 1 (and 2) exact where all
-        # pairs (and triples) cost at most a quarter of it (the Taylor model fits worst there) and
-        # REFINED_STRATA bands over the other sizes, reusing the cached end sizes.
-        coarse = _stratified_shapley(
-            ordered,
-            cache,
-            rng,
-            target_relative_error,
-            max_evaluations,
-            CONTROLLED_STRATA,
-            min_groups,
-            control=game,
-            max_replicates=min_groups,
-        )
-        if coarse.converged:
-            return coarse
+        # Two designs: a coarse one (CONTROLLED_STRATA bands) is enough when G fits v well: its pilot, then, if the
+        # pilot projects reaching the target within the refined design's minimum cost, more replicates of it with
+        # the pilot's coefficients and Neyman allocation. Otherwise a fresh estimate spends the rest of the budget
+        # with the sizes 1 (and 2) exact where all pairs (and triples) cost at most a quarter of it (the Taylor
+        # model fits worst there) and REFINED_STRATA bands over the other sizes, reusing the cached end sizes.
         exact_sizes = 0  # pairs (and triples) exactly when they cost at most a quarter of the budget
         while exact_sizes < 2 and sum(math.comb(player_count, k) for k in range(2, exact_sizes + 3)) <= (
             max_evaluations / 4
         ):
             exact_sizes += 1
+        refined_cost = (
+            2 * player_count
+            + 2
+            + sum(math.comb(player_count, k) for k in range(2, exact_sizes + 2))
+            + min_groups * REFINED_STRATA * (player_count + 1)
+        )
+        coarse = _stratified_shapley(
+            ordered,
+            cache,
+            rng,
+            target_relative_error,
+            min(max_evaluations, refined_cost),
+            CONTROLLED_STRATA,
+            min_groups,
+            control=game,
+            continue_within=refined_cost,
+        )
+        if coarse.converged:
+            return coarse
         return _stratified_shapley(
             ordered,
             cache,
@@ -596,6 +605,7 @@ def _stratified_shapley(
     control: QuadraticMeanGame | None = None,
     max_replicates: int | None = None,
     exact_sizes: int = 0,
+    continue_within: float | None = None,
 ) -> ShapleyResult:
     """(B 10) for any game by sampling stratified over coalition sizes, with exact end sizes and Neyman
     allocation, in independent replicates (the generic form of `stratified_sum_game_shapley`).
@@ -621,8 +631,10 @@ def _stratified_shapley(
     beta_b = 1; later replicates the least-squares beta_b = Cov(x, y) / Var(y) of the pilot's draws in that band
     (pooled over players), so a band where G fits badly (|eps| near 1 with unequal shards) uses it less, and
     the Neyman allocation uses the spread of x - beta_b y. `max_replicates` stops after that many replicates
-    (a pilot-only run). `exact_sizes` = K makes the sizes 1..K exact too, from all coalitions of up to K + 1
-    players: m_i(k) = mean over the k-subsets T of the others of v(T u {i}) - v(T).
+    (a pilot-only run). `continue_within` = C stops after an unconverged pilot unless the calls it projects to reach
+    the target, calls so far x (relative SE / target)^2 (variance falls as 1 / calls), are at most C. `exact_sizes`
+    = K makes the sizes 1..K exact too, from all coalitions of up to K + 1 players: m_i(k) = mean over the k-subsets
+    T of the others of v(T u {i}) - v(T).
     """
     player_count = len(players)
     grand = frozenset(players)
@@ -701,6 +713,11 @@ def _stratified_shapley(
             score = band_weight * np.sqrt(np.maximum(left, 0.0).mean(axis=1))
             if score.sum() > 0.0:
                 allocation = 1 + np.round(band_count * score / score.sum()).astype(np.int64)
+            if continue_within is not None:
+                error = _relative_standard_error(means, standard_errors)
+                ratio = error / target_relative_error if target_relative_error > 0 else math.inf
+                if not cache.evaluations * ratio**2 <= continue_within:  # NaN (no spread to scale) stops too
+                    break
     means, standard_errors, freedom = _efficiency_adjusted_estimate(replicates, grand_value - empty_value)
     # A player whose replicates barely moved may have missed rare pivots (a threshold game), not have none:
     # its SE is floored at the median SE of the players, so its interval is not falsely narrow.

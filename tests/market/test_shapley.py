@@ -664,3 +664,30 @@ def test_a_poor_control_game_costs_calls_not_correctness() -> None:
     assert result.method == "stratified-by-size-quadratic-control"
     assert result.evaluations > 8 * 2 * (players + 1)  # more than the coarse pilot alone
     assert np.all(np.abs(result.values - exact) <= 4 * result.standard_errors)
+
+
+def test_a_pilot_that_projects_the_target_within_the_second_design_goes_on_with_more_replicates() -> None:
+    """The coarse pilot misses the target by 1.5x in relative SE: calls x 1.5^2 is far below the refined design's
+    minimum (ends, all pairs and triples, 8 replicates of 8 bands), so the coarse design continues with its fitted
+    coefficients and Neyman allocation, converges in fewer calls than the refined design's minimum, and stays
+    within 4 SE of the exact values."""
+    from flmarket.market.shapley import REFINED_STRATA, CoalitionCache, _stratified_shapley
+
+    players = 14
+    value, control = mean_update_game(np.random.default_rng(11), players)
+    game = table_game([value(frozenset(i for i in range(players) if mask >> i & 1)) for mask in range(1 << players)])
+    exact = shapley_values(range(players), game, exact_max=players).values
+    pilot = _stratified_shapley(
+        tuple(range(players)), CoalitionCache(game), np.random.default_rng(0), 0.0, 10**6, 2, 8, control, 8
+    )
+    target = pilot.relative_standard_error / 1.5
+    refined_minimum = (
+        2 * players + 2 + math.comb(players, 2) + math.comb(players, 3) + 8 * REFINED_STRATA * (players + 1)
+    )
+    assert pilot.evaluations * 1.5**2 < refined_minimum
+    result = shapley_values(
+        range(players), game, rng=np.random.default_rng(0), exact_max=4, control=control, target_relative_error=target
+    )
+    assert result.converged and result.relative_standard_error <= target
+    assert result.samples > 8 and pilot.evaluations < result.evaluations < refined_minimum
+    assert np.all(np.abs(result.values - exact) <= 4 * result.standard_errors)
