@@ -107,6 +107,21 @@ class CoalitionLosses:
             projected = projected.view(samples, self.update_count, out_size).transpose(0, 1)
             self._first_projections = (projected + first_bias_updates[:, None, :]).reshape(self.update_count, -1)
 
+    def loss_of(self, weights: torch.Tensor) -> torch.Tensor:
+        """H of the one aggregate w + weights @ U ((n,) `weights`), differentiable in `weights`: torch.func takes
+        its gradient and curvature along the round's n update directions instead of the d parameters."""
+        hidden = self._inputs
+        for index, (weight, bias, weight_updates, bias_updates) in enumerate(self._layers):
+            out_size, in_size = weight.shape
+            if index == 0 and self._project_first:
+                hidden = self._first_base + (weights @ self._first_projections).view(-1, out_size)
+            else:
+                matrix = weight + (weights @ weight_updates).view(out_size, in_size)
+                hidden = torch.addmm(bias + weights @ bias_updates, hidden, matrix.T)
+            if index < len(self._layers) - 1:
+                hidden = torch.relu(hidden)
+        return nn.functional.cross_entropy(hidden, self.labels)
+
     def losses(self, weights: torch.Tensor) -> torch.Tensor:
         """H of each aggregate w + weights[j] @ U, j < k: a (k,) float32 tensor (k x n `weights`)."""
         count = weights.shape[0]

@@ -245,6 +245,32 @@ def test_taylor_control_game_with_unequal_shards_is_exact_at_the_grand_coalition
     assert np.all(np.abs(sampled.values - exact) <= 4 * sampled.standard_errors + 1e-12)
 
 
+def test_the_mlp_taylor_game_along_the_update_directions_equals_hessian_vector_products_over_all_parameters() -> None:
+    """For the MLP the Taylor game takes F's gradient and curvature along the n + 1 directions d_1 .. d_n, m
+    (weights over the stacked updates, through `CoalitionLosses.loss_of`: an (n + 1)-dimensional Hessian); the
+    generic path (any model) takes one gradient and n + 1 Hessian-vector products over all 55,210 parameters
+    through functional_call. Unequal Dirichlet shards, so the eps terms count: the games agree to float32."""
+    players = 9
+    backend = make_backend(BackendConfig(name="torch", seed=3, providers=players, partition="dirichlet"))
+    rng = np.random.default_rng(0)
+    for provider in range(players):
+        backend.register_provider(provider, rng)
+    backend.start_task(0)
+    _train_rounds(backend, 2, range(players), rng, privacy_budget=2.0)
+    value = backend.coalition_value([backend.local_update(p, 1, 2.0, "honest", rng) for p in range(players)])
+    reduced = value.control_game()
+    losses, value._losses, value._control = value._losses, None, None  # the generic path, as for the CNN
+    generic = value.control_game()
+    value._losses = losses
+    assert reduced is not generic
+    assert reduced.constant == pytest.approx(generic.constant, rel=1e-4, abs=1e-7)
+    np.testing.assert_allclose(reduced.linear, generic.linear, rtol=1e-4, atol=1e-5 * np.abs(generic.linear).max())
+    scale = np.abs(generic.quadratic).max()
+    np.testing.assert_allclose(reduced.quadratic, generic.quadratic, rtol=1e-4, atol=1e-5 * scale)
+    grand = frozenset(range(players))
+    assert reduced(grand) == pytest.approx(value(grand), rel=1e-4)
+
+
 @pytest.mark.slow  # about 15 s
 def test_sampled_shapley_with_the_control_game_covers_the_exact_values_of_a_torch_round() -> None:
     """Issue 12 item 3 on real coalition values: 10 digits providers, sampled with the control game (exact_max
