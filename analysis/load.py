@@ -569,7 +569,8 @@ def load_events(
     """
     scan = _plan_scan(run_dir, kinds, columns, filters)
     frame = _merged_frame(scan, _kind_tables(scan))
-    # The scan's decoding buffers are freed by now, but the allocator may keep their pages: hand them back
-    # (malloc_trim for the system allocator) so a report's RSS is its frames, not the scan's peak.
+    # The scan's decoding buffers are freed by now, but the allocators may keep their pages: hand them back
+    # (malloc_trim for the system allocator; Arrow's default one did the gathers) so RSS is the frame's.
     _POOL.release_unused()
+    pa.default_memory_pool().release_unused()
     return frame

@@ -469,7 +469,7 @@ class TorchCoalitionValue(CoalitionValue):
 
     def _taylor_terms(self, directions: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, float]:
         """F's gradient and Hessian at m, projected on `directions` (rows d_1 .. d_n, m as parameter vectors), and
-        F(m), for any model: one grad and n + 1 Hessian-vector products over the d parameters (functional_call)."""
+        F(m), for any model: one grad and n + 1 Hessian-vector products over all parameters (functional_call)."""
         backend = self._backend
         features = backend.validation_features.to(torch.float32)
         labels = backend.validation_labels
