@@ -274,11 +274,11 @@ def torch_accuracy_rows(sizes: list[int], seeds: int, budget: int, target: float
 
 
 def torch_rows(sizes: list[int], budget: int, target: float) -> None:
-    """Stratified Shapley on real torch-backend rounds (digits; 1 and 5 local epochs per provider, eps 2) at
+    """Stratified Shapley on real torch-backend rounds (TORCH_DATA; 1 and 5 local epochs per provider, eps 2) at
     the round budget: value calls, CPU seconds (the Taylor control game included; torch.func's one-time import
     paid before) and relative SE, with and without the control game, next to the CPU seconds the providers'
-    training of the round took (digits split n ways: the round's training is one pass over the same records
-    whatever n)."""
+    training of the round took (the data set split n ways: the round's training is one pass over the same
+    records whatever n)."""
     # torch.func imports torch._dynamo on its first use (about 1.5 s, once per process): pay it before timing
     warm, _ = _torch_round(8, 1)
     shapley_values(range(8), warm, rng=np.random.default_rng(0), exact_max=3, max_evaluations=300, use_control=True)
@@ -377,8 +377,8 @@ def main() -> None:
     arguments = parser.parse_args()
     if arguments.dataset == "mnist" and not arguments.data_root and not arguments.mnist_sized:
         parser.error("--dataset mnist needs --data-root DIR (a torchvision root with MNIST/raw), or use --mnist-sized")
-    scratch = tempfile.TemporaryDirectory(prefix="flmarket-mnist-sized-")
-    if arguments.mnist_sized:
+    if arguments.mnist_sized:  # removed at exit
+        scratch = tempfile.TemporaryDirectory(prefix="flmarket-mnist-sized-")
         write_mnist_sized(Path(scratch.name))
         TORCH_DATA.update(dataset="mnist", root=scratch.name)
     else:
