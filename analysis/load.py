@@ -19,6 +19,7 @@ import json
 import re
 import socket
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,35 +511,72 @@ def _scatter(data_type: pa.DataType, total: int, pieces: list[tuple[np.ndarray, 
     return pd.arrays.IntegerArray(values, missing)
 
 
-def _merged_frame(scan: _Scan, tables: dict[str, pa.Table]) -> pd.DataFrame:
-    """The kinds' narrow tables as one frame in seq order, built column by column: each column is allocated once
-    and filled at its kinds' rows, so no padded Arrow table or intermediate frame is made."""
-    if not tables:
-        return events_frame(scan.schema.empty_table().select(scan.wanted))
-    kinds = list(tables)
-    sizes = np.array([tables[kind].num_rows for kind in kinds])
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    total = int(offsets[-1])
-    order = np.argsort(np.concatenate([tables[kind]["seq"].to_numpy() for kind in kinds]), kind="stable")
-    position = np.empty(total, dtype=np.intp)
-    position[order] = np.arange(total)
-    rows = {kind: position[offsets[index] : offsets[index + 1]] for index, kind in enumerate(kinds)}
+def _merged_frame(
+    schema: pa.Schema, runs: list[dict[str, pa.Table]], drop_null_columns: bool = False
+) -> tuple[pd.DataFrame, list[int]]:
+    """Each run's narrow kind tables as one frame, run after run and each run in seq order, and each run's row
+    count. Built column by column: each column is allocated once and filled at its kinds' rows, so no padded
+    Arrow table or intermediate frame is made. `schema` names the columns in order; with `drop_null_columns`, a
+    field that is null in every row is left out (the common columns stay)."""
+    pieces_of: list[tuple[np.ndarray, str, pa.Table]] = []  # each run's kinds: their rows in the frame
+    counts: list[int] = []
+    offset = 0
+    for tables in runs:
+        kinds = list(tables)
+        sizes = np.array([tables[kind].num_rows for kind in kinds], dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        total = int(bounds[-1])
+        seqs = [tables[kind]["seq"].to_numpy() for kind in kinds]
+        order = np.argsort(np.concatenate(seqs), kind="stable") if kinds else np.empty(0, np.intp)
+        position = np.empty(total, dtype=np.intp)
+        position[order] = np.arange(offset, offset + total)
+        pieces_of += [(position[bounds[i] : bounds[i + 1]], kind, tables[kind]) for i, kind in enumerate(kinds)]
+        counts.append(total)
+        offset += total
+    if not offset:
+        return events_frame(schema.empty_table()), counts
     columns: dict[str, Any] = {}
-    for name in scan.wanted:
+    for column_field in schema:
+        name = column_field.name
         if name == "kind":
-            categories = sorted(kinds)
-            codes = np.empty(total, dtype=np.int16)
-            for kind in kinds:
-                codes[rows[kind]] = categories.index(kind)
-            category_type = pd.CategoricalDtype(pd.Index(categories, dtype=pd.StringDtype()))
+            kinds_present = sorted({kind for _, kind, _ in pieces_of})
+            codes = np.empty(offset, dtype=np.int16)
+            for rows, kind, _ in pieces_of:
+                codes[rows] = kinds_present.index(kind)
+            category_type = pd.CategoricalDtype(pd.Index(kinds_present, dtype=pd.StringDtype()))
             columns[name] = pd.Categorical.from_codes(codes, dtype=category_type)
             continue
-        pieces = [(rows[kind], tables[kind][name]) for kind in kinds if name in tables[kind].column_names]
-        column = _scatter(scan.schema.field(name).type, total, pieces)
-        if name == "seq":
-            column = np.asarray(column, dtype=np.int64)
-        columns[name] = column
-    return pd.DataFrame(columns, copy=False)
+        pieces = [(rows, table[name]) for rows, _, table in pieces_of if name in table.column_names]
+        if drop_null_columns and name not in COMMON_COLUMNS and all(c.null_count == len(c) for _, c in pieces):
+            continue
+        column = _scatter(column_field.type, offset, pieces)
+        columns[name] = np.asarray(column, dtype=np.int64) if name == "seq" else column
+    return pd.DataFrame(columns, copy=False), counts
+
+
+def load_runs_events(
+    run_dirs: Sequence[str | Path],
+    kinds: list[str] | None = None,
+    columns: list[str] | None = None,
+    filters: Any = None,
+    drop_null_columns: bool = False,
+) -> tuple[pd.DataFrame, list[int]]:
+    """The events of several runs in one frame, run after run and each in seq order (see `load_events`), and
+    each run's row count. The columns are the union of the runs' columns, in the order they first appear;
+    `drop_null_columns` leaves out fields that are null in every row."""
+    scans = [_plan_scan(run_dir, kinds, columns, filters) for run_dir in run_dirs]
+    fields: dict[str, pa.Field] = {}
+    for scan in scans:
+        for name in scan.wanted:
+            fields.setdefault(name, scan.schema.field(name))
+    frame, counts = _merged_frame(
+        pa.schema(list(fields.values())), [_kind_tables(scan) for scan in scans], drop_null_columns
+    )
+    # The scans' decoding buffers are freed by now, but the allocators may keep their pages: hand them back
+    # (malloc_trim for the system allocator; Arrow's default one did the gathers) so RSS is the frame's.
+    _POOL.release_unused()
+    pa.default_memory_pool().release_unused()
+    return frame, counts
 
 
 def events_frame(table: pa.Table) -> pd.DataFrame:
@@ -567,10 +605,4 @@ def load_events(
     pushed down to the scan (a kind without the field has no rows that pass). The parts are verified against the
     manifest first: `RunIntegrityError` on a problem, `PartialRunWarning` for a run that did not finish.
     """
-    scan = _plan_scan(run_dir, kinds, columns, filters)
-    frame = _merged_frame(scan, _kind_tables(scan))
-    # The scan's decoding buffers are freed by now, but the allocators may keep their pages: hand them back
-    # (malloc_trim for the system allocator; Arrow's default one did the gathers) so RSS is the frame's.
-    _POOL.release_unused()
-    pa.default_memory_pool().release_unused()
-    return frame
+    return load_runs_events([run_dir], kinds, columns, filters)[0]

@@ -2,10 +2,10 @@
 
 A sweep directory (written by `flmarket sweep`) holds `sweep.json` - the index: name, swept `parameters`, and per
 run id its label, seed, overrides, parameters and status - and `cells/<run_id>/` run directories. This module reads
-that layout only (it does not import the simulator). Each finished run's events are read with
-`analysis.load.load_events_table` (verified against the run's manifest, the kind filter pushed down to the scan)
-and concatenated with a unified schema. Table-valued parameters (a strategy mix) become one numeric column per
-key (`providers.strategy_mix.ALLD`).
+that layout only (it does not import the simulator). The finished runs' events are read with
+`analysis.load.load_runs_events` (each verified against its manifest, the kind filter pushed down to the scans)
+into one frame with the union of their columns. Table-valued parameters (a strategy mix) become one numeric
+column per key (`providers.strategy_mix.ALLD`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from flmarket.analysis.load import COMMON_COLUMNS, events_frame, load_events_table
+from flmarket.analysis.load import events_frame, load_runs_events
 from flmarket.analysis.metrics import RunEvents, run_summary
 from flmarket.analysis.stability import DEFAULT_ALPHA, DEFAULT_WINDOW, stability_summary
 
@@ -126,19 +126,16 @@ def cells_frame(sweep_dir: str | Path) -> pd.DataFrame:
 def load_sweep(sweep_dir: str | Path, kinds: list[str] | None = None) -> pd.DataFrame:
     """Events of every finished run of a sweep in one frame, with run_id, label, seed and the swept parameters.
 
-    Rows are ordered by run (as in the index) then seq. Each run is read with `analysis.load.load_events_table`
-    (verified against its manifest; `kinds` pushed down to the scan); columns that are null throughout are
-    dropped, and an event field named like a cell column (`run_started.seed`) becomes `event_<name>`.
+    Rows are ordered by run (as in the index) then seq. The runs are read with `analysis.load.load_runs_events`
+    (each verified against its manifest; `kinds` pushed down to the scans; one frame built column by column, no
+    padded table); fields that are null throughout are dropped, and an event field named like a cell column
+    (`run_started.seed`) becomes `event_<name>`.
     """
     cells = cells_frame(sweep_dir)
-    finished = cells[cells["status"] == "finished"]
+    finished = cells[cells["status"] == "finished"].reset_index(drop=True)
     meta_columns = [name for name in cells.columns if name not in ("status", "error", "run_dir")]
-    tables = []
-    for run_id, run_dir in zip(finished["run_id"], finished["run_dir"], strict=True):
-        table = load_events_table(run_dir, kinds=kinds)
-        tables.append(table.append_column("run_id", pa.array([run_id] * len(table), pa.string())))
-    table = pa.concat_tables(tables, promote_options="default") if tables else None
-    if table is None or not len(table):
+    events, counts = load_runs_events(list(finished["run_dir"]), kinds=kinds, drop_null_columns=True)
+    if events.empty:
         empty = events_frame(
             pa.table(
                 {
@@ -152,21 +149,12 @@ def load_sweep(sweep_dir: str | Path, kinds: list[str] | None = None) -> pd.Data
         for name in meta_columns:
             empty[name] = pd.Series(dtype=cells[name].dtype)
         return empty[[*meta_columns, "time", "seq", "kind", "agent"]]
-    keep = [
-        name
-        for name in table.column_names
-        if name in COMMON_COLUMNS or name == "run_id" or table[name].null_count < len(table)
-    ]
-    frame = events_frame(table.select(keep))
-    frame = frame.rename(
-        columns={name: f"event_{name}" for name in meta_columns if name in frame.columns and name != "run_id"}
+    events = events.rename(
+        columns={name: f"event_{name}" for name in meta_columns if name in events.columns and name != "run_id"}
     )
-    frame["run_id"] = frame["run_id"].astype("string")
-    frame = frame.merge(cells[meta_columns], on="run_id", how="left")
-    order = {run_id: position for position, run_id in enumerate(cells["run_id"])}
-    frame["_order"] = frame["run_id"].map(order)
-    frame = frame.sort_values(["_order", "seq"], kind="stable").drop(columns="_order").reset_index(drop=True)
-    return frame[[*meta_columns, *[name for name in frame.columns if name not in meta_columns]]]
+    run_of_row = np.repeat(np.arange(len(finished)), counts)
+    meta = finished[meta_columns].iloc[run_of_row].reset_index(drop=True).astype({"run_id": "string"})
+    return pd.concat([meta, events], axis=1)
 
 
 def sweep_summary(

@@ -273,6 +273,17 @@ def test_load_sweep_puts_every_run_in_one_frame_with_its_parameters(tmp_path) ->
     everything = load_sweep(sweep_dir)
     assert len(everything) == sum(len(load_events(run_dir)) for run_dir in cells["run_dir"])
     assert "event_seed" in everything.columns  # run_started.seed, kept apart from the cell's seed column
+    for _, cell in cells.iterrows():  # each run's rows are load_events of that run, field by field
+        own = load_events(cell["run_dir"]).rename(columns={"seed": "event_seed"})
+        rows = everything[everything["run_id"] == cell["run_id"]].reset_index(drop=True)
+        assert (rows["seed"] == cell["seed"]).all() and (rows["providers.count"] == cell["providers.count"]).all()
+        for name in own.columns:
+            if name == "kind":
+                assert rows[name].astype(str).tolist() == own[name].astype(str).tolist()
+            elif name in rows.columns:
+                pd.testing.assert_series_equal(rows[name], own[name], check_exact=True)
+            else:
+                assert own[name].isna().all()  # dropped: null throughout the sweep
 
     summary = sweep_summary(sweep_dir)
     assert len(summary) == 4 and summary["tasks"].tolist() == [3.0] * 4
