@@ -153,7 +153,7 @@ def load_sweep(sweep_dir: str | Path, kinds: list[str] | None = None) -> pd.Data
         columns={name: f"event_{name}" for name in meta_columns if name in events.columns and name != "run_id"}
     )
     run_of_row = np.repeat(np.arange(len(finished)), counts)
-    meta = finished[meta_columns].iloc[run_of_row].reset_index(drop=True).astype({"run_id": "string"})
+    meta = finished[meta_columns].iloc[run_of_row].reset_index(drop=True)  # cells_frame types them (run_id: string)
     return pd.concat([meta, events], axis=1)
 
 
