@@ -8,16 +8,20 @@ exactly, and only the nodes that act on a message get a delivery event. Offline 
 Counters keep messages and bytes per kind. Path latencies from a node are computed once per topology version
 (Dijkstra) and cached, so hubs such as the committee pay for a shortest-path tree only when the overlay changes.
 Dijkstra runs in scipy's csgraph on a CSR matrix of the edge latencies, itself built once per topology version
-when first needed; a tree lists the nodes it reaches by latency (ties by node id), with the source first.
+when first needed; a tree lists the nodes it reaches by latency (ties by node id), with the source first. The
+matrix comes from an edge store (`_EdgeStore`) that joins and leaves update in place, so under churn a new
+topology version costs a few vectorised passes over arrays, not a walk over networkx's dicts.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from operator import itemgetter
 
 import networkx as nx
@@ -75,8 +79,9 @@ def _connect_components(graph: nx.Graph) -> None:
 
 @dataclass(frozen=True, eq=False)
 class _Arrays:
-    """The relaying graph at one topology version as arrays: its nodes sorted by id (row i is `nodes[i]`), the
-    CSR matrix of edge latencies (an undirected edge is stored in both rows) and the nodes' degrees."""
+    """The relaying graph at one topology version as arrays: its nodes by increasing id (row i is `nodes[i]`;
+    rows of nodes that left stay, edgeless), `rows` ({online node: row}), the CSR matrix of edge latencies (an
+    undirected edge is stored in both rows) and the nodes' degrees."""
 
     version: int
     nodes: np.ndarray
@@ -88,43 +93,118 @@ class _Arrays:
 _LATENCY = itemgetter("latency_s")
 
 
-def _graph_arrays(graph: nx.Graph, version: int) -> _Arrays:
-    """`graph` as `_Arrays`. Zero latencies stay explicit entries of the matrix, which csgraph takes as edges."""
-    nodes = sorted(graph)
-    rows = {node: row for row, node in enumerate(nodes)}
-    adjacency = graph._adj  # the plain dicts: the public views cost a Python call per item, 80,000 items at 10k
-    links = [adjacency[node] for node in nodes]
-    count = len(nodes)
-    indptr = np.zeros(count + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, links), np.int32, count), out=indptr[1:])
-    size = int(indptr[-1])
-    columns = np.fromiter(map(rows.__getitem__, itertools.chain.from_iterable(links)), np.int32, size)
-    try:
-        weights = np.fromiter(
-            map(_LATENCY, itertools.chain.from_iterable(link.values() for link in links)), np.float64, size
-        )
-    except KeyError:
-        raise ValueError("every overlay edge needs a latency_s") from None
-    if not np.all(np.isfinite(weights) & (weights >= 0.0)):
-        raise ValueError("overlay edge latencies must be finite and non-negative")
-    degrees = np.diff(indptr)
-    for node in nx.nodes_with_selfloops(graph):
-        degrees[rows[node]] += 1  # as networkx counts them
-    matrix = csr_array((weights, columns, indptr), shape=(count, count))
-    return _Arrays(version, np.array(nodes, dtype=np.int64), rows, matrix, degrees)
+class _EdgeStore:
+    """The relaying graph as growable arrays, kept in step with the networkx graph by `Overlay.join` and
+    `Overlay.leave`, from which each topology version's `_Arrays` is built with vectorised passes.
+
+    A node has a slot; slots are in increasing node id, so a tree's ties still break by id (a node that joins
+    with an id below the last slot's makes the overlay rebuild the store, sorted, from the graph). An undirected
+    edge is stored in both directions. A node that leaves keeps its slot, marked dead, and its edges are masked
+    out; when half the slots are dead the overlay rebuilds the store from the graph, which compacts it."""
+
+    def __init__(self, graph: nx.Graph) -> None:
+        nodes = sorted(graph)
+        self.slot_of = {node: slot for slot, node in enumerate(nodes)}
+        self.node_ids = array("q", nodes)
+        self.alive = bytearray(b"\x01" * len(nodes))
+        self.dead = 0
+        self.loops: dict[int, int] = {}  # slot: self-loops (networkx counts each in the degree)
+        adjacency = graph._adj  # the plain dicts: the public views cost a Python call per item, 80,000 items at 10k
+        links = [adjacency[node] for node in nodes]
+        rows = (itertools.repeat(slot, len(link)) for slot, link in enumerate(links))
+        self.sources = array("i", itertools.chain.from_iterable(rows))
+        self.targets = array("i", map(self.slot_of.__getitem__, itertools.chain.from_iterable(links)))
+        try:
+            self.latencies = array("d", map(_LATENCY, itertools.chain.from_iterable(link.values() for link in links)))
+        except KeyError:
+            raise ValueError("every overlay edge needs a latency_s") from None
+        for node in nx.nodes_with_selfloops(graph):
+            self.loops[self.slot_of[node]] = 1
+
+    def accepts(self, node: int) -> bool:
+        """Whether `node` can take a new slot without breaking the slots' order by id."""
+        return not self.node_ids or node > self.node_ids[-1]
+
+    def add(self, node: int, links: dict[int, float]) -> None:
+        """A relaying node joins with edges to `links` ({online node: latency}); `accepts(node)` must hold."""
+        slot = self.slot_of[node] = len(self.node_ids)
+        self.node_ids.append(node)
+        self.alive.append(1)
+        for other, latency in links.items():
+            other_slot = self.slot_of[other]
+            self.sources.extend((slot, other_slot))
+            self.targets.extend((other_slot, slot))
+            self.latencies.extend((latency, latency))
+
+    def remove(self, node: int) -> None:
+        """A relaying node leaves: its slot goes dead, its edges are masked out from the next version on."""
+        self.alive[self.slot_of.pop(node)] = 0
+        self.dead += 1
+
+    @property
+    def mostly_dead(self) -> bool:
+        """Whether half the slots belong to nodes that left (time to rebuild, compacted)."""
+        return 2 * self.dead > len(self.node_ids)
+
+    def online_nodes(self) -> np.ndarray:
+        """The relaying nodes online, by increasing id (as `sorted(graph)`)."""
+        return np.frombuffer(self.node_ids, np.int64)[np.frombuffer(self.alive, np.bool_)]
+
+    def arrays(self, version: int) -> _Arrays:
+        """The store as `_Arrays` of `version`: rows are slots (dead ones edgeless, so no tree reaches them).
+        Zero latencies stay explicit entries of the matrix, which csgraph takes as edges."""
+        count = len(self.node_ids)
+        sources = np.frombuffer(self.sources, np.int32)
+        targets = np.frombuffer(self.targets, np.int32)
+        latencies = np.frombuffer(self.latencies, np.float64)
+        if self.dead:
+            alive = np.frombuffer(self.alive, np.bool_)
+            keep = alive[sources] & alive[targets]
+            sources, targets, latencies = sources[keep], targets[keep], latencies[keep]
+        if not np.all(np.isfinite(latencies) & (latencies >= 0.0)):
+            raise ValueError("overlay edge latencies must be finite and non-negative")
+        order = np.argsort(sources, kind="stable")  # by row, each row's edges in the order they were added
+        degrees = np.bincount(sources, minlength=count).astype(np.int32)
+        indptr = np.zeros(count + 1, dtype=np.int32)
+        np.cumsum(degrees, out=indptr[1:])
+        for slot, loops in self.loops.items():
+            degrees[slot] += loops
+        matrix = csr_array((latencies[order], targets[order].copy(), indptr), shape=(count, count))
+        return _Arrays(version, np.array(self.node_ids, dtype=np.int64), self.slot_of, matrix, degrees)
 
 
-@dataclass(eq=False)
 class _Tree:
-    """Lowest-latency paths from `source` at one topology version: the relaying nodes it reaches other than
-    itself (`rows` of that version's `_Arrays`, their ids `nodes`), by increasing `latencies`, ties by id."""
+    """Lowest-latency paths from `source` at one topology version: csgraph's `distances` by row of that
+    version's `_Arrays` (inf where unreachable). The relaying nodes it reaches other than itself, by increasing
+    latency, ties by id (`rows`, their ids `nodes`, their `latencies`), are sorted out on first use: a unicast
+    only looks up its receiver's row."""
 
-    version: int
-    source: int
-    rows: np.ndarray
-    nodes: np.ndarray
-    latencies: np.ndarray
-    _mapping: dict[int, float] | None = None
+    def __init__(self, arrays: _Arrays, source: int, distances: np.ndarray, skip: int) -> None:
+        self.version = arrays.version
+        self.source = source
+        self.distances = distances
+        self._node_ids = arrays.nodes
+        self._skip = skip  # the source's own row, or -1 (a leaf's tree)
+        self._mapping: dict[int, float] | None = None
+
+    def latency_to(self, row: int) -> float | None:
+        """The latency to the node of `row`, None if unreachable."""
+        distance = float(self.distances[row])
+        return None if math.isinf(distance) else distance
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        order = np.argsort(self.distances, kind="stable")
+        order = order[: np.count_nonzero(np.isfinite(self.distances))]  # unreachable nodes are at infinity, last
+        return order[order != self._skip]
+
+    @cached_property
+    def nodes(self) -> np.ndarray:
+        return self._node_ids[self.rows]
+
+    @cached_property
+    def latencies(self) -> np.ndarray:
+        return self.distances[self.rows]
 
     def mapping(self) -> dict[int, float]:
         """{node: latency} with the source first at 0.0, as networkx's Dijkstra gives (built once)."""
@@ -132,14 +212,6 @@ class _Tree:
             self._mapping = {self.source: 0.0}
             self._mapping.update(zip(self.nodes.tolist(), self.latencies.tolist(), strict=True))
         return self._mapping
-
-
-def _tree(arrays: _Arrays, source: int, distances: np.ndarray, skip: int) -> _Tree:
-    """The tree from `source` given csgraph's `distances` over the rows (`skip`: the source's own row, or -1)."""
-    order = np.argsort(distances, kind="stable")
-    order = order[: np.count_nonzero(np.isfinite(distances))]  # unreachable nodes are at infinity, last
-    order = order[order != skip]
-    return _Tree(arrays.version, source, order, arrays.nodes[order], distances[order])
 
 
 class Overlay:
@@ -164,6 +236,7 @@ class Overlay:
         self._version = 0
         self._latency_cache: dict[int, _Tree] = {}
         self._arrays_cache: _Arrays | None = None
+        self._store: _EdgeStore | None = None  # built from the graph when first needed, then kept in step
         self.leaves: dict[int, dict[int, float]] = {}
         self._emit_sent: Callable[..., int] | None = None  # the compiled message_sent emitter, made on first use
 
@@ -171,6 +244,7 @@ class Overlay:
     def adopt(self, graph: nx.Graph) -> None:
         """Take `graph` (built by `build_topology`) as the overlay; its nodes come online."""
         self.graph = graph
+        self._store = None
         self._version += 1
 
     def join(self, node: int, neighbours: int | None = None, relay: bool = True) -> None:
@@ -180,19 +254,22 @@ class Overlay:
         and receives through its links but no path of other nodes runs through it, so its joining and leaving
         leave every cached shortest-path tree valid."""
         wanted = neighbours if neighbours is not None else max(1, self.config.degree)
-        existing = sorted(self.graph.nodes)
-        chosen = (
-            sorted(int(i) for i in self.rng.choice(len(existing), size=min(wanted, len(existing)), replace=False))
-            if existing
-            else []
-        )
-        links = {existing[index]: float(self.config.latency_s.sample(self.rng)) for index in chosen}
+        store = self._store
+        existing = store.online_nodes() if store is not None else np.array(sorted(self.graph.nodes), dtype=np.int64)
+        count = len(existing)
+        chosen = sorted(self.rng.choice(count, size=min(wanted, count), replace=False).tolist()) if count else []
+        links = {int(existing[index]): float(self.config.latency_s.sample(self.rng)) for index in chosen}
         if not relay:
             self.leaves[node] = links
             return
         self.graph.add_node(node)
         for other, latency in links.items():
             self.graph.add_edge(node, other, latency_s=latency)
+        if store is not None:
+            if store.accepts(node):
+                store.add(node, links)
+            else:
+                self._store = None  # an id below the last slot's: rebuild, sorted, when next needed
         self._version += 1
 
     def leave(self, node: int) -> None:
@@ -203,6 +280,11 @@ class Overlay:
             return
         if node in self.graph:
             self.graph.remove_node(node)
+            store = self._store
+            if store is not None:
+                store.remove(node)
+                if store.mostly_dead:
+                    self._store = None  # rebuilt from the graph, compacted, when next needed
         self._version += 1
         self._latency_cache.pop(node, None)
 
@@ -248,7 +330,10 @@ class Overlay:
         """The relaying graph as arrays at the current topology version (rebuilt on first use after a change)."""
         arrays = self._arrays_cache
         if arrays is None or arrays.version != self._version:
-            arrays = self._arrays_cache = _graph_arrays(self.graph, self._version)
+            store = self._store
+            if store is None:
+                store = self._store = _EdgeStore(self.graph)
+            arrays = self._arrays_cache = store.arrays(self._version)
         return arrays
 
     def _relay_tree(self, source: int) -> _Tree:
@@ -260,7 +345,7 @@ class Overlay:
         row = arrays.rows.get(source)
         if row is None:
             raise nx.NodeNotFound(f"Node {source} not in G")
-        tree = _tree(arrays, source, dijkstra(arrays.latencies, directed=True, indices=row), row)
+        tree = _Tree(arrays, source, dijkstra(arrays.latencies, directed=True, indices=row), row)
         self._latency_cache[source] = tree
         return tree
 
@@ -282,7 +367,7 @@ class Overlay:
             shape=(count + 1, count + 1),
         )
         distances = dijkstra(extended, directed=True, indices=count)[:count]
-        return _tree(arrays, leaf, distances, -1)
+        return _Tree(arrays, leaf, distances, -1)
 
     def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
         """Latency of the lowest-latency path plus size/bandwidth; None when unreachable or offline."""
@@ -308,7 +393,9 @@ class Overlay:
         cached = self._latency_cache.get(start)
         fresh = cached is not None and cached.version == self._version
         source, target = (start, end) if fresh else (end, start)
-        return self.latencies_from(source).get(target)
+        tree = self._relay_tree(source)
+        row = self._arrays().rows.get(target)
+        return None if row is None else tree.latency_to(row)
 
     def send(self, receiver: int, message: Message) -> float | None:
         """Deliver `message` to `receiver`'s inbox after the path delay; returns the delay or None if dropped."""

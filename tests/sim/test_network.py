@@ -228,6 +228,49 @@ def test_latency_trees_follow_joins_and_leaves_but_not_leaves_of_clients() -> No
     assert 42 not in hub and overlay.latencies_from(42) == {42: 0.0}
 
 
+def test_the_overlay_kept_through_churn_answers_as_one_rebuilt_from_its_graph() -> None:
+    """Joins and leaves update the edge store in place (a rebuild, sorted and compacted, only when an id below the
+    last one joins or half the slots have left); after every change, trees, unicast delays, floods and the nodes
+    a join picks from equal those of an overlay built afresh from a copy of the graph, to the last bit."""
+    rng = np.random.default_rng(21)
+    overlay = _overlay_of(build_topology(NetworkSection(degree=3), list(range(60)), np.random.default_rng(22)), seed=23)
+    overlay.latencies_from(0)  # the store exists from here on
+    next_id, kept, gone = 100, 0, []
+    rebuilt: list[str] = []
+    for _ in range(300):
+        store = overlay._store
+        online = sorted(overlay.graph)
+        if len(online) < 10 or rng.random() < 0.5:
+            if gone and rng.random() < 0.05:
+                change = "smaller id joins"
+                overlay.join(gone.pop(int(rng.integers(len(gone)))))
+            else:
+                change = "join"
+                overlay.join(next_id)
+                next_id += 1
+        else:
+            change = "leave"
+            gone.append(int(rng.choice(online)))
+            overlay.leave(gone[-1])
+        sender = int(rng.choice(sorted(overlay.graph)))
+        fresh = _overlay_of(overlay.graph.copy())
+        sent_before = overlay.counters.sent["flood"]
+        delays = overlay.broadcast(Message("flood", sender, size_bytes=0))
+        assert list(delays.items()) == list(fresh.broadcast(Message("flood", sender, size_bytes=0)).items())
+        assert overlay.counters.sent["flood"] - sent_before == fresh.counters.sent["flood"]  # same degrees
+        for source in (sender, int(rng.choice(sorted(overlay.graph)))):
+            assert list(overlay.latencies_from(source).items()) == list(fresh.latencies_from(source).items())
+            for target in rng.choice(sorted(overlay.graph), size=3).tolist():
+                assert overlay.path_delay(source, target, 100) == fresh.path_delay(source, target, 100)
+        assert overlay._store is not None and overlay._store.online_nodes().tolist() == sorted(overlay.graph)
+        if overlay._store is store:
+            kept += 1
+        else:
+            rebuilt.append(change)
+    # mostly in place; rebuilt after each smaller id's join and for compaction after leaves
+    assert kept > 250 and {"smaller id joins", "leave"} <= set(rebuilt) and "join" not in rebuilt
+
+
 def test_a_leaf_floods_as_if_it_were_put_in_the_graph_for_the_search() -> None:
     rng = np.random.default_rng(12)
     overlay = _overlay_of(_random_weighted_graph(rng, 150), seed=13)
