@@ -8,7 +8,9 @@ interleaved, caches reset between repeats):
   "unsigned", against the reference loop: a SimPy process per provider with its own timeout for each
   provider-round and one event-log append. Each repeat runs the reference, the market, and the reference again;
   the row is the repeat with the median ratio. Tasks run back to back (a feeder posts the next requester when
-  the previous task is done); the "Poisson" row uses the scenario's own requester arrivals instead. The
+  the previous task is done); the "Poisson" row uses the scenario's own requester arrivals instead, and a "churn"
+  row has providers arrive and leave at the population's steady state (mean lifetime 100 tasks, so about 1 % of
+  them turn over per task; each change of the overlay is a new topology version for the latency trees). The
   scaling exponent is the slope of log(CPU per task) on log(providers) over the unsigned rows. The 10,000 x 100
   estimate says whether it was measured or extrapolated (from measured tasks only, never a warm-up). Signed
   rows are also given as a ratio to the unsigned row of the same population (target: modelled >= 0.5x).
@@ -75,6 +77,7 @@ from flmarket.sim.model import MarketModel  # noqa: E402
 NEGLIGIBLE_RATE_PER_S = 1e-9  # the scenario's Poisson requester process never fires within a run
 TARGET_PROVIDERS, TARGET_TASKS, TARGET_SECONDS = 10_000, 100, 300.0
 SHAPLEY_SEED = 20240607
+CHURN_LIFETIME_TASKS = 100  # with churn, a provider's mean lifetime in tasks: about 1 % of them turn over per task
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,12 @@ class MarketCase:
     tasks: int
     verification: str
     poisson: bool = False
+    churn: bool = False  # providers arrive and leave at the population's steady state (CHURN_LIFETIME_TASKS)
+
+    @property
+    def plain(self) -> bool:
+        """Tasks back to back and a fixed population: the cases the targets, the exponent and ratios use."""
+        return not self.poisson and not self.churn
 
 
 @dataclass(frozen=True)
@@ -136,12 +145,14 @@ def market_scenario(case: MarketCase) -> Scenario:
     """Quick-start with the case's population and tasks, no churn, the case's verification and requesters."""
     base = load_scenario("quickstart")
     requester_rate = 2.0 / task_service_s(base) if case.poisson else NEGLIGIBLE_RATE_PER_S
+    lifetime_s = CHURN_LIFETIME_TASKS * task_service_s(base) if case.churn else float("inf")
     return load_scenario(
         "quickstart",
         {
             "providers.count": case.providers,
-            "providers.arrival_rate_per_s": 0.0,
-            "providers.mean_lifetime_s": float("inf"),
+            # with churn, arrivals balance departures: the population stays near `providers`
+            "providers.arrival_rate_per_s": case.providers / lifetime_s,
+            "providers.mean_lifetime_s": lifetime_s,
             "network.degree": degree_for(case.providers),
             "requesters.arrival_rate_per_s": requester_rate,
             "committee.verification": case.verification,
@@ -163,9 +174,36 @@ def feed_requesters(model: MarketModel, count: int) -> Generator[simpy.Event, An
         yield requester.task_done
 
 
+class RoundCountingLog(EventLog):
+    """An in-memory event log that counts the provider-rounds of a run exactly: the providers online at each
+    aggregation round's start (with churn the population moves, so population x rounds would be an estimate)."""
+
+    def __init__(self, flush_every: int) -> None:
+        super().__init__(None, flush_every)
+        self.model: MarketModel | None = None
+        self.provider_rounds = 0
+
+    def emitter(self, kind: str) -> Any:
+        emit = super().emitter(kind)
+        if kind != "round_started":
+            return emit
+
+        def counted(*record: Any) -> int:
+            assert self.model is not None
+            self.provider_rounds += len(self.model.online_providers)
+            return emit(*record)
+
+        return counted
+
+
 def build_model(case: MarketCase, log: EventLog | None = None) -> MarketModel:
     """The case's model, with the back-to-back requester feeder unless the case uses Poisson arrivals."""
-    model = MarketModel(market_scenario(case), log)
+    scenario = market_scenario(case)
+    if log is None:
+        log = RoundCountingLog(scenario.run.flush_every)
+    model = MarketModel(scenario, log)
+    if isinstance(log, RoundCountingLog):
+        log.model = model
     if not case.poisson:
         model.env.process(feed_requesters(model, case.tasks))
     return model
@@ -199,8 +237,10 @@ def reset_caches() -> None:
 
 
 def provider_rounds_of(model: MarketModel) -> int:
-    """Provider-rounds the run did: online providers at each aggregation round's start, summed (no churn in
-    these cases, so the population times the rounds started)."""
+    """Provider-rounds the run did: online providers at each aggregation round's start, summed (counted as the
+    run goes by `RoundCountingLog`; otherwise the population now times the rounds started, exact without churn)."""
+    if isinstance(model.log, RoundCountingLog):
+        return model.log.provider_rounds
     return len(model.online_providers) * model.log.counts_by_kind.get("round_started", 0)
 
 
@@ -288,7 +328,7 @@ def scaling_exponent(measurements: Sequence[MarketMeasurement]) -> float | None:
     points = [
         (math.log(item.case.providers), math.log(item.run_cpu_s / item.tasks_finished))
         for item in measurements
-        if item.case.verification == "unsigned" and not item.case.poisson and item.tasks_finished
+        if item.case.verification == "unsigned" and item.case.plain and item.tasks_finished
     ]
     if len({x for x, _ in points}) < 2:
         return None
@@ -311,7 +351,7 @@ def throughput_row(item: MarketMeasurement) -> tuple[str, ...]:
         f"{case.providers:,}",
         f"{item.tasks_finished}",
         case.verification,
-        "Poisson" if case.poisson else "back to back",
+        ("Poisson" if case.poisson else "back to back") + (", churn" if case.churn else ""),
         f"{item.build_cpu_s:.2f}",
         f"{item.run_cpu_s:.2f}",
         f"{item.provider_rounds:,}",
@@ -343,13 +383,11 @@ def signed_to_unsigned(measurements: Sequence[MarketMeasurement]) -> None:
     """Each signed row's throughput as a share of the unsigned row of the same population: the ratio of their
     ratios to the reference, so a machine that slowed down between the two rows does not move it."""
     unsigned = {
-        item.case.providers: item
-        for item in measurements
-        if item.case.verification == "unsigned" and not item.case.poisson
+        item.case.providers: item for item in measurements if item.case.verification == "unsigned" and item.case.plain
     }
     for item in measurements:
         base = unsigned.get(item.case.providers)
-        if item.case.verification == "unsigned" or item.case.poisson or base is None:
+        if item.case.verification == "unsigned" or not item.case.plain or base is None:
             continue
         share = (item.provider_rounds_per_cpu_s / item.reference_per_cpu_s) / (
             base.provider_rounds_per_cpu_s / base.reference_per_cpu_s
@@ -369,7 +407,8 @@ def throughput_table(cases: Sequence[MarketCase], repeats: int) -> list[MarketMe
     reference loop in the same run), the scaling exponent and the 10,000 x 100 estimate."""
     measurements = [measure_interleaved(case, repeats) for case in cases]
     print(
-        "Throughput (surrogate backend, no churn; CPU time; a provider-round is one provider taking part or "
+        "Throughput (surrogate backend; churn only where the requesters column says so; CPU time; a provider-round "
+        "is one provider taking part or "
         f"declining in one aggregation round; median of {repeats} interleaved repeats, caches reset between them; "
         f"{uptime()} at the end)"
     )
@@ -383,7 +422,7 @@ def throughput_table(cases: Sequence[MarketCase], repeats: int) -> list[MarketMe
             f"providers): {exponent:.2f} (target <= 1.05)"
         )
     for item in measurements:
-        if item.case.providers == TARGET_PROVIDERS and item.case.verification == "unsigned" and not item.case.poisson:
+        if item.case.providers == TARGET_PROVIDERS and item.case.verification == "unsigned" and item.case.plain:
             per_task = item.run_cpu_s / item.tasks_finished
             how = (
                 "measured"
@@ -651,15 +690,18 @@ def signature_costs_row() -> None:
 
 
 def parse_case(text: str, default_verification: str = "unsigned") -> MarketCase:
-    """`PxT` or `PxT:verification` (e.g. `100000x10`, `1000x5:modelled`) as a back-to-back case."""
+    """`PxT`, `PxT:verification` or either with `:churn` (e.g. `100000x10`, `1000x5:modelled`, `10000x5:churn`)
+    as a back-to-back case."""
     size, _, verification = text.partition(":")
+    churn = verification == "churn" or verification.endswith(":churn")
+    verification = verification.removesuffix("churn").removesuffix(":")
     providers, separator, tasks = size.lower().replace(",", "").replace("_", "").partition("x")
     verifications = ("every_replica", "primary_only", "unsigned", "modelled")
     if not separator or not providers.isdigit() or not tasks.isdigit() or int(providers) < 2 or int(tasks) < 1:
         raise argparse.ArgumentTypeError(f"expected PROVIDERSxTASKS[:verification], e.g. 100000x10, got {text!r}")
     if (verification or default_verification) not in verifications:
         raise argparse.ArgumentTypeError(f"verification: one of {', '.join(verifications)}, got {verification!r}")
-    return MarketCase(int(providers), int(tasks), verification or default_verification)
+    return MarketCase(int(providers), int(tasks), verification or default_verification, churn=churn)
 
 
 def single_cases(cases: Sequence[MarketCase]) -> None:
@@ -692,8 +734,9 @@ def main() -> None:
         "--case",
         type=parse_case,
         action="append",
-        metavar="PxT[:verification]",
-        help="run only this throughput case (repeatable), e.g. 100000x10 or 1000x5:modelled; default unsigned",
+        metavar="PxT[:verification][:churn]",
+        help="run only this throughput case (repeatable), e.g. 100000x10, 1000x5:modelled or 10000x5:churn "
+        "(providers arrive and leave at the population's steady state); default unsigned",
     )
     only.add_argument(
         "--memory",
@@ -710,6 +753,8 @@ def main() -> None:
         signature_costs_row()
         return
     if args.memory is not None:
+        if args.memory.churn:
+            parser.error("--memory: churn is not measured here (the population must stay fixed); drop ':churn'")
         memory_table(
             measure_memory(
                 args.memory.providers,
@@ -733,6 +778,7 @@ def main() -> None:
             MarketCase(1_000, 2, "unsigned"),
             MarketCase(10_000, 1, "modelled"),
             MarketCase(10_000, 1, "unsigned"),
+            MarketCase(10_000, 1, "unsigned", churn=True),
         ]
     else:
         cases = [
@@ -746,6 +792,7 @@ def main() -> None:
             MarketCase(10_000, 3, "every_replica"),
             MarketCase(10_000, 3, "modelled"),
             MarketCase(10_000, 5, "unsigned"),
+            MarketCase(10_000, 5, "unsigned", churn=True),
         ]
         if args.full:
             cases += [MarketCase(10_000, TARGET_TASKS, "unsigned"), MarketCase(100_000, 10, "unsigned")]
