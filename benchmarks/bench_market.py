@@ -142,17 +142,20 @@ def view_change_timeout_for(providers: int, base: Scenario) -> float:
 
 
 def market_scenario(case: MarketCase) -> Scenario:
-    """Quick-start with the case's population and tasks, no churn, the case's verification and requesters."""
+    """Quick-start with the case's population and tasks, churn or not, the case's verification and requesters."""
     base = load_scenario("quickstart")
     requester_rate = 2.0 / task_service_s(base) if case.poisson else NEGLIGIBLE_RATE_PER_S
     lifetime_s = CHURN_LIFETIME_TASKS * task_service_s(base) if case.churn else float("inf")
+    horizon_s = 1000.0 * case.tasks
+    arrival_rate = case.providers / lifetime_s  # with churn, arrivals balance departures
     return load_scenario(
         "quickstart",
         {
             "providers.count": case.providers,
-            # with churn, arrivals balance departures: the population stays near `providers`
-            "providers.arrival_rate_per_s": case.providers / lifetime_s,
+            "providers.arrival_rate_per_s": arrival_rate,
             "providers.mean_lifetime_s": lifetime_s,
+            # the guard counts the joiners expected over the whole horizon (the run stops after its tasks first)
+            "limits.providers": max(100_000, case.providers + math.ceil(arrival_rate * horizon_s) + 1),
             "network.degree": degree_for(case.providers),
             "requesters.arrival_rate_per_s": requester_rate,
             "committee.verification": case.verification,
@@ -160,7 +163,7 @@ def market_scenario(case: MarketCase) -> Scenario:
             "run.tasks": case.tasks,
             # tasks run back to back (feed_requesters), each well under 1,000 simulated seconds; a horizon keeps
             # the expected run length (and so the samples, limits.samples) finite despite the negligible rate
-            "run.horizon_s": 1000.0 * case.tasks,
+            "run.horizon_s": horizon_s,
         },
     )
 
@@ -708,7 +711,11 @@ def single_cases(cases: Sequence[MarketCase]) -> None:
     """Each case alone, once, with its progress per task, then its row and the process's peak RSS."""
     reference_loop(1_000, 20)  # warm up the interpreter and allocator
     for case in cases:
-        print(f"\nCase {case.providers:,} providers x {case.tasks} tasks ({case.verification}), {uptime()}", flush=True)
+        churn = ", churn" if case.churn else ""
+        print(
+            f"\nCase {case.providers:,} providers x {case.tasks} tasks ({case.verification}{churn}), {uptime()}",
+            flush=True,
+        )
         wall_started = time.perf_counter()
         item = measure(case, progress=True)
         wall_s = time.perf_counter() - wall_started

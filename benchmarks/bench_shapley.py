@@ -14,10 +14,11 @@ Third table: rounds of the averaged-model game at n = 20, 40, 60 with a large bu
 seconds the stratified estimator needs to reach the 1 % relative SE target. `--torch` adds real torch-backend
 rounds (digits MLP): at n = 8, 10, 12 the coverage and maximum relative error of sampled estimates against the
 exact values over 20 seeds; at n = 20, 40, 60 (1 and 5 local epochs) the value calls and CPU seconds to the 1 %
-target at the round budget, next to the CPU seconds the round's training took; each with the Taylor control
-game (the default on torch) and without it. `--dataset mnist --data-root DIR` runs them on a local MNIST;
-`--mnist-sized` on a synthetic set of MNIST's sizes (see `write_mnist_sized`), where the round's training
-is one pass over 60,000 records instead of digits' 1,437.
+target at the round budget, next to the CPU seconds the round's training took and the value calls that time
+would pay for at the row's cost per call; each with the Taylor control game (the default on torch) and without
+it. `--dataset mnist --data-root DIR` runs them on a local MNIST; `--mnist-sized` on a synthetic set of MNIST's
+sizes (see `write_mnist_sized`), where the round's training is one pass over 60,000 records instead of digits'
+1,437.
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ def torch_rows(sizes: list[int], budget: int, target: float) -> None:
     shapley_values(range(8), warm, rng=np.random.default_rng(0), exact_max=3, max_evaluations=300, use_control=True)
     print(
         f"{'torch round':<16}{'n':>4}{'epochs':>7} {'estimator':<20}{'train s':>8}{'calls':>8}{'shapley s':>10}"
-        f"{'rel SE':>8}  converged"
+        f"{'rel SE':>8}  {'converged':<10}{'calls in train s':>16}"
     )
     for epochs in (1, 5):
         for players in sizes:
@@ -299,10 +300,19 @@ def torch_rows(sizes: list[int], budget: int, target: float) -> None:
                     max_evaluations=budget,
                     use_control=use_control,
                 )
+                seconds = time.process_time() - start
+                # the value calls the round's training time would pay for, at this estimator's cost per call
+                affordable = result.evaluations * training / seconds
                 print(
                     f"{_torch_label():<16}{players:>4}{epochs:>7} {label:<20}{training:>8.2f}{result.evaluations:>8}"
-                    f"{time.process_time() - start:>10.2f}{result.relative_standard_error:>8.4f}  {result.converged}"
+                    f"{seconds:>10.2f}{result.relative_standard_error:>8.4f}  {result.converged!s:<10}"
+                    f"{affordable:>16.0f}"
                 )
+    print(
+        "calls in train s: the value calls the round's training time pays for at the row's own CPU cost per call "
+        "(control game included). Where it is near or below n, no estimator that evaluates each provider's "
+        "marginal at least once fits in the round's training time, whatever its variance."
+    )
 
 
 def generic_tables(arguments: argparse.Namespace) -> None:
