@@ -10,14 +10,18 @@ Counters keep messages and bytes per kind. Path latencies from a node are comput
 Dijkstra runs in scipy's csgraph on a CSR matrix of the edge latencies, itself built once per topology version
 when first needed; a tree lists the nodes it reaches by latency (ties by node id), with the source first. The
 matrix comes from an edge store (`_EdgeStore`) that joins and leaves update in place, so under churn a new
-topology version costs a few vectorised passes over arrays, not a walk over networkx's dicts.
+topology version costs a few vectorised passes over arrays, not a walk over networkx's dicts; and a cached tree
+is repaired over the joins and leaves since its version (`_repair`: only the nodes below a leaver and around a
+joiner are searched again) instead of being computed afresh, with the same latencies to the last bit.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from array import array
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,16 +178,27 @@ class _EdgeStore:
 
 
 class _Tree:
-    """Lowest-latency paths from `source` at one topology version: csgraph's `distances` by row of that
-    version's `_Arrays` (inf where unreachable). The relaying nodes it reaches other than itself, by increasing
-    latency, ties by id (`rows`, their ids `nodes`, their `latencies`), are sorted out on first use: a unicast
-    only looks up its receiver's row."""
+    """Lowest-latency paths from `source` at one topology version: csgraph's `distances` and `predecessors` by
+    slot of the edge store of `generation` (inf and NO_PREDECESSOR where unreachable). The relaying nodes it
+    reaches other than itself, by increasing latency, ties by id (`rows`, their ids `nodes`, their `latencies`),
+    are sorted out on first use: a unicast only looks up its receiver's row."""
 
-    def __init__(self, arrays: _Arrays, source: int, distances: np.ndarray, skip: int) -> None:
-        self.version = arrays.version
+    def __init__(
+        self,
+        version: int,
+        generation: int,
+        source: int,
+        distances: np.ndarray,
+        predecessors: np.ndarray | None,
+        node_ids: np.ndarray,
+        skip: int,
+    ) -> None:
+        self.version = version
+        self.generation = generation
         self.source = source
         self.distances = distances
-        self._node_ids = arrays.nodes
+        self.predecessors = predecessors  # None for a leaf's tree (not cached, never repaired)
+        self._node_ids = node_ids
         self._skip = skip  # the source's own row, or -1 (a leaf's tree)
         self._mapping: dict[int, float] | None = None
 
@@ -214,6 +229,75 @@ class _Tree:
         return self._mapping
 
 
+NO_PREDECESSOR = -9999  # csgraph's mark for a node without a predecessor (the source, unreachable nodes)
+REPAIR_CHANGES = 256  # a cached tree is repaired over at most this many joins and leaves, else recomputed
+REPAIR_SHARE = 0.02  # ... and only if at most this share of the nodes (or REPAIR_MIN_NODES) lost their path
+REPAIR_MIN_NODES = 1_000
+
+
+def _repair(
+    tree: _Tree, changes: list[tuple[int, bool, int]], store: _EdgeStore, adjacency: dict, version: int
+) -> _Tree | None:
+    """`tree` brought up to the current graph over `changes` ((version, joined, slot) since the tree's), or None
+    when a full Dijkstra is cheaper (too many changes, or a leave cut off too many nodes).
+
+    A node whose path in the tree avoids every node that left keeps its latency as an upper bound that is still a
+    path's. The nodes below a leaver in the predecessor tree, and the joiners, start at infinity, seeded from
+    their neighbours that kept theirs; then Dijkstra runs from them, lowering any node it reaches more cheaply
+    (a joiner can shorten others' paths). Each latency ends as the least float sum over the current graph's
+    paths, which is what csgraph's Dijkstra computes (rounding is monotone), so the result is the same to the
+    last bit; the tree's order (by latency, ties by slot, which is id order) follows."""
+    if tree.predecessors is None or len(changes) > REPAIR_CHANGES:
+        return None
+    count = len(store.node_ids)
+    old = len(tree.distances)
+    distances = np.full(count, np.inf)
+    distances[:old] = tree.distances
+    predecessors = np.full(count, NO_PREDECESSOR, dtype=np.int32)
+    predecessors[:old] = tree.predecessors
+    changed = np.zeros(count, dtype=np.bool_)
+    frontier = np.array([slot for _, joined, slot in changes if not joined], dtype=np.int32)
+    changed[frontier] = True
+    while frontier.size:  # the leavers' subtrees, level by level
+        frontier = np.flatnonzero(np.isin(predecessors, frontier) & ~changed).astype(np.int32)
+        changed[frontier] = True
+    if np.count_nonzero(changed) > max(REPAIR_MIN_NODES, REPAIR_SHARE * count):
+        return None
+    changed[[slot for _, joined, slot in changes if joined]] = True
+    distances[changed] = np.inf
+    predecessors[changed] = NO_PREDECESSOR
+    node_ids = np.frombuffer(store.node_ids, np.int64).copy()
+    slot_of = store.slot_of
+    heap: list[tuple[float, int]] = []
+    for slot in np.flatnonzero(changed).tolist():
+        node = int(node_ids[slot])
+        if node not in slot_of:  # left
+            continue
+        best, via = math.inf, NO_PREDECESSOR
+        for other, data in adjacency[node].items():
+            other_slot = slot_of[other]
+            if not changed[other_slot]:
+                candidate = float(distances[other_slot]) + data["latency_s"]
+                if candidate < best:
+                    best, via = candidate, other_slot
+        if via != NO_PREDECESSOR:
+            distances[slot], predecessors[slot] = best, via
+            heap.append((best, slot))
+    heapq.heapify(heap)
+    while heap:
+        distance, slot = heapq.heappop(heap)
+        if distance > distances[slot]:
+            continue
+        for other, data in adjacency[int(node_ids[slot])].items():
+            other_slot = slot_of[other]
+            candidate = distance + data["latency_s"]
+            if candidate < distances[other_slot]:
+                distances[other_slot], predecessors[other_slot] = candidate, slot
+                heapq.heappush(heap, (candidate, other_slot))
+    source_slot = slot_of[tree.source]
+    return _Tree(version, tree.generation, tree.source, distances, predecessors, node_ids, source_slot)
+
+
 class Overlay:
     """The agents' network in simulated time."""
 
@@ -237,6 +321,8 @@ class Overlay:
         self._latency_cache: dict[int, _Tree] = {}
         self._arrays_cache: _Arrays | None = None
         self._store: _EdgeStore | None = None  # built from the graph when first needed, then kept in step
+        self._generation = 0  # the store's: a rebuilt store renumbers slots, so older trees cannot be repaired
+        self._changes: list[tuple[int, bool, int]] = []  # (version, joined, slot) of the store's generation
         self.leaves: dict[int, dict[int, float]] = {}
         self._emit_sent: Callable[..., int] | None = None  # the compiled message_sent emitter, made on first use
 
@@ -244,7 +330,7 @@ class Overlay:
     def adopt(self, graph: nx.Graph) -> None:
         """Take `graph` (built by `build_topology`) as the overlay; its nodes come online."""
         self.graph = graph
-        self._store = None
+        self._drop_store()
         self._version += 1
 
     def join(self, node: int, neighbours: int | None = None, relay: bool = True) -> None:
@@ -259,18 +345,21 @@ class Overlay:
         count = len(existing)
         chosen = sorted(self.rng.choice(count, size=min(wanted, count), replace=False).tolist()) if count else []
         links = {int(existing[index]): float(self.config.latency_s.sample(self.rng)) for index in chosen}
+        if not all(math.isfinite(latency) and latency >= 0.0 for latency in links.values()):
+            raise ValueError("overlay edge latencies must be finite and non-negative")
         if not relay:
             self.leaves[node] = links
             return
         self.graph.add_node(node)
         for other, latency in links.items():
             self.graph.add_edge(node, other, latency_s=latency)
+        self._version += 1
         if store is not None:
             if store.accepts(node):
                 store.add(node, links)
+                self._record(True, store.slot_of[node])
             else:
-                self._store = None  # an id below the last slot's: rebuild, sorted, when next needed
-        self._version += 1
+                self._drop_store()  # an id below the last slot's: rebuild, sorted, when next needed
 
     def leave(self, node: int) -> None:
         """Take `node` offline: its edges go, messages to it are dropped from now on."""
@@ -280,13 +369,33 @@ class Overlay:
             return
         if node in self.graph:
             self.graph.remove_node(node)
+            self._version += 1
             store = self._store
             if store is not None:
+                self._record(False, store.slot_of[node])
                 store.remove(node)
                 if store.mostly_dead:
-                    self._store = None  # rebuilt from the graph, compacted, when next needed
-        self._version += 1
+                    self._drop_store()  # rebuilt from the graph, compacted, when next needed
         self._latency_cache.pop(node, None)
+
+    def _record(self, joined: bool, slot: int) -> None:
+        """Note a join or leave of the current version, for repairing cached trees (the last few hundred kept)."""
+        self._changes.append((self._version, joined, slot))
+        if len(self._changes) > 2 * REPAIR_CHANGES:
+            del self._changes[:REPAIR_CHANGES]
+
+    def _drop_store(self) -> None:
+        """Forget the edge store (rebuilt from the graph when next needed) and every tree's chance of repair."""
+        self._store = None
+        self._generation += 1
+        self._changes.clear()
+
+    def _built_store(self) -> _EdgeStore:
+        """The edge store, built from the graph if there is none."""
+        store = self._store
+        if store is None:
+            store = self._store = _EdgeStore(self.graph)
+        return store
 
     def is_online(self, node: int) -> bool:
         """Whether `node` is on the overlay now."""
@@ -330,22 +439,28 @@ class Overlay:
         """The relaying graph as arrays at the current topology version (rebuilt on first use after a change)."""
         arrays = self._arrays_cache
         if arrays is None or arrays.version != self._version:
-            store = self._store
-            if store is None:
-                store = self._store = _EdgeStore(self.graph)
-            arrays = self._arrays_cache = store.arrays(self._version)
+            arrays = self._arrays_cache = self._built_store().arrays(self._version)
         return arrays
 
     def _relay_tree(self, source: int) -> _Tree:
-        """The lowest-latency tree from a relaying node (cached per topology version)."""
+        """The lowest-latency tree from a relaying node (cached per topology version; a cached tree of an older
+        version is repaired over the joins and leaves since, when that is cheaper than a new Dijkstra)."""
         cached = self._latency_cache.get(source)
         if cached is not None and cached.version == self._version:
             return cached
-        arrays = self._arrays()
-        row = arrays.rows.get(source)
+        store = self._built_store()
+        row = store.slot_of.get(source)
         if row is None:
             raise nx.NodeNotFound(f"Node {source} not in G")
-        tree = _Tree(arrays, source, dijkstra(arrays.latencies, directed=True, indices=row), row)
+        tree = None
+        if cached is not None and cached.generation == self._generation:
+            pending = self._changes[bisect_right(self._changes, cached.version, key=itemgetter(0)) :]
+            if len(pending) == self._version - cached.version:  # every change since the tree's is recorded
+                tree = _repair(cached, pending, store, self.graph._adj, self._version)
+        if tree is None:
+            arrays = self._arrays()
+            distances, predecessors = dijkstra(arrays.latencies, directed=True, indices=row, return_predecessors=True)
+            tree = _Tree(self._version, self._generation, source, distances, predecessors, arrays.nodes, row)
         self._latency_cache[source] = tree
         return tree
 
@@ -367,7 +482,7 @@ class Overlay:
             shape=(count + 1, count + 1),
         )
         distances = dijkstra(extended, directed=True, indices=count)[:count]
-        return _Tree(arrays, leaf, distances, -1)
+        return _Tree(self._version, self._generation, leaf, distances, None, arrays.nodes, -1)
 
     def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
         """Latency of the lowest-latency path plus size/bandwidth; None when unreachable or offline."""
@@ -394,7 +509,7 @@ class Overlay:
         fresh = cached is not None and cached.version == self._version
         source, target = (start, end) if fresh else (end, start)
         tree = self._relay_tree(source)
-        row = self._arrays().rows.get(target)
+        row = self._built_store().slot_of.get(target)
         return None if row is None else tree.latency_to(row)
 
     def send(self, receiver: int, message: Message) -> float | None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import simpy
 
+from flmarket.sim import network
 from flmarket.sim.config import NetworkSection
 from flmarket.sim.events import EventLog
 from flmarket.sim.network import Message, Overlay, build_topology
@@ -228,19 +229,31 @@ def test_latency_trees_follow_joins_and_leaves_but_not_leaves_of_clients() -> No
     assert 42 not in hub and overlay.latencies_from(42) == {42: 0.0}
 
 
-def test_the_overlay_kept_through_churn_answers_as_one_rebuilt_from_its_graph() -> None:
+def test_the_overlay_kept_through_churn_answers_as_one_rebuilt_from_its_graph(monkeypatch) -> None:
     """Joins and leaves update the edge store in place (a rebuild, sorted and compacted, only when an id below the
-    last one joins or half the slots have left); after every change, trees, unicast delays, floods and the nodes
-    a join picks from equal those of an overlay built afresh from a copy of the graph, to the last bit."""
+    last one joins or half the slots have left), and cached trees are repaired over them; after every change,
+    trees, unicast delays, floods and the nodes a join picks from equal those of an overlay built afresh from a
+    copy of the graph (a new Dijkstra), to the last bit."""
+    repaired = []
+    repair = network._repair
+
+    def counted(*arguments):
+        tree = repair(*arguments)
+        repaired.append(tree is not None)
+        return tree
+
+    monkeypatch.setattr("flmarket.sim.network._repair", counted)
+    monkeypatch.setattr("flmarket.sim.network.REPAIR_MIN_NODES", 4)  # so that some leaves cut off too many
     rng = np.random.default_rng(21)
     overlay = _overlay_of(build_topology(NetworkSection(degree=3), list(range(60)), np.random.default_rng(22)), seed=23)
+    hubs = (0, 1)  # sources that never leave: their trees are repaired after every change
     overlay.latencies_from(0)  # the store exists from here on
     next_id, kept, gone = 100, 0, []
     rebuilt: list[str] = []
     for _ in range(300):
         store = overlay._store
         online = sorted(overlay.graph)
-        if len(online) < 10 or rng.random() < 0.5:
+        if len(online) < 10 or rng.random() < 0.45:
             if gone and rng.random() < 0.05:
                 change = "smaller id joins"
                 overlay.join(gone.pop(int(rng.integers(len(gone)))))
@@ -250,10 +263,13 @@ def test_the_overlay_kept_through_churn_answers_as_one_rebuilt_from_its_graph() 
                 next_id += 1
         else:
             change = "leave"
-            gone.append(int(rng.choice(online)))
+            gone.append(int(rng.choice([node for node in online if node not in hubs])))
             overlay.leave(gone[-1])
         sender = int(rng.choice(sorted(overlay.graph)))
         fresh = _overlay_of(overlay.graph.copy())
+        if rng.random() < 0.8:  # now and then a hub's tree waits for a few changes
+            for hub in hubs:
+                assert list(overlay.latencies_from(hub).items()) == list(fresh.latencies_from(hub).items())
         sent_before = overlay.counters.sent["flood"]
         delays = overlay.broadcast(Message("flood", sender, size_bytes=0))
         assert list(delays.items()) == list(fresh.broadcast(Message("flood", sender, size_bytes=0)).items())
@@ -269,6 +285,7 @@ def test_the_overlay_kept_through_churn_answers_as_one_rebuilt_from_its_graph() 
             rebuilt.append(change)
     # mostly in place; rebuilt after each smaller id's join and for compaction after leaves
     assert kept > 250 and {"smaller id joins", "leave"} <= set(rebuilt) and "join" not in rebuilt
+    assert sum(repaired) > 300 and not all(repaired)  # trees repaired, and recomputed when a leave cut off many
 
 
 def test_a_leaf_floods_as_if_it_were_put_in_the_graph_for_the_search() -> None:
