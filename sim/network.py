@@ -486,6 +486,10 @@ class Overlay:
 
     def path_delay(self, sender: int, receiver: int, size_bytes: int) -> float | None:
         """Latency of the lowest-latency path plus size/bandwidth; None when unreachable or offline."""
+        relaying = self.graph._node  # the plain dict: most sends are between two relaying nodes
+        if sender in relaying and receiver in relaying and sender != receiver:
+            latency = self._graph_latency(sender, receiver)
+            return None if latency is None else latency + size_bytes / self.config.bandwidth_bytes_per_s
         if not self.is_online(sender) or not self.is_online(receiver):
             return None
         transfer = size_bytes / self.config.bandwidth_bytes_per_s
