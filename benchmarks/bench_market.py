@@ -15,7 +15,8 @@ interleaved, caches reset between repeats):
   estimate says whether it was measured or extrapolated (from measured tasks only, never a warm-up). Signed
   rows are also given as a ratio to the unsigned row of the same population (target: modelled >= 0.5x).
 - memory over a long horizon: RSS (psutil) after a warm-up of N tasks and after 10N tasks at 100 providers,
-  events flushed to Parquet in a temporary directory; target growth < 10%. Memory per idle provider
+  events flushed to Parquet in a temporary directory; target growth < 10% (`--memory PxN:churn` with churn).
+  Memory per idle provider
   (tracemalloc); target <= 2.5 KB.
 - the cost of one Ed25519 signature and verification with `cryptography` (the defaults of
   `committee.signature_sign_s` and `committee.signature_verify_s`).
@@ -457,7 +458,7 @@ def run_until_finished(model: MarketModel, tasks: int, progress: Any = None) -> 
 
 @dataclass(frozen=True)
 class MemoryMeasurement:
-    """RSS after the warm-up and after 10x as many tasks at a fixed population."""
+    """RSS after the warm-up and after 10x as many tasks, at a fixed population or with churn."""
 
     providers: int
     verification: str
@@ -467,6 +468,7 @@ class MemoryMeasurement:
     final_rss: int
     parquet_parts: int
     wall_s: float
+    churn: bool = False
 
     @property
     def growth(self) -> float:
@@ -475,10 +477,16 @@ class MemoryMeasurement:
 
 
 def measure_memory(
-    providers: int, warmup_tasks: int, verification: str, trace_lines: int = 0, progress: bool = False
+    providers: int,
+    warmup_tasks: int,
+    verification: str,
+    trace_lines: int = 0,
+    progress: bool = False,
+    churn: bool = False,
 ) -> MemoryMeasurement:
     """RSS after `warmup_tasks` and after 10x as many, events flushed to Parquet in a temporary directory, under
-    the collector settings of `MarketModel.run` (`collector_tuned`).
+    the collector settings of `MarketModel.run` (`collector_tuned`); with `churn`, providers arrive and leave at
+    the population's steady state (the population, and so the state a flat RSS needs, stays about the same).
 
     Run first in the process: memory freed by earlier, larger models would otherwise be reused and hide growth.
     With `trace_lines`, tracemalloc traces the whole run (from before the model is built: a snapshot taken
@@ -487,7 +495,7 @@ def measure_memory(
     tracemalloc's own memory.
     """
     total_tasks = 10 * warmup_tasks
-    case = MarketCase(providers, total_tasks, verification)
+    case = MarketCase(providers, total_tasks, verification, churn=churn)
     with tempfile.TemporaryDirectory(prefix="bench-market-") as directory, collector_tuned():
         if trace_lines:
             tracemalloc.start(1)
@@ -518,14 +526,15 @@ def measure_memory(
                 print(f"  {stat.size_diff / 2**20:+8.2f} MiB {stat.count_diff:+9,d} blocks  {stat.traceback}")
         log.close()
         return MemoryMeasurement(
-            providers, verification, warmup_tasks, total_tasks, warm, final, len(log.parts), wall_s
+            providers, verification, warmup_tasks, total_tasks, warm, final, len(log.parts), wall_s, churn
         )
 
 
 def memory_table(result: MemoryMeasurement) -> None:
     """Print the memory measurement."""
     print(
-        f"\nMemory over a long horizon ({result.providers:,} providers, {result.verification}, events flushed to "
+        f"\nMemory over a long horizon ({result.providers:,} providers, {result.verification}"
+        f"{', churn' if result.churn else ''}, events flushed to "
         f"{result.parquet_parts} Parquet parts; measured first in the process; RSS includes the interpreter and "
         f"its libraries; {uptime()})"
     )
@@ -748,8 +757,9 @@ def main() -> None:
     only.add_argument(
         "--memory",
         type=parse_case,
-        metavar="PxN[:verification]",
-        help="run only the long-horizon memory measurement: P providers, N warm-up tasks, 10N in all",
+        metavar="PxN[:verification][:churn]",
+        help="run only the long-horizon memory measurement: P providers, N warm-up tasks, 10N in all (with "
+        "':churn', providers arrive and leave at the population's steady state)",
     )
     only.add_argument("--signature-costs", action="store_true", help="measure only Ed25519's sign and verify costs")
     parser.add_argument(
@@ -760,8 +770,6 @@ def main() -> None:
         signature_costs_row()
         return
     if args.memory is not None:
-        if args.memory.churn:
-            parser.error("--memory: churn is not measured here (the population must stay fixed); drop ':churn'")
         memory_table(
             measure_memory(
                 args.memory.providers,
@@ -769,6 +777,7 @@ def main() -> None:
                 args.memory.verification,
                 trace_lines=args.tracemalloc,
                 progress=True,
+                churn=args.memory.churn,
             )
         )
         return
