@@ -266,7 +266,7 @@ def _repair(
     changed[[slot for _, joined, slot in changes if joined]] = True
     distances[changed] = np.inf
     predecessors[changed] = NO_PREDECESSOR
-    node_ids = np.frombuffer(store.node_ids, np.int64).copy()
+    node_ids = np.array(store.node_ids, dtype=np.int64)
     slot_of = store.slot_of
     heap: list[tuple[float, int]] = []
     for slot in np.flatnonzero(changed).tolist():
