@@ -16,8 +16,7 @@ interleaved, caches reset between repeats):
   rows are also given as a ratio to the unsigned row of the same population (target: modelled >= 0.5x).
 - memory over a long horizon: RSS (psutil) after a warm-up of N tasks and after 10N tasks at 100 providers,
   events flushed to Parquet in a temporary directory; target growth < 10% (`--memory PxN:churn` with churn).
-  Memory per idle provider
-  (tracemalloc); target <= 2.5 KB.
+  Memory per idle provider (tracemalloc); target <= 2.5 KB.
 - the cost of one Ed25519 signature and verification with `cryptography` (the defaults of
   `committee.signature_sign_s` and `committee.signature_verify_s`).
 - Shapley estimator error on small rounds (n = 13..20) of the surrogate's coalition game against exact values.

@@ -270,6 +270,8 @@ def test_the_overlay_kept_through_churn_answers_as_one_rebuilt_from_its_graph(mo
         if rng.random() < 0.8:  # now and then a hub's tree waits for a few changes
             for hub in hubs:
                 assert list(overlay.latencies_from(hub).items()) == list(fresh.latencies_from(hub).items())
+                expected = nx.single_source_dijkstra_path_length(overlay.graph, hub, weight="latency_s")
+                _assert_same_tree(overlay.latencies_from(hub), expected, hub)  # and networkx's, independently
         sent_before = overlay.counters.sent["flood"]
         delays = overlay.broadcast(Message("flood", sender, size_bytes=0))
         assert list(delays.items()) == list(fresh.broadcast(Message("flood", sender, size_bytes=0)).items())
