@@ -151,6 +151,14 @@ class Committee:
             member.state.provider_keys[name] = claim_key
             member.state.timer_checker.register(name, timer_key)
 
+    def forget_provider(self, name: str) -> None:
+        """Drop a departed provider's keys from the registry and every member (when none of its claims is open)."""
+        self.provider_keys.pop(name, None)
+        self.timer_keys.pop(name, None)
+        for member in self.members.values():
+            member.state.provider_keys.pop(name, None)
+            member.state.timer_checker.forget(name)
+
     # -- election (SPEC D.3) --------------------------------------------------------------------------------
     def elect(self, epoch: int, approvals: Mapping[str, Sequence[str]], stakes: Mapping[str, float]) -> bool:
         """Re-elect for `epoch`; rebuild the replicas only when the top-T ranking changed. Returns changed."""

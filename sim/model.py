@@ -159,6 +159,7 @@ class MarketModel(mesa.Model):
         self.backend: LearningBackend = make_backend(self._backend_config())
         self.online_providers: dict[int, DataProvider] = {}
         self.provider_by_name: dict[str, DataProvider] = {}
+        self._departed: list[str] = []  # providers gone since the last task began: the committee forgets them then
         self.task_queue: simpy.Store = simpy.Store(self.env)
         self.tasks_posted = 0
         self.tasks_finished = 0
@@ -407,6 +408,7 @@ class MarketModel(mesa.Model):
         """Called by `DataProvider.remove`: forget the provider, take it off the overlay, log."""
         self.online_providers.pop(provider.unique_id, None)
         self.provider_by_name.pop(provider.name, None)
+        self._departed.append(provider.name)
         self.overlay.leave(provider.unique_id)
         self.log.emit(
             self.env.now, "provider_left", provider.unique_id, reason=reason, tasks_played=provider.tasks_played
@@ -456,6 +458,11 @@ class MarketModel(mesa.Model):
     def _task_runner(self) -> Generator[simpy.Event, Any, None]:
         while True:
             task, requester = yield self.task_queue.get()
+            # Between tasks no claim is open, so a provider that left can have none left to screen: the committee
+            # forgets its keys (a long run with churn would otherwise keep every departed provider's).
+            for name in self._departed:
+                self.committee.forget_provider(name)
+            self._departed.clear()
             yield from TaskRun(self, task, requester.budget).run()
             requester.task_done.succeed()
             self.tasks_finished += 1

@@ -295,6 +295,10 @@ class TimerChecker:
     def register(self, owner_id: str, timer_public_key: bytes) -> None:
         self._timer_keys[owner_id] = timer_public_key
 
+    def forget(self, owner_id: str) -> None:
+        """Drop an owner's timer key: its certificates fail from now on, as those of an owner never registered."""
+        self._timer_keys.pop(owner_id, None)
+
     def inspect(self, certificate: WaitCertificate, now: float) -> TimerVerdict:
         """Every check except the one-certificate-per-timer record and the z-test; changes nothing."""
         timer = certificate.timer

@@ -173,3 +173,36 @@ def test_runs_are_byte_identical_across_processes_with_different_hash_seeds(tmp_
         parts = sorted(out.glob("*/events/kind=*/part-*.parquet"))
         digests.append([hashlib.sha256(part.read_bytes()).hexdigest() for part in parts])
     assert digests[0] and digests[0] == digests[1]
+
+
+def test_the_committee_forgets_departed_providers_between_tasks() -> None:
+    """With churn, the key registry (and every member's copy) holds the online providers and those gone since
+    the current task began, not everyone who ever joined; a forgotten provider's certificates no longer check."""
+    scenario = load_scenario(
+        "quickstart",
+        {
+            "run.tasks": 8,
+            "providers.arrival_rate_per_s": 0.5,
+            "providers.mean_lifetime_s": 60.0,
+            "committee.verification": "every_replica",
+        },
+    )
+    model = MarketModel(scenario)
+    seen: list[tuple[set[str], set[str], list[set[str]]]] = []
+
+    def check(_now: float, _tasks: int) -> None:
+        committee = model.committee
+        members = [set(member.state.provider_keys) for member in committee.members.values()]
+        seen.append((set(committee.provider_keys), set(model.provider_by_name) | set(model._departed), members))
+
+    model.run(check)
+    ever = model._provider_ordinals  # every provider created, the initial ones included
+    left = model.log.counts_by_kind["provider_left"]
+    assert left > 20 and ever > scenario.providers.count + 20  # churn happened
+    for registry, expected, members in seen:
+        assert registry == expected  # online now, or gone during the task that just ended
+        assert all(keys == registry for keys in members)
+    assert len(seen[-1][0]) < ever - left / 2  # most departed providers were dropped
+    gone = next(name for name in seen[0][1] - seen[-1][1])  # departed during the first task, forgotten since
+    member = next(iter(model.committee.members.values()))
+    assert gone not in member.state.timer_checker._timer_keys
