@@ -173,7 +173,7 @@ class _EdgeStore:
         np.cumsum(degrees, out=indptr[1:])
         for slot, loops in self.loops.items():
             degrees[slot] += loops
-        matrix = csr_array((latencies[order], targets[order].copy(), indptr), shape=(count, count))
+        matrix = csr_array((latencies[order], targets[order], indptr), shape=(count, count))
         return _Arrays(version, np.array(self.node_ids, dtype=np.int64), self.slot_of, matrix, degrees)
 
 
