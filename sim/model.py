@@ -409,6 +409,7 @@ class MarketModel(mesa.Model):
         self.online_providers.pop(provider.unique_id, None)
         self.provider_by_name.pop(provider.name, None)
         self._departed.append(provider.name)
+        self.backend.forget_provider(provider.unique_id)  # its data returns to the pool; sent uploads stay valid
         self.overlay.leave(provider.unique_id)
         self.log.emit(
             self.env.now, "provider_left", provider.unique_id, reason=reason, tasks_played=provider.tasks_played

@@ -70,6 +70,11 @@ class LearningBackend(Protocol):
         """Give `provider_id` its local data set; returns its size."""
         ...
 
+    def forget_provider(self, provider_id: int) -> None:
+        """Drop a departed provider's per-provider state (its data set returns to the pool); uploads it already
+        sent stay valid for the rounds they belong to."""
+        ...
+
     def start_task(self, task_id: int) -> RoundResult:
         """Reset the global model to a task's w0 and return its evaluation (round 0)."""
         ...

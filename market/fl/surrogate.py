@@ -101,6 +101,14 @@ class SurrogateBackend:
         self._data_sizes[provider_id] = self.config.surrogate_data_size
         return self.config.surrogate_data_size
 
+    def forget_provider(self, provider_id: int) -> None:
+        """Drop a departed provider's size, last honest update and privacy total (a long run with churn would
+        otherwise keep every provider that ever joined)."""
+        if self._data_sizes.pop(provider_id, None) is None:
+            raise MarketError(f"provider_id: {provider_id} is not registered")
+        self._last_honest.pop(provider_id, None)
+        self._privacy_totals.pop(provider_id, None)
+
     def _result(self, participants: tuple[int, ...]) -> RoundResult:
         loss = surrogate_loss(self.config.theta0, self.config.theta1, self.effective_participation)
         state = f"surrogate|{self.task_id}|{self.round_index}|{self.effective_participation!r}"
@@ -127,8 +135,8 @@ class SurrogateBackend:
             return 0.0
         if not self.config.weight_by_data:
             return float(update.local_iterations)
-        mean_size = sum(self._data_sizes.values()) / len(self._data_sizes)
-        return update.local_iterations * update.data_size / mean_size
+        # every provider holds `surrogate_data_size` samples, so that is the mean size, with or without departures
+        return update.local_iterations * update.data_size / self.config.surrogate_data_size
 
     def local_update(
         self,

@@ -12,6 +12,7 @@ control variate of sampled Shapley values (`TorchCoalitionValue.control_game`).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -53,8 +54,10 @@ class TorchBackend:
     """LearningBackend with real training (see module docstring).
 
     The training set is partitioned into `config.providers` shards when the backend is built; providers get
-    the shards in registration order. Seeds: the data split, the partition and each task's w0 come from
-    independent streams of `config.seed`, so the same seed gives the same run.
+    the shards in registration order. A departed provider's shard returns to the pool (`forget_provider`); once
+    every shard has been handed out, a provider who joins gets the lowest-numbered returned one, so the shards
+    limit the providers online at once, not those who ever joined. Seeds: the data split, the partition and each
+    task's w0 come from independent streams of `config.seed`, so the same seed gives the same run.
     """
 
     name = "torch"
@@ -93,6 +96,8 @@ class TorchBackend:
         self.settings = SGDSettings(config.learning_rate, config.momentum, config.batch_size)
         self.privacy = PrivacyLedger()
         self._shard_of: dict[int, int] = {}
+        self._next_shard = 0  # shards below it have been handed out at least once
+        self._returned_shards: list[int] = []  # a heap of the shards departed providers gave back
         self._task_id: int | None = None
         self.round_index = 0
         self.global_vector = np.zeros(0, dtype=np.float32)
@@ -112,17 +117,36 @@ class TorchBackend:
 
     # --- providers and tasks -------------------------------------------------------------------------
     def register_provider(self, provider_id: int, rng: np.random.Generator) -> int:
-        """Give `provider_id` the next unassigned shard (registration order; `rng` is not drawn from)."""
+        """Give `provider_id` the next shard never handed out (registration order), or once there is none the
+        lowest-numbered shard a departed provider returned; `rng` is not drawn from."""
         if provider_id in self._shard_of:
             raise MarketError(f"provider_id: {provider_id} is already registered")
-        shard = len(self._shard_of)
-        if shard >= len(self.partition.shards):
+        if self._next_shard < len(self.partition.shards):
+            shard = self._next_shard
+            self._next_shard += 1
+        elif self._returned_shards:
+            shard = heapq.heappop(self._returned_shards)
+        else:
             raise MarketError(
-                f"providers: the partition has {len(self.partition.shards)} shards, all assigned; "
-                f"raise the shard count (learning.shards in a scenario) to register provider {provider_id}"
+                f"providers: all {len(self.partition.shards)} shards are held by providers online now; raise the "
+                f"shard count (learning.shards in a scenario) above the largest population the run reaches to "
+                f"register provider {provider_id}"
             )
         self._shard_of[provider_id] = shard
         return int(self.partition.shards[shard].size)
+
+    def forget_provider(self, provider_id: int) -> None:
+        """Return a departed provider's shard to the pool and drop its privacy total and last honest update.
+        Its uploads already sent keep their base round (`_upload_base`, cleared at the next task's start).
+
+        A later provider given the shard trains on records the departed one released before; `privacy_spent_total`
+        counts each provider's own releases (SPEC D.5), not the records'."""
+        shard = self._shard_of.pop(provider_id, None)
+        if shard is None:
+            raise MarketError(f"provider_id: {provider_id} is not registered")
+        heapq.heappush(self._returned_shards, shard)
+        self.privacy.forget(provider_id)
+        self._last_honest.pop(provider_id, None)
 
     def _shard(self, provider_id: int) -> np.ndarray:
         shard = self._shard_of.get(provider_id)

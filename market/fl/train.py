@@ -177,6 +177,10 @@ class PrivacyLedger:
         self._spent[provider_id] = total
         return total
 
+    def forget(self, provider_id: int) -> None:
+        """Drop a departed provider's total (nothing if it never uploaded)."""
+        self._spent.pop(provider_id, None)
+
     def spent(self, provider_id: int) -> float:
         """Cumulative epsilon of `provider_id` so far (0 if it never uploaded)."""
         return self._spent.get(provider_id, 0.0)

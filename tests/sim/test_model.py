@@ -189,11 +189,13 @@ def test_the_committee_forgets_departed_providers_between_tasks() -> None:
     )
     model = MarketModel(scenario)
     seen: list[tuple[set[str], set[str], list[set[str]]]] = []
+    backends: list[tuple[set[int], set[int]]] = []  # the learning backend forgets a provider as it leaves
 
     def check(_now: float, _tasks: int) -> None:
         committee = model.committee
         members = [set(member.state.provider_keys) for member in committee.members.values()]
         seen.append((set(committee.provider_keys), set(model.provider_by_name) | set(model._departed), members))
+        backends.append((set(model.backend._data_sizes), set(model.online_providers)))
 
     model.run(check)
     ever = model._provider_ordinals  # every provider created, the initial ones included
@@ -203,6 +205,40 @@ def test_the_committee_forgets_departed_providers_between_tasks() -> None:
         assert registry == expected  # online now, or gone during the task that just ended
         assert all(keys == registry for keys in members)
     assert len(seen[-1][0]) < ever - left / 2  # most departed providers were dropped
+    assert all(registered == online for registered, online in backends)
     gone = next(name for name in seen[0][1] - seen[-1][1])  # departed during the first task, forgotten since
     member = next(iter(model.committee.members.values()))
     assert gone not in member.state.timer_checker._timer_keys
+
+
+@pytest.mark.slow
+def test_a_churning_torch_market_reuses_departed_providers_shards() -> None:
+    """With the torch backend each online provider trains on a shard of its own; departed providers return
+    theirs, so a run with more joiners than shards goes on (it used to stop at the first joiner past the count)."""
+    scenario = load_scenario(
+        "quickstart",
+        {
+            "run.tasks": 6,
+            "providers.count": 4,
+            "network.degree": 2,
+            "providers.arrival_rate_per_s": 0.15,
+            "providers.mean_lifetime_s": 25.0,
+            "learning.backend": "torch",
+            "learning.shards": 12,
+            "learning.rounds_per_task": 1,
+            "learning.hidden_sizes": [16],
+            "committee.verification": "unsigned",
+        },
+    )
+    model = MarketModel(scenario)
+    held: list[list[int]] = []
+
+    def check(_now: float, _tasks: int) -> None:
+        shard_of = model.backend._shard_of
+        assert set(shard_of) == set(model.online_providers)
+        held.append(list(shard_of.values()))
+
+    model.run(check)
+    assert model.tasks_finished == 6
+    assert model._provider_ordinals > scenario.learning.shards  # more providers joined than there are shards
+    assert all(len(shards) == len(set(shards)) for shards in held)  # never two online providers on one shard

@@ -113,6 +113,24 @@ def test_surrogate_handles_ten_thousand_providers() -> None:
     assert half == pytest.approx(backend.quality_at(5 * providers / 2) - backend.quality_at(0))
 
 
+def test_surrogate_forgets_a_departed_provider_and_its_privacy_total() -> None:
+    backend = _surrogate(2, weight_by_data=True)
+    rng = np.random.default_rng(0)
+    backend.start_task(0)
+    kept = backend.local_update(1, 5, 2.0, "honest", rng)
+    backend.local_update(0, 5, 2.0, "honest", rng)
+    backend.forget_provider(0)
+    with pytest.raises(MarketError, match="provider_id: 0 is not registered"):
+        backend.local_update(0, 5, 2.0, "honest", rng)
+    with pytest.raises(MarketError, match="provider_id: 0 is not registered"):
+        backend.forget_provider(0)
+    assert backend.privacy_spent_total(0) == 0.0 and backend.privacy_spent_total(1) == 2.0
+    # an update sent before its provider left still counts, weighted by its share of the (equal) data
+    assert backend.contribution(kept) == 5.0
+    backend.register_provider(0, rng)  # the id may come back (a new registration starts from nothing)
+    assert backend.local_update(0, 5, 2.0, "honest", rng).privacy_spent_total == 2.0
+
+
 def test_bad_inputs_name_the_field() -> None:
     backend = _surrogate(1)
     with pytest.raises(MarketError, match="task: call start_task"):
@@ -325,6 +343,32 @@ def test_privacy_is_accounted_per_upload_and_cumulatively() -> None:
     second = backend.local_update(0, 1, 1.5, "honest", rng)
     assert first.privacy_spent == 3.0 and first.privacy_spent_total == 3.0 and second.privacy_spent_total == 4.5
     assert backend.privacy_spent_total(0) == 4.5 and backend.privacy_spent_total(1) == 0.0
+
+
+def test_shards_are_handed_out_in_order_then_returned_ones_are_reused() -> None:
+    """Registration order first; a departed provider's shard goes back to the pool, and once every shard has
+    been handed out a joiner gets the lowest-numbered returned one; with none free the error says so."""
+    backend = make_backend(BackendConfig(name="torch", seed=3, providers=3))
+    rng = np.random.default_rng(0)
+    shards = backend.partition.shards
+    backend.register_provider(10, rng)
+    backend.register_provider(11, rng)
+    backend.start_task(0)
+    backend.local_update(10, 1, 2.0, "honest", rng)
+    backend.forget_provider(10)
+    assert backend.privacy_spent_total(10) == 0.0
+    with pytest.raises(MarketError, match="provider_id: 10 is not registered"):
+        backend.local_update(10, 1, 2.0, "honest", rng)
+    backend.register_provider(12, rng)  # shard 2 was never handed out: it comes before the returned shard 0
+    assert np.array_equal(backend._shard(12), shards[2])
+    backend.forget_provider(11)
+    backend.register_provider(13, rng)  # shards 0 and 1 are back: the lowest first
+    backend.register_provider(14, rng)
+    assert np.array_equal(backend._shard(13), shards[0]) and np.array_equal(backend._shard(14), shards[1])
+    with pytest.raises(MarketError, match="all 3 shards are held by providers online now"):
+        backend.register_provider(15, rng)
+    with pytest.raises(MarketError, match="provider_id: 99 is not registered"):
+        backend.forget_provider(99)
 
 
 def test_upload_is_the_unclipped_update_plus_laplace_noise_of_the_sensitivity() -> None:
