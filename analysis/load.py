@@ -183,17 +183,35 @@ def _on_disk(events: Path) -> tuple[dict[str, Path], dict[str, Path], list[str]]
     return parts, checkpoints, unexpected
 
 
+def _scanned_seqs(files: dict[str, Path]) -> list[np.ndarray] | None:
+    """The seq column of every file in one dataset scan (a long run writes thousands of parts: one dataset per
+    part took 3x as long); None when a file is unreadable or has no int64 seq, for `_seq_problems` to name it."""
+    paths = [str(path) for path in files.values()]
+    position = {path: index for index, path in enumerate(paths)}
+    pieces: list[list[np.ndarray]] = [[] for _ in paths]
+    try:
+        dataset = ds.dataset(paths, format="parquet", schema=pa.schema([("seq", pa.int64())]))
+        for tagged in dataset.scanner(columns=["seq"], use_threads=False, memory_pool=_POOL).scan_batches():
+            # a file without a seq column reads as nulls here, and to_numpy refuses nulls (ArrowInvalid)
+            pieces[position[tagged.fragment.path]].append(tagged.record_batch.column(0).to_numpy())
+    except (pa.ArrowException, OSError, KeyError):
+        return None
+    return [np.concatenate(chunks) if chunks else np.empty(0, np.int64) for chunks in pieces]
+
+
 def _seq_problems(files: dict[str, Path]) -> tuple[np.ndarray, list[str]]:
     """All seqs in the files (sorted) and the repeats (a seq in two places means a duplicated part)."""
-    arrays, owners = [], []
-    for relative, path in files.items():
-        try:
-            scan = ds.dataset(str(path), format="parquet")
-            seqs = scan.to_table(columns=["seq"], use_threads=False, memory_pool=_POOL).column(0).to_numpy()
-        except (pa.ArrowException, OSError) as error:
-            return np.empty(0, np.int64), [f"{relative}: not a readable Parquet part ({error})"]
-        arrays.append(seqs)
-        owners.append(np.full(len(seqs), len(owners)))
+    arrays = _scanned_seqs(files) if files else []
+    if arrays is None:  # read part by part, to name the one that fails
+        arrays = []
+        for relative, path in files.items():
+            try:
+                scan = ds.dataset(str(path), format="parquet")
+                seqs = scan.to_table(columns=["seq"], use_threads=False, memory_pool=_POOL).column(0).to_numpy()
+            except (pa.ArrowException, OSError) as error:
+                return np.empty(0, np.int64), [f"{relative}: not a readable Parquet part ({error})"]
+            arrays.append(seqs)
+    owners = [np.full(len(seqs), index) for index, seqs in enumerate(arrays)]
     if not arrays:
         return np.empty(0, np.int64), []
     seqs = np.concatenate(arrays)

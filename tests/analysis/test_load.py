@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas.testing as pdt
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -225,6 +226,30 @@ def _old_flat_layout(run_dir: Path, other: Path) -> None:
         del manifest[key]
     manifest["parts"] = ["part-000000.parquet"]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_seq_check_reads_every_part_in_one_scan_and_names_a_part_it_cannot_read(run, tmp_path) -> None:
+    """The one-scan read of every part's seq gives what reading part by part gives; a duplicate is found with
+    both places, and a Parquet file without a seq column (which the scan would read as nulls) is named."""
+    from flmarket.analysis.load import _scanned_seqs, _seq_problems
+
+    files = {name: run / "events" / name for name in _part_names(run)}
+    assert len(files) > 30
+    one_by_one = [pq.read_table(path, columns=["seq"]).column(0).to_numpy() for path in files.values()]
+    scanned = _scanned_seqs(files)
+    assert scanned is not None and all((a == b).all() for a, b in zip(scanned, one_by_one, strict=True))
+    seqs, problems = _seq_problems(files)
+    assert problems == [] and (seqs == np.arange(seqs.size)).all()
+    first = next(iter(files))
+    copy = tmp_path / "copy.parquet"
+    shutil.copyfile(files[first], copy)
+    _, problems = _seq_problems({**files, "copy": copy})
+    assert len(problems) == 1 and f"appears in {first} and in copy" in problems[0]
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), foreign)
+    assert _scanned_seqs({**files, "foreign": foreign}) is None
+    _, problems = _seq_problems({**files, "foreign": foreign})
+    assert len(problems) == 1 and problems[0].startswith("foreign: not a readable Parquet part")
 
 
 @pytest.mark.parametrize(
