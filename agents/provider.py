@@ -51,7 +51,6 @@ class ProviderType:
     memory: float
     memory_use_ratio: float
     privacy_budget: float
-    data_size: float
     initial_stake: float
 
 
@@ -104,6 +103,7 @@ class DataProvider(mesa.Agent):
         "_claim_signer",
         "_timer",
         "process",
+        "data_size",
     )
 
     def __init__(
@@ -128,6 +128,7 @@ class DataProvider(mesa.Agent):
         self.balance = private_type.initial_stake
         self.previous: PreviousOutcome | None = None
         self.tasks_played = 0
+        self.data_size = 0  # |D_i|: the learning backend sets it when the provider registers
         self.total_utility = 0.0
         self.last_payoff = 0.0
         self.online = True

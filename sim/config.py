@@ -307,7 +307,6 @@ class ProvidersSection(_Section):
     memory: Distribution = Distribution(value=16.0)
     memory_use_ratio: Distribution = Distribution(value=0.3)
     privacy_budget: Distribution = Distribution(value=4.0)
-    data_size: Distribution = Distribution(value=180.0)
     initial_stake: Distribution = Distribution(value=10.0)
 
     @field_validator("mean_lifetime_s")
@@ -349,7 +348,7 @@ class ProvidersSection(_Section):
                 raise ValueError(f"{name}: count must be >= 0, got {count}")
         return counts
 
-    @field_validator("unit_revenue", "cpu_frequency", "cycles_per_batch", "batch_size", "memory", "data_size")
+    @field_validator("unit_revenue", "cpu_frequency", "cycles_per_batch", "batch_size", "memory")
     @classmethod
     def _positive(cls, value: Distribution) -> Distribution:
         return _require_range(value, above=0.0)

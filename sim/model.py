@@ -353,7 +353,6 @@ class MarketModel(mesa.Model):
             memory=float(providers.memory.sample(rng)),
             memory_use_ratio=float(providers.memory_use_ratio.sample(rng)),
             privacy_budget=float(providers.privacy_budget.sample(rng)),
-            data_size=float(providers.data_size.sample(rng)),
             initial_stake=float(providers.initial_stake.sample(rng)),
         )
 
@@ -384,7 +383,7 @@ class MarketModel(mesa.Model):
         )
         self.online_providers[provider.unique_id] = provider
         self.provider_by_name[provider.name] = provider
-        self.backend.register_provider(provider.unique_id, rng)
+        provider.data_size = self.backend.register_provider(provider.unique_id, rng)  # its shard, or the surrogate's
         if join_overlay:
             self.overlay.join(provider.unique_id)
             provider.start_listening()
@@ -400,7 +399,7 @@ class MarketModel(mesa.Model):
             strategy=provider.strategy_name,
             unit_revenue=private.unit_revenue,
             participation_cost=private.participation_cost,
-            data_size=private.data_size,
+            data_size=float(provider.data_size),
             privacy_budget=private.privacy_budget,
         )
 

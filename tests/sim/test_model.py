@@ -7,7 +7,7 @@ import pytest
 
 from flmarket.agents.provider import DataProvider
 from flmarket.analysis.load import events_frame
-from flmarket.sim.config import load_scenario
+from flmarket.sim.config import ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
 from flmarket.sim.randomness import RandomStreams
 
@@ -211,6 +211,11 @@ def test_the_committee_forgets_departed_providers_between_tasks() -> None:
     assert gone not in member.state.timer_checker._timer_keys
 
 
+def _joined(model: MarketModel):
+    frame = events_frame(model.log.to_arrow())
+    return frame[frame["kind"] == "provider_joined"]
+
+
 @pytest.mark.slow
 def test_a_churning_torch_market_reuses_departed_providers_shards() -> None:
     """With the torch backend each online provider trains on a shard of its own; departed providers return
@@ -240,5 +245,24 @@ def test_a_churning_torch_market_reuses_departed_providers_shards() -> None:
 
     model.run(check)
     assert model.tasks_finished == 6
+    joined = _joined(model)
+    shards = model.backend.partition.shards
+    assert set(joined["data_size"]) <= {float(shard.size) for shard in shards}  # |D_i| as trained on
+    assert all(
+        provider.data_size == shards[model.backend._shard_of[provider.unique_id]].size
+        for provider in model.online_providers.values()
+    )
     assert model._provider_ordinals > scenario.learning.shards  # more providers joined than there are shards
     assert all(len(shards) == len(set(shards)) for shards in held)  # never two online providers on one shard
+
+
+def test_a_provider_joins_with_the_data_size_its_backend_gave_it() -> None:
+    """|D_i| in the log is what the provider trains on (the surrogate's fixed size here), not a separate prior
+    (`providers.data_size` was drawn, logged and never used: it is no longer a scenario key)."""
+    model = MarketModel(load_scenario("quickstart", {"run.tasks": 1, "providers.arrival_rate_per_s": 0.05}))
+    model.run()
+    joined = _joined(model)
+    assert len(joined) > model.scenario.providers.count  # joiners too
+    assert (joined["data_size"] == model.backend.config.surrogate_data_size).all()
+    with pytest.raises(ScenarioError, match="providers.data_size: unknown key"):
+        load_scenario("quickstart", {"providers.data_size": 180.0})
