@@ -27,6 +27,7 @@ from flmarket.agents.strategies import Alliance, BNEFollower, MMZDAMember, make_
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.bayesian import participation_equilibrium
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
+from flmarket.market.errors import SocialDilemmaError
 from flmarket.market.evolution import (
     alliances_by_rule,
     complete_graph_models,
@@ -199,7 +200,14 @@ class MarketModel(mesa.Model):
         for node in nodes:
             self.overlay.join(node.unique_id)
             node.start_listening()
-        self.initial_dilemma = require_social_dilemma(self.game_of(initial), strict=learning.require_dilemma)
+        try:
+            self.initial_dilemma = require_social_dilemma(self.game_of(initial), strict=learning.require_dilemma)
+        except SocialDilemmaError as error:
+            alone = " (one provider alone cannot face one)" if len(initial) == 1 else ""
+            raise SocialDilemmaError(
+                f"the initial population is not a social dilemma (SPEC B.2){alone}: {error}. Set "
+                f"learning.require_dilemma = false to run it anyway (a warning instead of this error)"
+            ) from None
 
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
         self.env.process(self._provider_arrivals())

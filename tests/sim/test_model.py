@@ -7,6 +7,7 @@ import pytest
 
 from flmarket.agents.provider import DataProvider
 from flmarket.analysis.load import events_frame
+from flmarket.market.errors import SocialDilemmaError
 from flmarket.sim.config import ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
 from flmarket.sim.randomness import RandomStreams
@@ -266,3 +267,15 @@ def test_a_provider_joins_with_the_data_size_its_backend_gave_it() -> None:
     assert (joined["data_size"] == model.backend.config.surrogate_data_size).all()
     with pytest.raises(ScenarioError, match="providers.data_size: unknown key"):
         load_scenario("quickstart", {"providers.data_size": 180.0})
+
+
+def test_a_population_that_is_no_dilemma_is_refused_with_the_key_that_lets_it_run() -> None:
+    """SPEC B.2 is checked on the initial population; the error says why and how to run it anyway."""
+    alone = {"providers.count": 1, "network.topology": "complete", "run.tasks": 1}
+    refusal = r"one provider alone .* Assumption 1 .* learning.require_dilemma = false"
+    with pytest.raises(SocialDilemmaError, match=refusal):
+        MarketModel(load_scenario("quickstart", alone))
+    with pytest.warns(UserWarning, match="not a social dilemma"):
+        model = MarketModel(load_scenario("quickstart", {**alone, "learning.require_dilemma": False}))
+    model.run()
+    assert model.tasks_finished == 1
