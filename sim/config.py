@@ -636,6 +636,27 @@ def expected_end_s(scenario: Scenario) -> float:
     return min(horizon, run.tasks * max(1.0 / scenario.requesters.arrival_rate_per_s, _task_seconds(scenario)))
 
 
+def likely_population_peak(scenario: Scenario) -> float:
+    """A level the number of online providers is unlikely to pass before `expected_end_s`: the largest mean plus
+    three standard deviations over the run. Of the initial providers, Binomial(count, e^(-t/L)) are still online at
+    time t; joiners arrive as a Poisson process of rate lambda and stay an exponential lifetime of mean L, so
+    Poisson(lambda L (1 - e^(-t/L))) of them are online (an M/M/infinity queue started empty; lambda t if L is
+    infinite). The torch backend needs one shard per online provider (`learning.shards`)."""
+    providers = scenario.providers
+    rate, lifetime, count = providers.arrival_rate_per_s, providers.mean_lifetime_s, providers.count
+    end = expected_end_s(scenario)
+    if rate <= 0:
+        return float(count)
+    if math.isinf(end):
+        return math.inf if math.isinf(lifetime) else count + rate * lifetime + 3.0 * math.sqrt(rate * lifetime)
+    times = np.linspace(0.0, end, 257)
+    staying = np.ones_like(times) if math.isinf(lifetime) else np.exp(-times / lifetime)
+    joined = rate * times if math.isinf(lifetime) else rate * lifetime * (1.0 - staying)
+    mean = count * staying + joined
+    deviation = np.sqrt(count * staying * (1.0 - staying) + joined)
+    return float(np.max(mean + 3.0 * deviation))
+
+
 def _task_seconds(scenario: Scenario) -> float:
     """The simulated seconds of one task's collection windows (its rounds; consensus adds a little)."""
     return scenario.learning.rounds_per_task * scenario.learning.round_duration_s

@@ -11,6 +11,7 @@ the market by one FL task. All randomness comes from
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,14 @@ from flmarket.market.fl.backend import (
 from flmarket.market.mechanism import TaskTerms
 from flmarket.market.public_goods import PublicGoodsGame, require_social_dilemma, theta1_lower_bound
 from flmarket.sim.collector import collector_tuned
-from flmarket.sim.config import Scenario, apply_overrides, initial_strategies, load_scenario, parse_scenario
+from flmarket.sim.config import (
+    Scenario,
+    apply_overrides,
+    initial_strategies,
+    likely_population_peak,
+    load_scenario,
+    parse_scenario,
+)
 from flmarket.sim.events import NO_AGENT, EventLog, register_kind
 from flmarket.sim.network import Message, Overlay, build_topology
 from flmarket.sim.randomness import RandomStreams
@@ -158,6 +166,8 @@ class MarketModel(mesa.Model):
         )
         self.parameter_count = mlp_parameter_count(DIGITS_FEATURES, learning.hidden_sizes, DIGITS_CLASSES)
         self.backend: LearningBackend = make_backend(self._backend_config())
+        if learning.backend == "torch":
+            _warn_if_shards_may_run_out(scenario)
         self.online_providers: dict[int, DataProvider] = {}
         self.provider_by_name: dict[str, DataProvider] = {}
         self._departed: list[str] = []  # providers gone since the last task began: the committee forgets them then
@@ -801,3 +811,20 @@ class MarketModel(mesa.Model):
                 self.env.run(until=until)
                 if progress is not None:
                     progress(self.env.now, self.tasks_finished)
+
+
+def _warn_if_shards_may_run_out(scenario: Scenario) -> None:
+    """The torch backend gives each online provider a shard of its own; with churn, warn before the run when the
+    population may outgrow `learning.shards` (a joiner who finds every shard held stops the run)."""
+    peak = likely_population_peak(scenario)
+    shards = scenario.learning.shards
+    if peak > shards:
+        providers = scenario.providers
+        reach = "grow without bound" if math.isinf(peak) else f"reach about {peak:.0f}"
+        raise_to = "" if math.isinf(peak) else f"; raise learning.shards to {math.ceil(peak)} or more"
+        warnings.warn(
+            f"learning.shards = {shards}: the online population may {reach} (providers.count {providers.count}, "
+            f"arrivals {providers.arrival_rate_per_s:g}/s, mean lifetime {providers.mean_lifetime_s:g} s), and a "
+            f"provider who joins when every shard is held stops the run{raise_to}",
+            stacklevel=3,
+        )

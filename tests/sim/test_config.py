@@ -290,3 +290,40 @@ def test_the_torch_backend_needs_a_shard_per_initial_provider() -> None:
         "of its own), got 3"
     )
     assert "BackendConfig" not in message
+
+
+def test_the_likely_population_peak_follows_the_m_m_infinity_queue() -> None:
+    """Joiners online at time t are Poisson(lambda L (1 - e^(-t/L))) and the initial providers Binomial(N,
+    e^(-t/L)): checked by hand at the run's end and by simulating arrivals and lifetimes."""
+    import math
+
+    import numpy as np
+
+    from flmarket.sim.config import expected_end_s, likely_population_peak
+
+    def scenario(**overrides: object):
+        return load_scenario("quickstart", {"run.tasks": 20, **overrides})
+
+    assert likely_population_peak(scenario(**{"providers.arrival_rate_per_s": 0.0})) == 30.0
+    # one initial provider and lambda L = 5: mean and spread only grow, so the peak is at the end (by hand)
+    growing = {"providers.count": 1, "network.topology": "complete", "providers.arrival_rate_per_s": 0.05}
+    few = scenario(**growing, **{"providers.mean_lifetime_s": 100.0, "learning.require_dilemma": False})
+    end = expected_end_s(few)
+    staying = math.exp(-end / 100.0)
+    joined = 0.05 * 100.0 * (1 - staying)
+    by_hand = staying + joined + 3 * math.sqrt(staying * (1 - staying) + joined)
+    assert likely_population_peak(few) == pytest.approx(by_hand, rel=1e-12)
+    forever = scenario(**{"providers.mean_lifetime_s": math.inf})
+    joined = 0.005 * expected_end_s(forever)
+    assert likely_population_peak(forever) == pytest.approx(30 + joined + 3 * math.sqrt(joined))
+    # simulated: arrivals at rate lambda over [0, t], each online for an exponential lifetime of mean L
+    rng = np.random.default_rng(0)
+    rate, lifetime, t, count = 0.05, 200.0, 300.0, 10
+    online = []
+    for _ in range(20_000):
+        arrivals = rng.uniform(0.0, t, rng.poisson(rate * t))
+        joiners = int(np.sum(arrivals + rng.exponential(lifetime, arrivals.size) > t))
+        online.append(joiners + int(np.sum(rng.exponential(lifetime, count) > t)))
+    staying = math.exp(-t / lifetime)
+    assert np.mean(online) == pytest.approx(count * staying + rate * lifetime * (1 - staying), rel=0.02)
+    assert np.var(online) == pytest.approx(count * staying * (1 - staying) + rate * lifetime * (1 - staying), rel=0.05)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas.testing as pdt
 import pytest
 
@@ -279,3 +281,20 @@ def test_a_population_that_is_no_dilemma_is_refused_with_the_key_that_lets_it_ru
         model = MarketModel(load_scenario("quickstart", {**alone, "learning.require_dilemma": False}))
     model.run()
     assert model.tasks_finished == 1
+
+
+def test_a_torch_market_warns_before_the_run_when_churn_may_outgrow_its_shards() -> None:
+    torch_market = {
+        "run.tasks": 2,
+        "providers.count": 4,
+        "network.degree": 2,
+        "providers.arrival_rate_per_s": 0.15,
+        "providers.mean_lifetime_s": 25.0,
+        "learning.backend": "torch",
+        "learning.hidden_sizes": [16],
+    }
+    with pytest.warns(UserWarning, match=r"learning.shards = 4: the online population may reach about \d+ .* raise"):
+        MarketModel(load_scenario("quickstart", {**torch_market, "learning.shards": 4}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough shards: no warning
+        MarketModel(load_scenario("quickstart", {**torch_market, "learning.shards": 40}))
