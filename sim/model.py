@@ -28,7 +28,7 @@ from flmarket.agents.strategies import Alliance, BNEFollower, MMZDAMember, make_
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.bayesian import participation_equilibrium
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
-from flmarket.market.errors import SocialDilemmaError
+from flmarket.market.errors import PartitionError, SocialDilemmaError
 from flmarket.market.evolution import (
     alliances_by_rule,
     complete_graph_models,
@@ -165,7 +165,13 @@ class MarketModel(mesa.Model):
             learning.theta0, self.theta1, learning.local_iterations, learning.rounds_per_task, (1.0,), (1.0,)
         )
         self.parameter_count = mlp_parameter_count(DIGITS_FEATURES, learning.hidden_sizes, DIGITS_CLASSES)
-        self.backend: LearningBackend = make_backend(self._backend_config())
+        try:
+            self.backend: LearningBackend = make_backend(self._backend_config())
+        except PartitionError as error:  # name the scenario keys, not the partition function's arguments
+            raise PartitionError(
+                f"learning.partition = {learning.partition!r} with learning.shards = {learning.shards}: {error}. In "
+                f"a scenario, raise learning.dirichlet_alpha or lower learning.shards"
+            ) from None
         if learning.backend == "torch":
             _warn_if_shards_may_run_out(scenario)
         self.online_providers: dict[int, DataProvider] = {}

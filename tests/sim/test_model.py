@@ -9,7 +9,7 @@ import pytest
 
 from flmarket.agents.provider import DataProvider
 from flmarket.analysis.load import events_frame
-from flmarket.market.errors import SocialDilemmaError
+from flmarket.market.errors import PartitionError, SocialDilemmaError
 from flmarket.sim.config import ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
 from flmarket.sim.randomness import RandomStreams
@@ -298,3 +298,14 @@ def test_a_torch_market_warns_before_the_run_when_churn_may_outgrow_its_shards()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # enough shards: no warning
         MarketModel(load_scenario("quickstart", {**torch_market, "learning.shards": 40}))
+
+
+def test_a_partition_that_cannot_be_drawn_names_the_scenario_keys() -> None:
+    skewed = {
+        "learning.backend": "torch",
+        "learning.partition": "dirichlet",
+        "learning.dirichlet_alpha": 0.01,
+        "learning.shards": 64,
+    }
+    with pytest.raises(PartitionError, match=r"learning.shards = 64: .* raise learning.dirichlet_alpha or lower"):
+        MarketModel(load_scenario("quickstart", {**skewed, "run.tasks": 1}))
