@@ -148,13 +148,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from flmarket.sim.config import load_scenario
+    from flmarket.sim.config import ScenarioError, load_scenario
     from flmarket.sim.sweep import describe_grid, is_grid_reference
 
+    overrides = _overrides(args)
     if is_grid_reference(args.scenario):  # a grid: every cell's scenario is validated
+        if overrides:
+            raise ScenarioError(
+                f"{args.scenario}: a grid is validated as written; --seed, --horizon, --tasks and --set apply to a "
+                f"scenario (put the values in the grid)"
+            )
         print(describe_grid(args.scenario))
         return 0
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, overrides)
     _build(scenario)
     print(
         f"{args.scenario}: valid ({scenario.run.name}: {scenario.providers.count} providers, "
@@ -222,11 +228,18 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SCENARIO,
         help=f"scenario file or bundled name (default: {DEFAULT_SCENARIO}; see `flmarket scenarios`)",
     )
-    run.add_argument("--seed", type=int, help="override run.seed")
     run.add_argument("--out", help="output directory for the run directory (default: run.output_dir, 'runs')")
-    run.add_argument("--horizon", type=float, help="override run.horizon_s (simulated seconds)")
-    run.add_argument("--tasks", type=int, help="override run.tasks (stop after this many FL tasks)")
-    run.add_argument(
+    _add_override_arguments(run)
+    run.add_argument("--quiet", action="store_true", help="no progress bar or table; print the run directory")
+    run.set_defaults(func=_run)
+
+
+def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """--seed, --horizon, --tasks and --set, read by `_overrides` (run and validate take the same ones)."""
+    parser.add_argument("--seed", type=int, help="override run.seed")
+    parser.add_argument("--horizon", type=float, help="override run.horizon_s (simulated seconds)")
+    parser.add_argument("--tasks", type=int, help="override run.tasks (stop after this many FL tasks)")
+    parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
@@ -235,8 +248,6 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         "merged, and a table parameter set key by key (providers.strategy_mix.ALLD=0.8 "
         "--set providers.strategy_mix.ALLC=0.2) starts from an empty table",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bar or table; print the run directory")
-    run.set_defaults(func=_run)
 
 
 def register_validate(subparsers: argparse._SubParsersAction) -> None:
@@ -246,9 +257,11 @@ def register_validate(subparsers: argparse._SubParsersAction) -> None:
         help=COMMANDS["validate"].help,
         description="Validate a scenario: unknown keys, wrong types and values out "
         "of range are reported with the field's dotted path. A grid file (top-level [sweep], [grid] or "
-        "[[cells]]) or a bundled grid's name is validated as a grid, every cell's scenario included.",
+        "[[cells]]) or a bundled grid's name is validated as a grid, every cell's scenario included. A scenario "
+        "takes the overrides `flmarket run` takes, so a command line can be checked before a long run.",
     )
     validate.add_argument("scenario", help="scenario or grid file, or a bundled name")
+    _add_override_arguments(validate)
     validate.set_defaults(func=_validate)
 
 

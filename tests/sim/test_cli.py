@@ -110,6 +110,18 @@ def test_validate_and_scenarios(capsys) -> None:
     assert "quickstart" in capsys.readouterr().out
 
 
+def test_validate_takes_the_overrides_run_takes(capsys) -> None:
+    """`flmarket validate` checks the scenario a `flmarket run` command line would run, overrides included."""
+    assert main(["validate", "quickstart", "--set", "providers.count=3", "--set", 'network.topology="complete"']) == 0
+    assert "quickstart: 3 providers" in capsys.readouterr().out
+    assert main(["validate", "quickstart", "--set", "providers.count=2"]) == 2
+    assert "network.degree: must be < providers.count (2), got 4" in capsys.readouterr().err
+    assert main(["validate", "quickstart", "--tasks", "0", "--seed", "3"]) == 2
+    assert "run.tasks: input should be greater than or equal to 1, got 0" in capsys.readouterr().err
+    assert main(["validate", "market_size", "--seed", "3"]) == 2  # a bundled grid: validated as written
+    assert "a grid is validated as written" in capsys.readouterr().err
+
+
 def test_console_script_help_explains() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "flmarket.sim.cli", "run", "--help"], capture_output=True, text=True, check=True
