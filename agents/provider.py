@@ -104,6 +104,7 @@ class DataProvider(mesa.Agent):
         "_timer",
         "process",
         "data_size",
+        "_contributing",
     )
 
     def __init__(
@@ -129,6 +130,7 @@ class DataProvider(mesa.Agent):
         self.previous: PreviousOutcome | None = None
         self.tasks_played = 0
         self.data_size = 0  # |D_i|: the learning backend sets it when the provider registers
+        self._contributing: RoundAnnouncement | None = None  # the round of the contribution in progress
         self.total_utility = 0.0
         self.last_payoff = 0.0
         self.online = True
@@ -227,7 +229,12 @@ class DataProvider(mesa.Agent):
 
         With modelled signatures the claim's and the timer's signatures add `signature_sign_s` each before the
         timer is requested, and the certificate's one after the timer elapsed (its issue time is when it is
-        signed), in the timeouts the provider waits anyway (no extra event)."""
+        signed), in the timeouts the provider waits anyway (no extra event).
+
+        One contribution at a time: one that is still training or waiting for its timer when the next round's
+        begins is given up (`update_abandoned`). Its round has closed, so its update would be late, and the
+        provider's trusted timer holds one timer at a time (SPEC D.1): the newer request replaces the older."""
+        self._contributing = announcement
         env = self.model.env
         private = self._private_type
         honest = self.behaviour == "honest"
@@ -253,7 +260,7 @@ class DataProvider(mesa.Agent):
             yield env.timeout(training_s + 2 * sign_s)
         elif sign_s > 0:
             yield env.timeout(2 * sign_s)
-        if not self.online:
+        if not self.online or self._overtaken(announcement):
             return
         # (B 5) on what is uploaded: eps of this release (0 for a free rider, who uses no data) and ||u~||_1
         privacy = float(privacy_cost(update.privacy_spent, update.l1_norm)) if update.privacy_spent > 0 else 0.0
@@ -268,11 +275,15 @@ class DataProvider(mesa.Agent):
             signed = SignedClaim(claim, b"")
             timer = _unsigned_timer(self.name, claim, env.now, committee.poet_mean_wait_s)
             yield env.timeout(timer.duration)
+            if self._overtaken(announcement):
+                return
             stamp = WaitCertificate(timer, claim.digest(), env.now, b"")
         else:
             signed = SignedClaim(claim, self._claim_signer.sign(claim.encode()))
             timer = self._timer.create_wait_timer(env.now, committee.poet_mean_wait_s)
             yield env.timeout(timer.duration + sign_s)
+            if self._overtaken(announcement):
+                return
             stamp = self._timer.create_wait_certificate(env.now, claim.digest())
         if not self.online:
             return
@@ -282,6 +293,14 @@ class DataProvider(mesa.Agent):
         size = UPDATE_HEADER_BYTES + BYTES_PER_PARAMETER * self.model.parameter_count
         self.model.overlay.send(announcement.collector, Message("update", self.unique_id, upload, size))
         self.model.log_update_sent(self, announcement, update)
+
+    def _overtaken(self, announcement: RoundAnnouncement) -> bool:
+        """Whether a later round's contribution began while this one was in progress (then log and give it up)."""
+        if self._contributing is announcement:
+            return False
+        if self.online:
+            self.model.log_update_abandoned(self, announcement)
+        return True
 
     def remove(self, reason: str = "removed") -> None:  # type: ignore[override]
         """Leave the market: end the SimPy processes, go offline on the overlay, log, deregister from Mesa."""

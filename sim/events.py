@@ -619,6 +619,13 @@ register_kind(
     "claim_rejected", "the committee rejected a claim (signature, timer or deadline)", task=int, round=int, reason=str
 )
 register_kind(
+    "update_abandoned",
+    "a provider gave up an update still in training or waiting for its PoET timer when the next round began (that "
+    "round had closed, so it would have been late; its trusted timer holds one timer at a time, SPEC D.1)",
+    task=int,
+    round=int,
+)
+register_kind(
     "consensus_decided",
     "PBFT decided a round's proposal",
     task=int,

@@ -197,6 +197,7 @@ class MarketModel(mesa.Model):
         self._prior_unit_costs: np.ndarray | None = None
         self._emit_update = self.log.emitter("update_sent")
         self._emit_rejected = self.log.emitter("claim_rejected")
+        self._emit_abandoned = self.log.emitter("update_abandoned")
         self._emit_payoff = self.log.emitter("provider_payoff")
         self._step_waiters: list[tuple[int, simpy.Event]] = []
         self._on_task_finished: Callable[[float, int], None] | None = None  # run()'s progress, once per task
@@ -559,6 +560,10 @@ class MarketModel(mesa.Model):
             self._uploads.append(upload)
             return
         self._emit_rejected(self.env.now, upload.update.provider_id, upload.task, upload.round, "late")
+
+    def log_update_abandoned(self, provider: DataProvider, announcement: RoundAnnouncement) -> None:
+        """A provider gave up an update that the next round overtook (`DataProvider._contribute`)."""
+        self._emit_abandoned(self.env.now, provider.unique_id, announcement.task, announcement.round)
 
     def log_update_sent(self, provider: DataProvider, announcement: RoundAnnouncement, update: LocalUpdate) -> None:
         """A provider sent an update (Algorithm 1, line 5-7)."""

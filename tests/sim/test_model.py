@@ -312,3 +312,36 @@ def test_a_partition_that_cannot_be_drawn_names_the_scenario_keys() -> None:
     more_shards_than_records = {"learning.backend": "torch", "learning.shards": 2000, "run.tasks": 1}
     with pytest.raises(PartitionError, match=r"'iid' with learning.shards = 2000: .*\. In a scenario, lower learning"):
         MarketModel(load_scenario("quickstart", more_shards_than_records))
+
+
+@pytest.mark.parametrize(
+    ("verification", "mean_wait_s"),
+    # unsigned timers wait exactly the mean: 4 s after round 0's 2.7 s of training (5 epochs) outlasts its 6 s round
+    [("every_replica", 2.0), ("modelled", 2.0), ("unsigned", 4.0)],
+)
+def test_a_contribution_the_next_round_overtakes_is_abandoned_not_a_crash(
+    verification: str, mean_wait_s: float
+) -> None:
+    """PoET waits often outlast a round: the next round's contribution starts while the last one still waits. The
+    trusted timer holds one timer at a time, so the older contribution is given up and logged (it used to stop the
+    run with 'timer has not elapsed' or 'no active timer'); every verification mode treats it the same way."""
+    overrides = {
+        "run.tasks": 3,
+        "providers.count": 10,
+        "providers.strategy_mix": {"ALLC": 1.0},
+        "learning.round_duration_s": 6.0,
+        "committee.poet_mean_wait_s": mean_wait_s,
+        "committee.verification": verification,
+    }
+    model = MarketModel(load_scenario("quickstart", overrides))
+    model.run()
+    assert model.tasks_finished == 3
+    frame = events_frame(model.log.to_arrow())
+    keys = ["agent", "task", "round"]
+    abandoned = frame[frame["kind"] == "update_abandoned"]
+    sent = frame[frame["kind"] == "update_sent"]
+    assert len(abandoned) >= 5 and len(sent) >= 20
+    assert not set(map(tuple, abandoned[keys].to_numpy().tolist())) & set(map(tuple, sent[keys].to_numpy().tolist()))
+    started = frame[frame["kind"] == "round_started"].set_index(["task", "round"])["time"]
+    deadlines = started.loc[list(zip(abandoned["task"], abandoned["round"], strict=True))].to_numpy() + 6.0
+    assert (abandoned["time"].to_numpy() > deadlines).all()  # its round had closed: it would have been late
