@@ -420,13 +420,24 @@ def payoff_figure(payoffs: pd.DataFrame) -> Figure:
     return figure
 
 
+def histogram_bins(values: np.ndarray, wanted: int = 30) -> int:
+    """`wanted` bins, or one when the values differ by too few float steps to cut into that many finite bins (equal
+    rewards computed in different orders differ in the last bits: numpy refuses 30 bins over a range of 1 ulp)."""
+    if values.size == 0:
+        return wanted
+    spread = float(np.max(values) - np.min(values))
+    if 0.0 < spread < 4 * wanted * float(np.spacing(np.max(np.abs(values)))):
+        return 1
+    return wanted
+
+
 def rewards_figure(rewards: pd.Series | np.ndarray, per_round: pd.DataFrame, fairness: pd.DataFrame) -> Figure:
     """Every Shapley reward paid (B 13) as a histogram; per aggregation round the Gini coefficient of the rewards
     (`metrics.reward_distribution`, float noise below NOISE_FLOOR drawn as 0, axis from 0) and the correlation of
     reward and contribution (`metrics.shapley_fairness`, axis [-1, 1])."""
     figure, (histogram, gini_axis, fairness_axis) = new_figure(3, panel=(3.3, 2.8))
     values = pd.to_numeric(pd.Series(np.asarray(rewards)), errors="coerce").dropna().to_numpy(dtype=float)
-    histogram.hist(values, bins=30, color=colour(2))
+    histogram.hist(values, bins=histogram_bins(values), color=colour(2))
     histogram.set_xlabel("reward rho_i per round")
     histogram.set_ylabel("payments")
     integer_ticks(histogram, "y")

@@ -354,3 +354,20 @@ def test_save_figure_refuses_bad_options(tmp_path) -> None:
     with pytest.raises(ValueError, match="caption: a figure needs a caption"):
         plots.save_figure(figure, tmp_path, "x", "  ")
     assert not list(tmp_path.iterdir())
+
+
+def test_rewards_that_differ_only_in_their_last_bits_draw_as_one_bar() -> None:
+    """Equal Shapley rewards of a huge pool, computed in different orders, differ by an ulp; numpy refuses 30
+    bins over such a range ('Too many bins for data range'), which stopped a report. They draw as one bar."""
+    pool_share = 1e6 / 30
+    rewards = np.array([pool_share, np.nextafter(pool_share, 0.0), pool_share, np.nextafter(pool_share, 1e9)])
+    with pytest.raises(ValueError, match="Too many bins"):
+        np.histogram(rewards, bins=30)
+    assert plots.histogram_bins(rewards) == 1
+    per_round = pd.DataFrame({"reward_gini": [0.0, 0.0]})
+    fairness = pd.DataFrame({"fairness": [np.nan, np.nan]})
+    figure = plots.rewards_figure(rewards, per_round, fairness)
+    bars = [patch for patch in figure.axes[0].patches if isinstance(patch, Rectangle)]
+    assert len(bars) == 1 and bars[0].get_height() == 4
+    spread = np.array([1.0, 2.0, 3.0])
+    assert plots.histogram_bins(spread) == 30 and plots.histogram_bins(np.full(3, 5.0)) == 30
