@@ -168,10 +168,10 @@ class MarketModel(mesa.Model):
         try:
             self.backend: LearningBackend = make_backend(self._backend_config())
         except PartitionError as error:  # name the scenario keys, not the partition function's arguments
-            skewed = "raise learning.dirichlet_alpha or " if learning.partition != "iid" else ""
+            skewed = ", or raise learning.dirichlet_alpha for less skew" if learning.partition != "iid" else ""
             raise PartitionError(
                 f"learning.partition = {learning.partition!r} with learning.shards = {learning.shards}: {error}. In "
-                f"a scenario, {skewed}lower learning.shards"
+                f"a scenario, lower learning.shards{skewed}"
             ) from None
         if learning.backend == "torch":
             _warn_if_shards_may_run_out(scenario)

@@ -307,7 +307,8 @@ def test_a_partition_that_cannot_be_drawn_names_the_scenario_keys() -> None:
         "learning.dirichlet_alpha": 0.01,
         "learning.shards": 64,
     }
-    with pytest.raises(PartitionError, match=r"learning.shards = 64: .* raise learning.dirichlet_alpha or lower"):
+    advice = r"learning.shards = 64: .* lower learning.shards, or raise learning.dirichlet_alpha"
+    with pytest.raises(PartitionError, match=advice):
         MarketModel(load_scenario("quickstart", {**skewed, "run.tasks": 1}))
     more_shards_than_records = {"learning.backend": "torch", "learning.shards": 2000, "run.tasks": 1}
     with pytest.raises(PartitionError, match=r"'iid' with learning.shards = 2000: .*\. In a scenario, lower learning"):
