@@ -231,8 +231,8 @@ class DataProvider(mesa.Agent):
         timer is requested, and the certificate's one after the timer elapsed (its issue time is when it is
         signed), in the timeouts the provider waits anyway (no extra event).
 
-        One contribution at a time: one that is still training or waiting for its timer when the next round's
-        begins is given up (`update_abandoned`). Its round has closed, so its update would be late, and the
+        One contribution at a time: one still training or waiting for its timer when the provider starts the next
+        round's is given up (`update_abandoned`). Its round has closed, so its update would be late, and the
         provider's trusted timer holds one timer at a time (SPEC D.1): the newer request replaces the older."""
         self._contributing = announcement
         env = self.model.env

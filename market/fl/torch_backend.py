@@ -140,7 +140,7 @@ class TorchBackend:
         Its uploads already sent keep their base round (`_upload_base`, cleared at the next task's start).
 
         A later provider given the shard trains on records the departed one released before; `privacy_spent_total`
-        counts each provider's own releases (SPEC D.5), not the records'."""
+        counts each provider's own updates (SPEC D.5), not the records'."""
         shard = self._shard_of.pop(provider_id, None)
         if shard is None:
             raise MarketError(f"provider_id: {provider_id} is not registered")
