@@ -292,6 +292,7 @@ class DataProvider(mesa.Agent):
         )
         size = UPDATE_HEADER_BYTES + BYTES_PER_PARAMETER * self.model.parameter_count
         self.model.overlay.send(announcement.collector, Message("update", self.unique_id, upload, size))
+        self.model.backend.record_release(update)  # its eps counts once it is out (an abandoned one spends none)
         self.model.log_update_sent(self, announcement, update)
 
     def _overtaken(self, announcement: RoundAnnouncement) -> bool:

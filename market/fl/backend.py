@@ -31,7 +31,8 @@ class LocalUpdate:
     `local_iterations` is the provider's claim in local epochs (a free rider claims work it did not do);
     `l1_norm` is ||u~||_1 of the uploaded, perturbed update (the norm of (B 5), SPEC A.3); `privacy_spent` is
     the epsilon of this upload (0 when no private data was used) and `privacy_spent_total` the provider's
-    cumulative epsilon after it (basic composition); `digest` is the SHA-256 hex of the uploaded (perturbed)
+    cumulative epsilon once it is released (basic composition over the released updates, this one included;
+    `record_release` counts it); `digest` is the SHA-256 hex of the uploaded (perturbed)
     update bytes; `vector` holds the flat update for the torch backend and is None for the surrogate; it is
     not compared.
     """
@@ -88,6 +89,11 @@ class LearningBackend(Protocol):
         rng: np.random.Generator,
     ) -> LocalUpdate:
         """Train (or free-ride, per `behaviour`) from the current global model; returns the upload."""
+        ...
+
+    def record_release(self, update: LocalUpdate) -> None:
+        """The provider sent `update` (privacy counts on release: an update given up before it is sent spends
+        nothing)."""
         ...
 
     def coalition_value(self, updates: Sequence[LocalUpdate]) -> Callable[[frozenset[int]], float]:

@@ -175,7 +175,6 @@ class SurrogateBackend:
             if privacy_budget is not None:
                 l1_norm = float(expected_upload_l1_norm(config, local_iterations, privacy_budget, data_size))
                 privacy_spent = privacy_budget
-                self._privacy_totals[provider_id] = self._privacy_totals.get(provider_id, 0.0) + privacy_budget
         elif behaviour == "disguised":
             sigma = disguised_sigma(config, self.round_index)
             l1_norm = config.surrogate_parameter_count * sigma * _EXPECTED_ABS_GAUSSIAN
@@ -191,14 +190,22 @@ class SurrogateBackend:
             digest,
             privacy_spent,
             behaviour,
-            privacy_spent_total=self.privacy_spent_total(provider_id),
+            privacy_spent_total=self.privacy_spent_total(provider_id) + privacy_spent,
         )
         if behaviour == "honest":
             self._last_honest[provider_id] = update
         return update
 
+    def record_release(self, update: LocalUpdate) -> None:
+        """The provider sent `update`: its epsilon counts from now on (basic composition over releases, SPEC D.5)."""
+        if update.provider_id not in self._data_sizes:
+            raise MarketError(f"provider_id: {update.provider_id} is not registered")
+        if update.privacy_spent > 0:
+            total = self._privacy_totals.get(update.provider_id, 0.0)
+            self._privacy_totals[update.provider_id] = total + update.privacy_spent
+
     def privacy_spent_total(self, provider_id: int) -> float:
-        """Cumulative epsilon of `provider_id` under basic composition (SPEC D.5)."""
+        """Cumulative epsilon of `provider_id`'s released updates under basic composition (SPEC D.5)."""
         return self._privacy_totals.get(provider_id, 0.0)
 
     def _contributions(self, updates: Sequence[LocalUpdate]) -> dict[int, float]:

@@ -140,7 +140,7 @@ class TorchBackend:
         Its uploads already sent keep their base round (`_upload_base`, cleared at the next task's start).
 
         A later provider given the shard trains on records the departed one released before; `privacy_spent_total`
-        counts each provider's own updates (SPEC D.5), not the records'."""
+        counts each provider's own releases (SPEC D.5), not the records'."""
         shard = self._shard_of.pop(provider_id, None)
         if shard is None:
             raise MarketError(f"provider_id: {provider_id} is not registered")
@@ -251,7 +251,6 @@ class TorchBackend:
                 sensitivity = self.upload_sensitivity(local_iterations, int(shard.size))
                 vector = privatise(vector, sensitivity, privacy_budget, rng, self.config.noise_location)
                 privacy_spent = privacy_budget
-                self.privacy.spend(provider_id, privacy_budget)
             self._last_honest[provider_id] = (vector, self.round_index)
         elif behaviour == "disguised":
             sigma = disguised_sigma(self.config, self.round_index)
@@ -272,7 +271,7 @@ class TorchBackend:
             privacy_spent=privacy_spent,
             behaviour=behaviour,
             vector=vector,
-            privacy_spent_total=self.privacy.spent(provider_id),
+            privacy_spent_total=self.privacy.spent(provider_id) + privacy_spent,
         )
 
     def upload_sensitivity(self, epochs: int, sample_count: int) -> float:
@@ -288,8 +287,15 @@ class TorchBackend:
             config.momentum,
         )
 
+    def record_release(self, update: LocalUpdate) -> None:
+        """The provider sent `update`: its epsilon counts from now on (basic composition over releases, SPEC D.5)."""
+        if update.provider_id not in self._shard_of:
+            raise MarketError(f"provider_id: {update.provider_id} is not registered")
+        if update.privacy_spent > 0:
+            self.privacy.spend(update.provider_id, update.privacy_spent)
+
     def privacy_spent_total(self, provider_id: int) -> float:
-        """Cumulative epsilon of `provider_id` under basic composition (SPEC D.5)."""
+        """Cumulative epsilon of `provider_id`'s released updates under basic composition (SPEC D.5)."""
         return self.privacy.spent(provider_id)
 
     # --- aggregation and values ----------------------------------------------------------------------

@@ -346,3 +346,7 @@ def test_a_contribution_the_next_round_overtakes_is_abandoned_not_a_crash(
     started = frame[frame["kind"] == "round_started"].set_index(["task", "round"])["time"]
     deadlines = started.loc[list(zip(abandoned["task"], abandoned["round"], strict=True))].to_numpy() + 6.0
     assert (abandoned["time"].to_numpy() > deadlines).all()  # its round had closed: it would have been late
+    # privacy counts on release (SPEC D.5): each sent update's total is the sum of the provider's sent eps so far
+    released = sent.sort_values("seq").groupby("agent")["privacy_spent"].cumsum()
+    assert abandoned["agent"].isin(sent["agent"]).any()  # providers that gave one up and sent later
+    assert released.to_numpy() == pytest.approx(sent.sort_values("seq")["privacy_spent_total"].to_numpy())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -91,11 +92,13 @@ def test_surrogate_stale_update_resends_the_old_digest_and_adds_nothing() -> Non
     backend.start_task(0)
     rng = np.random.default_rng(0)
     honest = backend.local_update(0, 5, 2.0, "honest", rng)
+    backend.record_release(honest)
     backend.commit_round([honest])
     stale = backend.local_update(0, 5, 2.0, "stale", rng)
+    backend.record_release(stale)
     assert stale.digest == honest.digest and stale.privacy_spent == 0.0
     assert backend.commit_round([stale]).loss == pytest.approx(9.82 / 55.0)
-    assert backend.privacy_spent_total(0) == 2.0
+    assert backend.privacy_spent_total(0) == 2.0 and stale.privacy_spent_total == 2.0
 
 
 def test_surrogate_handles_ten_thousand_providers() -> None:
@@ -118,7 +121,8 @@ def test_surrogate_forgets_a_departed_provider_and_its_privacy_total() -> None:
     rng = np.random.default_rng(0)
     backend.start_task(0)
     kept = backend.local_update(1, 5, 2.0, "honest", rng)
-    backend.local_update(0, 5, 2.0, "honest", rng)
+    backend.record_release(kept)
+    backend.record_release(backend.local_update(0, 5, 2.0, "honest", rng))
     backend.forget_provider(0)
     with pytest.raises(MarketError, match="provider_id: 0 is not registered"):
         backend.local_update(0, 5, 2.0, "honest", rng)
@@ -335,14 +339,23 @@ def test_free_rider_behaviours() -> None:
         assert update.l1_norm / coordinates == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=0.02)
 
 
-def test_privacy_is_accounted_per_upload_and_cumulatively() -> None:
-    backend = _torch(2)
+@pytest.mark.parametrize("name", ["torch", "surrogate"])
+def test_privacy_is_accounted_per_release_and_cumulatively(name: str) -> None:
+    """Basic composition over the released updates (SPEC D.5): an update computed but never sent (abandoned)
+    spends nothing; each update's total is what the provider has spent once it is out."""
+    backend = _torch(2) if name == "torch" else _surrogate(2)
     rng = np.random.default_rng(0)
     backend.start_task(0)
     first = backend.local_update(0, 1, 3.0, "honest", rng)
+    backend.record_release(first)
+    abandoned = backend.local_update(0, 1, 2.0, "honest", rng)  # never released
     second = backend.local_update(0, 1, 1.5, "honest", rng)
-    assert first.privacy_spent == 3.0 and first.privacy_spent_total == 3.0 and second.privacy_spent_total == 4.5
+    backend.record_release(second)
+    assert first.privacy_spent == 3.0 and first.privacy_spent_total == 3.0 and abandoned.privacy_spent_total == 5.0
+    assert second.privacy_spent_total == 4.5
     assert backend.privacy_spent_total(0) == 4.5 and backend.privacy_spent_total(1) == 0.0
+    with pytest.raises(MarketError, match="provider_id: 7 is not registered"):
+        backend.record_release(dataclasses.replace(first, provider_id=7))
 
 
 def test_shards_are_handed_out_in_order_then_returned_ones_are_reused() -> None:
@@ -354,7 +367,7 @@ def test_shards_are_handed_out_in_order_then_returned_ones_are_reused() -> None:
     backend.register_provider(10, rng)
     backend.register_provider(11, rng)
     backend.start_task(0)
-    backend.local_update(10, 1, 2.0, "honest", rng)
+    backend.record_release(backend.local_update(10, 1, 2.0, "honest", rng))
     backend.forget_provider(10)
     assert backend.privacy_spent_total(10) == 0.0
     with pytest.raises(MarketError, match="provider_id: 10 is not registered"):
