@@ -96,6 +96,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("tasks finished", f"{result.tasks_finished}")
     table.add_row("simulated time", f"{result.final_time_s:,.1f} s")
     table.add_row("mean welfare per task", f"{result.mean_welfare:.4f}")
+    from flmarket.analysis.load import load_manifest
     from flmarket.analysis.metrics import RunEvents, mechanism_targets, reference_summary
 
     events = RunEvents(result.run_dir)  # one read per kind for both summaries
@@ -122,6 +123,11 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
         table.add_row("mean claimed unit cost C_unit (B 6)", f"{targets['mean_unit_cost']:.2f}")
     for name, share in result.participation_by_strategy.items():
         table.add_row(f"participation y/R ({name})", f"{share:.3f}")
+    counts = load_manifest(result.run_dir).get("events_by_kind", {})
+    abandoned = int(counts.get("update_abandoned", 0))
+    if abandoned:  # contributions the next round overtook: the rounds are short for the training and PoET waits
+        attempted = abandoned + int(counts.get("update_sent", 0))
+        table.add_row("updates abandoned (next round began first)", f"{abandoned:,} of {attempted:,}")
     table.add_row("events written", f"{result.events:,}")
     table.add_row("wall time", f"{result.wall_time_s:.2f} s")
     table.add_row("events per second", f"{result.events_per_second:,.0f}")

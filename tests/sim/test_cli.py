@@ -43,6 +43,20 @@ def test_summary_table_and_overrides(tmp_path, capsys) -> None:
     manifest = load_manifest(run_dir)
     assert manifest["seed"] == 3 and manifest["tasks_finished"] == 5
     assert manifest["scenario"]["providers"]["count"] == 12
+    assert "abandoned" not in output  # the row appears only when the next round overtook contributions
+
+
+def test_the_summary_counts_contributions_the_next_round_overtook(tmp_path, capsys) -> None:
+    """4 s PoET waits after round 0's 2.7 s of training outlast its 6 s round: the table says how many."""
+    short = ["--set", "learning.round_duration_s=6.0", "--set", "committee.poet_mean_wait_s=4.0"]
+    unsigned = ["--set", 'committee.verification="unsigned"']
+    assert main(["run", "quickstart", "--out", str(tmp_path), "--tasks", "3", *short, *unsigned]) == 0
+    output = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    counts = load_manifest(run_dir)["events_by_kind"]
+    abandoned, sent = counts["update_abandoned"], counts["update_sent"]
+    row = next(line for line in output.splitlines() if "updates abandoned (next round began first)" in line)
+    assert abandoned > 0 and f"{abandoned:,} of {abandoned + sent:,}" in row
 
 
 def test_a_bgfl_run_reports_its_economic_targets(tmp_path, capsys) -> None:
