@@ -84,8 +84,9 @@ def _connect_components(graph: nx.Graph) -> None:
 @dataclass(frozen=True, eq=False)
 class _Arrays:
     """The relaying graph at one topology version as arrays: its nodes by increasing id (row i is `nodes[i]`;
-    rows of nodes that left stay, edgeless), `rows` ({online node: row}), the CSR matrix of edge latencies (an
-    undirected edge is stored in both rows) and the nodes' degrees."""
+    rows of nodes that left stay, edgeless), `rows` ({online node: row}: the edge store's live map, so right only
+    at the current version, the one `Overlay._arrays` returns), the CSR matrix of edge latencies (an undirected
+    edge is stored in both rows) and the nodes' degrees."""
 
     version: int
     nodes: np.ndarray
