@@ -72,6 +72,8 @@ PARTICIPATION_COLUMNS = {
     "participants": "int64",
     "mean_action": "float64",
     "participation_rate": "float64",
+    "paid_providers": "int64",
+    "realised_rate": "float64",
 }
 FREE_RIDING_COLUMNS = {
     "task": "int64",
@@ -303,12 +305,20 @@ def reference_summary(source: EventSource) -> dict[str, float]:
 
 
 def participation_by_strategy(source: EventSource) -> pd.DataFrame:
-    """Per task and strategy: providers, participants (y_i > 0), mean y_i and participation rate mean(y_i) / R.
+    """Per task and strategy: what providers chose, and what was realised for those paid at the task's end.
 
-    R is the task's number of rounds (`task_posted.rounds`, the y_i in {0..R} of SPEC B.1); the rate is NaN when
-    the run did not log it.
+    Chosen: providers (an `action_chosen` each), participants (y_i > 0), mean y_i and participation_rate
+    mean(y_i) / R. Realised: paid_providers (a `provider_payoff` each: those still online when the task settled)
+    and realised_rate, the mean over them of realised_rounds / R, the rounds whose update entered the aggregate
+    (the y_i their utility is paid on, SPEC B.1). The two differ when providers leave mid-task or an update is
+    rejected, late or abandoned. `flmarket run`'s "participation y/R" and the live view's panel are the realised
+    rate over all tasks: sum(realised_rate * paid_providers) / sum(paid_providers).
+
+    R is the task's number of rounds (`task_posted.rounds`, the y_i in {0..R} of SPEC B.1); the rates are NaN when
+    the run did not log it, and realised_rate is NaN for a log without `provider_payoff.realised_rounds` (written
+    before it was added) or a task and strategy without paid providers.
     """
-    frame = events_of(source, ["action_chosen", "task_posted"])
+    frame = events_of(source, ["action_chosen", "task_posted", "provider_payoff"])
     actions = _of_kind(frame, "action_chosen", ["task", "strategy", "action"])
     if actions.empty:
         return empty_frame(PARTICIPATION_COLUMNS)
@@ -323,6 +333,20 @@ def participation_by_strategy(source: EventSource) -> pd.DataFrame:
     table = table.merge(posted, on="task", how="left")
     rounds = pd.to_numeric(table["rounds"]).astype(float)
     table["participation_rate"] = table["mean_action"] / rounds.where(rounds > 0)
+    paid = _of_kind(frame, "provider_payoff", ["task", "strategy", "realised_rounds"])
+    if not paid.empty:
+        paid = paid.astype({"task": int, "strategy": str, "realised_rounds": float})
+        realised = (
+            paid.groupby(["task", "strategy"], sort=True)
+            .agg(paid_providers=("realised_rounds", "size"), mean_realised=("realised_rounds", "mean"))
+            .reset_index()
+        )
+        table = table.astype({"task": int}).merge(realised, on=["task", "strategy"], how="left")
+        table["realised_rate"] = table["mean_realised"] / rounds.where(rounds > 0)
+        table["paid_providers"] = table["paid_providers"].fillna(0)
+    else:
+        table["paid_providers"] = 0
+        table["realised_rate"] = float("nan")
     return _typed(table, PARTICIPATION_COLUMNS)
 
 

@@ -542,10 +542,12 @@ register_kind(
 register_kind("action_chosen", "a provider chose its participation y_i for a task", task=int, strategy=str, action=int)
 register_kind(
     "provider_payoff",
-    "a provider's task payoff: U_i (SPEC B.1) + reward_weight * (Shapley rewards - claimed costs)",
+    "a provider's task payoff: U_i (SPEC B.1) + reward_weight * (Shapley rewards - claimed costs); action is the y_i "
+    "it chose, realised_rounds the rounds whose update entered the aggregate (the y_i U_i is paid on)",
     task=int,
     strategy=str,
     action=int,
+    realised_rounds=int,
     utility=float,
     revenue=float,
     cost=float,

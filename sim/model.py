@@ -223,8 +223,8 @@ class MarketModel(mesa.Model):
         except SocialDilemmaError as error:
             alone = " (one provider alone cannot face one)" if len(initial) == 1 else ""
             raise SocialDilemmaError(
-                f"the initial population is not a social dilemma (SPEC B.2){alone}: {error}. Set "
-                f"learning.require_dilemma = false to run it anyway (a warning instead of this error)"
+                f"the initial population is not a social dilemma (SPEC B.2){alone}; set learning.require_dilemma = "
+                f"false to run it anyway (a warning instead of this error). {error}"
             ) from None
 
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
@@ -710,6 +710,7 @@ class MarketModel(mesa.Model):
                 task,
                 provider.strategy_label,
                 int(actions[index]),
+                int(realised[index]),
                 float(utilities[index]),
                 float(revenues[index]),
                 float(costs[index]),

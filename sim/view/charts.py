@@ -392,17 +392,18 @@ def welfare_chart(state: dict[str, Any]) -> str:
 
 
 def participation_chart(state: dict[str, Any]) -> str:
-    """Mean participation y_i / R per strategy over the tasks so far."""
+    """Mean realised participation y_i / R per strategy over the tasks so far: the rounds whose update entered the
+    aggregate, of the providers paid at each task's end (`analysis.participation_by_strategy`'s realised_rate)."""
     participation = state["participation"]
     names = [name for name in state["strategy_set"]] + [
         name for name in participation if name not in state["strategy_set"]
     ]
     chart = Chart(
         "participation",
-        "Participation by strategy",
+        "Participation by strategy (realised)",
         x_range=(-0.5, len(names) - 0.5),
         y_range=(0.0, 1.1),
-        y_label="mean y / R",
+        y_label="mean realised y / R",
     )
     for index, name in enumerate(names):
         value = participation.get(name, 0.0)

@@ -144,6 +144,37 @@ def test_participation_by_strategy() -> None:
     assert table.loc["ALLD", ["providers", "participants"]].tolist() == [3, 0]
     assert table.loc["TFT", "mean_action"] == pytest.approx(1.5)
     assert table.loc["TFT", "participation_rate"] == pytest.approx(0.5)
+    assert (table["paid_providers"] == 0).all() and table["realised_rate"].isna().all()  # no payoffs logged
+
+
+def test_realised_participation_counts_the_providers_paid_and_their_accepted_rounds() -> None:
+    """One TFT provider chose 2 rounds and got 1 accepted; the other chose 1 and left before the task settled."""
+    frame = events(
+        {"kind": "task_posted", "task": 0, "rounds": 4, "budget": 100.0},
+        {"kind": "action_chosen", "task": 0, "agent": 1, "strategy": "TFT", "action": 2},
+        {"kind": "action_chosen", "task": 0, "agent": 2, "strategy": "TFT", "action": 1},
+        {"kind": "provider_payoff", "task": 0, "agent": 1, "strategy": "TFT", "action": 2, "realised_rounds": 1},
+    )
+    row = metrics.participation_by_strategy(frame).set_index("strategy").loc["TFT"]
+    assert row["participation_rate"] == pytest.approx(1.5 / 4)  # chosen, over both
+    assert row["paid_providers"] == 1 and row["realised_rate"] == pytest.approx(1 / 4)  # realised, over the paid
+
+
+def test_the_realised_rate_is_what_flmarket_run_reports_under_churn(tmp_path) -> None:
+    """Joins and departures mid-task make chosen and realised differ; the log reproduces the run's tally, and
+    each task's realised rounds add up to its total participation."""
+    churn = {"run.tasks": 12, "providers.arrival_rate_per_s": 0.3, "providers.mean_lifetime_s": 15.0}
+    result = run_scenario(load_scenario("quickstart", churn), output_dir=tmp_path, show_progress=False)
+    table = metrics.participation_by_strategy(result.run_dir)
+    table["weighted"] = table["realised_rate"].fillna(0.0) * table["paid_providers"]
+    totals = table.groupby("strategy")[["weighted", "paid_providers"]].sum()
+    from_log = (totals["weighted"] / totals["paid_providers"]).to_dict()
+    assert from_log == pytest.approx(result.participation_by_strategy, abs=1e-12)
+    assert not np.allclose(table["participation_rate"], table["realised_rate"].fillna(-1))  # they do differ here
+    frame = load_events(result.run_dir, kinds=["provider_payoff", "task_finished"])
+    realised = frame[frame.kind == "provider_payoff"].groupby("task")["realised_rounds"].sum()
+    finished = frame[frame.kind == "task_finished"].set_index("task")["total_participation"]
+    assert realised.to_dict() == finished[finished.index.isin(realised.index)].to_dict()
 
 
 # B = 1000, sigma = 0.2, r_max = 4, Pi = 200 per round, committee cost 9.8 per round.

@@ -113,7 +113,10 @@ def test_a_population_that_is_not_a_dilemma_is_refused_before_writing(tmp_path, 
         ]
     )
     assert code == 2
-    assert "Assumption 1 fails for organisation" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "Assumption 1 fails for organisation" in error and "... and 28 more" in error  # 30 reasons, 2 kept
+    assert "set learning.require_dilemma = false to run it anyway" in error  # the hint is not cut with them
+    assert len(error.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
 

@@ -274,7 +274,7 @@ def test_a_provider_joins_with_the_data_size_its_backend_gave_it() -> None:
 def test_a_population_that_is_no_dilemma_is_refused_with_the_key_that_lets_it_run() -> None:
     """SPEC B.2 is checked on the initial population; the error says why and how to run it anyway."""
     alone = {"providers.count": 1, "network.topology": "complete", "run.tasks": 1}
-    refusal = r"one provider alone .* Assumption 1 .* learning.require_dilemma = false"
+    refusal = r"one provider alone cannot face one\); set learning.require_dilemma = false .* Assumption 1"
     with pytest.raises(SocialDilemmaError, match=refusal):
         MarketModel(load_scenario("quickstart", alone))
     with pytest.warns(UserWarning, match="not a social dilemma"):
