@@ -382,6 +382,8 @@ def _select_kinds(check: RunCheck, kinds: list[str] | tuple[str, ...] | None) ->
             f"kinds: must be a list of kind names, got the string {kinds!r} (write kinds=[{kinds!r}]; known kinds: "
             f"{', '.join(known)})"
         )
+    if not isinstance(kinds, (list, tuple)) or not all(isinstance(kind, str) for kind in kinds):
+        raise ValueError(f"kinds: must be a list of kind names, got {kinds!r} (known kinds: {', '.join(known)})")
     unknown = [kind for kind in kinds if kind not in check.schema]
     if unknown:
         raise ValueError(f"kinds: unknown kind {unknown[0]!r} (known kinds: {', '.join(known)})")

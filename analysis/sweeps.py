@@ -263,13 +263,24 @@ def by_parameter(
     variance or a share. Columns: the parameter, mean, half_width ((high - low) / 2 for a bootstrap interval,
     which need not be symmetric), low, high, runs.
     """
+    if not isinstance(summary, pd.DataFrame):
+        raise TypeError(
+            f"summary: must be a pandas DataFrame (Sweep.summary() or analysis.sweep_summary(dir)), got "
+            f"{type(summary).__name__}"
+        )
     if parameter not in summary.columns:
         raise ValueError(
             f"parameter: not a column of the summary, got {parameter!r} "
             f"(columns: {', '.join(map(str, summary.columns))})"
         )
+    numeric = [str(column) for column in summary.columns if pd.api.types.is_numeric_dtype(summary[column])]
     if metric not in summary.columns:
-        raise ValueError(f"metric: not a column of the summary, got {metric!r}")
+        raise ValueError(f"metric: not a column of the summary, got {metric!r} (numeric columns: {', '.join(numeric)})")
+    if metric not in numeric:
+        raise ValueError(
+            f"metric: must be a numeric column, got {metric!r} of type {summary[metric].dtype} "
+            f"(numeric columns: {', '.join(numeric)})"
+        )
     if interval not in INTERVALS:
         raise ValueError(f"interval: must be one of {', '.join(INTERVALS)}, got {interval!r}")
     rows = []

@@ -19,6 +19,7 @@ paths, as `flmarket run --set` takes them, and replace the value at their path w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -69,7 +70,7 @@ class Run:
         """The event log as one frame ordered by `seq` (`analysis.load_events`), optionally only some kinds."""
         from flmarket.analysis.load import load_events
 
-        return load_events(self.directory, kinds=list(kinds) if kinds is not None else None)
+        return load_events(self.directory, kinds=kinds)  # type: ignore[arg-type]  (load_events checks the type)
 
     def tasks(self) -> pd.DataFrame:
         """One row per FL task: time, players, participation, welfare (`analysis.metrics.task_outcomes`)."""
@@ -107,7 +108,7 @@ class Sweep:
         """Every finished run's events in one frame, with the cell columns (`analysis.load_sweep`)."""
         from flmarket.analysis.sweeps import load_sweep
 
-        return load_sweep(self.directory, kinds=list(kinds) if kinds is not None else None)
+        return load_sweep(self.directory, kinds=kinds)  # type: ignore[arg-type]  (load_sweep checks the type)
 
     def runs(self) -> list[Run]:
         """The finished runs, in the index's order."""
@@ -146,8 +147,19 @@ def run(
     if seed is not None:
         merged["run.seed"] = seed
     validated = load(scenario, merged)
-    result = run_scenario(validated, output_dir=Path(out) if out is not None else None, show_progress=progress)
+    folder = _output_folder(out) if out is not None else None
+    result = run_scenario(validated, output_dir=folder, show_progress=progress)
     return Run(Path(result.run_dir))
+
+
+def _output_folder(out: str | Path) -> Path:
+    """`out` as a folder path, refused up front when it cannot be one (a file, or not a path at all)."""
+    if not isinstance(out, str | os.PathLike) or not str(out):
+        raise TypeError(f"out: must be a folder path (str or pathlib.Path), got {out!r}")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"out: must be a folder, got {str(out)!r}, which is a file")
+    return path
 
 
 def _grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
@@ -184,9 +196,12 @@ def sweep(
         if seeds < 1:
             raise GridError(f"seeds: a count must be >= 1, got {seeds}")
         seeds = tuple(range(seeds))
+    elif seeds is not None and (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)):
+        raise GridError(f"seeds: must be a count (an int >= 1) or a list of integers >= 0, got {seeds!r}")
     if seeds is not None or overrides:
-        validated = with_options(validated, seeds=seeds, overrides=overrides)
-    result = run_sweep(validated, workers=workers, scheduler=scheduler, output_dir=out, show_progress=progress)
+        validated = with_options(validated, seeds=seeds, overrides=overrides, names=("overrides", "seeds"))
+    folder = _output_folder(out)
+    result = run_sweep(validated, workers=workers, scheduler=scheduler, output_dir=folder, show_progress=progress)
     return Sweep(result.sweep_dir, result.executed, result.failed)
 
 

@@ -895,6 +895,11 @@ def resolve_scenario_path(reference: str) -> Path:
         return bundled[reference]
     if path.suffix == ".toml" or "/" in reference:
         raise ScenarioError(f"scenario: file not found, got {shown(reference)}")
+    if (resources.files("flmarket.sim") / "grids" / f"{reference}.toml").is_file():
+        raise ScenarioError(
+            f"scenario: {shown(reference)} is a bundled sweep grid, not a scenario; run it with "
+            f"`flmarket sweep {reference}` (bundled scenarios: {', '.join(bundled) or 'none'})"
+        )
     raise ScenarioError(
         f"scenario: not a file and not a bundled scenario, got {shown(reference)} "
         f"(bundled: {', '.join(bundled) or 'none'})"
@@ -928,6 +933,11 @@ def load_scenario(reference: str | Path, overrides: Mapping[str, Any] | None = N
     """Load and validate a scenario file (or bundled name), applying dotted-path overrides first."""
     path = resolve_scenario_path(str(reference))
     data = read_toml(path)
+    if "sweep" in data and ("grid" in data or "cells" in data) and "run" not in data:
+        raise ScenarioError(
+            f"scenario: {path} is a sweep grid ([sweep] with [grid] or [[cells]]), not a scenario; run it with "
+            f"`flmarket sweep {path}` (or flmarket.sweep in Python)"
+        )
     try:
         merged = apply_overrides(data, overrides or {})
     except RecursionError:
@@ -949,6 +959,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     merged = _deep_copy(data)
     replaced: set[str] = set()
     for dotted, value in overrides.items():
+        if not isinstance(dotted, str):
+            raise ScenarioError(f"overrides: keys must be dotted paths such as providers.count, got {dotted!r}")
         parts = dotted.split(".")
         if not all(part.strip() for part in parts):
             raise ScenarioError(f"{shown(dotted)}: not a dotted path such as providers.count")

@@ -166,11 +166,13 @@ def _overrides_table(value: Any, where: str, errors: list[str]) -> dict[str, Any
         errors.append(f"{where}: must be a table of dotted paths -> values, got {_describe(value)}")
         return {}
     for path in value:
-        if path in _RESERVED_PATHS:
+        if not isinstance(path, str):
+            errors.append(f'{where}: keys must be dotted paths such as "providers.count", got {path!r}')
+        elif path in _RESERVED_PATHS:
             errors.append(f"{where}.{path}: cannot be swept here ({_RESERVED_PATHS[path]})")
         elif "." not in path:
             errors.append(f'{where}.{path}: must be a dotted path such as "providers.count" (quote it), got a bare key')
-    return {path: item for path, item in value.items() if path not in _RESERVED_PATHS}
+    return {path: item for path, item in value.items() if isinstance(path, str) and path not in _RESERVED_PATHS}
 
 
 def _seeds(value: Any, errors: list[str]) -> tuple[int, ...]:
@@ -351,26 +353,38 @@ def parse_seeds_option(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def with_options(grid: Grid, *, seeds: Sequence[int] | None = None, overrides: Mapping[str, Any] | None = None) -> Grid:
+def with_options(
+    grid: Grid,
+    *,
+    seeds: Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    names: tuple[str, str] = ("--set", "--seeds"),
+) -> Grid:
     """The grid with other seeds and extra overrides for every cell (`flmarket sweep --seeds ... --set ...`).
 
     An override replaces the value at its path whole, as in grids and `flmarket run --set`; a path the grid
-    varies cannot also be set, nor `run.seed` (use the seeds).
+    varies cannot also be set, nor `run.seed` (use the seeds). `names` are what errors call the overrides and the
+    seeds: the command line's options, or the Python API's arguments ("overrides", "seeds").
     """
+    set_name, seeds_name = names
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise GridError(f"{set_name}: must map dotted paths to values, got {type(overrides).__name__}")
     overrides = dict(overrides or {})
     errors: list[str] = []
     for path in overrides:
-        if path == "run.seed":
-            errors.append("--set run.seed: cannot be set for a sweep (give the seeds with --seeds)")
+        if not isinstance(path, str):
+            errors.append(f'{set_name}: keys must be dotted paths such as "providers.count", got {path!r}')
+        elif path == "run.seed":
+            errors.append(f"{set_name} run.seed: cannot be set for a sweep (give the seeds with {seeds_name})")
         elif path in _RESERVED_PATHS:
-            errors.append(f"--set {path}: cannot be set for a sweep ({_RESERVED_PATHS[path]})")
+            errors.append(f"{set_name} {path}: cannot be set for a sweep ({_RESERVED_PATHS[path]})")
         elif any(path in cell.overrides for cell in grid.cells):
-            errors.append(f"--set {path}: the grid varies this key; remove it from the grid or from --set")
+            errors.append(f"{set_name} {path}: the grid varies this key; remove it from the grid or from {set_name}")
     changes: dict[str, Any] = {"base_overrides": {**grid.base_overrides, **overrides}}
     if seeds is not None:
         changes["seeds"] = _seeds(list(seeds), errors)
     if errors:
-        raise GridError("\n".join(error.replace("sweep.seeds", "--seeds") for error in errors))
+        raise GridError("\n".join(error.replace("sweep.seeds", seeds_name) for error in errors))
     return dataclasses.replace(grid, **changes)
 
 

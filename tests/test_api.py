@@ -71,6 +71,47 @@ def test_bad_input_raises_one_line_and_writes_nothing(tmp_path) -> None:
         fm.open_run(tmp_path)
 
 
+def test_misused_arguments_name_the_argument_not_a_command_line_option(tmp_path) -> None:
+    """Each argument is checked up front, and the error names it as the Python call spells it."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="out: must be a folder, got .*a_file'?, which is a file"):
+        fm.run("quickstart", overrides=SMALL, out=a_file)
+    with pytest.raises(TypeError, match="out: must be a folder path"):
+        fm.run("quickstart", overrides=SMALL, out=3)
+    with pytest.raises(fm.ScenarioError, match="overrides: keys must be dotted paths .* got 1"):
+        fm.run("quickstart", overrides={1: 2}, out=tmp_path / "out")
+    for seeds in (2.0, True, "3"):
+        with pytest.raises(fm.GridError, match="seeds: must be a count"):
+            fm.sweep("population_mix", seeds=seeds, out=tmp_path / "out")
+    with pytest.raises(
+        fm.GridError, match=r"^overrides providers.strategy_mix: the grid varies this key; .* from overrides$"
+    ):
+        fm.sweep("population_mix", overrides={"providers.strategy_mix": {"ALLC": 1.0}}, out=tmp_path / "out")
+    with pytest.raises(fm.GridError, match="seeds: every seed must be an integer >= 0, got -1"):
+        fm.sweep("population_mix", seeds=[-1], out=tmp_path / "out")
+    with pytest.raises(fm.GridError, match='grid: keys must be dotted paths such as "providers.count", got 1'):
+        fm.sweep({"sweep": {"name": "g", "scenario": "quickstart", "seeds": [1]}, "grid": {1: [3]}}, out=tmp_path)
+    with pytest.raises(NotADirectoryError, match="out: must be a folder"):
+        fm.sweep("population_mix", out=a_file)
+    assert not (tmp_path / "out").exists()
+    run = fm.run("quickstart", overrides={**SMALL, "run.tasks": 1}, out=tmp_path / "runs")
+    with pytest.raises(ValueError, match="kinds: must be a list of kind names, got the string 'task_finished'"):
+        run.events(kinds="task_finished")  # was split into letters: "unknown kind 't'"
+    with pytest.raises(ValueError, match="kinds: must be a list of kind names, got 5"):
+        run.events(kinds=5)  # type: ignore[arg-type]
+    summary = pd.DataFrame({"providers.count": [3, 3, 6], "label": ["a", "b", "c"], "mean_welfare": [1.0, 2.0, 3.0]})
+    with pytest.raises(
+        ValueError,
+        match="metric: must be a numeric column, got 'label' .*numeric columns: providers.count, mean_welfare",
+    ):
+        fm.by_parameter(summary, "providers.count", "label")
+    with pytest.raises(ValueError, match="metric: not a column of the summary, got 'mean_welfar' .*mean_welfare"):
+        fm.by_parameter(summary, "providers.count", "mean_welfar")
+    with pytest.raises(TypeError, match="summary: must be a pandas DataFrame .* got list"):
+        fm.by_parameter([], "providers.count", "mean_welfare")  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_sweep_returns_tidy_cells_and_summary_and_resumes(tmp_path) -> None:
     grid = {

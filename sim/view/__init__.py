@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import warnings
 
 DEFAULT_PORT = 8765
 
@@ -45,14 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _view(args: argparse.Namespace) -> int:
     from flmarket.sim.cli import _overrides
     from flmarket.sim.config import ScenarioError
+    from flmarket.sim.model import MarketModel
     from flmarket.sim.view.session import ViewSettings
 
     args.horizon = None
     args.tasks = None
     settings = ViewSettings(args.scenario, tuple(_overrides(args).items()))
-    settings.load()  # bad input stops here with the CLI's one-line error, before anything is served
     if not 0 < args.port < 65536:
         raise ScenarioError(f"--port: must be in 1..65535, got {args.port}")
+    # bad input stops here with the CLI's one-line error, before anything is served: the scenario's validation,
+    # then the model's own checks of the population (a MarketError such as "not a social dilemma")
+    MarketModel(settings.load())
     serve(settings, port=args.port)
     return 0
 
@@ -76,5 +80,8 @@ def serve(settings: object, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -
             from flmarket.sim.config import ScenarioError
 
             raise ScenarioError(f"--port: {port} is not free on {host} ({error.strerror})") from None
+    # Solara warns on every page load over http at 127.0.0.1 that it cannot set a samesite=none cookie; that
+    # cookie only matters for a page embedded in a frame of another site, which this local page never is
+    warnings.filterwarnings("ignore", message="Cookies with samesite=none require https", category=UserWarning)
     print(f"flmarket view: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     uvicorn.run("solara.server.starlette:app", host=host, port=port, log_level="warning")

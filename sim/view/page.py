@@ -33,7 +33,9 @@ def error_line(error: ScenarioError | MarketError) -> str:
 
 
 def _mix_text(mix: dict[str, float]) -> str:
-    return ", ".join(f"{name}={share:g}" for name, share in mix.items())
+    """The mix as the field shows it. Twelve significant digits: short for a slider's shares, and the text parses
+    back to shares that still sum to 1 within the scenario's 1e-9 (six digits did not: 1/3 -> 0.333333)."""
+    return ", ".join(f"{name}={share:.12g}" for name, share in mix.items())
 
 
 @solara.component
@@ -231,7 +233,7 @@ def Page() -> None:
                 "population mix (NAME=SHARE, ...)",
                 value=mix_text,
                 on_value=set_mix_text,
-                continuous_update=False,
+                continuous_update=True,  # every keystroke reaches the state: Play's re-renders keep the typed text
                 classes=["flmarket-mix"],
                 style={"flex": "0 0 420px"},
             )

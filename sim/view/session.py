@@ -32,17 +32,19 @@ def parse_mix(text: str) -> dict[str, float]:
     for item in text.replace(";", ",").split(","):
         if not item.strip():
             continue
-        name, separator, raw = item.partition("=")
-        if not separator:
+        name, separator, raw = (part.strip() for part in item.partition("="))
+        if not separator or not name:
             raise ScenarioError(
                 f"providers.strategy_mix: expected NAME=SHARE pairs (e.g. ALLC=0.5), got {item.strip()!r}"
             )
+        if name in mix:
+            raise ScenarioError(f"providers.strategy_mix.{name}: given twice; give each strategy once")
         try:
-            mix[name.strip()] = float(raw)
+            if "_" in raw:  # float() reads 1_0 as 10
+                raise ValueError(raw)
+            mix[name] = float(raw)
         except ValueError:
-            raise ScenarioError(
-                f"providers.strategy_mix.{name.strip()}: share must be a number, got {raw.strip()!r}"
-            ) from None
+            raise ScenarioError(f"providers.strategy_mix.{name}: share must be a number, got {raw!r}") from None
     return mix
 
 
@@ -207,7 +209,9 @@ class ViewSession:
         )
 
     def participation(self) -> dict[str, float]:
-        """Mean y_i/R per strategy over all tasks so far (the model's running tally)."""
+        """Mean realised y_i/R per strategy over all tasks so far (the model's running tally, as `flmarket run`
+        prints it): over the providers paid at each task's end, the rounds whose update entered the aggregate.
+        `analysis.participation_by_strategy` gives it per task as realised_rate."""
         return {
             name: (tally[0] / tally[1] if tally[1] else 0.0)
             for name, tally in sorted(self.model.participation_by_strategy.items())

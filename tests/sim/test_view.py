@@ -21,6 +21,7 @@ from flmarket.market.public_goods import welfare_references
 from flmarket.sim.cli import main
 from flmarket.sim.config import ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
+from flmarket.sim.sweep import bundled_grids
 from flmarket.sim.view.browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from flmarket.sim.view.charts import nice_ticks, welfare_chart
 from flmarket.sim.view.session import (
@@ -135,11 +136,42 @@ def test_free_rider_share_rescales_the_others() -> None:
     with pytest.raises(ScenarioError, match="providers.strategy_mix.ALLC: share must be a number, got 'x'"):
         parse_mix("ALLC=x")
     assert parse_mix("ALLC=0.5; ALLD = 0.5,") == {"ALLC": 0.5, "ALLD": 0.5}
+    with pytest.raises(ScenarioError, match="providers.strategy_mix.ALLC: given twice"):
+        parse_mix("ALLC=0.5, ALLC=0.5")
+    with pytest.raises(ScenarioError, match="expected NAME=SHARE pairs .* got '=1'"):
+        parse_mix("=1")
+    with pytest.raises(ScenarioError, match="providers.strategy_mix.ALLC: share must be a number, got '1_0'"):
+        parse_mix("ALLC=1_0")  # float() would read 10
+
+
+@pytest.mark.parametrize("scenario", ["quickstart", "free-riders", "mmzd-fig3"])
+def test_every_slider_position_gives_a_mix_the_field_applies(scenario: str) -> None:
+    """The sliders write the mix into the text field, and Apply parses that text: it must load at every position
+    (six significant digits did not: 1/3 came back as 0.333333, and the shares no longer summed to 1)."""
+    from flmarket.sim.view.page import _mix_text
+
+    mix = dict(load_scenario(scenario).providers.strategy_mix)
+    positions = [step / 20 for step in range(21)]
+    mixes = [with_free_riders(mix, share) for share in positions]
+    mixes += [with_free_riders({**mix, name: share}, mix.get("ALLD", 0.0)) for name in mix for share in positions]
+    for slid in mixes:
+        if sum(slid.values()) == 0 or abs(sum(slid.values()) - 1) > 1e-9:
+            continue  # a strategy slider alone can leave the mix off 1: the scenario rightly refuses it
+        parsed = parse_mix(_mix_text(slid))
+        assert parsed == pytest.approx(slid, abs=1e-12)
+        load_scenario(scenario, {"providers.strategy_mix": parsed, "providers.strategy_counts": None})
 
 
 def test_view_rejects_bad_input_before_serving(capsys) -> None:
     assert main(["view", "--set", "providers.strategy_mix={ALLC=0.5}", "--port", "1"]) == 2
     assert capsys.readouterr().err.startswith("flmarket: error: providers.strategy_mix: shares must sum to 1")
+    # the model's own checks too (it used to be built only when a browser connected, showing a traceback there)
+    assert main(["view", "--set", "learning.theta1=1.0", "--port", "1"]) == 2
+    assert "the initial population is not a social dilemma" in capsys.readouterr().err
+    assert main(["view", "market_size", "--port", "1"]) == 2  # a bundled grid, by name and by path
+    assert "bundled sweep grid, not a scenario; run it with `flmarket sweep market_size`" in capsys.readouterr().err
+    assert main(["view", str(bundled_grids()["market_size"]), "--port", "1"]) == 2
+    assert "is a sweep grid ([sweep] with [grid] or [[cells]]), not a scenario" in capsys.readouterr().err
 
 
 def test_chart_data_and_ticks() -> None:
