@@ -974,7 +974,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
             if not isinstance(existing, dict):
                 raise ScenarioError(f"{dotted}: cannot set inside {part!r}, which is not a table")
             target = existing
-        target[parts[-1]] = value
+        target[parts[-1]] = _deep_copy(value) if isinstance(value, Mapping) else value  # a later, deeper path
+        # writes into this table: it must be a copy, not the caller's (nor another cell's) dictionary
         if dotted in TABLE_PARAMETERS:
             replaced.add(dotted)
     return merged

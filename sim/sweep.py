@@ -272,6 +272,13 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
             seen.add(label)
             cells.append(Cell(label, _overrides_table(raw.get("overrides", {}), f"{where}.overrides", errors)))
         parameters = ("label", *dict.fromkeys(path for cell in cells for path in cell.overrides))
+    for path in base:  # a cell's table replaces whatever [sweep].overrides set inside it
+        shadowing = next((v for cell in cells for v in cell.overrides if v != path and _inside(path, v)), None)
+        if shadowing is not None:
+            errors.append(
+                f"sweep.overrides.{path}: a cell sets the whole of {shadowing}, which replaces this value; set it "
+                f"in the cells instead"
+            )
     if errors:
         raise GridError("\n".join(dict.fromkeys(errors)))
     return Grid(
@@ -378,14 +385,30 @@ def with_options(
             errors.append(f"{set_name} run.seed: cannot be set for a sweep (give the seeds with {seeds_name})")
         elif path in _RESERVED_PATHS:
             errors.append(f"{set_name} {path}: cannot be set for a sweep ({_RESERVED_PATHS[path]})")
-        elif any(path in cell.overrides for cell in grid.cells):
-            errors.append(f"{set_name} {path}: the grid varies this key; remove it from the grid or from {set_name}")
+        elif (varied := _overlapping(path, grid)) is not None:
+            what = "this key" if varied == path else f"{varied}, which overlaps it"
+            errors.append(f"{set_name} {path}: the grid varies {what}; remove it from the grid or from {set_name}")
     changes: dict[str, Any] = {"base_overrides": {**grid.base_overrides, **overrides}}
     if seeds is not None:
         changes["seeds"] = _seeds(list(seeds), errors)
     if errors:
         raise GridError("\n".join(error.replace("sweep.seeds", seeds_name) for error in errors))
     return dataclasses.replace(grid, **changes)
+
+
+def _inside(path: str, table: str) -> bool:
+    """Whether dotted `path` is `table` or a key inside it."""
+    return path == table or path.startswith(f"{table}.")
+
+
+def _overlapping(path: str, grid: Grid) -> str | None:
+    """A path some cell sets that is `path`, inside it or holds it (a cell's table replaces whatever is set inside
+    it, and a setting of the whole table would be partly undone by the cell): None if there is none."""
+    for cell in grid.cells:
+        for varied in cell.overrides:
+            if _inside(path, varied) or _inside(varied, path):
+                return varied
+    return None
 
 
 def _type_name(annotation: Any) -> str:

@@ -25,6 +25,7 @@ from flmarket.sim.sweep import (
     run_id_for,
     run_sweep,
     watch_futures,
+    with_options,
 )
 
 SMALL = {"run.tasks": 4, "providers.count": 6}
@@ -583,3 +584,37 @@ def test_grids_and_set_follow_one_rule_for_a_key_inside_a_table() -> None:
     arguments = build_parser("run").parse_args(["run", "--set", "providers.strategy_mix.ALLD=1.0"])
     from_set = load_scenario("quickstart", _overrides(arguments))
     assert run.scenario.providers.strategy_mix == from_set.providers.strategy_mix == {"ALLD": 1.0}
+
+
+def test_a_table_set_for_every_cell_is_refined_by_each_cell_without_leaking_into_the_next() -> None:
+    """A cell's deeper path wrote into the [sweep].overrides table itself: the next cell ran with the first cell's
+    change, the index recorded it, and the caller's dictionary was changed."""
+    budget = {"dist": "uniform", "low": 500.0, "high": 1500.0}
+    data = {
+        "sweep": {"name": "x", "scenario": "quickstart", "seeds": [1], "overrides": {"requesters.budget": budget}},
+        "cells": [
+            {"label": "raise-low", "overrides": {"requesters.budget.low": 1400.0}},
+            {"label": "raise-high", "overrides": {"requesters.budget.high": 3000.0}},
+        ],
+    }
+    runs = {run.label: run.scenario.requesters.budget for run in plan(parse_grid(data))}
+    assert (runs["raise-low"].low, runs["raise-low"].high) == (1400.0, 1500.0)
+    assert (runs["raise-high"].low, runs["raise-high"].high) == (500.0, 3000.0)
+    assert budget == {"dist": "uniform", "low": 500.0, "high": 1500.0}
+
+
+def test_an_override_inside_or_around_a_varied_key_is_refused_not_dropped() -> None:
+    """`--set providers.strategy_mix.ALLC=1` on a grid over providers.strategy_mix was silently replaced by each
+    cell's mix; a whole table set around a varied key would be partly undone by the cell."""
+    grid = load_grid("population_mix")
+    with pytest.raises(GridError, match="--set providers.strategy_mix.ALLC: the grid varies providers.strategy_mix"):
+        with_options(grid, overrides={"providers.strategy_mix.ALLC": 1.0})
+    with pytest.raises(GridError, match="--set providers: the grid varies providers.strategy_mix, which overlaps"):
+        with_options(grid, overrides={"providers": {"count": 10}})
+    with_options(grid, overrides={"providers.count": 10})  # a sibling key is fine
+    inside = {
+        "sweep": {"name": "x", "scenario": "quickstart", "seeds": [1], "overrides": {"requesters.budget.low": 1.0}},
+        "cells": [{"label": "a", "overrides": {"requesters.budget": {"dist": "uniform", "low": 5.0, "high": 9.0}}}],
+    }
+    with pytest.raises(GridError, match="sweep.overrides.requesters.budget.low: a cell sets the whole of requesters"):
+        parse_grid(inside)
