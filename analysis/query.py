@@ -7,8 +7,9 @@ directory holding several runs). Every run is verified against its manifest firs
 
 - one per event kind (`reward_paid`, `task_finished`, ...): time, seq, kind, agent, the kind's fields and
   `run_id`; a kind that no run logged is an empty view with the same columns;
-- `runs`: one row per run: run_id, status, scenario_name, seed, tasks_finished, events, and for a sweep its
-  label and swept-parameter columns (`analysis.sweeps.cells_frame`).
+- `runs`: one row per run: run_id, status, scenario_name, seed, tasks_finished (rejected tasks included),
+  tasks_rejected, events, and for a sweep its label and swept-parameter columns (`analysis.sweeps.cells_frame`).
+  A sweep's cells that did not finish are rows too, with their status and no events.
 
 For example `SELECT run_id, avg(welfare) FROM task_finished GROUP BY run_id`. DuckDB reads only the columns and
 row groups a query needs.
@@ -24,6 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from flmarket.analysis.load import COMMON_COLUMNS, EVENTS_DIR, RunIntegrityError, checked_run, load_manifest
+
+NO_EVENTS_SQL = "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND view_name NOT IN ('runs', '_runs_frame')"
+"""How many event-kind views a connection has (none when no run under the path logged events)."""
+
+RUNS_COLUMNS = ["run_id", "status", "scenario_name", "seed", "tasks_finished", "tasks_rejected", "events"]
+"""The `runs` view's own columns (a sweep adds its cells' label and swept parameters)."""
 
 _SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "str": "VARCHAR"}
 _COMMON_SQL_TYPES = {"time": "DOUBLE", "seq": "BIGINT", "kind": "VARCHAR", "agent": "BIGINT"}
@@ -78,6 +85,7 @@ def connect(path: str | Path):  # type: ignore[no-untyped-def] - duckdb is impor
                 "scenario_name": manifest.get("scenario_name"),
                 "seed": manifest.get("seed"),
                 "tasks_finished": manifest.get("tasks_finished"),
+                "tasks_rejected": manifest.get("tasks_rejected"),
                 "events": check.events,
             }
         )
@@ -113,7 +121,21 @@ def connect(path: str | Path):  # type: ignore[no-untyped-def] - duckdb is impor
             empty = ", ".join(f"CAST(NULL AS {sql_type}) AS {_identifier(name)}" for name, sql_type in columns.items())
             body = f"SELECT {empty}, CAST(NULL AS VARCHAR) AS run_id LIMIT 0"
         connection.execute(f"CREATE VIEW {_identifier(kind)} AS {body}")
-    frame = pd.DataFrame(rows, columns=["run_id", "status", "scenario_name", "seed", "tasks_finished", "events"])
+    frame = pd.DataFrame(rows, columns=RUNS_COLUMNS)
+    if cells is not None:  # the cells that did not finish (failed, interrupted, not run yet): rows without events
+        others = cells[~cells["run_id"].astype(str).isin(frame["run_id"])]
+        unfinished = pd.DataFrame(
+            {
+                "run_id": others["run_id"].astype(str),
+                "status": others["status"].astype(str),
+                "seed": others["seed"],
+                "events": 0,
+            },
+            columns=RUNS_COLUMNS,
+        )
+        frame = pd.concat([frame, unfinished], ignore_index=True) if len(frame) else unfinished
+        order = {run_id: index for index, run_id in enumerate(cells["run_id"].astype(str))}
+        frame = frame.sort_values("run_id", key=lambda column: column.map(order)).reset_index(drop=True)
     if cells is not None:
         extra = [name for name in cells.columns if name not in frame.columns and name not in ("run_dir", "error")]
         frame = frame.merge(cells[["run_id", *extra]].astype({"run_id": str}), on="run_id", how="left")
@@ -131,6 +153,8 @@ def query(path: str | Path, sql: str) -> pd.DataFrame:
         return connection.execute(sql).df()
     except duckdb.Error as error:
         message = " ".join(str(error).split())
+        if isinstance(error, duckdb.CatalogException) and not connection.execute(NO_EVENTS_SQL).fetchone()[0]:
+            message += " (no run here has events to query, so there is only the runs view: SELECT * FROM runs)"
         raise ValueError(f"sql: {message}") from None
     finally:
         connection.close()

@@ -93,25 +93,31 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     table.add_row("status", result.status)
-    table.add_row("tasks finished", f"{result.tasks_finished}")
-    table.add_row("simulated time", f"{result.final_time_s:,.1f} s")
-    table.add_row("mean welfare per task", f"{result.mean_welfare:.4f}")
     from flmarket.analysis.load import load_manifest
+
+    rejected = int(load_manifest(result.run_dir).get("tasks_rejected", 0))
+    table.add_row("tasks finished", f"{result.tasks_finished}")
+    if rejected:  # a requester's budget below what the committee costs (SPEC A.5): the task never ran
+        table.add_row("of which rejected (budget too small)", f"{rejected}")
+    table.add_row("simulated time", f"{result.final_time_s:,.1f} s")
+    welfare = result.mean_welfare
+    table.add_row("mean welfare per task", f"{welfare:.4f}" if welfare == welfare else "n/a (no task ran)")
     from flmarket.analysis.metrics import RunEvents, mechanism_targets, reference_summary
 
     events = RunEvents(result.run_dir)  # one read per kind for both summaries
     references = reference_summary(events)  # the task games' yardsticks (SPEC B.1, B.2)
-    table.add_row(
-        "social optimum: rounds / welfare",
-        f"{references['optimum_total_participation']:.1f} / {references['optimum_welfare']:.4f}",
-    )
-    table.add_row(
-        "full cooperation: rounds / welfare",
-        f"{references['full_cooperation_total']:.1f} / {references['full_cooperation_welfare']:.4f}",
-    )
-    table.add_row("all-defect Nash welfare", f"{references['nash_welfare']:.4f}")
-    table.add_row("mean rounds taken part", f"{references['mean_total_participation']:.1f}")
-    table.add_row("welfare position (Nash 0, optimum 1)", f"{references['welfare_position']:.3f}")
+    if welfare == welfare:  # the references exist only for tasks that ran
+        table.add_row(
+            "social optimum: rounds / welfare",
+            f"{references['optimum_total_participation']:.1f} / {references['optimum_welfare']:.4f}",
+        )
+        table.add_row(
+            "full cooperation: rounds / welfare",
+            f"{references['full_cooperation_total']:.1f} / {references['full_cooperation_welfare']:.4f}",
+        )
+        table.add_row("all-defect Nash welfare", f"{references['nash_welfare']:.4f}")
+        table.add_row("mean rounds taken part", f"{references['mean_total_participation']:.1f}")
+        table.add_row("welfare position (Nash 0, optimum 1)", f"{references['welfare_position']:.3f}")
     targets = mechanism_targets(events)  # BGFL's economic targets (issue 12)
     if targets["paid_updates"] > 0:
         table.add_row("gamma_NE >= 1 epoch (B 24), share of rounds", f"{targets['gamma_at_least_one_share']:.0%}")

@@ -220,7 +220,8 @@ def run_scenario(
             "finished_at": datetime.now(UTC).isoformat(),
             "wall_time_s": wall,
             "final_time_s": float(model.env.now),
-            "tasks_finished": model.tasks_finished,
+            "tasks_finished": model.tasks_finished,  # tasks ended, the rejected ones included (run.tasks counts them)
+            "tasks_rejected": log.counts_by_kind.get("task_rejected", 0),
             "event_schema": event_schema(),
             **_log_state(log),
             "traffic": {

@@ -112,3 +112,29 @@ def test_the_command_prints_the_result_and_bad_sql_is_one_line(sweep_dir, capsys
     assert main(["query", str(sweep_dir), "SELECT no_such_column FROM task_finished"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flmarket: error: sql: ") and err.count("\n") == 1
+
+
+def test_runs_lists_every_cell_of_a_sweep_and_a_sweep_without_events_says_so(tmp_path, monkeypatch) -> None:
+    """The runs view had only the finished runs (sweep_summary has every cell); with none finished, a kind's
+    view was missing and DuckDB's error did not say why."""
+    import flmarket.sim.runner as runner_module
+
+    real = runner_module.run_scenario
+
+    def failing_with_eight(scenario, **kwargs):
+        if scenario.providers.count == 8:
+            raise RuntimeError("disk full")
+        return real(scenario, **kwargs)
+
+    monkeypatch.setattr(runner_module, "run_scenario", failing_with_eight)
+    grid = {"sweep": {"name": "g", "scenario": "quickstart", "seeds": [1], "overrides": {"run.tasks": 1}}}
+    run_sweep(parse_grid({**grid, "grid": {"providers.count": [6, 8]}}), workers=0, output_dir=tmp_path)
+    runs = query(tmp_path / "g", "SELECT run_id, status, events, tasks_rejected FROM runs")
+    summary = sweep_summary(tmp_path / "g")
+    assert runs["run_id"].tolist() == summary["run_id"].astype(str).tolist()
+    assert runs["status"].tolist() == ["finished", "failed"] and runs["events"].iloc[1] == 0
+    assert runs["tasks_rejected"].iloc[0] == 0  # the manifest counts them (none here)
+    run_sweep(parse_grid({**grid, "grid": {"providers.count": [8]}}), workers=0, output_dir=tmp_path / "none")
+    with pytest.raises(ValueError, match="no run here has events to query, so there is only the runs view"):
+        query(tmp_path / "none" / "g", "SELECT count(*) FROM task_finished")
+    assert query(tmp_path / "none" / "g", "SELECT status FROM runs")["status"].tolist() == ["failed"]

@@ -59,6 +59,17 @@ def test_the_summary_counts_contributions_the_next_round_overtook(tmp_path, caps
     assert abandoned > 0 and f"{abandoned:,} of {abandoned + sent:,}" in row
 
 
+def test_rejected_tasks_are_counted_apart_and_no_yardstick_is_printed_without_a_task(tmp_path, capsys) -> None:
+    """A budget below the committee's cost rejects every task: the table said "tasks finished 2" and nan rows."""
+    assert main(["run", "--out", str(tmp_path), "--tasks", "2", "--set", "requesters.budget=1e-9"]) == 0
+    output = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    manifest = load_manifest(run_dir)
+    assert manifest["tasks_finished"] == 2 and manifest["tasks_rejected"] == manifest["events_by_kind"]["task_rejected"]
+    assert "of which rejected (budget too small)" in output and "n/a (no task ran)" in output
+    assert "nan" not in output and "social optimum" not in output
+
+
 def test_a_bgfl_run_reports_its_economic_targets(tmp_path, capsys) -> None:
     # Table 3's pool is 39.2 per round (SPEC A.9 in docs/spec.md); a short task shows the rows with their numbers.
     arguments = ["run", "bgfl-table3", "--out", str(tmp_path), "--tasks", "1", "--set", "learning.rounds_per_task=10"]
