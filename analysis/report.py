@@ -21,6 +21,7 @@ import html
 import math
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -683,6 +684,8 @@ def write_report(
     `dpi`, and, if `figures_dir` is given, each figure there as PNG, PDF or SVG and caption; return the page."""
     plots.check_output_options(dpi, vector_format)
     source = Path(path)
+    target = Path(out) if out is not None else source / REPORT_FILE
+    _check_destinations(target, None if figures_dir is None else Path(figures_dir))
     if is_sweep_dir(source):
         title, sections = sweep_sections(source, window, alpha)
     elif (source / "manifest.json").is_file():
@@ -691,29 +694,50 @@ def write_report(
         raise FileNotFoundError(
             f"path: not a run directory (manifest.json) or a sweep directory (sweep.json), got {str(source)!r}"
         )
-    target = Path(out) if out is not None else source / REPORT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(render(title, sections, dpi), encoding="utf-8")
-    temporary.replace(target)
+    try:
+        temporary.write_text(render(title, sections, dpi), encoding="utf-8")
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
     if figures_dir is not None:
         save_figures(sections, figures_dir, dpi, vector_format)
     return target
 
 
+def _check_destinations(target: Path, figures_dir: Path | None) -> None:
+    """Refuse, before any work, a page path that is a folder and folders (or their parents) that are files."""
+    if target.is_dir():
+        raise ValueError(f"out: must be the HTML file to write, got {str(target)!r}, which is a folder")
+    for name, folder in (("out", target.parent), ("figures", figures_dir)):
+        if folder is None:
+            continue
+        for candidate in (folder, *folder.parents):
+            if candidate.exists() and not candidate.is_dir():
+                raise ValueError(f"{name}: {str(candidate)!r} is a file, where a folder is needed")
+
+
 def _handler(args: argparse.Namespace) -> int:
-    try:
-        target = write_report(
-            args.path,
-            args.out,
-            window=args.window,
-            dpi=args.dpi,
-            figures_dir=args.figures,
-            vector_format=args.format,
-        )
-    except (FileNotFoundError, ValueError) as error:
-        print(f"flmarket: error: {error}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            target = write_report(
+                args.path,
+                args.out,
+                window=args.window,
+                dpi=args.dpi,
+                figures_dir=args.figures,
+                vector_format=args.format,
+            )
+        except (FileNotFoundError, ValueError) as error:
+            print(f"flmarket: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:  # a file that cannot be written (permissions, a full disk)
+            print(f"flmarket: error: {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
+    for message in dict.fromkeys(str(warning.message) for warning in caught):  # each summary reads the run again
+        print(f"flmarket: warning: {message}", file=sys.stderr)
     print(target)
     return 0
 

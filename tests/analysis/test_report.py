@@ -197,3 +197,36 @@ def test_bootstrap_interval_of_a_bounded_measure_stays_in_its_bounds() -> None:
     assert (by_parameter(summary, "x", "variance")["low"] < 0).any()  # what the report no longer shows
     with pytest.raises(ValueError, match="interval: must be one of t, bootstrap"):
         by_parameter(summary, "x", "variance", interval="wald")
+
+
+def test_bad_destinations_are_refused_before_any_work_and_leave_nothing(quickstart_run, tmp_path, capsys) -> None:
+    """--out at a folder used to fail after rendering and leave .NAME.tmp; --figures at a file failed after the
+    page was written."""
+    folder = tmp_path / "page"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="out: must be the HTML file to write, got .*page', which is a folder"):
+        write_report(quickstart_run, folder)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for figures in (a_file, a_file / "inside"):
+        with pytest.raises(ValueError, match="figures: .*a_file' is a file, where a folder is needed"):
+            write_report(quickstart_run, tmp_path / "report.html", figures_dir=figures)
+    with pytest.raises(ValueError, match="out: .*a_file' is a file, where a folder is needed"):
+        write_report(quickstart_run, a_file / "report.html")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "page"] and not any(folder.iterdir())
+
+
+def test_a_partial_run_is_reported_with_one_warning_line(quickstart_run, tmp_path, capsys) -> None:
+    """Each section reads the run again, and each read warned: the same raw warning came out a dozen times."""
+    import shutil
+
+    copy = tmp_path / "interrupted"
+    shutil.copytree(quickstart_run, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["report", str(copy), "--out", str(tmp_path / "page.html")])
+    assert args.func(args) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("flmarket: warning: run interrupted is interrupted"), lines
