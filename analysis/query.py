@@ -173,9 +173,21 @@ def _handler(args: argparse.Namespace) -> int:
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     else:
-        with pd.option_context("display.max_rows", args.max_rows, "display.width", 200):
-            print(frame.to_string(index=False, max_rows=args.max_rows))
+        shown = args.max_rows or None  # 0: every row
+        with pd.option_context("display.max_rows", shown, "display.width", 200):
+            print(frame.to_string(index=False, max_rows=shown))
     return 0
+
+
+def _row_count(raw: str) -> int:
+    """--max-rows: an integer >= 0 (0: every row)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: every row), got {value}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -194,5 +206,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("sql", metavar="SQL", help="the query (views: one per event kind, and runs)")
     parser.add_argument("--format", choices=("table", "csv"), default="table", help="output format (default: table)")
-    parser.add_argument("--max-rows", type=int, default=200, help="rows shown in table format (default: 200)")
+    parser.add_argument(
+        "--max-rows",
+        type=_row_count,
+        default=200,
+        help="rows shown in table format, 0 for all (default: 200; csv prints all)",
+    )
     parser.set_defaults(func=_handler)

@@ -175,18 +175,28 @@ def _overrides_table(value: Any, where: str, errors: list[str]) -> dict[str, Any
     return {path: item for path, item in value.items() if isinstance(path, str) and path not in _RESERVED_PATHS}
 
 
+MAX_SEEDS = 10_000
+"""The most seeds a sweep takes (each cell x seed is validated before anything runs)."""
+
+MAX_SEED = 2**63 - 1
+"""The largest seed, as for `flmarket run --seed`."""
+
+
 def _seeds(value: Any, errors: list[str]) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            errors.append(f"sweep.seeds: a count must be >= 1, got {value}")
+        if not 1 <= value <= MAX_SEEDS:
+            errors.append(f"sweep.seeds: a count must be in 1..{MAX_SEEDS:,}, got {value}")
             return ()
         return tuple(range(value))
     if not isinstance(value, list) or not value:
         errors.append(f"sweep.seeds: must be a non-empty list of integers >= 0 or a count, got {_describe(value)}")
         return ()
-    bad = [item for item in value if isinstance(item, bool) or not isinstance(item, int) or item < 0]
+    bad = [item for item in value if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SEED]
     if bad:
-        errors.append(f"sweep.seeds: every seed must be an integer >= 0, got {bad[0]!r}")
+        errors.append(f"sweep.seeds: every seed must be an integer in 0..2**63 - 1, got {bad[0]!r}")
+        return ()
+    if len(value) > MAX_SEEDS:
+        errors.append(f"sweep.seeds: at most {MAX_SEEDS:,} seeds, got {len(value):,}")
         return ()
     if len(set(value)) != len(value):
         duplicate = next(item for item in value if value.count(item) > 1)
@@ -346,6 +356,8 @@ def parse_seeds_option(text: str) -> tuple[int, ...]:
     errors: list[str] = []
     items = [item.strip() for item in text.split(",")]
     try:
+        if not all(item.isascii() and (item.isdigit() or item.startswith("-")) for item in items if item):
+            raise ValueError(text)  # int() would also read 1_0 as 10 and " 3 " padded forms; only plain digits
         if len(items) == 1:
             value: Any = int(items[0])
         else:
@@ -710,6 +722,11 @@ def _dask_outcomes(
         cluster = None
         try:
             client = Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S)
+        except ValueError as error:  # dask's own parse of the address
+            raise GridError(
+                f"--scheduler: not a dask scheduler address such as tcp://HOST:8786, got {scheduler!r} "
+                f"({' '.join(str(error).split())})"
+            ) from None
         except (OSError, TimeoutError) as error:
             raise GridError(
                 f"--scheduler: cannot reach a dask scheduler at {scheduler!r} within {SCHEDULER_CONNECT_TIMEOUT_S:g} s "

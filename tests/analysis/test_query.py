@@ -138,3 +138,12 @@ def test_runs_lists_every_cell_of_a_sweep_and_a_sweep_without_events_says_so(tmp
     with pytest.raises(ValueError, match="no run here has events to query, so there is only the runs view"):
         query(tmp_path / "none" / "g", "SELECT count(*) FROM task_finished")
     assert query(tmp_path / "none" / "g", "SELECT status FROM runs")["status"].tolist() == ["failed"]
+
+
+def test_max_rows_takes_zero_for_every_row_and_refuses_negatives(sweep_dir, capsys) -> None:
+    sql = "SELECT * FROM task_finished"
+    with pytest.raises(SystemExit):
+        main(["query", str(sweep_dir), sql, "--max-rows", "-1"])
+    assert "--max-rows: must be an integer >= 0 (0: every row), got -1" in capsys.readouterr().err
+    assert main(["query", str(sweep_dir), sql, "--max-rows", "0"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 12  # the header and all 4 x 3 tasks

@@ -65,7 +65,7 @@ def part_digests(sweep_dir: Path) -> dict[str, str]:
         ),
         (
             {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [1, -2]}, "grid": {"run.tasks": [1]}},
-            "sweep.seeds: every seed must be an integer >= 0, got -2",
+            "sweep.seeds: every seed must be an integer in 0..2**63 - 1, got -2",
         ),
         (
             {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [3, 3]}, "grid": {"run.tasks": [1]}},
@@ -499,7 +499,16 @@ def test_seeds_and_set_options_of_a_sweep(tmp_path, capsys) -> None:
     assert sweep_module.parse_seeds_option("1,2,3") == (1, 2, 3)
     assert sweep_module.parse_seeds_option("4") == (0, 1, 2, 3)  # a count
     assert sweep_module.parse_seeds_option("7,") == (7,)
-    for bad, message in [("0", "a count must be >= 1"), ("1,1", "seeds must be distinct"), ("a", "must be a count")]:
+    refusals = [
+        ("0", "a count must be in 1..10,000"),
+        ("1,1", "seeds must be distinct"),
+        ("a", "must be a count"),
+        ("99999999999999999999", "a count must be in 1..10,000"),  # was an OverflowError traceback
+        ("200000", "a count must be in 1..10,000"),  # was a minute of silent planning
+        ("1_0", "must be a count"),  # int() reads 10
+        ("3,9223372036854775808", r"every seed must be an integer in 0..2\*\*63 - 1"),
+    ]
+    for bad, message in refusals:
         with pytest.raises(GridError, match=f"--seeds: .*{message}"):
             sweep_module.parse_seeds_option(bad)
     grid = load_grid("population_mix")
@@ -618,3 +627,10 @@ def test_an_override_inside_or_around_a_varied_key_is_refused_not_dropped() -> N
     }
     with pytest.raises(GridError, match="sweep.overrides.requesters.budget.low: a cell sets the whole of requesters"):
         parse_grid(inside)
+
+
+def test_a_scheduler_address_dask_cannot_parse_is_refused_with_the_option(tmp_path) -> None:
+    grid = parse_grid(mix_grid(labels=("cooperators",), seeds=[1]))
+    with pytest.raises(GridError, match="--scheduler: not a dask scheduler address .* got 'notanaddress'"):
+        run_sweep(grid, scheduler="notanaddress", output_dir=tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
