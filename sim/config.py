@@ -12,6 +12,7 @@ the model's products stay finite), `run.name` is a safe directory name, and the 
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -805,7 +806,7 @@ def _format_error(error: Mapping[str, Any]) -> str:
         path = path[1:]
     field_path = ".".join(path) or "scenario"
     if error["type"] == "extra_forbidden":
-        return f"{field_path}: unknown key (check the spelling; see `flmarket validate --help`)"
+        return unknown_key_line(field_path)
     if error["type"] == "missing":
         return f"{field_path}: required, missing"
     if error["type"] == "value_error":
@@ -814,6 +815,24 @@ def _format_error(error: Mapping[str, Any]) -> str:
     if rule is None:
         rule = message[0].lower() + message[1:] if message else error["type"]
     return f"{field_path}: {rule}, got {_shown_input(error.get('input'))}"
+
+
+def unknown_key_line(field_path: str) -> str:
+    """`path: unknown key`, with the closest key of its section ("did you mean ...?") or, failing that, the
+    section's keys. Paths inside a value that is not a section (a distribution, a table) get neither."""
+    *parents, key = field_path.split(".")
+    model: type[BaseModel] = Scenario
+    for part in parents:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, _Section)):
+            return f"{field_path}: unknown key (check the spelling)"
+        model = annotation
+    known = list(model.model_fields)
+    section = ".".join(parents) or "a scenario"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"{field_path}: unknown key; did you mean {'.'.join([*parents, close[0]])}?"
+    return f"{field_path}: unknown key (the keys of {section}: {', '.join(known)})"
 
 
 def _problem_lines(lines: list[str]) -> str:
@@ -847,7 +866,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     MAX_ERROR_LINES lines and a count of the rest)."""
     unknown, total = _unknown_keys(Scenario, data, "")
     if total > MAX_ERROR_LINES:  # thousands of stray keys: report them without building thousands of errors
-        lines = [f"{path}: unknown key (check the spelling; see `flmarket validate --help`)" for path in unknown]
+        lines = [unknown_key_line(path) for path in unknown]
         rest = total - MAX_ERROR_LINES
         raise ScenarioError("\n".join([*lines[:MAX_ERROR_LINES], f"... and {rest:,} more unknown keys"]))
     try:

@@ -527,7 +527,7 @@ def plan(grid: Grid) -> list[CellRun]:
     """Every cell x seed with its validated scenario; raises GridError naming each bad cell before anything runs."""
     reference = _scenario_reference(grid)
     runs: list[CellRun] = []
-    errors: list[str] = []
+    problems: dict[str, list[str]] = {}  # each problem and the cells it is found in
     for index, cell in enumerate(grid.cells):
         overrides = {**grid.base_overrides, **cell.overrides}
         for seed in grid.seeds:
@@ -535,12 +535,17 @@ def plan(grid: Grid) -> list[CellRun]:
                 scenario = load_scenario(reference, {**overrides, "run.seed": seed})
             except ScenarioError as error:
                 for line in str(error).splitlines():
-                    errors.append(f"cells[{index}] ({cell.label}): {line}")
+                    problems.setdefault(line, []).append(f"cells[{index}] ({cell.label})")
                 break  # the other seeds of the cell fail alike
             parameters = _parameters(grid, cell, scenario)
             runs.append(
                 CellRun(run_id_for(cell.label, overrides, seed), cell.label, seed, overrides, parameters, scenario)
             )
+    errors = [  # a problem of every cell (a bad --set or [sweep].overrides) is said once
+        f"every cell: {line}" if len(where) == len(grid.cells) > 1 else f"{place}: {line}"
+        for line, where in problems.items()
+        for place in (where[:1] if len(where) == len(grid.cells) > 1 else where)
+    ]
     if errors:
         raise GridError("\n".join(dict.fromkeys(errors)))
     repeated = [run_id for run_id, count in Counter(run.run_id for run in runs).items() if count > 1]

@@ -23,10 +23,15 @@ def test_every_bundled_scenario_is_valid() -> None:
 
 
 def test_unknown_key_names_its_path() -> None:
-    assert _error({"run": {"tasks": 3, "sed": 1}}) == (
-        "run.sed: unknown key (check the spelling; see `flmarket validate --help`)"
+    assert _error({"run": {"tasks": 3, "sed": 1}}) == "run.sed: unknown key; did you mean run.seed?"
+    assert _error({"run": {"tasks": 3}, "provider": {}}) == "provider: unknown key; did you mean providers?"
+    assert _error({"run": {"tasks": 3}, "learning": {"thet1": 1.0}}) == (
+        "learning.thet1: unknown key; did you mean learning.theta1?"
     )
-    assert _error({"run": {"tasks": 3}, "provider": {}}).startswith("provider: unknown key")
+    far = _error({"run": {"tasks": 3}, "committee": {"zzz": 1}})  # nothing close: the section's keys
+    assert far.startswith("committee.zzz: unknown key (the keys of committee: size, ") and "verification" in far
+    nested = _error({"run": {"tasks": 3}, "providers": {"participation_cost": {"mod": "window"}}})
+    assert nested == "providers.participation_cost.mod: unknown key; did you mean providers.participation_cost.mode?"
 
 
 def test_wrong_type_names_field_and_value() -> None:

@@ -634,3 +634,15 @@ def test_a_scheduler_address_dask_cannot_parse_is_refused_with_the_option(tmp_pa
     with pytest.raises(GridError, match="--scheduler: not a dask scheduler address .* got 'notanaddress'"):
         run_sweep(grid, scheduler="notanaddress", output_dir=tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_problem_of_every_cell_is_said_once_and_one_cell_s_by_its_cell() -> None:
+    """A misspelt --set used to give one line per cell, each blaming the cell."""
+    grid = load_grid("population_mix")
+    with pytest.raises(GridError) as caught:
+        plan(with_options(grid, overrides={"faults.free_rider": "plain"}))
+    assert str(caught.value) == "every cell: faults.free_rider: unknown key; did you mean faults.free_rider_kind?"
+    data = mix_grid(labels=("cooperators", "defectors"), seeds=[1])
+    data["cells"][1]["overrides"]["providers.count"] = 0
+    with pytest.raises(GridError, match=r"^cells\[1\] \(defectors\): providers.count: input should be greater"):
+        plan(parse_grid(data))
