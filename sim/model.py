@@ -28,7 +28,7 @@ from flmarket.agents.strategies import Alliance, BNEFollower, MMZDAMember, make_
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.bayesian import participation_equilibrium
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
-from flmarket.market.errors import PartitionError, SocialDilemmaError
+from flmarket.market.errors import DatasetNotFoundError, PartitionError, SocialDilemmaError
 from flmarket.market.evolution import (
     alliances_by_rule,
     complete_graph_models,
@@ -167,6 +167,10 @@ class MarketModel(mesa.Model):
         self.parameter_count = mlp_parameter_count(DIGITS_FEATURES, learning.hidden_sizes, DIGITS_CLASSES)
         try:
             self.backend: LearningBackend = make_backend(self._backend_config())
+        except DatasetNotFoundError as error:  # name the scenario's keys, not the loader's arguments
+            raise DatasetNotFoundError(
+                str(error).replace("root: ", "learning.data_root: ", 1).replace("dataset=", "learning.dataset = ")
+            ) from None
         except PartitionError as error:  # name the scenario keys, not the partition function's arguments
             skewed = ", or raise learning.dirichlet_alpha for less skew" if learning.partition != "iid" else ""
             raise PartitionError(

@@ -54,6 +54,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from flmarket.market.errors import DatasetNotFoundError
+from flmarket.market.fl.data import check_dataset_files
 from flmarket.sim.config import (
     Distribution,
     Scenario,
@@ -537,6 +539,16 @@ def plan(grid: Grid) -> list[CellRun]:
                 for line in str(error).splitlines():
                     problems.setdefault(line, []).append(f"cells[{index}] ({cell.label})")
                 break  # the other seeds of the cell fail alike
+            learning = scenario.learning
+            if learning.backend == "torch":  # a run would fail at its start: say so now, for every cell
+                try:
+                    check_dataset_files(learning.dataset, learning.data_root)
+                except DatasetNotFoundError as error:
+                    message = str(error).replace("root: ", "learning.data_root: ", 1)
+                    problems.setdefault(message.replace("dataset=", "learning.dataset = "), []).append(
+                        f"cells[{index}] ({cell.label})"
+                    )
+                    break
             parameters = _parameters(grid, cell, scenario)
             runs.append(
                 CellRun(run_id_for(cell.label, overrides, seed), cell.label, seed, overrides, parameters, scenario)

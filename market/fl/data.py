@@ -117,10 +117,27 @@ def load_digits(rng: np.random.Generator, test_fraction: float = 0.2) -> Dataset
 def _require_files(folder: Path, names: Sequence[str], dataset: str) -> None:
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
+        found = "" if len(missing) == len(names) else f" (expected {', '.join(names)})"
+        where = f"{folder}, which does not exist" if not folder.is_dir() else str(folder)
         raise DatasetNotFoundError(
-            f"root: {dataset} files missing from {folder}: {', '.join(missing)}; expected {', '.join(names)} "
-            f"(flmarket never downloads; place the files there or use dataset='digits')"
+            f"root: {dataset} files missing from {where}: {', '.join(missing)}{found}; flmarket never downloads: "
+            f"place the files there or use dataset='digits'"
         )
+
+
+def check_dataset_files(name: str, root: str | Path | None) -> None:
+    """Raise DatasetNotFoundError, as `load_dataset` would, when `name`'s files are not under `root`; read nothing
+    (a sweep checks every cell this way before any run starts)."""
+    if name not in DATASET_NAMES:
+        raise MarketError(f"dataset: must be one of {', '.join(DATASET_NAMES)}, got {name!r}")
+    if name == "digits":
+        return
+    if root is None:
+        raise DatasetNotFoundError(f"root: {name} needs a local torchvision root directory, got None")
+    if name == "mnist":
+        _require_files(Path(root) / "MNIST" / "raw", MNIST_RAW_FILES, "MNIST")
+    else:
+        _require_files(Path(root) / "cifar-10-batches-py", CIFAR10_FILES, "CIFAR-10")
 
 
 def load_mnist(root: str | Path) -> DatasetSplit:

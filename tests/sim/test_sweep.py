@@ -646,3 +646,27 @@ def test_a_problem_of_every_cell_is_said_once_and_one_cell_s_by_its_cell() -> No
     data["cells"][1]["overrides"]["providers.count"] = 0
     with pytest.raises(GridError, match=r"^cells\[1\] \(defectors\): providers.count: input should be greater"):
         plan(parse_grid(data))
+
+
+def test_a_cell_whose_data_set_is_missing_is_refused_before_anything_runs(tmp_path) -> None:
+    """It passed planning, then failed at its start with the loader's 'root:'; it is now refused with the key."""
+    data = {
+        "sweep": {"name": "data", "scenario": "quickstart", "seeds": [1], "overrides": {"run.tasks": 1}},
+        "cells": [
+            {"label": "digits", "overrides": {"learning.backend": "torch", "learning.shards": 40}},
+            {
+                "label": "mnist",
+                "overrides": {
+                    "learning.backend": "torch",
+                    "learning.shards": 40,
+                    "learning.dataset": "mnist",
+                    "learning.data_root": str(tmp_path / "absent"),
+                },
+            },
+        ],
+    }
+    with pytest.raises(
+        GridError, match=r"^cells\[1\] \(mnist\): learning.data_root: MNIST files missing from .*absent"
+    ):
+        run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ from flmarket.market.errors import MarketError
 from flmarket.market.fl.data import (
     DatasetNotFoundError,
     PartitionError,
+    check_dataset_files,
     dirichlet_partition,
     iid_partition,
     load_cifar10,
@@ -144,6 +145,23 @@ def test_missing_mnist_names_the_expected_files(tmp_path: Path) -> None:
     assert isinstance(error.value, MarketError)
     with pytest.raises(DatasetNotFoundError, match="root: mnist needs a local"):
         load_dataset("mnist", np.random.default_rng(0))
+
+
+def test_the_file_check_reads_nothing_and_refuses_what_the_loaders_refuse(tmp_path: Path) -> None:
+    """What a sweep checks for every cell before any run; the message lists each missing file once."""
+    for name, loader in (("mnist", load_mnist), ("cifar10", load_cifar10)):
+        with pytest.raises(DatasetNotFoundError) as by_loader:
+            loader(tmp_path)
+        with pytest.raises(DatasetNotFoundError) as by_check:
+            check_dataset_files(name, tmp_path)
+        assert str(by_check.value) == str(by_loader.value) and "which does not exist" in str(by_check.value)
+        assert "expected" not in str(by_check.value)  # every file is missing: the list is said once
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"")
+    with pytest.raises(DatasetNotFoundError, match=r"raw: train-labels-idx1-ubyte, .* \(expected train-images"):
+        check_dataset_files("mnist", tmp_path)
+    check_dataset_files("digits", None)  # bundled with scikit-learn
 
 
 def _write_cifar(root: Path, rng: np.random.Generator) -> dict[str, np.ndarray]:
