@@ -358,7 +358,9 @@ def checked_run(run_dir: str | Path, warn: bool = True) -> RunCheck:
         _CHECKS[path] = (fingerprint, check)
     if check.problems:
         more = f" (and {len(check.problems) - 1} more problems)" if len(check.problems) > 1 else ""
-        raise RunIntegrityError(f"{check.problems[0]}{more}")
+        first = check.problems[0]
+        where = f"{path}/" if first.startswith(f"{EVENTS_DIR}/") else ""  # which run, among a sweep's many
+        raise RunIntegrityError(f"{where}{first}{more}")
     if warn and check.partial:
         warnings.warn(f"run {path.name} is {check.status}: loading {check.coverage()}", PartialRunWarning, stacklevel=3)
     return check

@@ -100,8 +100,9 @@ def test_a_damaged_run_is_refused_before_any_query(sweep_dir, tmp_path, capsys) 
     run_dir = Path(shutil.copytree(cells_frame(sweep_dir)["run_dir"].iloc[0], tmp_path / "run"))
     manifest = json.loads((run_dir / "manifest.json").read_text())
     (run_dir / "events" / manifest["parts"][0]).unlink()
-    with pytest.raises(RunIntegrityError, match="listed in the manifest but missing"):
+    with pytest.raises(RunIntegrityError, match="listed in the manifest but missing") as caught:
         query(run_dir, "SELECT count(*) FROM task_finished")
+    assert str(caught.value).startswith(f"{run_dir.resolve()}/events/")  # which run, among a sweep's many
     assert main(["query", str(run_dir), "SELECT 1"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
