@@ -595,6 +595,45 @@ def run_verifies(run_dir: Path) -> bool:
     return check.ok and check.status == "finished"
 
 
+def _earlier_cells(sweep_dir: Path, grid: Grid) -> dict[str, dict[str, Any]]:
+    """The cells of the index already in `sweep_dir` (none if there is none).
+
+    An index of another grid with the same name (another scenario, or other swept keys) is refused: running this
+    grid there would drop its runs from the index, and with them from every summary, report and query. The same
+    grid edited (other values, seeds or base overrides) takes the folder over, as a resumed sweep does."""
+    path = sweep_dir / INDEX_FILE
+    if not path.is_file():
+        return {}
+    try:
+        content = json.loads(path.read_text())
+        cells = content.get("cells", {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # an unreadable index is rebuilt from the cells' own manifests
+    if not isinstance(cells, dict):
+        return {}
+    if cells and (content.get("scenario"), content.get("parameters")) != (grid.scenario, list(grid.parameters)):
+        raise GridError(
+            f"sweep.name: {sweep_dir} holds another grid named {grid.name!r} (scenario {content.get('scenario')!r}, "
+            f"varying {', '.join(map(str, content.get('parameters') or [])) or 'nothing'}; this one: scenario "
+            f"{grid.scenario!r}, varying {', '.join(grid.parameters)}). Running it there would hide that sweep's "
+            f"{len(cells)} runs: give this grid another [sweep].name, or another output folder"
+        )
+    return {run_id: cell for run_id, cell in cells.items() if isinstance(cell, dict)}
+
+
+def _record_stopped(index: _Index, cells_dir: Path, unfinished: Sequence[CellRun]) -> None:
+    """On Ctrl-C: record the status each unfinished cell's own manifest gives (`interrupted` for the one that was
+    running in this process), so the index agrees with the cells; cells that never started stay pending."""
+    for run in unfinished:
+        try:
+            status = json.loads((cells_dir / run.run_id / "manifest.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(status, str) and status != "running":
+            index.content["cells"][run.run_id]["status"] = status
+    index.write()
+
+
 def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:
     """Run one cell x seed into `cells_dir/<run_id>/` (a dask task; any leftover of an unfinished run is removed).
 
@@ -809,6 +848,7 @@ def run_sweep(
     cells_dir = (sweep_dir / CELLS_DIRECTORY).resolve()  # absolute: workers may run elsewhere
     from flmarket.sim.runner import first_missing_directory
 
+    earlier = _earlier_cells(sweep_dir, grid)
     created = first_missing_directory(sweep_dir)  # removed again if the sweep fails before any run ends
     cells_dir.mkdir(parents=True, exist_ok=True)
     index = _Index(sweep_dir, grid, runs)
@@ -817,7 +857,9 @@ def run_sweep(
     for run in runs:
         if finished_before(cells_dir / run.run_id, run.scenario):
             outcomes[run.run_id] = CellOutcome(run.run_id, "finished", False)
-            index.content["cells"][run.run_id]["status"] = "finished"
+            cell = index.content["cells"][run.run_id]
+            cell["status"] = "finished"
+            cell["wall_time_s"] = earlier.get(run.run_id, {}).get("wall_time_s")  # measured when it ran
         else:
             pending.append(run)
     index.write()
@@ -840,6 +882,9 @@ def run_sweep(
                     outcomes[outcome.run_id] = outcome
                     index.update(outcome)
                     bar.update(1)
+            except KeyboardInterrupt:
+                _record_stopped(index, cells_dir, [run for run in pending if run.run_id not in outcomes])
+                raise
             except Exception:
                 if created is not None and len(outcomes) == len(runs) - len(pending):
                     shutil.rmtree(created, ignore_errors=True)  # nothing ran (e.g. no scheduler): leave nothing

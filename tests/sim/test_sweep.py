@@ -670,3 +670,44 @@ def test_a_cell_whose_data_set_is_missing_is_refused_before_anything_runs(tmp_pa
     ):
         run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_another_grid_of_the_same_name_is_refused_and_an_edited_one_keeps_earlier_wall_times(tmp_path) -> None:
+    """A second grid named like the first took its folder over silently, and its runs vanished from every summary;
+    a resume reset the wall times of the runs it skipped."""
+    first = mix_grid(labels=("even",), seeds=[1])
+    run_sweep(parse_grid(first), workers=0, output_dir=tmp_path, show_progress=False)
+    index_file = tmp_path / "mix" / "sweep.json"
+    before = index_file.read_bytes()
+    other = {"sweep": first["sweep"], "grid": {"providers.count": [5, 6]}}
+    with pytest.raises(GridError, match="sweep.name: .*mix holds another grid named 'mix' .* hide that sweep's 1 runs"):
+        run_sweep(parse_grid(other), workers=0, output_dir=tmp_path, show_progress=False)
+    assert index_file.read_bytes() == before
+    resumed = run_sweep(parse_grid(mix_grid(labels=("even",), seeds=[1, 2])), workers=0, output_dir=tmp_path)
+    assert len(resumed.executed) == 1 and len(resumed.skipped) == 1
+    cells = json.loads(index_file.read_text())["cells"]
+    assert all(isinstance(cell["wall_time_s"], float) and cell["wall_time_s"] > 0 for cell in cells.values())
+
+
+def test_ctrl_c_records_the_interrupted_cell_as_its_manifest_says(tmp_path, monkeypatch) -> None:
+    """The cell running when Ctrl-C came stayed pending in the index while its manifest said interrupted."""
+    import flmarket.sim.runner as runner_module
+
+    real = runner_module.run_scenario
+
+    def interrupted_defectors(scenario, output_dir, run_id, **kwargs):
+        if scenario.providers.strategy_mix != MIXES["defectors"]:
+            return real(scenario, output_dir=output_dir, run_id=run_id, **kwargs)
+        (output_dir / run_id).mkdir()
+        (output_dir / run_id / "manifest.json").write_text(json.dumps({"status": "interrupted"}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "run_scenario", interrupted_defectors)
+    grid = parse_grid(mix_grid(labels=("cooperators", "defectors", "even"), seeds=[1]))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    statuses = {
+        cell["label"]: cell["status"]
+        for cell in json.loads((tmp_path / "mix" / "sweep.json").read_text())["cells"].values()
+    }
+    assert statuses == {"cooperators": "finished", "defectors": "interrupted", "even": "pending"}
