@@ -365,7 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        if interrupt.args == ("signal SIGTERM",):  # the run's handler (sim.runner): the shell's code for SIGTERM
+            print("flmarket: terminated", file=sys.stderr)
+            return 128 + 15
         print("flmarket: interrupted", file=sys.stderr)
         return 130
     except Exception as error:

@@ -110,7 +110,8 @@ def process_identity() -> dict[str, Any]:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """While the run lasts, SIGTERM raises KeyboardInterrupt as SIGINT does (main thread only)."""
+    """While the run lasts, SIGTERM raises KeyboardInterrupt("signal SIGTERM") as SIGINT does (main thread
+    only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -164,7 +165,16 @@ def run_scenario(
     run_id: str | None = None,
     show_progress: bool = True,
 ) -> RunResult:
-    """Simulate `scenario` and write its run directory; returns the summary."""
+    """Simulate `scenario` and write its run directory; returns the summary.
+
+    From the first folder it creates to the last manifest write, SIGTERM acts as Ctrl-C: before the run starts,
+    the run directory is removed; once it has started, the manifest says `interrupted` (a SIGTERM during the
+    model's build used to kill the process and leave an empty run directory)."""
+    with _terminate_as_interrupt():
+        return _run(scenario, output_dir, run_id, show_progress)
+
+
+def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_progress: bool) -> RunResult:
     output_dir = Path(output_dir if output_dir is not None else scenario.run.output_dir)
     run_id = run_id or new_run_id(scenario, output_dir)
     run_dir = output_dir / run_id
@@ -194,7 +204,7 @@ def run_scenario(
     status = "failed"
     first_error: BaseException | None = None
     try:
-        with _terminate_as_interrupt(), _ProgressBar(scenario, show_progress) as update:
+        with _ProgressBar(scenario, show_progress) as update:
             model.run(progress=update)
         status = "finished"
     except KeyboardInterrupt as error:

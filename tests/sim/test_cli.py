@@ -286,3 +286,23 @@ def test_progress_counts_whole_tasks_once_per_task_and_only_on_a_terminal() -> N
     with _ProgressBar(scenario, True, pipe) as update:
         update(10.0, 1)
     assert pipe.getvalue() == ""
+
+
+def test_sigterm_while_the_model_is_built_leaves_no_run_directory(tmp_path, monkeypatch, capsys) -> None:
+    """SIGTERM used to kill the process during the model's build (it took the default action until the run
+    started), leaving an empty run directory without a manifest."""
+    import signal
+
+    import flmarket.sim.runner as runner_module
+
+    real = runner_module.MarketModel
+
+    def terminated_while_building(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at once, in this frame
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "MarketModel", terminated_while_building)
+    assert main(["run", "--tasks", "1", "--out", str(tmp_path / "runs")]) == 143
+    assert capsys.readouterr().err.strip() == "flmarket: terminated"
+    assert not (tmp_path / "runs").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
