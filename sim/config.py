@@ -12,6 +12,7 @@ the model's products stay finite), `run.name` is a safe directory name, and the 
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import re
@@ -687,11 +688,11 @@ def resource_problems(scenario: Scenario) -> list[str]:
             f"(a resource guard: raise it with limits.providers = N)"
         )
     joining = providers.arrival_rate_per_s * end
-    if providers.count + joining > limits.providers:
+    if providers.count <= limits.providers < providers.count + joining:
         problems.append(
-            f"providers.arrival_rate_per_s: about {joining:,.0f} providers join over the run's ~{end:,.0f} simulated "
-            f"seconds, over limits.providers = {limits.providers:,} (lower the rate, shorten the run, or raise "
-            f"limits.providers)"
+            f"providers.arrival_rate_per_s: {providers.count:,} providers at the start (providers.count) and about "
+            f"{math.ceil(joining):,} joining over the run's ~{end:,.0f} simulated seconds are over limits.providers "
+            f"= {limits.providers:,} (lower the rate or providers.count, shorten the run, or raise limits.providers)"
         )
     if run.tasks is not None and run.tasks > limits.tasks:
         problems.append(
@@ -787,10 +788,27 @@ _TYPE_RULES = {
 
 
 def _shown_input(value: Any) -> str:
-    """The offending value as the scenario spells it: TOML booleans, short reprs."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return shown(value)
+    """The offending value as the scenario spells it in TOML (booleans, dates and times, inline tables and
+    arrays), cut short; other values as short reprs."""
+    return shown_toml(value)
+
+
+def shown_toml(value: Any, width: int = 60) -> str:
+    """`value` written as TOML would write it, cut to about `width` characters."""
+
+    def toml(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, datetime.date | datetime.time):  # datetime is a date
+            return item.isoformat()
+        if isinstance(item, Mapping):
+            return "{" + ", ".join(f"{key} = {toml(inner)}" for key, inner in item.items()) + "}"
+        if isinstance(item, list | tuple):
+            return "[" + ", ".join(toml(inner) for inner in item) + "]"
+        return repr(item)
+
+    text = toml(value)
+    return text if len(text) <= width else f"{text[: width - 5]}...{text[-2:]}"
 
 
 def _format_error(error: Mapping[str, Any]) -> str:
@@ -909,6 +927,8 @@ def resolve_scenario_path(reference: str) -> Path:
         return path
     if is_dir:
         raise ScenarioError(f"scenario: a directory, not a scenario file, got {shown(reference)}")
+    if path.exists():
+        raise ScenarioError(f"scenario: not a regular file (a device, a pipe or a socket), got {shown(reference)}")
     bundled = bundled_scenarios()
     if reference in bundled:
         return bundled[reference]

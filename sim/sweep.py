@@ -232,10 +232,14 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
     for key in sorted(set(sweep) - _SWEEP_KEYS):
         errors.append(f"sweep.{key}: unknown key (allowed: {', '.join(sorted(_SWEEP_KEYS))})")
     name = sweep.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if name is None:
+        errors.append("sweep.name: required, missing")
+    elif not isinstance(name, str) or not _NAME.match(name):
         errors.append(f"sweep.name: must be a name of letters, digits, '_', '.' or '-', got {name!r}")
     scenario = sweep.get("scenario")
-    if not isinstance(scenario, str) or not scenario:
+    if scenario is None:
+        errors.append("sweep.scenario: required, missing (a bundled scenario name or a path)")
+    elif not isinstance(scenario, str) or not scenario:
         errors.append(f"sweep.scenario: must be a bundled scenario name or a path, got {scenario!r}")
     seeds = _seeds(sweep.get("seeds"), errors) if "seeds" in sweep else ()
     if "seeds" not in sweep:

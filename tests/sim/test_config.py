@@ -151,7 +151,11 @@ def test_magnitudes_are_bounded_so_products_stay_finite() -> None:
         ({"run": {"tasks": 10**7}}, "run.tasks: 10,000,000 is over limits.tasks = 1,000,000"),
         (
             {"run": {"tasks": 3}, "providers": {"arrival_rate_per_s": 1e6}},
-            "providers.arrival_rate_per_s: about 300,000,000 providers join",
+            "providers.arrival_rate_per_s: 10 providers at the start (providers.count) and about 300,000,000 joining",
+        ),
+        (  # at the limit, plus one joiner: it used to say "about 0 providers join"
+            {"run": {"tasks": 1}, "providers": {"count": 100_000, "arrival_rate_per_s": 0.001}},
+            "providers.arrival_rate_per_s: 100,000 providers at the start (providers.count) and about 1 joining",
         ),
         (
             {"run": {"tasks": 3}, "requesters": {"arrival_rate_per_s": 1e6}},
@@ -332,3 +336,15 @@ def test_the_likely_population_peak_follows_the_m_m_infinity_queue() -> None:
     staying = math.exp(-t / lifetime)
     assert np.mean(online) == pytest.approx(count * staying + rate * lifetime * (1 - staying), rel=0.02)
     assert np.var(online) == pytest.approx(count * staying * (1 - staying) + rate * lifetime * (1 - staying), rel=0.05)
+
+
+def test_values_in_errors_are_spelled_as_toml_not_python() -> None:
+    """`--set run.tasks=1979-05-27` said `got datetime.date(1979, 5, 27)`; a table said `got {'x': 1}`."""
+    import datetime
+
+    assert _error({"run": {"tasks": datetime.date(1979, 5, 27)}}) == "run.tasks: must be an integer, got 1979-05-27"
+    assert _error({"run": {"tasks": {"x": 1, "y": [True, 2.5]}}}) == (
+        "run.tasks: must be an integer, got {x = 1, y = [true, 2.5]}"
+    )
+    with pytest.raises(ScenarioError, match="scenario: not a regular file .* got '/dev/null'"):
+        load_scenario("/dev/null")

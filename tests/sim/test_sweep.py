@@ -68,6 +68,11 @@ def part_digests(sweep_dir: Path) -> dict[str, str]:
             "sweep.seeds: every seed must be an integer in 0..2**63 - 1, got -2",
         ),
         (
+            {"sweep": {"scenario": "quickstart", "seeds": [1]}, "grid": {"run.tasks": [1]}},
+            "sweep.name: required, missing",
+        ),
+        ({"sweep": {"name": "x", "seeds": [1]}, "grid": {"run.tasks": [1]}}, "sweep.scenario: required, missing"),
+        (
             {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [3, 3]}, "grid": {"run.tasks": [1]}},
             "sweep.seeds: seeds must be distinct, got 3 twice",
         ),
