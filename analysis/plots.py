@@ -14,7 +14,7 @@ Conventions every figure keeps (issue 16, "publication figures"):
 - legends sit outside the axes (below or to the right of the panels), never on the data;
 - nothing non-finite is drawn: NaN points are dropped, and quantities that are zero up to float noise (a Gini of
   equal rewards, 1e-16) are drawn as 0;
-- output is PNG at `dpi` (default DEFAULT_DPI) plus a vector copy, PDF or SVG (`save_figure`).
+- output is PNG at `dpi` (default DEFAULT_DPI, at most MAX_DPI) plus a vector copy, PDF or SVG (`save_figure`).
 
 Intervals are computed by the callers (they know the samples) and passed in as low/high columns; the figure
 functions only draw them.
@@ -39,6 +39,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 DEFAULT_DPI = 200
+MAX_DPI = 1200  # print resolution; at 1200 dpi mmzd-fig8 is 12,240 x 3,840 pixels (peak memory 0.4 GB)
 VECTOR_FORMATS = ("pdf", "svg")
 DEFAULT_FORMAT = "pdf"
 CAPTION_SUFFIX = ".caption.txt"
@@ -79,9 +80,12 @@ class SavedFigure:
 
 
 def check_output_options(dpi: int, vector_format: str) -> None:
-    """Reject a dpi below 1 or a vector format other than VECTOR_FORMATS, naming the value."""
+    """Reject a dpi outside 1..MAX_DPI or a vector format other than VECTOR_FORMATS, naming the value (a larger
+    dpi makes the PNG renderer ask for gigabytes and fail after the work is done)."""
     if isinstance(dpi, bool) or not isinstance(dpi, int | np.integer) or dpi < 1:
         raise ValueError(f"dpi: must be an integer >= 1, got {dpi!r}")
+    if dpi > MAX_DPI:
+        raise ValueError(f"dpi: must be at most {MAX_DPI}, got {dpi!r}")
     if vector_format not in VECTOR_FORMATS:
         raise ValueError(f"format: must be one of {', '.join(VECTOR_FORMATS)}, got {vector_format!r}")
 
@@ -120,13 +124,14 @@ def save_figure(
     return SavedFigure(png, vector, caption_path)
 
 
-def _positive_int(raw: str) -> int:
+def _dpi(raw: str) -> int:
+    """--dpi: an integer in 1..MAX_DPI."""
     try:
         value = int(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if not 1 <= value <= MAX_DPI:
+        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_DPI}, got {value}")
     return value
 
 
@@ -134,7 +139,10 @@ def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options of figure output, shared by `flmarket report` and `flmarket reproduce`:
     --dpi (PNG resolution) and --format (the vector copy, pdf or svg)."""
     parser.add_argument(
-        "--dpi", type=_positive_int, default=DEFAULT_DPI, help=f"resolution of the PNG figures (default {DEFAULT_DPI})"
+        "--dpi",
+        type=_dpi,
+        default=DEFAULT_DPI,
+        help=f"resolution of the PNG figures, 1..{MAX_DPI} dots per inch (default {DEFAULT_DPI})",
     )
     parser.add_argument(
         "--format",
@@ -728,16 +736,25 @@ def _proportion_panel(axis: Axes, frame: pd.DataFrame, x: str, successes: str, t
     axis.set_title("enforceable (k/n)", fontsize="medium")
 
 
+ENFORCEABLE_STYLES = {
+    "largest_enforceable_welfare": ("o-", colour(0)),  # P'_max: blue circles
+    "relative_maximum": ("v-", colour(4)),  # P'_max / P(R, ..., R): orange triangles, told apart in one legend
+}
+"""Marker, line and colour of each enforceable-draw mean of Figs. 8-10: the figure legend gathers every panel's
+entries, so the two series must not share a style."""
+
+
 def _enforceable_means(axis: Axes, enforceable: pd.DataFrame, x: str, name: str, label: str) -> None:
     """Means of `name` over the enforceable draws against `x`, with their interval (NAME_low, NAME_high) as
-    error bars: the P'_max panels of Figs. 8-10."""
+    error bars, in ENFORCEABLE_STYLES[name]: the P'_max panels of Figs. 8-10."""
+    style, colour_ = ENFORCEABLE_STYLES[name]
     axis.errorbar(
         enforceable[x],
         enforceable[name],
         yerr=_error_pair(enforceable, name, f"{name}_low", f"{name}_high"),
-        fmt="o-",
+        fmt=style,
         capsize=3,
-        color=colour(0),
+        color=colour_,
         markersize=4,
         label=label,
     )

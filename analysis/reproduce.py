@@ -23,14 +23,22 @@ Uncertainty (stated in every caption): Monte-Carlo means carry 95% Student-t int
 (mean -/+ t(0.975, n-1) SE). For Figs. 8-10 the enforceable share of the random draws has its 95% Wilson score
 interval (Wilson 1927); averages over the enforceable draws only carry a 95% percentile bootstrap interval that
 resamples the games (Figs. 9, 10: the alliances drawn on one game share it) or the draws (Fig. 8: one game), and
-every figure shows "k/n enforceable". Figures are drawn by `analysis.plots` and written as NAME.png (at `dpi`),
-NAME.pdf or NAME.svg and NAME.caption.txt (the title's diagnostics, moved out of the figure).
+every figure shows "k/n enforceable". Figures are drawn by `analysis.plots` and written as NAME.png (at `dpi`,
+1..plots.MAX_DPI), NAME.pdf or NAME.svg and NAME.caption.txt (the title's diagnostics, moved out of the figure).
+
+Output (both this module and `analysis.reproduce_bgfl`): the output folder is checked before any work (it must be
+a folder, or not exist yet under a folder, and be writable), and an experiment's files are written into a hidden
+staging folder inside it and moved into place together at the end, so a failure while drawing or writing leaves
+none of them behind (and an earlier complete set untouched).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +120,7 @@ class ReproductionSettings:
             plots.check_output_options(self.dpi, self.figure_format)
         except ValueError as error:
             raise MarketError(str(error)) from None
+        check_output_folder(self.out)  # last: the cheap checks of the values first
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,62 @@ def design_note(label: str, design: ZeroDeterminantDesign) -> str:
     )
 
 
+def output_folder_problem(folder: str | Path) -> str | None:
+    """Why `folder` cannot take an experiment's files, as "must be ..., got ...", or None when it can: it must be
+    a folder or not exist yet, the nearest existing folder above it must be a folder, and that one writable."""
+    path = Path(folder)
+    try:
+        if path.exists() and not path.is_dir():
+            return f"must be a folder, got {str(path)!r}, which is a file"
+        existing = path
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if existing != path and not existing.is_dir():
+            return f"must be a folder, got {str(path)!r}, whose parent {str(existing)!r} is a file"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"must be a folder you can write to, got {str(path)!r} ({str(existing)!r} is not writable)"
+    except OSError as error:
+        return f"must be a folder you can write to, got {str(path)!r} ({error.strerror or error})"
+    return None
+
+
+def check_output_folder(folder: str | Path, option: str = "out") -> None:
+    """Raise MarketError "OPTION: must be a folder, got ..." when `output_folder_problem` finds one."""
+    problem = output_folder_problem(folder)
+    if problem is not None:
+        raise MarketError(f"{option}: {problem}")
+
+
+def output_folder(raw: str) -> str:
+    """argparse type of --out: the text itself, refused at parse time when `output_folder_problem` finds one."""
+    problem = output_folder_problem(raw)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return raw
+
+
+def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> None:
+    """Run `write(staging)`, which writes an experiment's files into a new hidden folder inside `folder`, then
+    move every file it wrote into `folder`. When `write` fails, the staging folder is removed (and `folder` too
+    when this call created it and it is empty) and the error re-raised: no partial set of files is left."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=folder))
+    try:
+        write(staging)
+        for path in sorted(staging.iterdir()):
+            path.replace(folder / path.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+    staging.rmdir()
+
+
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
@@ -199,9 +264,17 @@ def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
 
 def wilson_interval(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
     """The Wilson score interval of a proportion (Wilson 1927; statsmodels `proportion_confint`): inside [0, 1]
-    and informative at 0 of n and n of n, where the normal interval collapses."""
+    and informative at 0 of n and n of n, where the normal interval collapses.
+
+    The bounds are clipped to [0, 1], and the bound at an extreme is exact: 0 of n has lower bound 0 and n of n
+    upper bound 1 (the closed form gives them up to float noise, 3.5e-18 or 0.9999999999999999)."""
     low, high = proportion_confint(successes, trials, alpha=1 - level, method="wilson")
-    return float(low), float(high)
+    low, high = min(max(float(low), 0.0), 1.0), min(max(float(high), 0.0), 1.0)
+    if successes == 0:
+        low = 0.0
+    if successes == trials:
+        high = 1.0
+    return low, high
 
 
 def cluster_bootstrap_mean(
@@ -560,11 +633,25 @@ def _save(
     findings: tuple[str, ...],
     caption: str,
 ) -> ReproductionOutput:
-    """Write NAME.csv, NAME.png (at settings.dpi), NAME.pdf or NAME.svg and NAME.caption.txt."""
-    csv_path = settings.out / f"{name}.csv"
-    _write_csv(csv_path, rows)
-    saved = plots.save_figure(figure, settings.out, name, caption, settings.dpi, settings.figure_format)
-    return ReproductionOutput(name, csv_path, saved.png, len(rows), findings, saved.vector, saved.caption, figure)
+    """Write NAME.png (at settings.dpi), NAME.pdf or NAME.svg, NAME.caption.txt and NAME.csv, all or none
+    (`write_together`)."""
+
+    def write(staging: Path) -> None:
+        plots.save_figure(figure, staging, name, caption, settings.dpi, settings.figure_format)
+        _write_csv(staging / f"{name}.csv", rows)
+
+    out = settings.out
+    write_together(out, name, write)
+    return ReproductionOutput(
+        name,
+        out / f"{name}.csv",
+        out / f"{name}.png",
+        len(rows),
+        findings,
+        out / f"{name}.{settings.figure_format}",
+        out / f"{name}{plots.CAPTION_SUFFIX}",
+        figure,
+    )
 
 
 EXPERIMENTS: dict[str, Callable[[ReproductionSettings], ReproductionOutput]] = {
@@ -648,7 +735,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "name", choices=[*sorted(EXPERIMENTS), *bgfl_names, "all"], help="experiment to run, or 'all' (MMZD)"
     )
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out",
+        type=output_folder,
+        default=str(DEFAULT_OUT),
+        help=f"output folder, created if missing; must not be a file (default {DEFAULT_OUT})",
+    )
     parser.add_argument(
         "--repetitions", type=int, default=DEFAULT_REPETITIONS, help="independent runs averaged (default 100)"
     )

@@ -1,10 +1,13 @@
 """Reproductions of the BGFL paper's Figs. 2-4 (SPEC A.9): curves, bars and a side-by-side table per figure.
 
 Each experiment runs the BGFL mechanism round by round on the torch learning backend (market/fl) and writes, to
-the output folder: NAME.csv (the figure's data, means with 95% Student-t intervals over the repeats; accuracy
-intervals clipped to [0, 1] and loss intervals to >= 0), NAME.png (at `dpi`) and NAME.pdf or NAME.svg drawn by
-`analysis.plots`, NAME.caption.txt (settings, diagnostics and what the bands and bars are), and NAME-vs-paper.csv /
-.md (the paper's number, ours, and the difference ours - paper).
+the output folder: NAME.csv (the figure's data, means with 95% Student-t intervals over the repeats; the
+intervals of bounded quantities clipped to their range, BOUNDS: accuracy to [0, 1], loss, cost, reward and epochs
+to >= 0), NAME.png (at `dpi`) and NAME.pdf or NAME.svg drawn by `analysis.plots`, NAME.caption.txt (settings,
+diagnostics and what the bands and bars are), and NAME-vs-paper.csv / .md (the paper's number, ours, the
+difference ours - paper, and a note where the two are not the same quantity or data). The folder is checked
+before any training, and the files are written all or none (`analysis.reproduce.write_together`). The progress
+bar counts aggregation rounds over all repeats and runs, so it moves within seconds at the paper's sizes.
 
 One BGFL round (Algorithm 1 without the ledger; the committee's arithmetic is market/'s, not re-derived here):
 every provider of the federation trains gamma local epochs from the global model and uploads its perturbed
@@ -26,7 +29,11 @@ Experiments (readings of the paper where its text is ambiguous are stated here a
   1.5) time units; each arrival is one aggregation, mixed with staleness weight a (t - tau + 1)^(-b).
 - bgfl-fig4 (Setting 2): per eps, the providers' total cost, total utility (B 8) and social welfare (B 21a) over
   the rounds, for the MLP and the CNN. "Unit utility" is a provider's (B 8) utility in one round, averaged over
-  the providers; the paper's 42.74 -> 45.28 (eps = 3) is compared at the first and the last round.
+  the providers; the paper's 42.74 -> 45.28 (eps = 3) is compared at the first and the last round. The two are
+  not the same quantity: (B 8) is U_i = rho_i [Q(S) - Q(S minus i)] with Q = mu0 F / (mu1 + H) <= mu0 F / mu1
+  (0.2 for the MLP at F = 1), so the providers' mean U_i is at most Pi_r * mu0 F / (mu1 |S_r|) (39.22 * 0.2 / 3
+  = 2.61 with Table 3's numbers) whatever the training does, below the paper's 42.74; SPEC A.9 gives no
+  definition to convert by, and the table's note column says so with the bound (`unit_utility_note`).
 
 Data: MNIST (or CIFAR-10 for Fig. 4's second pair of panels) when `data_root` names a torchvision root that holds
 it; otherwise scikit-learn's digits (embedded). Departure on digits: learning rate DIGITS_LEARNING_RATE instead of
@@ -40,11 +47,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -52,6 +59,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from flmarket.analysis import plots
+from flmarket.analysis.reproduce import check_output_folder, write_together
 from flmarket.market.bayesian import welfare
 from flmarket.market.costs import CostParameters, privacy_cost, unit_cost
 from flmarket.market.errors import MarketError
@@ -61,7 +69,6 @@ from flmarket.market.mechanism import TaskTerms, configure_task, equilibrium_ite
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-T = TypeVar("T")
 
 DEFAULT_OUT = Path("runs") / "reproduce"
 DEFAULT_REPEATS = 10  # SPEC A.9: 10 repetitions averaged
@@ -128,6 +135,7 @@ class BGFLReproductionSettings:
             plots.check_output_options(self.dpi, self.figure_format)
         except ValueError as error:
             raise MarketError(str(error)) from None
+        check_output_folder(self.out)  # last: the cheap checks of the values first
 
     def learning_rate_for(self, dataset: str) -> float:
         """The learning rate used on `dataset` (see the class docstring)."""
@@ -162,11 +170,13 @@ class PaperNumber:
     unit: str
     source: str = "SPEC A.9"
     bounds: tuple[float, float] = (-math.inf, math.inf)
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One row of a side-by-side table: the paper's number, ours (mean and t-interval) and ours - paper."""
+    """One row of a side-by-side table: the paper's number, ours (mean and t-interval), ours - paper, and a note
+    when the two differ in definition, units or data."""
 
     quantity: str
     paper: float
@@ -175,6 +185,7 @@ class Comparison:
     high: float
     unit: str
     source: str
+    note: str = ""
 
     @property
     def difference(self) -> float:
@@ -272,8 +283,10 @@ def run_bgfl(
     terms: MarketTerms,
     rng: np.random.Generator,
     task_id: int = 0,
+    on_round: Callable[[], object] | None = None,
 ) -> RunTrace:
-    """`rounds` BGFL rounds of `providers` at budget eps (see the module docstring); the run's RunTrace."""
+    """`rounds` BGFL rounds of `providers` at budget eps (see the module docstring); the run's RunTrace.
+    `on_round` is called after each aggregation round (the progress bar's step)."""
     task = terms.task(rounds)
     if task.rounds < rounds:
         raise MarketError(f"rounds: Table 3's budget allows r_max = {task.round_cap} rounds (B 11), got {rounds}")
@@ -311,6 +324,8 @@ def run_bgfl(
         series["welfare"].append(welfare(settlement.rewards, iterations, unit_costs, committee))
         equilibrium = equilibrium_iterations(task, unit_costs)
         epochs = max(equilibrium, terms.minimum_local_epochs)
+        if on_round is not None:
+            on_round()
     arrays = {key: np.asarray(values, dtype=float) for key, values in series.items()}
     return RunTrace(**arrays, rational_updates=rational, paid_updates=paid)
 
@@ -323,11 +338,13 @@ def run_asyfl(
     local_epochs: int,
     rng: np.random.Generator,
     task_id: int = 0,
+    on_round: Callable[[], object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AsyFL (SPEC D.4) on a backend with aggregation "fedasync": accuracy and loss after each arrival.
 
     Every provider starts from w0; the one whose update arrives first is mixed in (staleness = aggregations
-    since it started), then starts again from the new global model (see the module docstring).
+    since it started), then starts again from the new global model (see the module docstring). `on_round` is
+    called after each aggregation.
     """
     backend.start_task(task_id)
     low, high = ASYNCHRONOUS_DURATION
@@ -344,12 +361,27 @@ def run_asyfl(
         loss.append(result.loss)
         pending[provider] = backend.local_update(provider, local_epochs, privacy_budget, "honest", rng)
         arrival[provider] += float(rng.uniform(low, high))
+        if on_round is not None:
+            on_round()
     return np.asarray(accuracy), np.asarray(loss)
 
 
-def _progress(items: Sequence[T], settings: BGFLReproductionSettings, description: str) -> Iterable[T]:
-    """A tqdm progress bar on a terminal (silent otherwise or when disabled)."""
-    return tqdm(items, desc=description, disable=None if settings.progress else True, leave=False)
+def _round_progress(settings: BGFLReproductionSettings, description: str, runs_per_repeat: int) -> tqdm:
+    """A tqdm progress bar over every aggregation round of the experiment (repeats x runs per repeat x rounds),
+    advanced by the runs' `on_round`, on a terminal (silent otherwise or when disabled). One round takes a
+    fraction of a second, so the bar moves within seconds where a bar over repeats waited a minute per step."""
+    return tqdm(
+        total=settings.repeats * runs_per_repeat * settings.rounds,
+        desc=description,
+        unit="round",
+        disable=None if settings.progress else True,
+        leave=False,
+    )
+
+
+def _step(bar: tqdm) -> Callable[[], object]:
+    """The `on_round` of a run: one aggregation round done."""
+    return lambda: bar.update(1)
 
 
 def _run_rng(settings: BGFLReproductionSettings, *key: int) -> np.random.Generator:
@@ -381,12 +413,59 @@ PAPER_UNIT_UTILITY_LAST = PaperNumber("unit utility at eps 3, last round", 45.28
 PAPER_UNIT_UTILITY_RISE = PaperNumber("unit utility at eps 3, rise round 1 to last", 5.89, "%", "paper Section 5.2")
 
 
-def compare(paper: PaperNumber, samples: Sequence[float] | np.ndarray) -> Comparison:
+def compare(paper: PaperNumber, samples: Sequence[float] | np.ndarray, note: str | None = None) -> Comparison:
     """The paper's number beside the mean of `samples` (one per repeat) and its t-interval, clipped to the
-    quantity's bounds."""
+    quantity's bounds; `note` (default the PaperNumber's) says where the two are not alike."""
     mean, low, high = t_interval(np.asarray(samples, dtype=float))
     low, high = np.clip(low, *paper.bounds), np.clip(high, *paper.bounds)
-    return Comparison(paper.quantity, paper.value, float(mean), float(low), float(high), paper.unit, paper.source)
+    return Comparison(
+        paper.quantity,
+        paper.value,
+        float(mean),
+        float(low),
+        float(high),
+        paper.unit,
+        paper.source,
+        paper.note if note is None else note,
+    )
+
+
+def quality_ceiling(backend: LearningBackend) -> float:
+    """The largest quality (B 7) any model of `backend` can have, mu0 F / mu1 (Q = mu0 F / (mu1 + H), H >= 0):
+    no leave-one-out quality difference of (B 8) reaches it. Both learning backends carry `quality_parameters`
+    (mu0 = the model's hidden layers, mu1 = its output units) beside the protocol's `config`."""
+    parameters = backend.quality_parameters
+    return parameters.hidden_layers * float(backend.config.freshness) / parameters.output_units
+
+
+def unit_utility_bound(pool: float, providers: int, ceiling: float) -> float:
+    """The largest mean (B 8) utility n providers can have in a round whose rewards are >= 0: the rewards sum to
+    the pool Pi_r (B 13) and no leave-one-out quality difference reaches the quality ceiling mu0 F / mu1, so
+    mean_i rho_i [Q(S) - Q(S minus i)] < Pi_r * ceiling / n."""
+    return pool * ceiling / providers
+
+
+def unit_utility_note(pool: float, providers: int, ceiling: float, paper: float) -> str:
+    """Whether our unit utility and the paper's can be the same quantity, with the arithmetic of
+    `unit_utility_bound`. SPEC A.9 names the paper's number without its definition, so there is nothing to
+    convert by."""
+    bound = unit_utility_bound(pool, providers, ceiling)
+    if paper <= bound:
+        return (
+            f"ours is (B 8) U_i = rho_i [Q(S) - Q(S minus i)], mean over the {providers} providers; the paper's "
+            "definition is not in SPEC A.9"
+        )
+    return (
+        f"not the same quantity: ours is (B 8) U_i = rho_i [Q(S) - Q(S minus i)], mean over the {providers} "
+        f"providers, below pool * mu0 F / mu1 / n = {pool:.4g} * {ceiling:.4g} / {providers} = {bound:.4g} "
+        f"whatever the training (Q = mu0 F / (mu1 + H) < mu0 F / mu1); the paper's {paper:.4g} is "
+        f"{paper / bound:.3g} times that bound, and SPEC A.9 gives no definition to convert by"
+    )
+
+
+def dataset_note(dataset: str) -> str:
+    """The note of an accuracy or loss row: empty on MNIST (the paper's data), else the data set that differs."""
+    return "" if dataset == "mnist" else f"ours on {dataset}, the paper's on MNIST"
 
 
 def relative_rise_percent(after: np.ndarray, before: np.ndarray) -> np.ndarray:
@@ -412,6 +491,22 @@ BOUNDS = {
 }
 """Ranges of the bounded series: their t-intervals are clipped to them (a mean of 2 accuracies near 0.2 can have
 a t-interval reaching below 0)."""
+
+
+def _range_text(bounds: tuple[float, float]) -> str:
+    low, high = bounds
+    return f">= {low:g}" if math.isinf(high) else f"[{low:g}, {high:g}]"
+
+
+def clipping_note(names: Sequence[str]) -> str:
+    """What happens to the intervals of the series `names` a figure draws: clipped to BOUNDS, or not (a series
+    that can be negative)."""
+    clipped = [f"{name} intervals clipped to {_range_text(BOUNDS[name])}" for name in names if name in BOUNDS]
+    free = [name for name in names if name not in BOUNDS]
+    parts = [", ".join(clipped)] if clipped else []
+    if free:
+        parts.append(f"{' and '.join(free)} intervals not clipped (they can be negative)")
+    return "; ".join(parts)
 
 
 def _interval_columns(prefix: str, samples: np.ndarray) -> dict[str, list[float]]:
@@ -462,12 +557,16 @@ def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     dataset = datasets_in(settings.data_root)[0]
     coalitions = [group for size in (1, 2, 3) for group in combinations(SETTING_1_PROVIDERS, size)]
     traces: dict[tuple[int, ...], list[RunTrace]] = {group: [] for group in coalitions}
-    for repeat in _progress(range(settings.repeats), settings, "bgfl-fig2"):
-        backend = backend_for(settings, dataset, "mlp", AGGREGATION, repeat)
-        for index, group in enumerate(coalitions):
-            rng = _run_rng(settings, 2, repeat, index)
-            trace = run_bgfl(backend, group, SETTING_1_PRIVACY_BUDGET, settings.rounds, settings.terms, rng)
-            traces[group].append(trace)
+    with _round_progress(settings, "bgfl-fig2", len(coalitions)) as bar:
+        for repeat in range(settings.repeats):
+            backend = backend_for(settings, dataset, "mlp", AGGREGATION, repeat)
+            for index, group in enumerate(coalitions):
+                bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, {_label(group)}")
+                rng = _run_rng(settings, 2, repeat, index)
+                trace = run_bgfl(
+                    backend, group, SETTING_1_PRIVACY_BUDGET, settings.rounds, settings.terms, rng, on_round=_step(bar)
+                )
+                traces[group].append(trace)
     rows: list[dict[str, object]] = []
     for group in coalitions:
         base = {
@@ -486,8 +585,8 @@ def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         row.update(repeats=settings.repeats, seed=settings.seed)
     full = traces[SETTING_1_PROVIDERS]
     comparisons = [
-        compare(PAPER_SETTING_1[0], [100.0 * trace.accuracy[-1] for trace in full]),
-        compare(PAPER_SETTING_1[1], [trace.loss[-1] for trace in full]),
+        compare(PAPER_SETTING_1[0], [100.0 * trace.accuracy[-1] for trace in full], dataset_note(dataset)),
+        compare(PAPER_SETTING_1[1], [trace.loss[-1] for trace in full], dataset_note(dataset)),
     ]
     figure = plots.bgfl_coalition_figure(
         pd.DataFrame(rows), f"Fig. 2: coalitions of P1, P8, P0 (MLP on {dataset})", _label(SETTING_1_PROVIDERS)
@@ -495,7 +594,7 @@ def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     notes = [
         f"Fig. 2 (Setting 1). Test accuracy (left) and loss (right) of the global model after each aggregation "
         "round, for every coalition of P1, P8 and P0 (the grand coalition drawn thicker); lines are means, "
-        f"shaded bands {_band_note(settings)}.",
+        f"shaded bands {_band_note(settings, ['accuracy', 'loss'])}.",
         _data_note(settings, dataset, "mlp"),
         "every non-empty coalition of P_pi = {P1, P8, P0} of 10 equal IID shards; each provider at eps = 4",
         _epochs_note(full),
@@ -509,15 +608,26 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     dataset = datasets_in(settings.data_root)[0]
     bgfl: dict[float, list[RunTrace]] = {eps: [] for eps in SETTING_2_PRIVACY_BUDGETS}
     asyfl: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {eps: [] for eps in SETTING_2_PRIVACY_BUDGETS}
-    for repeat in _progress(range(settings.repeats), settings, "bgfl-fig3"):
-        synchronous = backend_for(settings, dataset, "mlp", AGGREGATION, repeat)
-        asynchronous = backend_for(settings, dataset, "mlp", "fedasync", repeat)
-        for index, eps in enumerate(SETTING_2_PRIVACY_BUDGETS):
-            rng = _run_rng(settings, 3, repeat, index)
-            bgfl[eps].append(run_bgfl(synchronous, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng))
-            rng = _run_rng(settings, 30, repeat, index)
-            local_epochs = settings.terms.initial_local_epochs
-            asyfl[eps].append(run_asyfl(asynchronous, SETTING_1_PROVIDERS, eps, settings.rounds, local_epochs, rng))
+    local_epochs = settings.terms.initial_local_epochs
+    with _round_progress(settings, "bgfl-fig3", 2 * len(SETTING_2_PRIVACY_BUDGETS)) as bar:
+        for repeat in range(settings.repeats):
+            synchronous = backend_for(settings, dataset, "mlp", AGGREGATION, repeat)
+            asynchronous = backend_for(settings, dataset, "mlp", "fedasync", repeat)
+            for index, eps in enumerate(SETTING_2_PRIVACY_BUDGETS):
+                bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, BGFL eps {eps:g}")
+                rng = _run_rng(settings, 3, repeat, index)
+                bgfl[eps].append(
+                    run_bgfl(
+                        synchronous, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng, on_round=_step(bar)
+                    )
+                )
+                bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, AsyFL eps {eps:g}")
+                rng = _run_rng(settings, 30, repeat, index)
+                asyfl[eps].append(
+                    run_asyfl(
+                        asynchronous, SETTING_1_PROVIDERS, eps, settings.rounds, local_epochs, rng, on_round=_step(bar)
+                    )
+                )
     rows: list[dict[str, object]] = []
     comparisons: list[Comparison] = []
     gains = []
@@ -538,6 +648,7 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
                     bounds=PERCENT,
                 ),
                 100.0 * accuracy[:, -1],
+                dataset_note(dataset),
             )
         )
         comparisons.append(
@@ -549,6 +660,7 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
                     bounds=NON_NEGATIVE,
                 ),
                 loss[:, -1],
+                dataset_note(dataset),
             )
         )
         gains.append(100.0 * (accuracy[:, -1] - baseline_accuracy[:, -1]))
@@ -560,7 +672,7 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     notes = [
         "Fig. 3 (Setting 2). Test accuracy (left) and loss (right) of the global model after each aggregation, "
         "colour = the providers' privacy budget eps, solid = BGFL, dashed = AsyFL; lines are means, shaded bands "
-        f"{_band_note(settings)}.",
+        f"{_band_note(settings, ['accuracy', 'loss'])}.",
         _data_note(settings, dataset, "mlp"),
         "BGFL: P1, P8, P0 all at the eps of the curve, FedAdp, gamma from (B 24); AsyFL: the same providers at "
         f"the same eps, {settings.terms.initial_local_epochs} local epochs per update, event-driven FedAsync "
@@ -582,12 +694,18 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         (model, dataset, eps): [] for model, dataset in pairs for eps in SETTING_2_PRIVACY_BUDGETS
     }
     work = [(repeat, model, dataset) for repeat in range(settings.repeats) for model, dataset in pairs]
-    for repeat, model, dataset in _progress(work, settings, "bgfl-fig4"):
-        backend = backend_for(settings, dataset, model, AGGREGATION, repeat)
-        for index, eps in enumerate(SETTING_2_PRIVACY_BUDGETS):
-            rng = _run_rng(settings, 4, repeat, index, FIGURE_4_MODELS.index(model))
-            trace = run_bgfl(backend, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng)
-            traces[(model, dataset, eps)].append(trace)
+    ceiling: dict[tuple[str, str], float] = {}
+    with _round_progress(settings, "bgfl-fig4", len(pairs) * len(SETTING_2_PRIVACY_BUDGETS)) as bar:
+        for repeat, model, dataset in work:
+            backend = backend_for(settings, dataset, model, AGGREGATION, repeat)
+            ceiling[(model, dataset)] = quality_ceiling(backend)
+            for index, eps in enumerate(SETTING_2_PRIVACY_BUDGETS):
+                bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, {model} on {dataset}, eps {eps:g}")
+                rng = _run_rng(settings, 4, repeat, index, FIGURE_4_MODELS.index(model))
+                trace = run_bgfl(
+                    backend, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng, on_round=_step(bar)
+                )
+                traces[(model, dataset, eps)].append(trace)
     rows: list[dict[str, object]] = []
     for model, dataset in pairs:
         for eps in SETTING_2_PRIVACY_BUDGETS:
@@ -612,17 +730,30 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     low_eps, high_eps = SETTING_2_PRIVACY_BUDGETS[0], SETTING_2_PRIVACY_BUDGETS[-1]
     first, last = traces[(model, dataset, low_eps)], traces[(model, dataset, high_eps)]
     middle = traces[(model, dataset, UNIT_UTILITY_PRIVACY_BUDGET)]
+    pool, providers = settings.terms.task(settings.rounds).pool_per_round, len(SETTING_1_PROVIDERS)
     comparisons = [
         compare(PAPER_COST_RISE, relative_rise_percent([t.cost.sum() for t in last], [t.cost.sum() for t in first])),
         compare(
             PAPER_UTILITY_RISE,
             relative_rise_percent([t.utility.sum() for t in last], [t.utility.sum() for t in first]),
+            "a ratio of (B 8) totals; the paper's utility may be another quantity (see the unit-utility rows)",
         ),
-        compare(PAPER_UNIT_UTILITY_FIRST, [trace.utility[0] for trace in middle]),
-        compare(PAPER_UNIT_UTILITY_LAST, [trace.utility[-1] for trace in middle]),
+        compare(
+            PAPER_UNIT_UTILITY_FIRST,
+            [trace.utility[0] for trace in middle],
+            unit_utility_note(pool, providers, ceiling[(model, dataset)], PAPER_UNIT_UTILITY_FIRST.value),
+        ),
+        compare(
+            PAPER_UNIT_UTILITY_LAST,
+            [trace.utility[-1] for trace in middle],
+            unit_utility_note(pool, providers, ceiling[(model, dataset)], PAPER_UNIT_UTILITY_LAST.value),
+        ),
         compare(
             PAPER_UNIT_UTILITY_RISE,
             relative_rise_percent([t.utility[-1] for t in middle], [t.utility[0] for t in middle]),
+            "a ratio, so units cancel, but of different quantities (see the two rows above); the paper's two "
+            f"numbers give {PAPER_UNIT_UTILITY_LAST.value:g} / {PAPER_UNIT_UTILITY_FIRST.value:g} - 1 = "
+            f"{100.0 * (PAPER_UNIT_UTILITY_LAST.value / PAPER_UNIT_UTILITY_FIRST.value - 1.0):.2f}%",
         ),
     ]
     figure = plots.bgfl_totals_figure(
@@ -632,7 +763,7 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
     notes = [
         f"Fig. 4 (Setting 2). Per privacy budget eps, sums over the {settings.rounds} rounds of the providers' cost, "
         "utility and the social welfare, one row of panels per model; bars are means, error bars "
-        f"{_band_note(settings)}.",
+        f"{_band_note(settings, [name for name, _ in FIGURE_4_TOTALS])}.",
         _data_note(settings, pairs[0][1], "mlp and cnn"),
         "P1, P8, P0 all at the eps of the bar; cost = sum over rounds of k_i C_unit (B 6, B 14), utility = sum of "
         "U_i (B 8), both averaged over the providers; welfare = sum over rounds of (B 21a); unit utility = a "
@@ -647,10 +778,11 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
 # Output: CSV, side-by-side table, figure and caption.
 
 
-def _band_note(settings: BGFLReproductionSettings) -> str:
+def _band_note(settings: BGFLReproductionSettings, drawn: Sequence[str]) -> str:
+    """What a figure's bands or error bars are, for the series `drawn` (their clipping from BOUNDS)."""
     return (
         f"95% Student-t intervals over the {settings.repeats} repeats (mean -/+ t(0.975, {settings.repeats - 1}) "
-        "s / sqrt(n); accuracy intervals clipped to [0, 1], loss intervals to >= 0)"
+        f"s / sqrt(n); {clipping_note(drawn)})"
     )
 
 
@@ -674,7 +806,7 @@ def _write_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
-COMPARISON_COLUMNS = ("quantity", "paper", "ours", "difference", "ours_low", "ours_high", "unit", "source")
+COMPARISON_COLUMNS = ("quantity", "paper", "ours", "difference", "ours_low", "ours_high", "unit", "source", "note")
 
 
 def comparison_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
@@ -689,24 +821,25 @@ def comparison_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]
             "ours_high": item.high,
             "unit": item.unit,
             "source": item.source,
+            "note": item.note,
         }
         for item in comparisons
     ]
 
 
 def comparison_markdown(name: str, comparisons: Sequence[Comparison], settings: BGFLReproductionSettings) -> str:
-    """A Markdown table: quantity, paper, ours (95% t-interval), ours - paper, unit, source."""
+    """A Markdown table: quantity, paper, ours (95% t-interval), ours - paper, unit, source, note."""
     lines = [
         f"{name}: {settings.rounds} rounds, {settings.repeats} repeats, seed {settings.seed}; "
         "ours = mean (95% t-interval over repeats, clipped to the quantity's range)",
         "",
-        "| quantity | paper | ours (95% t-interval) | ours - paper | unit | source |",
-        "|---|---:|---:|---:|---|---|",
+        "| quantity | paper | ours (95% t-interval) | ours - paper | unit | source | note |",
+        "|---|---:|---:|---:|---|---|---|",
     ]
     for item in comparisons:
         lines.append(
             f"| {item.quantity} | {item.paper:.4g} | {item.ours:.4g} ({item.low:.4g} to {item.high:.4g}) | "
-            f"{item.difference:+.4g} | {item.unit} | {item.source} |"
+            f"{item.difference:+.4g} | {item.unit} | {item.source} | {item.note.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -719,33 +852,34 @@ def _save(
     settings: BGFLReproductionSettings,
     notes: Sequence[str],
 ) -> BGFLReproductionOutput:
-    """Write NAME.csv, NAME.png (at settings.dpi), NAME.pdf or .svg, NAME.caption.txt (the notes, then the
-    side-by-side table) and NAME-vs-paper.csv / .md under settings.out."""
+    """Write NAME.png (at settings.dpi), NAME.pdf or .svg, NAME.caption.txt (the notes, then the side-by-side
+    table), NAME.csv and NAME-vs-paper.csv / .md under settings.out, all or none (`write_together`)."""
     out = settings.out
-    csv_path = out / f"{name}.csv"
-    comparison_csv = out / f"{name}-vs-paper.csv"
-    comparison_md = out / f"{name}-vs-paper.md"
-    _write_csv(csv_path, rows)
-    _write_csv(comparison_csv, comparison_rows(comparisons))
     markdown = comparison_markdown(name, comparisons, settings)
-    comparison_md.write_text(markdown)
     caption = "\n".join(notes) + "\n\n" + markdown
-    saved = plots.save_figure(figure, out, name, caption, settings.dpi, settings.figure_format)
+
+    def write(staging: Path) -> None:
+        plots.save_figure(figure, staging, name, caption, settings.dpi, settings.figure_format)
+        _write_csv(staging / f"{name}.csv", rows)
+        _write_csv(staging / f"{name}-vs-paper.csv", comparison_rows(comparisons))
+        (staging / f"{name}-vs-paper.md").write_text(markdown, encoding="utf-8")
+
+    write_together(out, name, write)
     findings = tuple(
         f"{item.quantity}: paper {item.paper:.4g}, ours {item.ours:.4g} [{item.low:.4g}, {item.high:.4g}], "
-        f"difference {item.difference:+.4g} {item.unit}"
+        f"difference {item.difference:+.4g} {item.unit}" + (f" ({item.note})" if item.note else "")
         for item in comparisons
     ) + tuple(notes[3:])
     return BGFLReproductionOutput(
         name,
-        csv_path,
-        saved.png,
-        comparison_csv,
-        comparison_md,
+        out / f"{name}.csv",
+        out / f"{name}.png",
+        out / f"{name}-vs-paper.csv",
+        out / f"{name}-vs-paper.md",
         len(rows),
         findings,
-        saved.vector,
-        saved.caption,
+        out / f"{name}.{settings.figure_format}",
+        out / f"{name}{plots.CAPTION_SUFFIX}",
         figure,
     )
 

@@ -1,5 +1,6 @@
 """Tests for analysis/reproduce.py: each experiment at reduced size writes a sound CSV, PNG, PDF and caption;
-the intervals (Wilson, cluster bootstrap); the CLI."""
+the intervals (Wilson, cluster bootstrap); the figures' legends; the CLI, its refusals of bad input before any
+work, and files written all or none."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
+from flmarket.analysis import plots
 from flmarket.analysis.reproduce import (
     EXPERIMENTS,
     ReproductionSettings,
@@ -204,3 +207,117 @@ def test_cli_help_explains_and_rejects_unknown_names(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as bad_exit:
         parser().parse_args(["reproduce", "fig99"])
     assert bad_exit.value.code == 2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Exact Wilson bounds, distinguishable legends, bad input refused up front, files all or none.
+
+
+def test_wilson_bounds_are_exact_at_the_extremes_and_inside_the_unit_interval() -> None:
+    # 0 of n has lower bound 0 and n of n upper bound 1 exactly; the closed form gave float noise at some n
+    # (5.6e-17 at 0 of 3, 0.9999999999999999 at 10 of 10), which the CSVs printed
+    for trials in range(1, 61):
+        assert wilson_interval(0, trials)[0] == 0.0
+        assert wilson_interval(trials, trials)[1] == 1.0
+        for successes in range(trials + 1):
+            low, high = wilson_interval(successes, trials)
+            assert 0.0 <= low <= successes / trials <= high <= 1.0
+
+
+def test_share_columns_print_exact_zero_and_one(tmp_path: Path) -> None:
+    def run(name: str, draws: int) -> list[dict[str, str]]:
+        settings = ReproductionSettings(out=tmp_path, repetitions=2, rounds=1, draws=draws, progress=False, dpi=30)
+        return read_rows(run_experiment(name, settings).csv_path)
+
+    grand = run("mmzd-fig8", 10)[-1]  # the grand alliance is enforceable in all 10 draws
+    assert (grand["feasible_draws"], grand["draws"]) == ("10", "10")
+    assert grand["enforceable_share_high"] == "1.0"
+    none = [row for row in run("mmzd-fig9", 5) if row["feasible_samples"] == "0"]  # 0 of 25 at large N
+    assert none and all(row["enforceable_share_low"] == "0.0" for row in none)
+
+
+def _legend_styles(figure) -> dict[str, tuple[str, str, str]]:
+    """Each legend label's (marker, colour, line style) as the figure legend draws it."""
+    styles = {}
+    for axis in figure.axes:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            line = handle.lines[0] if hasattr(handle, "lines") else handle  # an errorbar: its data line
+            styles[label] = (str(line.get_marker()), to_hex(line.get_color()), str(line.get_linestyle()))
+    return styles
+
+
+@pytest.mark.parametrize("name", ["mmzd-fig8", "mmzd-fig9", "mmzd-fig10"])
+def test_every_legend_entry_of_the_alliance_figures_has_its_own_style(outputs, name: str) -> None:
+    output, _ = outputs[name]
+    styles = _legend_styles(output.figure)
+    welfare = next(label for label in styles if label.startswith("P'_max, enforceable"))
+    relative = next(label for label in styles if label.startswith("P'_max / P(R, ..., R)"))
+    assert styles[welfare] != styles[relative]
+    assert len(set(styles.values())) == len(styles), styles
+
+
+def test_dpi_is_bounded_on_the_command_line_and_in_the_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rep"
+    with pytest.raises(SystemExit) as bad_exit:
+        parser().parse_args(["reproduce", "mmzd-fig6", "--dpi", "100000", "--out", str(out)])
+    assert bad_exit.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument --dpi: must be in 1..{plots.MAX_DPI}, got 100000" in error and "Traceback" not in error
+    assert parser().parse_args(["reproduce", "mmzd-fig6", "--dpi", str(plots.MAX_DPI)]).dpi == plots.MAX_DPI
+    with pytest.raises(MarketError, match=f"dpi: must be at most {plots.MAX_DPI}, got {plots.MAX_DPI + 1}"):
+        ReproductionSettings(out=out, dpi=plots.MAX_DPI + 1)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["reproduce", "--help"])
+    assert f"1..{plots.MAX_DPI}" in capsys.readouterr().out
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["mmzd-fig6", "all", "bgfl-fig3"])
+def test_an_out_that_is_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    existing = tmp_path / "f"
+    existing.write_text("")
+    for out, why in ((existing, "which is a file"), (existing / "rep", f"whose parent {str(existing)!r} is a file")):
+        with pytest.raises(SystemExit) as bad_exit:
+            parser().parse_args(["reproduce", name, "--out", str(out)])
+        assert bad_exit.value.code == 2
+        error = capsys.readouterr().err
+        assert f"argument --out: must be a folder, got {str(out)!r}, {why}" in error
+        assert "Traceback" not in error
+    with pytest.raises(MarketError, match="out: must be a folder, got .*, which is a file"):
+        ReproductionSettings(out=existing)
+    assert existing.read_text() == ""
+
+
+def test_the_handler_refuses_a_file_out_before_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    existing = tmp_path / "f"
+    existing.write_text("")
+    ran = []
+    monkeypatch.setitem(EXPERIMENTS, "mmzd-fig6", lambda settings: ran.append(settings))
+    args = parser().parse_args(["reproduce", "mmzd-fig6", "--out", str(tmp_path)])
+    args.out = str(existing)  # as if the file appeared after parsing
+    with pytest.raises(MarketError, match="out: must be a folder"):
+        args.func(args)
+    assert not ran
+
+
+def test_a_failure_while_writing_leaves_no_partial_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "rep"
+    first = run_experiment("mmzd-fig6", small(folder, seed=1))
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert set(before) == {"mmzd-fig6.csv", "mmzd-fig6.png", "mmzd-fig6.pdf", "mmzd-fig6.caption.txt"}
+    assert first.csv_path == folder / "mmzd-fig6.csv" and first.vector_path == folder / "mmzd-fig6.pdf"
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError("std::bad_alloc")  # what the Agg renderer raised at --dpi 100000
+
+    monkeypatch.setattr(plots, "save_figure", out_of_memory)
+    with pytest.raises(MemoryError):
+        run_experiment("mmzd-fig6", small(folder, seed=2))  # another seed: another CSV, had it been written
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # no staging folder either
+    with pytest.raises(MemoryError):
+        run_experiment("mmzd-fig6", small(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()

@@ -3,7 +3,10 @@
 The side-by-side tables must carry SPEC A.9's numbers and differences equal to ours minus the paper's; the
 curves must be finite, accuracies in [0, 1] and of the requested length; each round's welfare must be (B 21a)
 of its rewards and costs. The test market uses a smaller budget than Table 3 so that (B 12) and (B 24) allow a
-couple of epochs per round at 3 rounds (Table 3's B = 5000 over 3 rounds would allow about 50).
+couple of epochs per round at 3 rounds (Table 3's B = 5000 over 3 rounds would allow about 50). Also: the progress
+bar counts aggregation rounds, bad output folders are refused before any training, files are written all or
+none, the captions describe what each figure draws, and the side-by-side tables say where ours and the paper's
+number are not the same quantity.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flmarket.analysis import plots, reproduce_bgfl
 from flmarket.analysis.reproduce_bgfl import (
     COMPARISON_COLUMNS,
     BGFLReproductionSettings,
@@ -259,3 +263,125 @@ def test_cli_runs_a_bgfl_figure(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert {int(row["round"]) for row in rows} == {1}
     assert (tmp_path / "bgfl-fig2-vs-paper.md").read_text().count("| 95.34 |") == 1
     assert (tmp_path / "bgfl-fig2.svg").is_file() and not (tmp_path / "bgfl-fig2.pdf").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Progress per round, bad output folders, all-or-none files, captions and notes.
+
+
+class RecordingBar:
+    """Stands in for tqdm: records the total and the steps taken."""
+
+    made: list[RecordingBar] = []
+
+    def __init__(self, iterable: object = None, total: int | None = None, **options: object) -> None:
+        self.iterable, self.total, self.steps = iterable, total, 0
+        RecordingBar.made.append(self)
+
+    def __iter__(self):
+        for item in self.iterable:  # the old per-repeat bar: one step per item
+            self.steps += 1
+            yield item
+
+    def __enter__(self) -> RecordingBar:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        return None
+
+    def update(self, steps: int = 1) -> None:
+        self.steps += steps
+
+    def set_postfix_str(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_progress_bar_advances_per_aggregation_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    RecordingBar.made = []
+    monkeypatch.setattr(reproduce_bgfl, "tqdm", RecordingBar)
+    tiny = BGFLReproductionSettings(out=tmp_path, repeats=2, rounds=2, seed=5, progress=False, terms=TEST_TERMS)
+    run_experiment("bgfl-fig2", tiny)
+    (bar,) = RecordingBar.made
+    # 2 repeats x 7 coalitions x 2 rounds: a step every round, not one per repeat (a minute apart at full size)
+    assert bar.total == bar.steps == 2 * 7 * 2
+
+
+def test_runs_report_every_aggregation_round(tmp_path: Path) -> None:
+    steps: list[str] = []
+    backend = backend_for(settings(tmp_path), "digits", "mlp", "fedadp", repeat=0)
+    run_bgfl(backend, (1, 8), 2.0, 2, TEST_TERMS, np.random.default_rng(3), on_round=lambda: steps.append("bgfl"))
+    backend = backend_for(settings(tmp_path), "digits", "mlp", "fedasync", repeat=0)
+    run_asyfl(backend, (1, 8), 2.0, 3, 1, np.random.default_rng(0), on_round=lambda: steps.append("asyfl"))
+    assert steps == ["bgfl"] * 2 + ["asyfl"] * 3
+
+
+def test_an_out_that_is_a_file_is_refused_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flmarket.analysis.reproduce import register
+
+    existing = tmp_path / "f"
+    existing.write_text("")
+    for out in (existing, existing / "rep"):
+        with pytest.raises(MarketError, match=f"out: must be a folder, got {str(out)!r}, (which|whose parent)"):
+            BGFLReproductionSettings(out=out)
+    ran = []
+    monkeypatch.setitem(reproduce_bgfl.EXPERIMENTS, "bgfl-fig3", lambda chosen: ran.append(chosen))
+    root = argparse.ArgumentParser(prog="flmarket")
+    register(root.add_subparsers(dest="command", required=True))
+    args = root.parse_args(["reproduce", "bgfl-fig3", "--rounds", "3", "--repeats", "2", "--out", str(tmp_path)])
+    args.out = str(existing)  # as if the file appeared after parsing
+    with pytest.raises(MarketError, match="out: must be a folder"):
+        args.func(args)
+    assert not ran and existing.read_text() == ""
+
+
+def test_a_failure_while_drawing_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr(plots, "save_figure", out_of_memory)
+    figure, _ = plots.new_figure()
+    comparison = reproduce_bgfl.compare(reproduce_bgfl.PAPER_SETTING_1[1], [0.2, 0.3])
+    with pytest.raises(MemoryError):
+        reproduce_bgfl._save("bgfl-fig2", [{"round": 1}], [comparison], figure, settings(tmp_path / "out"), ["n"] * 5)
+    assert not (tmp_path / "out").exists()  # no CSV, no side-by-side table, no staging folder
+
+
+def test_unit_utility_bound_with_table_3_numbers() -> None:
+    from flmarket.analysis.reproduce_bgfl import unit_utility_bound, unit_utility_note
+
+    pool = MarketTerms().task(100).pool_per_round  # 5000 * 0.8 / r_max, r_max = floor(1000 / 9.8) = 102
+    assert pool == pytest.approx(4000 / 102)
+    # mean (B 8) utility of 3 providers < pool * mu0 F / mu1 / 3 = 39.2157 * 2 * 1 / 10 / 3 = 2.6144
+    assert unit_utility_bound(pool, 3, 2 * 1 / 10) == pytest.approx(2.6144, abs=1e-4)
+    note = unit_utility_note(pool, 3, 0.2, 42.74)
+    assert note.startswith("not the same quantity") and "39.22 * 0.2 / 3 = 2.614" in note
+    assert "16.3 times that bound" in note  # 42.74 / 2.6144 = 16.35
+    assert "not the same quantity" not in unit_utility_note(pool, 3, 0.2, 1.0)
+
+
+@pytest.mark.slow
+def test_figure_4_caption_describes_its_bars(outputs) -> None:
+    output, _ = outputs["bgfl-fig4"]
+    caption = output.caption_path.read_text()
+    assert "accuracy intervals" not in caption and "loss intervals" not in caption  # Fig. 4 draws neither
+    assert "cost intervals clipped to >= 0; utility and welfare intervals not clipped" in caption.splitlines()[0]
+    for name in ("bgfl-fig2", "bgfl-fig3"):  # the curves' captions keep their clipping
+        first = outputs[name][0].caption_path.read_text().splitlines()[0]
+        assert "accuracy intervals clipped to [0, 1], loss intervals clipped to >= 0" in first
+
+
+@pytest.mark.slow
+def test_side_by_side_notes_say_where_ours_is_not_the_papers_quantity(outputs) -> None:
+    output, _ = outputs["bgfl-fig4"]
+    table = {row["quantity"]: row for row in read_rows(output.comparison_csv_path)}
+    # TEST_TERMS: pool = 300 * 0.8 / floor(60 / 9.8) = 240 / 6 = 40; the MLP's mu0 F / mu1 = 2 / 10: 40 * 0.2 / 3
+    for quantity in ("unit utility at eps 3, round 1", "unit utility at eps 3, last round"):
+        row = table[quantity]
+        assert row["note"].startswith("not the same quantity") and "40 * 0.2 / 3 = 2.667" in row["note"]
+        assert abs(float(row["ours"])) < 2.667
+    assert "| note |" in output.comparison_markdown_path.read_text()
+    fig2 = read_rows(outputs["bgfl-fig2"][0].comparison_csv_path)
+    assert {row["note"] for row in fig2} == {"ours on digits, the paper's on MNIST"}

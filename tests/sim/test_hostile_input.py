@@ -165,7 +165,8 @@ def test_reproduce_refuses_a_negative_seed_and_an_out_that_is_a_file(tmp_path, c
     target = tmp_path / "a-file"
     target.write_text("keep")
     argv = ["reproduce", "mmzd-fig3", "--out", str(target), "--repetitions", "2", "--rounds", "2"]
-    assert "File exists" in _refused(argv, capsys) and target.read_text() == "keep"
+    refusal = _refused(argv, capsys)
+    assert "--out: must be a folder, got" in refusal and "which is a file" in refusal and target.read_text() == "keep"
 
 
 def test_report_of_a_manifest_that_is_a_json_list_is_one_line(tmp_path, capsys) -> None:
