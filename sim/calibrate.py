@@ -2,20 +2,39 @@
 
 Trains the torch backend (MLP on scikit-learn's digits, IID shards, FedAvg, Table 3 settings), records the
 loss after every aggregation round, fits theta0 / (theta1 + K * y) (SPEC B.1) and writes a TOML scenario
-fragment `[learning.surrogate]` that the surrogate backend reads.
+fragment `[learning.surrogate]` that the surrogate backend reads (stdout carries the fragment alone; status
+goes to stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from flmarket.analysis.reproduce import _seed as seed_argument
+from flmarket.market.errors import MarketError
 from flmarket.market.fl.backend import BackendConfig, make_backend
-from flmarket.market.fl.calibrate import LossCurve, PrecisionFit, fit_precision_function, measure_loss_curve
+from flmarket.market.fl.calibrate import (
+    MINIMUM_FIT_POINTS,
+    LossCurve,
+    PrecisionFit,
+    TrainingDivergedError,
+    fit_precision_function,
+    measure_loss_curve,
+)
+
+MINIMUM_ROUNDS = MINIMUM_FIT_POINTS - 1
+"""The fit needs the untrained model's loss and at least this many rounds after it."""
+
+DEFAULT_LEARNING_RATE = 0.05
 
 
 @dataclass(frozen=True)
@@ -73,30 +92,110 @@ def surrogate_fragment(calibration: Calibration) -> str:
     )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def _integer(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
+
+
+def _positive_int(raw: str) -> int:
+    """A count: an integer >= 1."""
+    value = _integer(raw)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def handle(args: argparse.Namespace) -> int:
-    """Run the calibration, print the fit and write the fragment to --out (or stdout); returns 0."""
-    calibration = run_calibration(
-        args.rounds, args.providers, args.local_iterations, args.seed, progress=True, learning_rate=args.learning_rate
-    )
-    fragment = surrogate_fragment(calibration)
-    if args.out is None:
-        print(fragment, end="")
-    else:
-        path = Path(args.out)
-        temporary = path.with_name(path.name + ".part")
-        temporary.write_text(fragment, encoding="utf-8")
+def _rounds(raw: str) -> int:
+    """--rounds: an integer >= MINIMUM_ROUNDS (the fit needs MINIMUM_FIT_POINTS points, round 0 included)."""
+    value = _integer(raw)
+    if value < MINIMUM_ROUNDS:
+        raise argparse.ArgumentTypeError(
+            f"must be >= {MINIMUM_ROUNDS} (the fit needs {MINIMUM_FIT_POINTS} points: the untrained model and "
+            f"{MINIMUM_ROUNDS} rounds), got {value}"
+        )
+    return value
+
+
+def _learning_rate(raw: str) -> float:
+    """--learning-rate: a finite number > 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {raw!r}")
+    return value
+
+
+def _output_file(raw: str) -> Path:
+    """--out: a path to a regular file (new or to replace) in a folder that exists."""
+    path = Path(raw)
+    if not raw or raw.endswith(("/", os.sep)) or path.is_dir():
+        raise argparse.ArgumentTypeError(f"must be a file path, not a folder, got {raw!r}")
+    if path.exists() and not path.is_file():
+        raise argparse.ArgumentTypeError(f"must be a regular file to replace or a new file, got {raw!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist or is not a folder, got {raw!r}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} is not writable, got {raw!r}")
+    return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder renamed over it, so `path` is either
+    untouched or complete; the temporary file is removed if anything fails."""
+    temporary = path.with_name(f".calibrate-{os.getpid()}.part")
+    handle = temporary.open("x", encoding="utf-8")  # never clobbers a file this process did not create
+    try:
+        with handle:
+            handle.write(text)
         temporary.replace(path)
-        fit = calibration.fit
-        print(f"wrote {path}: theta0={fit.theta0:.6g} theta1={fit.theta1:.6g} residual_rms={fit.residual_rms:.3g}")
-    print(f"fit residual RMS = {calibration.fit.residual_rms:.4g} (loss units)")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the calibration and write the fragment to --out (or stdout, alone); status goes to stderr; returns 0."""
+    try:
+        calibration = run_calibration(
+            args.rounds,
+            args.providers,
+            args.local_iterations,
+            args.seed,
+            progress=True,
+            learning_rate=args.learning_rate,
+        )
+    except TrainingDivergedError as error:
+        raise MarketError(
+            f"--learning-rate: {error}; try a learning rate smaller than {args.learning_rate!r} "
+            f"(default {DEFAULT_LEARNING_RATE})"
+        ) from None
+    fragment = surrogate_fragment(calibration)
+    fit = calibration.fit
+    if args.out is None:
+        print(fragment, end="", flush=True)
+    else:
+        write_atomically(Path(args.out), fragment)
+        print(
+            f"wrote {args.out}: theta0={fit.theta0:.6g} theta1={fit.theta1:.6g} residual_rms={fit.residual_rms:.3g}",
+            file=sys.stderr,
+        )
+    print(f"fit residual RMS = {fit.residual_rms:.4g} (loss units)", file=sys.stderr)
     return 0
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None (the help then says what leaving the option out does)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,16 +207,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train an MLP with FedAvg on scikit-learn's digits (IID shards, momentum 0.5, batch 64, "
             "local epochs as SPEC A.2), "
             "record the test loss after every round, fit loss = theta0 / (theta1 + K * y) with y the "
-            "provider-rounds so far (SPEC B.1), and write a TOML [learning.surrogate] fragment."
+            "provider-rounds so far (SPEC B.1), and write a TOML [learning.surrogate] fragment. "
+            "Standard output carries the fragment alone (redirect it to a .toml file); progress and the fit's "
+            "residual go to standard error."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--rounds", type=_positive_int, default=100, help="aggregation rounds to train")
+    parser.add_argument(
+        "--rounds",
+        type=_rounds,
+        default=100,
+        help=f"aggregation rounds to train, >= {MINIMUM_ROUNDS} (the fit needs {MINIMUM_FIT_POINTS} points)",
+    )
     parser.add_argument("--providers", type=_positive_int, default=10, help="IID providers, all take part")
     parser.add_argument(
         "--local-iterations", type=_positive_int, default=1, help="local epochs per round (K; SPEC A.2: one epoch each)"
     )
-    parser.add_argument("--learning-rate", type=float, default=0.05, help="SGD learning rate (Table 3: 0.01)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, partition and training")
-    parser.add_argument("--out", default=None, help="TOML file to write (default: print to stdout)")
+    parser.add_argument(
+        "--learning-rate",
+        type=_learning_rate,
+        default=DEFAULT_LEARNING_RATE,
+        help="SGD learning rate, a finite number > 0 (Table 3: 0.01)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=seed_argument,
+        default=0,
+        help="seed of the data split, partition and training, 0 <= SEED < 2**63",
+    )
+    parser.add_argument(
+        "--out",
+        type=_output_file,
+        default=None,
+        metavar="FILE",
+        help="TOML file to write (replaced atomically; its folder must exist); without it, the fragment goes to "
+        "standard output",
+    )
     parser.set_defaults(func=handle)

@@ -17,6 +17,13 @@ from scipy.optimize import curve_fit
 from flmarket.market.errors import MarketError
 from flmarket.market.fl.backend import LearningBackend, RoundResult
 
+MINIMUM_FIT_POINTS = 3
+"""Points a loss curve needs for `fit_precision_function` to fit its two parameters."""
+
+
+class TrainingDivergedError(MarketError):
+    """Training produced a non-finite update or loss (typically: the learning rate is too large)."""
+
 
 @dataclass(frozen=True)
 class PrecisionFit:
@@ -51,8 +58,10 @@ def fit_precision_function(
             f"losses: must be a 1-d curve of the same length as total_participation, got shapes "
             f"{loss.shape} and {participation.shape}"
         )
-    if participation.size < 3:
-        raise MarketError(f"losses: need >= 3 points to fit two parameters, got {participation.size}")
+    if participation.size < MINIMUM_FIT_POINTS:
+        raise MarketError(
+            f"losses: need >= {MINIMUM_FIT_POINTS} points to fit two parameters, got {participation.size}"
+        )
     if np.any(participation < 0):
         raise MarketError("total_participation: must all be >= 0")
     if np.any(loss <= 0) or not np.all(np.isfinite(loss)):
@@ -118,17 +127,27 @@ def measure_loss_curve(
     task_id: int = 0,
     on_round: Callable[[RoundResult], None] | None = None,
 ) -> LossCurve:
-    """Every provider trains honestly (no privacy noise) in each of `rounds` rounds; record the loss curve."""
+    """Every provider trains honestly (no privacy noise) in each of `rounds` rounds; record the loss curve.
+
+    Raises TrainingDivergedError as soon as an update or the loss after a round is not finite."""
     if rounds < 1:
         raise MarketError(f"rounds: must be >= 1, got {rounds}")
     if not provider_ids:
         raise MarketError("provider_ids: need at least one provider, got none")
     results = [backend.start_task(task_id)]
     norms: list[float] = []
-    for _ in range(rounds):
+    for round_number in range(1, rounds + 1):
         updates = [backend.local_update(provider, local_iterations, None, "honest", rng) for provider in provider_ids]
+        for update in updates:
+            if not math.isfinite(update.l1_norm):
+                raise TrainingDivergedError(
+                    f"training diverged: the update of provider {update.provider_id} in round {round_number} is "
+                    f"not finite (||u||_1 = {update.l1_norm})"
+                )
         norms.extend(update.l1_norm / max(local_iterations, 1) for update in updates)
         results.append(backend.commit_round(updates))
+        if not math.isfinite(results[-1].loss):
+            raise TrainingDivergedError(f"training diverged: the loss after round {round_number} is {results[-1].loss}")
         if on_round is not None:
             on_round(results[-1])
     participation = np.arange(rounds + 1, dtype=np.float64) * len(provider_ids)

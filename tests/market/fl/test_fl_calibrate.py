@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from flmarket.market.errors import MarketError
-from flmarket.market.fl.calibrate import fit_precision_function
+from flmarket.market.fl.calibrate import TrainingDivergedError, fit_precision_function, measure_loss_curve
 from flmarket.sim.calibrate import register
 
 
@@ -41,6 +43,37 @@ def test_fit_rejects_bad_curves() -> None:
         fit_precision_function([0, 1, 2], [2.0, 0.0, 1.0])
 
 
+class _ScriptedBackend:
+    """A learning backend whose updates' norms and round losses are given in advance."""
+
+    def __init__(self, norms: list[float], losses: list[float]) -> None:
+        self.norms = iter(norms)
+        self.losses = iter(losses)
+
+    def start_task(self, task_id: int) -> SimpleNamespace:
+        return SimpleNamespace(loss=2.3, accuracy=0.1)
+
+    def local_update(self, provider: int, *args: object) -> SimpleNamespace:
+        return SimpleNamespace(provider_id=provider, l1_norm=next(self.norms))
+
+    def commit_round(self, updates: object) -> SimpleNamespace:
+        return SimpleNamespace(loss=next(self.losses), accuracy=0.5)
+
+
+@pytest.mark.parametrize(
+    ("norms", "losses", "reason"),
+    [
+        ([1.0, math.nan], [1.0], "the update of provider 1 in round 1 is not finite"),
+        ([1.0, 1.0, 1.0, math.inf], [1.0, 0.5], "the update of provider 1 in round 2 is not finite"),
+        ([1.0, 1.0], [math.inf], "the loss after round 1 is inf"),
+    ],
+)
+def test_a_non_finite_update_or_loss_stops_the_curve_as_diverged(norms, losses, reason) -> None:
+    backend = _ScriptedBackend(norms, losses)
+    with pytest.raises(TrainingDivergedError, match=f"^training diverged: {reason}"):
+        measure_loss_curve(backend, [0, 1], 3, 1, np.random.default_rng(0))
+
+
 @pytest.mark.slow
 def test_calibrate_subcommand_writes_a_surrogate_fragment(tmp_path: Path, capsys) -> None:
     parser = argparse.ArgumentParser(prog="flmarket")
@@ -56,6 +89,8 @@ def test_calibrate_subcommand_writes_a_surrogate_fragment(tmp_path: Path, capsys
     # round the loss falls steeply in round 0, which the hyperbola H = theta0 / (theta1 + T) can only follow by
     # starting higher: on 30 rounds of seed 2 it starts at 2.68 (ln 10 = 2.30), hence the 25% band.
     assert fragment["theta0"] / fragment["theta1"] == pytest.approx(np.log(10), rel=0.25)
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == ""  # with --out, stdout stays empty; status goes to stderr
+    assert "wrote" in captured.err
     with pytest.raises(SystemExit):
         parser.parse_args(["calibrate", "--rounds", "0"])
