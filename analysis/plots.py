@@ -38,6 +38,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from flmarket.arguments import integer_in
+
 DEFAULT_DPI = 200
 MAX_DPI = 1200  # print resolution; at 1200 dpi mmzd-fig8 is 12,240 x 3,840 pixels (peak memory 0.4 GB)
 VECTOR_FORMATS = ("pdf", "svg")
@@ -124,23 +126,12 @@ def save_figure(
     return SavedFigure(png, vector, caption_path)
 
 
-def _dpi(raw: str) -> int:
-    """--dpi: an integer in 1..MAX_DPI."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
-    if not 1 <= value <= MAX_DPI:
-        raise argparse.ArgumentTypeError(f"must be in 1..{MAX_DPI}, got {value}")
-    return value
-
-
 def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options of figure output, shared by `flmarket report` and `flmarket reproduce`:
     --dpi (PNG resolution) and --format (the vector copy, pdf or svg)."""
     parser.add_argument(
         "--dpi",
-        type=_dpi,
+        type=integer_in(1, MAX_DPI),
         default=DEFAULT_DPI,
         help=f"resolution of the PNG figures, 1..{MAX_DPI} dots per inch (default {DEFAULT_DPI})",
     )

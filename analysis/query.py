@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from flmarket.analysis.load import COMMON_COLUMNS, EVENTS_DIR, RunIntegrityError, checked_run, load_manifest
+from flmarket.arguments import integer_in
 
 NO_EVENTS_SQL = "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND view_name NOT IN ('runs', '_runs_frame')"
 """How many event-kind views a connection has (none when no run under the path logged events)."""
@@ -179,17 +180,6 @@ def _handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row_count(raw: str) -> int:
-    """--max-rows: an integer >= 0 (0: every row)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {raw!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (0: every row), got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `flmarket query RUN_OR_SWEEP_DIR "SQL" [--format table|csv]`."""
     parser = subparsers.add_parser(
@@ -208,7 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("table", "csv"), default="table", help="output format (default: table)")
     parser.add_argument(
         "--max-rows",
-        type=_row_count,
+        type=integer_in(0, note=" (0: every row)"),
         default=200,
         help="rows shown in table format, 0 for all (default: 200; csv prints all)",
     )

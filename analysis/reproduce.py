@@ -50,6 +50,7 @@ from statsmodels.stats.proportion import proportion_confint
 from tqdm import tqdm
 
 from flmarket.analysis import plots
+from flmarket.arguments import seed as seed_argument
 from flmarket.market.errors import MarketError
 from flmarket.market.iterated import (
     ConstantPolicy,
@@ -698,17 +699,6 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed(raw: str) -> int:
-    """A seed for numpy: an integer in [0, 2**63)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `reproduce` subcommand (handler set with set_defaults(func=handler))."""
     parser = subparsers.add_parser(
@@ -752,7 +742,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{reproduce_bgfl.DEFAULT_ROUNDS})",
     )
     parser.add_argument(
-        "--seed", type=_seed, default=0, help="seed of the game draw and of the play, 0 <= SEED < 2**63 (default 0)"
+        "--seed",
+        type=seed_argument,
+        default=0,
+        help="seed of the game draw and of the play, 0 <= SEED < 2**63 (default 0)",
     )
     reproduce_bgfl.add_arguments(parser)
     plots.add_figure_arguments(parser)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from flmarket.analysis.reproduce import _seed as seed_argument
+from flmarket.arguments import integer_in
+from flmarket.arguments import seed as seed_argument
 from flmarket.market.errors import MarketError
 from flmarket.market.fl.backend import BackendConfig, make_backend
 from flmarket.market.fl.calibrate import (
@@ -92,30 +93,13 @@ def surrogate_fragment(calibration: Calibration) -> str:
     )
 
 
-def _integer(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
+_rounds = integer_in(
+    MINIMUM_ROUNDS, note=f" (the fit needs {MINIMUM_FIT_POINTS} points: the untrained model and rounds)"
+)
+"""--rounds: the fit needs MINIMUM_FIT_POINTS points, round 0 included."""
 
-
-def _positive_int(raw: str) -> int:
-    """A count: an integer >= 1."""
-    value = _integer(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _rounds(raw: str) -> int:
-    """--rounds: an integer >= MINIMUM_ROUNDS (the fit needs MINIMUM_FIT_POINTS points, round 0 included)."""
-    value = _integer(raw)
-    if value < MINIMUM_ROUNDS:
-        raise argparse.ArgumentTypeError(
-            f"must be >= {MINIMUM_ROUNDS} (the fit needs {MINIMUM_FIT_POINTS} points: the untrained model and "
-            f"{MINIMUM_ROUNDS} rounds), got {value}"
-        )
-    return value
+_count = integer_in(1)
+"""--providers and --local-iterations: an integer >= 1."""
 
 
 def _learning_rate(raw: str) -> float:
@@ -219,9 +203,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=100,
         help=f"aggregation rounds to train, >= {MINIMUM_ROUNDS} (the fit needs {MINIMUM_FIT_POINTS} points)",
     )
-    parser.add_argument("--providers", type=_positive_int, default=10, help="IID providers, all take part")
+    parser.add_argument("--providers", type=_count, default=10, help="IID providers, all take part")
     parser.add_argument(
-        "--local-iterations", type=_positive_int, default=1, help="local epochs per round (K; SPEC A.2: one epoch each)"
+        "--local-iterations", type=_count, default=1, help="local epochs per round (K; SPEC A.2: one epoch each)"
     )
     parser.add_argument(
         "--learning-rate",

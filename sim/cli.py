@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
+from flmarket.arguments import integer_in
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -283,17 +285,6 @@ def register_scenarios(subparsers: argparse._SubParsersAction) -> None:
     scenarios.set_defaults(func=_scenarios)
 
 
-def _width(raw: str) -> int:
-    """A table width: an integer from 20 to 1000 characters."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
-    if not 20 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be from 20 to 1000 characters, got {value}")
-    return value
-
-
 def register_events(subparsers: argparse._SubParsersAction) -> None:
     """Add `flmarket events [--width N]`."""
     events = subparsers.add_parser(
@@ -301,7 +292,9 @@ def register_events(subparsers: argparse._SubParsersAction) -> None:
         help=COMMANDS["events"].help,
         description="Every event kind with its typed fields: the schema of load_events(run_dir).",
     )
-    events.add_argument("--width", type=_width, default=None, help="table width in characters (20 to 1000)")
+    events.add_argument(
+        "--width", type=integer_in(20, 1000), default=None, help="table width in characters (20 to 1000)"
+    )
     events.set_defaults(func=_events)
 
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from flmarket.arguments import integer_in
 from flmarket.market.errors import DatasetNotFoundError
 from flmarket.market.fl.data import check_dataset_files
 from flmarket.sim.config import (
@@ -968,16 +969,6 @@ def _keys_epilog() -> str:
     )
 
 
-def _workers(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {raw!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `flmarket sweep GRID [--set KEY=VALUE] [--seeds SEEDS] [--workers N] [--scheduler ADDRESS] [--out DIR]
     [--quiet]`."""
@@ -1012,7 +1003,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=_workers,
+        type=integer_in(0),
         default=default_workers,
         help=f"local dask worker processes, one thread each (default: {default_workers}; "
         "0 = run in this process without dask)",

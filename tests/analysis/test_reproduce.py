@@ -264,7 +264,7 @@ def test_dpi_is_bounded_on_the_command_line_and_in_the_settings(
         parser().parse_args(["reproduce", "mmzd-fig6", "--dpi", "100000", "--out", str(out)])
     assert bad_exit.value.code == 2
     error = capsys.readouterr().err
-    assert f"argument --dpi: must be in 1..{plots.MAX_DPI}, got 100000" in error and "Traceback" not in error
+    assert f"argument --dpi: must be an integer in 1..{plots.MAX_DPI}, got 100000" in error and "Traceback" not in error
     assert parser().parse_args(["reproduce", "mmzd-fig6", "--dpi", str(plots.MAX_DPI)]).dpi == plots.MAX_DPI
     with pytest.raises(MarketError, match=f"dpi: must be at most {plots.MAX_DPI}, got {plots.MAX_DPI + 1}"):
         ReproductionSettings(out=out, dpi=plots.MAX_DPI + 1)

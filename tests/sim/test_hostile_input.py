@@ -203,7 +203,7 @@ MISUSES: dict[str, tuple[list[str], str]] = {
     "validate a NUL path": (["validate", "a\x00b.toml"], "scenario: a path cannot contain NUL"),
     "validate a 5,000-byte path": (["validate", "x" * 5000 + ".toml"], "scenario: "),
     "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
-    "events --width -5": (["events", "--width", "-5"], "--width: must be from 20 to 1000 characters, got -5"),
+    "events --width -5": (["events", "--width", "-5"], "--width: must be an integer in 20..1000, got -5"),
     "run --tasks x": (["run", "--tasks", "x"], "argument --tasks: invalid int value: 'x'"),
 }
 
