@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from flmarket.arguments import integer_in
 
@@ -356,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command_in(argv)
     parser = build_parser(command if command is not None else "")
     args = parser.parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return int(args.func(args))
     except KeyboardInterrupt as interrupt:
@@ -371,6 +374,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in message.splitlines():
             print(f"flmarket: error: {line}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
+
+
+_FLMARKET_FOLDERS = tuple(
+    str(Path(folder).resolve())
+    for layer in ("sim", "agents", "market", "analysis")
+    for folder in (importlib.util.find_spec(f"flmarket.{layer}").submodule_search_locations or [])  # type: ignore[union-attr]
+)
+
+
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """A warning flmarket raises about the user's input is one line, `flmarket: warning: ...`, like its errors
+    (not Python's two lines with the source line that warned); other libraries' warnings keep Python's format."""
+    if str(Path(filename).resolve()).startswith(_FLMARKET_FOLDERS):
+        print(f"flmarket: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _shortened(line: str, parts: int = 3) -> str:

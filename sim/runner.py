@@ -109,7 +109,7 @@ def process_identity() -> dict[str, Any]:
 
 
 @contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt() -> Iterator[None]:
     """While the run lasts, SIGTERM raises KeyboardInterrupt("signal SIGTERM") as SIGINT does (main thread
     only)."""
     if threading.current_thread() is not threading.main_thread():
@@ -170,7 +170,7 @@ def run_scenario(
     From the first folder it creates to the last manifest write, SIGTERM acts as Ctrl-C: before the run starts,
     the run directory is removed; once it has started, the manifest says `interrupted` (a SIGTERM during the
     model's build used to kill the process and leave an empty run directory)."""
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         return _run(scenario, output_dir, run_id, show_progress)
 
 

@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -44,6 +45,7 @@ import time
 import tomllib
 import types
 import typing
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +127,8 @@ class CellOutcome:
     executed: bool
     error: str = ""
     wall_time_s: float = 0.0
+    warnings: tuple[str, ...] = ()
+    """What the run warned about (a dask worker's own stderr would show them raw, with a source line)."""
 
 
 @dataclass(frozen=True)
@@ -646,17 +650,21 @@ def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:
     """
     run_dir = Path(cells_dir) / run.run_id
     started = time.perf_counter()
-    try:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        from flmarket.sim import runner  # imported here: `flmarket sweep --help` and `validate` need no model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            from flmarket.sim import runner  # imported here: `flmarket sweep --help` and `validate` need no model
 
-        result = runner.run_scenario(run.scenario, output_dir=Path(cells_dir), run_id=run.run_id, show_progress=False)
-        return CellOutcome(run.run_id, result.status, True, "", time.perf_counter() - started)
-    except Exception as error:  # noqa: BLE001 - recorded in the index; the sweep goes on
-        return CellOutcome(
-            run.run_id, "failed", True, f"{type(error).__name__}: {error}", time.perf_counter() - started
-        )
+            result = runner.run_scenario(
+                run.scenario, output_dir=Path(cells_dir), run_id=run.run_id, show_progress=False
+            )
+            status, error_text = result.status, ""
+        except Exception as error:  # noqa: BLE001 - recorded in the index; the sweep goes on
+            status, error_text = "failed", f"{type(error).__name__}: {error}"
+    said = tuple(dict.fromkeys(str(warning.message) for warning in caught))
+    return CellOutcome(run.run_id, status, True, error_text, time.perf_counter() - started, said)
 
 
 def _json_value(value: Any) -> Any:
@@ -794,7 +802,13 @@ def _dask_outcomes(
                 f"({' '.join(str(error).split())})"
             ) from None
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,  # not the nannies' 'still alive after 4 s, killing' at every close
+        )
         client = Client(cluster)
     try:
         try:
@@ -843,6 +857,20 @@ def run_sweep(
     Waiting never gives up on a slow run: every `watchdog_interval_s` without a finished run the watchdog only
     checks that the cluster still has workers (`watch_futures`).
     """
+    from flmarket.sim.runner import terminate_as_interrupt
+
+    with terminate_as_interrupt():  # SIGTERM stops the sweep as Ctrl-C does: the cluster closes, the index is right
+        return _run_sweep(grid, workers, scheduler, output_dir, show_progress, watchdog_interval_s)
+
+
+def _run_sweep(
+    grid: str | Path | Grid,
+    workers: int,
+    scheduler: str | None,
+    output_dir: str | Path,
+    show_progress: bool,
+    watchdog_interval_s: float,
+) -> SweepResult:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise GridError(f"workers: must be an integer >= 0 (0 = in this process), got {workers!r}")
     if not watchdog_interval_s > 0 or not math.isfinite(watchdog_interval_s):
@@ -887,6 +915,8 @@ def run_sweep(
                     outcomes[outcome.run_id] = outcome
                     index.update(outcome)
                     bar.update(1)
+                    for message in outcome.warnings:
+                        warnings.warn(f"{outcome.run_id}: {message}", UserWarning, stacklevel=1)
             except KeyboardInterrupt:
                 _record_stopped(index, cells_dir, [run for run in pending if run.run_id not in outcomes])
                 raise
@@ -923,7 +953,7 @@ def _handler(args: argparse.Namespace) -> int:
             f"{len(result.executed)} run now, {len(result.skipped)} already finished)"
         )
         for column in ("run id", "label", "seed", "status", "error"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # wrapped, never cut: run ids differ in their last characters
         for outcome in result.outcomes:
             cell = index["cells"][outcome.run_id]
             table.add_row(outcome.run_id, cell["label"], str(cell["seed"]), outcome.status, outcome.error)

@@ -306,3 +306,13 @@ def test_sigterm_while_the_model_is_built_leaves_no_run_directory(tmp_path, monk
     assert capsys.readouterr().err.strip() == "flmarket: terminated"
     assert not (tmp_path / "runs").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
+
+
+def test_flmarket_s_warnings_are_one_line_like_its_errors(tmp_path, capsys) -> None:
+    """A warning about the input was Python's two lines (file:line: UserWarning: ..., then the source line)."""
+    alone = ["--set", "providers.count=1", "--set", 'network.topology="complete"']
+    argv = ["run", "--out", str(tmp_path), "--tasks", "1", "--quiet", *alone, "--set", "learning.require_dilemma=false"]
+    assert main(argv) == 0
+    error = capsys.readouterr().err
+    assert error.startswith("flmarket: warning: not a social dilemma: Assumption 1 fails")
+    assert "UserWarning" not in error and ".py:" not in error

@@ -716,3 +716,14 @@ def test_ctrl_c_records_the_interrupted_cell_as_its_manifest_says(tmp_path, monk
         for cell in json.loads((tmp_path / "mix" / "sweep.json").read_text())["cells"].values()
     }
     assert statuses == {"cooperators": "finished", "defectors": "interrupted", "even": "pending"}
+
+
+def test_a_cell_s_warnings_reach_the_sweep_with_its_run_id(tmp_path) -> None:
+    """A dask worker printed a cell's warnings on its own stderr, raw; they now come back with the outcome."""
+    alone = {"run.tasks": 1, "providers.count": 1, "network.topology": "complete", "learning.require_dilemma": False}
+    data = {"sweep": {"name": "w", "scenario": "quickstart", "seeds": [1], "overrides": alone}}
+    grid = parse_grid({**data, "grid": {"committee.verification": ["unsigned"]}})
+    with pytest.warns(UserWarning, match=r"^verification=unsigned-s1-\w+: not a social dilemma: Assumption 1"):
+        result = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    (outcome,) = result.outcomes
+    assert outcome.status == "finished" and outcome.warnings[0].startswith("not a social dilemma")
