@@ -142,7 +142,7 @@ METRICS: dict[str, Measure] = {
     "stationary_from_time": Measure("stationary from time", "s", "Its simulated time."),
     "welfare_time_average": Measure("welfare time average", _WELFARE, "Mean of P(y) after the warm-up."),
     "welfare_ci_low": Measure(
-        "time average, 95% low", _WELFARE, "Batch-means interval (20 batches, Student t; Schmeiser 1982)."
+        "time average, 95% low", _WELFARE, "Batch-means interval (up to 20 batches, Student t; Schmeiser 1982)."
     ),
     "welfare_ci_high": Measure("time average, 95% high", _WELFARE, "Upper end of the same interval."),
     "final_window_mean": Measure("final-window mean welfare", _WELFARE, "Mean of P(y) over the last window of tasks."),
@@ -265,12 +265,13 @@ def _welfare_section(events: pd.DataFrame, alpha: float) -> Section:
     if verdict is not None:
         average = batch_means_interval(welfare[verdict.warmup.index :])
         p_values = ", ".join(f"{p:.3g}" for p in verdict.kpss_p_values) or "n/a"
+        adf = f"{verdict.adf_p_value:.3g}" if math.isfinite(verdict.adf_p_value) else "n/a"
+        batches = "1 batch" if average.batches == 1 else f"{average.batches} batches"
         parts.append(
             f"Shaded: the MSER-5 warm-up ({verdict.warmup.index} tasks; White 1997). After it, KPSS (p = {p_values} "
-            f"at bandwidths {', '.join(verdict.windows)}) and ADF (p = {verdict.adf_p_value:.3g}) at alpha {alpha} "
+            f"at bandwidths {', '.join(verdict.windows)}) and ADF (p = {adf}) at alpha {alpha} "
             f"give the verdict '{verdict.verdict}'. Time average after the warm-up: {_format(average.mean)}, 95% "
-            f"batch-means interval [{_format(average.low)}, {_format(average.high)}] ({average.batches} batches, "
-            "Student t)."
+            f"batch-means interval [{_format(average.low)}, {_format(average.high)}] ({batches}, Student t)."
         )
     parts.append(_smoothing_note(max(len(tasks), len(rounds))).strip())
     return Section("Welfare over time", figure, "welfare", caption=" ".join(part for part in parts if part))

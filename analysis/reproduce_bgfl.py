@@ -205,6 +205,11 @@ def datasets_in(root: str | None) -> tuple[str, ...]:
     if root is None:
         return ("digits",)
     folder = Path(root)
+    if not folder.is_dir():
+        raise MarketError(
+            f"data_root: {root} does not exist or is not a folder; give a torchvision root with MNIST or CIFAR-10, "
+            f"or no root for digits"
+        )
     found = tuple(
         name
         for name, marker in (("mnist", folder / "MNIST" / "raw"), ("cifar10", folder / "cifar-10-batches-py"))

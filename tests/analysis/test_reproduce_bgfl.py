@@ -109,6 +109,8 @@ def test_data_root_selects_torchvision_sets(tmp_path: Path) -> None:
     assert datasets_in(None) == ("digits",)
     with pytest.raises(MarketError, match="holds neither MNIST/raw nor cifar-10-batches-py"):
         datasets_in(str(tmp_path))
+    with pytest.raises(MarketError, match="data_root: .*absent does not exist or is not a folder"):
+        datasets_in(str(tmp_path / "absent"))
     (tmp_path / "cifar-10-batches-py").mkdir()
     assert datasets_in(str(tmp_path)) == ("cifar10",)
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
