@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -50,6 +49,8 @@ from statsmodels.stats.proportion import proportion_confint
 from tqdm import tqdm
 
 from flmarket.analysis import plots
+from flmarket.arguments import folder as output_folder
+from flmarket.arguments import folder_problem as output_folder_problem
 from flmarket.arguments import seed as seed_argument
 from flmarket.market.errors import MarketError
 from flmarket.market.iterated import (
@@ -199,38 +200,11 @@ def design_note(label: str, design: ZeroDeterminantDesign) -> str:
     )
 
 
-def output_folder_problem(folder: str | Path) -> str | None:
-    """Why `folder` cannot take an experiment's files, as "must be ..., got ...", or None when it can: it must be
-    a folder or not exist yet, the nearest existing folder above it must be a folder, and that one writable."""
-    path = Path(folder)
-    try:
-        if path.exists() and not path.is_dir():
-            return f"must be a folder, got {str(path)!r}, which is a file"
-        existing = path
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent
-        if existing != path and not existing.is_dir():
-            return f"must be a folder, got {str(path)!r}, whose parent {str(existing)!r} is a file"
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return f"must be a folder you can write to, got {str(path)!r} ({str(existing)!r} is not writable)"
-    except OSError as error:
-        return f"must be a folder you can write to, got {str(path)!r} ({error.strerror or error})"
-    return None
-
-
 def check_output_folder(folder: str | Path, option: str = "out") -> None:
     """Raise MarketError "OPTION: must be a folder, got ..." when `output_folder_problem` finds one."""
     problem = output_folder_problem(folder)
     if problem is not None:
         raise MarketError(f"{option}: {problem}")
-
-
-def output_folder(raw: str) -> str:
-    """argparse type of --out: the text itself, refused at parse time when `output_folder_problem` finds one."""
-    problem = output_folder_problem(raw)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(problem)
-    return raw
 
 
 def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from flmarket.arguments import integer_in
+from flmarket.arguments import folder, integer_in
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -244,7 +244,9 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SCENARIO,
         help=f"scenario file or bundled name (default: {DEFAULT_SCENARIO}; see `flmarket scenarios`)",
     )
-    run.add_argument("--out", help="output directory for the run directory (default: run.output_dir, 'runs')")
+    run.add_argument(
+        "--out", type=folder, help="output directory for the run directory (default: run.output_dir, 'runs')"
+    )
     _add_override_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar or table; print the run directory")
     run.set_defaults(func=_run)

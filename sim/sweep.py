@@ -56,7 +56,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flmarket.arguments import integer_in
+from flmarket.arguments import folder, integer_in
 from flmarket.market.errors import DatasetNotFoundError
 from flmarket.market.fl.data import check_dataset_files
 from flmarket.sim.config import (
@@ -1043,6 +1043,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ADDRESS",
         help="address of a running dask scheduler (e.g. tcp://host:8786) instead of a local cluster",
     )
-    parser.add_argument("--out", default=DEFAULT_OUTPUT_DIR, help=f"output directory (default: {DEFAULT_OUTPUT_DIR})")
+    parser.add_argument(
+        "--out", type=folder, default=DEFAULT_OUTPUT_DIR, help=f"output directory (default: {DEFAULT_OUTPUT_DIR})"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table; print the sweep directory")
     parser.set_defaults(func=_handler)

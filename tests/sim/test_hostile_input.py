@@ -117,7 +117,8 @@ def test_hostile_options_are_refused_writing_nothing(case, tmp_path, capsys) -> 
 def test_out_pointing_at_a_file_is_one_line_and_the_file_is_untouched(tmp_path, capsys) -> None:
     target = tmp_path / "a-file"
     target.write_text("keep")
-    assert "Not a directory" in _refused(["run", "--tasks", "1", "--out", str(target)], capsys)
+    assert "--out: must be a folder, got" in _refused(["run", "--tasks", "1", "--out", str(target)], capsys)
+    assert "--out: must be a folder path, got ''" in _refused(["run", "--tasks", "1", "--out", ""], capsys)
     assert target.read_text() == "keep" and sorted(tmp_path.iterdir()) == [target]
 
 
@@ -185,7 +186,8 @@ def test_sweep_out_pointing_at_a_file_is_one_line(tmp_path, capsys) -> None:
     )
     target = tmp_path / "a-file"
     target.write_text("keep")
-    assert "Not a directory" in _refused(["sweep", str(grid), "--out", str(target), "--workers", "0"], capsys)
+    refusal = _refused(["sweep", str(grid), "--out", str(target / "sub"), "--workers", "0"], capsys)
+    assert "--out: must be a folder, got" in refusal and "a-file' is a file" in refusal
     assert target.read_text() == "keep"
 
 
