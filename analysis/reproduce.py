@@ -651,11 +651,16 @@ def handler(args: argparse.Namespace) -> int:
     from flmarket.analysis import reproduce_bgfl  # the BGFL figures (Figs. 2-4) live in their own module
 
     if args.name in reproduce_bgfl.EXPERIMENTS:
+        if args.repetitions is not None:  # it would be ignored: the BGFL figures average --repeats training runs
+            raise MarketError(
+                f"--repetitions: the MMZD experiments' option; {args.name} averages --repeats training runs "
+                f"(default {reproduce_bgfl.DEFAULT_REPEATS})"
+            )
         return reproduce_bgfl.handler(args)
     rounds = args.rounds if args.rounds is not None else DEFAULT_ROUNDS
     settings = ReproductionSettings(
         out=Path(args.out),
-        repetitions=args.repetitions,
+        repetitions=args.repetitions if args.repetitions is not None else DEFAULT_REPETITIONS,
         rounds=rounds,
         seed=args.seed,
         dpi=args.dpi,
@@ -706,7 +711,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"output folder, created if missing; must not be a file (default {DEFAULT_OUT})",
     )
     parser.add_argument(
-        "--repetitions", type=int, default=DEFAULT_REPETITIONS, help="independent runs averaged (default 100)"
+        "--repetitions",
+        type=int,
+        default=None,
+        help=f"MMZD: independent runs averaged (default {DEFAULT_REPETITIONS}); BGFL takes --repeats",
     )
     parser.add_argument(
         "--rounds",

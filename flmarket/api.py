@@ -153,13 +153,16 @@ def run(
 
 
 def _output_folder(out: str | Path) -> Path:
-    """`out` as a folder path, refused up front when it cannot be one (a file, or not a path at all)."""
+    """`out` as a folder path, refused up front when it cannot be one (a file or under one, not writable, or not
+    a path at all), as the command line's --out is."""
+    from flmarket.arguments import folder_problem
+
     if not isinstance(out, str | os.PathLike) or not str(out):
         raise TypeError(f"out: must be a folder path (str or pathlib.Path), got {out!r}")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"out: must be a folder, got {str(out)!r}, which is a file")
-    return path
+    problem = folder_problem(out)
+    if problem is not None:
+        raise NotADirectoryError(f"out: {problem}")
+    return Path(out)
 
 
 def _grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:

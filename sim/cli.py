@@ -359,7 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_in(argv)
     parser = build_parser(command if command is not None else "")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse blames the top-level parser; say which command's help lists the options
+        where = f"flmarket {command}" if command is not None else "flmarket"
+        print(f"{where}: error: unrecognized arguments: {' '.join(unknown)} (see `{where} --help`)", file=sys.stderr)
+        return 2
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return int(args.func(args))

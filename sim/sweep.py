@@ -293,9 +293,11 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
             seen.add(label)
             cells.append(Cell(label, _overrides_table(raw.get("overrides", {}), f"{where}.overrides", errors)))
         parameters = ("label", *dict.fromkeys(path for cell in cells for path in cell.overrides))
-    for path in base:  # a cell's table replaces whatever [sweep].overrides set inside it
-        shadowing = next((v for cell in cells for v in cell.overrides if v != path and _inside(path, v)), None)
-        if shadowing is not None:
+    for path in base:  # a cell's value replaces whatever [sweep].overrides set at or inside its path
+        shadowing = next((v for cell in cells for v in cell.overrides if _inside(path, v)), None)
+        if shadowing == path and cells and all(path in cell.overrides for cell in cells):
+            errors.append(f"sweep.overrides.{path}: every cell sets this key, so this value is never used; remove it")
+        elif shadowing is not None and shadowing != path:
             errors.append(
                 f"sweep.overrides.{path}: a cell sets the whole of {shadowing}, which replaces this value; set it "
                 f"in the cells instead"
@@ -881,6 +883,10 @@ def _run_sweep(
     cells_dir = (sweep_dir / CELLS_DIRECTORY).resolve()  # absolute: workers may run elsewhere
     from flmarket.sim.runner import first_missing_directory
 
+    for path, is_folder in ((sweep_dir, True), (sweep_dir / INDEX_FILE, False), (sweep_dir / CELLS_DIRECTORY, True)):
+        if path.exists() and path.is_dir() != is_folder:  # found before anything is created, not by a failed write
+            wanted = "a folder" if is_folder else "a file (the sweep's index)"
+            raise GridError(f"out: {path} must be {wanted}; it is {'a file' if is_folder else 'a folder'}")
     earlier = _earlier_cells(sweep_dir, grid)
     created = first_missing_directory(sweep_dir)  # removed again if the sweep fails before any run ends
     cells_dir.mkdir(parents=True, exist_ok=True)

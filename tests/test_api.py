@@ -94,6 +94,8 @@ def test_misused_arguments_name_the_argument_not_a_command_line_option(tmp_path)
         fm.sweep({"sweep": {"name": "g", "scenario": "quickstart", "seeds": [1]}, "grid": {1: [3]}}, out=tmp_path)
     with pytest.raises(NotADirectoryError, match="out: must be a folder"):
         fm.sweep("population_mix", out=a_file)
+    with pytest.raises(NotADirectoryError, match="out: must be a folder, got .*inside', whose parent .*a_file' is a"):
+        fm.run("quickstart", overrides=SMALL, out=a_file / "inside")
     assert not (tmp_path / "out").exists()
     run = fm.run("quickstart", overrides={**SMALL, "run.tasks": 1}, out=tmp_path / "runs")
     with pytest.raises(ValueError, match="kinds: must be a list of kind names, got the string 'task_finished'"):

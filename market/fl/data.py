@@ -147,7 +147,13 @@ def load_mnist(root: str | Path) -> DatasetSplit:
     _require_files(Path(root) / "MNIST" / "raw", MNIST_RAW_FILES, "MNIST")
     parts = []
     for train in (True, False):
-        source = MNIST(str(root), train=train, download=False)
+        try:
+            source = MNIST(str(root), train=train, download=False)
+        except (AssertionError, ValueError, RuntimeError) as error:  # torchvision asserts the idx magic numbers
+            raise DatasetNotFoundError(
+                f"root: the MNIST files in {Path(root) / 'MNIST' / 'raw'} are not uncompressed idx files "
+                f"({type(error).__name__}{': ' + str(error) if str(error) else ''})"
+            ) from None
         images = source.data.numpy().reshape(-1, 1, 28, 28)
         parts.append(_make_dataset("mnist", images, source.targets.numpy(), 255.0, 10))
     return DatasetSplit(parts[0], parts[1])

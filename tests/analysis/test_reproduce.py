@@ -321,3 +321,13 @@ def test_a_failure_while_writing_leaves_no_partial_set(tmp_path: Path, monkeypat
     with pytest.raises(MemoryError):
         run_experiment("mmzd-fig6", small(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
+
+
+def test_repetitions_is_refused_for_a_bgfl_figure_it_would_not_change(tmp_path, capsys) -> None:
+    """bgfl-fig2 --repetitions 0 ran and wrote everything: the BGFL figures average --repeats runs."""
+    from flmarket.sim.cli import main
+
+    argv = ["reproduce", "bgfl-fig2", "--repetitions", "0", "--rounds", "2", "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "--repetitions: the MMZD experiments' option; bgfl-fig2 averages --repeats" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -131,6 +131,15 @@ def test_a_population_that_is_not_a_dilemma_is_refused_before_writing(tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_stray_argument_points_to_its_command_s_help(capsys) -> None:
+    """It said 'flmarket: error: unrecognized arguments: extra (see `flmarket --help`)', the top-level help."""
+    for command in ("scenarios", "run", "validate"):
+        argv = [command, "quickstart", "extra"] if command != "scenarios" else [command, "extra"]
+        assert main(argv) == 2
+        error = capsys.readouterr().err
+        assert error == f"flmarket {command}: error: unrecognized arguments: extra (see `flmarket {command} --help`)\n"
+
+
 def test_validate_and_scenarios(capsys) -> None:
     assert main(["validate", "quickstart"]) == 0
     assert "valid" in capsys.readouterr().out

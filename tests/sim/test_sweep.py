@@ -684,7 +684,7 @@ def test_another_grid_of_the_same_name_is_refused_and_an_edited_one_keeps_earlie
     run_sweep(parse_grid(first), workers=0, output_dir=tmp_path, show_progress=False)
     index_file = tmp_path / "mix" / "sweep.json"
     before = index_file.read_bytes()
-    other = {"sweep": first["sweep"], "grid": {"providers.count": [5, 6]}}
+    other = {"sweep": first["sweep"], "grid": {"network.degree": [2, 3]}}
     with pytest.raises(GridError, match="sweep.name: .*mix holds another grid named 'mix' .* hide that sweep's 1 runs"):
         run_sweep(parse_grid(other), workers=0, output_dir=tmp_path, show_progress=False)
     assert index_file.read_bytes() == before
@@ -727,3 +727,29 @@ def test_a_cell_s_warnings_reach_the_sweep_with_its_run_id(tmp_path) -> None:
         result = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
     (outcome,) = result.outcomes
     assert outcome.status == "finished" and outcome.warnings[0].startswith("not a social dilemma")
+
+
+def test_a_sweep_folder_whose_index_or_cells_have_the_wrong_kind_is_refused_before_anything(tmp_path) -> None:
+    """sweep.json a folder (or cells a file) failed at the first index write, leaving .sweep.json.tmp and cells/."""
+    grid = parse_grid(mix_grid(labels=("even",), seeds=[1]))
+    (tmp_path / "a" / "mix" / "sweep.json").mkdir(parents=True)
+    with pytest.raises(GridError, match=r"out: .*mix/sweep.json must be a file \(the sweep's index\); it is a folder"):
+        run_sweep(grid, workers=0, output_dir=tmp_path / "a", show_progress=False)
+    assert sorted(path.name for path in (tmp_path / "a" / "mix").iterdir()) == ["sweep.json"]
+    (tmp_path / "b" / "mix").mkdir(parents=True)
+    (tmp_path / "b" / "mix" / "cells").write_text("x")
+    with pytest.raises(GridError, match="out: .*mix/cells must be a folder; it is a file"):
+        run_sweep(grid, workers=0, output_dir=tmp_path / "b", show_progress=False)
+
+
+def test_a_key_set_for_every_cell_and_by_the_cells_is_refused() -> None:
+    """It was accepted: the cells' values ran, and the index recorded the base value as if it had."""
+    data = {
+        "sweep": {"name": "x", "scenario": "quickstart", "seeds": [1], "overrides": {"providers.count": 6}},
+        "grid": {"providers.count": [5, 7]},
+    }
+    with pytest.raises(GridError, match="sweep.overrides.providers.count: every cell sets this key, so this value"):
+        parse_grid(data)
+    some = {**data, "grid": None, "cells": [{"label": "a", "overrides": {"providers.count": 5}}, {"label": "b"}]}
+    del some["grid"]
+    assert len(parse_grid(some).cells) == 2  # a default that some cells change is fine

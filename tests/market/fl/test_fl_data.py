@@ -164,6 +164,21 @@ def test_the_file_check_reads_nothing_and_refuses_what_the_loaders_refuse(tmp_pa
     check_dataset_files("digits", None)  # bundled with scikit-learn
 
 
+def test_mnist_files_that_are_not_idx_files_are_a_clear_error(tmp_path: Path) -> None:
+    """torchvision asserts the idx magic numbers: a sweep cell failed with a bare 'AssertionError: '."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (raw / name).write_bytes(b"not an idx file")
+    with pytest.raises(DatasetNotFoundError, match="MNIST files in .*raw are not uncompressed idx files"):
+        load_mnist(tmp_path)
+
+
 def _write_cifar(root: Path, rng: np.random.Generator) -> dict[str, np.ndarray]:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
