@@ -30,6 +30,7 @@ scenario (resume). The index format is read by `analysis.sweeps` (which does not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -39,8 +40,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import textwrap
+import threading
 import time
 import tomllib
 import types
@@ -779,6 +782,22 @@ def _wait_some(pending: set[Any], timeout_s: float) -> tuple[set[Any], set[Any]]
     return done, pending - done
 
 
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore SIGINT (CPython keeps an ignored SIGINT at start-up instead of installing its
+    KeyboardInterrupt handler). Ctrl-C reaches the whole process group: each worker and nanny used to print its
+    own KeyboardInterrupt traceback; now only this process stops, and it closes the cluster. The main thread
+    only (signal.signal's rule); elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _dask_outcomes(
     runs: Sequence[CellRun],
     cells_dir: Path,
@@ -804,13 +823,14 @@ def _dask_outcomes(
                 f"({' '.join(str(error).split())})"
             ) from None
     else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,  # not the nannies' 'still alive after 4 s, killing' at every close
-        )
+        with _sigint_ignored_by_children():
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,  # not the nannies' 'still alive after 4 s, killing' at every close
+            )
         client = Client(cluster)
     try:
         try:
