@@ -586,10 +586,11 @@ def sweep_sections(
     sweep_dir: str | Path,
     window: int = DEFAULT_WINDOW,
     alpha: float = DEFAULT_ALPHA,
+    show_progress: bool = False,
 ) -> tuple[str, list[Section]]:
     """The title and the sections of a sweep's report."""
     index = load_index(sweep_dir)
-    summary = sweep_summary(sweep_dir, window, alpha)
+    summary = sweep_summary(sweep_dir, window, alpha, show_progress=show_progress)
     statuses = summary["status"].value_counts().to_dict()
     info = {
         "sweep": index["name"],
@@ -680,6 +681,7 @@ def write_report(
     dpi: int = plots.DEFAULT_DPI,
     figures_dir: str | Path | None = None,
     vector_format: str = plots.DEFAULT_FORMAT,
+    show_progress: bool = False,
 ) -> Path:
     """Write the report of a run or sweep directory to `out` (default `<path>/report.html`) with its PNGs at
     `dpi`, and, if `figures_dir` is given, each figure there as PNG, PDF or SVG and caption; return the page."""
@@ -688,7 +690,7 @@ def write_report(
     target = Path(out) if out is not None else source / REPORT_FILE
     _check_destinations(target, None if figures_dir is None else Path(figures_dir))
     if is_sweep_dir(source):
-        title, sections = sweep_sections(source, window, alpha)
+        title, sections = sweep_sections(source, window, alpha, show_progress)
     elif (source / "manifest.json").is_file():
         title, sections = run_sections(source, window, alpha)
     else:
@@ -730,6 +732,7 @@ def _handler(args: argparse.Namespace) -> int:
                 dpi=args.dpi,
                 figures_dir=args.figures,
                 vector_format=args.format,
+                show_progress=True,  # a bar over a sweep's runs, on a terminal only
             )
         except (FileNotFoundError, ValueError) as error:
             print(f"flmarket: error: {error}", file=sys.stderr)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from tqdm import tqdm
 
 from flmarket.analysis.load import events_frame, load_runs_events
 from flmarket.analysis.metrics import RunEvents, run_summary
@@ -161,14 +163,24 @@ def sweep_summary(
     sweep_dir: str | Path,
     window: int = DEFAULT_WINDOW,
     alpha: float = DEFAULT_ALPHA,
+    show_progress: bool = False,
 ) -> pd.DataFrame:
     """One row per run: its cell columns (`cells_frame`), `analysis.metrics.run_summary` and the stability summary.
 
-    Runs that did not finish keep their row with NaN metrics, so a failed cell stays visible.
+    Runs that did not finish keep their row with NaN metrics, so a failed cell stays visible. `show_progress`
+    draws a bar over the runs on a terminal (about 0.4 s each for a short quick-start run).
     """
     cells = cells_frame(sweep_dir)
     rows = []
-    for _, cell in cells.iterrows():
+    bar = tqdm(
+        cells.iterrows(),
+        total=len(cells),
+        unit="run",
+        desc="summarising",
+        disable=not show_progress or not sys.stderr.isatty(),
+        leave=False,
+    )
+    for _, cell in bar:
         metrics: dict[str, Any] = {}
         if cell["status"] == "finished":
             events = RunEvents(cell["run_dir"])  # each kind the summaries read, once, in its own narrow frame

@@ -148,3 +148,24 @@ def test_max_rows_takes_zero_for_every_row_and_refuses_negatives(sweep_dir, caps
     assert "--max-rows: must be an integer >= 0 (0: every row), got -1" in capsys.readouterr().err
     assert main(["query", str(sweep_dir), sql, "--max-rows", "0"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 12  # the header and all 4 x 3 tasks
+
+
+def test_the_sweep_summary_shows_a_bar_over_the_runs_on_a_terminal_only(sweep_dir, monkeypatch) -> None:
+    """A sweep's report spent 7 - 16 s summarising its runs with nothing on the screen."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    quiet = sweep_summary(sweep_dir)
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    shown = sweep_summary(sweep_dir, show_progress=True)
+    assert "summarising" in screen.getvalue() and "4/4" in screen.getvalue()
+    pd.testing.assert_frame_equal(shown, quiet)
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    sweep_summary(sweep_dir, show_progress=True)
+    assert piped.getvalue() == ""
