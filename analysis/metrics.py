@@ -225,7 +225,8 @@ def gini(values: Iterable[float]) -> float:
     if count == 0 or not array.sum() > 0:
         return math.nan
     ranks = np.arange(1, count + 1)
-    return float(2.0 * np.sum(ranks * array) / (count * array.sum()) - (count + 1) / count)
+    value = float(2.0 * np.sum(ranks * array) / (count * array.sum()) - (count + 1) / count)
+    return max(value, 0.0) if array[0] >= 0 else value  # equal values give -4e-16 in floating point
 
 
 def pearson(first: Iterable[float], second: Iterable[float]) -> float:
@@ -523,6 +524,8 @@ def round_outcomes(source: EventSource) -> pd.DataFrame:
         return empty_frame(ROUND_COLUMNS)
     table = keys.astype(int).merge(finished.astype({"task": int, "round": int}), on=["task", "round"], how="left")
     table = table.merge(rewards.astype({"task": int, "round": int}), on=["task", "round"], how="left")
+    nobody_paid = table["rewarded"].isna()  # a round that paid no one: its sums are 0 and W is -C_com, not NaN
+    table.loc[nobody_paid, ["rewarded", "total_reward", "provider_cost", "provider_welfare"]] = 0
     table["budget_use"] = table["paid"].astype(float) / table["pool"].astype(float).where(table["pool"] > 0)
     fairness = shapley_fairness(frame)
     table = table.merge(
@@ -538,6 +541,8 @@ def round_outcomes(source: EventSource) -> pd.DataFrame:
         counts = counts.rename("free_rider_updates").reset_index()
         table = table.merge(counts, on=["task", "round"], how="left")
         table["free_rider_updates"] = table["free_rider_updates"].fillna(0)
+    else:
+        table["free_rider_updates"] = 0  # no update was sent at all
     consensus = consensus_costs(frame)[["task", "round", "messages", "latency_s"]].rename(
         columns={"messages": "consensus_messages", "latency_s": "consensus_latency_s"}
     )
@@ -594,11 +599,14 @@ def mechanism_targets(source: EventSource) -> dict[str, float]:
     violations = _of_kind(frame, "ir_violation", ["task", "round", "agent"]).drop_duplicates()
     checks = _of_kind(frame, "budget_check", ["task", "round", "balanced"])
     later = started[started["round"] > 0]
+    keys = ["task", "round", "agent"]
+    # only paid updates count: an update whose reward was forfeited (its provider left) may also have violated IR
+    violated = paid[keys].astype(int).merge(violations[keys].astype(int), on=keys, how="inner") if len(paid) else paid
     return {
         "rounds": float(len(started)),
         "gamma_at_least_one_share": _mean((later["gamma"] >= 1).astype(float)),
         "paid_updates": float(len(paid)),
-        "individually_rational_share": 1.0 - len(violations) / len(paid) if len(paid) else math.nan,
+        "individually_rational_share": 1.0 - len(violated) / len(paid) if len(paid) else math.nan,
         "budget_balanced_share": _mean(checks["balanced"].astype(bool).astype(float)),
         "mean_unit_cost": _mean(paid["unit_cost"]),
     }
@@ -628,13 +636,20 @@ ANALYSIS_KINDS = (*SUMMARY_KINDS, "strategy_share")
 
 
 def run_summary(source: EventSource) -> dict[str, float]:
-    """Headline numbers of a run (NaN where its events are absent): the columns of a sweep's per-cell summary."""
+    """Headline numbers of a run (NaN where its events are absent): the columns of a sweep's per-cell summary.
+
+    Per-task measures (welfare, participation, free riding, budget use) are over the tasks that finished: a task
+    the run's horizon cut off is left out of all of them alike. Per-round measures are over the rounds that
+    finished."""
     frame = source if isinstance(source, pd.DataFrame | RunEvents) else RunEvents(source)
     tasks = task_outcomes(frame)
+    finished = set(tasks["task"].astype(int))
     participation = participation_by_strategy(frame)
+    participation = participation[participation["task"].astype(int).isin(finished)]
     riding = free_riding(frame)
     rounds = round_outcomes(frame)
     budget = budget_use(frame)
+    budget = budget[budget["task"].astype(int).isin(finished)]
     overall_fairness = shapley_fairness(frame, by=())
     participants = participation["participants"].astype(float).sum()
     providers = participation["providers"].astype(float).sum()

@@ -338,8 +338,10 @@ def time_averaged_shares(
     shares: pd.DataFrame, start_time: float | None = None, level: float = DEFAULT_LEVEL
 ) -> pd.DataFrame:
     """Per strategy, the time average of its share from `start_time` (default: the first sample) to the last
-    sample: each sample's share holds until the next sample (left-step integral / elapsed time), with the
-    batch-means interval of the sampled shares clipped to [0, 1] (see `batch_means_interval`).
+    sample: each sample's share holds until the next sample (left-step integral / elapsed time), and around it the
+    half-width of the batch-means interval of the sampled shares (`batch_means_interval`), clipped to [0, 1]. (The
+    batch-means interval's own centre is an unweighted mean of the last samples, which can differ from the time
+    average: a share that was non-zero only in a sample the batches leave out had [0, 0] around 0.0125.)
 
     Columns: strategy, time_average, low, high, samples.
     """
@@ -358,13 +360,13 @@ def time_averaged_shares(
             average = float(np.sum(series[:-1] * durations) / durations.sum())
         else:
             average = float(series.mean()) if series.size else math.nan
-        interval = batch_means_interval(series, level, bounds=(0.0, 1.0)) if series.size else None
+        half_width = batch_means_interval(series, level).half_width if series.size else math.nan
         rows.append(
             {
                 "strategy": strategy,
                 "time_average": average,
-                "low": interval.low if interval else math.nan,
-                "high": interval.high if interval else math.nan,
+                "low": max(average - half_width, 0.0) if math.isfinite(half_width) else math.nan,
+                "high": min(average + half_width, 1.0) if math.isfinite(half_width) else math.nan,
                 "samples": int(series.size),
             }
         )

@@ -450,3 +450,54 @@ def test_mechanism_targets_by_hand() -> None:
     assert targets["mean_unit_cost"] == pytest.approx(8.0 + 1.5 + 1.0)  # mean of a (1.5) and r (1.0) added to 8
     empty = metrics.mechanism_targets(events({"kind": "task_finished", "task": 0, "welfare": 1.0}))
     assert empty["paid_updates"] == 0 and math.isnan(empty["individually_rational_share"])
+
+
+def test_a_round_that_paid_no_one_costs_the_committee_and_counts_zero() -> None:
+    """It had NaN welfare and rewarded <NA> (an Int64 column), so run_summary's mean round welfare skipped it."""
+    empty_round = {
+        "kind": "round_finished",
+        "task": 0,
+        "round": 0,
+        "participants": 0,
+        "quality": 0.5,
+        "loss": 1.0,
+        "accuracy": 0.1,
+        "pool": 200.0,
+        "paid": 0.0,
+    }
+    table = metrics.round_outcomes(events(TASK_0_CONFIGURED, empty_round))
+    row = table.iloc[0]
+    assert row["rewarded"] == 0 and row["total_reward"] == 0.0 and row["welfare"] == pytest.approx(-9.8)
+    assert row["free_rider_updates"] == 0  # no update_sent in the whole run
+    assert table["rewarded"].dtype == "int64" and table["free_rider_updates"].dtype == "int64"
+
+
+def test_individual_rationality_counts_paid_updates_only() -> None:
+    """A violation of an update whose reward was forfeited made the share negative (-0.0046 on a real run)."""
+    frame = events(
+        _reward(0, 0, 1, 1.0, 1.0),
+        _reward(0, 0, 2, 2.0, 3.0),
+        {"kind": "ir_violation", "task": 0, "round": 0, "agent": 1},
+        {"kind": "ir_violation", "task": 0, "round": 0, "agent": 7},  # forfeited: no reward_paid
+        {"kind": "ir_violation", "task": 0, "round": 1, "agent": 2},  # another round: not paid
+    )
+    targets = metrics.mechanism_targets(frame)
+    assert targets["paid_updates"] == 2 and targets["individually_rational_share"] == pytest.approx(0.5)
+
+
+def test_gini_of_equal_values_is_exactly_zero() -> None:
+    assert metrics.gini([1.3248954] * 30) == 0.0  # the closed form gave -4.4e-16
+
+
+def test_a_task_the_horizon_cut_off_is_left_out_of_every_per_task_measure(tmp_path) -> None:
+    """Welfare counted the 7 finished tasks, budget use and participation also the 8th, cut after 1 of 29 rounds."""
+    result = run_scenario(load_scenario("quickstart", {"run.horizon_s": 300.0, "run.tasks": None}), output_dir=tmp_path)
+    summary = metrics.run_summary(result.run_dir)
+    finished = set(metrics.task_outcomes(result.run_dir)["task"])
+    budget = metrics.budget_use(result.run_dir)
+    assert set(budget["task"]) - finished  # the cut task is there
+    kept = budget[budget["task"].isin(finished)]
+    assert summary["mean_budget_use"] == pytest.approx(kept["provider_budget_use"].mean(), rel=1e-12)
+    participation = metrics.participation_by_strategy(result.run_dir)
+    kept_rate = participation[participation["task"].isin(finished)]["participation_rate"].mean()
+    assert summary["mean_participation_rate"] == pytest.approx(kept_rate, rel=1e-12)

@@ -294,6 +294,16 @@ def test_time_averaged_shares_weight_by_time() -> None:
     assert later.loc["A", "time_average"] == pytest.approx(0.5) and later.loc["A", "samples"] == 2
 
 
+def test_a_time_average_lies_inside_its_own_interval() -> None:
+    """The interval was centred on an unweighted mean of the last samples: a share non-zero only in the first
+    sample, which the batches leave out, had the interval [0, 0] around its time average 1/80."""
+    times = [float(step) for step in range(11)]
+    shares = pd.DataFrame({"time": times, "strategy": ["ALLC"] * 11, "share": [0.125] + [0.0] * 10})
+    row = time_averaged_shares(shares).iloc[0]
+    assert row["time_average"] == pytest.approx(0.0125)
+    assert row["low"] <= row["time_average"] <= row["high"]
+
+
 def test_fixation_needs_its_dwell_and_reports_it() -> None:
     times = np.arange(10) * 100.0
     share = [0.5, 1, 1, 0.9, 0.8, 1, 0.7, 0.9, 1, 1]  # reaches 1 four times; the last run is 2 samples (100 s)
