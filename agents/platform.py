@@ -348,6 +348,7 @@ class TaskRun:
             float(shapley.degrees_of_freedom),
             shapley.relative_standard_error,
         )
+        round_paid = 0.0  # the rewards that reached a provider: a leaver's is forfeited and goes back in the refund
         for index, upload in enumerate(accepted):
             claim = upload.claim.signed_claim.claim
             reward = settlement.rewards[index]
@@ -357,6 +358,7 @@ class TaskRun:
                 continue
             provider.balance += reward
             self.paid += reward
+            round_paid += reward
             rewards[claim.provider_id] += reward
             cost = claim.local_iterations * claim.unit_cost if upload.update.behaviour == "honest" else 0.0
             claimed_costs[claim.provider_id] += cost
@@ -391,7 +393,7 @@ class TaskRun:
             result.loss,
             math.nan if result.accuracy is None else result.accuracy,
             terms.pool_per_round,
-            settlement.paid,
+            round_paid,
         )
         balance = check_budget_balance(
             round_index + 1,

@@ -543,7 +543,8 @@ register_kind("action_chosen", "a provider chose its participation y_i for a tas
 register_kind(
     "provider_payoff",
     "a provider's task payoff: U_i (SPEC B.1) + reward_weight * (Shapley rewards - claimed costs); action is the y_i "
-    "it chose, realised_rounds the rounds whose update entered the aggregate (the y_i U_i is paid on)",
+    "it chose, realised_rounds the rounds whose honest (trained) update entered the aggregate: the y_i U_i is paid on "
+    "(a free rider's untrained update is not participation)",
     task=int,
     strategy=str,
     action=int,
@@ -678,7 +679,7 @@ register_kind(
 )
 register_kind(
     "round_finished",
-    "an aggregation round's outcome",
+    "an aggregation round's outcome; paid is what reached providers (a leaver's reward is forfeited, not paid)",
     task=int,
     round=int,
     participants=int,

@@ -350,3 +350,18 @@ def test_a_contribution_the_next_round_overtakes_is_abandoned_not_a_crash(
     released = sent.sort_values("seq").groupby("agent")["privacy_spent"].cumsum()
     assert abandoned["agent"].isin(sent["agent"]).any()  # providers that gave one up and sent later
     assert released.to_numpy() == pytest.approx(sent.sort_values("seq")["privacy_spent_total"].to_numpy())
+
+
+def test_a_round_reports_as_paid_only_what_reached_providers() -> None:
+    """round_finished.paid was the settlement's total, a leaver's forfeited reward included, so the rounds of a
+    task added up to more than task_settled.paid."""
+    churn = {"run.tasks": 3, "run.seed": 700247, "providers.arrival_rate_per_s": 0.3}
+    model = MarketModel(load_scenario("quickstart", churn))
+    model.run()
+    frame = events_frame(model.log.to_arrow())
+    assert (frame["kind"] == "reward_forfeited").any()  # the case this is about
+    paid = frame[frame["kind"] == "reward_paid"].groupby(["task", "round"])["reward"].sum()
+    rounds = frame[frame["kind"] == "round_finished"].set_index(["task", "round"])["paid"]
+    assert rounds.to_dict() == pytest.approx(paid.reindex(rounds.index, fill_value=0.0).to_dict(), abs=1e-9)
+    settled = frame[frame["kind"] == "task_settled"].set_index("task")["paid"]
+    assert rounds.groupby(level="task").sum().to_dict() == pytest.approx(settled.to_dict(), abs=1e-9)
