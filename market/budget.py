@@ -30,7 +30,8 @@ def _checked_committee_costs(committee_costs: ArrayLike) -> np.ndarray:
 
 
 def max_aggregation_rounds(total_budget: float, fee_ratio: float, committee_costs: ArrayLike) -> int:
-    """Aggregation-round cap (B 11): r_max = floor(B * sigma / sum_k C_com(n_k)), SPEC A.5.
+    """Aggregation-round cap (B 11): r_max = floor(B * sigma / sum_k C_com(n_k)), SPEC A.5, of the quotient as
+    real arithmetic gives it: a quotient within 1e-12 (relative) below an integer is that integer.
 
     Raises InfeasibleBudgetError, with the numbers, when the committee's fee cannot pay one round (r_max = 0)
     or the committee is free (r_max unbounded).
@@ -44,7 +45,10 @@ def max_aggregation_rounds(total_budget: float, fee_ratio: float, committee_cost
             f"committee_costs: sum must be > 0 for r_max = floor(B*sigma / sum C_com) to be finite, got 0 "
             f"(B*sigma = {fee})"
         )
-    rounds = math.floor(fee / round_cost)
+    ratio = fee / round_cost
+    rounds = math.floor(ratio)
+    if math.isclose(ratio, rounds + 1, rel_tol=1e-12):  # an exact multiple, short by rounding: 14 x 0.7 / 9.8
+        rounds += 1  # is 0.9999999999999999 in floating point, and B = 14 would pay no round at all
     if rounds < 1:
         raise InfeasibleBudgetError(
             f"total_budget: B*sigma = {budget}*{sigma} = {fee} is below the committee's cost of one round "

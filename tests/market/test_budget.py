@@ -133,3 +133,17 @@ def test_paid_within_budget_by_hand() -> None:
     assert paid_within_budget(200.0, 800.0 * (1 + 1e-12), 1000.0, 0.2)
     assert not paid_within_budget(200.0, 800.1, 1000.0, 0.2)
     assert not paid_within_budget(200.1, 0.0, 1000.0, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("budget", "fee_ratio", "rounds"),
+    [(14.0, 0.7, 1), (58.8, 0.5, 3), (735.0, 0.2, 15), (29.4, 1 / 3, 1)],
+)
+def test_an_exact_multiple_of_the_round_cost_is_not_lost_to_rounding(budget, fee_ratio, rounds) -> None:
+    """14 x 0.7 = 9.799999999999999 in floating point: r_max = floor(B sigma / 9.8) was 0, and the task rejected."""
+    assert max_aggregation_rounds(budget, fee_ratio, [1.4] * 7) == rounds
+    if rounds > 1:  # a real shortfall still loses the round
+        assert max_aggregation_rounds(budget * 0.999, fee_ratio, [1.4] * 7) == rounds - 1
+    else:
+        with pytest.raises(InfeasibleBudgetError, match="r_max = floor"):
+            max_aggregation_rounds(budget * 0.999, fee_ratio, [1.4] * 7)
