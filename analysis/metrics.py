@@ -310,10 +310,11 @@ def participation_by_strategy(source: EventSource) -> pd.DataFrame:
 
     Chosen: providers (an `action_chosen` each), participants (y_i > 0), mean y_i and participation_rate
     mean(y_i) / R. Realised: paid_providers (a `provider_payoff` each: those still online when the task settled)
-    and realised_rate, the mean over them of realised_rounds / R, the rounds whose update entered the aggregate
-    (the y_i their utility is paid on, SPEC B.1). The two differ when providers leave mid-task or an update is
-    rejected, late or abandoned. `flmarket run`'s "participation y/R" and the live view's panel are the realised
-    rate over all tasks: sum(realised_rate * paid_providers) / sum(paid_providers).
+    and realised_rate, the mean over them of realised_rounds / R, the rounds whose honest update entered the
+    aggregate (the y_i their utility is paid on, SPEC B.1; a free rider's untrained update does not count). The
+    two differ when providers leave mid-task or an update is rejected, late or abandoned. `flmarket run`'s
+    "participation y/R" and the live view's panel are the realised rate over all tasks:
+    sum(realised_rate * paid_providers) / sum(paid_providers).
 
     R is the task's number of rounds (`task_posted.rounds`, the y_i in {0..R} of SPEC B.1); the rates are NaN when
     the run did not log it, and realised_rate is NaN for a log without `provider_payoff.realised_rounds` (written

@@ -210,7 +210,7 @@ class ViewSession:
 
     def participation(self) -> dict[str, float]:
         """Mean realised y_i/R per strategy over all tasks so far (the model's running tally, as `flmarket run`
-        prints it): over the providers paid at each task's end, the rounds whose update entered the aggregate.
+        prints it): over the providers paid at each task's end, the rounds whose honest update entered the aggregate.
         `analysis.participation_by_strategy` gives it per task as realised_rate."""
         return {
             name: (tally[0] / tally[1] if tally[1] else 0.0)
