@@ -192,14 +192,10 @@ def sweep(
     dask cluster of N processes; `scheduler` uses an existing one. Re-running resumes: finished, intact runs are
     skipped. A failed run is recorded in `Sweep.failed` and its row, not raised.
     """
-    from flmarket.sim.sweep import MAX_SEEDS, GridError, run_sweep, with_options
+    from flmarket.sim.sweep import GridError, run_sweep, with_options
 
     validated = _grid(grid)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if not 1 <= seeds <= MAX_SEEDS:
-            raise GridError(f"seeds: a count must be in 1..{MAX_SEEDS:,}, got {seeds}")
-        seeds = tuple(range(seeds))
-    elif seeds is not None and (isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence)):
+    if seeds is not None and (isinstance(seeds, str | bytes | bool) or not isinstance(seeds, int | Sequence)):
         raise GridError(f"seeds: must be a count (an int >= 1) or a list of integers >= 0, got {seeds!r}")
     if seeds is not None or overrides:
         validated = with_options(validated, seeds=seeds, overrides=overrides, names=("overrides", "seeds"))

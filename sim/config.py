@@ -968,6 +968,12 @@ def read_toml(path: Path, what: str = "scenario") -> dict[str, Any]:
         raise ScenarioError(f"{path}: malformed TOML: nested too deeply") from None
 
 
+def in_scenario_terms(error: Exception) -> str:
+    """A data set loader's message (market/fl/data.py names its arguments, root= and dataset=) with the scenario's
+    keys instead, for `flmarket run`, `validate` and sweep planning alike."""
+    return str(error).replace("root: ", "learning.data_root: ", 1).replace("dataset=", "learning.dataset = ")
+
+
 def load_scenario(reference: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
     """Load and validate a scenario file (or bundled name), applying dotted-path overrides first."""
     path = resolve_scenario_path(str(reference))

@@ -48,6 +48,7 @@ from flmarket.sim.collector import collector_tuned
 from flmarket.sim.config import (
     Scenario,
     apply_overrides,
+    in_scenario_terms,
     initial_strategies,
     likely_population_peak,
     load_scenario,
@@ -167,10 +168,8 @@ class MarketModel(mesa.Model):
         self.parameter_count = mlp_parameter_count(DIGITS_FEATURES, learning.hidden_sizes, DIGITS_CLASSES)
         try:
             self.backend: LearningBackend = make_backend(self._backend_config())
-        except DatasetNotFoundError as error:  # name the scenario's keys, not the loader's arguments
-            raise DatasetNotFoundError(
-                str(error).replace("root: ", "learning.data_root: ", 1).replace("dataset=", "learning.dataset = ")
-            ) from None
+        except DatasetNotFoundError as error:
+            raise DatasetNotFoundError(in_scenario_terms(error)) from None
         except PartitionError as error:  # name the scenario keys, not the partition function's arguments
             skewed = ", or raise learning.dirichlet_alpha for less skew" if learning.partition != "iid" else ""
             raise PartitionError(

@@ -63,10 +63,12 @@ from flmarket.arguments import folder, integer_in
 from flmarket.market.errors import DatasetNotFoundError
 from flmarket.market.fl.data import check_dataset_files
 from flmarket.sim.config import (
+    MAX_SEED,
     Distribution,
     Scenario,
     ScenarioError,
     bundled_scenarios,
+    in_scenario_terms,
     load_scenario,
     resolve_scenario_path,
 )
@@ -187,9 +189,6 @@ def _overrides_table(value: Any, where: str, errors: list[str]) -> dict[str, Any
 
 MAX_SEEDS = 10_000
 """The most seeds a sweep takes (each cell x seed is validated before anything runs)."""
-
-MAX_SEED = 2**63 - 1
-"""The largest seed, as for `flmarket run --seed`."""
 
 
 def _seeds(value: Any, errors: list[str]) -> tuple[int, ...]:
@@ -391,7 +390,7 @@ def parse_seeds_option(text: str) -> tuple[int, ...]:
 def with_options(
     grid: Grid,
     *,
-    seeds: Sequence[int] | None = None,
+    seeds: int | Sequence[int] | None = None,
     overrides: Mapping[str, Any] | None = None,
     names: tuple[str, str] = ("--set", "--seeds"),
 ) -> Grid:
@@ -418,7 +417,7 @@ def with_options(
             errors.append(f"{set_name} {path}: the grid varies {what}; remove it from the grid or from {set_name}")
     changes: dict[str, Any] = {"base_overrides": {**grid.base_overrides, **overrides}}
     if seeds is not None:
-        changes["seeds"] = _seeds(list(seeds), errors)
+        changes["seeds"] = _seeds(seeds if isinstance(seeds, int) else list(seeds), errors)  # a count, or the seeds
     if errors:
         raise GridError("\n".join(error.replace("sweep.seeds", seeds_name) for error in errors))
     return dataclasses.replace(grid, **changes)
@@ -558,10 +557,7 @@ def plan(grid: Grid) -> list[CellRun]:
                 try:
                     check_dataset_files(learning.dataset, learning.data_root)
                 except DatasetNotFoundError as error:
-                    message = str(error).replace("root: ", "learning.data_root: ", 1)
-                    problems.setdefault(message.replace("dataset=", "learning.dataset = "), []).append(
-                        f"cells[{index}] ({cell.label})"
-                    )
+                    problems.setdefault(in_scenario_terms(error), []).append(f"cells[{index}] ({cell.label})")
                     break
             parameters = _parameters(grid, cell, scenario)
             runs.append(
