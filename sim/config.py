@@ -787,14 +787,9 @@ _TYPE_RULES = {
 }
 
 
-def _shown_input(value: Any) -> str:
-    """The offending value as the scenario spells it in TOML (booleans, dates and times, inline tables and
-    arrays), cut short; other values as short reprs."""
-    return shown_toml(value)
-
-
 def shown_toml(value: Any, width: int = 60) -> str:
-    """`value` written as TOML would write it, cut to about `width` characters."""
+    """The offending value as the scenario spells it in TOML (booleans, dates and times, inline tables and
+    arrays; other values as reprs), cut to about `width` characters."""
 
     def toml(item: Any) -> str:
         if isinstance(item, bool):
@@ -832,7 +827,7 @@ def _format_error(error: Mapping[str, Any]) -> str:
     rule = _TYPE_RULES.get(error["type"])
     if rule is None:
         rule = message[0].lower() + message[1:] if message else error["type"]
-    return f"{field_path}: {rule}, got {_shown_input(error.get('input'))}"
+    return f"{field_path}: {rule}, got {shown_toml(error.get('input'))}"
 
 
 def unknown_key_line(field_path: str) -> str:
