@@ -35,6 +35,7 @@ none of them behind (and an earlier complete set untouched).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import shutil
 import tempfile
@@ -221,10 +222,8 @@ def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> No
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
-            try:
+            with contextlib.suppress(OSError):  # not empty after all: leave it
                 folder.rmdir()
-            except OSError:
-                pass
         raise
     staging.rmdir()
 

@@ -384,11 +384,6 @@ def _round_progress(settings: BGFLReproductionSettings, description: str, runs_p
     )
 
 
-def _step(bar: tqdm) -> Callable[[], object]:
-    """The `on_round` of a run: one aggregation round done."""
-    return lambda: bar.update(1)
-
-
 def _run_rng(settings: BGFLReproductionSettings, *key: int) -> np.random.Generator:
     return np.random.default_rng([settings.seed, *key])
 
@@ -569,7 +564,7 @@ def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
                 bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, {_label(group)}")
                 rng = _run_rng(settings, 2, repeat, index)
                 trace = run_bgfl(
-                    backend, group, SETTING_1_PRIVACY_BUDGET, settings.rounds, settings.terms, rng, on_round=_step(bar)
+                    backend, group, SETTING_1_PRIVACY_BUDGET, settings.rounds, settings.terms, rng, on_round=bar.update
                 )
                 traces[group].append(trace)
     rows: list[dict[str, object]] = []
@@ -623,14 +618,14 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
                 rng = _run_rng(settings, 3, repeat, index)
                 bgfl[eps].append(
                     run_bgfl(
-                        synchronous, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng, on_round=_step(bar)
+                        synchronous, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng, on_round=bar.update
                     )
                 )
                 bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, AsyFL eps {eps:g}")
                 rng = _run_rng(settings, 30, repeat, index)
                 asyfl[eps].append(
                     run_asyfl(
-                        asynchronous, SETTING_1_PROVIDERS, eps, settings.rounds, local_epochs, rng, on_round=_step(bar)
+                        asynchronous, SETTING_1_PROVIDERS, eps, settings.rounds, local_epochs, rng, on_round=bar.update
                     )
                 )
     rows: list[dict[str, object]] = []
@@ -708,7 +703,7 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
                 bar.set_postfix_str(f"repeat {repeat + 1}/{settings.repeats}, {model} on {dataset}, eps {eps:g}")
                 rng = _run_rng(settings, 4, repeat, index, FIGURE_4_MODELS.index(model))
                 trace = run_bgfl(
-                    backend, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng, on_round=_step(bar)
+                    backend, SETTING_1_PROVIDERS, eps, settings.rounds, settings.terms, rng, on_round=bar.update
                 )
                 traces[(model, dataset, eps)].append(trace)
     rows: list[dict[str, object]] = []
