@@ -66,8 +66,9 @@ def logged_loop(processes: int, events_per_process: int, seed: int = 0) -> float
     return time.perf_counter() - started
 
 
-def idle_agents_memory(count: int) -> float:
-    """MiB allocated by `count` idle providers joining a running model (tracemalloc)."""
+def idle_agents_memory(count: int, join_overlay: bool = False) -> float:
+    """MiB allocated by `count` idle providers joining a running model (tracemalloc); with `join_overlay`, each
+    also joins the overlay (degree 2) and takes its messages, as a provider arriving in a market does."""
     scenario = load_scenario(
         "quickstart", {"providers.count": 10, "network.degree": 2, "providers.mean_lifetime_s": float("inf")}
     )
@@ -75,7 +76,7 @@ def idle_agents_memory(count: int) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    providers = [model._new_provider(join_overlay=False) for _ in range(count)]
+    providers = [model._new_provider(join_overlay=join_overlay) for _ in range(count)]
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()

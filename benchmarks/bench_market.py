@@ -659,11 +659,12 @@ def profile_run(providers: int, tasks: int, lines: int = 15) -> None:
 
 
 def idle_memory_row(count: int) -> None:
-    """Memory per idle provider (tracemalloc over `count` providers joining a running model)."""
-    mib = idle_agents_memory(count)
+    """Memory per idle provider (tracemalloc over `count` providers joining a running model), off the overlay
+    and joined to it (degree 2, as a provider arriving in a market)."""
+    off, joined = (idle_agents_memory(count, join_overlay) * 2**20 / count / 1000 for join_overlay in (False, True))
     print(
-        f"\nMemory per idle provider ({count:,} providers that never leave, tracemalloc): "
-        f"{mib * 2**20 / count / 1000:.2f} KB (target <= 2.5 KB)"
+        f"\nMemory per idle provider ({count:,} providers that never leave, tracemalloc): {off:.2f} KB off the "
+        f"overlay, {joined:.2f} KB joined to it (target <= 2.5 KB)"
     )
 
 

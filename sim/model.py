@@ -180,6 +180,7 @@ class MarketModel(mesa.Model):
             _warn_if_shards_may_run_out(scenario)
         self.online_providers: dict[int, DataProvider] = {}
         self.provider_by_name: dict[str, DataProvider] = {}
+        self._approval_sets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct set, shared
         self._departed: list[str] = []  # providers gone since the last task began: the committee forgets them then
         self.task_queue: simpy.Store = simpy.Store(self.env)
         self.tasks_posted = 0
@@ -236,8 +237,8 @@ class MarketModel(mesa.Model):
         self.env.process(self._task_runner())
         self.env.process(self._sampler())
         self.log.emit(0.0, "run_started", NO_AGENT, scenario=scenario.run.name, seed=scenario.run.seed)
+        self.overlay.subscribe_members(self.online_providers)  # providers take their messages by `on_message`
         for provider in initial:
-            provider.start_listening()
             self._log_join(provider)
         self._stepped = False  # once step() drives the model, the DataCollector records one row per step
         self.datacollector.collect(self)  # row 0: the state before any task
@@ -407,6 +408,7 @@ class MarketModel(mesa.Model):
         candidates = [node.name for node in self.committee.nodes]
         chosen = rng.choice(len(candidates), size=self.scenario.committee.approvals_per_voter, replace=False)
         approvals = tuple(candidates[int(index)] for index in sorted(chosen))
+        approvals = self._approval_sets.setdefault(approvals, approvals)  # at most C(nodes, k) distinct: shared
         provider = DataProvider(
             self, ordinal, private_type, self._make_strategy(label), label, rng, lifetime, approvals
         )
@@ -415,7 +417,6 @@ class MarketModel(mesa.Model):
         provider.data_size = self.backend.register_provider(provider.unique_id, rng)  # its shard, or the surrogate's
         if join_overlay:
             self.overlay.join(provider.unique_id)
-            provider.start_listening()
             self._log_join(provider)
         return provider
 

@@ -199,7 +199,7 @@ class TrustedTimer:
         self.owner_id = owner_id
         self.public_key = public_key_bytes(private_key)
         self._signer: Signer = make_signer(private_key, modelled_signatures, self.public_key)
-        self._rng = rng
+        self._random_bits = rng.bit_generator  # the stream's state; a Generator per draw saves 224 bytes
         self.settings = settings
         self._active: WaitTimer | None = None
         self._timers_issued = 0
@@ -210,7 +210,7 @@ class TrustedTimer:
 
     def create_wait_timer(self, now: float, local_mean: float) -> WaitTimer:
         """Draw and sign a new timer (replacing any active one): u uniform in (0, 1] from the node's rng."""
-        uniform = 1.0 - self._rng.random()
+        uniform = 1.0 - np.random.Generator(self._random_bits).random()
         duration = wait_duration(self.settings.minimum_wait_s, local_mean, uniform)
         self._timers_issued += 1
         timer_id = hashlib.sha256(f"{self.owner_id}:{self._timers_issued}:{now!r}".encode()).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pandas.testing as pdt
 import pytest
 
@@ -50,6 +51,34 @@ def test_streams_are_keyed_by_identity_not_order() -> None:
     streams.component("network").random(10)
     assert (RandomStreams(5).generator("provider", 7).random(3) == late).all()
     assert not (streams.generator("provider", 8).random(3) == late).all()
+
+
+def test_streams_draw_what_default_rng_draws_from_their_seed_sequence() -> None:
+    """The streams skip keeping their SeedSequence (memory), not its stream: the same draws as default_rng's,
+    and streams made one after another by one factory share no state (they are refilled from one holder)."""
+    streams = RandomStreams(11)
+    made = [streams.generator("provider", key) for key in range(5)] + [streams.component("network")]
+    expected = [np.random.default_rng(streams.sequence("provider", key)) for key in range(5)]
+    expected.append(np.random.default_rng(streams.sequence("component", "network")))
+    for generator, reference in zip(made, expected, strict=True):
+        assert generator.integers(2**62, size=50).tolist() == reference.integers(2**62, size=50).tolist()
+        assert generator.normal(size=7).tolist() == reference.normal(size=7).tolist()
+
+
+def test_providers_share_equal_approval_sets_and_continue_one_stream() -> None:
+    """Memory per provider: equal approval sets are one tuple, and `generator` wraps the provider's one stream,
+    so draws through successive wrappers continue it (as draws through one Generator would)."""
+    model = MarketModel(load_scenario("quickstart", {"providers.count": 200}))
+    providers = list(model.online_providers.values())
+    by_set: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for provider in providers:
+        assert by_set.setdefault(provider.approvals, provider.approvals) is provider.approvals
+    assert len(by_set) < len(providers)  # 200 providers, at most C(committee, k) sets
+    provider = providers[0]
+    twin = np.random.Generator(type(provider.generator.bit_generator)())
+    twin.bit_generator.state = provider.generator.bit_generator.state
+    assert [provider.generator.random() for _ in range(5)] == twin.random(5).tolist()
+    assert provider.generator.integers(100, size=3).tolist() == twin.integers(100, size=3).tolist()
 
 
 def test_adding_providers_does_not_change_the_others_types() -> None:
