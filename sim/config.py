@@ -140,12 +140,16 @@ class Distribution(_Section):
         return self
 
     def lower_bound(self) -> tuple[str, float]:
-        """The smallest value the distribution can produce, and the parameter that sets it."""
+        """The smallest value the distribution can produce (for a log-normal, the practical minimum: ten standard
+        deviations of its logarithm below the mean, as `upper_bound` goes above it), and the parameter that sets
+        it. An exponential's is 0: its density is highest there."""
         if self.dist == "constant":
             return "value", float(self.value)  # type: ignore[arg-type]
         if self.dist == "uniform":
             return "low", float(self.low)  # type: ignore[arg-type]
-        if self.dist in ("lognormal", "exponential"):
+        if self.dist == "lognormal":
+            return "mean", math.exp(float(self.mean) - 10 * float(self.std))  # type: ignore[arg-type]
+        if self.dist == "exponential":
             return "mean", 0.0
         return "mean", -math.inf
 
@@ -196,6 +200,18 @@ def _require_range(
     """Check that every value the distribution can draw satisfies the field's range (at most MAX_MAGNITUDE unless
     `at_most` says otherwise; a strictly positive field's draws are at least MIN_POSITIVE)."""
     name, low = distribution.lower_bound()
+    too_low = (above is not None and not low > above) or (at_least is not None and not low >= at_least)
+    if distribution.dist == "exponential" and too_low:
+        bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
+        raise ValueError(
+            f"dist: 'exponential' draws values down to 0, and every draw of this field must be {bound}; use "
+            "'lognormal' (mean and std of the logarithm), 'uniform' or 'constant'"
+        )
+    if above == 0.0 and distribution.dist == "lognormal" and not low >= MIN_POSITIVE:
+        raise ValueError(
+            f"std: exp(mean - 10 std) = {low:g}, the smallest practical draw, must be at least {MIN_POSITIVE:g} "
+            f"(every draw of this field must be > 0); got mean = {distribution.mean:g}, std = {distribution.std:g}"
+        )
     if above is not None and not low > above:
         raise ValueError(f"{name}: must be > {above:g} (every draw must be), got {low:g}")
     if above == 0.0 and not low >= MIN_POSITIVE:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from flmarket.sim.config import ScenarioError, apply_overrides, bundled_scenarios, load_scenario, parse_scenario
@@ -45,6 +48,27 @@ def test_out_of_range_distribution_parameter() -> None:
     assert _error({"run": {"tasks": 3}, "providers": {"privacy_budget": -1}}) == (
         "providers.privacy_budget.value: must be > 0 (every draw must be), got -1"
     )
+
+
+def test_a_strictly_positive_field_takes_a_lognormal_prior_and_says_why_not_an_exponential() -> None:
+    """A log-normal's draws are positive; its practical minimum, exp(mean - 10 std), is checked as the upper bound
+    is checked ten standard deviations up. An exponential's draws reach down to 0: refused, saying so (the
+    message used to say "got 0" of a mean the user set to 2)."""
+    base = {"run": {"tasks": 3}}
+    lognormal = {"dist": "lognormal", "mean": 0.5, "std": 0.5}
+    scenario = parse_scenario({**base, "providers": {"privacy_budget": lognormal, "cpu_frequency": lognormal}})
+    draws = scenario.providers.privacy_budget.sample(np.random.default_rng(0), 10_000)
+    assert (draws > 0).all() and np.mean(np.log(draws)) == pytest.approx(0.5, abs=0.02)
+    assert scenario.providers.privacy_budget.lower_bound() == ("mean", pytest.approx(math.exp(0.5 - 5.0)))
+    exponential = {**base, "providers": {"privacy_budget": {"dist": "exponential", "mean": 2.0}}}
+    assert _error(exponential) == (
+        "providers.privacy_budget.dist: 'exponential' draws values down to 0, and every draw of this field must be "
+        "> 0; use 'lognormal' (mean and std of the logarithm), 'uniform' or 'constant'"
+    )
+    wide = {**base, "providers": {"privacy_budget": {"dist": "lognormal", "mean": 0.5, "std": 5.0}}}
+    assert _error(wide).startswith("providers.privacy_budget.std: exp(mean - 10 std) = 3.17997e-22, the smallest")
+    latency = parse_scenario({**base, "network": {"latency_s": {"dist": "exponential", "mean": 0.05}}})
+    assert latency.network.latency_s.dist == "exponential"  # a field >= 0 takes it
 
 
 def test_out_of_range_scalar() -> None:
