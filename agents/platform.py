@@ -81,8 +81,9 @@ class RoundMechanism:
 
     def audit_claim(self, claim: SignedClaim) -> bool:
         """The claimed privacy cost (B 5) equals eps_i * ln(1 + ||u~||_1) recomputed from the received update (its
-        vector's L1 norm on the torch backend, the record's on the surrogate) and fits inside the claimed C_unit
-        (SPEC A.3 resolution)."""
+        vector's L1 norm on the torch backend, the record's on the surrogate; SPEC A.3 resolution). The claimed
+        C_unit = ln C_com + C_pr (B 6) cannot be checked against it: ln C_com is private and is negative for a
+        device with C_com < 1 (screening only requires C_unit > 0, which (B 24) needs)."""
         upload = self.updates.get(claim.claim.provider_id)
         if upload is None:
             return False
@@ -90,7 +91,7 @@ class RoundMechanism:
         norm = float(np.abs(update.vector, dtype=np.float64).sum()) if update.vector is not None else update.l1_norm
         recomputed = update.privacy_spent * math.log1p(norm)
         claimed = upload.privacy_cost
-        return math.isclose(claimed, recomputed, rel_tol=1e-9, abs_tol=1e-9) and claimed < claim.claim.unit_cost
+        return math.isclose(claimed, recomputed, rel_tol=1e-9, abs_tol=1e-9)
 
     def solve_equilibrium(self, claims: Sequence[SignedClaim]) -> int:
         """gamma_NE for the next round from the claimed unit costs (B 24, (B 12) cap)."""
@@ -353,20 +354,25 @@ class TaskRun:
             claim = upload.claim.signed_claim.claim
             reward = settlement.rewards[index]
             provider = model.provider_by_name.get(claim.provider_id)
-            if provider is None or not provider.online:
+            gone = provider is None or not provider.online
+            if gone and reward >= 0.0:
                 self._forfeit(env.now, upload.update.provider_id, self.task, round_index, reward)
                 continue
-            provider.balance += reward
+            # A charge (a negative reward, SPEC A.5) is collected from a provider that left all the same: waiving
+            # it would pay the others more than the round's pool (docs/spec.md, SPEC C's leavers).
+            if provider is not None:
+                provider.balance += reward
             self.paid += reward
             round_paid += reward
-            rewards[claim.provider_id] += reward
-            cost = claim.local_iterations * claim.unit_cost if upload.update.behaviour == "honest" else 0.0
-            claimed_costs[claim.provider_id] += cost
-            if upload.update.behaviour == "honest":
-                accepted_rounds[claim.provider_id] += 1
+            if not gone:
+                rewards[claim.provider_id] += reward
+                cost = claim.local_iterations * claim.unit_cost if upload.update.behaviour == "honest" else 0.0
+                claimed_costs[claim.provider_id] += cost
+                if upload.update.behaviour == "honest":
+                    accepted_rounds[claim.provider_id] += 1
             self._reward(
                 env.now,
-                provider.unique_id,
+                upload.update.provider_id,
                 self.task,
                 round_index,
                 float(settlement.shapley.values[index]),

@@ -29,6 +29,7 @@ from flmarket.market.consensus.poet import TrustedTimer, WaitCertificate, WaitTi
 from flmarket.market.consensus.ppbg import TimestampedClaim
 from flmarket.market.consensus.signatures import Signer, make_signer
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
+from flmarket.market.errors import MarketError
 from flmarket.market.fl.backend import LocalUpdate
 from flmarket.market.ledger import ProviderClaim, SignedClaim, derive_private_key, public_key_bytes
 
@@ -148,6 +149,14 @@ class DataProvider(mesa.Agent):
                 energy_coefficient=scenario.mechanism.energy_coefficient,
             )
         )
+        if not self._computation_cost >= 1.0:  # docs/spec.md A.3: ln C_com, (B 6)'s computation part, is >= 0
+            raise MarketError(
+                f"providers: a drawn type has C_com = {self._computation_cost:.6g} < 1 (B 3; cpu_frequency = "
+                f"{private_type.cpu_frequency:.6g}, cycles_per_batch = {private_type.cycles_per_batch:.6g}, "
+                f"batch_size = {private_type.batch_size:.6g}, memory_use_ratio = {private_type.memory_use_ratio:.6g}"
+                f", memory = {private_type.memory:.6g}), so ln C_com in the unit cost (B 6) would be a negative "
+                "cost; raise these priors (Table 3's types have C_com = 2882.4)"
+            )
         self._claim_signer: Signer | None = None
         self._timer: TrustedTimer | None = None
         if scenario.committee.verification != "unsigned":
