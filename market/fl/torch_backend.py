@@ -367,8 +367,10 @@ class TorchCoalitionValue(CoalitionValue):
     their losses come from `evaluate.CoalitionLosses` (batched matrix products, the first layer's projections
     of the updates computed once per round); other models take one vmapped functional_call. `values_of`
     evaluates many coalitions at once (the Shapley exact path prefetches all 2^n). FedAsync mixes in order and
-    is evaluated one coalition at a time. v(S) and the base quality come from the same computation, so a
-    coalition whose aggregate is the global model (all zero updates) is worth exactly 0.
+    is evaluated one coalition at a time. A coalition whose members all uploaded zero updates (plain free
+    riders) aggregates to the global model under every rule, so its value is exactly 0: it is set so, since a
+    vmapped batch and a single evaluation differ in rounding (1e-9 on the CNN), which (B 13) would otherwise
+    scale up to the whole pool.
     """
 
     def __init__(self, backend: TorchBackend, updates: Sequence[LocalUpdate]) -> None:
@@ -383,6 +385,7 @@ class TorchCoalitionValue(CoalitionValue):
             if self._updates
             else torch.zeros((0, self._global.numel()))
         )
+        self._moving = (self._matrix != 0).any(dim=1).numpy()  # per update: not all zero
         self._control: QuadraticMeanGame | None = None
         self._gram: np.ndarray | None = None  # FedAdp: U U^T, so coalition weights need no d-vector work
         self._losses: CoalitionLosses | None = None
@@ -416,6 +419,12 @@ class TorchCoalitionValue(CoalitionValue):
         return fedadp_coalition_weights(self._backend._fedadp_state, self._ids, self._gram, self._sizes, membership)
 
     def _evaluate_batch(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
+        values = self._evaluated(coalitions)
+        inert = self._membership(coalitions) @ self._moving == 0  # no member moves the model
+        values[inert] = 0.0
+        return values
+
+    def _evaluated(self, coalitions: Sequence[frozenset[int]]) -> np.ndarray:
         backend = self._backend
         if backend.config.aggregation == "fedasync":
             vectors = [
