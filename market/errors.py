@@ -55,3 +55,8 @@ class DatasetNotFoundError(MarketError):
 
 class PartitionError(MarketError):
     """A partition cannot be drawn with the requested parameters."""
+
+
+class TrainingDivergedError(MarketError):
+    """Training produced a non-finite update or loss (typically: the learning rate or the privacy noise, through
+    `learning.sensitivity`, is too large)."""

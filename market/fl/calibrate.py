@@ -14,15 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
-from flmarket.market.errors import MarketError
+from flmarket.market.errors import MarketError, TrainingDivergedError
 from flmarket.market.fl.backend import LearningBackend, RoundResult
 
 MINIMUM_FIT_POINTS = 3
 """Points a loss curve needs for `fit_precision_function` to fit its two parameters."""
-
-
-class TrainingDivergedError(MarketError):
-    """Training produced a non-finite update or loss (typically: the learning rate is too large)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call, grad, jacfwd, jvp, vmap
 from torch.nn.utils import parameters_to_vector
 
-from flmarket.market.errors import MarketError
+from flmarket.market.errors import MarketError, TrainingDivergedError
 from flmarket.market.fl.aggregate import FedAdpState, fedadp, fedadp_coalition_weights, fedasync_mix, fedavg
 from flmarket.market.fl.backend import (
     BackendConfig,
@@ -247,6 +247,8 @@ class TorchBackend:
                 record_clip=self.config.clip if formal else None,
             )
             vector = local.numpy() - self.global_vector
+            if not np.isfinite(vector).all():
+                raise self._diverged(f"provider {provider_id}'s local training gave a non-finite model")
             if privacy_budget is not None:
                 sensitivity = self.upload_sensitivity(local_iterations, int(shard.size))
                 vector = privatise(vector, sensitivity, privacy_budget, rng, self.config.noise_location)
@@ -350,7 +352,20 @@ class TorchBackend:
         else:
             vector = self.global_vector
         self.round_index += 1
-        return self._set_global(vector, tuple(update.provider_id for update in updates))
+        result = self._set_global(vector, tuple(update.provider_id for update in updates))
+        if not (math.isfinite(result.loss) and np.isfinite(self.global_vector).all()):
+            raise self._diverged(f"the aggregated model's loss is {result.loss}")
+        return result
+
+    def _diverged(self, what: str) -> TrainingDivergedError:
+        """The error for a run whose training stopped being finite, with the settings that cause it."""
+        config = self.config
+        return TrainingDivergedError(
+            f"training diverged in task {self._task_id}, round {self.round_index}: {what}. With "
+            f"learning.sensitivity = {config.sensitivity!r} the Laplace noise on each coordinate has scale "
+            f"Delta_f / eps_i, and learning.learning_rate = {config.learning_rate:g}: lower one of them (`flmarket "
+            "calibrate` measures a learning rate that trains)"
+        )
 
     @property
     def evaluation(self) -> Evaluation:

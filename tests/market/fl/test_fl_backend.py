@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from flmarket.market.errors import MarketError
+from flmarket.market.errors import MarketError, TrainingDivergedError
 from flmarket.market.fl.backend import BackendConfig, LearningBackend, LocalUpdate, make_backend
 from flmarket.market.fl.evaluate import evaluate
 from flmarket.market.fl.value import model_quality
@@ -211,6 +211,19 @@ def test_coalition_values_match_recomputation_and_the_round_gain(aggregation: st
     assert full == pytest.approx(model_quality(new_global.loss, 2, 10) - value.base_quality, rel=1e-5)
     assert previous_quality < result.quality
     assert result.quality > start.quality
+
+
+def test_training_that_stops_being_finite_says_which_settings_cause_it() -> None:
+    """learning.sensitivity = 100 puts Laplace noise of scale 100 / eps on every coordinate: the model's loss
+    reached 4e28 after one round and NaN after two, and the run died on `update_l1_norm: must be >= 0.0, got
+    nan`. The backend now stops with the settings to lower."""
+    backend = _torch(3, sensitivity=100.0)
+    rng = np.random.default_rng(0)
+    backend.start_task(0)
+    with pytest.raises(
+        TrainingDivergedError, match=r"^training diverged in task 0, round \d: .*learning\.sensitivity = 100\.0"
+    ):
+        _train_rounds(backend, 4, range(3), rng, privacy_budget=1.0)
 
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
