@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 STRATEGY_NAMES = ("ALLC", "ALLD", "Rand", "TFT", "Mixed", "MMZD", "MMZDA", "BNE")
 
@@ -34,6 +42,8 @@ a welfare sum is below 1e9 (unit revenue) x 1e12 (precision gain theta0 / theta1
 computation cost (SPEC A.2: energy x frequency^2 x cycles x batch x memory terms) below 1e9^5 = 1e45: every product
 the model forms stays far below the float maximum of 1.8e308 (`unit_revenue = 1e308` made welfare inf)."""
 MIN_POSITIVE = 1e-9
+CNN_HIDDEN_LAYERS = 3  # the torch CNN's hidden layers (market/fl/models.py records the same; a test checks)
+TORCH_CLASSES = 10  # digits, MNIST and CIFAR-10
 """The smallest strictly positive value of a field that is divided by (privacy budget, frequency, rates)."""
 MAX_SEED = 2**63 - 1
 """Seeds are signed 64-bit integers in the event log and the manifest."""
@@ -492,6 +502,14 @@ class LearningSection(_Section):
     sensitivity: float | Literal["per_record"] = 1e-4
     surrogate: SurrogateSection = SurrogateSection()
 
+    @field_validator("sensitivity", "theta1", mode="before")
+    @classmethod
+    def _number_or_word(cls, value: Any, info: ValidationInfo) -> Any:
+        word = "per_record" if info.field_name == "sensitivity" else "auto"
+        if isinstance(value, str) and value != word:
+            raise ValueError(f"must be a number in [{MIN_POSITIVE:g}, {MAX_MAGNITUDE:g}] or {word!r}, got {value!r}")
+        return value
+
     @field_validator("sensitivity")
     @classmethod
     def _sensitivity(cls, value: float | str) -> float | str:
@@ -630,6 +648,31 @@ class Scenario(_Section):
             raise ValueError(
                 f"faults.byzantine_committee: must be < committee.size ({self.committee.size}), "
                 f"got {self.faults.byzantine_committee}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _quality_of_the_torch_model(self) -> Scenario:
+        """On the torch backend mu0 and mu1 of the quality (SPEC A.4) are the model's own hidden layers and the
+        data set's classes: a mechanism.hidden_layers or output_units set to anything else would be ignored."""
+        if self.learning.backend != "torch":
+            return self
+        learning, mechanism = self.learning, self.mechanism
+        layers = len(learning.hidden_sizes) if learning.model == "mlp" else CNN_HIDDEN_LAYERS
+        model = (
+            f"learning.model = 'mlp' with learning.hidden_sizes = {list(learning.hidden_sizes)}"
+            if learning.model == "mlp"
+            else f"learning.model = {learning.model!r}"
+        )
+        if "hidden_layers" in mechanism.model_fields_set and mechanism.hidden_layers != layers:
+            raise ValueError(
+                f"mechanism.hidden_layers: the torch backend takes mu0 of the quality (SPEC A.4) from its model, and "
+                f"{model} has {layers} hidden layers; got {mechanism.hidden_layers} (remove the key)"
+            )
+        if "output_units" in mechanism.model_fields_set and mechanism.output_units != TORCH_CLASSES:
+            raise ValueError(
+                f"mechanism.output_units: the torch backend takes mu1 of the quality (SPEC A.4) from its data set, "
+                f"and {learning.dataset!r} has {TORCH_CLASSES} classes; got {mechanism.output_units} (remove the key)"
             )
         return self
 

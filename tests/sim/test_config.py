@@ -372,3 +372,25 @@ def test_values_in_errors_are_spelled_as_toml_not_python() -> None:
     )
     with pytest.raises(ScenarioError, match="scenario: not a regular file .* got '/dev/null'"):
         load_scenario("/dev/null")
+
+
+def test_the_torch_backend_refuses_a_quality_it_would_ignore() -> None:
+    """On torch, mu0 and mu1 of the quality (SPEC A.4) come from the model and the data set: a different
+    mechanism.hidden_layers or output_units used to be ignored silently (quality 2/(10+H) instead of 5/(3+H))."""
+    import torch
+
+    from flmarket.market.fl.models import build_model
+    from flmarket.sim.config import CNN_HIDDEN_LAYERS, TORCH_CLASSES
+
+    cnn = build_model("cnn", (1, 8, 8), TORCH_CLASSES, torch.Generator().manual_seed(0))
+    assert cnn.hidden_layers == CNN_HIDDEN_LAYERS and cnn.num_classes == TORCH_CLASSES
+    with pytest.raises(
+        ScenarioError, match=r"^mechanism\.hidden_layers: the torch backend .* has 2 hidden layers; got 5"
+    ):
+        load_scenario("bgfl-table3-torch", {"mechanism.hidden_layers": 5})
+    with pytest.raises(ScenarioError, match=r"^mechanism\.output_units: .* 'digits' has 10 classes; got 3"):
+        load_scenario("bgfl-table3-torch", {"mechanism.output_units": 3})
+    with pytest.raises(ScenarioError, match=r"learning\.model = 'cnn' has 3 hidden layers; got 2"):
+        load_scenario("bgfl-table3-torch", {"learning.model": "cnn", "mechanism.hidden_layers": 2})
+    assert load_scenario("bgfl-table3-torch", {"learning.hidden_sizes": [64], "mechanism.hidden_layers": 1})
+    assert load_scenario("bgfl-table3", {"mechanism.hidden_layers": 5}).mechanism.hidden_layers == 5  # surrogate
