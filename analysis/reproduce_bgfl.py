@@ -544,10 +544,13 @@ def _epochs_note(traces: Sequence[RunTrace]) -> str:
         return "gamma_NE: only the first round ran (delta_k epochs)"
     values, counts = np.unique(gamma.astype(int), return_counts=True)
     spread = ", ".join(f"{value}: {count}" for value, count in zip(values, counts, strict=True))
-    raised = int(sum(np.sum(trace.epochs[1:] > trace.equilibrium_epochs[1:]) for trace in traces))
+    raised_epochs = np.concatenate(
+        [trace.epochs[1:][trace.epochs[1:] > trace.equilibrium_epochs[1:]] for trace in traces]
+    )
+    minimum = f"{raised_epochs.min():.0f} epochs, " if raised_epochs.size else ""
     return (
-        f"gamma_NE (B 24, capped by B 12) after round 1, value: rounds = {spread}; {raised} of {gamma.size} "
-        f"rounds trained the minimum instead ({traces[0].epochs.min():.0f} epochs, the simulator's "
+        f"gamma_NE (B 24, capped by B 12) after round 1, value: rounds = {spread}; {raised_epochs.size} of "
+        f"{gamma.size} rounds trained the minimum instead ({minimum}the simulator's "
         f"mechanism.minimum_local_iterations resolution)"
     )
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from flmarket.arguments import integer_in
 from flmarket.arguments import seed as seed_argument
-from flmarket.market.errors import MarketError
+from flmarket.market.errors import MarketError, PartitionError
 from flmarket.market.fl.backend import BackendConfig, make_backend
 from flmarket.market.fl.calibrate import (
     MINIMUM_FIT_POINTS,
@@ -154,11 +154,13 @@ def handle(args: argparse.Namespace) -> int:
             progress=True,
             learning_rate=args.learning_rate,
         )
-    except TrainingDivergedError as error:
+    except TrainingDivergedError:
         raise MarketError(
-            f"--learning-rate: {error}; try a learning rate smaller than {args.learning_rate!r} "
-            f"(default {DEFAULT_LEARNING_RATE})"
+            f"--learning-rate: training diverged at {args.learning_rate!r} (an update or the loss stopped being "
+            f"finite); try a smaller learning rate (default {DEFAULT_LEARNING_RATE})"
         ) from None
+    except PartitionError as error:
+        raise MarketError(f"--providers: {str(error).removeprefix('providers: ')}") from None
     fragment = surrogate_fragment(calibration)
     fit = calibration.fit
     if args.out is None:

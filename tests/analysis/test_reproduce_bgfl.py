@@ -387,3 +387,19 @@ def test_side_by_side_notes_say_where_ours_is_not_the_papers_quantity(outputs) -
     assert "| note |" in output.comparison_markdown_path.read_text()
     fig2 = read_rows(outputs["bgfl-fig2"][0].comparison_csv_path)
     assert {row["note"] for row in fig2} == {"ours on digits, the paper's on MNIST"}
+
+
+def test_the_epochs_note_gives_the_minimum_trained_not_delta_k() -> None:
+    """Round 1 trains delta_k = 5 epochs; later rounds train max(gamma_NE, minimum). The caption said "(5
+    epochs ...)" of the minimum, reading round 1; it now reads the rounds that were raised to the minimum."""
+    from flmarket.analysis.reproduce_bgfl import RunTrace, _epochs_note
+
+    def trace(epochs: list[int], gamma: list[int]) -> RunTrace:
+        zeros = np.zeros(len(epochs))
+        return RunTrace(zeros, zeros, np.array(epochs), np.array(gamma), zeros, zeros, zeros, zeros, zeros)
+
+    raised = _epochs_note([trace([5, 1, 1, 25], [5, 0, 0, 25])])
+    assert "gamma_NE (B 24, capped by B 12) after round 1, value: rounds = 0: 2, 25: 1;" in raised
+    assert "2 of 3 rounds trained the minimum instead (1 epochs, the simulator's" in raised
+    never = _epochs_note([trace([5, 25, 25], [5, 25, 25])])
+    assert "0 of 2 rounds trained the minimum instead (the simulator's mechanism.minimum_local_iterations" in never

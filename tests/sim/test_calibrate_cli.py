@@ -147,3 +147,11 @@ def test_real_training_prints_a_fragment_that_parses_as_toml(capsys) -> None:
     assert main(["calibrate", "--rounds", "2", "--providers", "1", "--seed", "1"]) == 0
     fragment = tomllib.loads(capsys.readouterr().out)["learning"]["surrogate"]
     assert fragment["theta0"] > 0 and fragment["theta1"] > 0 and fragment["local_iterations"] == 1
+
+
+def test_more_providers_than_records_names_the_option(capsys) -> None:
+    """digits' 1,438 training records cannot make 2,000 shards: the error names --providers, as the others do."""
+    assert main(["calibrate", "--rounds", "2", "--providers", "2000"]) == 2
+    captured = capsys.readouterr()
+    (error,) = [line for line in captured.err.replace("\r", "\n").splitlines() if line.startswith("flmarket")]
+    assert error == "flmarket: error: --providers: must be <= the number of samples 1438, got 2000"
