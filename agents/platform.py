@@ -180,6 +180,7 @@ class TaskRun:
             budget=self.budget,
             fee_ratio=terms.fee_ratio,
             round_cap=terms.round_cap,
+            rounds=terms.rounds,  # R = min(learning.rounds_per_task, round_cap): the task's y_i in {0..R}
             pool_per_round=terms.pool_per_round,
             committee_cost=terms.committee_cost_per_round,
         )

@@ -316,11 +316,13 @@ def participation_by_strategy(source: EventSource) -> pd.DataFrame:
     "participation y/R" and the live view's panel are the realised rate over all tasks:
     sum(realised_rate * paid_providers) / sum(paid_providers).
 
-    R is the task's number of rounds (`task_posted.rounds`, the y_i in {0..R} of SPEC B.1); the rates are NaN when
-    the run did not log it, and realised_rate is NaN for a log without `provider_payoff.realised_rounds` (written
+    R is the task's number of rounds (`task_configured.rounds`, the y_i in {0..R} of SPEC B.1: the rounds asked
+    for, capped by what the budget pays for; a log written before that field has only `task_posted.rounds`, the
+    rounds asked for, which is right unless the budget capped them); the rates are NaN when the run did not log
+    it, and realised_rate is NaN for a log without `provider_payoff.realised_rounds` (written
     before it was added) or a task and strategy without paid providers.
     """
-    frame = events_of(source, ["action_chosen", "task_posted", "provider_payoff"])
+    frame = events_of(source, ["action_chosen", "task_configured", "task_posted", "provider_payoff"])
     actions = _of_kind(frame, "action_chosen", ["task", "strategy", "action"])
     if actions.empty:
         return empty_frame(PARTICIPATION_COLUMNS)
@@ -331,8 +333,10 @@ def participation_by_strategy(source: EventSource) -> pd.DataFrame:
         .agg(providers=("action", "size"), participants=("participant", "sum"), mean_action=("action", "mean"))
         .reset_index()
     )
-    posted = _of_kind(frame, "task_posted", ["task", "rounds"]).drop_duplicates("task")
-    table = table.merge(posted, on="task", how="left")
+    configured = _of_kind(frame, "task_configured", ["task", "rounds"]).dropna(subset=["rounds"])
+    if configured.empty:
+        configured = _of_kind(frame, "task_posted", ["task", "rounds"])
+    table = table.merge(configured.drop_duplicates("task"), on="task", how="left")
     rounds = pd.to_numeric(table["rounds"]).astype(float)
     table["participation_rate"] = table["mean_action"] / rounds.where(rounds > 0)
     paid = _of_kind(frame, "provider_payoff", ["task", "strategy", "realised_rounds"])

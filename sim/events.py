@@ -599,6 +599,7 @@ register_kind(
     budget=float,
     fee_ratio=float,
     round_cap=int,
+    rounds=int,
     pool_per_round=float,
     committee_cost=float,
 )

@@ -39,6 +39,7 @@ class Strategy:
 
     name: ClassVar[str] = "Strategy"
     classifier: ClassVar[dict[str, Any]] = {}
+    restarts_when_rounds_change: ClassVar[bool] = False
 
     def __init__(self, *, initial: int | None = None, **params: Any) -> None:
         self.params: dict[str, Any] = {"initial": initial, **params}
@@ -65,7 +66,11 @@ class Strategy:
         return self.game.rounds
 
     def probabilities(self, previous: PreviousOutcome | None) -> np.ndarray:
-        """The distribution over 0..R of this round's action given the previous outcome."""
+        """The distribution over 0..R of this round's action given the previous outcome. A strategy whose rule
+        reads the previous outcome as a state of this game (`restarts_when_rounds_change`: MMZD) plays as in a
+        first round when the previous task had another R (docs/spec.md B.3)."""
+        if previous is not None and self.restarts_when_rounds_change and previous.rounds != self.rounds:
+            previous = None
         if previous is None:
             action_count = self.rounds + 1
             if self.initial is not None:

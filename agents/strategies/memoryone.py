@@ -83,8 +83,13 @@ class TitForTat(Strategy):
         )
 
     def next_distribution(self, previous: PreviousOutcome) -> np.ndarray:
-        """Uniform on the low or high range by the previous total participation."""
-        return self.rule(previous.players, previous.rounds).distribution(previous.total_participation)[0]
+        """Uniform on this task's high range if the previous task's total participation reached that task's
+        threshold (its N and R), else on this task's low range. Tasks differ in R when a budget caps the rounds
+        (docs/spec.md B.3): the ranges are this task's, so the action stays in 0..R."""
+        assert self.game is not None  # `probabilities` checked it (`rounds`)
+        cooperated = previous.total_participation >= self.rule(previous.players, previous.rounds).threshold
+        now = self.rule(self.game.players, self.rounds)
+        return uniform(self.rounds + 1, now.high_actions if cooperated else now.low_actions)
 
 
 MIXED_COMPONENTS: tuple[type[Strategy], ...] = (AllCooperate, AllDefect, Random, TitForTat)

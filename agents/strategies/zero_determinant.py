@@ -54,6 +54,7 @@ class MMZD(Strategy):
 
     name: ClassVar[str] = "MMZD"
     classifier: ClassVar[dict[str, Any]] = {"memory_depth": 1, "stochastic": True}
+    restarts_when_rounds_change: ClassVar[bool] = True  # Z 10 reads (welfare, own action) as a state of this game
 
     def __init__(
         self,
@@ -140,10 +141,11 @@ class Alliance:
             self._designed_for = game
 
     def probabilities(self, previous: PreviousOutcome | None) -> np.ndarray:
-        """Distribution of y_A: uniform in the first round, else Z 10 on the reduced game."""
-        if self.design is None:
+        """Distribution of y_A: uniform in the first round, else Z 10 on the reduced game. After a task with
+        another R the previous outcome is no state of this game: the alliance starts afresh (docs/spec.md B.3)."""
+        if self.design is None or self._designed_for is None:
             raise MarketError("Alliance: call prepare(game) before asking for probabilities")
-        if previous is None:
+        if previous is None or previous.rounds != self._designed_for.rounds:
             return self.design.initial_probabilities()
         return self.design.probabilities(previous.welfare, previous.own_action)[0]
 

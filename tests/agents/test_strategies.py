@@ -329,3 +329,32 @@ def test_bne_follower_takes_part_iff_its_cost_is_below_the_cutoff() -> None:
     assert strategy.choose(None, np.random.default_rng(0)) == 0
     strategy.reset()
     assert not strategy.takes_part
+
+
+def test_after_a_task_of_another_r_every_strategy_plays_inside_this_task_s_actions() -> None:
+    """A budget caps a task's rounds, so R changes between tasks. TFT used the previous task's ranges (action 5
+    in a task of R = 1) and MMZD / MMZDA indexed this game's weights by an own action of 4 (IndexError)."""
+    long_game = sample_dilemma_game(np.random.default_rng(3), 4, 4)
+    short_game = sample_dilemma_game(np.random.default_rng(3), 4, 1)
+    high = outcome(long_game, [4, 4, 4, 0], 0)  # total 12 >= threshold N R / 2 = 8
+    low = outcome(long_game, [4, 0, 0, 0], 0)  # total 4 < 8
+    tit_for_tat = make_strategy("TFT")
+    tit_for_tat.prepare(short_game, 0)
+    assert tit_for_tat.probabilities(high).tolist() == [0.0, 1.0]  # R = 1: high range {1}
+    assert tit_for_tat.probabilities(low).tolist() == [1.0, 0.0]  # low range {0}
+    tit_for_tat.prepare(long_game, 0)
+    assert np.allclose(tit_for_tat.probabilities(high), [0, 0, 1 / 3, 1 / 3, 1 / 3])  # same R: {2..4}, as before
+    zero_determinant = MMZD()
+    zero_determinant.prepare(short_game, 0)
+    first_round = zero_determinant.probabilities(None)
+    assert zero_determinant.probabilities(high).tolist() == first_round.tolist()  # starts afresh
+    alliance = Alliance([0, 1])
+    alliance.prepare(short_game)
+    assert alliance.probabilities(high).tolist() == alliance.probabilities(None).tolist()
+    member = MMZDAMember(alliance=alliance)
+    member.prepare(short_game, 1)
+    assert member.choose(high, np.random.default_rng(0)) in (0, 1)
+    same_r = outcome(short_game, [1, 1, 0, 0], 0)  # the same R: Z 10 reads it, as before
+    assert zero_determinant.design is not None
+    expected = zero_determinant.design.probabilities(same_r.welfare, same_r.own_action)[0]
+    assert zero_determinant.probabilities(same_r).tolist() == expected.tolist()

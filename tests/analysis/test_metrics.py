@@ -160,6 +160,26 @@ def test_realised_participation_counts_the_providers_paid_and_their_accepted_rou
     assert row["paid_providers"] == 1 and row["realised_rate"] == pytest.approx(1 / 4)  # realised, over the paid
 
 
+def test_r_is_the_rounds_the_task_ran_when_the_budget_caps_them(tmp_path) -> None:
+    """The evolution scenario asks for 3 rounds; a budget of 100 pays for 2 (round_cap), so ALLC plays y = 2 =
+    R and its rate is 1. Dividing by the rounds asked for (task_posted.rounds) gave 2/3 of every rate."""
+    capped = {"run.tasks": 6, "requesters.budget": 100.0}
+    result = run_scenario(load_scenario("evolution", capped), output_dir=tmp_path, show_progress=False)
+    frame = load_events(result.run_dir, kinds=["task_posted", "task_configured", "round_started"])
+    assert set(frame[frame.kind == "task_posted"]["rounds"]) == {3}
+    assert set(frame[frame.kind == "task_configured"]["rounds"]) == {2}
+    assert set(frame[frame.kind == "round_started"].groupby("task").size()) == {2}
+    table = metrics.participation_by_strategy(result.run_dir).set_index(["task", "strategy"])
+    assert (table.xs("ALLC", level="strategy")["participation_rate"] == 1.0).all()
+    table["weighted"] = table["realised_rate"].fillna(0.0) * table["paid_providers"]
+    totals = table.groupby("strategy")[["weighted", "paid_providers"]].sum()
+    assert (totals["weighted"] / totals["paid_providers"]).to_dict() == pytest.approx(
+        result.participation_by_strategy, abs=1e-12
+    )
+    old_log = load_events(result.run_dir).query("kind != 'task_configured'")  # before task_configured.rounds
+    assert metrics.participation_by_strategy(old_log)["participation_rate"].max() == pytest.approx(2 / 3)
+
+
 def test_the_realised_rate_is_what_flmarket_run_reports_under_churn(tmp_path) -> None:
     """Joins and departures mid-task make chosen and realised differ; the log reproduces the run's tally, and
     each task's realised rounds add up to its total participation."""

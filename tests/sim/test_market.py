@@ -182,6 +182,25 @@ def test_evolution_changes_shares_and_is_identical_for_a_seed() -> None:
     assert (shares.iloc[-1] - shares.iloc[0]).abs().max() > 0.05
 
 
+@pytest.mark.parametrize("counts", [None, {"MMZD": 1, "TFT": 2, "ALLC": 3}])
+def test_strategies_play_inside_each_task_s_rounds_when_budgets_cap_them(counts: dict | None) -> None:
+    """R = min(rounds_per_task, r_max) follows each requester's budget. After a task of R = 4 and one of R = 1,
+    MMZD and the bundled MMZDA alliance died with IndexError, and TFT played 5 in tasks of R = 1."""
+    overrides = {
+        "run.tasks": 25,
+        "learning.rounds_per_task": 4,
+        "requesters.budget": {"dist": "uniform", "low": 50.0, "high": 400.0},
+    }
+    if counts is not None:
+        overrides["providers.strategy_counts"] = counts
+    model, frame = run("mmzd-fig3", overrides)
+    assert model.tasks_finished == 25
+    rounds = frame[frame["kind"] == "task_configured"].set_index("task")["rounds"]
+    assert rounds.nunique() > 2 and (rounds.diff() < 0).any()  # R shrinks from one task to the next
+    chosen = frame[frame["kind"] == "action_chosen"]
+    assert (chosen["action"].to_numpy() <= chosen["task"].map(rounds).to_numpy()).all()
+
+
 def test_churn_forfeits_rewards_of_leavers_and_keeps_the_books() -> None:
     overrides = {"run.tasks": 6, "providers.mean_lifetime_s": 150.0, "providers.arrival_rate_per_s": 0.05}
     model, frame = run("quickstart", overrides)
