@@ -338,7 +338,7 @@ def time_averaged_shares(
     shares: pd.DataFrame, start_time: float | None = None, level: float = DEFAULT_LEVEL
 ) -> pd.DataFrame:
     """Per strategy, the time average of its share from `start_time` (default: the first sample) to the last
-    sample: each sample's share holds until the next sample (left-step integral / elapsed time), and around it the
+    sample: each sample's share holds until the next sample (the one before `start_time` holds from it) (left-step integral / elapsed time), and around it the
     half-width of the batch-means interval of the sampled shares (`batch_means_interval`), clipped to [0, 1]. (The
     batch-means interval's own centre is an unweighted mean of the last samples, which can differ from the time
     average: a share that was non-zero only in a sample the batches leave out had [0, 0] around 0.0125.)
@@ -349,17 +349,23 @@ def time_averaged_shares(
     if shares.empty:
         return pd.DataFrame({name: pd.Series(dtype="float64") for name in columns}).astype({"strategy": "string"})
     wide = _wide_shares(shares)
+    stepped = wide  # the left-step function from start_time: the share in force there, then every sample after
     if start_time is not None:
-        wide = wide[wide.index >= start_time]
-    times = wide.index.to_numpy(dtype=float)
+        before = wide[wide.index < start_time]
+        wide = stepped = wide[wide.index >= start_time]
+        if len(before) and (wide.empty or wide.index[0] > start_time):
+            in_force = before.iloc[[-1]].set_axis([float(start_time)])
+            stepped = pd.concat([in_force, wide])
+    times = stepped.index.to_numpy(dtype=float)
     durations = np.diff(times)
     rows = []
     for strategy in wide.columns:
-        series = wide[strategy].to_numpy(dtype=float)
+        series = wide[strategy].to_numpy(dtype=float)  # the samples, for the interval and the count
+        steps = stepped[strategy].to_numpy(dtype=float)
         if durations.size and durations.sum() > 0:
-            average = float(np.sum(series[:-1] * durations) / durations.sum())
+            average = float(np.sum(steps[:-1] * durations) / durations.sum())
         else:
-            average = float(series.mean()) if series.size else math.nan
+            average = float(steps.mean()) if steps.size else math.nan
         half_width = batch_means_interval(series, level).half_width if series.size else math.nan
         rows.append(
             {

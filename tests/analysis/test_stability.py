@@ -292,6 +292,11 @@ def test_time_averaged_shares_weight_by_time() -> None:
     assert table.loc["B", "time_average"] == pytest.approx(15 / 40)
     later = time_averaged_shares(shares, start_time=10.0).set_index("strategy")
     assert later.loc["A", "time_average"] == pytest.approx(0.5) and later.loc["A", "samples"] == 2
+    # between samples: from 5 s the share of 1 holds for 5 s, then 0.5 for 30 s; 2 samples after 5 s
+    between = time_averaged_shares(shares, start_time=5.0).set_index("strategy")
+    assert between.loc["A", "time_average"] == pytest.approx((1 * 5 + 0.5 * 30) / 35)
+    assert between.loc["B", "time_average"] == pytest.approx((0 * 5 + 0.5 * 30) / 35)
+    assert between.loc["A", "samples"] == 2
 
 
 def test_a_time_average_lies_inside_its_own_interval() -> None:
