@@ -23,12 +23,14 @@ from flmarket.agents.committee import RoundTraffic, aggregate_digest
 from flmarket.agents.messages import NO_AGENT, Message
 from flmarket.agents.provider import DataProvider, RoundAnnouncement, UpdateUpload
 from flmarket.agents.strategies.base import PreviousOutcome
+from flmarket.agents.strategies.zero_determinant import MMZD, MMZDAMember
 from flmarket.market.budget import check_budget_balance, paid_within_budget
 from flmarket.market.consensus.ppbg import RoundInput
 from flmarket.market.errors import InfeasibleBudgetError, ProposalError
 from flmarket.market.ledger import SignedClaim
 from flmarket.market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
 from flmarket.market.public_goods import check_social_dilemma, welfare_references
+from flmarket.market.zero_determinant import ZeroDeterminantDesign
 
 if TYPE_CHECKING:
     from flmarket.sim.model import MarketModel
@@ -254,7 +256,41 @@ class TaskRun:
             else:
                 provider.behaviour, provider.planned_rounds = "honest", action
             self._action(model.env.now, provider.unique_id, self.task, provider.strategy_label, action)
+        self._report_designs(players)
         return actions
+
+    def _report_designs(self, players: list[DataProvider]) -> None:
+        """Log each MMZD or MMZDA design in use that was not in use last task (SPEC B.4: feasibility is reported;
+        a clipped infeasible design loses the welfare guarantee). Designs are recomputed when the game changes."""
+        model = self.model
+        in_use: dict[int, ZeroDeterminantDesign] = {}
+        for provider in players:
+            strategy = provider.strategy
+            if isinstance(strategy, MMZDAMember):
+                design, label, members = strategy.alliance.design, "MMZDA", strategy.alliance.members
+                leader = players[members[0]].unique_id
+            elif isinstance(strategy, MMZD):
+                design, label, members, leader = strategy.design, "MMZD", (0,), provider.unique_id
+            else:
+                continue
+            if design is None or id(design) in in_use:
+                continue
+            in_use[id(design)] = design
+            if id(design) not in model.reported_designs:
+                largest = design.largest_feasible
+                model.log.emit(
+                    model.env.now,
+                    "zd_design",
+                    leader,
+                    task=self.task,
+                    strategy=label,
+                    alliance_size=len(members),
+                    mode=design.mode,
+                    target=design.target,
+                    feasible=design.feasible,
+                    largest_feasible=math.nan if largest is None else largest,
+                )
+        model.reported_designs = in_use  # holding them keeps their ids from being reused
 
     # -- one aggregation round ------------------------------------------------------------------------------
     def _round(

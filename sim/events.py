@@ -567,6 +567,18 @@ register_kind(
 )
 register_kind("dilemma_check", "SPEC B.2 conditions failed for a task's game", task=int, message=str)
 register_kind(
+    "zd_design",
+    "an MMZD player's or MMZDA alliance's design for a task's game, logged when (re)computed: can it enforce its "
+    "welfare target against any opponents (SPEC B.4)? The agent is the player, or the alliance's leader",
+    task=int,
+    strategy=str,
+    alliance_size=int,
+    mode=str,
+    target=float,
+    feasible=bool,
+    largest_feasible=float,
+)
+register_kind(
     "message_sent", "a message entered the overlay", message_kind=str, receiver=int, size_bytes=int, delivery_time=float
 )
 register_kind("message_dropped", "a message was not delivered", message_kind=str, receiver=int, reason=str)

@@ -184,6 +184,7 @@ class MarketModel(mesa.Model):
         self._departed: list[str] = []  # providers gone since the last task began: the committee forgets them then
         self.task_queue: simpy.Store = simpy.Store(self.env)
         self.tasks_posted = 0
+        self.reported_designs: dict[int, Any] = {}  # the MMZD / MMZDA designs the last task logged (zd_design)
         self.tasks_finished = 0
         self.current_task: int | None = None
         self.welfare_history: list[float] = []

@@ -201,6 +201,24 @@ def test_strategies_play_inside_each_task_s_rounds_when_budgets_cap_them(counts:
     assert (chosen["action"].to_numpy() <= chosen["task"].map(rounds).to_numpy()).all()
 
 
+def test_the_market_reports_whether_an_alliance_can_enforce_its_target() -> None:
+    """SPEC B.4: flmarket reports feasibility. The bundled mmzd-fig3 alliance (3 of 6) has no enforceable
+    target, so it plays the clipped paper design; the log says so, as an independent check of the game does."""
+    from flmarket.market.zero_determinant import ControlledGame, largest_enforceable_welfare
+
+    model, frame = run("mmzd-fig3", {"run.tasks": 3})
+    designs = frame[frame["kind"] == "zd_design"]
+    assert len(designs) == 1  # the game does not change between tasks: one design, logged once
+    row = designs.iloc[0]
+    players = list(model.online_providers.values())
+    members = tuple(index for index, provider in enumerate(players) if provider.strategy_label == "MMZDA")
+    game = model.game_of(players, model.scenario.learning.rounds_per_task)
+    enforceable = largest_enforceable_welfare(ControlledGame(game, members).extremes())
+    assert row["strategy"] == "MMZDA" and row["alliance_size"] == len(members) == 3
+    assert bool(row["feasible"]) is enforceable.feasible is False and math.isnan(row["largest_feasible"])
+    assert row["agent"] == players[members[0]].unique_id
+
+
 def test_churn_forfeits_rewards_of_leavers_and_keeps_the_books() -> None:
     overrides = {"run.tasks": 6, "providers.mean_lifetime_s": 150.0, "providers.arrival_rate_per_s": 0.05}
     model, frame = run("quickstart", overrides)
