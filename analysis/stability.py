@@ -338,8 +338,9 @@ def time_averaged_shares(
     shares: pd.DataFrame, start_time: float | None = None, level: float = DEFAULT_LEVEL
 ) -> pd.DataFrame:
     """Per strategy, the time average of its share from `start_time` (default: the first sample) to the last
-    sample: each sample's share holds until the next sample (the one before `start_time` holds from it) (left-step integral / elapsed time), and around it the
-    half-width of the batch-means interval of the sampled shares (`batch_means_interval`), clipped to [0, 1]. (The
+    sample: each sample's share holds until the next sample, the one before `start_time` from `start_time`
+    (left-step integral / elapsed time), and around it the half-width of the batch-means interval of the
+    sampled shares (`batch_means_interval`), clipped to [0, 1]. (The
     batch-means interval's own centre is an unweighted mean of the last samples, which can differ from the time
     average: a share that was non-zero only in a sample the batches leave out had [0, 0] around 0.0125.)
 
