@@ -226,8 +226,9 @@ class TorchBackend:
         Delta_f / eps per coordinate if `privacy_budget` is set (SPEC A.2).
 
         Free riders (SPEC D.5) use no data and spend no privacy: plain uploads a zero update (the global model
-        unchanged), disguised uploads Gaussian noise of decaying sigma, stale re-sends its last honest update
-        (a zero update if it has none).
+        unchanged), disguised uploads Gaussian noise of decaying sigma, stale re-sends an old update: its own last
+        honest one, or, for a provider that never trained (an ALLD free rider), the global model's last change
+        w^r - w^(r-1), the "delta weights" free rider of Lin et al. (2019); a zero update in a task's first round.
         """
         check_upload_request(self._task_id, local_iterations, privacy_budget, behaviour)
         shard = self._shard(provider_id)
@@ -259,6 +260,9 @@ class TorchBackend:
             vector = rng.normal(0.0, sigma, size=self.global_vector.shape).astype(np.float32)
         elif behaviour == "stale" and provider_id in self._last_honest:
             vector, base_round = self._last_honest[provider_id]
+        elif behaviour == "stale" and self.round_index - 1 in self._global_history:
+            base_round = self.round_index - 1
+            vector = self._global_history[self.round_index] - self._global_history[base_round]
         else:
             vector = np.zeros_like(self.global_vector)
         vector = np.asarray(vector, dtype=np.float32)

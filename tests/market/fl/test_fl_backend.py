@@ -372,6 +372,13 @@ def test_free_rider_behaviours() -> None:
     for update, round_index in ((disguised_early, 0), (disguised_late, 9)):
         sigma = 0.01 / (round_index + 1)
         assert update.l1_norm / coordinates == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=0.02)
+    # a provider that never trained (an ALLD free rider) replays the global model's last change (Lin et al.'s
+    # delta weights): it used to send a zero update, exactly as a plain free rider
+    before = backend.global_vector.copy()
+    backend.commit_round([backend.local_update(0, 1, None, "honest", rng)])
+    replayed = backend.local_update(2, 5, 1.0, "stale", rng)
+    assert np.array_equal(replayed.vector, backend.global_vector - before) and replayed.l1_norm > 0
+    assert replayed.privacy_spent == 0.0
 
 
 @pytest.mark.parametrize("name", ["torch", "surrogate"])
