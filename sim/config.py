@@ -557,6 +557,9 @@ class EvolutionSection(_Section):
     comparison process (Traulsen, Pacheco & Nowak 2006): one focal provider per task. `graph`: the model a
     provider compares itself with is one of its overlay neighbours ("overlay") or any other player ("complete").
     `selection_intensity` is kappa_select, the Fermi rule's temperature (beta = 1 / kappa_select).
+    `strategy_set` is what a mutation draws from (default: the strategies of `providers.strategy_mix`); an
+    imitation copies whatever its model plays, inside the set or not, and the Mesa `share_<s>` reporters cover
+    the set's strategies.
     """
 
     enabled: bool = False
