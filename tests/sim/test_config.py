@@ -245,7 +245,9 @@ def test_errors_name_scenario_keys_not_internal_fields() -> None:
         message = _error(data)
         assert not any(word in message for word in ("stale_timeout", "parameter_count", "Section", "literal["))
         assert "\n" not in message
-    assert _error({**MINIMAL, "learning": {"theta1": "x"}}) == "learning.theta1: must be a number, got 'x'"
+    assert _error({**MINIMAL, "learning": {"theta1": "x"}}) == (
+        "learning.theta1: must be a number in [1e-09, 1e+09] or 'auto', got 'x'"
+    )
 
 
 def test_thousands_of_unknown_keys_print_ten_lines_and_a_count() -> None:
