@@ -596,7 +596,8 @@ def mechanism_targets(source: EventSource) -> dict[str, float]:
     - `individually_rational_share`: share of paid updates (`reward_paid`, one per provider and round) with no
       `ir_violation` (B 14);
     - `budget_balanced_share`: share of rounds whose `budget_check` found (B 15a) and (B 15b) holding so far;
-    - `mean_unit_cost`: the mean claimed C_unit^r (B 6) of paid updates; `paid_updates` and `rounds` count them.
+    - `mean_unit_cost`: the mean claimed C_unit^r (B 6) of paid updates; `paid_updates` counts them and `rounds`
+      the rounds started (`round_started`; `run_summary`'s `rounds` counts the rounds that finished).
     """
     frame = events_of(source, ["round_started", "reward_paid", "ir_violation", "budget_check"])
     started = _of_kind(frame, "round_started", ["task", "round", "gamma"])

@@ -516,7 +516,7 @@ def stability_summary(
         "welfare_stationary": stationary,
         "kpss_p_min": min(verdict.kpss_p_values) if verdict is not None and verdict.kpss_p_values else math.nan,
         "adf_p": verdict.adf_p_value if verdict is not None else math.nan,
-        "stationary_from_task": int(tasks["task"].iloc[start]) if stationary else math.nan,
+        "stationary_from_task": float(tasks["task"].iloc[start]) if stationary else math.nan,  # NaN: a float
         "stationary_from_time": float(tasks["time"].iloc[start]) if stationary else math.nan,
         "welfare_time_average": average.mean if average is not None else math.nan,
         "welfare_ci_low": average.low if average is not None else math.nan,

@@ -124,6 +124,11 @@ def load(scenario: str | Path | Scenario = "quickstart", overrides: Mapping[str,
         if not overrides:
             return scenario
         return parse_scenario(apply_overrides(scenario.model_dump(mode="python"), overrides))
+    if not isinstance(scenario, str | os.PathLike):
+        raise TypeError(
+            f"scenario: must be a bundled name, a TOML file's path or a Scenario, got {type(scenario).__name__} "
+            f"{scenario!r}"
+        )
     return load_scenario(scenario, overrides or {})
 
 

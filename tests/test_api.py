@@ -79,6 +79,10 @@ def test_misused_arguments_name_the_argument_not_a_command_line_option(tmp_path)
         fm.run("quickstart", overrides=SMALL, out=a_file)
     with pytest.raises(TypeError, match="out: must be a folder path"):
         fm.run("quickstart", overrides=SMALL, out=3)
+    for scenario in (None, 3):  # "got 'None'" used to come from the bundled-name lookup
+        with pytest.raises(TypeError, match=r"^scenario: must be a bundled name, a TOML file's path or a Scenario"):
+            fm.run(scenario, out=tmp_path / "out")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
     with pytest.raises(fm.ScenarioError, match="overrides: keys must be dotted paths .* got 1"):
         fm.run("quickstart", overrides={1: 2}, out=tmp_path / "out")
     for seeds in (2.0, True, "3"):

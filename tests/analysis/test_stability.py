@@ -336,3 +336,32 @@ def test_absorption_probabilities_with_wilson_intervals() -> None:
     assert table.loc["none", "runs_with"] == 1
     with pytest.raises(ValueError, match="outcomes: need at least one run"):
         absorption_probabilities([])
+
+
+def test_a_stationary_run_gives_its_first_stationary_task_as_a_float() -> None:
+    """The summary's numbers are floats (NaN when absent): stationary_from_task was an int or NaN, so a sweep's
+    column changed dtype with the cells that happened to be stationary."""
+    welfare = np.random.default_rng(4).normal(10.0, 1.0, 300)
+    rows = [
+        {
+            "kind": "task_finished",
+            "task": task,
+            "time": 10.0 * task,
+            "players": 1,
+            "total_participation": 1,
+            "welfare": value,
+            "precision": 0.1,
+        }
+        for task, value in enumerate(welfare)
+    ]
+    rows += [
+        {"kind": "action_chosen", "task": task, "time": 10.0 * task - 1, "agent": 1, "strategy": "ALLC", "action": 1}
+        for task in range(300)
+    ]
+    frame = pd.DataFrame(rows)
+    frame["seq"] = range(len(frame))
+    summary = stability_summary(frame, window=20, min_dwell_fraction=0.0)
+    assert summary["welfare_stationary"]
+    start = summary["stationary_from_task"]
+    assert type(start) is float and start == summary["welfare_warmup_tasks"]
+    assert summary["stationary_from_time"] == 10.0 * start
