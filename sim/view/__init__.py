@@ -56,13 +56,16 @@ def _view(args: argparse.Namespace) -> int:
         raise ScenarioError(f"--port: must be in 1..65535, got {args.port}")
     # bad input stops here with the CLI's one-line error, before anything is served: the scenario's validation,
     # then the model's own checks of the population (a MarketError such as "not a social dilemma")
-    MarketModel(settings.load())
-    serve(settings, port=args.port)
+    model = MarketModel(settings.load())
+    serve(settings, port=args.port, first_model=model)
     return 0
 
 
-def serve(settings: object, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    """Serve the page for `settings` (a ViewSettings) until interrupted; Solara's own assets, no network."""
+def serve(
+    settings: object, host: str = "127.0.0.1", port: int = DEFAULT_PORT, first_model: object | None = None
+) -> None:
+    """Serve the page for `settings` (a ViewSettings) until interrupted; Solara's own assets, no network.
+    `first_model`, a model built from `settings`, is the first connection's (it saves that connection a build)."""
     os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
     os.environ["SOLARA_APP"] = "flmarket.sim.view.page"
     os.environ["SERVER_NAME"] = host
@@ -72,6 +75,8 @@ def serve(settings: object, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -
     from flmarket.sim.view import page
 
     page.LAUNCH = settings  # type: ignore[assignment]
+    if first_model is not None:
+        page.hand_over_first_model(first_model)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

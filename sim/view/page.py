@@ -23,6 +23,21 @@ from flmarket.sim.view.session import FREE_RIDER, ViewSession, ViewSettings, par
 LAUNCH = ViewSettings("quickstart")
 """What every new connection starts from; `flmarket view` sets it before the server starts."""
 
+_first_model: list[Any] = []  # the model `flmarket view` built from LAUNCH to check it: the first connection's
+_first_model_lock = threading.Lock()
+
+
+def hand_over_first_model(model: Any) -> None:
+    """Give the model built from `LAUNCH` before serving to the first connection, which then need not build one."""
+    with _first_model_lock:
+        _first_model[:] = [model]
+
+
+def take_first_model() -> Any:
+    """The model handed over for the first connection, once; None afterwards (each later connection builds)."""
+    with _first_model_lock:
+        return _first_model.pop() if _first_model else None
+
 PLAY_PAUSE_S = 0.05
 """Pause between tasks while playing, so clicks and redraws get through."""
 
@@ -103,7 +118,7 @@ CSS = """
 @solara.component
 def Page() -> None:
     """The live view of one market run."""
-    session = solara.use_memo(lambda: ViewSession(LAUNCH), [])
+    session = solara.use_memo(lambda: ViewSession(LAUNCH, take_first_model()), [])
     lock = solara.use_memo(threading.RLock, [])
     version, set_version = solara.use_state(0)
     playing, set_playing = solara.use_state(False)

@@ -85,10 +85,16 @@ class ViewSettings:
 class ViewSession:
     """One market run driven from the page: step, reset, change settings; panel data after every change."""
 
-    def __init__(self, settings: ViewSettings) -> None:
+    def __init__(self, settings: ViewSettings, model: MarketModel | None = None) -> None:
+        """A session of `settings`, starting from `model` if given (a fresh model of these settings, e.g. the one
+        `flmarket view` built to check them before serving), else from a model it builds."""
         self.settings = settings
-        self.scenario = settings.load()
-        self._start(MarketModel(self.scenario))
+        if model is None:
+            self.scenario = settings.load()
+            model = MarketModel(self.scenario)
+        else:
+            self.scenario = model.scenario
+        self._start(model)
 
     # -- driving ------------------------------------------------------------------------------------------
     def _start(self, model: MarketModel) -> None:

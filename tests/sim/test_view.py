@@ -57,6 +57,23 @@ def test_stepping_n_tasks_gives_the_event_log_of_running_n_tasks() -> None:
     _assert_same_events(session, 4)
 
 
+def test_the_first_connection_gets_the_model_flmarket_view_built_to_check_its_input() -> None:
+    """`flmarket view` builds the model before serving (bad input fails there, in the terminal); the first
+    connection now takes that model instead of building its own again, and later connections build."""
+    from flmarket.sim.view import page
+
+    settings = ViewSettings("quickstart")
+    checked = MarketModel(settings.load())
+    page.hand_over_first_model(checked)
+    first = ViewSession(settings, page.take_first_model())
+    second = ViewSession(settings, page.take_first_model())
+    assert first.model is checked and first.scenario is checked.scenario
+    assert second.model is not checked and second.scenario == checked.scenario
+    for _ in range(3):
+        assert first.step()
+    _assert_same_events(first, 3)  # the handed-over model runs the same market
+
+
 def test_panels_agree_with_the_event_log_and_the_task_games() -> None:
     session = ViewSession(ViewSettings("quickstart"))
     for _ in range(4):
