@@ -38,6 +38,7 @@ def take_first_model() -> Any:
     with _first_model_lock:
         return _first_model.pop() if _first_model else None
 
+
 PLAY_PAUSE_S = 0.05
 """Pause between tasks while playing, so clicks and redraws get through."""
 
