@@ -50,7 +50,7 @@ import types
 import typing
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -631,14 +631,26 @@ def _earlier_cells(sweep_dir: Path, grid: Grid) -> dict[str, dict[str, Any]]:
     return {run_id: cell for run_id, cell in cells.items() if isinstance(cell, dict)}
 
 
-def _record_stopped(index: _Index, cells_dir: Path, unfinished: Sequence[CellRun]) -> None:
-    """On Ctrl-C: record the status each unfinished cell's own manifest gives (`interrupted` for the one that was
-    running in this process), so the index agrees with the cells; cells that never started stay pending."""
+def _record_stopped(index: _Index, cells_dir: Path, unfinished: Sequence[CellRun], workers_gone: bool) -> None:
+    """On Ctrl-C or SIGTERM: record the status each unfinished cell's own manifest gives (`interrupted` for the one
+    that was running in this process), so the index agrees with the cells; cells that never started stay pending.
+
+    With `workers_gone` (a LocalCluster, closed by now: its worker processes were shut down mid-run), a manifest
+    still saying `running` is set to `interrupted`, since no process will finish it. A remote cluster's workers
+    may still be running their cell, so their manifests are left as they are."""
+    from flmarket.sim.runner import write_json_atomically
+
     for run in unfinished:
+        path = cells_dir / run.run_id / "manifest.json"
         try:
-            status = json.loads((cells_dir / run.run_id / "manifest.json").read_text()).get("status")
+            manifest = json.loads(path.read_text())
+            status = manifest.get("status")
         except (OSError, ValueError, AttributeError):
             continue
+        if status == "running" and workers_gone:
+            manifest["status"] = status = "interrupted"
+            manifest["error"] = "the sweep was stopped while this cell ran, and its dask worker was shut down"
+            write_json_atomically(path, manifest)
         if isinstance(status, str) and status != "running":
             index.content["cells"][run.run_id]["status"] = status
     index.write()
@@ -940,7 +952,10 @@ def _run_sweep(
                     for message in outcome.warnings:
                         warnings.warn(f"{outcome.run_id}: {message}", UserWarning, stacklevel=1)
             except KeyboardInterrupt:
-                _record_stopped(index, cells_dir, [run for run in pending if run.run_id not in outcomes])
+                if isinstance(stream, Generator):
+                    stream.close()  # a LocalCluster's workers are shut down here, if they were not already
+                unfinished = [run for run in pending if run.run_id not in outcomes]
+                _record_stopped(index, cells_dir, unfinished, workers_gone=bool(workers) and not scheduler)
                 raise
             except Exception:
                 if created is not None and len(outcomes) == len(runs) - len(pending):

@@ -718,6 +718,33 @@ def test_ctrl_c_records_the_interrupted_cell_as_its_manifest_says(tmp_path, monk
     assert statuses == {"cooperators": "finished", "defectors": "interrupted", "even": "pending"}
 
 
+@pytest.mark.parametrize("workers_gone", [True, False])
+def test_a_stopped_local_cluster_leaves_no_cell_saying_running(tmp_path, workers_gone: bool) -> None:
+    """After Ctrl-C or SIGTERM, a LocalCluster's workers are shut down mid-cell and their manifests said
+    `running` for ever (the index: pending). They now say `interrupted`; a remote cluster's are left alone, since
+    its workers may still finish the cell."""
+    from flmarket.sim.sweep import _Index, _record_stopped
+
+    grid = parse_grid(mix_grid(labels=("cooperators", "defectors", "even"), seeds=[1]))
+    runs = plan(grid)
+    cells_dir = tmp_path / "mix" / "cells"
+    index = _Index(tmp_path / "mix", grid, runs)
+    running, stopped, never = runs
+    for run, status in ((running, "running"), (stopped, "interrupted")):
+        (cells_dir / run.run_id).mkdir(parents=True)
+        (cells_dir / run.run_id / "manifest.json").write_text(json.dumps({"status": status, "run_id": run.run_id}))
+    _record_stopped(index, cells_dir, runs, workers_gone=workers_gone)
+    manifest = json.loads((cells_dir / running.run_id / "manifest.json").read_text())
+    statuses = {run_id: cell["status"] for run_id, cell in json.loads(index.path.read_text())["cells"].items()}
+    if workers_gone:
+        assert manifest["status"] == "interrupted" and "dask worker was shut down" in manifest["error"]
+        assert manifest["run_id"] == running.run_id  # the rest of the manifest is kept
+    else:
+        assert manifest == {"status": "running", "run_id": running.run_id}
+    expected_running = "interrupted" if workers_gone else "pending"
+    assert statuses == {running.run_id: expected_running, stopped.run_id: "interrupted", never.run_id: "pending"}
+
+
 def test_a_cell_s_warnings_reach_the_sweep_with_its_run_id(tmp_path) -> None:
     """A dask worker printed a cell's warnings on its own stderr, raw; they now come back with the outcome."""
     alone = {"run.tasks": 1, "providers.count": 1, "network.topology": "complete", "learning.require_dilemma": False}
