@@ -547,7 +547,8 @@ def _epochs_note(traces: Sequence[RunTrace]) -> str:
     raised_epochs = np.concatenate(
         [trace.epochs[1:][trace.epochs[1:] > trace.equilibrium_epochs[1:]] for trace in traces]
     )
-    minimum = f"{raised_epochs.min():.0f} epochs, " if raised_epochs.size else ""
+    fewest = int(raised_epochs.min()) if raised_epochs.size else 0
+    minimum = f"{fewest} epoch{'s' * (fewest != 1)}, " if raised_epochs.size else ""
     return (
         f"gamma_NE (B 24, capped by B 12) after round 1, value: rounds = {spread}; {raised_epochs.size} of "
         f"{gamma.size} rounds trained the minimum instead ({minimum}the simulator's "

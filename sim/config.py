@@ -655,6 +655,28 @@ class Scenario(_Section):
         return self
 
     @model_validator(mode="after")
+    def _cheapest_type_has_a_cost(self) -> Scenario:
+        """C_com (B 3) grows with every one of its fields, so the cheapest type the priors can draw (each at its
+        lowest, a log-normal at its practical minimum) must have C_com >= 1: ln C_com in (B 6) is a cost
+        (docs/spec.md A.3). Refused here, not when a later joiner happens to draw it."""
+        providers, mechanism = self.providers, self.mechanism
+        lowest = {
+            name: getattr(providers, name).lower_bound()[1]
+            for name in ("cpu_frequency", "cycles_per_batch", "batch_size", "memory_use_ratio", "memory")
+        }
+        weight, energy = mechanism.cost_weight, mechanism.energy_coefficient
+        cheapest = weight * energy * lowest["cycles_per_batch"] * lowest["batch_size"] * lowest["cpu_frequency"] ** 2
+        cheapest += (1 - weight) * lowest["memory_use_ratio"] * lowest["memory"]
+        if not cheapest >= 1.0:
+            shown_lowest = ", ".join(f"providers.{name} {value:.6g}" for name, value in lowest.items())
+            raise ValueError(
+                f"providers: the cheapest type these priors can draw has C_com = {cheapest:.6g} < 1 (B 3, at "
+                f"{shown_lowest}), so ln C_com in the unit cost (B 6) would be a negative cost; raise their lower "
+                "bounds (Table 3's types have C_com = 2882.4)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _quality_of_the_torch_model(self) -> Scenario:
         """On the torch backend mu0 and mu1 of the quality (SPEC A.4) are the model's own hidden layers and the
         data set's classes: a mechanism.hidden_layers or output_units set to anything else would be ignored."""
@@ -670,7 +692,8 @@ class Scenario(_Section):
         if "hidden_layers" in mechanism.model_fields_set and mechanism.hidden_layers != layers:
             raise ValueError(
                 f"mechanism.hidden_layers: the torch backend takes mu0 of the quality (SPEC A.4) from its model, and "
-                f"{model} has {layers} hidden layers; got {mechanism.hidden_layers} (remove the key)"
+                f"{model} has {layers} hidden layer{'s' * (layers != 1)}; got {mechanism.hidden_layers} (remove the "
+                "key)"
             )
         if "output_units" in mechanism.model_fields_set and mechanism.output_units != TORCH_CLASSES:
             raise ValueError(

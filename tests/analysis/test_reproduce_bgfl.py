@@ -400,6 +400,6 @@ def test_the_epochs_note_gives_the_minimum_trained_not_delta_k() -> None:
 
     raised = _epochs_note([trace([5, 1, 1, 25], [5, 0, 0, 25])])
     assert "gamma_NE (B 24, capped by B 12) after round 1, value: rounds = 0: 2, 25: 1;" in raised
-    assert "2 of 3 rounds trained the minimum instead (1 epochs, the simulator's" in raised
+    assert "2 of 3 rounds trained the minimum instead (1 epoch, the simulator's" in raised
     never = _epochs_note([trace([5, 25, 25], [5, 25, 25])])
     assert "0 of 2 rounds trained the minimum instead (the simulator's mechanism.minimum_local_iterations" in never

@@ -396,3 +396,19 @@ def test_the_torch_backend_refuses_a_quality_it_would_ignore() -> None:
         load_scenario("bgfl-table3-torch", {"learning.model": "cnn", "mechanism.hidden_layers": 2})
     assert load_scenario("bgfl-table3-torch", {"learning.hidden_sizes": [64], "mechanism.hidden_layers": 1})
     assert load_scenario("bgfl-table3", {"mechanism.hidden_layers": 5}).mechanism.hidden_layers == 5  # surrogate
+
+
+def test_priors_whose_cheapest_type_has_c_com_below_one_are_refused_before_a_run() -> None:
+    """C_com (B 3) grows with each field, so its least value is at the priors' lower bounds: 0.5 * 2 * 5 * 64 *
+    0.05^2 + 0.5 * 0.3 * 16 = 3.2, fine; at 0.01 GHz and memory_use_ratio 0 it is 0.032 < 1, refused here rather
+    than when a joiner of a long run draws it (ln C_com would be a negative cost, docs/spec.md A.3)."""
+    low = {"dist": "uniform", "low": 0.05, "high": 3.0}
+    assert load_scenario("quickstart", {"providers.cpu_frequency": low})
+    cheap = {"providers.cpu_frequency": {**low, "low": 0.01}, "providers.memory_use_ratio": 0.0}
+    with pytest.raises(
+        ScenarioError, match=r"^providers: the cheapest type these priors can draw has C_com = 0\.032 < 1"
+    ):
+        load_scenario("quickstart", cheap)
+    wide = {"providers.cpu_frequency": {"dist": "lognormal", "mean": 1.0, "std": 0.8}, "providers.memory_use_ratio": 0}
+    with pytest.raises(ScenarioError, match=r"providers\.cpu_frequency 0\.000911882"):  # exp(1 - 8): practical minimum
+        load_scenario("quickstart", wide)

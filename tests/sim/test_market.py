@@ -14,7 +14,7 @@ import pytest
 
 from flmarket.analysis.load import events_frame
 from flmarket.market.errors import MarketError
-from flmarket.sim.config import bundled_scenarios, load_scenario
+from flmarket.sim.config import Distribution, ScenarioError, bundled_scenarios, load_scenario
 from flmarket.sim.model import MarketModel
 
 SMALL = {"run.tasks": 4, "providers.arrival_rate_per_s": 0.0, "providers.mean_lifetime_s": math.inf}
@@ -258,18 +258,17 @@ def test_honest_claims_are_accepted_when_the_unit_cost_is_all_privacy_cost() -> 
     assert not (frame["kind"] == "claim_rejected").any()
     paid = frame[frame["kind"] == "reward_paid"]
     assert len(paid) == 12 and (paid["unit_cost"] > 0).all()
+    cheaper = {**overrides, "providers.cpu_frequency": 0.01, "providers.memory": 1.0, "providers.memory_use_ratio": 0.1}
+    with pytest.raises(ScenarioError, match=r"^providers: the cheapest type .* C_com = 0\.0501 < 1 \(B 3, at"):
+        load_scenario("quickstart", cheaper)  # refused before any run, not when a joiner draws it
+    # a type drawn below 1 all the same (the scenario check reads a log-normal at its practical minimum) stops
+    # the run with its numbers: the provider checks its own C_com too
+    scenario = load_scenario("quickstart", overrides)
+    cheap = {"cpu_frequency": 0.01, "memory": 1.0, "memory_use_ratio": 0.1}
+    providers = scenario.providers.model_copy(update={name: Distribution(value=v) for name, v in cheap.items()})
+    scenario = scenario.model_copy(update={"providers": providers})  # past validation, as a log-normal's tail
     with pytest.raises(MarketError, match=r"C_com = 0\.0501 < 1 \(B 3; cpu_frequency = 0\.01,.*negative cost"):
-        MarketModel(
-            load_scenario(
-                "quickstart",
-                {
-                    **overrides,
-                    "providers.cpu_frequency": 0.01,
-                    "providers.memory": 1.0,
-                    "providers.memory_use_ratio": 0.1,
-                },
-            )
-        )
+        MarketModel(scenario)
 
 
 def test_a_leaver_charged_for_a_harmful_update_still_pays_the_charge() -> None:
