@@ -150,6 +150,12 @@ class Block:
         """The hash this block's content should have (differs from `hash` if the block was altered)."""
         return sha256_hex(self.content_encoding())
 
+    def recomputed_hash(self) -> str:
+        """The hash of the block's fields as they are now, encoded afresh rather than from the encoding cached
+        at creation: what `verify_chain` checks, so a block altered in place (`object.__setattr__` on it or on
+        one of its transactions) is caught as well as an altered copy."""
+        return sha256_hex(canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs)))
+
     def encode(self) -> bytes:
         """The block's canonical encoding, hash included: what is stored and sent. "hash" sorts before every
         content key, so it is the content's encoding with the hash field put first."""
@@ -234,7 +240,7 @@ def verify_chain(
         has_next = index + 1 < len(blocks)
         next_links_to_stored_hash = has_next and blocks[index + 1].prev_hash == block.hash
         hash_blamed = False
-        if block.computed_hash() == block.hash:
+        if block.recomputed_hash() == block.hash:
             if not link_ok and not previous_hash_blamed:
                 detail = f"prev_hash: expected {expected_prev}, got {block.prev_hash}"
                 problems.append(ChainProblem(index, "prev_hash", detail))
@@ -364,7 +370,9 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     replicas of a committee that check the same claim get the same answer, and the simulation pays for one
     Ed25519 verification instead of one per replica.
     """
-    key = hashlib.sha256(public_key + signature + message).digest()
+    # lengths framed, so that no other split of the same bytes into key, signature and message shares the entry
+    framed = len(public_key).to_bytes(4, "big") + public_key + len(signature).to_bytes(4, "big") + signature
+    key = hashlib.sha256(framed + message).digest()
     known = _VERIFIED.get(key)
     if known is None:
         known = _verify_signature(public_key, signature, message)

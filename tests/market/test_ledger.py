@@ -104,6 +104,33 @@ def test_tampered_fields_are_named() -> None:
     assert verify_chain(altered).first_bad_index == 3
 
 
+def test_a_block_altered_in_place_is_caught_too() -> None:
+    """verify_chain hashed the encoding cached when the block was made, so a reward raised by 100 through
+    object.__setattr__ on a stored transaction (the frozen dataclass bypassed) still verified."""
+    chain = build_chain()
+    assert chain.verify().valid
+    tx = chain.blocks[2].txs[1]
+    object.__setattr__(tx, "reward", tx.reward + 100.0)
+    report = chain.verify()
+    assert [(problem.index, problem.field) for problem in report.problems] == [(2, "content")]
+    object.__setattr__(chain.blocks[1], "timestamp", 42.0)
+    assert chain.verify().first_bad_index == 1
+
+
+def test_the_signature_memo_frames_key_signature_and_message() -> None:
+    """The memo was keyed on SHA-256(key + signature + message): after one genuine check, the same bytes split
+    otherwise (the message's first bytes moved into the signature) were answered True from the memo."""
+    from flmarket.market.ledger import verify_signature
+
+    key = derive_private_key(9, "memo")
+    message = ProviderClaim("p1", 1, 2, 3.5, digest("update")).encode()
+    signature = key.sign(message)
+    public = public_key_bytes(key)
+    assert verify_signature(public, signature, message)
+    assert not verify_signature(public, signature + message[:20], message[20:])
+    assert not verify_signature(public + signature[:8], signature[8:], message)
+
+
 def test_chain_rejects_blocks_that_do_not_link() -> None:
     chain = build_chain()
     stray = Block.create(chain.head.height + 1, digest("other"), 10.0, ())
