@@ -25,12 +25,12 @@ from flmarket.agents.messages import NO_AGENT, Message
 from flmarket.market.consensus.dpos import Committee as ElectedCommittee
 from flmarket.market.consensus.dpos import DposElection
 from flmarket.market.consensus.pbft import (
+    QUORUM_RULES,
     Broadcast,
     ByzantineReplica,
     CancelTimer,
     Decided,
     EquivocatingPrimary,
-    QuorumRule,
     Send,
     SetTimer,
     SilentPrimary,
@@ -40,16 +40,12 @@ from flmarket.market.consensus.pbft import (
 from flmarket.market.consensus.poet import PoetSettings
 from flmarket.market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, ProposalCheck, RoundInput
 from flmarket.market.consensus.signatures import SignatureSample
+from flmarket.market.errors import MarketError
 from flmarket.market.ledger import Block, Chain
 
 if TYPE_CHECKING:
     from flmarket.sim.model import MarketModel
 
-QUORUM_RULES = {
-    "byzantine": QuorumRule.BYZANTINE,
-    "two_f_plus_one": QuorumRule.TWO_F_PLUS_ONE,
-    "paper": QuorumRule.PAPER_MAJORITY,
-}
 BYZANTINE_BEHAVIOURS: dict[str, Callable[[], Any]] = {
     "silent": SilentReplica,
     "silent_primary": SilentPrimary,
@@ -163,6 +159,11 @@ class Committee:
     def elect(self, epoch: int, approvals: Mapping[str, Sequence[str]], stakes: Mapping[str, float]) -> bool:
         """Re-elect for `epoch`; rebuild the replicas only when the top-T ranking changed. Returns changed."""
         elected = self.election.run_epoch(epoch, approvals, stakes)
+        if elected.size < self.config.size:  # every candidate has its own stake's vote (committee.candidate_stake)
+            raise MarketError(
+                f"committee: only {elected.size} candidates have stake-weighted votes for epoch {epoch}, fewer than "
+                f"committee.size = {self.config.size} (SPEC D.3)"
+            )
         changed = elected is not self.elected
         self.elected = elected
         if changed:

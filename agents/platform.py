@@ -25,6 +25,7 @@ from flmarket.agents.provider import DataProvider, RoundAnnouncement, UpdateUplo
 from flmarket.agents.strategies.base import PreviousOutcome
 from flmarket.agents.strategies.zero_determinant import MMZD, MMZDAMember
 from flmarket.market.budget import check_budget_balance, paid_within_budget
+from flmarket.market.consensus.pbft import fault_bound
 from flmarket.market.consensus.ppbg import RoundInput
 from flmarket.market.errors import InfeasibleBudgetError, ProposalError
 from flmarket.market.ledger import SignedClaim
@@ -36,7 +37,15 @@ if TYPE_CHECKING:
     from flmarket.sim.model import MarketModel
 
 ROUND_START_BYTES = 1024
-CONSENSUS_PATIENCE_TIMEOUTS = 40  # how many view-change timeouts a round may wait for a decision
+CONSENSUS_PATIENCE_TIMEOUTS = 40  # how many view-change timeouts a round may wait for a decision, at least
+
+
+def consensus_patience_timeouts(committee_size: int) -> float:
+    """How many base view-change timeouts a round waits for a decision: 40, or enough for f + 2 view changes
+    whose timeouts double (T (2^(f+2) - 1) in all), so that f faulty primaries in a row, the case the committee
+    is built to survive (its first members are the faulty ones), cannot stall a round (SPEC D.2). A committee
+    of 19 or more with f silent members used to give up after 40 T while its sixth view change was due."""
+    return max(float(CONSENSUS_PATIENCE_TIMEOUTS), 2.0 ** (fault_bound(committee_size) + 2))
 
 
 class RoundMechanism:
@@ -329,7 +338,10 @@ class TaskRun:
         decided = committee.submit(
             f"round-{request_round}", RoundInput(request_round, claims, round_input_digest, env.now)
         )
-        patience = env.timeout(CONSENSUS_PATIENCE_TIMEOUTS * model.scenario.committee.view_change_timeout_s)
+        committee_settings = model.scenario.committee
+        patience = env.timeout(
+            consensus_patience_timeouts(committee_settings.size) * committee_settings.view_change_timeout_s
+        )
         yield decided | patience
         if not decided.triggered:
             waiting_for = committee.waiting_for()

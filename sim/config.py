@@ -34,6 +34,8 @@ from pydantic import (
     model_validator,
 )
 
+from flmarket.market.consensus.pbft import QUORUM_RULES, quorum_problem
+
 STRATEGY_NAMES = ("ALLC", "ALLD", "Rand", "TFT", "Mixed", "MMZD", "MMZDA", "BNE")
 
 MAX_MAGNITUDE = 1e9
@@ -457,9 +459,18 @@ class CommitteeSection(_Section):
                 f"approvals_per_voter: must be <= candidates ({self.candidates}), got {self.approvals_per_voter}"
             )
         try:
-            _require_range(self.candidate_stake, at_least=0.0)
-        except ValueError as error:
-            raise ValueError(f"candidate_stake.{error}") from None
+            _require_range(self.candidate_stake, above=0.0)
+        except ValueError as error:  # a candidate approves itself with its stake, so every one has votes (D.3)
+            raise ValueError(
+                f"candidate_stake.{error}: a candidate stands for election with a stake, and DPoS elects only "
+                "candidates with votes, so with none it could leave the committee short of committee.size"
+            ) from None
+        problem = quorum_problem(self.size, QUORUM_RULES[self.quorum_rule])
+        if problem is not None:
+            raise ValueError(
+                f"quorum_rule: {self.quorum_rule!r} with size = {self.size} {problem}; use 'byzantine' "
+                "(ceil((n + f + 1) / 2), safe for every size)"
+            )
         return self
 
 

@@ -42,6 +42,29 @@ class QuorumRule(enum.Enum):
     PAPER_MAJORITY = "paper"  # the BGFL paper's "votes > |C|/2 + 1" (Algorithm 2, line 10)
 
 
+QUORUM_RULES = {
+    "byzantine": QuorumRule.BYZANTINE,
+    "two_f_plus_one": QuorumRule.TWO_F_PLUS_ONE,
+    "paper": QuorumRule.PAPER_MAJORITY,
+}
+"""The scenario's names of the quorum rules (`committee.quorum_rule`)."""
+
+
+def quorum_problem(replica_count: int, rule: QuorumRule) -> str | None:
+    """Why `rule`'s quorum cannot serve a committee of `replica_count`, or None: a quorum larger than the
+    committee is never gathered, and two quorums that need not share a replica (2q - n < 1) can decide two
+    values for one sequence number even with no fault (SPEC D.2)."""
+    quorum = quorum_size(replica_count, rule)
+    if quorum > replica_count:
+        return f"gives a quorum of {quorum} votes, which a committee of {replica_count} can never gather"
+    if 2 * quorum - replica_count < 1:
+        return (
+            f"gives a quorum of {quorum} of {replica_count}: two quorums need not share a member (2q - n = "
+            f"{2 * quorum - replica_count} < 1), so two values could be decided even without a fault"
+        )
+    return None
+
+
 def fault_bound(replica_count: int) -> int:
     """f = floor((n - 1) / 3) (SPEC D.2)."""
     return (replica_count - 1) // 3
@@ -445,6 +468,7 @@ class PbftReplica:
             self._proposed.add(request_id)
             self._slot(pre_prepare.sequence).pre_prepares[self.view] = pre_prepare
             out.append(Broadcast(pre_prepare))
+            out += self._check_prepared(pre_prepare.sequence)  # a committee of one needs no PREPARE: it commits
         return out
 
     # ---- message dispatch
@@ -607,11 +631,14 @@ class PbftReplica:
                 )
             if self.last_executed % self.checkpoint_interval == 0:
                 out += self._emit_checkpoint()
-        if progressed:
+        if progressed and self.view_active:
             self.consecutive_view_changes = 0
             out += self._restart_timer()
-            if self.is_primary and self.view_active:
+            if self.is_primary:
                 out += self._propose_pending()
+        # A replica between views that executes an old view's decision stays in its view change, with its
+        # backoff and timer: resetting them put it a view ahead of the others, whose timers then doubled in step
+        # with its own, so with f silent replicas the honest ones could never meet in one view again.
         return out
 
     def _remember_executed(self, request_id: str) -> None:

@@ -412,3 +412,33 @@ def test_priors_whose_cheapest_type_has_c_com_below_one_are_refused_before_a_run
     wide = {"providers.cpu_frequency": {"dist": "lognormal", "mean": 1.0, "std": 0.8}, "providers.memory_use_ratio": 0}
     with pytest.raises(ScenarioError, match=r"providers\.cpu_frequency 0\.000911882"):  # exp(1 - 8): practical minimum
         load_scenario("quickstart", wide)
+
+
+@pytest.mark.parametrize(
+    ("size", "rule", "problem"),
+    [
+        (1, "paper", "gives a quorum of 2 votes, which a committee of 1 can never gather"),
+        (2, "paper", "gives a quorum of 3 votes, which a committee of 2 can never gather"),
+        (3, "two_f_plus_one", r"gives a quorum of 1 of 3: two quorums need not share a member \(2q - n = -1 < 1\)"),
+        (6, "two_f_plus_one", r"gives a quorum of 3 of 6: two quorums need not share a member \(2q - n = 0 < 1\)"),
+    ],
+)
+def test_a_quorum_rule_that_cannot_serve_the_committee_is_refused(size: int, rule: str, problem: str) -> None:
+    """Every round stalled ('NEW-VIEW ... 1 of 2'), or two honest replicas could execute different values at one
+    sequence number with no fault (31 of 300 runs at n = 3 under 2f+1, which gives q = 1)."""
+    overrides = {"committee.size": size, "committee.quorum_rule": rule}
+    with pytest.raises(ScenarioError, match=f"^committee.quorum_rule: '{rule}' with size = {size} {problem}"):
+        load_scenario("quickstart", overrides)
+    for fine in ({"committee.size": size}, {"committee.size": 7, "committee.quorum_rule": rule}):
+        assert load_scenario("quickstart", fine)
+
+
+def test_candidates_stand_with_a_stake() -> None:
+    """DPoS elects only candidates with votes, and each candidate's first vote is its own stake: with stakes of
+    0 (and providers' too) nobody was elected and the run died on StopIteration; with some, a committee smaller
+    than committee.size ran silently, its fees and fault bound those of the configured size."""
+    with pytest.raises(ScenarioError, match=r"^committee\.candidate_stake\.value: must be > 0 .* committee\.size$"):
+        load_scenario("quickstart", {"committee.candidate_stake": 0.0})
+    with pytest.raises(ScenarioError, match=r"^committee\.candidate_stake\.low: must be > 0"):
+        load_scenario("quickstart", {"committee.candidate_stake": {"dist": "uniform", "low": 0.0, "high": 5.0}})
+    assert load_scenario("quickstart", {"committee.candidate_stake": 0.5, "providers.initial_stake": 0.0})

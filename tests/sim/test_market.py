@@ -317,6 +317,27 @@ def test_up_to_f_byzantine_members_do_not_stop_the_market(behaviour: str) -> Non
         assert decided["view"].iloc[0] >= 1
 
 
+def test_a_large_committee_survives_f_silent_primaries_in_a_row() -> None:
+    """n = 19, f = 6: views 0-5 have silent primaries, so a round needs six view changes whose timeouts double,
+    63 T in all. The platform gave up after 40 T and every round stalled; it now waits T 2^(f+2)."""
+    overrides = {
+        **SMALL,
+        "run.tasks": 1,
+        "learning.rounds_per_task": 1,
+        "providers.count": 10,
+        "committee.size": 19,
+        "committee.candidates": 19,
+        "committee.verification": "unsigned",
+        "faults.byzantine_committee": 6,
+        "faults.byzantine_behaviour": "silent",
+        "network.latency_s": {"dist": "uniform", "low": 0.001, "high": 0.01},
+    }
+    model, frame = run("quickstart", overrides)
+    decided = frame[frame["kind"] == "consensus_decided"]
+    assert not (frame["kind"] == "consensus_stalled").any()
+    assert decided["view"].tolist() == [6] and model.tasks_finished == 1
+
+
 def test_more_than_f_silent_members_stall_consensus_and_say_why() -> None:
     overrides = {
         **SMALL,
