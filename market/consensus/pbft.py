@@ -898,6 +898,9 @@ class PbftReplica:
             waiting = (
                 f"NEW-VIEW for view {self.view} from {self.primary_of(self.view)}: "
                 f"{received} of {self.quorum} VIEW-CHANGE messages received"
+                if received < self.quorum
+                else f"NEW-VIEW for view {self.view} from {self.primary_of(self.view)}, which has not sent it: "
+                f"this replica holds {received} VIEW-CHANGE messages, a quorum of {self.quorum}"
             )
         elif not self._waiting():
             waiting = "nothing: no pending request"

@@ -325,3 +325,24 @@ def test_a_committee_of_one_decides_alone() -> None:
     decided = [message for message in out if isinstance(message, Decided)]
     assert [(decision.sequence, decision.request_id) for decision in decided] == [(1, "req-1")]
     assert replica.last_executed == 1
+
+
+def test_a_replica_waiting_on_a_silent_new_primary_says_so() -> None:
+    """With a quorum of VIEW-CHANGE messages in hand, the status said '3 of 3 VIEW-CHANGE messages received'
+    (at n = 19, '19 of 13') as if still short of them; it now names the new primary that has not answered."""
+    ids = ["r0", "r1", "r2", "r3"]
+    replicas: dict[str, PbftReplica] = {
+        replica: PbftReplica(replica, ids, view_change_timeout_s=1.0) for replica in ids
+    }
+    replicas["r0"] = ByzantineReplica(replicas["r0"], SilentReplica())  # type: ignore[assignment]
+    replicas["r1"] = ByzantineReplica(replicas["r1"], SilentPrimary())  # view 1's primary: never sends NEW-VIEW
+    network = Network(replicas, np.random.default_rng(0), max_latency_s=0.01)
+    for replica in ids:
+        network.handle(replica, replicas[replica].submit("req-1", {"k": 1}))
+    network.run(until_s=1.5)  # view 0 timed out at 1 s; the VIEW-CHANGEs for view 1 have arrived
+    waiting = replicas["r2"].status().waiting_for
+    assert waiting == (
+        "NEW-VIEW for view 1 from r1, which has not sent it: this replica holds 3 VIEW-CHANGE messages, a quorum of 3"
+    )
+    network.run(until_s=60.0)
+    assert [len(network.decisions[replica]) for replica in ("r2", "r3")] == [1, 1]  # view 2's primary decides
