@@ -170,11 +170,14 @@ class _EdgeStore:
         """The store as `_Arrays` of `version`: rows are slots (dead ones edgeless, so no tree reaches them).
         Zero latencies stay explicit entries of the matrix, which csgraph takes as edges."""
         count = len(self.node_ids)
-        sources = np.frombuffer(self.sources, np.int32)
-        targets = np.frombuffer(self.targets, np.int32)
-        latencies = np.frombuffer(self.latencies, np.float64)
+        # Copies, not np.frombuffer views: a view held in a local pins the growable array, and a profiler that
+        # holds this frame (a dask worker samples its threads' frames) keeps the locals past the return, so the
+        # next join's append failed with "BufferError: Existing exports of data" (1 sweep cell in about 50).
+        sources = np.array(self.sources, dtype=np.int32)
+        targets = np.array(self.targets, dtype=np.int32)
+        latencies = np.array(self.latencies, dtype=np.float64)
         if self.dead:
-            alive = np.frombuffer(self.alive, np.bool_)
+            alive = np.array(self.alive, dtype=np.bool_)
             keep = alive[sources] & alive[targets]
             sources, targets, latencies = sources[keep], targets[keep], latencies[keep]
         if not np.all(np.isfinite(latencies) & (latencies >= 0.0)):

@@ -319,3 +319,28 @@ def test_a_leaf_floods_as_if_it_were_put_in_the_graph_for_the_search() -> None:
         sent = overlay.log.to_arrow().to_pylist()[-1]
         assert sent["reached"] == len(expected)
         assert sent["transmissions"] == len(overlay.neighbours(sender)) + degrees + links
+
+
+def test_a_profiler_holding_the_array_build_s_frame_does_not_pin_the_edge_store() -> None:
+    """A dask worker's profiler holds its threads' frame objects, and a frame object keeps its locals after the
+    function returns: np.frombuffer views in `_EdgeStore.arrays` then pinned the growable arrays, and the next
+    join failed with "BufferError: Existing exports of data" (one sweep cell of nine, now and then)."""
+    import sys
+
+    overlay = _overlay_of(build_topology(NetworkSection(degree=3), list(range(40)), np.random.default_rng(2)), seed=3)
+    overlay.leave(5)  # a dead slot, so the build also reads the alive flags
+    held = []
+
+    def hold_frames(frame, event, _argument) -> None:
+        if event == "return" and frame.f_code.co_name == "arrays":
+            held.append(frame)  # as a sampling profiler holds a thread's frames
+
+    sys.setprofile(hold_frames)
+    try:
+        overlay.latencies_from(0)  # builds the arrays of this topology version
+    finally:
+        sys.setprofile(None)
+    assert held
+    for node in range(100, 110):  # joins append to the store's arrays
+        overlay.join(node)
+    assert overlay.is_online(109) and 109 in overlay.latencies_from(0)
