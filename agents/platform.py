@@ -93,8 +93,9 @@ class RoundMechanism:
     def audit_claim(self, claim: SignedClaim) -> bool:
         """The claimed privacy cost (B 5) equals eps_i * ln(1 + ||u~||_1) recomputed from the received update (its
         vector's L1 norm on the torch backend, the record's on the surrogate; SPEC A.3 resolution). The claimed
-        C_unit = ln C_com + C_pr (B 6) cannot be checked against it: ln C_com is private and is negative for a
-        device with C_com < 1 (screening only requires C_unit > 0, which (B 24) needs)."""
+        C_unit = ln C_com + C_pr (B 6) is not checked against it: ln C_com is private, and it is 0 for a device with
+        C_com = 1 (the claim record itself refuses C_unit <= 0, and types with C_com < 1 are refused, docs/spec.md
+        A.3)."""
         upload = self.updates.get(claim.claim.provider_id)
         if upload is None:
             return False

@@ -140,11 +140,10 @@ class Block:
         """The canonical encoding of the content (every field but the hash), computed once per block: every
         committee member appends, and so re-hashes, the same immutable block. (A changed copy, such as
         `dataclasses.replace(block, txs=...)`, is a new object and is encoded afresh.)"""
-        return computed_once(
-            self,
-            "_content_encoding",
-            lambda: canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs)),
-        )
+        return computed_once(self, "_content_encoding", self._fresh_content_encoding)
+
+    def _fresh_content_encoding(self) -> bytes:
+        return canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs))
 
     def computed_hash(self) -> str:
         """The hash this block's content should have (differs from `hash` if the block was altered)."""
@@ -154,7 +153,7 @@ class Block:
         """The hash of the block's fields as they are now, encoded afresh rather than from the encoding cached
         at creation: what `verify_chain` checks, so a block altered in place (`object.__setattr__` on it or on
         one of its transactions) is caught as well as an altered copy."""
-        return sha256_hex(canonical_encoding(self.content_of(self.height, self.prev_hash, self.timestamp, self.txs)))
+        return sha256_hex(self._fresh_content_encoding())
 
     def encode(self) -> bytes:
         """The block's canonical encoding, hash included: what is stored and sent. "hash" sorts before every

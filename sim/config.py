@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from flmarket.market.consensus.pbft import QUORUM_RULES, quorum_problem
+from flmarket.market.costs import computation_cost
 
 STRATEGY_NAMES = ("ALLC", "ALLD", "Rand", "TFT", "Mixed", "MMZD", "MMZDA", "BNE")
 
@@ -44,9 +45,9 @@ a welfare sum is below 1e9 (unit revenue) x 1e12 (precision gain theta0 / theta1
 computation cost (SPEC A.2: energy x frequency^2 x cycles x batch x memory terms) below 1e9^5 = 1e45: every product
 the model forms stays far below the float maximum of 1.8e308 (`unit_revenue = 1e308` made welfare inf)."""
 MIN_POSITIVE = 1e-9
+"""The smallest strictly positive value of a field that is divided by (privacy budget, frequency, rates)."""
 CNN_HIDDEN_LAYERS = 3  # the torch CNN's hidden layers (market/fl/models.py records the same; a test checks)
 TORCH_CLASSES = 10  # digits, MNIST and CIFAR-10
-"""The smallest strictly positive value of a field that is divided by (privacy budget, frequency, rates)."""
 MAX_SEED = 2**63 - 1
 """Seeds are signed 64-bit integers in the event log and the manifest."""
 MAX_NAME_BYTES = 200
@@ -675,9 +676,11 @@ class Scenario(_Section):
             name: getattr(providers, name).lower_bound()[1]
             for name in ("cpu_frequency", "cycles_per_batch", "batch_size", "memory_use_ratio", "memory")
         }
-        weight, energy = mechanism.cost_weight, mechanism.energy_coefficient
-        cheapest = weight * energy * lowest["cycles_per_batch"] * lowest["batch_size"] * lowest["cpu_frequency"] ** 2
-        cheapest += (1 - weight) * lowest["memory_use_ratio"] * lowest["memory"]
+        cheapest = float(
+            computation_cost(
+                **lowest, cost_weight=mechanism.cost_weight, energy_coefficient=mechanism.energy_coefficient
+            )
+        )
         if not cheapest >= 1.0:
             shown_lowest = ", ".join(f"providers.{name} {value:.6g}" for name, value in lowest.items())
             raise ValueError(

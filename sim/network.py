@@ -172,7 +172,7 @@ class _EdgeStore:
         count = len(self.node_ids)
         # Copies, not np.frombuffer views: a view held in a local pins the growable array, and a profiler that
         # holds this frame (a dask worker samples its threads' frames) keeps the locals past the return, so the
-        # next join's append failed with "BufferError: Existing exports of data" (1 sweep cell in about 50).
+        # next join's append failed with "BufferError: Existing exports of data" (one cell of a sweep, once).
         sources = np.array(self.sources, dtype=np.int32)
         targets = np.array(self.targets, dtype=np.int32)
         latencies = np.array(self.latencies, dtype=np.float64)
