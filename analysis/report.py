@@ -42,6 +42,7 @@ from flmarket.analysis.stability import (
     stationarity_verdict,
 )
 from flmarket.analysis.sweeps import by_parameter, is_sweep_dir, load_index, sweep_summary
+from flmarket.files import write_text_atomically
 
 REPORT_FILE = "report.html"
 _NUMBER = re.compile(r"-?[\d,]*\.?\d+(e[-+]\d+)?")
@@ -698,12 +699,7 @@ def write_report(
             f"path: not a run directory (manifest.json) or a sweep directory (sweep.json), got {str(source)!r}"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    try:
-        temporary.write_text(render(title, sections, dpi), encoding="utf-8")
-        temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text_atomically(target, render(title, sections, dpi))
     if figures_dir is not None:
         save_figures(sections, figures_dir, dpi, vector_format)
     return target

@@ -9,7 +9,6 @@ goes to stderr).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from flmarket.arguments import integer_in
 from flmarket.arguments import seed as seed_argument
+from flmarket.files import write_text_atomically
 from flmarket.market.errors import MarketError, PartitionError
 from flmarket.market.fl.backend import BackendConfig, make_backend
 from flmarket.market.fl.calibrate import (
@@ -128,21 +128,6 @@ def _output_file(raw: str) -> Path:
     return path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder renamed over it, so `path` is either
-    untouched or complete; the temporary file is removed if anything fails."""
-    temporary = path.with_name(f".calibrate-{os.getpid()}.part")
-    handle = temporary.open("x", encoding="utf-8")  # never clobbers a file this process did not create
-    try:
-        with handle:
-            handle.write(text)
-        temporary.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-
-
 def handle(args: argparse.Namespace) -> int:
     """Run the calibration and write the fragment to --out (or stdout, alone); status goes to stderr; returns 0."""
     try:
@@ -166,7 +151,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.out is None:
         print(fragment, end="", flush=True)
     else:
-        write_atomically(Path(args.out), fragment)
+        write_text_atomically(Path(args.out), fragment)
         print(
             f"wrote {args.out}: theta0={fit.theta0:.6g} theta1={fit.theta1:.6g} residual_rms={fit.residual_rms:.3g}",
             file=sys.stderr,

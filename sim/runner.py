@@ -11,7 +11,6 @@ only after the scenario has been validated and the model built, so bad input lea
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import signal
@@ -30,6 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from flmarket.files import write_json_atomically
 from flmarket.sim.config import Scenario
 from flmarket.sim.events import EventLog, event_schema
 from flmarket.sim.model import MarketModel
@@ -138,13 +138,6 @@ def _log_state(log: EventLog) -> dict[str, Any]:
         "part_rows": {record.path: record.rows for record in records},
         "part_sha256": {record.path: record.sha256 for record in records},
     }
-
-
-def write_json_atomically(path: Path, content: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
 
 
 def new_run_id(scenario: Scenario, output_dir: Path) -> str:

@@ -638,7 +638,7 @@ def _record_stopped(index: _Index, cells_dir: Path, unfinished: Sequence[CellRun
     With `workers_gone` (a LocalCluster, closed by now: its worker processes were shut down mid-run), a manifest
     still saying `running` is set to `interrupted`, since no process will finish it. A remote cluster's workers
     may still be running their cell, so their manifests are left as they are."""
-    from flmarket.sim.runner import write_json_atomically
+    from flmarket.files import write_json_atomically
 
     for run in unfinished:
         path = cells_dir / run.run_id / "manifest.json"
@@ -732,7 +732,7 @@ class _Index:
 
     def write(self) -> None:
         self.content["updated_at"] = datetime.now(UTC).isoformat()
-        from flmarket.sim.runner import write_json_atomically
+        from flmarket.files import write_json_atomically
 
         write_json_atomically(self.path, self.content)
 

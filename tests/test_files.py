@@ -1,0 +1,29 @@
+"""flmarket/files.py: an atomic write leaves the target as it was or whole, and no temporary file behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flmarket.files import write_json_atomically, write_text_atomically
+
+
+def test_a_write_replaces_the_target_whole(tmp_path) -> None:
+    target = tmp_path / "fragment.toml"
+    target.write_text("old\n")
+    write_text_atomically(target, "theta0 = 9.82\n")
+    assert target.read_text() == "theta0 = 9.82\n" and sorted(tmp_path.iterdir()) == [target]
+    write_json_atomically(tmp_path / "manifest.json", {"status": "finished", "b": 1})
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"b": 1, "status": "finished"}
+
+
+def test_a_failed_write_leaves_the_target_untouched_and_no_temporary_file(tmp_path) -> None:
+    target = tmp_path / "page.html"
+    target.write_text("before")
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomically(target, "half \udc80 written")  # a lone surrogate cannot be encoded as UTF-8
+    assert target.read_text() == "before" and sorted(tmp_path.iterdir()) == [target]
+    with pytest.raises(TypeError):
+        write_json_atomically(target, {"not json": object()})
+    assert target.read_text() == "before" and sorted(tmp_path.iterdir()) == [target]
