@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from flmarket.arguments import SEED_LIMIT
 from flmarket.market.consensus.pbft import QUORUM_RULES, quorum_problem
 from flmarket.market.costs import computation_cost
 
@@ -48,7 +49,7 @@ MIN_POSITIVE = 1e-9
 """The smallest strictly positive value of a field that is divided by (privacy budget, frequency, rates)."""
 CNN_HIDDEN_LAYERS = 3  # the torch CNN's hidden layers (market/fl/models.py records the same; a test checks)
 TORCH_CLASSES = 10  # digits, MNIST and CIFAR-10
-MAX_SEED = 2**63 - 1
+MAX_SEED = SEED_LIMIT - 1
 """Seeds are signed 64-bit integers in the event log and the manifest."""
 MAX_NAME_BYTES = 200
 """`run.name` in UTF-8; the run directory `<name>-s<seed>-<timestamp>[-<n>]` must stay within 255 bytes."""
