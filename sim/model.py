@@ -242,6 +242,7 @@ class MarketModel(mesa.Model):
         for provider in initial:
             self._log_join(provider)
         self._stepped = False  # once step() drives the model, the DataCollector records one row per step
+        self._last_sample_s = -math.inf  # simulated time of the last population sample
         self.datacollector.collect(self)  # row 0: the state before any task
 
     def _backend_config(self) -> BackendConfig:
@@ -317,11 +318,13 @@ class MarketModel(mesa.Model):
         self._step_waiters = waiting
 
     def sample(self) -> None:
-        """One sample of the population (driven by the periodic sampler process, not by every event); it is a
-        DataCollector row too unless `step()` drives the model (then rows are per step)."""
+        """One sample of the population (driven by the periodic sampler process, not by every event, and taken
+        once more when the last task of a run with a task limit finishes); it is a DataCollector row too unless
+        `step()` drives the model (then rows are per step)."""
         if not self._stepped and self.env.now > 0:  # row 0 was collected when the model was built
             self.datacollector.collect(self)
         now = self.env.now
+        self._last_sample_s = now
         self.log.emit(
             now, "sample", NO_AGENT, online_providers=len(self.online_providers), tasks_finished=self.tasks_finished
         )
@@ -501,6 +504,10 @@ class MarketModel(mesa.Model):
             if self._on_task_finished is not None:
                 self._on_task_finished(self.env.now, self.tasks_finished)
             if self._task_limit is not None and self.tasks_finished >= self._task_limit:
+                # the population as the run ends: the periodic samples may have stopped up to an interval before
+                # (the final strategy shares, extinction and fixation are read from the last sample)
+                if self._last_sample_s < self.env.now:
+                    self.sample()
                 self.done.succeed()
                 return
 

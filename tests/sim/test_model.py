@@ -40,7 +40,8 @@ def test_quickstart_event_count_and_final_time_are_pinned() -> None:
     assert model.env.now == pytest.approx(QUICKSTART_FINAL_TIME_S, abs=1e-9)
 
 
-QUICKSTART_EVENTS = 48127  # 47827 before each round logged its shapley_estimated record (300 rounds)
+QUICKSTART_EVENTS = 48132  # +5: the final sample and its 4 strategy shares at the last task's end (48127 before;
+# 47827 before each round logged its shapley_estimated record, 300 rounds)
 QUICKSTART_FINAL_TIME_S = 4108.786416596611  # moves by microseconds when a message grows (size / bandwidth)
 
 
@@ -394,3 +395,20 @@ def test_a_round_reports_as_paid_only_what_reached_providers() -> None:
     assert rounds.to_dict() == pytest.approx(paid.reindex(rounds.index, fill_value=0.0).to_dict(), abs=1e-9)
     settled = frame[frame["kind"] == "task_settled"].set_index("task")["paid"]
     assert rounds.groupby(level="task").sum().to_dict() == pytest.approx(settled.to_dict(), abs=1e-9)
+
+
+def test_the_population_is_sampled_when_the_last_task_finishes() -> None:
+    """The bundled evolution run's last sample was at 240 s and the run ended at 313.7 s, so the final strategy
+    shares, extinction and fixation showed a population 70 s out of date."""
+    scenario = load_scenario("evolution", {"run.tasks": 4, "run.sample_interval_s": 1e6})
+    model, frame = _events(scenario)
+    samples = frame[frame["kind"] == "sample"]
+    assert samples["time"].tolist() == [0.0, pytest.approx(model.env.now, abs=0)]
+    assert samples["tasks_finished"].tolist() == [0, 4]
+    final = frame[(frame["kind"] == "strategy_share") & (frame["time"] == model.env.now)]
+    counts = model.strategy_counts()
+    assert dict(zip(final["strategy"], final["count"].astype(int), strict=True)) == counts
+    stepped = MarketModel(scenario)
+    for _ in range(4):
+        stepped.step()
+    pdt.assert_frame_equal(events_frame(stepped.log.to_arrow()), frame)  # step() logs the final sample as run() does
