@@ -184,10 +184,24 @@ def events_of(source: EventSource, kinds: Sequence[str]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _of_kind(frame: pd.DataFrame, kind: str, columns: Iterable[str]) -> pd.DataFrame:
-    """The rows of one kind with the given columns; empty when the kind or a column is absent."""
+def _of_kind(frame: pd.DataFrame, kind: str, columns: Iterable[str], optional: Iterable[str] = ()) -> pd.DataFrame:
+    """The rows of one kind with the given columns; empty when the kind is absent.
+
+    A frame that has rows of the kind but not one of `columns` was loaded without them (`load_events(...,
+    columns=...)`): that is a ValueError naming them, not an empty answer. Only `optional` columns (fields that
+    older logs lack, for which the caller has a fallback) may be missing, and then the answer is empty."""
     columns = list(columns)
-    if frame.empty or any(name not in frame.columns for name in columns):
+    if frame.empty or "kind" not in frame.columns:
+        return pd.DataFrame(columns=columns)
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        present = bool((frame["kind"].astype(str) == kind).any())
+        required = [name for name in missing if name not in set(optional)]
+        if present and required:
+            raise ValueError(
+                f"events: the {kind} rows lack the columns {', '.join(required)}, which this measure reads "
+                "(load the run with every column of its kinds, or pass the run directory)"
+            )
         return pd.DataFrame(columns=columns)
     rows = frame[frame["kind"].astype(str) == kind]
     return rows[columns].reset_index(drop=True)
@@ -333,13 +347,13 @@ def participation_by_strategy(source: EventSource) -> pd.DataFrame:
         .agg(providers=("action", "size"), participants=("participant", "sum"), mean_action=("action", "mean"))
         .reset_index()
     )
-    configured = _of_kind(frame, "task_configured", ["task", "rounds"]).dropna(subset=["rounds"])
+    configured = _of_kind(frame, "task_configured", ["task", "rounds"], optional=["rounds"]).dropna(subset=["rounds"])
     if configured.empty:
         configured = _of_kind(frame, "task_posted", ["task", "rounds"])
     table = table.merge(configured.drop_duplicates("task"), on="task", how="left")
     rounds = pd.to_numeric(table["rounds"]).astype(float)
     table["participation_rate"] = table["mean_action"] / rounds.where(rounds > 0)
-    paid = _of_kind(frame, "provider_payoff", ["task", "strategy", "realised_rounds"])
+    paid = _of_kind(frame, "provider_payoff", ["task", "strategy", "realised_rounds"], optional=["realised_rounds"])
     if not paid.empty:
         paid = paid.astype({"task": int, "strategy": str, "realised_rounds": float})
         realised = (
@@ -442,7 +456,7 @@ def budget_use(source: EventSource) -> pd.DataFrame:
     cap = table["round_cap"].astype(float)
     table["round_cap_use"] = table["rounds"] / cap.where(cap > 0)
     for flag in ("balanced", "within_budget"):
-        checks = _of_kind(frame, "budget_check", ["task", flag])
+        checks = _of_kind(frame, "budget_check", ["task", flag], optional=[flag])
         if checks.empty:
             table[flag] = pd.NA
         else:
@@ -653,12 +667,15 @@ def run_summary(source: EventSource) -> dict[str, float]:
     participation = participation_by_strategy(frame)
     participation = participation[participation["task"].astype(int).isin(finished)]
     riding = free_riding(frame)
+    riding = riding[riding["task"].astype(int).isin(finished)]
     rounds = round_outcomes(frame)
     budget = budget_use(frame)
     budget = budget[budget["task"].astype(int).isin(finished)]
     overall_fairness = shapley_fairness(frame, by=())
     participants = participation["participants"].astype(float).sum()
     providers = participation["providers"].astype(float).sum()
+    rated = participation[participation["participation_rate"].notna()]
+    rated_providers = rated["providers"].astype(float)
     references = reference_summary(frame)
     return {
         "tasks": float(len(tasks)),
@@ -667,6 +684,12 @@ def run_summary(source: EventSource) -> dict[str, float]:
         "welfare_std": float(tasks["welfare"].std()) if len(tasks) > 1 else math.nan,
         "mean_welfare_per_player": _mean(tasks["welfare_per_player"]),
         "participating_share": participants / providers if providers else math.nan,
+        # every decision counts once (the per-strategy mean below gives a strategy of 1 provider the weight of one
+        # of 1,000)
+        "participation_rate": float((rated["participation_rate"].astype(float) * rated_providers).sum())
+        / float(rated_providers.sum())
+        if float(rated_providers.sum()) > 0
+        else math.nan,
         "mean_participation_rate": _mean(participation["participation_rate"]),
         "free_rider_share": _mean(riding["free_rider_share"]),
         "payoff_gap": _mean(riding["payoff_gap"]),

@@ -110,8 +110,13 @@ METRICS: dict[str, Measure] = {
     "participating_share": Measure(
         "participating share", "fraction", "Decisions with y_i > 0 over all decisions, pooled over tasks."
     ),
+    "participation_rate": Measure(
+        "participation rate", "fraction", "Mean of y_i / R over all decisions (providers x tasks), pooled."
+    ),
     "mean_participation_rate": Measure(
-        "mean participation rate", "fraction", "Mean over tasks and strategies of mean(y_i) / R."
+        "mean participation rate by strategy",
+        "fraction",
+        "Mean over tasks and strategies of mean(y_i) / R (each strategy weighs the same, whatever its size).",
     ),
     "free_rider_share": Measure(
         "free-rider share", "fraction", "Mean share of providers playing ALLD or sending non-honest updates."
@@ -471,13 +476,13 @@ def run_sections(
 SWEEP_MEASURES = (
     # (summary column, axis label, bounds for a bootstrap interval or None for Student t)
     ("mean_welfare", "mean welfare per task", None),
-    ("mean_participation_rate", "mean participation y / R", (0.0, 1.0)),
+    ("participation_rate", "participation y / R", (0.0, 1.0)),
     ("final_window_variance", "welfare variance, final window", (0.0, math.inf)),
 )
 RUN_COLUMNS = (
     "mean_welfare",
     "welfare_position",
-    "mean_participation_rate",
+    "participation_rate",
     "free_rider_share",
     "final_window_variance",
     "welfare_stationarity",

@@ -521,3 +521,31 @@ def test_a_task_the_horizon_cut_off_is_left_out_of_every_per_task_measure(tmp_pa
     participation = metrics.participation_by_strategy(result.run_dir)
     kept_rate = participation[participation["task"].isin(finished)]["participation_rate"].mean()
     assert summary["mean_participation_rate"] == pytest.approx(kept_rate, rel=1e-12)
+
+
+def test_participation_rate_counts_each_decision_once_and_free_riding_counts_finished_tasks_only() -> None:
+    """A sweep over strategy mixes showed a flat 0.5: the per-strategy mean gives ALLC (rate 1) and ALLD (rate 0)
+    the same weight whatever their numbers. And free riding counted an unfinished task (0.0 with none finished)."""
+    rows: list[dict] = [
+        {"kind": "task_finished", "task": 0, "players": 5, "total_participation": 12, "welfare": 1.0, "precision": 0.1},
+        *(
+            {"kind": "task_configured", "task": task, "rounds": 3, "budget": 10.0, "fee_ratio": 0.2}
+            | {"round_cap": 3, "committee_cost": 0.5}
+            for task in (0, 1)
+        ),
+    ]
+    for agent in range(1, 6):
+        strategy, action = ("ALLC", 3) if agent <= 4 else ("ALLD", 0)
+        rows.append({"kind": "action_chosen", "task": 0, "agent": agent, "strategy": strategy, "action": action})
+        rows.append({"kind": "provider_payoff", "task": 0, "agent": agent, "strategy": strategy, "utility": 1.0})
+    # task 1 never finished (the horizon cut it): one ALLD decided and was paid
+    rows.append({"kind": "action_chosen", "task": 1, "agent": 5, "strategy": "ALLD", "action": 0})
+    rows.append({"kind": "provider_payoff", "task": 1, "agent": 5, "strategy": "ALLD", "utility": 1.0})
+    summary = metrics.run_summary(events(*rows))
+    assert summary["participation_rate"] == pytest.approx(4 / 5)  # (4 x 3/3 + 1 x 0/3) / 5 decisions
+    assert summary["mean_participation_rate"] == pytest.approx(1 / 2)  # (ALLC 1 + ALLD 0) / 2 strategies
+    assert summary["participating_share"] == pytest.approx(4 / 5)
+    assert summary["free_rider_share"] == pytest.approx(1 / 5)  # task 0 only; task 1's 1.0 is left out
+    unfinished = metrics.run_summary(events(*rows[1:]))
+    assert unfinished["tasks"] == 0
+    assert math.isnan(unfinished["free_rider_share"]) and math.isnan(unfinished["participation_rate"])
