@@ -29,6 +29,8 @@ from flmarket.arguments import integer_in
 
 NO_EVENTS_SQL = "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND view_name NOT IN ('runs', '_runs_frame')"
 """How many event-kind views a connection has (none when no run under the path logged events)."""
+VIEWS_SQL = "SELECT view_name FROM duckdb_views() WHERE NOT internal AND view_name != '_runs_frame' ORDER BY 1"
+"""The views a query can read: runs and one per event kind logged under the path."""
 
 RUNS_COLUMNS = ["run_id", "status", "scenario_name", "seed", "tasks_finished", "tasks_rejected", "events"]
 """The `runs` view's own columns (a sweep adds its cells' label and swept parameters)."""
@@ -151,11 +153,21 @@ def query(path: str | Path, sql: str) -> pd.DataFrame:
 
     connection = connect(path)
     try:
-        return connection.execute(sql).df()
+        result = connection.execute(sql)
+        if result is None or result.description is None:  # empty, only comments, or a statement with no rows
+            raise ValueError(
+                f"sql: {' '.join(sql.split())[:80]!r} returns no table (it is empty, only comments, or not a "
+                "query); write a query, e.g. SELECT * FROM runs"
+            )
+        return result.df()
     except duckdb.Error as error:
         message = " ".join(str(error).split())
-        if isinstance(error, duckdb.CatalogException) and not connection.execute(NO_EVENTS_SQL).fetchone()[0]:
-            message += " (no run here has events to query, so there is only the runs view: SELECT * FROM runs)"
+        if isinstance(error, duckdb.CatalogException):
+            if not connection.execute(NO_EVENTS_SQL).fetchone()[0]:
+                message += " (no run here has events to query, so there is only the runs view: SELECT * FROM runs)"
+            else:
+                views = [row[0] for row in connection.execute(VIEWS_SQL).fetchall()]
+                message += f" (the views here are: {', '.join(views)})"
         raise ValueError(f"sql: {message}") from None
     finally:
         connection.close()

@@ -115,6 +115,19 @@ def test_the_command_prints_the_result_and_bad_sql_is_one_line(sweep_dir, capsys
     assert err.startswith("flmarket: error: sql: ") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
+def test_sql_without_a_query_is_a_one_line_error(sweep_dir, sql, capsys) -> None:
+    """These were an AttributeError traceback ('NoneType' object has no attribute 'df')."""
+    assert main(["query", str(sweep_dir), sql]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flmarket: error: sql: ") and "returns no table" in err and err.count("\n") == 1
+
+
+def test_an_unknown_view_lists_the_views_there_are(sweep_dir) -> None:
+    with pytest.raises(ValueError, match="the views here are: .*action_chosen, .*runs, .*task_finished"):
+        query(sweep_dir, "SELECT * FROM task_finishd")
+
+
 def test_runs_lists_every_cell_of_a_sweep_and_a_sweep_without_events_says_so(tmp_path, monkeypatch) -> None:
     """The runs view had only the finished runs (sweep_summary has every cell); with none finished, a kind's
     view was missing and DuckDB's error did not say why."""
