@@ -435,6 +435,8 @@ def _plan_scan(run_dir: str | Path, kinds: Any, columns: Any, filters: Any) -> _
     if columns is not None:
         if isinstance(columns, str):
             raise ValueError(f"columns: must be a list of column names, got the string {columns!r}")
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(name, str) for name in columns):
+            raise ValueError(f"columns: must be a list of column names, got {columns!r}")
         unknown = [name for name in columns if name not in schema.names]
         if unknown:
             raise ValueError(
@@ -445,11 +447,44 @@ def _plan_scan(run_dir: str | Path, kinds: Any, columns: Any, filters: Any) -> _
     else:
         wanted = schema.names
     if filters is not None and not isinstance(filters, ds.Expression):
-        filters = pq.filters_to_expression(filters)
+        filters = _filter_expression(filters, schema, selected)
     if check.partial and check.complete_through != check.last_seq:  # a partial run: the events before the hole
         prefix = ds.field("seq") <= (-1 if check.complete_through is None else check.complete_through)
         filters = prefix if filters is None else filters & prefix
     return _Scan(path, check, selected, schema, wanted, filters)
+
+
+FILTERS_FORM = (
+    "a list of (column, op, value) tuples that must all hold, e.g. [('task', '<', 3)], or a list of such lists "
+    "of which one must hold, or a pyarrow.dataset expression; op is one of =, ==, !=, <, >, <=, >=, in, not in"
+)
+
+
+def _filter_expression(filters: Any, schema: pa.Schema, kinds: list[str]) -> ds.Expression:
+    """pyarrow's DNF filters as an expression, with errors that name `filters`, the column and the form."""
+    if not isinstance(filters, list) or not filters:
+        raise ValueError(f"filters: must be {FILTERS_FORM}; got {filters!r}")
+    flat = isinstance(filters[0], tuple | list) and bool(filters[0]) and isinstance(filters[0][0], str)
+    groups = [filters] if flat else filters  # pyarrow's own test: a first item (column, ...) is one conjunction
+    for group in groups:
+        if not isinstance(group, list) or not group:
+            raise ValueError(
+                f"filters: {group!r} is not a list of (column, op, value) tuples; filters must be {FILTERS_FORM}"
+            )
+        for item in group:
+            if not (isinstance(item, tuple | list) and len(item) == 3 and isinstance(item[0], str)):
+                raise ValueError(
+                    f"filters: {item!r} is not a (column, op, value) tuple; filters must be {FILTERS_FORM}"
+                )
+            if item[0] not in schema.names:
+                raise ValueError(
+                    f"filters: {item[0]!r} is not a column of the kinds {', '.join(kinds) or '(none)'} "
+                    f"(columns: {', '.join(schema.names)})"
+                )
+    try:
+        return pq.filters_to_expression([[tuple(item) for item in group] for group in groups])
+    except (ValueError, TypeError, pa.ArrowException) as error:
+        raise ValueError(f"filters: {error}; filters must be {FILTERS_FORM}") from None
 
 
 def _read(scan: _Scan, kinds: list[str], columns: list[str]) -> pa.Table | None:
@@ -473,8 +508,9 @@ def _read(scan: _Scan, kinds: list[str], columns: list[str]) -> pa.Table | None:
     )
     try:
         return dataset.to_table(columns=columns, filter=scan.filters, use_threads=False, memory_pool=_POOL)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ValueError(f"filters: cannot be applied to the kinds {', '.join(scan.kinds)} ({error})") from None
+    except pa.ArrowException as error:  # ArrowInvalid, ArrowTypeError, ArrowNotImplementedError (e.g. int < str)
+        reason = " ".join(str(error).split("\n")[0].split())
+        raise ValueError(f"filters: cannot be applied to the kinds {', '.join(scan.kinds)} ({reason})") from None
 
 
 def load_events_table(
@@ -624,7 +660,8 @@ def load_events(
     `kinds`: a list of kind names (None: every kind the run logged); an unknown kind is an error naming the
     known ones. `columns`: the fields to read besides time, seq, kind and agent (None: all of the kinds').
     `filters`: a `pyarrow.dataset` expression or pyarrow's list-of-tuples form, e.g. `[("task", "<", 10)]`,
-    pushed down to the scan (a kind without the field has no rows that pass). The parts are verified against the
+    pushed down to the scan (a selected kind without the field has no rows that pass; a field that none of the
+    selected kinds has, or a malformed filter, is a ValueError that names it). The parts are verified against the
     manifest first: `RunIntegrityError` on a problem, `PartialRunWarning` for a run that did not finish.
     """
     return load_runs_events([run_dir], kinds, columns, filters)[0]

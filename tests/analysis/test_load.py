@@ -157,6 +157,41 @@ def test_an_unknown_column_is_an_error_naming_the_columns(run) -> None:
         load_events(run, kinds=["reward_paid"], columns=["welfare"])
 
 
+@pytest.mark.parametrize(
+    ("selection", "message"),
+    [
+        ({"columns": 5}, r"^columns: must be a list of column names, got 5$"),
+        ({"columns": (name for name in ["reward"])}, r"^columns: must be a list of column names, got <generator"),
+        ({"filters": ("task", "<", 3)}, r"^filters: must be a list of \(column, op, value\) tuples"),
+        ({"filters": {"task": 3}}, r"^filters: must be a list of"),
+        ({"filters": []}, r"^filters: must be a list of"),
+        ({"filters": "task < 3"}, r"^filters: must be a list of"),
+        ({"filters": [("task", "<")]}, r"^filters: \('task', '<'\) is not a \(column, op, value\) tuple"),
+        ({"filters": [("task", "~", 3)]}, r'^filters: "~" is not a valid operator.* filters must be a list of'),
+        (
+            {"filters": [("welfare", ">", 0)]},
+            r"^filters: 'welfare' is not a column of the kinds reward_paid \(columns: ",
+        ),
+        ({"filters": [("task", "<", "3")]}, r"^filters: cannot be applied to the kinds reward_paid \(.*int64, string"),
+    ],
+)
+def test_bad_columns_or_filters_are_one_line_errors_naming_the_argument(run, selection, message) -> None:
+    """These were tracebacks from pyarrow (ArrowNotImplementedError, KeyError: 0, TypeError) or, for a generator of
+    columns, a frame silently without the columns asked for."""
+    with pytest.raises(ValueError, match=message) as error:
+        load_events(run, kinds=["reward_paid"], **selection)
+    assert "\n" not in str(error.value)
+
+
+def test_filters_in_either_list_form_select_the_rows_pandas_selects(run) -> None:
+    full = load_events(run, kinds=["reward_paid"])
+    either = load_events(run, kinds=["reward_paid"], filters=[[("task", "<", 1)], [("round", "=", 0)]])
+    assert either["seq"].tolist() == full[(full["task"] < 1) | (full["round"] == 0)]["seq"].tolist()
+    both = load_events(run, kinds=["reward_paid"], filters=[["task", "<", 1], ["round", "=", 0]])
+    assert both["seq"].tolist() == full[(full["task"] < 1) & (full["round"] == 0)]["seq"].tolist()
+    assert 0 < len(both) < len(either) < len(full)
+
+
 def test_run_summary_reads_only_its_kinds_and_gets_the_numbers_of_the_full_frame(run) -> None:
     from_directory = metrics.run_summary(run)
     from_full_frame = metrics.run_summary(load_events(run))
