@@ -20,6 +20,11 @@ def write_text_atomically(path: Path, text: str) -> None:
         with temporary.open("x", encoding="utf-8") as handle:  # "x": never clobbers a file another process made
             handle.write(text)
         temporary.replace(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.filename is None:  # a failed write or close (a full disk) names no file: name the target
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -263,7 +263,7 @@ def _write_atomically(table: pa.Table, path: Path) -> PartRecord:
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM while files are written (main thread only), then deliver them: an interrupt never
     lands between writing a file and recording it, so the log's bookkeeping stays exact."""
     if threading.current_thread() is not threading.main_thread():
@@ -409,7 +409,7 @@ class EventLog:
         """Write the records buffered since the last write to checkpoint files (superseded by the next part)."""
         if self.directory is None or self.error is not None:
             return
-        with _signals_deferred():  # an interrupt arrives after the bookkeeping, never inside it
+        with signals_deferred():  # an interrupt arrives after the bookkeeping, never inside it
             try:
                 self._write_checkpoints()
             except Exception as error:
@@ -431,7 +431,7 @@ class EventLog:
         """Write the buffered records, one part per kind (temporary name, then rename); return the new paths."""
         if self.error is not None:
             return []
-        with _signals_deferred():  # an interrupt arrives after the bookkeeping, never inside it
+        with signals_deferred():  # an interrupt arrives after the bookkeeping, never inside it
             try:
                 written = self._write_parts()
             except Exception as error:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from flmarket.files import write_json_atomically
 from flmarket.sim.config import Scenario
-from flmarket.sim.events import EventLog, event_schema
+from flmarket.sim.events import EventLog, event_schema, signals_deferred
 from flmarket.sim.model import MarketModel
 
 VERSIONED_PACKAGES = (
@@ -204,6 +204,35 @@ def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_p
         status, first_error = "interrupted", error
     except BaseException as error:
         first_error = error
+    # From here to the last manifest write, SIGINT and SIGTERM are held and delivered after it: a signal that
+    # landed in the final flush left a finished run's manifest saying `running` (a second Ctrl-C did the same to
+    # an interrupted one). A finished run stays finished; the process still stops (exit status 130 or 143).
+    with signals_deferred():
+        status, first_error = _close_log(log, model, manifest, status, first_error)
+        wall = time.perf_counter() - started
+        _write_last_manifest(manifest, status, first_error, wall, model, log, run_dir)
+    if first_error is not None:
+        raise first_error
+    history = model.welfare_history
+    return RunResult(
+        run_dir=run_dir,
+        status=status,
+        tasks_finished=model.tasks_finished,
+        final_time_s=float(model.env.now),
+        events=log.count,
+        wall_time_s=wall,
+        mean_welfare=sum(history) / len(history) if history else float("nan"),
+        participation_by_strategy={
+            name: total / count for name, (total, count) in sorted(model.participation_by_strategy.items()) if count
+        },
+    )
+
+
+def _close_log(
+    log: EventLog, model: MarketModel, manifest: dict[str, Any], status: str, first_error: BaseException | None
+) -> tuple[str, BaseException | None]:
+    """Log `run_finished` and write the rest of the log; a write error fails the run unless something failed
+    first (then it is kept in the manifest as `close_error`)."""
     try:
         if log.error is None:
             log.emit(model.env.now, "run_finished", status=status, tasks_finished=model.tasks_finished)
@@ -214,7 +243,19 @@ def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_p
         else:
             manifest["close_error"] = _one_line(error)
         log.close()  # only stops the timer after a failed write
-    wall = time.perf_counter() - started
+    return status, first_error
+
+
+def _write_last_manifest(
+    manifest: dict[str, Any],
+    status: str,
+    first_error: BaseException | None,
+    wall: float,
+    model: MarketModel,
+    log: EventLog,
+    run_dir: Path,
+) -> None:
+    """The manifest of a run that has ended: its status, error, times, counts, parts and traffic."""
     if first_error is not None and not isinstance(first_error, KeyboardInterrupt):
         manifest["error"] = _one_line(first_error)
     manifest.update(
@@ -236,21 +277,6 @@ def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_p
         }
     )
     write_json_atomically(run_dir / "manifest.json", manifest)
-    if first_error is not None:
-        raise first_error
-    history = model.welfare_history
-    return RunResult(
-        run_dir=run_dir,
-        status=status,
-        tasks_finished=model.tasks_finished,
-        final_time_s=float(model.env.now),
-        events=log.count,
-        wall_time_s=wall,
-        mean_welfare=sum(history) / len(history) if history else float("nan"),
-        participation_by_strategy={
-            name: total / count for name, (total, count) in sorted(model.participation_by_strategy.items()) if count
-        },
-    )
 
 
 def _write_first_manifest(manifest: dict[str, Any], run_id: str, scenario: Scenario, run_dir: Path) -> None:

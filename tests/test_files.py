@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +29,27 @@ def test_a_failed_write_leaves_the_target_untouched_and_no_temporary_file(tmp_pa
     with pytest.raises(TypeError):
         write_json_atomically(target, {"not json": object()})
     assert target.read_text() == "before" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_names_the_target(tmp_path, monkeypatch) -> None:
+    """A failed write names no file ('flmarket: error: No space left on device' said nothing of where)."""
+    target = tmp_path / "manifest.json"
+
+    class FullDisk:
+        def __init__(self, path, *args, **kwargs) -> None:
+            self.handle = open(path, *args, **kwargs)  # noqa: SIM115 (closed in __exit__)
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", lambda self, *args, **kwargs: FullDisk(self, *args, **kwargs))
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        write_json_atomically(target, {"status": "finished"})
+    assert caught.value.filename == str(target) and caught.value.errno == errno.ENOSPC
+    assert sorted(tmp_path.iterdir()) == []

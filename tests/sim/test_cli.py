@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -325,3 +326,33 @@ def test_flmarket_s_warnings_are_one_line_like_its_errors(tmp_path, capsys) -> N
     error = capsys.readouterr().err
     assert error.startswith("flmarket: warning: not a social dilemma: Assumption 1 fails")
     assert "UserWarning" not in error and ".py:" not in error
+
+
+@pytest.mark.parametrize(("number", "code", "said"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_while_the_finished_run_writes_its_log_leaves_it_finished(
+    tmp_path, monkeypatch, capsys, number, code, said
+) -> None:
+    """A signal that landed in the final flush skipped the last manifest write: a finished run said `running` and
+    loaded as crashed. The signal is now held until the manifest is written, then delivered."""
+    import signal
+
+    from flmarket.sim.events import EventLog
+
+    real_close = EventLog.close
+
+    def signalled_close(self: EventLog) -> None:
+        if self.directory is not None:
+            os.kill(os.getpid(), getattr(signal, number))  # held: the runner defers signals from here on
+        real_close(self)
+
+    monkeypatch.setattr(EventLog, "close", signalled_close)
+    assert main(["run", "--tasks", "2", "--quiet", "--out", str(tmp_path), "--set", "providers.count=8"]) == code
+    assert capsys.readouterr().err.strip() == f"flmarket: {said}"
+    (run_dir,) = tmp_path.iterdir()
+    manifest = load_manifest(run_dir)
+    assert manifest["status"] == "finished" and manifest["tasks_finished"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a PartialRunWarning would say the log was cut short
+        frame = load_events(run_dir, kinds=["run_finished"])
+    assert frame["status"].tolist() == ["finished"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
