@@ -24,6 +24,11 @@ def _integer(raw: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
 
 
+def integer(raw: str) -> int:
+    """An argparse type: an integer in plain digits, any value (the scenario's schema checks the range)."""
+    return _integer(raw)
+
+
 def integer_in(minimum: int, maximum: int | None = None, note: str = "") -> Callable[[str], int]:
     """An argparse type: an integer from `minimum` to `maximum` (no upper bound when None); `note` follows the
     rule in the refusal, e.g. "must be an integer >= 0 (0: every row), got -1"."""

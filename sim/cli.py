@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from flmarket.arguments import folder, integer_in
+from flmarket.arguments import folder, integer, integer_in, seed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,21 +55,31 @@ COMMANDS: dict[str, Command] = {
 DEFAULT_SCENARIO = "quickstart"
 
 
+def add_override(overrides: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` last in `overrides`: overrides apply in insertion order, so a key given again (`--set a=1 --set
+    a=2`) must move to the end, not keep the place of its first appearance (a later `--set a={...}` in between
+    would otherwise win over it)."""
+    overrides.pop(key, None)
+    overrides[key] = value
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The dotted-path overrides of `--set`, in command-line order, then `--seed`, `--horizon` and `--tasks`,
+    which win over any `--set` of the same field (or of a table holding it, such as `--set 'run={...}'`)."""
     from flmarket.sim.config import ScenarioError
 
     overrides: dict[str, object] = {}
-    if args.seed is not None:
-        overrides["run.seed"] = args.seed
-    if args.horizon is not None:
-        overrides["run.horizon_s"] = args.horizon
-    if args.tasks is not None:
-        overrides["run.tasks"] = args.tasks
     for item in args.set or []:
         key, separator, raw = item.partition("=")
         if not separator:
             raise ScenarioError(f"--set: expected KEY=VALUE (e.g. providers.count=50), got {item!r}")
-        overrides[key.strip()] = _parse_value(raw.strip())
+        add_override(overrides, key.strip(), _parse_value(raw.strip()))
+    if args.seed is not None:
+        add_override(overrides, "run.seed", args.seed)
+    if args.horizon is not None:
+        add_override(overrides, "run.horizon_s", args.horizon)
+    if args.tasks is not None:
+        add_override(overrides, "run.tasks", args.tasks)
     return overrides
 
 
@@ -254,17 +264,21 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
     """--seed, --horizon, --tasks and --set, read by `_overrides` (run and validate take the same ones)."""
-    parser.add_argument("--seed", type=int, help="override run.seed")
-    parser.add_argument("--horizon", type=float, help="override run.horizon_s (simulated seconds)")
-    parser.add_argument("--tasks", type=int, help="override run.tasks (stop after this many FL tasks)")
+    parser.add_argument("--seed", type=seed, help="override run.seed (wins over --set)")
+    parser.add_argument("--horizon", type=float, help="override run.horizon_s (simulated seconds; wins over --set)")
+    parser.add_argument(
+        "--tasks",
+        type=integer,
+        help="override run.tasks (stop after this many FL tasks; wins over --set)",
+    )
     parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
         help="override any scenario field by its dotted path, e.g. --set providers.count=100 "
-        "(repeatable; values are TOML). A value replaces the key whole, as in sweep grids: tables are never "
-        "merged, and a table parameter set key by key (providers.strategy_mix.ALLD=0.8 "
-        "--set providers.strategy_mix.ALLC=0.2) starts from an empty table",
+        "(repeatable, applied in order: the last one given wins; values are TOML). A value replaces the key "
+        "whole, as in sweep grids: tables are never merged, and a table parameter set key by key "
+        "(providers.strategy_mix.ALLD=0.8 --set providers.strategy_mix.ALLC=0.2) starts from an empty table",
     )
 
 

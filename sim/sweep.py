@@ -1001,14 +1001,14 @@ def _handler(args: argparse.Namespace) -> int:
 
 def _set_options(items: Sequence[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` options as dotted-path overrides (values are TOML, as for `flmarket run --set`)."""
-    from flmarket.sim.cli import _parse_value
+    from flmarket.sim.cli import _parse_value, add_override
 
     overrides: dict[str, Any] = {}
     for item in items:
         key, separator, raw = item.partition("=")
         if not separator or not key.strip():
             raise GridError(f"--set: expected KEY=VALUE (e.g. providers.count=50), got {item!r}")
-        overrides[key.strip()] = _parse_value(raw.strip())
+        add_override(overrides, key.strip(), _parse_value(raw.strip()))
     return overrides
 
 

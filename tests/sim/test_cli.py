@@ -356,3 +356,29 @@ def test_a_signal_while_the_finished_run_writes_its_log_leaves_it_finished(
         frame = load_events(run_dir, kinds=["run_finished"])
     assert frame["status"].tolist() == ["finished"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_set_options_apply_in_order_and_the_shorthands_win(tmp_path, capsys) -> None:
+    """A repeated --set kept its first place, so a table set in between won over the later value; --seed went
+    first, so a later --set 'run={...}' dropped it silently."""
+    assert main(["validate", "quickstart", "--set", "providers.count=8", "--set", "providers={count=12}"]) == 0
+    assert "12 providers" in capsys.readouterr().out
+    argv = ["validate", "quickstart", "--set", "providers.count=8", "--set", "providers={count=12}"]
+    assert main([*argv, "--set", "providers.count=8"]) == 0
+    assert "8 providers" in capsys.readouterr().out
+    runs = tmp_path / "runs"
+    argv = ["run", "--quiet", "--out", str(runs), "--seed", "3", "--set", 'run={name="x", tasks=1}']
+    assert main([*argv, "--set", "providers.count=8"]) == 0
+    (run_dir,) = runs.iterdir()
+    assert run_dir.name.startswith("x-s3-") and load_manifest(run_dir)["seed"] == 3
+
+
+@pytest.mark.parametrize(("option", "value"), [("--seed", "1_0"), ("--tasks", "1_0"), ("--seed", "-1")])
+def test_seed_and_tasks_are_read_as_plain_integers(option, value, capsys) -> None:
+    """int() read 1_0 as 10; flmarket's other commands refuse it."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["validate", "quickstart", option, value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    said = "must be in [0, 2**63), got -1" if value == "-1" else "must be an integer, got '1_0'"
+    assert f"argument {option}: {said}" in err
