@@ -154,9 +154,9 @@ class Distribution(_Section):
         return self
 
     def lower_bound(self) -> tuple[str, float]:
-        """The smallest value the distribution can produce (for a log-normal, the practical minimum: ten standard
-        deviations of its logarithm below the mean, as `upper_bound` goes above it), and the parameter that sets
-        it. An exponential's is 0: its density is highest there."""
+        """The smallest value the distribution can produce (for the unbounded ones, the practical minimum: ten
+        standard deviations below the mean, of its logarithm for a log-normal, as `upper_bound` goes above it), and
+        the parameter that sets it. An exponential's is 0: its density is highest there."""
         if self.dist == "constant":
             return "value", float(self.value)  # type: ignore[arg-type]
         if self.dist == "uniform":
@@ -165,7 +165,7 @@ class Distribution(_Section):
             return "mean", math.exp(float(self.mean) - 10 * float(self.std))  # type: ignore[arg-type]
         if self.dist == "exponential":
             return "mean", 0.0
-        return "mean", -math.inf
+        return "mean", float(self.mean) - 10 * float(self.std)  # type: ignore[arg-type]
 
     def upper_bound(self) -> tuple[str, float]:
         """The largest value the distribution can produce (for the unbounded ones, the practical maximum: ten
@@ -225,6 +225,12 @@ def _require_range(
         raise ValueError(
             f"std: exp(mean - 10 std) = {low:g}, the smallest practical draw, must be at least {MIN_POSITIVE:g} "
             f"(every draw of this field must be > 0); got mean = {distribution.mean:g}, std = {distribution.std:g}"
+        )
+    if distribution.dist == "normal" and too_low:
+        bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
+        raise ValueError(
+            f"std: mean - 10 std = {low:g}, the smallest practical draw, must be {bound} (every draw of this field "
+            f"must be); got mean = {distribution.mean:g}, std = {distribution.std:g}"
         )
     if above is not None and not low > above:
         raise ValueError(f"{name}: must be > {above:g} (every draw must be), got {low:g}")

@@ -71,6 +71,23 @@ def test_a_strictly_positive_field_takes_a_lognormal_prior_and_says_why_not_an_e
     assert latency.network.latency_s.dist == "exponential"  # a field >= 0 takes it
 
 
+def test_a_normal_prior_is_checked_ten_standard_deviations_down_as_it_is_up() -> None:
+    """The README lists `normal`, but its lower bound was -inf, so every field (all have a lower bound) refused
+    it, blaming the mean ("must be > 0 (every draw must be), got -inf"), even with std = 0."""
+    base = {"run": {"tasks": 3}}
+    narrow = {"dist": "normal", "mean": 0.05, "std": 0.001}
+    scenario = parse_scenario({**base, "network": {"latency_s": narrow}, "providers": {"unit_revenue": 1.0}})
+    assert scenario.network.latency_s.lower_bound() == ("mean", pytest.approx(0.04))
+    assert scenario.network.latency_s.upper_bound() == ("mean", pytest.approx(0.06))
+    point = parse_scenario({**base, "providers": {"unit_revenue": {"dist": "normal", "mean": 1.0, "std": 0.0}}})
+    assert point.providers.unit_revenue.sample(np.random.default_rng(0)) == 1.0
+    wide = {**base, "providers": {"unit_revenue": {"dist": "normal", "mean": 1.0, "std": 0.2}}}
+    assert _error(wide) == (
+        "providers.unit_revenue.std: mean - 10 std = -1, the smallest practical draw, must be > 0 (every draw of "
+        "this field must be); got mean = 1, std = 0.2"
+    )
+
+
 def test_out_of_range_scalar() -> None:
     message = _error({"run": {"tasks": 3}, "committee": {"fee_ratio": 1.5}})
     assert message.startswith("committee.fee_ratio: ") and "1.5" in message
