@@ -274,10 +274,11 @@ def verify_run(run_dir: str | Path) -> RunCheck:
                 f"events/{name}: SHA-256 differs from the manifest (the file was changed, or comes from another run)"
             )
     unlisted = sorted(set(parts) - set(listed))
-    # a crashed or running run (or one whose final write failed) wrote parts and checkpoints after the manifest
-    # was last updated: they are read; a run that closed cleanly has only the parts its manifest lists
+    # a crashed or running run (or one whose final write failed, or a sweep cell whose worker was shut down before
+    # it closed its log: `log_closed` false) wrote parts and checkpoints after the manifest was last updated: they
+    # are read; a run that closed cleanly has only the parts its manifest lists
     incomplete_write = status == "failed" and manifest.get("events_written", expected) != expected
-    open_ended = status in ("crashed", "running") or incomplete_write
+    open_ended = status in ("crashed", "running") or incomplete_write or manifest.get("log_closed") is False
     if not open_ended:
         problems += [
             f"events/{name}: not in the manifest (a duplicated part, or one from another run)" for name in unlisted

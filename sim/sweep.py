@@ -650,9 +650,14 @@ def _record_stopped(index: _Index, cells_dir: Path, unfinished: Sequence[CellRun
         if status == "running" and workers_gone:
             manifest["status"] = status = "interrupted"
             manifest["error"] = "the sweep was stopped while this cell ran, and its dask worker was shut down"
+            # the worker never closed the log: what it wrote is in parts and checkpoints the manifest may not list
+            # yet, which a reader takes as it does a crashed run's (not as strays left by a closed log)
+            manifest["log_closed"] = False
             write_json_atomically(path, manifest)
         if isinstance(status, str) and status != "running":
             index.content["cells"][run.run_id]["status"] = status
+            if isinstance(manifest.get("error"), str):
+                index.content["cells"][run.run_id]["error"] = manifest["error"]
     index.write()
 
 
@@ -825,7 +830,7 @@ def _dask_outcomes(
                 f"--scheduler: not a dask scheduler address such as tcp://HOST:8786, got {scheduler!r} "
                 f"({' '.join(str(error).split())})"
             ) from None
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, TypeError) as error:  # TypeError: a protocol dask cannot open here
             raise GridError(
                 f"--scheduler: cannot reach a dask scheduler at {scheduler!r} within {SCHEDULER_CONNECT_TIMEOUT_S:g} s "
                 f"({' '.join(str(error).split())})"
@@ -971,6 +976,12 @@ def _handler(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    if args.scheduler is not None and args.workers is not None:
+        raise GridError(
+            f"--workers: sizes a local cluster, but --scheduler {args.scheduler} runs the cells on that scheduler's "
+            "workers; give one of them"
+        )
+    workers = args.workers if args.workers is not None else default_worker_count()
     grid = load_grid(args.grid)
     if args.set or args.seeds is not None:
         grid = with_options(
@@ -979,7 +990,7 @@ def _handler(args: argparse.Namespace) -> int:
             overrides=_set_options(args.set or []),
         )
     result = run_sweep(
-        grid, workers=args.workers, scheduler=args.scheduler, output_dir=args.out, show_progress=not args.quiet
+        grid, workers=workers, scheduler=args.scheduler, output_dir=args.out, show_progress=not args.quiet
     )
     if args.quiet:
         print(result.sweep_dir)
@@ -1012,6 +1023,26 @@ def _set_options(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+def default_worker_count() -> int:
+    """`flmarket sweep`'s local workers when --workers is not given: the cores, from 1 to 4."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def scheduler_address(raw: str) -> str:
+    """An argparse type: a dask scheduler address over TCP. tls:// needs a security context and ucx:// the ucx
+    package, which the command line cannot give (dask raised a TypeError traceback for both)."""
+    address = raw.strip()
+    scheme, separator, rest = address.partition("://")
+    if not separator:
+        scheme, rest = "tcp", address
+    if scheme != "tcp" or not rest or rest.startswith(":"):
+        raise argparse.ArgumentTypeError(
+            f"must be a dask scheduler address over TCP, such as tcp://HOST:8786 or HOST:8786, got {raw!r}"
+            + (" (tls:// and other protocols need settings the command line cannot give)" if separator else "")
+        )
+    return f"tcp://{rest}"
+
+
 def _keys_epilog() -> str:
     """The keys a grid may vary, grouped by section, for `flmarket sweep --help`."""
     sections: dict[str, list[str]] = {}
@@ -1039,7 +1070,7 @@ def _keys_epilog() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `flmarket sweep GRID [--set KEY=VALUE] [--seeds SEEDS] [--workers N] [--scheduler ADDRESS] [--out DIR]
     [--quiet]`."""
-    default_workers = max(1, min(os.cpu_count() or 1, 4))
+    default_workers = default_worker_count()
     parser = subparsers.add_parser(
         "sweep",
         help="run a grid of scenarios x seeds on dask",
@@ -1071,14 +1102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers",
         type=integer_in(0),
-        default=default_workers,
+        default=None,
         help=f"local dask worker processes, one thread each (default: {default_workers}; "
-        "0 = run in this process without dask)",
+        "0 = run in this process without dask; not with --scheduler)",
     )
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="address of a running dask scheduler (e.g. tcp://host:8786) instead of a local cluster",
+        type=scheduler_address,
+        help="address of a running dask scheduler (tcp://HOST:PORT, or HOST:PORT) instead of a local cluster",
     )
     parser.add_argument(
         "--out", type=folder, default=DEFAULT_OUTPUT_DIR, help=f"output directory (default: {DEFAULT_OUTPUT_DIR})"

@@ -443,6 +443,16 @@ def test_sigkill_loses_only_the_records_after_the_last_checkpoint(tmp_path) -> N
         frame = load_events(run_dir)
     assert frame["seq"].tolist() == list(range(kept))
     assert frame["kind"].astype(str).iloc[0] == "run_started"
+    # A sweep whose LocalCluster was stopped marks such a cell interrupted, saying its log was never closed (sim/
+    # sweep.py, _record_stopped): it loads the same rows. It used to be refused ("a checkpoint left in a run
+    # that closed its log"), so the stopped cells of a dask sweep could not be read.
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps(manifest | {"status": "interrupted"}))
+    with pytest.raises(RunIntegrityError, match="a checkpoint left in a run that closed its log"):
+        load_events(run_dir)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest | {"status": "interrupted", "log_closed": False}))
+    with pytest.warns(PartialRunWarning, match=rf"is interrupted: loading seq 0\.\.{check.complete_through} "):
+        assert load_events(run_dir)["seq"].tolist() == list(range(kept))
 
 
 # ------------------------------------------------------------------------------------------------- provenance

@@ -641,6 +641,38 @@ def test_a_scheduler_address_dask_cannot_parse_is_refused_with_the_option(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("tls://127.0.0.1:1", "must be a dask scheduler address over TCP"),  # dask: TypeError, needs ssl_context
+        ("ucx://127.0.0.1:1", "must be a dask scheduler address over TCP"),  # dask: TypeError, abstract connector
+        ("", "must be a dask scheduler address over TCP"),  # ran in this process, silently
+        ("127.0.0.1:1", "cannot reach a dask scheduler at 'tcp://127.0.0.1:1'"),  # a bare HOST:PORT is TCP
+    ],
+)
+def test_scheduler_addresses_are_tcp_and_their_problems_are_one_line(tmp_path, address, said, capsys) -> None:
+    from flmarket.sim.cli import main
+
+    argv = ["sweep", "population_mix", "--seeds", "1,", "--out", str(tmp_path / "out"), "--scheduler", address]
+    try:
+        code = main(argv)
+    except SystemExit as stopped:  # argparse's refusal
+        code = stopped.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_workers_with_a_scheduler_is_refused_not_ignored(tmp_path, capsys) -> None:
+    from flmarket.sim.cli import main
+
+    argv = ["sweep", "population_mix", "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:1"]
+    assert main([*argv, "--workers", "2"]) == 2
+    assert "--workers: sizes a local cluster, but --scheduler tcp://127.0.0.1:1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_problem_of_every_cell_is_said_once_and_one_cell_s_by_its_cell() -> None:
     """A misspelt --set used to give one line per cell, each blaming the cell."""
     grid = load_grid("population_mix")
@@ -738,7 +770,10 @@ def test_a_stopped_local_cluster_leaves_no_cell_saying_running(tmp_path, workers
     statuses = {run_id: cell["status"] for run_id, cell in json.loads(index.path.read_text())["cells"].items()}
     if workers_gone:
         assert manifest["status"] == "interrupted" and "dask worker was shut down" in manifest["error"]
+        assert manifest["log_closed"] is False  # so its parts and checkpoints load (tests/analysis/test_load.py)
         assert manifest["run_id"] == running.run_id  # the rest of the manifest is kept
+        cell = json.loads(index.path.read_text())["cells"][running.run_id]
+        assert cell["error"] == manifest["error"]  # the index said nothing of why
     else:
         assert manifest == {"status": "running", "run_id": running.run_id}
     expected_running = "interrupted" if workers_gone else "pending"
