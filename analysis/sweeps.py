@@ -39,7 +39,19 @@ def _sweep_path(sweep_dir: str | Path) -> Path:
 def load_index(sweep_dir: str | Path) -> dict[str, Any]:
     """The sweep's index (`sweep.json`), with `parameters` naming the frame columns of the swept parameters
     (`parameter_columns`) and `swept` the dotted paths as the grid gave them."""
-    index = json.loads((_sweep_path(sweep_dir) / INDEX_FILE).read_text())
+    path = _sweep_path(sweep_dir) / INDEX_FILE
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); re-run the sweep to rebuild it from its cells") from None
+    cells = index.get("cells") if isinstance(index, dict) else None
+    if not isinstance(cells, dict) or not all(
+        isinstance(cell, dict) and isinstance(cell.get("parameters", {}), dict) for cell in cells.values()
+    ):
+        raise ValueError(
+            f"{path}: not a sweep index (a JSON object whose 'cells' maps each run id to its cell); re-run the "
+            "sweep to rebuild it from its cells"
+        )
     index["swept"] = list(index.get("parameters", []))
     index["parameters"] = parameter_columns(index)
     return index

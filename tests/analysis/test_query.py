@@ -182,3 +182,22 @@ def test_the_sweep_summary_shows_a_bar_over_the_runs_on_a_terminal_only(sweep_di
     monkeypatch.setattr(sys, "stderr", piped)
     sweep_summary(sweep_dir, show_progress=True)
     assert piped.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [("{not json", "not valid JSON"), ('{"name": "x"}', "not a sweep index"), ("[]", "not a sweep")],
+)
+def test_a_damaged_sweep_index_is_one_line_naming_the_file(sweep_dir, tmp_path, content, said, capsys) -> None:
+    """An index without cells was a KeyError: 'cells' traceback; bad JSON said 'Expecting property name' only."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    (copy / "sweep.json").write_text(content)
+    for command in (
+        ["query", str(copy), "SELECT * FROM runs"],
+        ["report", str(copy), "--out", str(tmp_path / "r.html")],
+    ):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"flmarket: error: {copy / 'sweep.json'}: {said}") and err.count("\n") == 1
+    assert not (tmp_path / "r.html").exists()
