@@ -187,6 +187,9 @@ def _validate(args: argparse.Namespace) -> int:
         print(describe_grid(args.scenario))
         return 0
     scenario = load_scenario(args.scenario, overrides)
+    from flmarket.sim.runner import check_output_dir
+
+    check_output_dir(scenario)
     _build(scenario)
     print(
         f"{args.scenario}: valid ({scenario.run.name}: {scenario.providers.count} providers, "

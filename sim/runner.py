@@ -29,8 +29,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from flmarket.arguments import folder_problem
 from flmarket.files import write_json_atomically
-from flmarket.sim.config import Scenario
+from flmarket.sim.config import Scenario, ScenarioError
 from flmarket.sim.events import EventLog, event_schema, signals_deferred
 from flmarket.sim.model import MarketModel
 
@@ -167,7 +168,17 @@ def run_scenario(
         return _run(scenario, output_dir, run_id, show_progress)
 
 
+def check_output_dir(scenario: Scenario) -> None:
+    """Refuse a `run.output_dir` that cannot take a run (a file, or under one, or not writable), naming the field;
+    `flmarket validate` makes the same check."""
+    problem = folder_problem(scenario.run.output_dir)
+    if problem is not None:
+        raise ScenarioError(f"run.output_dir: {problem}")
+
+
 def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_progress: bool) -> RunResult:
+    if output_dir is None:
+        check_output_dir(scenario)
     output_dir = Path(output_dir if output_dir is not None else scenario.run.output_dir)
     run_id = run_id or new_run_id(scenario, output_dir)
     run_dir = output_dir / run_id

@@ -382,3 +382,14 @@ def test_seed_and_tasks_are_read_as_plain_integers(option, value, capsys) -> Non
     err = capsys.readouterr().err
     said = "must be in [0, 2**63), got -1" if value == "-1" else "must be an integer, got '1_0'"
     assert f"argument {option}: {said}" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_output_dir_that_is_a_file_is_refused_naming_the_field(tmp_path, monkeypatch, command, capsys) -> None:
+    """validate said 'valid'; run said only "'afile/quickstart-s7-...': Not a directory"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    assert main([command, "quickstart", "--tasks", "1", "--set", 'run.output_dir="afile"']) == 2
+    err = capsys.readouterr().err
+    assert err == "flmarket: error: run.output_dir: must be a folder, got 'afile', which is a file\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["afile"]
