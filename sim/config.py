@@ -1055,7 +1055,7 @@ def read_toml(path: Path, what: str = "scenario") -> dict[str, Any]:
     except OSError as error:
         raise ScenarioError(f"{path}: cannot read the {what} file: {error.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (some editors write one) is not TOML
     except UnicodeDecodeError as error:
         raise ScenarioError(
             f"{path}: not UTF-8 text (byte {error.start} is {raw[error.start : error.start + 1]!r}); "

@@ -459,3 +459,12 @@ def test_candidates_stand_with_a_stake() -> None:
     with pytest.raises(ScenarioError, match=r"^committee\.candidate_stake\.low: must be > 0"):
         load_scenario("quickstart", {"committee.candidate_stake": {"dist": "uniform", "low": 0.0, "high": 5.0}})
     assert load_scenario("quickstart", {"committee.candidate_stake": 0.5, "providers.initial_stake": 0.0})
+
+
+def test_a_scenario_file_with_a_byte_order_mark_reads_as_without(tmp_path) -> None:
+    """'malformed TOML: Invalid statement (at line 1, column 1)' for a file some Windows editors save."""
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[run]\nname = "bom"\ntasks = 3\n', encoding="utf-8")
+    marked = tmp_path / "marked.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert load_scenario(marked) == load_scenario(plain)
