@@ -268,6 +268,12 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
         for path, values in grid.items():
             if not isinstance(values, list) or not values:
                 errors.append(f"grid.{path}: must be a non-empty list of values, got {_describe(values)}")
+        for outer, inner in itertools.permutations(grid, 2):  # a value replaces its path whole (apply_overrides)
+            if inner != outer and _inside(inner, outer):
+                errors.append(
+                    f"grid.{inner}: inside grid.{outer}, whose values replace it whole; vary one of the two (or "
+                    "list whole values of the outer one)"
+                )
         if not any(line.startswith("grid") for line in errors):
             parameters = tuple(grid)
             for combination in itertools.product(*grid.values()):

@@ -832,3 +832,15 @@ def test_cluster_processes_ignore_ctrl_c_and_this_process_keeps_its_handler() ->
         assert started_after == "False"
     finally:
         signal.signal(signal.SIGINT, inherited)
+
+
+def test_a_grid_that_varies_a_table_and_a_key_inside_it_is_refused_naming_both() -> None:
+    """They were merged cell by cell, and the cells then failed with 'a mix is replaced whole, never merged'."""
+    data = {
+        "sweep": {"name": "x", "scenario": "quickstart", "seeds": [1]},
+        "grid": {"providers.strategy_mix": [{"ALLC": 1.0}], "providers.strategy_mix.ALLC": [0.5, 1.0]},
+    }
+    with pytest.raises(GridError, match=r"^grid.providers.strategy_mix.ALLC: inside grid.providers.strategy_mix, "):
+        parse_grid(data)
+    siblings = {**data, "grid": {"providers.count": [6, 8], "providers.strategy_mix.ALLC": [0.5, 1.0]}}
+    assert len(parse_grid(siblings).cells) == 4  # paths side by side are a product, as before
