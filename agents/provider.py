@@ -233,15 +233,10 @@ class DataProvider(mesa.Agent):
         if message.kind == "round_start" and self.online:
             announcement: RoundAnnouncement = message.payload
             if announcement.round < self.planned_rounds and announcement.task == self.model.current_task:
-                self._contribute(announcement)
+                self.model.env.process(self._contribute(announcement))
 
-    # A contribution is three steps chained by SimPy timeouts' callbacks, not a SimPy process: train, stamp, send.
-    # A process would cost two more kernel events per contribution (its start and its end) and a generator
-    # resume per step, about a tenth of an unsigned run at 10,000 providers. The order of events is the
-    # process's: its body ran at its start event, which SimPy runs right after the announcement's delivery.
-
-    def _contribute(self, announcement: RoundAnnouncement) -> None:
-        """Train gamma local iterations and perturb (B 4); after the training time, stamp (`_stamp`).
+    def _contribute(self, announcement: RoundAnnouncement) -> Generator[simpy.Event, Any, None]:
+        """Train gamma local iterations, perturb (B 4), stamp with a PoET certificate, sign and send.
 
         With modelled signatures the claim's and the timer's signatures add `signature_sign_s` each before the
         timer is requested, and the certificate's one after the timer elapsed (its issue time is when it is
@@ -251,7 +246,9 @@ class DataProvider(mesa.Agent):
         round's is given up (`update_abandoned`). Its round has closed, so its update would be late, and the
         provider's trusted timer holds one timer at a time (SPEC D.1): the newer request replaces the older."""
         self._contributing = announcement
+        env = self.model.env
         private = self._private_type
+        honest = self.behaviour == "honest"
         committee = self.model.scenario.committee
         sign_s = committee.signature_sign_s if committee.verification == "modelled" else 0.0
         # Resolution: with Table 3's costs gamma_NE often floors to 0 (B 24); a provider that chose to take part
@@ -263,7 +260,7 @@ class DataProvider(mesa.Agent):
         update = self.model.backend.local_update(
             self.unique_id, iterations, private.privacy_budget, self.behaviour, self.generator
         )
-        if self.behaviour == "honest":
+        if honest:
             training_s = (
                 iterations
                 * private.cycles_per_batch
@@ -271,22 +268,11 @@ class DataProvider(mesa.Agent):
                 / private.cpu_frequency
                 * self.model.scenario.learning.seconds_per_cycle
             )
-            wait_s = training_s + 2 * sign_s
+            yield env.timeout(training_s + 2 * sign_s)
         elif sign_s > 0:
-            wait_s = 2 * sign_s
-        else:
-            self._stamp(announcement, iterations, update)
-            return
-        self.model.env.timeout(wait_s).callbacks.append(lambda _event: self._stamp(announcement, iterations, update))
-
-    def _stamp(self, announcement: RoundAnnouncement, iterations: int, update: LocalUpdate) -> None:
-        """Claim the update's cost (B 5, B 6), sign it and ask the trusted timer for a PoET wait; when the wait
-        has elapsed, send (`_send`)."""
+            yield env.timeout(2 * sign_s)
         if not self.online or self._overtaken(announcement):
             return
-        env = self.model.env
-        committee = self.model.scenario.committee
-        sign_s = committee.signature_sign_s if committee.verification == "modelled" else 0.0
         # (B 5) on what is uploaded: eps of this release (0 for a free rider, who uses no data) and ||u~||_1
         privacy = float(privacy_cost(update.privacy_spent, update.l1_norm)) if update.privacy_spent > 0 else 0.0
         claim = ProviderClaim(
@@ -299,29 +285,17 @@ class DataProvider(mesa.Agent):
         if self._timer is None or self._claim_signer is None:
             signed = SignedClaim(claim, b"")
             timer = _unsigned_timer(self.name, claim, env.now, committee.poet_mean_wait_s)
-            wait_s = timer.duration
+            yield env.timeout(timer.duration)
+            if self._overtaken(announcement):
+                return
+            stamp = WaitCertificate(timer, claim.digest(), env.now, b"")
         else:
             signed = SignedClaim(claim, self._claim_signer.sign(claim.encode()))
             timer = self._timer.create_wait_timer(env.now, committee.poet_mean_wait_s)
-            wait_s = timer.duration + sign_s
-        env.timeout(wait_s).callbacks.append(lambda _event: self._send(announcement, update, signed, timer, privacy))
-
-    def _send(
-        self,
-        announcement: RoundAnnouncement,
-        update: LocalUpdate,
-        signed: SignedClaim,
-        timer: WaitTimer,
-        privacy: float,
-    ) -> None:
-        """Take the wait certificate and send the timestamped, signed update to the round's collector."""
-        if self._overtaken(announcement):
-            return
-        env = self.model.env
-        if self._timer is None or self._claim_signer is None:
-            stamp = WaitCertificate(timer, signed.claim.digest(), env.now, b"")
-        else:
-            stamp = self._timer.create_wait_certificate(env.now, signed.claim.digest())
+            yield env.timeout(timer.duration + sign_s)
+            if self._overtaken(announcement):
+                return
+            stamp = self._timer.create_wait_certificate(env.now, claim.digest())
         if not self.online:
             return
         upload = UpdateUpload(
