@@ -14,7 +14,7 @@ Conventions every figure keeps (issue 16, "publication figures"):
 - legends sit outside the axes (below or to the right of the panels), never on the data;
 - nothing non-finite is drawn: NaN points are dropped, and quantities that are zero up to float noise (a Gini of
   equal rewards, 1e-16) are drawn as 0;
-- output is PNG at `dpi` (default DEFAULT_DPI, at most MAX_DPI) plus a vector copy, PDF or SVG (`save_figure`).
+- output is PNG at `dpi` (default DEFAULT_DPI, MIN_DPI..MAX_DPI) plus a vector copy, PDF or SVG (`save_figure`).
 
 Intervals are computed by the callers (they know the samples) and passed in as low/high columns; the figure
 functions only draw them.
@@ -41,7 +41,10 @@ from scipy import stats
 from flmarket.arguments import integer_in
 
 DEFAULT_DPI = 200
+MIN_DPI = 8  # below 6 FreeType refuses the smallest text ("x-small", 5.8 pt: "invalid ppem value"); below 8
+# constrained layout collapses (mmzd-fig7: "axes sizes collapsed to zero") and the figure is drawn unlaid-out
 MAX_DPI = 1200  # print resolution; at 1200 dpi mmzd-fig8 is 12,240 x 3,840 pixels (peak memory 0.4 GB)
+DPI_NOTE = f" (below {MIN_DPI} a figure's text and layout cannot be drawn)"
 VECTOR_FORMATS = ("pdf", "svg")
 DEFAULT_FORMAT = "pdf"
 CAPTION_SUFFIX = ".caption.txt"
@@ -82,12 +85,12 @@ class SavedFigure:
 
 
 def check_output_options(dpi: int, vector_format: str) -> None:
-    """Reject a dpi outside 1..MAX_DPI or a vector format other than VECTOR_FORMATS, naming the value (a larger
-    dpi makes the PNG renderer ask for gigabytes and fail after the work is done)."""
-    if isinstance(dpi, bool) or not isinstance(dpi, int | np.integer) or dpi < 1:
-        raise ValueError(f"dpi: must be an integer >= 1, got {dpi!r}")
-    if dpi > MAX_DPI:
-        raise ValueError(f"dpi: must be at most {MAX_DPI}, got {dpi!r}")
+    """Reject a dpi outside MIN_DPI..MAX_DPI or a vector format other than VECTOR_FORMATS, naming the value: below
+    MIN_DPI the font renderer cannot size the figures' smallest text or the layout collapses (at matplotlib's
+    default 10 pt font), and a larger dpi makes the PNG renderer ask for gigabytes; both would fail after the
+    work is done."""
+    if isinstance(dpi, bool) or not isinstance(dpi, int | np.integer) or not MIN_DPI <= dpi <= MAX_DPI:
+        raise ValueError(f"dpi: must be an integer in {MIN_DPI}..{MAX_DPI}{DPI_NOTE}, got {dpi!r}")
     if vector_format not in VECTOR_FORMATS:
         raise ValueError(f"format: must be one of {', '.join(VECTOR_FORMATS)}, got {vector_format!r}")
 
@@ -131,9 +134,9 @@ def add_figure_arguments(parser: argparse.ArgumentParser) -> None:
     --dpi (PNG resolution) and --format (the vector copy, pdf or svg)."""
     parser.add_argument(
         "--dpi",
-        type=integer_in(1, MAX_DPI),
+        type=integer_in(MIN_DPI, MAX_DPI, DPI_NOTE),
         default=DEFAULT_DPI,
-        help=f"resolution of the PNG figures, 1..{MAX_DPI} dots per inch (default {DEFAULT_DPI})",
+        help=f"resolution of the PNG figures, {MIN_DPI}..{MAX_DPI} dots per inch (default {DEFAULT_DPI})",
     )
     parser.add_argument(
         "--format",

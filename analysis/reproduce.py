@@ -24,12 +24,14 @@ Uncertainty (stated in every caption): Monte-Carlo means carry 95% Student-t int
 interval (Wilson 1927); averages over the enforceable draws only carry a 95% percentile bootstrap interval that
 resamples the games (Figs. 9, 10: the alliances drawn on one game share it) or the draws (Fig. 8: one game), and
 every figure shows "k/n enforceable". Figures are drawn by `analysis.plots` and written as NAME.png (at `dpi`,
-1..plots.MAX_DPI), NAME.pdf or NAME.svg and NAME.caption.txt (the title's diagnostics, moved out of the figure).
+plots.MIN_DPI..plots.MAX_DPI), NAME.pdf or NAME.svg and NAME.caption.txt (the title's diagnostics, moved out of the
+figure).
 
 Output (both this module and `analysis.reproduce_bgfl`): the output folder is checked before any work (it must be
 a folder, or not exist yet under a folder, and be writable), and an experiment's files are written into a hidden
-staging folder inside it and moved into place together at the end, so a failure while drawing or writing leaves
-none of them behind (and an earlier complete set untouched).
+staging folder inside it and moved into place together at the end (`write_together`: every destination is checked
+first, and a move that fails is rolled back), so a failure while drawing, writing or moving leaves none of them
+behind (and an earlier complete set untouched).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from tqdm import tqdm
 from flmarket.analysis import plots
 from flmarket.arguments import folder as output_folder
 from flmarket.arguments import folder_problem as output_folder_problem
+from flmarket.arguments import integer_in
 from flmarket.arguments import seed as seed_argument
 from flmarket.market.errors import MarketError
 from flmarket.market.iterated import (
@@ -210,15 +213,15 @@ def check_output_folder(folder: str | Path, option: str = "out") -> None:
 
 def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> None:
     """Run `write(staging)`, which writes an experiment's files into a new hidden folder inside `folder`, then
-    move every file it wrote into `folder`. When `write` fails, the staging folder is removed (and `folder` too
-    when this call created it and it is empty) and the error re-raised: no partial set of files is left."""
+    move every file it wrote into `folder`, all or none (`move_together`). When writing or moving fails, the
+    staging folder is removed (and `folder` too when this call created it and it is empty) and the error
+    re-raised: no partial set of files is left, and an earlier complete set is untouched."""
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=folder))
     try:
         write(staging)
-        for path in sorted(staging.iterdir()):
-            path.replace(folder / path.name)
+        move_together(sorted(staging.iterdir()), folder, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
@@ -226,6 +229,53 @@ def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> No
                 folder.rmdir()
         raise
     staging.rmdir()
+
+
+def move_together(paths: Sequence[Path], folder: Path, name: str) -> None:
+    """Move the files `paths` into `folder` under their names, replacing what is there, all or none.
+
+    First every destination is checked: one that is a folder (or anything but a file or a link) cannot be
+    replaced, and is refused with a MarketError naming it before anything moves. Then each existing destination
+    is set aside in a new hidden folder inside `folder` (so on the same file system) and the new file moved in;
+    when a move fails, the files moved so far are removed, the set-aside ones put back, and a MarketError names
+    the destination that failed. The set-aside folder is deleted afterwards, unless putting a file back failed
+    (the error then says where the earlier files are)."""
+    for path in paths:
+        destination = folder / path.name
+        if destination.is_symlink() or not destination.exists() or destination.is_file():
+            continue
+        kind = "a folder" if destination.is_dir() else "not a regular file"
+        raise MarketError(f"out: cannot replace {destination}: it is {kind}; move it away or choose another --out")
+    previous = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".previous", dir=folder))
+    set_aside: list[tuple[Path, Path]] = []  # (destination, where its earlier file waits)
+    moved: list[Path] = []
+    try:
+        for path in paths:
+            destination = folder / path.name
+            if destination.is_symlink() or destination.exists():
+                kept = previous / path.name
+                destination.replace(kept)
+                set_aside.append((destination, kept))
+            path.replace(destination)
+            moved.append(destination)
+    except OSError as error:
+        for new_file in reversed(moved):
+            with contextlib.suppress(OSError):
+                new_file.unlink()
+        stranded = False
+        for earlier_place, kept in reversed(set_aside):
+            try:
+                kept.replace(earlier_place)
+            except OSError:
+                stranded = True
+        if stranded:
+            outcome = f"the earlier files that could not be put back are in {previous}"
+        else:
+            shutil.rmtree(previous, ignore_errors=True)
+            outcome = "no file was changed"
+        reason = error.strerror or str(error)
+        raise MarketError(f"out: cannot replace {destination}: {reason}; {outcome}") from error
+    shutil.rmtree(previous)
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> None:
@@ -645,6 +695,20 @@ def run_experiment(name: str, settings: ReproductionSettings) -> ReproductionOut
     return EXPERIMENTS[name](settings)
 
 
+def refuse_bgfl_options(args: argparse.Namespace) -> None:
+    """Raise MarketError naming --repeats or --data-root when either is given for `args.name`, an MMZD
+    experiment or "all" (which runs the MMZD experiments only): they would be ignored, as --repetitions would be
+    by a BGFL figure."""
+    what = "all runs the MMZD figures, which average" if args.name == "all" else f"{args.name} averages"
+    if getattr(args, "repeats", None) is not None:
+        raise MarketError(
+            f"--repeats: the BGFL experiments' option; {what} --repetitions game runs (default {DEFAULT_REPETITIONS})"
+        )
+    if getattr(args, "data_root", None) is not None:
+        reads = "all runs the MMZD figures, which read" if args.name == "all" else f"{args.name} reads"
+        raise MarketError(f"--data-root: the BGFL experiments' option; {reads} no data (games are drawn from --seed)")
+
+
 def handler(args: argparse.Namespace) -> int:
     """`flmarket reproduce`: run the experiments named, print where the files went; exit code 0."""
     from flmarket.analysis import reproduce_bgfl  # the BGFL figures (Figs. 2-4) live in their own module
@@ -656,6 +720,7 @@ def handler(args: argparse.Namespace) -> int:
                 f"(default {reproduce_bgfl.DEFAULT_REPEATS})"
             )
         return reproduce_bgfl.handler(args)
+    refuse_bgfl_options(args)
     rounds = args.rounds if args.rounds is not None else DEFAULT_ROUNDS
     settings = ReproductionSettings(
         out=Path(args.out),
@@ -685,9 +750,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Reproduce a figure of the BGFL paper (bgfl-fig2, bgfl-fig3, bgfl-fig4: real training on digits, or "
             "MNIST/CIFAR-10 from --data-root, through the mechanism, with a table of the paper's numbers beside "
-            "ours) or of 'Alliance Makes Difference?' (SPEC B.6), the MMZD figures, by Monte-Carlo play: ROUNDS game "
-            "rounds x REPETITIONS runs averaged, random initial actions, a social-dilemma game drawn from "
-            "SEED. "
+            "ours) or of 'Alliance Makes Difference?' (SPEC B.6), the MMZD figures, by Monte-Carlo play: ROUNDS plays "
+            "of the game (game rounds) x REPETITIONS runs averaged, random initial actions, a social-dilemma game "
+            "drawn from SEED. "
             "Writes NAME.csv, NAME.png (at --dpi), NAME.pdf or NAME.svg (--format) and NAME.caption.txt to OUT; "
             "every row and caption states whether the ZD target is enforceable (a single organisation usually has "
             "none for N >= 3; it then plays the paper's clipped strategy and its welfare depends on the "
@@ -701,7 +766,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     bgfl_names = sorted(reproduce_bgfl.EXPERIMENTS)
     parser.add_argument(
-        "name", choices=[*sorted(EXPERIMENTS), *bgfl_names, "all"], help="experiment to run, or 'all' (MMZD)"
+        "name",
+        choices=[*sorted(EXPERIMENTS), *bgfl_names, "all"],
+        help="experiment to run, or 'all' (the six MMZD experiments)",
     )
     parser.add_argument(
         "--out",
@@ -711,16 +778,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--repetitions",
-        type=int,
+        type=integer_in(2, note=" (a standard error needs two runs)"),
         default=None,
-        help=f"MMZD: independent runs averaged (default {DEFAULT_REPETITIONS}); BGFL takes --repeats",
+        help=f"MMZD: independent runs averaged, at least 2 (default {DEFAULT_REPETITIONS}); BGFL takes --repeats",
     )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=integer_in(1),
         default=None,
-        help=f"MMZD: game rounds per run (default {DEFAULT_ROUNDS}); BGFL: aggregation rounds (default "
-        f"{reproduce_bgfl.DEFAULT_ROUNDS})",
+        help=f"MMZD: how many times each run plays the game, the CSV's round 1..ROUNDS, at least 1 (default "
+        f"{DEFAULT_ROUNDS}; not the CSV's game_rounds, R = {DEFAULT_GAME_ROUNDS}: the most FL rounds an "
+        f"organisation can join in one play); BGFL: aggregation rounds (default {reproduce_bgfl.DEFAULT_ROUNDS})",
     )
     parser.add_argument(
         "--seed",

@@ -349,7 +349,7 @@ def test_save_figure_refuses_bad_options(tmp_path) -> None:
     figure, _ = plots.new_figure()
     with pytest.raises(ValueError, match="format: must be one of pdf, svg, got 'eps'"):
         plots.save_figure(figure, tmp_path, "x", "a caption", vector_format="eps")
-    with pytest.raises(ValueError, match="dpi: must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=f"dpi: must be an integer in {plots.MIN_DPI}..{plots.MAX_DPI} .*, got 0"):
         plots.save_figure(figure, tmp_path, "x", "a caption", dpi=0)
     with pytest.raises(ValueError, match="caption: a figure needs a caption"):
         plots.save_figure(figure, tmp_path, "x", "  ")
@@ -371,3 +371,42 @@ def test_rewards_that_differ_only_in_their_last_bits_draw_as_one_bar() -> None:
     assert len(bars) == 1 and bars[0].get_height() == 4
     spread = np.array([1.0, 2.0, 3.0])
     assert plots.histogram_bins(spread) == 30 and plots.histogram_bins(np.full(3, 5.0)) == 30
+
+
+# ------------------------------------------------------------------------------------------------ smallest dpi
+
+
+def _problem_at(figure: Figure, dpi: int) -> str:
+    """What goes wrong drawing the figure as PNG at `dpi`: FreeType's refusal of text under a pixel ('invalid
+    ppem value'), constrained layout's warning that the axes collapsed, or '' when nothing does."""
+    import io
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            figure.savefig(io.BytesIO(), format="png", dpi=dpi)
+        except RuntimeError as error:
+            return str(error)
+    return "; ".join(str(warning.message) for warning in caught)
+
+
+def test_every_figure_draws_at_the_smallest_dpi_and_the_limit_is_needed(mmzd_outputs, run_report, sweep_report) -> None:
+    """--dpi 1..4 crashed in FreeType after the work was done; plots.MIN_DPI is the smallest at which every figure
+    draws and keeps its layout: at 5, mmzd-fig8's x-small k/n labels make FreeType fail, and at 7 mmzd-fig7's
+    axes collapse. The BGFL figures use the same text sizes (test_bgfl_figures_draw_at_the_smallest_dpi)."""
+    figures = {name: output.figure for name, output in mmzd_outputs.items()}
+    for label, (sections, _, _) in (("run", run_report), ("sweep", sweep_report)):
+        figures.update({f"{label}-{section.name}": section.figure for section in sections if section.figure})
+    for name, figure in figures.items():
+        assert _problem_at(figure, plots.MIN_DPI) == "", name
+    assert "invalid ppem value" in _problem_at(figures["mmzd-fig8"], 5)
+    assert "axes sizes collapsed to zero" in _problem_at(figures["mmzd-fig7"], plots.MIN_DPI - 1)
+    with pytest.raises(ValueError, match=f"^dpi: must be an integer in {plots.MIN_DPI}..{plots.MAX_DPI} "):
+        plots.png_bytes(figures["mmzd-fig8"], plots.MIN_DPI - 1)
+
+
+@pytest.mark.slow
+def test_bgfl_figures_draw_at_the_smallest_dpi(bgfl_outputs) -> None:
+    for name, output in bgfl_outputs.items():
+        assert _problem_at(output.figure, plots.MIN_DPI) == "", name

@@ -155,7 +155,7 @@ def test_settings_and_names_are_checked(tmp_path: Path) -> None:
         ReproductionSettings(rounds=0)
     with pytest.raises(MarketError, match="unknown experiment 'fig99'"):
         run_experiment("fig99", small(tmp_path))
-    with pytest.raises(MarketError, match="dpi: must be an integer >= 1, got 0"):
+    with pytest.raises(MarketError, match=f"dpi: must be an integer in {plots.MIN_DPI}..{plots.MAX_DPI} .*, got 0"):
         ReproductionSettings(dpi=0)
     with pytest.raises(MarketError, match="format: must be one of pdf, svg, got 'eps'"):
         ReproductionSettings(figure_format="eps")
@@ -264,13 +264,37 @@ def test_dpi_is_bounded_on_the_command_line_and_in_the_settings(
         parser().parse_args(["reproduce", "mmzd-fig6", "--dpi", "100000", "--out", str(out)])
     assert bad_exit.value.code == 2
     error = capsys.readouterr().err
-    assert f"argument --dpi: must be an integer in 1..{plots.MAX_DPI}, got 100000" in error and "Traceback" not in error
+    assert f"argument --dpi: must be an integer in {plots.MIN_DPI}..{plots.MAX_DPI}" in error
+    assert error.rstrip().endswith("got 100000") and "Traceback" not in error
     assert parser().parse_args(["reproduce", "mmzd-fig6", "--dpi", str(plots.MAX_DPI)]).dpi == plots.MAX_DPI
-    with pytest.raises(MarketError, match=f"dpi: must be at most {plots.MAX_DPI}, got {plots.MAX_DPI + 1}"):
+    with pytest.raises(MarketError, match=f"dpi: must be an integer in 8..1200 .*, got {plots.MAX_DPI + 1}"):
         ReproductionSettings(out=out, dpi=plots.MAX_DPI + 1)
     with pytest.raises(SystemExit):
         parser().parse_args(["reproduce", "--help"])
-    assert f"1..{plots.MAX_DPI}" in capsys.readouterr().out
+    assert f"{plots.MIN_DPI}..{plots.MAX_DPI} dots per inch" in " ".join(capsys.readouterr().out.split())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dpi", [1, 4, 5, 7])
+def test_a_dpi_too_small_to_draw_text_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dpi: int
+) -> None:
+    """--dpi 1..4 ran the experiment and then crashed in FreeType ('invalid ppem value') drawing the PNG; 5 did
+    too for mmzd-fig8..10 (their x-small k/n labels), and at 7 mmzd-fig7's layout collapses. Every figure draws
+    at plots.MIN_DPI (tests/analysis/test_plots.py)."""
+    from flmarket.sim.cli import main
+
+    out = tmp_path / "rep"
+    argv = ["reproduce", "mmzd-fig3", "--rounds", "2", "--repetitions", "2", "--dpi", str(dpi), "--out", str(out)]
+    with pytest.raises(SystemExit) as bad_exit:
+        main(argv)
+    assert bad_exit.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"argument --dpi: must be an integer in {plots.MIN_DPI}..{plots.MAX_DPI} (below {plots.MIN_DPI}" in error
+    assert error.rstrip().endswith(f"got {dpi} (see `flmarket reproduce --help`)")
+    with pytest.raises(MarketError, match=f"^dpi: must be an integer in {plots.MIN_DPI}..{plots.MAX_DPI} "):
+        ReproductionSettings(out=out, dpi=dpi)
     assert not out.exists()
 
 
@@ -327,7 +351,96 @@ def test_repetitions_is_refused_for_a_bgfl_figure_it_would_not_change(tmp_path, 
     """bgfl-fig2 --repetitions 0 ran and wrote everything: the BGFL figures average --repeats runs."""
     from flmarket.sim.cli import main
 
-    argv = ["reproduce", "bgfl-fig2", "--repetitions", "0", "--rounds", "2", "--out", str(tmp_path / "out")]
+    argv = ["reproduce", "bgfl-fig2", "--repetitions", "5", "--rounds", "2", "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     assert "--repetitions: the MMZD experiments' option; bgfl-fig2 averages --repeats" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("mmzd-fig3", ["--repeats", "3"], "--repeats: the BGFL experiments' option; mmzd-fig3 averages --repetitions"),
+        ("mmzd-fig3", ["--data-root", "/nonexistent"], "--data-root: the BGFL experiments' option; mmzd-fig3 reads no"),
+        ("all", ["--repeats", "3"], "--repeats: the BGFL experiments' option; all runs the MMZD figures, which"),
+        ("all", ["--data-root", "/nonexistent"], "--data-root: the BGFL experiments' option; all runs the MMZD"),
+    ],
+)
+def test_bgfl_options_are_refused_for_mmzd_figures_they_would_not_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, options: list[str], message: str
+) -> None:
+    """mmzd-fig3 --repeats 3 --data-root /nonexistent ran and ignored both. 'all' runs the MMZD figures only (its
+    choice says so), so it refuses them too."""
+    from flmarket.sim.cli import main
+
+    out = tmp_path / "out"
+    argv = ["reproduce", name, *options, "--rounds", "2", "--repetitions", "2", "--out", str(out)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"flmarket: error: {message}") and error.count("\n") == 1
+    assert not out.exists()
+
+
+def test_repetitions_below_two_names_the_option_and_the_help_says_what_rounds_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--repetitions 1 said 'repetitions: must be >= 2' (the settings' field); --rounds was called 'game rounds
+    per run' beside a game_rounds column that is R, not it."""
+    for option, value, rule in (("--repetitions", "1", ">= 2"), ("--rounds", "0", ">= 1"), ("--repeats", "1", ">= 2")):
+        with pytest.raises(SystemExit) as bad_exit:
+            parser().parse_args(["reproduce", "mmzd-fig6", option, value])
+        assert bad_exit.value.code == 2
+        error = capsys.readouterr().err
+        assert f"argument {option}: must be an integer {rule}" in error and f"got {value}" in error
+    with pytest.raises(SystemExit):
+        parser().parse_args(["reproduce", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "independent runs averaged, at least 2 (default 100)" in help_text
+    assert (
+        "how many times each run plays the game, the CSV's round 1..ROUNDS, at least 1 (default 20; not the "
+        in help_text
+    )
+    assert "game_rounds, R = 3" in help_text and "game rounds per run" not in help_text
+    assert "with 95% t-intervals, at least 2 (default 10" in help_text
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every entry of `folder` (hidden ones included): a file's bytes, None for a folder."""
+    return {path.name: path.read_bytes() if path.is_file() else None for path in folder.iterdir()}
+
+
+def test_a_destination_that_cannot_be_replaced_is_named_and_nothing_moves(tmp_path: Path) -> None:
+    """A folder where mmzd-fig6.pdf goes: the error named the hidden staging file, and the CSV and caption were
+    replaced while the PNG stayed old."""
+    folder = tmp_path / "rep"
+    run_experiment("mmzd-fig6", small(folder, seed=1))
+    (folder / "mmzd-fig6.pdf").unlink()
+    (folder / "mmzd-fig6.pdf" / "x").mkdir(parents=True)
+    before = _snapshot(folder)
+    with pytest.raises(MarketError) as error:
+        run_experiment("mmzd-fig6", small(folder, seed=2))  # another seed: another CSV, had it been written
+    assert str(error.value) == (
+        f"out: cannot replace {folder / 'mmzd-fig6.pdf'}: it is a folder; move it away or choose another --out"
+    )
+    assert _snapshot(folder) == before  # no staging folder left either
+    assert (folder / "mmzd-fig6.pdf" / "x").is_dir()
+
+
+def test_a_move_that_fails_midway_puts_the_earlier_files_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files move one by one; when the last (the PNG) fails, the caption, CSV and PDF already moved are
+    taken back and the earlier ones restored: the folder is as before, and the error names the destination."""
+    folder = tmp_path / "rep"
+    run_experiment("mmzd-fig6", small(folder, seed=1))
+    before = _snapshot(folder)
+    replace = Path.replace
+
+    def failing_replace(self: Path, target: Path) -> Path:
+        if self.name == "mmzd-fig6.png" and self.parent.name.endswith(".partial"):
+            raise PermissionError(13, "Permission denied")
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", failing_replace)
+    with pytest.raises(MarketError) as error:
+        run_experiment("mmzd-fig6", small(folder, seed=2))
+    assert str(error.value) == f"out: cannot replace {folder / 'mmzd-fig6.png'}: Permission denied; no file was changed"
+    assert _snapshot(folder) == before
