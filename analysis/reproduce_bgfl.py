@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from flmarket.analysis import plots
 from flmarket.analysis.reproduce import check_output_folder, write_together
+from flmarket.arguments import integer_in
 from flmarket.market.bayesian import welfare
 from flmarket.market.costs import CostParameters, privacy_cost, unit_cost
 from flmarket.market.errors import MarketError
@@ -430,6 +431,12 @@ def compare(paper: PaperNumber, samples: Sequence[float] | np.ndarray, note: str
     )
 
 
+def not_measurable(paper: PaperNumber, why: str) -> Comparison:
+    """A side-by-side row for a paper's number that this run cannot measure (e.g. a rise from round 1 to the last
+    of a one-round run): ours, its interval and the difference are NaN, and the note says `why`."""
+    return Comparison(paper.quantity, paper.value, math.nan, math.nan, math.nan, paper.unit, paper.source, why)
+
+
 def quality_ceiling(backend: LearningBackend) -> float:
     """The largest quality (B 7) any model of `backend` can have, mu0 F / mu1 (Q = mu0 F / (mu1 + H), H >= 0):
     no leave-one-out quality difference of (B 8) reaches it. Both learning backends carry `quality_parameters`
@@ -604,7 +611,7 @@ def figure_2(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         _epochs_note(full),
         _rationality_note(full),
     ]
-    return _save("bgfl-fig2", rows, comparisons, figure, settings, notes)
+    return _save("bgfl-fig2", rows, comparisons, figure, settings, notes, model="mlp", dataset=dataset)
 
 
 def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
@@ -684,7 +691,7 @@ def figure_3(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         _epochs_note(all_bgfl),
         _rationality_note(all_bgfl),
     ]
-    return _save("bgfl-fig3", rows, comparisons, figure, settings, notes)
+    return _save("bgfl-fig3", rows, comparisons, figure, settings, notes, model="mlp", dataset=dataset)
 
 
 FIGURE_4_MODELS = ("mlp", "cnn")
@@ -758,6 +765,11 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
             "a ratio, so units cancel, but of different quantities (see the two rows above); the paper's two "
             f"numbers give {PAPER_UNIT_UTILITY_LAST.value:g} / {PAPER_UNIT_UTILITY_FIRST.value:g} - 1 = "
             f"{100.0 * (PAPER_UNIT_UTILITY_LAST.value / PAPER_UNIT_UTILITY_FIRST.value - 1.0):.2f}%",
+        )
+        if settings.rounds >= 2
+        else not_measurable(
+            PAPER_UNIT_UTILITY_RISE,
+            f"a rise from round 1 to the last needs >= 2 rounds, this run has {settings.rounds}",
         ),
     ]
     figure = plots.bgfl_totals_figure(
@@ -771,11 +783,12 @@ def figure_4(settings: BGFLReproductionSettings) -> BGFLReproductionOutput:
         _data_note(settings, pairs[0][1], "mlp and cnn"),
         "P1, P8, P0 all at the eps of the bar; cost = sum over rounds of k_i C_unit (B 6, B 14), utility = sum of "
         "U_i (B 8), both averaged over the providers; welfare = sum over rounds of (B 21a); unit utility = a "
-        "round's mean U_i (B 8)",
+        f"round's mean U_i (B 8); the side-by-side table compares the {model.upper()} on {dataset} (the paper's "
+        "numbers are the MLP's), the other rows of the CSV and the figure have no paper number beside them",
         _epochs_note(all_traces),
         _rationality_note(all_traces),
     ]
-    return _save("bgfl-fig4", rows, comparisons, figure, settings, notes)
+    return _save("bgfl-fig4", rows, comparisons, figure, settings, notes, model=model, dataset=dataset)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -810,14 +823,29 @@ def _write_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
-COMPARISON_COLUMNS = ("quantity", "paper", "ours", "difference", "ours_low", "ours_high", "unit", "source", "note")
+COMPARISON_COLUMNS = (
+    "quantity",
+    "model",
+    "dataset",
+    "paper",
+    "ours",
+    "difference",
+    "ours_low",
+    "ours_high",
+    "unit",
+    "source",
+    "note",
+)
 
 
-def comparison_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
-    """The side-by-side table as rows of COMPARISON_COLUMNS (difference = ours - paper)."""
+def comparison_rows(comparisons: Sequence[Comparison], model: str, dataset: str) -> list[dict[str, object]]:
+    """The side-by-side table as rows of COMPARISON_COLUMNS (difference = ours - paper; ours from `model` trained
+    on `dataset`; NaN where the run cannot measure the quantity)."""
     return [
         {
             "quantity": item.quantity,
+            "model": model,
+            "dataset": dataset,
             "paper": item.paper,
             "ours": item.ours,
             "difference": item.difference,
@@ -831,21 +859,41 @@ def comparison_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]
     ]
 
 
-def comparison_markdown(name: str, comparisons: Sequence[Comparison], settings: BGFLReproductionSettings) -> str:
-    """A Markdown table: quantity, paper, ours (95% t-interval), ours - paper, unit, source, note."""
+def comparison_markdown(
+    name: str, comparisons: Sequence[Comparison], settings: BGFLReproductionSettings, model: str, dataset: str
+) -> str:
+    """A Markdown table: quantity, paper, ours (95% t-interval), ours - paper, unit, source, note; the line above
+    it names the run and the model and data set ours come from. A quantity the run cannot measure reads "not
+    measurable" (its note says why)."""
     lines = [
         f"{name}: {settings.rounds} rounds, {settings.repeats} repeats, seed {settings.seed}; "
-        "ours = mean (95% t-interval over repeats, clipped to the quantity's range)",
+        f"ours = the {model.upper()} on {dataset}, mean (95% t-interval over repeats, clipped to the quantity's "
+        "range)",
         "",
         "| quantity | paper | ours (95% t-interval) | ours - paper | unit | source | note |",
         "|---|---:|---:|---:|---|---|---|",
     ]
     for item in comparisons:
+        if math.isnan(item.ours):
+            ours, difference = "not measurable", "n/a"
+        else:
+            ours, difference = f"{item.ours:.4g} ({item.low:.4g} to {item.high:.4g})", f"{item.difference:+.4g}"
         lines.append(
-            f"| {item.quantity} | {item.paper:.4g} | {item.ours:.4g} ({item.low:.4g} to {item.high:.4g}) | "
-            f"{item.difference:+.4g} | {item.unit} | {item.source} | {item.note.replace('|', '/')} |"
+            f"| {item.quantity} | {item.paper:.4g} | {ours} | {difference} | {item.unit} | {item.source} | "
+            f"{item.note.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _finding(item: Comparison) -> str:
+    """One line of the command's summary for a side-by-side row."""
+    note = f" ({item.note})" if item.note else ""
+    if math.isnan(item.ours):
+        return f"{item.quantity}: paper {item.paper:.4g}, ours not measurable{note}"
+    return (
+        f"{item.quantity}: paper {item.paper:.4g}, ours {item.ours:.4g} [{item.low:.4g}, {item.high:.4g}], "
+        f"difference {item.difference:+.4g} {item.unit}{note}"
+    )
 
 
 def _save(
@@ -855,25 +903,25 @@ def _save(
     figure: Figure,
     settings: BGFLReproductionSettings,
     notes: Sequence[str],
+    *,
+    model: str,
+    dataset: str,
 ) -> BGFLReproductionOutput:
     """Write NAME.png (at settings.dpi), NAME.pdf or .svg, NAME.caption.txt (the notes, then the side-by-side
-    table), NAME.csv and NAME-vs-paper.csv / .md under settings.out, all or none (`write_together`)."""
+    table), NAME.csv and NAME-vs-paper.csv / .md under settings.out, all or none (`write_together`); the
+    side-by-side numbers are `model`'s on `dataset`."""
     out = settings.out
-    markdown = comparison_markdown(name, comparisons, settings)
+    markdown = comparison_markdown(name, comparisons, settings, model, dataset)
     caption = "\n".join(notes) + "\n\n" + markdown
 
     def write(staging: Path) -> None:
         plots.save_figure(figure, staging, name, caption, settings.dpi, settings.figure_format)
         _write_csv(staging / f"{name}.csv", rows)
-        _write_csv(staging / f"{name}-vs-paper.csv", comparison_rows(comparisons))
+        _write_csv(staging / f"{name}-vs-paper.csv", comparison_rows(comparisons, model, dataset))
         (staging / f"{name}-vs-paper.md").write_text(markdown, encoding="utf-8")
 
     write_together(out, name, write)
-    findings = tuple(
-        f"{item.quantity}: paper {item.paper:.4g}, ours {item.ours:.4g} [{item.low:.4g}, {item.high:.4g}], "
-        f"difference {item.difference:+.4g} {item.unit}" + (f" ({item.note})" if item.note else "")
-        for item in comparisons
-    ) + tuple(notes[3:])
+    findings = tuple(_finding(item) for item in comparisons) + tuple(notes[3:])
     return BGFLReproductionOutput(
         name,
         out / f"{name}.csv",
@@ -906,14 +954,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options only the BGFL experiments read (the `reproduce` parser shares --out, --rounds, --seed)."""
     parser.add_argument(
         "--repeats",
-        type=int,
-        default=DEFAULT_REPEATS,
-        help=f"BGFL: independent runs averaged, with 95%% t-intervals (default {DEFAULT_REPEATS}, as the paper)",
+        type=integer_in(2, note=" (a t-interval needs two runs)"),
+        default=None,
+        help=f"BGFL: independent runs averaged, with 95%% t-intervals, at least 2 (default {DEFAULT_REPEATS}, as "
+        "the paper); the MMZD figures take --repetitions",
     )
     parser.add_argument(
         "--data-root",
         default=None,
-        help="BGFL: a local torchvision root with MNIST/raw or cifar-10-batches-py (default: embedded digits)",
+        help="BGFL: a local torchvision root with MNIST/raw or cifar-10-batches-py (default: embedded digits); "
+        "the MMZD figures read no data",
     )
 
 
@@ -921,7 +971,7 @@ def handler(args: argparse.Namespace) -> int:
     """Run the BGFL experiment `args.name`, print where the files went and the side-by-side numbers."""
     settings = BGFLReproductionSettings(
         out=Path(args.out),
-        repeats=args.repeats,
+        repeats=args.repeats if args.repeats is not None else DEFAULT_REPEATS,
         rounds=args.rounds if args.rounds is not None else DEFAULT_ROUNDS,
         seed=args.seed,
         data_root=args.data_root,
@@ -931,7 +981,7 @@ def handler(args: argparse.Namespace) -> int:
     output = run_experiment(args.name, settings)
     print(
         f"{output.name}: {output.csv_path} ({output.rows} rows), {output.png_path}, {output.vector_path}, "
-        f"{output.caption_path}, {output.comparison_markdown_path}"
+        f"{output.caption_path}, {output.comparison_csv_path}, {output.comparison_markdown_path}"
     )
     for line in output.findings:
         print(f"  {line}")

@@ -347,7 +347,16 @@ def test_a_failure_while_drawing_leaves_no_files(tmp_path: Path, monkeypatch: py
     figure, _ = plots.new_figure()
     comparison = reproduce_bgfl.compare(reproduce_bgfl.PAPER_SETTING_1[1], [0.2, 0.3])
     with pytest.raises(MemoryError):
-        reproduce_bgfl._save("bgfl-fig2", [{"round": 1}], [comparison], figure, settings(tmp_path / "out"), ["n"] * 5)
+        reproduce_bgfl._save(
+            "bgfl-fig2",
+            [{"round": 1}],
+            [comparison],
+            figure,
+            settings(tmp_path / "out"),
+            ["n"] * 5,
+            model="mlp",
+            dataset="digits",
+        )
     assert not (tmp_path / "out").exists()  # no CSV, no side-by-side table, no staging folder
 
 
@@ -403,3 +412,63 @@ def test_the_epochs_note_gives_the_minimum_trained_not_delta_k() -> None:
     assert "2 of 3 rounds trained the minimum instead (1 epoch, the simulator's" in raised
     never = _epochs_note([trace([5, 25, 25], [5, 25, 25])])
     assert "0 of 2 rounds trained the minimum instead (the simulator's mechanism.minimum_local_iterations" in never
+
+
+@pytest.mark.slow
+def test_figure_4_at_one_round_labels_its_model_and_cannot_measure_a_rise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rounds 1 reported the unit utility's rise from round 1 to the last as '0 (0 to 0)' against the paper's
+    5.89; the table, from the MLP only (the CSV has CNN rows too), did not say so; the summary line listed the
+    -vs-paper.md file but not the -vs-paper.csv."""
+    from flmarket.sim.cli import main
+
+    out = tmp_path / "out"
+    assert (
+        main(["reproduce", "bgfl-fig4", "--rounds", "1", "--repeats", "2", "--format", "svg", "--out", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert f"{out / 'bgfl-fig4-vs-paper.csv'}, {out / 'bgfl-fig4-vs-paper.md'}" in printed.splitlines()[0]
+    why = "a rise from round 1 to the last needs >= 2 rounds, this run has 1"
+    assert f"unit utility at eps 3, rise round 1 to last: paper 5.89, ours not measurable ({why})" in printed
+    markdown = (out / "bgfl-fig4-vs-paper.md").read_text()
+    assert markdown.startswith("bgfl-fig4: 1 rounds, 2 repeats, seed 0; ours = the MLP on digits, mean")
+    assert (
+        f"| unit utility at eps 3, rise round 1 to last | 5.89 | not measurable | n/a | % | paper Section 5.2 | {why} |"
+        in markdown
+    )
+    table = read_rows(out / "bgfl-fig4-vs-paper.csv")
+    assert {(row["model"], row["dataset"]) for row in table} == {("mlp", "digits")}
+    (rise,) = [row for row in table if row["quantity"] == "unit utility at eps 3, rise round 1 to last"]
+    assert math.isnan(float(rise["ours"])) and math.isnan(float(rise["difference"])) and rise["note"] == why
+    assert {row["model"] for row in read_rows(out / "bgfl-fig4.csv")} == {"mlp", "cnn"}
+    assert "the side-by-side table compares the MLP on digits" in (out / "bgfl-fig4.caption.txt").read_text()
+
+
+@pytest.mark.slow
+def test_figure_4_at_two_rounds_measures_the_rise(outputs) -> None:
+    """The counterpart: with >= 2 rounds the rise is a number (ROUNDS = 3 here)."""
+    output, _ = outputs["bgfl-fig4"]
+    (rise,) = [row for row in read_rows(output.comparison_csv_path) if row["quantity"].endswith("rise round 1 to last")]
+    assert math.isfinite(float(rise["ours"])) and rise["note"].startswith("a ratio, so units cancel")
+
+
+def test_repeats_left_out_is_the_papers_ten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--repeats now defaults to None (so that `reproduce mmzd-fig3 --repeats 3` can be refused); a BGFL figure
+    without it still averages DEFAULT_REPEATS = 10 runs."""
+    from flmarket.analysis.reproduce import register
+
+    chosen: list[BGFLReproductionSettings] = []
+
+    def capture(name: str, settings: BGFLReproductionSettings) -> None:
+        chosen.append(settings)
+        raise KeyboardInterrupt  # stop before anything is printed or run
+
+    monkeypatch.setattr(reproduce_bgfl, "run_experiment", capture)
+    root = argparse.ArgumentParser(prog="flmarket")
+    register(root.add_subparsers(dest="command", required=True))
+    args = root.parse_args(["reproduce", "bgfl-fig3", "--out", str(tmp_path)])
+    assert args.repeats is None and args.data_root is None
+    with pytest.raises(KeyboardInterrupt):
+        args.func(args)
+    assert chosen[0].repeats == reproduce_bgfl.DEFAULT_REPEATS == 10
