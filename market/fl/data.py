@@ -140,11 +140,41 @@ def check_dataset_files(name: str, root: str | Path | None) -> None:
         _require_files(Path(root) / "cifar-10-batches-py", CIFAR10_FILES, "CIFAR-10")
 
 
+def check_labels(labels: np.ndarray, images: int, labels_file: Path, images_file: Path, num_classes: int) -> None:
+    """Raise DatasetNotFoundError naming the file(s) unless `labels_file` holds exactly one label per image of
+    `images_file` (`images` of them; the two may be one file) and every label is in 0..num_classes - 1: a count
+    that differs would fail later without a file name, and a label out of range deep inside training."""
+    labels = np.asarray(labels)
+    count = int(labels.shape[0]) if labels.ndim else 0
+    if labels.ndim != 1 or count != images:
+        if images_file == labels_file:
+            held = f"{labels_file} holds {images} images but {count} labels"
+        else:
+            held = f"{labels_file} holds {count} labels but {images_file} holds {images} images"
+        raise DatasetNotFoundError(f"root: {held}; every image needs one label")
+    outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if outside.size:
+        first = int(outside[0])
+        raise DatasetNotFoundError(
+            f"root: {labels_file} holds label {labels[first]} at index {first} ({outside.size} out of range in all); "
+            f"labels must be in 0..{num_classes - 1}"
+        )
+
+
+MNIST_SPLIT_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+"""The (images, labels) idx files of MNIST's training (True) and test (False) sets, in <root>/MNIST/raw."""
+
+
 def load_mnist(root: str | Path) -> DatasetSplit:
-    """MNIST through torchvision from <root>/MNIST/raw/ (the four uncompressed idx ubyte files)."""
+    """MNIST through torchvision from <root>/MNIST/raw/ (the four uncompressed idx ubyte files). Each labels file
+    must hold one label in 0..9 per image of its images file (`check_labels`)."""
     from torchvision.datasets import MNIST
 
-    _require_files(Path(root) / "MNIST" / "raw", MNIST_RAW_FILES, "MNIST")
+    raw = Path(root) / "MNIST" / "raw"
+    _require_files(raw, MNIST_RAW_FILES, "MNIST")
     parts = []
     for train in (True, False):
         try:
@@ -155,20 +185,40 @@ def load_mnist(root: str | Path) -> DatasetSplit:
                 f"({type(error).__name__}{': ' + str(error) if str(error) else ''})"
             ) from None
         images = source.data.numpy().reshape(-1, 1, 28, 28)
+        images_name, labels_name = MNIST_SPLIT_FILES[train]
+        check_labels(source.targets.numpy(), images.shape[0], raw / labels_name, raw / images_name, 10)
         parts.append(_make_dataset("mnist", images, source.targets.numpy(), 255.0, 10))
     return DatasetSplit(parts[0], parts[1])
+
+
+def _check_cifar_batches(folder: Path, file_names: Sequence[str]) -> None:
+    """Read the CIFAR-10 pickle batches `file_names` in `folder` one by one, as torchvision does, and
+    `check_labels` each: name the batch whose images and labels disagree or whose labels leave 0..9."""
+    import pickle
+
+    for file_name in file_names:
+        path = folder / file_name
+        with path.open("rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        labels = np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        images = int(np.asarray(entry["data"]).reshape(-1, 3072).shape[0])
+        check_labels(labels, images, path, path, 10)
 
 
 def load_cifar10(root: str | Path, verify_checksums: bool = True) -> DatasetSplit:
     """CIFAR-10 through torchvision from <root>/cifar-10-batches-py/ (the python pickle batches).
 
     torchvision checks each file's MD5 against the official release; `verify_checksums=False` accepts any
-    files of the right format (small test fixtures, re-packed subsets). The batches are pickles: load only
+    files of the right format (small test fixtures, re-packed subsets). Only Python reaches that argument (here,
+    `load_dataset` or `BackendConfig.verify_checksums`): no scenario key or command-line option turns the check
+    off. Each batch must hold one label in 0..9 per image (`check_labels`). The batches are pickles: load only
     files you trust.
     """
     from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
 
-    _require_files(Path(root) / "cifar-10-batches-py", CIFAR10_FILES, "CIFAR-10")
+    folder = Path(root) / "cifar-10-batches-py"
+    _require_files(folder, CIFAR10_FILES, "CIFAR-10")
 
     class _UncheckedCIFAR10(CIFAR10):
         def _check_integrity(self) -> bool:
@@ -183,13 +233,22 @@ def load_cifar10(root: str | Path, verify_checksums: bool = True) -> DatasetSpli
     for train in (True, False):
         try:
             source = loader(str(root), train=train, download=False)
-        except RuntimeError as error:
+        except RuntimeError as error:  # torchvision's "Dataset not found or corrupted": an MD5 mismatch
+            listed = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+            differing = [name for name, md5 in listed if not check_integrity(str(folder / name), md5)]
             raise DatasetNotFoundError(
-                f"root: CIFAR-10 files in {Path(root) / 'cifar-10-batches-py'} do not match the official "
-                f"release's MD5 checksums ({error}); pass verify_checksums=False to accept them"
+                f"root: CIFAR-10 files in {folder} do not match the official release's MD5 checksums "
+                f"({', '.join(differing) or 'all files'}); put the official cifar-10-python.tar.gz's "
+                "cifar-10-batches-py there (flmarket never downloads), or accept other files from Python with "
+                "verify_checksums=False (load_dataset, load_cifar10 or BackendConfig; no scenario key or "
+                "command-line option turns the check off)"
             ) from error
+        targets = np.asarray(source.targets)
+        if targets.shape != (len(source.data),) or np.any((targets < 0) | (targets >= 10)):
+            names = [name for name, _ in (CIFAR10.train_list if train else CIFAR10.test_list)]
+            _check_cifar_batches(folder, names)  # names the batch at fault
         images = np.transpose(np.asarray(source.data), (0, 3, 1, 2))
-        parts.append(_make_dataset("cifar10", images, np.asarray(source.targets), 255.0, 10))
+        parts.append(_make_dataset("cifar10", images, targets, 255.0, 10))
     return DatasetSplit(parts[0], parts[1])
 
 

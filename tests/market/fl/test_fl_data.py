@@ -214,3 +214,96 @@ def test_cifar10_with_checksums_rejects_files_that_are_not_the_release(tmp_path:
 def test_missing_cifar10_names_the_expected_files(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match="data_batch_1.*test_batch"):
         load_cifar10(tmp_path)
+
+
+# ----------------------------------------------------------- labels that do not fit their images
+
+
+def _write_mnist(root: Path, train_labels: np.ndarray, test_labels: np.ndarray, train_images: int = 6) -> Path:
+    """Four idx files under root/MNIST/raw: `train_images` and 4 random images, with the labels given."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    _write_idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, size=(train_images, 28, 28)))
+    _write_idx(raw / "train-labels-idx1-ubyte", train_labels)
+    _write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(4, 28, 28)))
+    _write_idx(raw / "t10k-labels-idx1-ubyte", test_labels)
+    return raw
+
+
+def test_mnist_with_well_formed_labels_loads(tmp_path: Path) -> None:
+    """The checks let a well-formed set through, label 9 included (the counterpart of the refusals below)."""
+    _write_mnist(tmp_path, np.array([0, 1, 2, 3, 4, 9]), np.array([9, 8, 7, 6]))
+    split = load_mnist(tmp_path)
+    assert split.train.labels.tolist() == [0, 1, 2, 3, 4, 9] and split.test.labels.tolist() == [9, 8, 7, 6]
+
+
+def test_an_mnist_label_of_10_or_more_names_the_labels_file(tmp_path: Path) -> None:
+    """Label 200 went through loading and failed in training as 'IndexError: Target 200 is out of bounds'."""
+    raw = _write_mnist(tmp_path, np.array([0, 1, 2, 3, 4, 5]), np.array([9, 200, 7, 10]))
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_mnist(tmp_path)
+    message = str(error.value)
+    assert message == (
+        f"root: {raw / 't10k-labels-idx1-ubyte'} holds label 200 at index 1 (2 out of range in all); "
+        "labels must be in 0..9"
+    )
+
+
+def test_an_mnist_label_count_unlike_the_image_count_names_both_files(tmp_path: Path) -> None:
+    """500 labels for 600 images said 'labels: must have shape (600,), got (500,)', naming no file."""
+    raw = _write_mnist(tmp_path, np.arange(5) % 10, np.array([9, 8, 7, 6]), train_images=6)
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_mnist(tmp_path)
+    assert str(error.value) == (
+        f"root: {raw / 'train-labels-idx1-ubyte'} holds 5 labels but {raw / 'train-images-idx3-ubyte'} holds 6 "
+        "images; every image needs one label"
+    )
+
+
+BATCHES = [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]
+
+
+def _write_labelled_cifar(root: Path, labels: dict[str, list[int]] | None = None) -> Path:
+    """Six pickle batches of two random images each (labels 0..9 unless `labels` names a batch's) and the meta."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in BATCHES:
+        data = rng.integers(0, 256, size=(2, 3072), dtype=np.uint8)
+        batch_labels = (labels or {}).get(name, rng.integers(0, 10, size=2).tolist())
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"batch_label": name, "data": data, "labels": batch_labels}, handle)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": [f"class{index}" for index in range(10)]}, handle)
+    return folder
+
+
+def test_a_cifar_label_out_of_range_names_the_batch(tmp_path: Path) -> None:
+    folder = _write_labelled_cifar(tmp_path, {"data_batch_3": [4, 12]})
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_cifar10(tmp_path, verify_checksums=False)
+    assert str(error.value) == (
+        f"root: {folder / 'data_batch_3'} holds label 12 at index 1 (1 out of range in all); labels must be in 0..9"
+    )
+
+
+def test_a_cifar_batch_with_fewer_labels_than_images_is_named(tmp_path: Path) -> None:
+    folder = _write_labelled_cifar(tmp_path, {"test_batch": [3]})
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_cifar10(tmp_path, verify_checksums=False)
+    assert str(error.value) == f"root: {folder / 'test_batch'} holds 2 images but 1 labels; every image needs one label"
+
+
+def test_the_checksum_refusal_says_what_a_user_can_do(tmp_path: Path) -> None:
+    """It repeated torchvision's 'You can use download=True' (flmarket never downloads) and advised an argument
+    that no scenario key or command-line option reaches."""
+    folder = _write_labelled_cifar(tmp_path)
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_cifar10(tmp_path)
+    message = str(error.value)
+    assert "download=True" not in message and "\n" not in message
+    assert message.startswith(f"root: CIFAR-10 files in {folder} do not match the official release's MD5 checksums")
+    assert f"({', '.join([*BATCHES, 'batches.meta'])})" in message  # every file of the fixture differs
+    assert "flmarket never downloads" in message
+    assert "from Python with verify_checksums=False" in message and "no scenario key or command-line option" in message
