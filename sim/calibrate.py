@@ -36,6 +36,8 @@ MINIMUM_ROUNDS = MINIMUM_FIT_POINTS - 1
 """The fit needs the untrained model's loss and at least this many rounds after it."""
 
 DEFAULT_LEARNING_RATE = 0.05
+LARGEST_LEARNING_RATE = float(np.finfo(np.float32).max)
+"""The model's weights are float32: torch cannot step them by a larger learning rate (3.4028234663852886e+38)."""
 
 
 @dataclass(frozen=True)
@@ -103,13 +105,16 @@ _count = integer_in(1)
 
 
 def _learning_rate(raw: str) -> float:
-    """--learning-rate: a finite number > 0."""
+    """--learning-rate: a number in (0, LARGEST_LEARNING_RATE], the float32 weights' limit."""
     try:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {raw!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {raw!r}")
+    if not (math.isfinite(value) and 0 < value <= LARGEST_LEARNING_RATE):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number > 0 and at most {LARGEST_LEARNING_RATE!r} (float32's largest, the weights' "
+            f"type), got {raw!r}"
+        )
     return value
 
 
@@ -198,7 +203,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--learning-rate",
         type=_learning_rate,
         default=DEFAULT_LEARNING_RATE,
-        help="SGD learning rate, a finite number > 0 (Table 3: 0.01)",
+        help=f"SGD learning rate, a number > 0 and at most {LARGEST_LEARNING_RATE:.8g} (float32's largest; "
+        "Table 3: 0.01)",
     )
     parser.add_argument(
         "--seed",

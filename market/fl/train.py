@@ -2,7 +2,8 @@
 
 Public training API (the torch backend and `analysis.reproduce_bgfl` build on it; keep it stable):
 
-- `SGDSettings(learning_rate, momentum, batch_size)`: Table 3's SGD (0.01, 0.5, 64).
+- `SGDSettings(learning_rate, momentum, batch_size)`: Table 3's SGD (0.01, 0.5, 64); the learning rate at most
+  `LARGEST_LEARNING_RATE`, float32's largest number (the weights' type).
 - `epoch_batches(sample_count, batch_size, epochs, generator)`: the index batches of `epochs` local epochs, one
   shuffled pass over the shard each, the last batch of a pass possibly smaller. `steps_per_epoch(n, b)` counts
   them: ceil(n / b).
@@ -37,6 +38,7 @@ from flmarket.market.fl.privacy import (
 )
 
 __all__ = [
+    "LARGEST_LEARNING_RATE",
     "PER_RECORD",
     "PrivacyLedger",
     "SGDSettings",
@@ -50,17 +52,26 @@ __all__ = [
 ]
 
 
+LARGEST_LEARNING_RATE = float(torch.finfo(torch.float32).max)
+"""The models' weights are float32, and torch refuses to step them by a larger learning rate ("value cannot be
+converted to type float without overflow")."""
+
+
 @dataclass(frozen=True)
 class SGDSettings:
-    """Table 3 defaults: learning rate 0.01, momentum 0.5, batch size 64."""
+    """Table 3 defaults: learning rate 0.01, momentum 0.5, batch size 64. The learning rate must lie in
+    (0, LARGEST_LEARNING_RATE]."""
 
     learning_rate: float = 0.01
     momentum: float = 0.5
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0:
-            raise MarketError(f"learning_rate: must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate <= LARGEST_LEARNING_RATE:
+            raise MarketError(
+                f"learning_rate: must be > 0 and at most {LARGEST_LEARNING_RATE!r} (float32's largest, the weights' "
+                f"type), got {self.learning_rate}"
+            )
         if not 0.0 <= self.momentum < 1.0:
             raise MarketError(f"momentum: must be in [0, 1), got {self.momentum}")
         if self.batch_size < 1:

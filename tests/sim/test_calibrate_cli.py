@@ -8,9 +8,12 @@ import tomllib
 import numpy as np
 import pytest
 
+from flmarket.market.errors import MarketError
 from flmarket.market.fl.calibrate import LossCurve, PrecisionFit
+from flmarket.market.fl.train import LARGEST_LEARNING_RATE as TRAINING_LIMIT
+from flmarket.market.fl.train import SGDSettings
 from flmarket.sim import calibrate
-from flmarket.sim.calibrate import Calibration
+from flmarket.sim.calibrate import LARGEST_LEARNING_RATE, Calibration, run_calibration
 from flmarket.sim.cli import main
 
 
@@ -155,3 +158,50 @@ def test_more_providers_than_records_names_the_option(capsys) -> None:
     captured = capsys.readouterr()
     (error,) = [line for line in captured.err.replace("\r", "\n").splitlines() if line.startswith("flmarket")]
     assert error == "flmarket: error: --providers: must be <= the number of samples 1438, got 2000"
+
+
+# ----------------------------------------------- learning rates above float32's largest number
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def test_the_limit_is_float32s_largest_number() -> None:
+    assert LARGEST_LEARNING_RATE == TRAINING_LIMIT == FLOAT32_MAX == float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("rate", ["1e39", "3.4028236e38", "1e300"])
+def test_a_learning_rate_above_float32_is_refused_in_one_line(rate, monkeypatch, capsys) -> None:
+    """1e39 trained and failed with 'RuntimeError: value cannot be converted to type float without overflow'."""
+    monkeypatch.setattr(calibrate, "run_calibration", _no_training)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["calibrate", "--rounds", "2", "--providers", "2", "--learning-rate", rate])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    assert (
+        f"argument --learning-rate: must be a finite number > 0 and at most {FLOAT32_MAX!r} (float32's largest, the "
+        f"weights' type), got {rate!r}"
+    ) in captured.err
+
+
+def test_the_largest_learning_rate_is_accepted_and_the_help_states_the_range(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(calibrate, "run_calibration", _fake_calibration)
+    assert main(["calibrate", "--rounds", "2", "--learning-rate", repr(FLOAT32_MAX)]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    assert "a number > 0 and at most 3.4028235e+38" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sgd_settings_refuse_a_learning_rate_the_weights_cannot_take() -> None:
+    """The guard behind every other way in (a scenario's learning.learning_rate, reproduce_bgfl, Python)."""
+    assert SGDSettings(learning_rate=FLOAT32_MAX).learning_rate == FLOAT32_MAX
+    for rate in (1e39, float("inf"), float("nan"), 0.0):
+        with pytest.raises(MarketError, match=r"^learning_rate: must be > 0 and at most 3\.4028234663852886e\+38 "):
+            SGDSettings(learning_rate=rate)
+
+
+def test_run_calibration_refuses_it_before_training() -> None:
+    """From Python: a MarketError when the backend is built, not torch's RuntimeError in round 1."""
+    with pytest.raises(MarketError, match=r"learning_rate: must be > 0 and at most .*got 1e\+39"):
+        run_calibration(2, 2, 1, 0, learning_rate=1e39)
