@@ -703,10 +703,15 @@ def write_report(
         raise FileNotFoundError(
             f"path: not a run directory (manifest.json) or a sweep directory (sweep.json), got {str(source)!r}"
         )
+    page = render(title, sections, dpi)
+    if figures_dir is not None:  # the figures first, all or none, then the page: a failure leaves neither half
+        from flmarket.analysis.reproduce import write_together
+
+        write_together(
+            Path(figures_dir), "report-figures", lambda staging: save_figures(sections, staging, dpi, vector_format)
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(target, render(title, sections, dpi))
-    if figures_dir is not None:
-        save_figures(sections, figures_dir, dpi, vector_format)
+    write_text_atomically(target, page)
     return target
 
 

@@ -216,6 +216,21 @@ def test_bad_destinations_are_refused_before_any_work_and_leave_nothing(quicksta
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "page"] and not any(folder.iterdir())
 
 
+def test_a_figure_that_cannot_be_written_leaves_no_page_and_no_other_figure(quickstart_run, tmp_path, capsys) -> None:
+    """A folder where a figure's PNG goes failed after the page and two figures were written."""
+    from flmarket.sim.cli import main
+
+    figures = tmp_path / "figures"
+    (figures / "participation.png").mkdir(parents=True)
+    page = tmp_path / "half.html"
+    argv = ["report", str(quickstart_run), "--out", str(page), "--figures", str(figures)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flmarket: error: out: cannot replace ") and "participation.png: it is a folder" in err
+    assert not page.exists()
+    assert [path.name for path in figures.iterdir()] == ["participation.png"]  # only what was there before
+
+
 def test_a_partial_run_is_reported_with_one_warning_line(quickstart_run, tmp_path, capsys) -> None:
     """Each section reads the run again, and each read warned: the same raw warning came out a dozen times."""
     import shutil
