@@ -318,11 +318,15 @@ class MarketModel(mesa.Model):
         self._step_waiters = waiting
 
     def sample(self) -> None:
-        """One sample of the population (driven by the periodic sampler process, not by every event, and taken
-        once more when the last task of a run with a task limit finishes); it is a DataCollector row too unless
-        `step()` drives the model (then rows are per step)."""
+        """One periodic sample of the population (driven by the sampler process, not by every event): the log's
+        `sample` and `strategy_share` records (`_log_population`, also written at every task's end), and a
+        DataCollector row unless `step()` drives the model (then rows are per step)."""
         if not self._stepped and self.env.now > 0:  # row 0 was collected when the model was built
             self.datacollector.collect(self)
+        self._log_population()
+
+    def _log_population(self) -> None:
+        """Log the online population now: one `sample` record and a `strategy_share` record per strategy."""
         now = self.env.now
         self._last_sample_s = now
         self.log.emit(
@@ -500,14 +504,15 @@ class MarketModel(mesa.Model):
             yield from TaskRun(self, task, requester.budget).run()
             requester.task_done.succeed()
             self.tasks_finished += 1
+            # the population after each task (its strategy switches included): the periodic samples alone could
+            # stop up to an interval before the run's end, so final shares, extinction and fixation were stale.
+            # Every task's end, not only the last: N steps of a longer run then log what a run of N tasks logs.
+            if self._last_sample_s < self.env.now:
+                self._log_population()
             self._notify_step_waiters()
             if self._on_task_finished is not None:
                 self._on_task_finished(self.env.now, self.tasks_finished)
             if self._task_limit is not None and self.tasks_finished >= self._task_limit:
-                # the population as the run ends: the periodic samples may have stopped up to an interval before
-                # (the final strategy shares, extinction and fixation are read from the last sample)
-                if self._last_sample_s < self.env.now:
-                    self.sample()
                 self.done.succeed()
                 return
 

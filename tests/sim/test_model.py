@@ -40,7 +40,7 @@ def test_quickstart_event_count_and_final_time_are_pinned() -> None:
     assert model.env.now == pytest.approx(QUICKSTART_FINAL_TIME_S, abs=1e-9)
 
 
-QUICKSTART_EVENTS = 48132  # +5: the final sample and its 4 strategy shares at the last task's end (48127 before;
+QUICKSTART_EVENTS = 48627  # +500: a sample and 4 strategy shares at each of the 100 tasks' ends (48127 before;
 # 47827 before each round logged its shapley_estimated record, 300 rounds)
 QUICKSTART_FINAL_TIME_S = 4108.786416596611  # moves by microseconds when a message grows (size / bandwidth)
 
@@ -139,8 +139,12 @@ def test_time_and_datacollector_follow_the_simpy_clock() -> None:
     model.run()
     assert model.time == model.env.now
     table = model.datacollector.get_model_vars_dataframe()
-    samples = events_frame(model.log.to_arrow()).query("kind == 'sample'")
-    assert len(table) == len(samples) and table["time"].is_monotonic_increasing
+    frame = events_frame(model.log.to_arrow())
+    samples = frame.query("kind == 'sample'")
+    ends = frame.query("kind == 'task_finished'")["time"]
+    periodic = samples[~samples["time"].isin(ends)]  # the log also samples the population at every task's end
+    assert len(samples) == len(periodic) + len(ends) == len(periodic) + 10
+    assert table["time"].tolist() == periodic["time"].tolist() and table["time"].is_monotonic_increasing
     assert table["time"].iloc[1] - table["time"].iloc[0] == model.scenario.run.sample_interval_s
 
 
@@ -397,18 +401,16 @@ def test_a_round_reports_as_paid_only_what_reached_providers() -> None:
     assert rounds.groupby(level="task").sum().to_dict() == pytest.approx(settled.to_dict(), abs=1e-9)
 
 
-def test_the_population_is_sampled_when_the_last_task_finishes() -> None:
+def test_the_population_is_sampled_at_every_task_s_end() -> None:
     """The bundled evolution run's last sample was at 240 s and the run ended at 313.7 s, so the final strategy
-    shares, extinction and fixation showed a population 70 s out of date."""
+    shares, extinction and fixation showed a population 70 s out of date (the initial one with a long interval)."""
     scenario = load_scenario("evolution", {"run.tasks": 4, "run.sample_interval_s": 1e6})
     model, frame = _events(scenario)
     samples = frame[frame["kind"] == "sample"]
-    assert samples["time"].tolist() == [0.0, pytest.approx(model.env.now, abs=0)]
-    assert samples["tasks_finished"].tolist() == [0, 4]
+    ends = frame[frame["kind"] == "task_finished"]["time"].tolist()
+    assert samples["time"].tolist() == [0.0, *ends] and ends[-1] == model.env.now
+    assert samples["tasks_finished"].tolist() == [0, 1, 2, 3, 4]
     final = frame[(frame["kind"] == "strategy_share") & (frame["time"] == model.env.now)]
-    counts = model.strategy_counts()
-    assert dict(zip(final["strategy"], final["count"].astype(int), strict=True)) == counts
-    stepped = MarketModel(scenario)
-    for _ in range(4):
-        stepped.step()
-    pdt.assert_frame_equal(events_frame(stepped.log.to_arrow()), frame)  # step() logs the final sample as run() does
+    assert dict(zip(final["strategy"], final["count"].astype(int), strict=True)) == model.strategy_counts()
+    switched = frame[frame["kind"] == "strategy_switched"]
+    assert len(switched) > 0 and switched["time"].max() <= model.env.now  # the last sample counts the switches
