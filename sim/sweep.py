@@ -234,8 +234,10 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
     for key in sorted(set(data) - {"sweep", "grid", "cells"}):
         errors.append(f"{key}: unknown key (allowed: sweep, grid, cells)")
     sweep = data.get("sweep")
-    if not isinstance(sweep, dict):
+    if sweep is None:
         raise GridError("sweep: required table with name, scenario and seeds, missing")
+    if not isinstance(sweep, dict):
+        raise GridError(f"sweep: must be a table with name, scenario and seeds, got {_describe(sweep)}")
     for key in sorted(set(sweep) - _SWEEP_KEYS):
         errors.append(f"sweep.{key}: unknown key (allowed: {', '.join(sorted(_SWEEP_KEYS))})")
     name = sweep.get("name")

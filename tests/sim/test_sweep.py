@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -844,3 +845,16 @@ def test_a_grid_that_varies_a_table_and_a_key_inside_it_is_refused_naming_both()
         parse_grid(data)
     siblings = {**data, "grid": {"providers.count": [6, 8], "providers.strategy_mix.ALLC": [0.5, 1.0]}}
     assert len(parse_grid(siblings).cells) == 4  # paths side by side are a product, as before
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"grid": {"run.seed": [1]}}, "sweep: required table with name, scenario and seeds, missing"),
+        ({"sweep": 3, "grid": {"run.seed": [1]}}, "sweep: must be a table with name, scenario and seeds, got 3"),
+    ],
+)
+def test_a_sweep_table_that_is_missing_or_not_a_table_is_said_apart(data, message) -> None:
+    """`sweep = 3` was reported as missing."""
+    with pytest.raises(GridError, match=f"^{re.escape(message)}$"):
+        parse_grid(data)
