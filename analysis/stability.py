@@ -163,24 +163,29 @@ def mser_warmup(series: Sequence[float] | np.ndarray, batch_size: int = MSER_BAT
     """MSER-5 warm-up (White 1997; White, Cobb & Spratt 2000; Hoad, Robinson & Davies 2010).
 
     The series is cut into b batches of `batch_size` values (a trailing partial batch is left out) with means Z_j.
-    For every truncation d = 0..floor(b/2) batches, MSER(d) = sum_{j>d} (Z_j - mean_{j>d} Z)^2 / (b - d)^2; the
-    warm-up is batch_size * argmin_d MSER(d) values (the first minimum on ties). Series of fewer than two batches
-    have no warm-up (index 0, not reliable).
+    For every truncation d = 0..min(floor(b/2), b - 2) batches, MSER(d) = sum_{j>d} (Z_j - mean_{j>d} Z)^2 /
+    (b - d)^2; the warm-up is batch_size * argmin_d MSER(d) values (the first minimum on ties, within 1e-9 of the
+    largest score, so the answer does not depend on the series' scale). At least two batches are kept: one batch
+    has no spread, so its score of 0 would always win (every series of 10 - 14 values lost its first 5). The
+    warm-up is reliable when the minimum lies before the last truncation tried (White 1997: a minimum in the
+    second half means the run is too short). Series of fewer than two batches have no warm-up (index 0, not
+    reliable).
     """
-    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
     values = _finite(series)
     batches = values.size // batch_size
     if batches < 2:
         return WarmUp(0, batch_size, batches, False)
     means = values[: batches * batch_size].reshape(batches, batch_size).mean(axis=1)
-    limit = batches // 2
+    limit = min(batches // 2, batches - 2)
     scores = np.empty(limit + 1)
     for truncation in range(limit + 1):
         kept = means[truncation:]
         scores[truncation] = np.sum((kept - kept.mean()) ** 2) / kept.size**2
-    # Ties within float noise go to the shortest warm-up.
-    best = int(np.flatnonzero(scores <= scores.min() + 1e-12 * max(1.0, abs(scores.min())))[0])
+    # Ties within float noise go to the shortest warm-up; the tolerance scales with the scores (an absolute one
+    # made every truncation a tie once the values were below about 1e-5, and gave 0).
+    best = int(np.flatnonzero(scores <= scores.min() + 1e-9 * scores.max())[0])
     return WarmUp(best * batch_size, batch_size, batches, best < limit)
 
 
@@ -489,11 +494,14 @@ def stability_summary(
 ) -> dict[str, object]:
     """Stability headline of a run from its task welfare series and strategy shares.
 
-    Welfare: MSER-5 warm-up (welfare_warmup_tasks; stationary_from_task / _time = the first task after it when
-    the verdict is stationary), the KPSS + ADF verdict over three windows (welfare_stationarity, kpss_p_min,
-    adf_p), the post-warm-up time average with its 95% batch-means interval, and the final `window` tasks' mean
-    and variance. Strategies: extinction and fixation must have held for min_dwell_fraction of the sampled span
-    (reported as min_dwell_s); the fixated strategy's dwell is fixation_dwell_s.
+    Welfare: MSER-5 warm-up (welfare_warmup_tasks, and welfare_warmup_reliable: False when the run is too short
+    to tell; stationary_from_task / _time = the first task after it when the verdict is stationary), the KPSS +
+    ADF verdict over three windows (welfare_stationarity, kpss_p_min, adf_p), the time average after the warm-up
+    with its 95% batch-means interval (welfare_time_average is the batch means' mean: of n tasks after the
+    warm-up in k batches, the first n mod k are left out, as `batch_means_interval` says), and the final `window`
+    tasks' mean and variance. Strategies: extinction and fixation must have held for min_dwell_fraction of the
+    sampled span (reported as min_dwell_s); the fixated strategy's dwell is fixation_dwell_s. Shares sampled at
+    one time only have no span to dwell in: no strategy is then called extinct or fixated (min_dwell_s NaN).
     """
     if not 0 <= min_dwell_fraction <= 1:
         raise ValueError(f"min_dwell_fraction: must be in [0, 1], got {min_dwell_fraction}")
@@ -506,12 +514,13 @@ def stability_summary(
     windows = window_statistics(welfare, window)
     shares = strategy_shares(frame)
     span = float(shares["time"].max() - shares["time"].min()) if len(shares) else 0.0
-    min_dwell = min_dwell_fraction * span
+    min_dwell = min_dwell_fraction * span if span > 0 else math.inf  # one sampling time: nothing has dwelt
     fates = extinction_and_fixation(shares, min_dwell)
     fixated = fates[fates["fixated"]]
     stationary = verdict is not None and verdict.stationary
     return {
         "welfare_warmup_tasks": float(start) if verdict is not None else math.nan,
+        "welfare_warmup_reliable": bool(verdict.warmup.reliable) if verdict is not None else False,
         "welfare_stationarity": verdict.verdict if verdict is not None else "too short",
         "welfare_stationary": stationary,
         "kpss_p_min": min(verdict.kpss_p_values) if verdict is not None and verdict.kpss_p_values else math.nan,
@@ -526,5 +535,5 @@ def stability_summary(
         "extinct_strategies": ",".join(sorted(fates[fates["extinct"]]["strategy"].tolist())),
         "fixated_strategy": str(fixated["strategy"].iloc[0]) if len(fixated) else "",
         "fixation_dwell_s": float(fixated["fixation_dwell"].iloc[0]) if len(fixated) else math.nan,
-        "min_dwell_s": min_dwell,
+        "min_dwell_s": min_dwell if math.isfinite(min_dwell) else math.nan,
     }

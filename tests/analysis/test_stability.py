@@ -180,8 +180,9 @@ def test_stability_summary_of_a_hand_made_run() -> None:
     frame = pd.DataFrame(rows)
     frame["seq"] = range(len(frame))
     summary = stability_summary(frame, window=4, min_dwell_fraction=0.0)
-    # 12 tasks: MSER-5 has two batches, truncation 0 or 1 batch; after it fewer than 20 values remain: too short.
+    # 12 tasks: MSER-5 has two batches and keeps both (no warm-up, not reliable); 12 values are too few to test.
     assert summary["welfare_stationarity"] == "too short" and not summary["welfare_stationary"]
+    assert summary["welfare_warmup_tasks"] == 0 and summary["welfare_warmup_reliable"] is False
     assert math.isnan(summary["stationary_from_task"])
     assert summary["final_window_mean"] == pytest.approx(1.5)
     assert summary["final_window_variance"] == pytest.approx(1 / 3)  # (4 * 0.25) / 3
@@ -252,6 +253,42 @@ def test_mser5_by_hand() -> None:
     warmup = mser_warmup(series)
     assert warmup.index == 5 and warmup.batches == 4 and warmup.reliable
     assert mser_warmup([1.0, 2.0, 3.0]).index == 0
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4, 1e-6, 1e-9, 1e6])
+def test_mser5_does_not_depend_on_the_series_scale(scale: float) -> None:
+    """Every score scales with the square of the data, so the argmin cannot move; an absolute tie tolerance of
+    1e-12 gave warm-ups of 15, 15, 10 and 0 at scales 1, 1e-4, 1e-5 and 1e-6."""
+    rng = np.random.default_rng(0)
+    series = np.r_[np.linspace(5.0, 0.0, 20), rng.normal(0.0, 1.0, 100)]
+    assert mser_warmup(series * scale).index == mser_warmup(series).index == 15
+
+
+def test_mser5_keeps_two_batches_so_a_short_run_is_not_cut_by_default() -> None:
+    """With two batches, truncating one left a single batch mean, whose score of 0 always won: every series of
+    10 - 14 values lost its first 5 (200 of 200 white-noise series of length 12)."""
+    rng = np.random.default_rng(1)
+    cuts = [mser_warmup(rng.normal(0.0, 1.0, 12)) for _ in range(200)]
+    assert all(cut.index == 0 and cut.batches == 2 and not cut.reliable for cut in cuts)
+    three = mser_warmup([9.0] * 5 + [0.0, 1.0] * 5)  # 3 batches: cutting the first still keeps 2
+    assert three.index == 5 and three.batches == 3
+    with pytest.raises(ValueError, match="batch_size: must be an integer >= 1, got True"):
+        mser_warmup([1.0] * 20, batch_size=True)
+
+
+def test_shares_sampled_at_one_time_call_nothing_extinct_or_fixated() -> None:
+    """A span of 0 made the minimum dwell 0, so the one sample {A: 0, B: 1} reported A extinct and B fixated."""
+    frame = pd.DataFrame(
+        [
+            {"kind": "strategy_share", "time": 0.0, "strategy": name, "count": count, "share": float(count)}
+            for name, count in (("A", 0), ("B", 1))
+        ]
+    )
+    frame["seq"] = range(len(frame))
+    frame["agent"] = -1
+    summary = stability_summary(frame)
+    assert summary["extinct_strategies"] == "" and summary["fixated_strategy"] == ""
+    assert math.isnan(summary["min_dwell_s"]) and summary["welfare_warmup_reliable"] is False
 
 
 def test_stationarity_verdict_with_known_answers() -> None:
