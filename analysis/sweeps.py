@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,16 +205,24 @@ def sweep_summary(
     return pd.concat([cells, summaries], axis=1)
 
 
-def confidence_interval(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
+def confidence_interval(values: pd.Series | Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
     """Mean and half-width of the Student-t confidence interval of the mean: t_{(1+level)/2, n-1} * s / sqrt(n).
 
-    Returns (mean, half_width, n); the half-width is NaN for fewer than two finite values.
+    `values`: a Series, list or array of numbers; missing and infinite values (failed runs) are left out, text
+    that is not a number is an error. Returns (mean, half_width, n); the half-width is NaN for fewer than two
+    finite values.
     """
     from scipy import stats
 
     if not 0 < level < 1:
         raise ValueError(f"level: must be in (0, 1), got {level}")
-    finite = pd.to_numeric(values, errors="coerce").astype(float)
+    if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+        raise TypeError(f"values: must be a Series, list or array of numbers, got {type(values).__name__}")
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object).ravel())
+    try:
+        finite = pd.to_numeric(series, errors="raise").astype(float)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"values: must be numbers ({' '.join(str(error).split())})") from None
     finite = finite[finite.notna() & finite.abs().lt(math.inf)]
     count = len(finite)
     if count == 0:

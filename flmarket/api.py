@@ -120,6 +120,11 @@ def load(scenario: str | Path | Scenario = "quickstart", overrides: Mapping[str,
     """A validated scenario: a bundled name, a TOML path or a `Scenario`, with dotted-path overrides applied."""
     from flmarket.sim.config import Scenario, apply_overrides, load_scenario, parse_scenario
 
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise TypeError(
+            f"overrides: must map dotted paths to values, e.g. {{'run.tasks': 20}}, got {type(overrides).__name__} "
+            f"{overrides!r}"
+        )
     if isinstance(scenario, Scenario):
         if not overrides:
             return scenario
@@ -148,9 +153,11 @@ def run(
     """
     from flmarket.sim.runner import run_scenario
 
+    if overrides is not None and not isinstance(overrides, Mapping):
+        load(scenario, overrides)  # raises the TypeError that names `overrides`
     merged = dict(overrides or {})
     if seed is not None:
-        merged["run.seed"] = seed
+        merged["run.seed"] = _plain_integer(seed)
     validated = load(scenario, merged)
     folder = _output_folder(out) if out is not None else None
     result = run_scenario(validated, output_dir=folder, show_progress=progress)
@@ -170,6 +177,16 @@ def _output_folder(out: str | Path) -> Path:
     return Path(out)
 
 
+def _plain_integer(value: Any) -> Any:
+    """A numpy integer as a Python int (the schema's integers are strict, and `np.int64(3)` is one); anything else
+    as it is, for the schema to judge."""
+    import numbers
+
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | int):
+        return int(value)
+    return value
+
+
 def _grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
     from flmarket.sim.sweep import Grid, load_grid, parse_grid
 
@@ -177,7 +194,21 @@ def _grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
         return grid
     if isinstance(grid, Mapping):
         return parse_grid(grid)
+    if not isinstance(grid, str | os.PathLike):
+        raise TypeError(
+            f"grid: must be a bundled grid's name, a TOML file's path, a dictionary or a Grid, got "
+            f"{type(grid).__name__} {grid!r}"
+        )
     return load_grid(grid)
+
+
+def _directory(directory: Any) -> Path:
+    """`directory` as a Path, or a TypeError naming the argument."""
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(
+            f"directory: must be a path (str or pathlib.Path), got {type(directory).__name__} {directory!r}"
+        )
+    return Path(directory)
 
 
 def sweep(
@@ -200,6 +231,10 @@ def sweep(
     from flmarket.sim.sweep import GridError, run_sweep, with_options
 
     validated = _grid(grid)
+    if hasattr(seeds, "tolist") and not isinstance(seeds, str | bytes):  # a numpy array or integer
+        seeds = seeds.tolist()
+    if isinstance(seeds, Sequence) and not isinstance(seeds, str | bytes):
+        seeds = [_plain_integer(seed) for seed in seeds]
     if seeds is not None and (isinstance(seeds, str | bytes | bool) or not isinstance(seeds, int | Sequence)):
         raise GridError(f"seeds: must be a count (an int >= 1) or a list of integers >= 0, got {seeds!r}")
     if seeds is not None or overrides:
@@ -211,7 +246,7 @@ def sweep(
 
 def open_run(directory: str | Path) -> Run:
     """An existing run directory as a `Run` (FileNotFoundError if it has no manifest)."""
-    path = Path(directory)
+    path = _directory(directory)
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(f"directory: no manifest.json in {path} (is it a run directory?)")
     return Run(path)
@@ -219,7 +254,7 @@ def open_run(directory: str | Path) -> Run:
 
 def open_sweep(directory: str | Path) -> Sweep:
     """An existing sweep directory as a `Sweep` (FileNotFoundError if it has no sweep.json)."""
-    path = Path(directory)
+    path = _directory(directory)
     if not (path / "sweep.json").is_file():
         raise FileNotFoundError(f"directory: no sweep.json in {path} (is it a sweep directory?)")
     return Sweep(path)

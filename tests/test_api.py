@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -116,6 +117,30 @@ def test_misused_arguments_name_the_argument_not_a_command_line_option(tmp_path)
         fm.by_parameter(summary, "providers.count", "mean_welfar")
     with pytest.raises(TypeError, match="summary: must be a pandas DataFrame .* got list"):
         fm.by_parameter([], "providers.count", "mean_welfare")  # type: ignore[arg-type]
+
+
+def test_overrides_grids_directories_and_interval_values_of_the_wrong_type_are_named(tmp_path) -> None:
+    """These were 'dictionary update sequence element #0 has length 1', "'str' object has no attribute 'items'",
+    pathlib's 'expected str, bytes or os.PathLike object, not int' and "'numpy.ndarray' object has no attribute
+    'notna'"; a list of pairs as overrides ran silently, and numpy integer seeds were refused as not integers."""
+    for overrides in ("run.tasks=2", [("run.tasks", 2)]):
+        with pytest.raises(TypeError, match=r"^overrides: must map dotted paths to values, e\.g\. \{'run\.tasks'"):
+            fm.run("quickstart", overrides=overrides, out=tmp_path / "out")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"^overrides: must map dotted paths to values"):
+            fm.load("quickstart", overrides)  # type: ignore[arg-type]
+    for grid in (5, None):
+        with pytest.raises(TypeError, match=r"^grid: must be a bundled grid's name, a TOML file's path, a dict"):
+            fm.sweep(grid, out=tmp_path / "out")  # type: ignore[arg-type]
+    for opener in (fm.open_run, fm.open_sweep):
+        with pytest.raises(TypeError, match=r"^directory: must be a path \(str or pathlib.Path\), got int 5"):
+            opener(5)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    assert fm.confidence_interval([1.0, 2.0, 3.0]) == fm.confidence_interval(pd.Series([1.0, 2.0, 3.0]))
+    assert fm.confidence_interval(np.array([1.0, 2.0, 3.0, np.nan]))[2] == 3  # a missing value is left out
+    with pytest.raises(ValueError, match="values: must be numbers"):
+        fm.confidence_interval(pd.Series(["1", "x", "3"]))  # 'x' was dropped without a word
+    run = fm.run("quickstart", seed=np.int64(3), overrides={**SMALL, "run.tasks": 1}, out=tmp_path / "runs")
+    assert fm.load_manifest(run.directory)["seed"] == 3
 
 
 @pytest.mark.slow
