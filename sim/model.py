@@ -293,12 +293,12 @@ class MarketModel(mesa.Model):
         task_done = self.env.event()
         self._step_waiters.append((target, task_done))
         stops = [task_done, self.done]
-        if math.isfinite(horizon):
-            stops.append(self.env.timeout(horizon - self.env.now))
         for event in stops:
             event.callbacks.append(simpy.core.StopSimulation.callback)
         try:
-            self.env.run()
+            # At the horizon, stop before the events due then, as run() does (SimPy's `until` is an urgent event):
+            # a plain timeout there let the sampler log one more sample than run() logs.
+            self.env.run(until=horizon if math.isfinite(horizon) else None)
         finally:
             for event in stops:  # a later run() must not stop at this step's horizon or at `done`
                 if event.callbacks is not None and simpy.core.StopSimulation.callback in event.callbacks:

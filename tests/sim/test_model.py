@@ -414,3 +414,15 @@ def test_the_population_is_sampled_at_every_task_s_end() -> None:
     assert dict(zip(final["strategy"], final["count"].astype(int), strict=True)) == model.strategy_counts()
     switched = frame[frame["kind"] == "strategy_switched"]
     assert len(switched) > 0 and switched["time"].max() <= model.env.now  # the last sample counts the switches
+
+
+def test_stepping_to_a_horizon_logs_what_running_to_it_logs() -> None:
+    """step() stopped at the horizon with a plain timeout, after the sampler's event due then: one more sample
+    and four more shares at t = 300 than run(), which stops before the events at its horizon."""
+    scenario = load_scenario("quickstart", {"run.tasks": 50, "run.horizon_s": 300.0, "providers.count": 8})
+    run, frame = _events(scenario)
+    stepped = MarketModel(scenario)
+    while stepped.running:
+        stepped.step()
+    assert stepped.env.now == run.env.now == 300.0 and stepped.tasks_finished == run.tasks_finished
+    pdt.assert_frame_equal(events_frame(stepped.log.to_arrow()), frame)
