@@ -234,10 +234,16 @@ def gini(values: Iterable[float]) -> float:
     round whose rewards sum to zero or less has no meaningful share of the total); negative values (charges of
     SPEC A.5) are kept, so G may then exceed 1.
     """
+    if isinstance(values, str | bytes):
+        raise TypeError(f"values: must be numbers, got the string {values!r}")  # '123' was read as 1, 2, 3
     array = np.sort(np.asarray(list(values), dtype=float))
+    if array.ndim != 1:
+        raise ValueError(f"values: must be one-dimensional, got shape {array.shape}")
     count = array.size
     if count == 0 or not array.sum() > 0:
         return math.nan
+    if array[0] == array[-1]:
+        return 0.0  # equal values: exactly 0 (the sorted-sum form leaves +-2e-16)
     ranks = np.arange(1, count + 1)
     value = float(2.0 * np.sum(ranks * array) / (count * array.sum()) - (count + 1) / count)
     return max(value, 0.0) if array[0] >= 0 else value  # equal values give -4e-16 in floating point

@@ -507,6 +507,11 @@ def test_individual_rationality_counts_paid_updates_only() -> None:
 
 def test_gini_of_equal_values_is_exactly_zero() -> None:
     assert metrics.gini([1.3248954] * 30) == 0.0  # the closed form gave -4.4e-16
+    assert metrics.gini([0.1] * 7) == 0.0  # and +2.2e-16, which summaries showed as a Gini of 3.7e-17
+    with pytest.raises(TypeError, match="values: must be numbers, got the string '123'"):
+        metrics.gini("123")
+    with pytest.raises(ValueError, match=r"values: must be one-dimensional, got shape \(2, 2\)"):
+        metrics.gini([[1.0, 2.0], [3.0, 4.0]])
 
 
 def test_a_task_the_horizon_cut_off_is_left_out_of_every_per_task_measure(tmp_path) -> None:
