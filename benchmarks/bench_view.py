@@ -131,11 +131,20 @@ def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[floa
         server.wait(timeout=30)
 
 
+QUICK_STEPS = 3
+"""Steps of `--quick`: run_all.py passes --quick to every benchmark, which this one refused (exit 2)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scenario", default="quickstart")
+    parser.add_argument("--steps", type=int, default=20, help="tasks stepped and clicks measured (default 20)")
+    parser.add_argument("--scenario", default="quickstart", help="bundled scenario or path (default quickstart)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"a smoke run of {QUICK_STEPS} steps (what benchmarks/run_all.py asks)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.steps = QUICK_STEPS
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     cpu = server_cpu_per_step(args.scenario, args.steps)
     print(
