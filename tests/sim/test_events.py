@@ -90,7 +90,12 @@ def test_checkpoints_by_time_hold_the_buffer_until_the_part_supersedes_them(tmp_
     log.start_timer()
     for index in range(3):
         log.emit(0.0, "test_other", task=index)
-    time.sleep(0.3)  # the timer raises its flag; the next record writes the checkpoint
+    # The timer raises its flag and the next record writes the checkpoint. Wait for the flag, not a fixed time: a
+    # loaded machine may not run the timer thread within a short sleep.
+    deadline = time.monotonic() + 30.0
+    while not log._checkpoint_due and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log._checkpoint_due
     log.emit(0.0, "test_other", task=3)
     kind_dir = tmp_path / "events" / "kind=test_other"
     checkpoints = sorted(kind_dir.glob("checkpoint-*.parquet"))
