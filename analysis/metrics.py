@@ -246,7 +246,7 @@ def gini(values: Iterable[float]) -> float:
         return 0.0  # equal values: exactly 0 (the sorted-sum form leaves +-2e-16)
     ranks = np.arange(1, count + 1)
     value = float(2.0 * np.sum(ranks * array) / (count * array.sum()) - (count + 1) / count)
-    return max(value, 0.0) if array[0] >= 0 else value  # equal values give -4e-16 in floating point
+    return max(value, 0.0) if array[0] >= 0 else value  # nearly equal values can give -4e-16 in floating point
 
 
 def pearson(first: Iterable[float], second: Iterable[float]) -> float:
@@ -681,7 +681,7 @@ def run_summary(source: EventSource) -> dict[str, float]:
     participants = participation["participants"].astype(float).sum()
     providers = participation["providers"].astype(float).sum()
     rated = participation[participation["participation_rate"].notna()]
-    rated_providers = rated["providers"].astype(float)
+    decisions = rated["providers"].astype(float)  # every decision counts once (see participation_rate below)
     references = reference_summary(frame)
     return {
         "tasks": float(len(tasks)),
@@ -690,11 +690,9 @@ def run_summary(source: EventSource) -> dict[str, float]:
         "welfare_std": float(tasks["welfare"].std()) if len(tasks) > 1 else math.nan,
         "mean_welfare_per_player": _mean(tasks["welfare_per_player"]),
         "participating_share": participants / providers if providers else math.nan,
-        # every decision counts once (the per-strategy mean below gives a strategy of 1 provider the weight of one
-        # of 1,000)
-        "participation_rate": float((rated["participation_rate"].astype(float) * rated_providers).sum())
-        / float(rated_providers.sum())
-        if float(rated_providers.sum()) > 0
+        # mean_participation_rate, a mean over strategies, gives a strategy of 1 provider the weight of one of 1,000
+        "participation_rate": float(np.average(rated["participation_rate"].astype(float), weights=decisions))
+        if decisions.sum() > 0
         else math.nan,
         "mean_participation_rate": _mean(participation["participation_rate"]),
         "free_rider_share": _mean(riding["free_rider_share"]),

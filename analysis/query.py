@@ -27,8 +27,6 @@ import pandas as pd
 from flmarket.analysis.load import COMMON_COLUMNS, EVENTS_DIR, RunIntegrityError, checked_run, load_manifest
 from flmarket.arguments import integer_in
 
-NO_EVENTS_SQL = "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND view_name NOT IN ('runs', '_runs_frame')"
-"""How many event-kind views a connection has (none when no run under the path logged events)."""
 VIEWS_SQL = "SELECT view_name FROM duckdb_views() WHERE NOT internal AND view_name != '_runs_frame' ORDER BY 1"
 """The views a query can read: runs and one per event kind logged under the path."""
 
@@ -163,10 +161,10 @@ def query(path: str | Path, sql: str) -> pd.DataFrame:
     except duckdb.Error as error:
         message = " ".join(str(error).split())
         if isinstance(error, duckdb.CatalogException):
-            if not connection.execute(NO_EVENTS_SQL).fetchone()[0]:
+            views = [row[0] for row in connection.execute(VIEWS_SQL).fetchall()]
+            if views == ["runs"]:
                 message += " (no run here has events to query, so there is only the runs view: SELECT * FROM runs)"
             else:
-                views = [row[0] for row in connection.execute(VIEWS_SQL).fetchall()]
                 message += f" (the views here are: {', '.join(views)})"
         raise ValueError(f"sql: {message}") from None
     finally:

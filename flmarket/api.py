@@ -120,11 +120,7 @@ def load(scenario: str | Path | Scenario = "quickstart", overrides: Mapping[str,
     """A validated scenario: a bundled name, a TOML path or a `Scenario`, with dotted-path overrides applied."""
     from flmarket.sim.config import Scenario, apply_overrides, load_scenario, parse_scenario
 
-    if overrides is not None and not isinstance(overrides, Mapping):
-        raise TypeError(
-            f"overrides: must map dotted paths to values, e.g. {{'run.tasks': 20}}, got {type(overrides).__name__} "
-            f"{overrides!r}"
-        )
+    _check_overrides(overrides)
     if isinstance(scenario, Scenario):
         if not overrides:
             return scenario
@@ -153,8 +149,7 @@ def run(
     """
     from flmarket.sim.runner import run_scenario
 
-    if overrides is not None and not isinstance(overrides, Mapping):
-        load(scenario, overrides)  # raises the TypeError that names `overrides`
+    _check_overrides(overrides)
     merged = dict(overrides or {})
     if seed is not None:
         merged["run.seed"] = _plain_integer(seed)
@@ -175,6 +170,15 @@ def _output_folder(out: str | Path) -> Path:
     if problem is not None:
         raise NotADirectoryError(f"out: {problem}")
     return Path(out)
+
+
+def _check_overrides(overrides: Any) -> None:
+    """Refuse overrides that are not a mapping of dotted paths to values, naming the argument."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise TypeError(
+            f"overrides: must map dotted paths to values, e.g. {{'run.tasks': 20}}, got {type(overrides).__name__} "
+            f"{overrides!r}"
+        )
 
 
 def _plain_integer(value: Any) -> Any:

@@ -104,13 +104,7 @@ class EdgeAttributes(MutableMapping[str, Any]):
 
     def copy(self) -> dict[str, Any]:
         """A plain dict of the attributes (what networkx's `Graph.copy` and `relabel_nodes` ask for)."""
-        try:
-            copied = {LATENCY: self.latency_s}
-        except AttributeError:
-            copied = {}
-        if self._others:
-            copied.update(self._others)
-        return copied
+        return dict(self)
 
     def __repr__(self) -> str:
         return repr(dict(self))

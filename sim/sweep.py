@@ -271,7 +271,7 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
             if not isinstance(values, list) or not values:
                 errors.append(f"grid.{path}: must be a non-empty list of values, got {_describe(values)}")
         for outer, inner in itertools.permutations(grid, 2):  # a value replaces its path whole (apply_overrides)
-            if inner != outer and _inside(inner, outer):
+            if _inside(inner, outer):
                 errors.append(
                     f"grid.{inner}: inside grid.{outer}, whose values replace it whole; vary one of the two (or "
                     "list whole values of the outer one)"
