@@ -3,7 +3,7 @@
 A 1,500-task run of the bundled `evolution` scenario (150 tasks with `--quick`) is written once to a temporary
 directory. Each operation then runs in a fresh Python process, so nothing is cached between repeats (the
 operating system's file cache is shared, as it is for a user), and reports its own CPU time (user + system)
-and peak RSS (VmHWM: Linux only), and the part of each that its imports take:
+and peak RSS (VmHWM: Linux only) in MB (10^6 bytes), and the part of each that its imports take:
 - load one kind: `load_events(run, kinds=["provider_payoff"])`;
 - load all kinds: `load_events(run)`, every event in one frame (the widest frame a user can ask for);
 - run summary: `run_summary(run)`;
@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from flmarket.arguments import integer_in
 from flmarket.sim.config import load_scenario
 from flmarket.sim.runner import run_scenario
 
@@ -40,7 +41,7 @@ def usage():
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into a spawned child's ru_maxrss
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return own.ru_utime + own.ru_stime, peak / 1024
+    return own.ru_utime + own.ru_stime, peak * 1024 / 1e6  # kB (KiB) to MB, 10^6 bytes as issue 15's MB
 {imports}
 imported_cpu, imported_peak = usage()
 {operation}
@@ -88,13 +89,15 @@ def measure(operation: str, run_dir: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="150 tasks and one repeat (a smoke run)")
-    parser.add_argument("--tasks", type=int, help="tasks of the evolution run (default 1,500; 150 with --quick)")
-    parser.add_argument("--repeats", type=int, help="fresh processes per operation (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--tasks", type=integer_in(1), help="tasks of the evolution run (default 1,500; 150 with --quick)"
+    )
+    parser.add_argument(
+        "--repeats", type=integer_in(1), help="fresh processes per operation (default 3; 1 with --quick)"
+    )
     args = parser.parse_args()
-    tasks = args.tasks or (150 if args.quick else 1500)
-    repeats = args.repeats or (1 if args.quick else 3)
-    if tasks < 1 or repeats < 1:
-        parser.error(f"--tasks and --repeats must be at least 1, got {tasks} and {repeats}")
+    tasks = args.tasks if args.tasks is not None else (150 if args.quick else 1500)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     with tempfile.TemporaryDirectory(prefix="flmarket-bench-analysis-") as directory:
         run_dir, run_seconds, events = write_run(tasks, Path(directory))
         size = sum(path.stat().st_size for path in (run_dir / "events").rglob("*.parquet")) / 2**20

@@ -33,16 +33,16 @@ def _backend(**overrides):
 
 
 def seconds_per_round(model: str, rounds: int) -> float:
-    """Mean wall time of one round: 10 local updates, coalition-free FedAvg commit and evaluation."""
+    """Mean CPU seconds of one round: 10 local updates, coalition-free FedAvg commit and evaluation."""
     backend = _backend(model=model)
     backend.start_task(0)
     rng = np.random.default_rng(1)
     backend.commit_round([backend.local_update(p, LOCAL_ITERATIONS, None, "honest", rng) for p in range(PROVIDERS)])
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(rounds):
         updates = [backend.local_update(p, LOCAL_ITERATIONS, None, "honest", rng) for p in range(PROVIDERS)]
         backend.commit_round(updates)
-    return (time.perf_counter() - started) / rounds
+    return (time.process_time() - started) / rounds
 
 
 def market_task_seconds(providers: int, rounds: int) -> dict[str, float | int | str | bool]:
@@ -114,16 +114,16 @@ def rounds_to_target(aggregation: str, target: float, max_rounds: int, seed: int
 
 
 def surrogate_microseconds(providers: int) -> float:
-    """Microseconds per provider for local_update + commit on the surrogate."""
+    """CPU microseconds per provider for local_update + commit on the surrogate."""
     backend = make_backend(BackendConfig(name="surrogate"))
     rng = np.random.default_rng(0)
     for provider in range(providers):
         backend.register_provider(provider, rng)
     backend.start_task(0)
-    started = time.perf_counter()
+    started = time.process_time()
     updates = [backend.local_update(p, LOCAL_ITERATIONS, 3.0, "honest", rng) for p in range(providers)]
     backend.commit_round(updates)
-    return (time.perf_counter() - started) / providers * 1e6
+    return (time.process_time() - started) / providers * 1e6
 
 
 def main() -> None:

@@ -40,13 +40,14 @@ import io
 import math
 import os
 import pstats
+import re
 import resource
 import statistics
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from bench_kernel import idle_agents_memory  # noqa: E402  (benchmarks/ is on sy
 
 import flmarket.market.ledger as ledger_module  # noqa: E402
 from flmarket.agents.requester import DataRequester  # noqa: E402
+from flmarket.arguments import integer_in  # noqa: E402
 from flmarket.market.fl.backend import BackendConfig  # noqa: E402
 from flmarket.market.fl.surrogate import SurrogateBackend, SurrogateCoalitionValue  # noqa: E402
 from flmarket.market.ledger import ProviderClaim, derive_private_key, public_key_bytes, sha256_hex  # noqa: E402
@@ -78,6 +80,9 @@ NEGLIGIBLE_RATE_PER_S = 1e-9  # the scenario's Poisson requester process never f
 TARGET_PROVIDERS, TARGET_TASKS, TARGET_SECONDS = 10_000, 100, 300.0
 SHAPLEY_SEED = 20240607
 CHURN_LIFETIME_TASKS = 100  # with churn, a provider's mean lifetime in tasks: about 1 % of them turn over per task
+VERIFICATIONS = ("every_replica", "primary_only", "unsigned", "modelled")
+EXPONENT_RANGE = (1_000, 100_000)  # issue 15's scaling target is the exponent from 1k to 100k providers
+PEAK_BYTES_PER_PROVIDER = 40_000  # measured peak RSS per provider (3.5 GiB at 100,000 x 10), rounded up
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,15 @@ class MarketMeasurement:
     tasks_finished: int
     reference_cpu_s: float
     rss_bytes: int  # the process's RSS right after the case
+    first_task_cpu_s: float = math.nan  # CPU seconds from the run's start to its first task's end
+
+    @property
+    def steady_cpu_per_task(self) -> float | None:
+        """CPU seconds per task after the first (the first is a warm-up: caches, the overlay's trees, the
+        allocator's arenas; it costs up to twice a later task), or None with fewer than two tasks."""
+        if self.tasks_finished < 2 or math.isnan(self.first_task_cpu_s):
+            return None
+        return (self.run_cpu_s - self.first_task_cpu_s) / (self.tasks_finished - 1)
 
     @property
     def provider_rounds_per_cpu_s(self) -> float:
@@ -247,11 +261,29 @@ def provider_rounds_of(model: MarketModel) -> int:
     return len(model.online_providers) * model.log.counts_by_kind.get("round_started", 0)
 
 
+def expected_provider_rounds(case: MarketCase) -> tuple[int, int]:
+    """(providers, rounds each) of the reference run before a case: the population times the case's aggregation
+    rounds (tasks x `learning.rounds_per_task`), what the market does without churn."""
+    rounds = case.tasks * load_scenario("quickstart").learning.rounds_per_task
+    return case.providers, max(1, rounds)
+
+
+def reference_cpu_s_for(provider_rounds: int, providers: int, rounds_each: int) -> float:
+    """CPU seconds of the reference loop over `providers` x `rounds_each` provider-rounds, scaled to
+    `provider_rounds` (with churn the market's count is not a whole number of rounds of its starting population:
+    the reference's rate, not its count, is what the ratio needs)."""
+    reset_caches()
+    return reference_loop(providers, rounds_each) * provider_rounds / (providers * rounds_each)
+
+
 def measure(case: MarketCase, progress: bool = False) -> MarketMeasurement:
-    """Build and run one case on CPU time, with the reference loop for as many provider-rounds run before and
-    after it (the mean of the two: the machine's state is sampled on both sides of the market). With `progress`,
-    each finished task prints the CPU and wall seconds since the build and the RSS (a long case can be stopped
-    and still report what it did)."""
+    """Build and run one case on CPU time, with the reference loop run right before and right after it, scaled to
+    the market's provider-rounds (the mean of the two: the machine's state is sampled on both sides of the
+    market). With `progress`, each finished task prints the CPU and wall seconds since the build and the RSS (a
+    long case can be stopped and still report what it did)."""
+    providers, rounds_each = expected_provider_rounds(case)
+    reset_caches()
+    before = reference_loop(providers, rounds_each)
     reset_caches()
     started = time.process_time()
     model = build_model(case)
@@ -262,39 +294,47 @@ def measure(case: MarketCase, progress: bool = False) -> MarketMeasurement:
             f"RSS {psutil.Process().memory_info().rss / 2**20:,.0f} MiB",
             flush=True,
         )
-    model.run(_task_progress(case, built, time.perf_counter()) if progress else None)
+    tracker = _TaskClock(case, built, time.perf_counter(), progress)
+    model.run(tracker)
     finished = time.process_time()
     provider_rounds = provider_rounds_of(model)
-    rounds_each = max(1, provider_rounds // case.providers)
-    reset_caches()
-    after = reference_loop(case.providers, rounds_each)
+    scale = provider_rounds / (providers * rounds_each)
+    after = reference_cpu_s_for(provider_rounds, providers, rounds_each)
     return MarketMeasurement(
         case,
         built - started,
         finished - built,
         provider_rounds,
         model.tasks_finished,
-        after,
+        0.5 * (before * scale + after),
         psutil.Process().memory_info().rss,
+        tracker.first_task_cpu_s,
     )
 
 
-def _task_progress(case: MarketCase, cpu_start: float, wall_start: float) -> Any:
-    """A `MarketModel.run` progress callback that prints a line as each task finishes."""
-    done = [0]
+class _TaskClock:
+    """A `MarketModel.run` progress callback: notes the CPU time at the first task's end (the warm-up that
+    extrapolations leave out) and, with `verbose`, prints a line as each task finishes."""
 
-    def report(_now: float, tasks: int) -> None:
-        if tasks > done[0]:
-            done[0] = tasks
-            cpu = time.process_time() - cpu_start
+    def __init__(self, case: MarketCase, cpu_start: float, wall_start: float, verbose: bool) -> None:
+        self.case, self.cpu_start, self.wall_start, self.verbose = case, cpu_start, wall_start, verbose
+        self.done = 0
+        self.first_task_cpu_s = math.nan
+
+    def __call__(self, _now: float, tasks: int) -> None:
+        if tasks <= self.done:
+            return
+        cpu = time.process_time() - self.cpu_start
+        if self.done == 0:
+            self.first_task_cpu_s = cpu  # only exact when the first task ends alone in its chunk of time
+        self.done = tasks
+        if self.verbose:
             print(
-                f"  task {tasks}/{case.tasks}: {cpu:.1f} CPU s ({cpu / tasks:.1f} per task), "
-                f"{time.perf_counter() - wall_start:.1f} s wall, RSS {psutil.Process().memory_info().rss / 2**20:,.0f} "
-                f"MiB, {uptime()}",
+                f"  task {tasks}/{self.case.tasks}: {cpu:.1f} CPU s ({cpu / tasks:.1f} per task), "
+                f"{time.perf_counter() - self.wall_start:.1f} s wall, RSS "
+                f"{psutil.Process().memory_info().rss / 2**20:,.0f} MiB, {uptime()}",
                 flush=True,
             )
-
-    return report
 
 
 def uptime() -> str:
@@ -308,35 +348,101 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure_interleaved(case: MarketCase, repeats: int) -> MarketMeasurement:
-    """`repeats` rounds of (reference, market), alternating, caches reset between them; the median ratio's
-    measurement is returned (medians resist the shared machine's noise better than means)."""
-    results = []
-    for _ in range(repeats):
-        reset_caches()
-        before = reference_loop(case.providers, max(1, case.tasks * 3))
-        result = measure(case)
-        # The reference for this repeat: the mean of the runs just before and just after, scaled to the
-        # market's provider-rounds.
-        scale = result.provider_rounds / (case.providers * max(1, case.tasks * 3))
-        reference = 0.5 * (before * scale + result.reference_cpu_s)
-        results.append(replace(result, reference_cpu_s=reference))
-    results.sort(key=lambda item: item.provider_rounds_per_cpu_s / item.reference_per_cpu_s)
-    return results[len(results) // 2]
+def measure_interleaved(case: MarketCase, repeats: int, progress: bool = False) -> MarketMeasurement:
+    """`repeats` measurements of (reference, market, reference), caches reset between them; the median ratio's
+    measurement is returned (medians resist the shared machine's noise better than means; with an even count, the
+    lower of the two middle ones, so the row never flatters the market)."""
+    results = [measure(case, progress) for _ in range(repeats)]
+    return median_measurement(results)
 
 
-def scaling_exponent(measurements: Sequence[MarketMeasurement]) -> float | None:
-    """Least-squares slope of log(CPU per task) against log(providers) over the unsigned, back-to-back cases:
-    1.0 is linear in the population."""
-    points = [
-        (math.log(item.case.providers), math.log(item.run_cpu_s / item.tasks_finished))
+def median_measurement(results: Sequence[MarketMeasurement]) -> MarketMeasurement:
+    """The measurement with the median ratio to the reference (the lower middle one for an even count)."""
+    ordered = sorted(results, key=lambda item: item.provider_rounds_per_cpu_s / item.reference_per_cpu_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+@dataclass(frozen=True)
+class ScalingExponent:
+    """The slope of log(CPU per task) on log(providers) and the populations it was fitted over."""
+
+    value: float
+    smallest: int
+    largest: int
+    steady: bool  # CPU per task after the first (True) or over all tasks, when some case ran only one
+
+    @property
+    def covers_target_range(self) -> bool:
+        """Whether the fit spans issue 15's range, 1,000 to 100,000 providers."""
+        return self.smallest <= EXPONENT_RANGE[0] and self.largest >= EXPONENT_RANGE[1]
+
+
+def scaling_exponent(measurements: Sequence[MarketMeasurement]) -> ScalingExponent | None:
+    """Least-squares slope of log(CPU per task) against log(providers) over the unsigned, back-to-back cases of
+    at least 1,000 providers (issue 15's range; smaller populations are dominated by the committee's fixed
+    work): 1.0 is linear in the population. CPU per task leaves out each case's first task when every case ran
+    two or more; None with fewer than two populations."""
+    items = [
+        item
         for item in measurements
-        if item.case.verification == "unsigned" and item.case.plain and item.tasks_finished
+        if item.case.verification == "unsigned"
+        and item.case.plain
+        and item.tasks_finished
+        and item.case.providers >= EXPONENT_RANGE[0]
+    ]
+    steady = bool(items) and all(item.steady_cpu_per_task is not None for item in items)
+    points = [
+        (
+            math.log(item.case.providers),
+            math.log(item.steady_cpu_per_task if steady else item.run_cpu_s / item.tasks_finished),
+        )
+        for item in items
     ]
     if len({x for x, _ in points}) < 2:
         return None
     xs, ys = np.array([x for x, _ in points]), np.array([y for _, y in points])
-    return float(np.polyfit(xs, ys, 1)[0])
+    sizes = [item.case.providers for item in items]
+    return ScalingExponent(float(np.polyfit(xs, ys, 1)[0]), min(sizes), max(sizes), steady)
+
+
+def exponent_line(exponent: ScalingExponent) -> str:
+    """The exponent, what it was fitted on, and the target only where the fit covers the target's range."""
+    basis = "CPU per task after the first" if exponent.steady else "CPU per task, first task included"
+    if exponent.covers_target_range:
+        verdict = f"target <= 1.05: {'met' if exponent.value <= 1.05 else 'missed'}"
+    else:
+        verdict = (
+            f"issue 15's target, <= 1.05, is for {EXPONENT_RANGE[0]:,} to {EXPONENT_RANGE[1]:,} providers: "
+            "run --full or --case for that range"
+        )
+    return (
+        f"scaling exponent of {basis} in the population (unsigned, {exponent.smallest:,} to {exponent.largest:,} "
+        f"providers): {exponent.value:.2f} ({verdict})"
+    )
+
+
+def extrapolation_line(item: MarketMeasurement) -> str:
+    """The 10,000 x 100 unsigned estimate: measured, extrapolated from the tasks after the first, or refused."""
+    if item.tasks_finished >= TARGET_TASKS:
+        total = item.build_cpu_s + item.run_cpu_s * TARGET_TASKS / item.tasks_finished
+        return (
+            f"{TARGET_PROVIDERS:,} providers x {TARGET_TASKS} tasks unsigned: {total:.0f} CPU s, measured "
+            f"({item.build_cpu_s:.1f} s build + {item.run_cpu_s:.1f} s run)"
+        )
+    steady = item.steady_cpu_per_task
+    if steady is None:
+        return (
+            f"{TARGET_PROVIDERS:,} providers x {TARGET_TASKS} tasks unsigned: not extrapolated (it needs at least 2 "
+            f"measured tasks, and the run finished {item.tasks_finished}; the first task is a warm-up)"
+        )
+    later = item.tasks_finished - 1
+    total = item.build_cpu_s + item.first_task_cpu_s + steady * (TARGET_TASKS - 1)
+    return (
+        f"{TARGET_PROVIDERS:,} providers x {TARGET_TASKS} tasks unsigned: {total:.0f} CPU s = "
+        f"{item.build_cpu_s:.1f} s build + {item.first_task_cpu_s:.2f} s first task + {TARGET_TASKS - 1} x "
+        f"{steady:.2f} s per later task, EXTRAPOLATED linearly from {later} measured later task"
+        f"{'s' if later != 1 else ''}"
+    )
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -419,24 +525,10 @@ def throughput_table(cases: Sequence[MarketCase], repeats: int) -> list[MarketMe
     signed_to_unsigned(measurements)
     exponent = scaling_exponent(measurements)
     if exponent is not None:
-        sizes = sorted({item.case.providers for item in measurements if item.case.verification == "unsigned"})
-        print(
-            f"scaling exponent of CPU per task in the population (unsigned, {sizes[0]:,} to {sizes[-1]:,} "
-            f"providers): {exponent:.2f} (target <= 1.05)"
-        )
+        print(exponent_line(exponent))
     for item in measurements:
         if item.case.providers == TARGET_PROVIDERS and item.case.verification == "unsigned" and item.case.plain:
-            per_task = item.run_cpu_s / item.tasks_finished
-            how = (
-                "measured"
-                if item.tasks_finished >= TARGET_TASKS
-                else f"EXTRAPOLATED linearly from {item.tasks_finished} measured tasks (none of them a warm-up)"
-            )
-            print(
-                f"{TARGET_PROVIDERS:,} providers x {TARGET_TASKS} tasks unsigned: "
-                f"{item.build_cpu_s + per_task * TARGET_TASKS:.0f} CPU s = {item.build_cpu_s:.1f} s build + "
-                f"{TARGET_TASKS} x {per_task:.2f} s per task, {how}"
-            )
+            print(extrapolation_line(item))
     return measurements
 
 
@@ -501,7 +593,7 @@ def measure_memory(
         log = EventLog(Path(directory) / "events", flush_every=2_000)
         model = build_model(case, log)
         started = time.perf_counter()
-        report = _task_progress(case, time.process_time(), started) if progress else None
+        report = _TaskClock(case, time.process_time(), started, verbose=True) if progress else None
         run_until_finished(model, warmup_tasks, report)
         warm = rss_bytes()
         if progress:
@@ -701,24 +793,52 @@ def signature_costs_row() -> None:
     )
 
 
+CASE_FORM = re.compile(
+    r"(?P<providers>[0-9][0-9,_]*)x(?P<tasks>[0-9][0-9,_]*)(?::(?P<verification>[a-z_]+?))??(?P<churn>:churn)?"
+)
+
+
+def smallest_population() -> int:
+    """The fewest providers a case can have: more than the overlay degree `degree_for` gives them."""
+    return next(providers for providers in range(2, 1_000) if providers > degree_for(providers))
+
+
 def parse_case(text: str, default_verification: str = "unsigned") -> MarketCase:
-    """`PxT`, `PxT:verification` or either with `:churn` (e.g. `100000x10`, `1000x5:modelled`, `10000x5:churn`)
-    as a back-to-back case."""
-    size, _, verification = text.partition(":")
-    churn = verification == "churn" or verification.endswith(":churn")
-    verification = verification.removesuffix("churn").removesuffix(":")
-    providers, separator, tasks = size.lower().replace(",", "").replace("_", "").partition("x")
-    verifications = ("every_replica", "primary_only", "unsigned", "modelled")
-    if not separator or not providers.isdigit() or not tasks.isdigit() or int(providers) < 2 or int(tasks) < 1:
-        raise argparse.ArgumentTypeError(f"expected PROVIDERSxTASKS[:verification], e.g. 100000x10, got {text!r}")
-    if (verification or default_verification) not in verifications:
-        raise argparse.ArgumentTypeError(f"verification: one of {', '.join(verifications)}, got {verification!r}")
-    return MarketCase(int(providers), int(tasks), verification or default_verification, churn=churn)
+    """`PxT`, `PxT:verification` or either with `:churn` (e.g. `100000x10`, `1000x5:modelled`, `10000x5:churn`,
+    `1000x5:modelled:churn`) as a back-to-back case. Refused with the rule: at least `smallest_population()`
+    providers and 1 task, a known verification, and a population whose expected peak memory fits in the memory
+    this machine has available now."""
+    rule = (
+        "expected PROVIDERSxTASKS[:VERIFICATION][:churn] with at least "
+        f"{smallest_population()} providers and 1 task, VERIFICATION one of {', '.join(VERIFICATIONS)} "
+        f"(default {default_verification}), e.g. 100000x10, 1000x5:modelled or 10000x5:churn"
+    )
+    match = CASE_FORM.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{rule}; got {text!r}")
+    verification = match["verification"] or default_verification
+    if verification not in VERIFICATIONS:
+        raise argparse.ArgumentTypeError(f"{rule}; got verification {match['verification']!r} in {text!r}")
+    providers, tasks = (int(match[name].replace(",", "").replace("_", "")) for name in ("providers", "tasks"))
+    if providers < smallest_population() or tasks < 1:
+        tasks_text = f"{tasks:,} task{'s' if tasks != 1 else ''}"
+        raise argparse.ArgumentTypeError(f"{rule}; got {providers:,} providers and {tasks_text}")
+    needed = providers * PEAK_BYTES_PER_PROVIDER
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise argparse.ArgumentTypeError(
+            f"{providers:,} providers would need about {needed / 2**30:,.1f} GiB at their peak "
+            f"({PEAK_BYTES_PER_PROVIDER / 1000:.0f} KB each, measured at 100,000), and this machine has "
+            f"{available / 2**30:,.1f} GiB available; got {text!r}"
+        )
+    return MarketCase(providers, tasks, verification, churn=match["churn"] is not None)
 
 
-def single_cases(cases: Sequence[MarketCase]) -> None:
-    """Each case alone, once, with its progress per task, then its row and the process's peak RSS."""
+def single_cases(cases: Sequence[MarketCase], repeats: int) -> None:
+    """Each case alone, `repeats` times (reference, market, reference each time; the median ratio's row), with
+    its progress per task, then its row and the process's peak RSS."""
     reference_loop(1_000, 20)  # warm up the interpreter and allocator
+    measured = []
     for case in cases:
         churn = ", churn" if case.churn else ""
         print(
@@ -726,14 +846,22 @@ def single_cases(cases: Sequence[MarketCase]) -> None:
             flush=True,
         )
         wall_started = time.perf_counter()
-        item = measure(case, progress=True)
+        item = measure_interleaved(case, repeats, progress=True)
         wall_s = time.perf_counter() - wall_started
         print_table(THROUGHPUT_HEADERS, [throughput_row(item)])
+        times = f"median ratio of {repeats} repeats, " if repeats > 1 else ""
         print(
-            f"build + run {item.build_cpu_s + item.run_cpu_s:,.1f} CPU s, {wall_s:,.1f} s wall (the reference loop "
-            f"after it included); peak RSS of the process {peak_rss_bytes() / 2**20:,.0f} MiB; {uptime()}",
+            f"{times}build + run {item.build_cpu_s + item.run_cpu_s:,.1f} CPU s, {wall_s:,.1f} s wall (every repeat "
+            f"and the reference loops before and after the market included); peak RSS of the process "
+            f"{peak_rss_bytes() / 2**20:,.0f} MiB; {uptime()}",
             flush=True,
         )
+        if case.providers == TARGET_PROVIDERS and case.verification == "unsigned" and case.plain:
+            print(extrapolation_line(item))
+        measured.append(item)
+    exponent = scaling_exponent(measured)
+    if exponent is not None:
+        print(exponent_line(exponent))
 
 
 def main() -> None:
@@ -744,7 +872,13 @@ def main() -> None:
         "--full", action="store_true", help="also 10,000 providers x 100 tasks and 100,000 providers x 10 tasks"
     )
     parser.add_argument("--profile", action="store_true", help="also profile a 1,000-provider, 5-task run")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats per case (default 3; 1 quick)")
+    parser.add_argument(
+        "--repeats",
+        type=integer_in(1),
+        default=None,
+        help="(reference, market, reference) repeats per throughput case; the row is the median ratio's (default "
+        "3, 1 with --quick or --case)",
+    )
     only = parser.add_mutually_exclusive_group()
     only.add_argument(
         "--case",
@@ -752,20 +886,42 @@ def main() -> None:
         action="append",
         metavar="PxT[:verification][:churn]",
         help="run only this throughput case (repeatable), e.g. 100000x10, 1000x5:modelled or 10000x5:churn "
-        "(providers arrive and leave at the population's steady state); default unsigned",
+        "(providers arrive and leave at the population's steady state); verification is one of "
+        f"{', '.join(VERIFICATIONS)} (default unsigned); at least {smallest_population()} providers and 1 task",
     )
     only.add_argument(
         "--memory",
         type=parse_case,
         metavar="PxN[:verification][:churn]",
         help="run only the long-horizon memory measurement: P providers, N warm-up tasks, 10N in all (with "
-        "':churn', providers arrive and leave at the population's steady state)",
+        "':churn', providers arrive and leave at the population's steady state; default verification unsigned)",
     )
     only.add_argument("--signature-costs", action="store_true", help="measure only Ed25519's sign and verify costs")
     parser.add_argument(
-        "--tracemalloc", type=int, default=0, metavar="LINES", help="with --memory: the LINES lines that grew most"
+        "--tracemalloc",
+        type=integer_in(1),
+        default=0,
+        metavar="LINES",
+        help="with --memory: trace allocations and print the LINES lines that grew most",
     )
     args = parser.parse_args()
+    alone = "--case" if args.case else "--memory" if args.memory is not None else None
+    alone = alone or ("--signature-costs" if args.signature_costs else None)
+    if args.tracemalloc and args.memory is None:
+        parser.error("--tracemalloc: only with --memory")
+    if alone is not None:
+        ignored = [
+            option
+            for option, given in (
+                ("--quick", args.quick),
+                ("--full", args.full),
+                ("--profile", args.profile),
+                ("--repeats", args.repeats is not None and alone != "--case"),
+            )
+            if given
+        ]
+        if ignored:
+            parser.error(f"{', '.join(ignored)}: not with {alone}, which runs only its own measurement")
     if args.signature_costs:
         signature_costs_row()
         return
@@ -782,7 +938,7 @@ def main() -> None:
         )
         return
     if args.case:
-        single_cases(args.case)
+        single_cases(args.case, args.repeats or 1)
         return
     if args.quick:
         cases = [
@@ -793,7 +949,7 @@ def main() -> None:
             MarketCase(1_000, 2, "modelled"),
             MarketCase(1_000, 2, "unsigned"),
             MarketCase(10_000, 1, "modelled"),
-            MarketCase(10_000, 1, "unsigned"),
+            MarketCase(10_000, 2, "unsigned"),  # two tasks: the 10,000 x 100 estimate leaves the first one out
             MarketCase(10_000, 1, "unsigned", churn=True),
         ]
     else:

@@ -38,6 +38,7 @@ from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from flmarket.arguments import integer_in  # noqa: E402
 from flmarket.market.shapley import (  # noqa: E402
     ShapleyResult,
     exact_integer_sum_game_shapley,
@@ -364,13 +365,30 @@ def generic_tables(arguments: argparse.Namespace) -> None:
     target_rows([20] if arguments.quick else [20, 40, 60], 2 if arguments.quick else 5, arguments.target)
 
 
+def relative_error(raw: str) -> float:
+    """An argparse type: a relative standard error strictly between 0 and 1."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {raw!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {raw}")
+    return value
+
+
 def main() -> None:
     """Print the tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes only, for a smoke run")
-    parser.add_argument("--target", type=float, default=0.01, help="target relative standard error")
-    parser.add_argument("--budget", type=int, default=20_000, help="value calls per round (coverage table)")
-    parser.add_argument("--seeds", type=int, default=50, help="rounds per row of the coverage table")
+    parser.add_argument(
+        "--target", type=relative_error, default=0.01, help="target relative standard error, in (0, 1) (default 0.01)"
+    )
+    parser.add_argument(
+        "--budget", type=integer_in(1), default=20_000, help="value calls per round (coverage table; default 20,000)"
+    )
+    parser.add_argument(
+        "--seeds", type=integer_in(1), default=50, help="rounds per row of the coverage table (default 50; 5 quick)"
+    )
     parser.add_argument("--torch", action="store_true", help="also real torch rounds at n = 20, 40, 60 (minutes)")
     parser.add_argument("--torch-only", action="store_true", help="only the torch rounds (implies --torch)")
     parser.add_argument(

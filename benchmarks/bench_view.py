@@ -23,6 +23,9 @@ import time
 
 import psutil
 
+from flmarket.arguments import integer_in
+from flmarket.sim.config import ScenarioError
+
 QUERY = """
 const counter = document.getElementById('flmarket-tasks');
 const state = document.getElementById('flmarket-view-state');
@@ -88,6 +91,7 @@ def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[floa
         env={**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"},
     )
     driver = None
+    profile = tempfile.TemporaryDirectory(prefix="flmarket-bench-view-")  # Chromium's profile, removed at the end
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -98,7 +102,7 @@ def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[floa
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("flmarket view did not start") from None
                 time.sleep(0.5)
-        driver = headless_chromium(tempfile.mkdtemp())
+        driver = headless_chromium(profile.name)
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 180, poll_frequency=0.05)
         wait.until(lambda _: driver.execute_script(QUERY)[0] == 0)
@@ -129,6 +133,7 @@ def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[floa
             driver.quit()
         server.terminate()
         server.wait(timeout=30)
+        profile.cleanup()
 
 
 QUICK_STEPS = 3
@@ -137,7 +142,9 @@ QUICK_STEPS = 3
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="tasks stepped and clicks measured (default 20)")
+    parser.add_argument(
+        "--steps", type=integer_in(1), default=20, help="tasks stepped and clicks measured (default 20)"
+    )
     parser.add_argument("--scenario", default="quickstart", help="bundled scenario or path (default quickstart)")
     parser.add_argument(
         "--quick", action="store_true", help=f"a smoke run of {QUICK_STEPS} steps (what benchmarks/run_all.py asks)"
@@ -146,7 +153,10 @@ def main() -> None:
     if args.quick:
         args.steps = QUICK_STEPS
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    cpu = server_cpu_per_step(args.scenario, args.steps)
+    try:
+        cpu = server_cpu_per_step(args.scenario, args.steps)
+    except ScenarioError as error:  # a bad --scenario: the command line's one-line refusal, before any browser
+        parser.error(f"--scenario: {error}")
     print(
         f"server CPU per step (task + panel data + charts): median {statistics.median(cpu) * 1000:.0f} ms, "
         f"max {max(cpu) * 1000:.0f} ms"

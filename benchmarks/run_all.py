@@ -28,14 +28,15 @@ class BenchmarkOutcome:
 
 
 def benchmark_scripts(only: list[str] | None = None) -> list[Path]:
-    """The bench_*.py scripts in name order, restricted to `only` (names without `bench_` and `.py`)."""
+    """The bench_*.py scripts in name order, restricted to `only` (names without `bench_` and `.py`); an unknown
+    name is a ValueError that lists the known ones."""
     scripts = sorted(BENCHMARKS.glob("bench_*.py"))
     if only:
         wanted = set(only)
         unknown = wanted - {script.stem.removeprefix("bench_") for script in scripts}
         if unknown:
             known = ", ".join(script.stem.removeprefix("bench_") for script in scripts)
-            raise SystemExit(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))} (known: {known})")
+            raise ValueError(f"--only: unknown benchmark(s) {', '.join(sorted(unknown))} (known: {known})")
         scripts = [script for script in scripts if script.stem.removeprefix("bench_") in wanted]
     return scripts
 
@@ -58,7 +59,11 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="full measurements (no --quick); takes much longer")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these, e.g. market kernel")
     args = parser.parse_args()
-    outcomes = [run_script(script, quick=not args.full) for script in benchmark_scripts(args.only)]
+    try:
+        scripts = benchmark_scripts(args.only)
+    except ValueError as error:
+        parser.error(str(error))
+    outcomes = [run_script(script, quick=not args.full) for script in scripts]
     print(f"\n== summary {'=' * 67}")
     for outcome in outcomes:
         status = "ok" if outcome.returncode == 0 else f"FAILED (exit {outcome.returncode})"
