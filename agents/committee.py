@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import mesa
 import simpy
 
+from flmarket.agents.base import MarketAgent
 from flmarket.agents.messages import NO_AGENT, Message
 from flmarket.market.consensus.dpos import Committee as ElectedCommittee
 from flmarket.market.consensus.dpos import DposElection
@@ -56,7 +56,7 @@ REQUEST_BYTES_PER_CLAIM = 400
 PBFT_PHASES = frozenset({"PRE-PREPARE", "PREPARE", "COMMIT", "CHECKPOINT", "VIEW-CHANGE", "NEW-VIEW"})
 
 
-class CommitteeNode(mesa.Agent):
+class CommitteeNode(MarketAgent):
     """A DPoS candidate (SPEC A.8): stake, a name on the ledger, and a handler for its overlay messages."""
 
     def __init__(self, model: MarketModel, ordinal: int, stake: float) -> None:

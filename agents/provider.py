@@ -19,10 +19,10 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import mesa
 import numpy as np
 import simpy
 
+from flmarket.agents.base import MarketAgent
 from flmarket.agents.messages import Message
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
 from flmarket.market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
@@ -80,7 +80,7 @@ class UpdateUpload:
     privacy_cost: float = 0.0
 
 
-class DataProvider(mesa.Agent):
+class DataProvider(MarketAgent):
     """A strategic data provider: chooses its participation per task, trains, claims, earns, may leave."""
 
     # Slots keep a population of idle providers small (Mesa's own attributes stay in the instance dict).

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-import mesa
 import numpy as np
 import simpy
+
+from flmarket.agents.base import MarketAgent
 
 if TYPE_CHECKING:
     from flmarket.sim.model import MarketModel
 
 
-class DataRequester(mesa.Agent):
+class DataRequester(MarketAgent):
     """A data requester with demand and an escrowed budget B_j (SPEC A.1)."""
 
     def __init__(self, model: MarketModel, ordinal: int, budget: float, rng: np.random.Generator) -> None:

@@ -112,3 +112,30 @@ def test_batch_run_reports_the_last_task_when_the_model_ends_by_itself() -> None
         display_progress=False,
     )
     assert [row["tasks_finished"] for row in rows] == [0, 1, 2, 3]
+
+
+def test_a_finished_model_is_freed_and_agents_keep_mesas_numbering() -> None:
+    """Mesa 3.3.1 numbers agents from `Agent._ids`, a defaultdict keyed by the model, so every model built in a
+    process stayed alive with all its agents (mesa#3179): 132,000 objects and 38 MiB more per 10,000-provider model
+    in a loop. flmarket's agents number themselves from a weakly keyed map: the same numbers, and the model goes."""
+    import gc
+    import weakref
+
+    import mesa
+
+    from flmarket.agents.base import MarketAgent
+
+    def run_one() -> tuple[weakref.ref, list[int]]:
+        model = MarketModel(load_scenario("quickstart", {"providers.count": 12, "run.tasks": 2}))
+        model.run()
+        ids = sorted(agent.unique_id for agent in model.agents)
+        return weakref.ref(model), ids
+
+    first, first_ids = run_one()
+    second, second_ids = run_one()
+    gc.collect()
+    assert first() is None and second() is None
+    assert len(MarketAgent._ids) == 0
+    # Mesa's own numbering: 1, 2, 3, ... per model across every agent class, restarting for a new model
+    assert first_ids == second_ids and first_ids[0] == 1 and len(set(first_ids)) == len(first_ids)
+    assert MarketAgent._ids is not mesa.Agent._ids
