@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import warnings
+from typing import Any
 
 DEFAULT_PORT = 8765
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `flmarket view [SCENARIO] [--set KEY=VALUE ...] [--seed N] [--port N]`."""
-    from flmarket.sim.cli import COMMANDS, DEFAULT_SCENARIO
+    """Add `flmarket view [SCENARIO] [--set KEY=VALUE ...] [--seed N] [--horizon S] [--tasks N] [--port N]`."""
+    from flmarket.sim.cli import COMMANDS, DEFAULT_SCENARIO, _add_override_arguments
 
     view = subparsers.add_parser(
         "view",
@@ -24,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a live page of one market run on 127.0.0.1: play, pause, step one FL task, reset; "
         "sliders for the population mix and the free-rider share; the overlay, strategy shares, welfare "
         "against the social optimum and the all-defect Nash level, participation, consensus, and rewards "
-        "against Shapley values. Stepping N tasks gives the same event log as `flmarket run --tasks N`.",
+        "against Shapley values. Stepping N tasks gives the same event log as `flmarket run --tasks N` (less "
+        "the run_finished record that only a finished run writes). Ctrl-C stops the server (exit status 130).",
     )
     view.add_argument(
         "scenario",
@@ -32,13 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SCENARIO,
         help=f"scenario file or bundled name (default: {DEFAULT_SCENARIO})",
     )
-    view.add_argument("--seed", type=int, help="override run.seed")
-    view.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override any scenario field by its dotted path, as for `flmarket run` (repeatable; values are TOML)",
-    )
+    _add_override_arguments(view)
     view.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
     view.set_defaults(func=_view)
 
@@ -49,8 +46,6 @@ def _view(args: argparse.Namespace) -> int:
     from flmarket.sim.model import MarketModel
     from flmarket.sim.view.session import ViewSettings
 
-    args.horizon = None
-    args.tasks = None
     settings = ViewSettings(args.scenario, tuple(_overrides(args).items()))
     if not 0 < args.port < 65536:
         raise ScenarioError(f"--port: must be in 1..65535, got {args.port}")
@@ -89,4 +84,25 @@ def serve(
     # cookie only matters for a page embedded in a frame of another site, which this local page never is
     warnings.filterwarnings("ignore", message="Cookies with samesite=none require https", category=UserWarning)
     print(f"flmarket view: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
-    uvicorn.run("solara.server.starlette:app", host=host, port=port, log_level="warning")
+
+    class SignalRecordingServer(uvicorn.Server):
+        """uvicorn's server, noting the signals that stopped it: uvicorn re-raises them once it has shut down,
+        but inside asyncio's runner, which swallows SIGINT (the command then exited 0 on Ctrl-C)."""
+
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.signals: list[int] = []
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.signals.append(sig)
+            super().handle_exit(sig, frame)
+
+    server = SignalRecordingServer(
+        uvicorn.Config("solara.server.starlette:app", host=host, port=port, log_level="warning")
+    )
+    try:
+        server.run()
+    finally:
+        page.stop_players()  # no play thread may still be in a task when the interpreter exits (torch aborted it)
+    if signal.SIGINT in server.signals:
+        raise KeyboardInterrupt  # the CLI's "flmarket: interrupted", exit status 130, as `flmarket run` does

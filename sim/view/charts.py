@@ -3,7 +3,8 @@
 SVG strings cost about a millisecond per chart (matplotlib took 0.1-0.2 s of CPU per figure, too slow to redraw
 every panel within a second of a step), scale crisply, and keep their data in the page: every chart carries
 `data-chart`, every plotted point its values as `data-*` attributes. Colours are fixed per strategy so a
-strategy looks the same in every panel.
+strategy looks the same in every panel. A value that is not finite (NaN or infinite) is left out of a chart, not
+drawn at a `nan` coordinate, and plotted values are clamped to +-PLOT_LIMIT so that axis spans stay finite.
 """
 
 from __future__ import annotations
@@ -33,6 +34,24 @@ PRIMARY_COLOUR = "#ffb300"
 TEXT_COLOUR = "#37474f"
 GRID_COLOUR = "#eceff1"
 FONT = "font-family='Roboto, Helvetica, Arial, sans-serif'"
+PLOT_LIMIT = 1e300
+"""Plotted values are clamped to [-PLOT_LIMIT, PLOT_LIMIT]: the span of two finite floats can overflow."""
+
+
+def plottable(value: float) -> float | None:
+    """`value` clamped to +-PLOT_LIMIT, or None when it is NaN or infinite (then it is not drawn)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return max(-PLOT_LIMIT, min(PLOT_LIMIT, number))
+
+
+def finite_values(values: Sequence[float]) -> list[float]:
+    """The plottable values of a sequence (clamped; NaN and infinities dropped)."""
+    return [number for number in map(plottable, values) if number is not None]
 
 
 def colour(strategy: str) -> str:
@@ -45,14 +64,16 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low]
     raw = (high - low) / max(1, count)
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(factor * power for factor in (1, 2, 2.5, 5, 10) if factor * power >= raw)
-    first = math.ceil(low / step - 1e-9) * step
+    # integer multiples of the step, rounded a few digits below the step's own: no error accumulates (0.6, not
+    # 0.6000000000000001), and ticks far below 1e-12 keep their values (rounding to 12 places made them all 0)
+    digits = max(0, 3 - math.floor(math.log10(step)))
+    index = math.ceil(low / step - 1e-9)
     ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
+    while index * step <= high + step * 1e-9:
+        ticks.append(round(index * step, digits))
+        index += 1
     return ticks
 
 
@@ -61,9 +82,17 @@ def _whole(value: float) -> bool:
 
 
 def tick_labels(ticks: Sequence[float]) -> list[str]:
-    """Tick labels with as many decimals as the step between ticks needs (thousands separated)."""
+    """Tick labels with as many decimals as the step between ticks needs (thousands separated); in scientific
+    notation, with as few digits as keep them distinct, when the values are huge (>= 1e9) or tiny (< 1e-4)."""
     if len(ticks) < 2:
         return [f"{tick:g}" for tick in ticks]
+    largest = max(abs(tick) for tick in ticks)
+    if largest >= 1e9 or 0 < largest < 1e-4:
+        for digits in range(3, 17):
+            labels = [f"{tick:.{digits}g}" for tick in ticks]
+            if len(set(labels)) == len(labels):
+                return labels
+        return labels
     step = min(abs(b - a) for a, b in zip(ticks, ticks[1:], strict=False)) or 1.0
     decimals = next((digits for digits in range(12) if _whole(step * 10**digits)), 12)
     return [f"{tick:,.{decimals}f}" for tick in ticks]
@@ -108,10 +137,12 @@ class Chart:
     def line(
         self, xs: Sequence[float], ys: Sequence[float], stroke: str, label: str = "", dash: str = "", width: float = 2
     ) -> None:
-        """A polyline through the points (nothing for no points)."""
-        if not xs:
+        """A polyline through the plottable points (nothing for none)."""
+        pairs = [(plottable(a), plottable(b)) for a, b in zip(xs, ys, strict=True)]
+        kept = [(a, b) for a, b in pairs if a is not None and b is not None]
+        if not kept:
             return
-        points = " ".join(f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in zip(xs, ys, strict=True))
+        points = " ".join(f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in kept)
         dashes = f" stroke-dasharray='{dash}'" if dash else ""
         self.parts.append(
             f"<polyline points='{points}' fill='none' stroke='{stroke}' stroke-width='{width}'{dashes} "
@@ -123,8 +154,11 @@ class Chart:
     def points(
         self, xs: Sequence[float], ys: Sequence[float], fill: str, radius: float = 3.5, **data: Sequence
     ) -> None:
-        """Dots at the points, each with its values as data-* attributes."""
-        for index, (a, b) in enumerate(zip(xs, ys, strict=True)):
+        """Dots at the plottable points, each with its values as data-* attributes."""
+        for index, (raw_x, raw_y) in enumerate(zip(xs, ys, strict=True)):
+            a, b = plottable(raw_x), plottable(raw_y)
+            if a is None or b is None:
+                continue
             extra = _attributes({name: values[index] for name, values in data.items()})
             self.parts.append(
                 f"<circle cx='{self.x(a):.1f}' cy='{self.y(b):.1f}' r='{radius}' fill='{fill}' stroke='white' "
@@ -132,18 +166,30 @@ class Chart:
             )
 
     def area(self, xs: Sequence[float], lower: Sequence[float], upper: Sequence[float], fill: str, label: str) -> None:
-        """The band between two curves (a layer of a stacked area)."""
-        if not xs:
+        """The band between two curves (a layer of a stacked area), over the points where all three are
+        plottable."""
+        kept = [
+            (a, low, high)
+            for a, low, high in (
+                (plottable(a), plottable(low), plottable(high)) for a, low, high in zip(xs, lower, upper, strict=True)
+            )
+            if a is not None and low is not None and high is not None
+        ]
+        if not kept:
             return
-        top = [f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in zip(xs, upper, strict=True)]
-        bottom = [f"{self.x(a):.1f},{self.y(b):.1f}" for a, b in zip(reversed(xs), reversed(lower), strict=True)]
+        top = [f"{self.x(a):.1f},{self.y(high):.1f}" for a, _, high in kept]
+        bottom = [f"{self.x(a):.1f},{self.y(low):.1f}" for a, low, _ in reversed(kept)]
         self.parts.append(f"<polygon points='{' '.join(top + bottom)}' fill='{fill}' fill-opacity='0.88'/>")
         self.legend.append(("box", fill, label))
 
     def bar(self, centre: float, value: float, half_width: float, fill: str, text: str, **data: Any) -> None:
-        """A bar from 0 to `value` with its value written above it."""
+        """A bar from 0 to `value` with its value written above it (no bar, and "n/a", for a value that is not
+        finite)."""
         left, right = self.x(centre - half_width), self.x(centre + half_width)
-        top, base = self.y(max(value, 0.0)), self.y(0.0)
+        number = plottable(value)
+        if number is None:
+            number, text = 0.0, "n/a"
+        top, base = self.y(max(number, 0.0)), self.y(0.0)
         self.parts.append(
             f"<rect x='{left:.1f}' y='{top:.1f}' width='{right - left:.1f}' height='{base - top:.1f}' "
             f"fill='{fill}' rx='2'{_attributes(data)}/>"
@@ -257,20 +303,26 @@ def overlay_chart(state: dict[str, Any], width: int = 566, height: int = 572) ->
     """The overlay: providers coloured by strategy, committee nodes as squares (members framed in amber, the
     primary starred), offline nodes greyed where they last were."""
     overlay = state["overlay"]
-    nodes = {node["id"]: node for node in overlay["nodes"]}
+    nodes = {
+        node["id"]: node
+        for node in overlay["nodes"]
+        if plottable(node["x"]) is not None and plottable(node["y"]) is not None
+    }
     legend_height = 44
     margin = 18
-    xs = [node["x"] for node in nodes.values()] or [0.0]
-    ys = [node["y"] for node in nodes.values()] or [0.0]
+    xs = finite_values([node["x"] for node in nodes.values()]) or [0.0]
+    ys = finite_values([node["y"] for node in nodes.values()]) or [0.0]
     span_x = (max(xs) - min(xs)) or 1.0
     span_y = (max(ys) - min(ys)) or 1.0
     plot_width, plot_height = width - 2 * margin, height - 30 - legend_height - 2 * margin
     scale = min(plot_width / span_x, plot_height / span_y)
 
     def place(node: dict[str, Any]) -> tuple[float, float]:
+        x, y = plottable(node["x"]), plottable(node["y"])
+        assert x is not None and y is not None  # nodes without a plottable position were left out above
         return (
-            margin + (node["x"] - min(xs)) * scale + (plot_width - span_x * scale) / 2,
-            30 + margin + (max(ys) - node["y"]) * scale + (plot_height - span_y * scale) / 2,
+            margin + (x - min(xs)) * scale + (plot_width - span_x * scale) / 2,
+            30 + margin + (max(ys) - y) * scale + (plot_height - span_y * scale) / 2,
         )
 
     where = {node_id: place(node) for node_id, node in nodes.items()}
@@ -334,7 +386,7 @@ def shares_chart(state: dict[str, Any]) -> str:
     chart = Chart(
         "shares",
         "Strategy shares",
-        x_range=(0.0, max(times[-1], 1.0) if times else 1.0),
+        x_range=(0.0, max(finite_values(times) + [1.0])),
         y_range=(0.0, 1.0),
         x_label="simulated time (s)",
         y_label="share of online providers",
@@ -352,13 +404,13 @@ def welfare_chart(state: dict[str, Any]) -> str:
     """Welfare P(y) per task with the task's social optimum and the all-defect Nash level P(0) = 0 (SPEC B)."""
     welfare = state["welfare"]
     tasks = welfare["task"]
-    values = welfare["welfare"] + welfare["optimum"] + welfare["nash"] + [0.0]
+    values = finite_values(welfare["welfare"] + welfare["optimum"] + welfare["nash"]) + [0.0]
     low, high = min(values), max(values)
     pad = 0.08 * (high - low or 1.0)
     chart = Chart(
         "welfare",
         "Welfare per task",
-        x_range=(min(tasks, default=0) - 0.5, max(tasks, default=0) + 0.5),
+        x_range=(min(finite_values(tasks), default=0) - 0.5, max(finite_values(tasks), default=0) + 0.5),
         y_range=(low - pad, high + pad),
         x_label="task",
         y_label="welfare P(y)",
@@ -414,8 +466,8 @@ def participation_chart(state: dict[str, Any]) -> str:
 def rewards_chart(state: dict[str, Any]) -> str:
     """The last task's rewards against the providers' Shapley values (summed over the task's rounds)."""
     rewards = state["rewards"]
-    shapley = [row["shapley_value"] for row in rewards] or [0.0, 1.0]
-    paid = [row["reward"] for row in rewards] or [0.0, 1.0]
+    shapley = finite_values([row["shapley_value"] for row in rewards]) or [0.0, 1.0]
+    paid = finite_values([row["reward"] for row in rewards]) or [0.0, 1.0]
     x_pad = 0.1 * (max(shapley) - min(shapley) or abs(max(shapley)) or 1.0)
     y_pad = 0.1 * (max(paid) - min(paid) or abs(max(paid)) or 1.0)
     task = f" (task {rewards[0]['task']})" if rewards else ""

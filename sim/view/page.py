@@ -1,15 +1,18 @@
 """The Solara page of `flmarket view`: controls, panels and a machine-readable copy of what the panels show.
 
 Each browser connection gets its own `ViewSession` built from `LAUNCH` (the scenario and overrides given on the
-command line). Play steps the session in a background thread; a lock keeps stepping and reading apart. The
-state the charts are drawn from is also written into the page as JSON (`#flmarket-view-state`), and the tasks
-counter carries `data-tasks`, so a browser test can check the page against an independent model.
+command line). Play steps the session in a background thread; a lock keeps stepping and reading apart. When the
+server stops, `stop_players` ends every play thread before the interpreter exits (a thread left inside torch
+then aborted the process). The state the charts are drawn from is also written into the page as JSON
+(`#flmarket-view-state`), and the tasks counter carries `data-tasks`, so a browser test can check the page
+against an independent model.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import threading
 from typing import Any
 
@@ -42,10 +45,39 @@ def take_first_model() -> Any:
 PLAY_PAUSE_S = 0.05
 """Pause between tasks while playing, so clicks and redraws get through."""
 
+_stopping = threading.Event()  # set when the server stops: every play loop ends after its current task
+_players: set[threading.Thread] = set()
+_players_lock = threading.Lock()
+
+
+def stop_players(timeout_s: float = 120.0) -> None:
+    """End every play thread: each finishes the task it is in, then stops; wait for them up to `timeout_s`."""
+    _stopping.set()
+    with _players_lock:
+        players = list(_players)
+    for player in players:
+        player.join(timeout_s)
+
 
 def error_line(error: ScenarioError | MarketError) -> str:
     """The line the CLI prints for bad input (`flmarket: error: ...`)."""
     return "; ".join(f"flmarket: error: {line}" for line in str(error).splitlines())
+
+
+def state_json(state: Any) -> str:
+    """The state as strict JSON for the page's hidden copy: NaN and infinities become null (json.dumps writes
+    them as NaN and Infinity, which the browser's JSON.parse refuses)."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps(strict(state), allow_nan=False)
 
 
 def _mix_text(mix: dict[str, float]) -> str:
@@ -84,8 +116,12 @@ def ConsensusCard(consensus: dict[str, Any]) -> None:
         unsafe_innerHTML=(
             "<div class='flmarket-consensus'><div>"
             "<div class='flmarket-panel-title'>Consensus (PPBG-AC over PBFT, DPoS committee)</div>"
-            f"<div><b>Primary:</b> {html.escape(str(primary))} &nbsp; <b>Epoch:</b> {consensus.get('epoch')}</div>"
-            f"<div><b>Last round:</b> {decided}</div>"
+            + (
+                f"<div><b>Primary:</b> {html.escape(str(primary))} &nbsp; <b>Epoch:</b> {consensus.get('epoch')}</div>"
+                if primary is not None
+                else "<div><b>Committee:</b> not elected yet (DPoS elects it when the first task is posted)</div>"
+            )
+            + f"<div><b>Last round:</b> {decided}</div>"
             f"<div><b>Last block:</b> {block_text}</div></div>"
             f"<table class='flmarket-votes'><tr><th>DPoS votes</th>{cells}</tr></table></div>"
         ),
@@ -130,20 +166,39 @@ def Page() -> None:
     def bump() -> None:
         set_version(lambda value: value + 1)
 
-    def step() -> None:
+    def step_once() -> tuple[bool, str]:
+        """One task under the lock: whether it finished, and the CLI's line for an error in it ("" if none)."""
         with lock:
-            session.step()
+            try:
+                return session.step(), ""
+            except (ScenarioError, MarketError) as bad:
+                return False, error_line(bad)
+
+    def step() -> None:
+        stepped, failure = step_once()
+        if stepped or failure:
+            set_error(failure)  # a task that went through clears an earlier message
         bump()
 
     def play_loop(cancel: threading.Event) -> None:
-        while playing and not cancel.is_set():
-            with lock:
-                stepped = session.step()
-            bump()
-            if not stepped:
-                set_playing(False)
-                return
-            cancel.wait(PLAY_PAUSE_S)
+        if not playing:
+            return
+        me = threading.current_thread()
+        with _players_lock:
+            _players.add(me)
+        try:
+            while not cancel.is_set() and not _stopping.is_set():
+                stepped, failure = step_once()
+                if stepped or failure:
+                    set_error(failure)
+                bump()
+                if not stepped:
+                    set_playing(False)
+                    return
+                cancel.wait(PLAY_PAUSE_S)
+        finally:
+            with _players_lock:
+                _players.discard(me)
 
     solara.use_thread(play_loop, dependencies=[playing], intrusive_cancel=False)
 
@@ -266,7 +321,7 @@ def Page() -> None:
                 ConsensusCard(state["consensus"])
         solara.HTML(
             tag="pre",
-            unsafe_innerHTML=html.escape(json.dumps(state)),
+            unsafe_innerHTML=html.escape(state_json(state)),
             attributes={"id": "flmarket-view-state"},
             style={"display": "none"},
         )

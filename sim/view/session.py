@@ -4,8 +4,10 @@ of every panel of the page, read from the model and its event log after each ste
 A step ends exactly where `flmarket run --tasks N` would stop after its Nth task (the model's `done` event fires
 right after the task runner wakes the step waiters, and the run stops when that event is processed): the view
 registers its own step waiter whose processing stops the clock, so stepping N tasks here and running N tasks from
-the CLI with the same seed give the same event log. Settings that fail the scenario's validation raise
-`ScenarioError` with the CLI's one-line message and leave the running model untouched.
+the CLI with the same seed give the same event log (less the `run_finished` record a finished `flmarket run`
+writes). Settings that fail the scenario's validation raise `ScenarioError` with the CLI's one-line message and
+leave the running model untouched. A `MarketError` in the middle of a task (where `flmarket run` stops with exit
+status 2) stops the session too: `failure` holds the message, and it steps no further until a reset.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import networkx as nx
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flmarket.market.errors import MarketError
 from flmarket.market.public_goods import PublicGoodsGame
 from flmarket.sim.config import Scenario, ScenarioError, load_scenario
 from flmarket.sim.model import MarketModel
 
 FREE_RIDER = "ALLD"
 """The strategy the free-rider slider sets: a free rider never trains but receives the public good (SPEC C)."""
+COOPERATOR = "ALLC"
+"""The strategy that takes the rest of a mix that had only free riders when the slider lowers their share."""
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -50,8 +55,10 @@ def parse_mix(text: str) -> dict[str, float]:
 
 def with_free_riders(mix: Mapping[str, float], share: float) -> dict[str, float]:
     """The mix with `share` free riders (ALLD) and the other strategies scaled to fill 1 - share in their
-    proportions (evenly if they were all zero)."""
+    proportions (evenly if they were all zero; cooperators, ALLC, if there were none)."""
     others = {name: value for name, value in mix.items() if name != FREE_RIDER}
+    if not others and share < 1.0:
+        others = {COOPERATOR: 1.0}
     total = sum(others.values())
     rest = 1.0 - share
     if others:
@@ -69,13 +76,16 @@ class ViewSettings:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def with_mix(self, mix: Mapping[str, float]) -> ViewSettings:
-        """These settings with `providers.strategy_mix` replaced (and no exact strategy counts)."""
+        """These settings with `providers.strategy_mix` replaced and no exact strategy counts: counts given in the
+        scenario file (e.g. mmzd-fig3's) are cleared too, or they would decide the population over the mix."""
         kept = tuple(
             (key, value)
             for key, value in self.overrides
             if key not in ("providers.strategy_mix", "providers.strategy_counts")
         )
-        return ViewSettings(self.scenario, (*kept, ("providers.strategy_mix", dict(mix))))
+        return ViewSettings(
+            self.scenario, (*kept, ("providers.strategy_mix", dict(mix)), ("providers.strategy_counts", None))
+        )
 
     def load(self) -> Scenario:
         """The validated scenario (raises ScenarioError with the CLI's one-line message)."""
@@ -99,6 +109,7 @@ class ViewSession:
     # -- driving ------------------------------------------------------------------------------------------
     def _start(self, model: MarketModel) -> None:
         self.model = model
+        self.failure: str | None = None  # why the run stopped in the middle of a task (a MarketError), if it did
         self._last_seq = -1
         self._tables_read = 0
         self.time_points: list[float] = []
@@ -122,18 +133,28 @@ class ViewSession:
 
     @property
     def finished(self) -> bool:
-        """Whether the run reached its task limit or horizon (stepping does nothing more)."""
+        """Whether the run reached its task limit or horizon, or stopped on an error (stepping does nothing)."""
         horizon = self.scenario.run.horizon_s
-        return self.model.done.triggered or (horizon is not None and self.model.env.now >= horizon)
+        ended = self.model.done.triggered or (horizon is not None and self.model.env.now >= horizon)
+        return ended or self.failure is not None
 
     def step(self) -> bool:
         """Advance the market by one FL task, stopping where `MarketModel.run()` stops at a task limit; returns
-        whether a task finished."""
+        whether a task finished. A MarketError in the task (e.g. a joiner finds every data shard held) is raised
+        once, kept in `failure`, and ends the session's run: the model is left mid-task, as `flmarket run` leaves
+        it, and later steps raise the same error until a reset."""
+        if self.failure is not None:
+            raise MarketError(self.failure)
         if self.finished:
             return False
         model = self.model
         before = model.tasks_finished
-        model.step()  # stops where run() stops at a task limit
+        try:
+            model.step()  # stops where run() stops at a task limit
+        except MarketError as error:
+            self.failure = f"{error}; the run stopped in task {model.tasks_finished + 1}: reset to start over"
+            self._read_new_events()
+            raise MarketError(self.failure) from error
         self._read_new_events()
         return model.tasks_finished > before
 
@@ -288,6 +309,7 @@ class ViewSession:
             "time_s": model.time,
             "online_providers": len(model.online_providers),
             "finished": self.finished,
+            "failure": self.failure,
             "mix": dict(self.scenario.providers.strategy_mix),
             "strategy_set": list(model.strategy_set),
             "shares": {"time_s": list(self.time_points), "series": {k: list(v) for k, v in self.share_series.items()}},

@@ -3,14 +3,19 @@ reference lines, bad input in the page, and the page itself in a real headless C
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas.testing as pdt
@@ -191,6 +196,98 @@ def test_view_rejects_bad_input_before_serving(capsys) -> None:
     assert "is a sweep grid ([sweep] with [grid] or [[cells]]), not a scenario" in capsys.readouterr().err
 
 
+def test_an_error_mid_run_stops_the_session_until_a_reset() -> None:
+    """A joiner who finds every torch data shard held stops `flmarket run` with exit 2. In the view the page was
+    replaced by the traceback, and the next step carried on with the arrival process dead (a corrupt run)."""
+    from flmarket.market.errors import MarketError
+
+    overrides = (
+        ("providers.arrival_rate_per_s", 0.5),
+        ("providers.mean_lifetime_s", 1e6),
+        ("learning.rounds_per_task", 2),
+    )
+    with pytest.warns(UserWarning, match="learning.shards = 10"):
+        session = ViewSession(ViewSettings("bgfl-table3-torch", overrides))
+    with pytest.raises(MarketError, match="all 10 shards are held .* the run stopped in task 1: reset to start over"):
+        session.step()
+    assert session.finished and session.state()["failure"] == session.failure
+    events = session.model.log.count
+    for _ in range(2):  # no further step: the same error, and nothing logged
+        with pytest.raises(MarketError, match="reset to start over"):
+            session.step()
+    assert session.model.log.count == events
+    with pytest.warns(UserWarning, match="learning.shards = 10"):
+        session.reset(session.settings.with_mix({"ALLC": 1.0}))
+    assert session.failure is None and not session.finished and session.state()["failure"] is None
+
+
+def test_applying_a_mix_replaces_the_scenario_files_strategy_counts() -> None:
+    """mmzd-fig3 fixes exact strategy counts in its file; a mix applied from the page changed nothing there
+    while the panels listed the mix's strategies."""
+    session = ViewSession(ViewSettings("mmzd-fig3"))
+    assert session.scenario.providers.strategy_counts is not None
+    session.reset(session.settings.with_mix({"ALLC": 1.0}))
+    assert session.scenario.providers.strategy_counts is None
+    assert {provider.strategy_label for provider in session.model.online_providers.values()} == {"ALLC"}
+    assert session.state()["strategy_set"] == ["ALLC"]
+
+
+def test_the_free_rider_slider_fills_a_free_riders_only_mix_with_cooperators() -> None:
+    assert with_free_riders({"ALLD": 1.0}, 0.5) == {"ALLC": 0.5, "ALLD": 0.5}  # was {"ALLD": 0.5}: never valid
+    assert with_free_riders({"ALLD": 1.0}, 1.0) == {"ALLD": 1.0}
+
+
+def test_charts_leave_out_values_that_are_not_finite_and_label_extreme_axes() -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    from flmarket.sim.view.charts import participation_chart, rewards_chart, shares_chart, tick_labels
+    from flmarket.sim.view.page import state_json
+
+    def coordinates(svg: str) -> list[str]:
+        root = ElementTree.fromstring(svg)
+        names = ("x", "y", "cx", "cy", "x1", "x2", "y1", "y2", "width", "height")
+        values = [element.get(name) for element in root.iter() for name in names if element.get(name) is not None]
+        values += [
+            number for element in root.iter() for number in (element.get("points") or "").replace(",", " ").split()
+        ]
+        return values
+
+    bad = [math.nan, math.inf, -math.inf]
+    svgs = [
+        welfare_chart(
+            {"welfare": {"task": [0, 1, 2, 3], "welfare": [1.0, *bad], "optimum": [2.0] * 4, "nash": [0.0] * 4}}
+        ),
+        welfare_chart(
+            {"welfare": {"task": [0, 1], "welfare": [1.7e308, -1.7e308], "optimum": [0.0, 0.0], "nash": [0.0, 0.0]}}
+        ),
+        participation_chart({"strategy_set": ["ALLC", "ALLD"], "participation": {"ALLC": math.nan, "ALLD": math.inf}}),
+        rewards_chart(
+            {
+                "rewards": [
+                    {"task": 1, "agent": 1, "shapley_value": math.nan, "reward": 1.0, "strategy": "ALLC"},
+                    {"task": 1, "agent": 2, "shapley_value": 2.0, "reward": math.inf, "strategy": "ALLC"},
+                    {"task": 1, "agent": 3, "shapley_value": 1.0, "reward": 0.5, "strategy": "ALLC"},
+                ]
+            }
+        ),
+        shares_chart(
+            {
+                "shares": {
+                    "time_s": [0.0, math.nan, 20.0],
+                    "series": {"ALLC": [0.5, 0.5, math.inf], "ALLD": [0.5, 0.5, 0.5]},
+                }
+            }
+        ),
+    ]
+    for svg in svgs:
+        assert all(math.isfinite(float(value)) for value in coordinates(svg)), svg
+    assert svgs[0].count("<circle") == 1  # only the finite point is drawn
+    assert svgs[3].count("data-agent=") == 1
+    assert all(len(label) < 12 for label in tick_labels(nice_ticks(-1e300, 1e300)))  # were 300-digit labels
+    assert tick_labels(nice_ticks(0.0, 3e-300)) == ["0", "1e-300", "2e-300", "3e-300"]  # were all "0"
+    assert json.loads(state_json({"welfare": [1.0, math.nan, math.inf]})) == {"welfare": [1.0, None, None]}
+
+
 def test_chart_data_and_ticks() -> None:
     assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert nice_ticks(-0.7, 9.8) == [0.0, 2.5, 5.0, 7.5]
@@ -219,19 +316,16 @@ def _wait_for_server(process: subprocess.Popen, port: int, timeout_s: float) -> 
     raise AssertionError(f"flmarket view did not listen on port {port} within {timeout_s} s")
 
 
-@pytest.mark.slow
-def test_page_in_headless_chromium(tmp_path) -> None:
+@contextlib.contextmanager
+def _served_page(tmp_path, *arguments: str) -> Iterator[tuple[Any, subprocess.Popen]]:
+    """`flmarket view ARGUMENTS` on a free port with headless Chromium on its page: (driver, server). The server
+    is terminated (killed if it hangs) and the browser profile removed afterwards, unless the test ended it."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium and chromium-driver)")
-    from PIL import Image
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
     port = _free_port()
     environment = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "flmarket.sim.cli", "view", "quickstart", "--port", str(port)],
+        [sys.executable, "-m", "flmarket.sim.cli", "view", *arguments, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=environment,
@@ -242,6 +336,28 @@ def test_page_in_headless_chromium(tmp_path) -> None:
         _wait_for_server(server, port, timeout_s=180)
         driver = headless_chromium(profile)
         driver.get(f"http://127.0.0.1:{port}/")
+        yield driver, server
+    finally:
+        if driver is not None:
+            driver.quit()
+        if server.poll() is None:
+            server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(tmp_path) -> None:
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _served_page(tmp_path, "quickstart") as (driver, _server):
         wait = WebDriverWait(driver, 180)
 
         def tasks() -> str | None:
@@ -319,13 +435,38 @@ def test_page_in_headless_chromium(tmp_path) -> None:
         paused_at = tasks()
         time.sleep(5.0)
         assert tasks() == paused_at and int(paused_at) >= 5
-    finally:
-        if driver is not None:
-            driver.quit()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_an_error_mid_run_shows_its_line_in_the_page_and_ctrl_c_exits_130(tmp_path) -> None:
+    """A MarketError in a step replaced the whole page (controls included) with a Python traceback, and during
+    Play it killed the play thread silently; Ctrl-C on the server exited 0 (and aborted it with the torch backend
+    while playing)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    arguments = (
+        "bgfl-table3-torch",
+        "--set",
+        "providers.arrival_rate_per_s=0.5",
+        "--set",
+        "learning.rounds_per_task=2",
+    )
+    arguments += ("--set", "providers.mean_lifetime_s=1e6")
+    with _served_page(tmp_path, *arguments) as (driver, server):
+        wait = WebDriverWait(driver, 180)
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, ".flmarket-play"))
+        driver.find_element(By.CSS_SELECTOR, ".flmarket-play").click()
+        wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, ".flmarket-error"))
+        shown = driver.find_element(By.CSS_SELECTOR, ".flmarket-error").text
+        assert shown.startswith("flmarket: error: providers: all 10 shards are held"), shown
+        assert shown.endswith("reset to start over"), shown
+        assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+        wait.until(lambda _: driver.find_element(By.CSS_SELECTOR, ".flmarket-pause").get_attribute("disabled"))
+        for control in (".flmarket-play", ".flmarket-step"):  # the run is over; Reset is still there
+            assert driver.find_element(By.CSS_SELECTOR, control).get_attribute("disabled")
+        assert driver.find_element(By.CSS_SELECTOR, ".flmarket-reset").is_enabled()
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=60)
+        assert server.returncode == 130, output
+        assert output.decode().rstrip().endswith("flmarket: interrupted")
