@@ -2,18 +2,19 @@
 
 Measured in one run (issue 15's rules: CPU time, ratios against a reference measured in the same process,
 interleaved, caches reset between repeats):
-- throughput in provider-rounds per CPU second (one provider taking part, or declining, in one aggregation
-  round, with everything the market does for it), with verification "every_replica" (real Ed25519), "modelled"
-  (modelled signatures: a binding hash, real Ed25519 on a 1 % sample, the cost as simulated delay) and
-  "unsigned", against the reference loop: a SimPy process per provider with its own timeout for each
-  provider-round and one event-log append. Each repeat runs the reference, the market, and the reference again;
-  the row is the repeat with the median ratio. Tasks run back to back (a feeder posts the next requester when
-  the previous task is done); the "Poisson" row uses the scenario's own requester arrivals instead, and a "churn"
-  row has providers arrive and leave at the population's steady state (mean lifetime 100 tasks, so about 1 % of
-  them turn over per task; each change of the overlay is a new topology version for the latency trees). The
-  scaling exponent is the slope of log(CPU per task) on log(providers) over the unsigned rows. The 10,000 x 100
-  estimate says whether it was measured or extrapolated (from measured tasks only, never a warm-up). Signed
-  rows are also given as a ratio to the unsigned row of the same population (target: modelled >= 0.5x).
+- throughput in provider-rounds per CPU second (one provider taking part, or declining, in one aggregation round, with
+  everything the market does for it), with verification "every_replica" (real Ed25519), "modelled" (modelled
+  signatures: a binding hash, real Ed25519 on a 1 % sample, the cost as simulated delay) and "unsigned", against the
+  reference loop: a SimPy process per provider with its own timeout for each provider-round and one event-log append.
+  Each repeat runs the reference, the market, and the reference again, in a fresh process (earlier runs in one process
+  slow later ones); the row is the repeat with the median ratio. Tasks run back to back (a feeder posts the next
+  requester when the previous task is done); the "Poisson" row uses the scenario's own requester arrivals instead, and
+  a "churn" row has providers arrive and leave at the population's steady state (mean lifetime 100 tasks, so about 1 %
+  of them turn over per task; each change of the overlay is a new topology version for the latency trees). The scaling
+  exponent is the slope of log(CPU per task after the first) on log(providers) over the unsigned rows of 1,000
+  providers and more. The 10,000 x 100 estimate says whether it was measured or extrapolated (from the tasks after
+  the first, the warm-up). Signed rows are also given as a
+  ratio to the unsigned row of the same population (target: modelled >= 0.5x).
 - memory over a long horizon: RSS (psutil) after a warm-up of N tasks and after 10N tasks at 100 providers,
   events flushed to Parquet in a temporary directory; target growth < 10% (`--memory PxN:churn` with churn).
   Memory per idle provider (tracemalloc); target <= 2.5 KB.
@@ -24,20 +25,25 @@ interleaved, caches reset between repeats):
 
 Run: `python benchmarks/bench_market.py` (or `--quick`, `--full` for 10,000 x 100 and 100,000 x 10, `--profile`).
 One part alone:
-- `--case 100000x10` (or `PxT:verification`, repeatable): only those throughput cases, one repeat, each task's
-  progress as it finishes (CPU s, wall s, RSS), then the row and the process's peak RSS;
+- `--case 100000x10` (or `PxT:verification`, repeatable): only those throughput cases, one repeat (`--repeats N`
+  for more), each task's progress as it finishes (CPU s, wall s, RSS), then the row and the measuring process's
+  peak RSS;
 - `--memory 10000x3` (or `PxN:verification`): only the long-horizon memory measurement, N warm-up tasks and 10N
   in all (default verification "unsigned"); `--tracemalloc` adds the allocations that grew, by line;
-- `--signature-costs`: only the Ed25519 costs.
+- `--signature-costs`: only the Ed25519 costs;
+- `--upload-cost 10000x3`: only the split of a provider-round's CPU into a fixed part (every provider declining)
+  and a part per upload (every provider uploading), with the CPU per upload that issue 15's 4x would need.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import cProfile
 import gc
 import io
 import math
+import multiprocessing
 import os
 import pstats
 import re
@@ -94,6 +100,7 @@ class MarketCase:
     verification: str
     poisson: bool = False
     churn: bool = False  # providers arrive and leave at the population's steady state (CHURN_LIFETIME_TASKS)
+    strategy_mix: tuple[tuple[str, float], ...] | None = None  # instead of the quick-start's mix
 
     @property
     def plain(self) -> bool:
@@ -114,6 +121,7 @@ class MarketMeasurement:
     reference_cpu_s: float
     rss_bytes: int  # the process's RSS right after the case
     first_task_cpu_s: float = math.nan  # CPU seconds from the run's start to its first task's end
+    peak_rss_bytes: int = 0  # the peak RSS of the process that measured it (a fresh one per measurement)
 
     @property
     def steady_cpu_per_task(self) -> float | None:
@@ -178,6 +186,7 @@ def market_scenario(case: MarketCase) -> Scenario:
             # tasks run back to back (feed_requesters), each well under 1,000 simulated seconds; a horizon keeps
             # the expected run length (and so the samples, limits.samples) finite despite the negligible rate
             "run.horizon_s": horizon_s,
+            **({"providers.strategy_mix": dict(case.strategy_mix)} if case.strategy_mix else {}),
         },
     )
 
@@ -309,6 +318,7 @@ def measure(case: MarketCase, progress: bool = False) -> MarketMeasurement:
         0.5 * (before * scale + after),
         psutil.Process().memory_info().rss,
         tracker.first_task_cpu_s,
+        peak_rss_bytes(),
     )
 
 
@@ -348,11 +358,21 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def in_fresh_process(function: Any, *arguments: Any) -> Any:
+    """`function(*arguments)` in a new interpreter (spawned), its result returned: nothing of earlier runs in this
+    process reaches the measurement. Runs one after another in one process got slower, the memory of freed models
+    scattered (the quick-start's mix at 10,000 x 3: 46.4, 55.5, 55.2 CPU us per provider-round in one process
+    against 47.7 and 48.1 in two fresh ones)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *arguments).result()
+
+
 def measure_interleaved(case: MarketCase, repeats: int, progress: bool = False) -> MarketMeasurement:
-    """`repeats` measurements of (reference, market, reference), caches reset between them; the median ratio's
+    """`repeats` measurements of (reference, market, reference), each in a fresh process; the median ratio's
     measurement is returned (medians resist the shared machine's noise better than means; with an even count, the
     lower of the two middle ones, so the row never flatters the market)."""
-    results = [measure(case, progress) for _ in range(repeats)]
+    results = [in_fresh_process(measure, case, progress) for _ in range(repeats)]
     return median_measurement(results)
 
 
@@ -834,6 +854,94 @@ def parse_case(text: str, default_verification: str = "unsigned") -> MarketCase:
     return MarketCase(providers, tasks, verification, churn=match["churn"] is not None)
 
 
+ISSUE_BASELINE_PER_CPU_S = 13_600  # issue 15: unsigned provider-rounds per CPU s at 10,000 providers before it
+ISSUE_SPEEDUP = 4
+
+
+@dataclass(frozen=True)
+class UploadCost:
+    """CPU per provider-round of a population that never uploads, and the extra CPU of one upload."""
+
+    declining_us: float  # every provider declines every round (ALLD): the fixed cost of a provider-round
+    upload_us: float  # (all uploading - all declining) / uploads: what one upload adds, end to end
+    mix_us: float  # the quick-start's mix, measured
+    mix_upload_share: float  # its uploads per provider-round
+
+    def upload_us_for(self, per_cpu_s: float) -> float:
+        """The CPU per upload at which the quick-start's mix would run `per_cpu_s` provider-rounds per CPU s."""
+        return (1e6 / per_cpu_s - self.declining_us) / self.mix_upload_share
+
+
+def population_run(case: MarketCase) -> tuple[float, int, int]:
+    """CPU seconds of one run of the case, its provider-rounds and its uploads (`update_sent` records)."""
+    reset_caches()
+    model = build_model(case)
+    started = time.process_time()
+    model.run()
+    cpu = time.process_time() - started
+    return cpu, provider_rounds_of(model), model.log.counts_by_kind.get("update_sent", 0)
+
+
+def measure_upload_cost(providers: int, tasks: int, repeats: int) -> UploadCost:
+    """Split a provider-round's CPU into a fixed part and a part per upload: every provider declining (ALLD),
+    every provider uploading in every round (ALLC) and the quick-start's mix, run interleaved `repeats` times,
+    each run in a fresh process; medians of CPU per provider-round."""
+    mixes = {"declining": (("ALLD", 1.0),), "uploading": (("ALLC", 1.0),), "mix": None}
+    per_round: dict[str, list[float]] = {name: [] for name in mixes}
+    uploads: dict[str, int] = {}
+    for _ in range(repeats):
+        for name, mix in mixes.items():
+            cpu, rounds, sent = in_fresh_process(
+                population_run, MarketCase(providers, tasks, "unsigned", strategy_mix=mix)
+            )
+            per_round[name].append(1e6 * cpu / rounds)
+            uploads[name] = sent
+            uploads[f"{name} rounds"] = rounds
+    declining, uploading, mix = (statistics.median(per_round[name]) for name in mixes)
+    upload_share = uploads["uploading"] / uploads["uploading rounds"]
+    return UploadCost(
+        declining,
+        (uploading - declining) / upload_share,
+        mix,
+        uploads["mix"] / uploads["mix rounds"],
+    )
+
+
+def upload_cost_table(providers: int, tasks: int, repeats: int) -> None:
+    """Print the split and the CPU per upload that issue 15's 4x target would need."""
+    cost = measure_upload_cost(providers, tasks, repeats)
+    predicted = cost.declining_us + cost.mix_upload_share * cost.upload_us
+    target = ISSUE_SPEEDUP * ISSUE_BASELINE_PER_CPU_S
+    print(
+        f"\nCPU per provider-round at {providers:,} providers x {tasks} tasks, unsigned (median of {repeats} "
+        f"interleaved runs of each population, each in a fresh process; {uptime()}):"
+    )
+    print_table(
+        ("population", "CPU us per provider-round", "uploads per provider-round"),
+        [
+            ("every provider declines (ALLD)", f"{cost.declining_us:.1f}", "0"),
+            ("every provider uploads (ALLC)", f"{cost.declining_us + cost.upload_us:.1f}", "1"),
+            (
+                "quick-start mix",
+                f"{cost.mix_us:.1f} (fixed + share x upload: {predicted:.1f})",
+                f"{cost.mix_upload_share:.3f}",
+            ),
+        ],
+    )
+    needed = cost.upload_us_for(target)
+    print(
+        f"one upload adds {cost.upload_us:.1f} us end to end (training, claim, stamp, send, delivery, screening, "
+        f"block, settlement, records); issue 15's {ISSUE_SPEEDUP}x of {ISSUE_BASELINE_PER_CPU_S:,} = {target:,} "
+        f"provider-rounds per CPU s is {1e6 / target:.1f} us per provider-round, which at the mix's "
+        f"{cost.mix_upload_share:.3f} uploads per provider-round needs "
+        + (
+            f"{needed:.1f} us per upload ({cost.upload_us / needed:.1f}x less than now)"
+            if needed > 0
+            else "a fixed part below its present size, whatever an upload costs"
+        )
+    )
+
+
 def single_cases(cases: Sequence[MarketCase], repeats: int) -> None:
     """Each case alone, `repeats` times (reference, market, reference each time; the median ratio's row), with
     its progress per task, then its row and the process's peak RSS."""
@@ -852,8 +960,8 @@ def single_cases(cases: Sequence[MarketCase], repeats: int) -> None:
         times = f"median ratio of {repeats} repeats, " if repeats > 1 else ""
         print(
             f"{times}build + run {item.build_cpu_s + item.run_cpu_s:,.1f} CPU s, {wall_s:,.1f} s wall (every repeat "
-            f"and the reference loops before and after the market included); peak RSS of the process "
-            f"{peak_rss_bytes() / 2**20:,.0f} MiB; {uptime()}",
+            f"and the reference loops before and after the market included); peak RSS of the measuring process "
+            f"{item.peak_rss_bytes / 2**20:,.0f} MiB; {uptime()}",
             flush=True,
         )
         if case.providers == TARGET_PROVIDERS and case.verification == "unsigned" and case.plain:
@@ -897,6 +1005,13 @@ def main() -> None:
         "':churn', providers arrive and leave at the population's steady state; default verification unsigned)",
     )
     only.add_argument("--signature-costs", action="store_true", help="measure only Ed25519's sign and verify costs")
+    only.add_argument(
+        "--upload-cost",
+        type=parse_case,
+        metavar="PxT",
+        help="only split CPU per provider-round into a fixed part and a part per upload (populations that all "
+        "decline, all upload, and the quick-start's mix, interleaved; unsigned), e.g. 10000x3",
+    )
     parser.add_argument(
         "--tracemalloc",
         type=integer_in(1),
@@ -907,6 +1022,7 @@ def main() -> None:
     args = parser.parse_args()
     alone = "--case" if args.case else "--memory" if args.memory is not None else None
     alone = alone or ("--signature-costs" if args.signature_costs else None)
+    alone = alone or ("--upload-cost" if args.upload_cost is not None else None)
     if args.tracemalloc and args.memory is None:
         parser.error("--tracemalloc: only with --memory")
     if alone is not None:
@@ -916,7 +1032,7 @@ def main() -> None:
                 ("--quick", args.quick),
                 ("--full", args.full),
                 ("--profile", args.profile),
-                ("--repeats", args.repeats is not None and alone != "--case"),
+                ("--repeats", args.repeats is not None and alone not in ("--case", "--upload-cost")),
             )
             if given
         ]
@@ -939,6 +1055,11 @@ def main() -> None:
         return
     if args.case:
         single_cases(args.case, args.repeats or 1)
+        return
+    if args.upload_cost is not None:
+        if args.upload_cost.verification != "unsigned" or args.upload_cost.churn:
+            parser.error("--upload-cost: a PxT case, unsigned and without churn")
+        upload_cost_table(args.upload_cost.providers, args.upload_cost.tasks, args.repeats or 3)
         return
     if args.quick:
         cases = [

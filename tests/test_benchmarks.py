@@ -186,3 +186,18 @@ def test_bad_options_are_refused_before_any_measurement(script, arguments, messa
     assert completed.returncode == 2
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_the_upload_cost_split_adds_up_and_names_the_cost_the_target_needs() -> None:
+    # fixed 5 us per provider-round, 80 us per upload, 0.45 uploads per provider-round: 41 us, 24,390 per CPU s;
+    # 4 x 13,600 = 54,400 per CPU s is 18.38 us, so an upload may cost (18.38 - 5) / 0.45 = 29.74 us
+    cost = bench_market.UploadCost(declining_us=5.0, upload_us=80.0, mix_us=41.0, mix_upload_share=0.45)
+    assert cost.upload_us_for(54_400) == pytest.approx((1e6 / 54_400 - 5.0) / 0.45, rel=1e-12)
+    assert cost.upload_us_for(54_400) == pytest.approx(29.74, abs=0.01)
+
+
+def test_a_measurement_in_a_fresh_process_returns_its_result() -> None:
+    cpu, rounds, uploads = bench_market.in_fresh_process(
+        bench_market.population_run, bench_market.MarketCase(10, 1, "unsigned", strategy_mix=(("ALLC", 1.0),))
+    )
+    assert cpu > 0 and rounds == 10 * 3 and uploads == rounds  # ALLC uploads in every round of the task
