@@ -119,7 +119,7 @@ def ConsensusCard(consensus: dict[str, Any]) -> None:
             + (
                 f"<div><b>Primary:</b> {html.escape(str(primary))} &nbsp; <b>Epoch:</b> {consensus.get('epoch')}</div>"
                 if primary is not None
-                else "<div><b>Committee:</b> not elected yet (DPoS elects it when the first task is posted)</div>"
+                else "<div><b>Committee:</b> not elected yet (DPoS elects it as each task starts)</div>"
             )
             + f"<div><b>Last round:</b> {decided}</div>"
             f"<div><b>Last block:</b> {block_text}</div></div>"
@@ -166,19 +166,19 @@ def Page() -> None:
     def bump() -> None:
         set_version(lambda value: value + 1)
 
-    def step_once() -> tuple[bool, str]:
-        """One task under the lock: whether it finished, and the CLI's line for an error in it ("" if none)."""
+    def advance() -> bool:
+        """One task: the session steps under the lock; an error shows the CLI's line, a task that went through
+        clears an earlier one (the setters run outside the lock, as in `apply`). Whether a task finished."""
+        failure = ""
         with lock:
             try:
-                return session.step(), ""
+                stepped = session.step()
             except (ScenarioError, MarketError) as bad:
-                return False, error_line(bad)
-
-    def step() -> None:
-        stepped, failure = step_once()
+                stepped, failure = False, error_line(bad)
         if stepped or failure:
-            set_error(failure)  # a task that went through clears an earlier message
+            set_error(failure)
         bump()
+        return stepped
 
     def play_loop(cancel: threading.Event) -> None:
         if not playing:
@@ -188,11 +188,7 @@ def Page() -> None:
             _players.add(me)
         try:
             while not cancel.is_set() and not _stopping.is_set():
-                stepped, failure = step_once()
-                if stepped or failure:
-                    set_error(failure)
-                bump()
-                if not stepped:
+                if not advance():
                     set_playing(False)
                     return
                 cancel.wait(PLAY_PAUSE_S)
@@ -260,7 +256,7 @@ def Page() -> None:
             )
             solara.Button(
                 "Step one task",
-                on_click=step,
+                on_click=advance,
                 disabled=playing or state["finished"],
                 outlined=True,
                 classes=["flmarket-step"],
