@@ -277,14 +277,6 @@ def expected_provider_rounds(case: MarketCase) -> tuple[int, int]:
     return case.providers, max(1, rounds)
 
 
-def reference_cpu_s_for(provider_rounds: int, providers: int, rounds_each: int) -> float:
-    """CPU seconds of the reference loop over `providers` x `rounds_each` provider-rounds, scaled to
-    `provider_rounds` (with churn the market's count is not a whole number of rounds of its starting population:
-    the reference's rate, not its count, is what the ratio needs)."""
-    reset_caches()
-    return reference_loop(providers, rounds_each) * provider_rounds / (providers * rounds_each)
-
-
 def measure(case: MarketCase, progress: bool = False) -> MarketMeasurement:
     """Build and run one case on CPU time, with the reference loop run right before and right after it, scaled to
     the market's provider-rounds (the mean of the two: the machine's state is sampled on both sides of the
@@ -307,15 +299,18 @@ def measure(case: MarketCase, progress: bool = False) -> MarketMeasurement:
     model.run(tracker)
     finished = time.process_time()
     provider_rounds = provider_rounds_of(model)
-    scale = provider_rounds / (providers * rounds_each)
-    after = reference_cpu_s_for(provider_rounds, providers, rounds_each)
+    reset_caches()
+    after = reference_loop(providers, rounds_each)
+    # Both reference runs did providers x rounds_each provider-rounds; the market's count differs with churn (not
+    # a whole number of rounds of its starting population), and the ratio needs the reference's rate: scale.
+    reference_cpu_s = 0.5 * (before + after) * provider_rounds / (providers * rounds_each)
     return MarketMeasurement(
         case,
         built - started,
         finished - built,
         provider_rounds,
         model.tasks_finished,
-        0.5 * (before * scale + after),
+        reference_cpu_s,
         psutil.Process().memory_info().rss,
         tracker.first_task_cpu_s,
         peak_rss_bytes(),
@@ -336,7 +331,7 @@ class _TaskClock:
             return
         cpu = time.process_time() - self.cpu_start
         if self.done == 0:
-            self.first_task_cpu_s = cpu  # only exact when the first task ends alone in its chunk of time
+            self.first_task_cpu_s = cpu  # MarketModel.run calls back at each task's end: this is the first's
         self.done = tasks
         if self.verbose:
             print(
