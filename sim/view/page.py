@@ -51,12 +51,14 @@ _players_lock = threading.Lock()
 
 
 def stop_players(timeout_s: float = 120.0) -> None:
-    """End every play thread: each finishes the task it is in, then stops; wait for them up to `timeout_s`."""
+    """End every play thread: each finishes the task it is in, then stops; wait for them up to `timeout_s`. Play
+    works again afterwards (a later server in the same process)."""
     _stopping.set()
     with _players_lock:
         players = list(_players)
     for player in players:
         player.join(timeout_s)
+    _stopping.clear()
 
 
 def error_line(error: ScenarioError | MarketError) -> str:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -235,6 +236,33 @@ def test_applying_a_mix_replaces_the_scenario_files_strategy_counts() -> None:
 def test_the_free_rider_slider_fills_a_free_riders_only_mix_with_cooperators() -> None:
     assert with_free_riders({"ALLD": 1.0}, 0.5) == {"ALLC": 0.5, "ALLD": 0.5}  # was {"ALLD": 0.5}: never valid
     assert with_free_riders({"ALLD": 1.0}, 1.0) == {"ALLD": 1.0}
+
+
+def test_stopping_the_server_waits_for_every_play_thread_then_allows_play_again() -> None:
+    """A play thread still inside a torch task when the interpreter exited aborted the server (SIGABRT)."""
+    from flmarket.sim.view import page
+
+    finished = []
+
+    def player() -> None:  # registered as the page's play loop registers itself, looping until told to stop
+        me = threading.current_thread()
+        with page._players_lock:
+            page._players.add(me)
+        try:
+            while not page._stopping.is_set():
+                time.sleep(0.01)
+            time.sleep(0.2)  # the task in progress when the server stops still finishes
+            finished.append(True)
+        finally:
+            with page._players_lock:
+                page._players.discard(me)
+
+    threads = [threading.Thread(target=player) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    page.stop_players(timeout_s=30)
+    assert finished == [True, True] and not any(thread.is_alive() for thread in threads)
+    assert not page._players and not page._stopping.is_set()
 
 
 def test_charts_leave_out_values_that_are_not_finite_and_label_extreme_axes() -> None:
