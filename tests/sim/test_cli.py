@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 
 import pytest
 
@@ -328,6 +329,20 @@ def test_flmarket_s_warnings_are_one_line_like_its_errors(tmp_path, capsys) -> N
     assert "UserWarning" not in error and ".py:" not in error
 
 
+@pytest.fixture
+def python_sigint_handler() -> Iterator[None]:
+    """SIGINT with Python's own handler during the test, as in a terminal: a pytest started as a background job of
+    a non-interactive shell inherits SIGINT ignored, and a held SIGINT is then rightly delivered to nothing."""
+    import signal
+
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+@pytest.mark.usefixtures("python_sigint_handler")
 @pytest.mark.parametrize(("number", "code", "said"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
 def test_a_signal_while_the_finished_run_writes_its_log_leaves_it_finished(
     tmp_path, monkeypatch, capsys, number, code, said
