@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
@@ -327,19 +326,6 @@ def test_flmarket_s_warnings_are_one_line_like_its_errors(tmp_path, capsys) -> N
     error = capsys.readouterr().err
     assert error.startswith("flmarket: warning: not a social dilemma: Assumption 1 fails")
     assert "UserWarning" not in error and ".py:" not in error
-
-
-@pytest.fixture
-def python_sigint_handler() -> Iterator[None]:
-    """SIGINT with Python's own handler during the test, as in a terminal: a pytest started as a background job of
-    a non-interactive shell inherits SIGINT ignored, and a held SIGINT is then rightly delivered to nothing."""
-    import signal
-
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.mark.usefixtures("python_sigint_handler")

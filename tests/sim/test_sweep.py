@@ -818,21 +818,18 @@ def test_a_key_set_for_every_cell_and_by_the_cells_is_refused() -> None:
     assert len(parse_grid(some).cells) == 2  # a default that some cells change is fine
 
 
+@pytest.mark.usefixtures("python_sigint_handler")
 def test_cluster_processes_ignore_ctrl_c_and_this_process_keeps_its_handler() -> None:
     """Ctrl-C reached every dask worker and nanny, and each printed its own KeyboardInterrupt traceback."""
     import signal
 
     probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"]
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job
-    try:  # of a shell starts with SIGINT ignored)
-        with sweep_module._sigint_ignored_by_children():
-            started_inside = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
-        assert started_inside == "True"
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        started_after = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
-        assert started_after == "False"
-    finally:
-        signal.signal(signal.SIGINT, inherited)
+    with sweep_module._sigint_ignored_by_children():
+        started_inside = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    assert started_inside == "True"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    started_after = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    assert started_after == "False"
 
 
 def test_a_grid_that_varies_a_table_and_a_key_inside_it_is_refused_naming_both() -> None:
