@@ -488,3 +488,30 @@ def test_the_log_frame_and_the_loaded_frame_agree(run, pristine) -> None:
     assert list(in_memory["seq"]) == list(loaded["seq"])
     for name in ("time", "agent", "welfare", "reward", "strategy"):
         pdt.assert_series_equal(in_memory[name], loaded[name], check_dtype=False, check_categorical=False)
+
+
+def test_the_verification_memo_keeps_the_most_recently_read_runs_only(pristine, tmp_path, monkeypatch) -> None:
+    """The memo of verified runs had no bound: about 47 KiB for every run read in the process."""
+    from flmarket.analysis import load as load_module
+
+    runs = []
+    for index in range(3):
+        copy = tmp_path / f"copy-{index}"
+        shutil.copytree(pristine[0], copy)
+        runs.append(copy.resolve())
+    verified: list[Path] = []
+    real_verify = load_module.verify_run
+
+    def counted_verify(path: Path) -> load_module.RunCheck:
+        verified.append(path)
+        return real_verify(path)
+
+    monkeypatch.setattr(load_module, "verify_run", counted_verify)
+    monkeypatch.setattr(load_module, "RUN_CHECKS_KEPT", 2)
+    monkeypatch.setattr(load_module, "_CHECKS", load_module.OrderedDict())
+    for run_dir in (runs[0], runs[1], runs[0], runs[2]):  # runs[0] read again, so runs[1] is the one forgotten
+        load_module.checked_run(run_dir)
+    assert verified == [runs[0], runs[1], runs[2]]  # the second read of runs[0] came from the memo
+    assert list(load_module._CHECKS) == [runs[0], runs[2]]
+    load_module.checked_run(runs[1])  # forgotten: verified again, and runs[0] is now the oldest
+    assert verified[-1] == runs[1] and list(load_module._CHECKS) == [runs[2], runs[1]]
