@@ -169,15 +169,16 @@ def Page() -> None:
         set_version(lambda value: value + 1)
 
     def advance() -> bool:
-        """One task: the session steps under the lock; an error shows the CLI's line, a task that went through
-        clears an earlier one (the setters run outside the lock, as in `apply`). Whether a task finished."""
+        """One task: the session steps under the lock; an error shows the CLI's line (the setters run outside the
+        lock, as in `apply`). A line already shown stays: a failed step ends the run until a reset, and a bad mix
+        applied while playing stays in its field until a good one is applied. Whether a task finished."""
         failure = ""
         with lock:
             try:
                 stepped = session.step()
             except (ScenarioError, MarketError) as bad:
                 stepped, failure = False, error_line(bad)
-        if stepped or failure:
+        if failure:
             set_error(failure)
         bump()
         return stepped
@@ -201,19 +202,18 @@ def Page() -> None:
     solara.use_thread(play_loop, dependencies=[playing], intrusive_cancel=False)
 
     def apply(new_mix: dict[str, float] | None) -> None:
-        """Reset with the mix (None: the current settings); on bad input show the CLI's line, keep the model.
-        State setters are called outside the lock: a setter may render the page at once, and rendering reads
-        the session under the same lock."""
-        set_playing(False)
-        failure = ""
-        with lock:
-            try:
-                session.reset(session.settings.with_mix(new_mix) if new_mix is not None else None)
-            except (ScenarioError, MarketError) as bad:
-                failure = error_line(bad)
-        set_error(failure)
-        if failure:
+        """Reset with the mix (None: the current settings) and pause; on bad input show the CLI's line and keep
+        the model, playing if it was. State setters are called outside the lock: a setter may render the page at
+        once, and rendering reads the session under the same lock."""
+        try:  # builds the new model without touching the session, so a play thread keeps stepping meanwhile
+            prepared = session.prepare(session.settings.with_mix(new_mix) if new_mix is not None else None)
+        except (ScenarioError, MarketError) as bad:
+            set_error(error_line(bad))
             return
+        set_playing(False)
+        with lock:
+            session.start_over(prepared)
+        set_error("")
         current = dict(session.scenario.providers.strategy_mix)
         set_mix(current)
         set_mix_text(_mix_text(current))

@@ -161,10 +161,18 @@ class ViewSession:
     def reset(self, settings: ViewSettings | None = None) -> None:
         """Start over with `settings` (default: the current ones). Bad input (ScenarioError, MarketError) raises
         before anything changes."""
+        self.start_over(self.prepare(settings))
+
+    def prepare(self, settings: ViewSettings | None = None) -> tuple[ViewSettings, MarketModel]:
+        """The settings (default: the current ones) and a fresh model of them, for `start_over`; the session is
+        untouched. Raises ScenarioError or MarketError (e.g. not a social dilemma) on bad input."""
         settings = settings if settings is not None else self.settings
-        scenario = settings.load()
-        model = MarketModel(scenario)  # may raise MarketError (e.g. not a social dilemma): nothing changed yet
-        self.settings, self.scenario = settings, scenario
+        return settings, MarketModel(settings.load())
+
+    def start_over(self, prepared: tuple[ViewSettings, MarketModel]) -> None:
+        """Replace the run with the one `prepare` built."""
+        settings, model = prepared
+        self.settings, self.scenario = settings, model.scenario
         self._start(model)
 
     # -- panel data -----------------------------------------------------------------------------------------

@@ -454,9 +454,15 @@ def test_page_in_headless_chromium(tmp_path) -> None:
         assert shown.startswith("flmarket: error: providers.strategy_mix: shares must sum to 1"), shown
         assert tasks() == "3"
 
-        # Play runs tasks on its own until paused; after pausing (and the task in flight) the counter stays.
+        # Play runs tasks on its own until paused. Applying the bad mix while playing shows its line and does not
+        # stop play (it used to pause first); after pausing (and the task in flight) the counter stays.
         driver.find_element(By.CSS_SELECTOR, ".flmarket-play").click()
         wait.until(lambda _: int(tasks()) >= 5)
+        driver.find_element(By.CSS_SELECTOR, ".flmarket-apply").click()
+        applied_at = int(tasks())
+        wait.until(lambda _: int(tasks()) >= applied_at + 2)
+        assert driver.find_element(By.CSS_SELECTOR, ".flmarket-error").text == shown
+        assert driver.find_element(By.CSS_SELECTOR, ".flmarket-pause").is_enabled()
         driver.find_element(By.CSS_SELECTOR, ".flmarket-pause").click()
         wait.until(lambda _: step_enabled())
         time.sleep(5.0)  # a task in flight when Pause was clicked still finishes
