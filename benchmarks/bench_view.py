@@ -143,15 +143,16 @@ QUICK_STEPS = 3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--steps", type=integer_in(1), default=20, help="tasks stepped and clicks measured (default 20)"
+        "--steps", type=integer_in(1), default=None, help="tasks stepped and clicks measured (default 20)"
     )
     parser.add_argument("--scenario", default="quickstart", help="bundled scenario or path (default quickstart)")
     parser.add_argument(
         "--quick", action="store_true", help=f"a smoke run of {QUICK_STEPS} steps (what benchmarks/run_all.py asks)"
     )
     args = parser.parse_args()
-    if args.quick:
-        args.steps = QUICK_STEPS
+    if args.quick and args.steps is not None:
+        parser.error(f"--steps: not with --quick, which runs {QUICK_STEPS} steps")
+    args.steps = QUICK_STEPS if args.quick else (args.steps if args.steps is not None else 20)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     try:
         cpu = server_cpu_per_step(args.scenario, args.steps)

@@ -176,6 +176,7 @@ def test_kernel_pairs_are_interleaved_and_the_lower_middle_ratio_is_kept() -> No
         ("bench_shapley.py", ["--target", "-1"], "--target: must be a number in (0, 1), got -1"),
         ("bench_analysis.py", ["--tasks", "0"], "--tasks: must be an integer >= 1, got 0"),
         ("bench_view.py", ["--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+        ("bench_view.py", ["--quick", "--steps", "7"], "--steps: not with --quick, which runs 3 steps"),
         ("run_all.py", ["--only", "nosuch"], "unknown benchmark(s) nosuch (known: analysis"),
     ],
 )
