@@ -42,6 +42,7 @@ from flmarket.analysis.stability import (
     stationarity_verdict,
 )
 from flmarket.analysis.sweeps import by_parameter, is_sweep_dir, load_index, sweep_summary
+from flmarket.arguments import integer_in
 from flmarket.files import write_text_atomically
 
 REPORT_FILE = "report.html"
@@ -694,15 +695,16 @@ def write_report(
     plots.check_output_options(dpi, vector_format)
     source = Path(path)
     target = Path(out) if out is not None else source / REPORT_FILE
-    _check_destinations(target, None if figures_dir is None else Path(figures_dir))
-    if is_sweep_dir(source):
-        title, sections = sweep_sections(source, window, alpha, show_progress)
-    elif (source / "manifest.json").is_file():
-        title, sections = run_sections(source, window, alpha)
-    else:
+    sweep = is_sweep_dir(source)
+    if not sweep and not (source / "manifest.json").is_file():  # before the destinations, which derive from it
         raise FileNotFoundError(
             f"path: not a run directory (manifest.json) or a sweep directory (sweep.json), got {str(source)!r}"
         )
+    _check_destinations(target, None if figures_dir is None else Path(figures_dir))
+    if sweep:
+        title, sections = sweep_sections(source, window, alpha, show_progress)
+    else:
+        title, sections = run_sections(source, window, alpha)
     page = render(title, sections, dpi)
     if figures_dir is not None:  # the figures first, all or none, then the page: a failure leaves neither half
         from flmarket.analysis.reproduce import write_together
@@ -766,9 +768,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE.html", help=f"output file (default: <dir>/{REPORT_FILE})")
     parser.add_argument(
         "--window",
-        type=int,
+        type=integer_in(2),
         default=DEFAULT_WINDOW,
-        help=f"final window, in tasks, of the welfare mean and variance (default: {DEFAULT_WINDOW})",
+        help=f"final window, in tasks, of the welfare mean and variance (at least 2; default: {DEFAULT_WINDOW})",
     )
     parser.add_argument(
         "--figures", metavar="DIR", default=None, help="also write each figure (PNG, vector, caption) to DIR"

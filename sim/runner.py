@@ -177,6 +177,7 @@ def check_output_dir(scenario: Scenario) -> None:
 
 
 def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_progress: bool) -> RunResult:
+    output_given = output_dir
     if output_dir is None:
         check_output_dir(scenario)
     output_dir = Path(output_dir if output_dir is not None else scenario.run.output_dir)
@@ -192,8 +193,14 @@ def _run(scenario: Scenario, output_dir: Path | None, run_id: str | None, show_p
     created = first_missing_directory(output_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
-    except BaseException:
+    except BaseException as error:
         _discard(log, None, output_dir, created)  # an existing run_dir is not ours to remove
+        if isinstance(error, OSError) and not isinstance(error, FileExistsError):  # e.g. under /proc, as root
+            field = "run.output_dir" if output_given is None else "out"
+            raise ScenarioError(
+                f"{field}: must be a folder that can be created, got {str(output_dir)!r}"
+                f" ({str(run_dir)!r}: {error.strerror or error})"
+            ) from error
         raise
     try:
         # the directory exists before the model is built (a small flush_every writes while it is built); if the

@@ -515,3 +515,16 @@ def test_the_verification_memo_keeps_the_most_recently_read_runs_only(pristine, 
     assert list(load_module._CHECKS) == [runs[0], runs[2]]
     load_module.checked_run(runs[1])  # forgotten: verified again, and runs[0] is now the oldest
     assert verified[-1] == runs[1] and list(load_module._CHECKS) == [runs[2], runs[1]]
+
+
+def test_coverage_of_a_live_run_whose_checkpoints_are_ahead_of_its_manifest() -> None:
+    """A running run's timed checkpoints hold events its manifest (written at flushes) has not counted yet; the
+    line read "145,470 events of 100,000 emitted", which looks like corruption."""
+    from flmarket.analysis.load import RunCheck
+
+    ahead = RunCheck("running", 145_470, (), (), expected_events=100_000, complete_through=145_469)
+    assert ahead.coverage() == "seq 0..145469 (145,470 events; the manifest counted 100,000 when it was last written)"
+    behind = RunCheck("crashed", 8_124, (), (), expected_events=9_000, complete_through=8_123)
+    assert behind.coverage() == "seq 0..8123 (8,124 events of 9,000 emitted)"
+    same = RunCheck("finished", 10, (), (), expected_events=10, complete_through=9)
+    assert same.coverage() == "seq 0..9 (10 events)"

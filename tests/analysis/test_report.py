@@ -245,3 +245,20 @@ def test_a_partial_run_is_reported_with_one_warning_line(quickstart_run, tmp_pat
     assert args.func(args) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("flmarket: warning: run interrupted is interrupted"), lines
+
+
+def test_a_file_given_as_the_run_is_named_as_the_path_and_the_window_is_checked_when_read(tmp_path, capsys) -> None:
+    """`flmarket report plain.txt` blamed `out` (its default, <path>/report.html, is under a file); --window 0
+    got past the command line and failed in the stability summary."""
+    from flmarket.sim.cli import main
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert main(["report", str(plain)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flmarket: error: path: not a run directory (manifest.json) or a sweep directory"), err
+    assert "plain.txt" in err and sorted(path.name for path in tmp_path.iterdir()) == ["plain.txt"]
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(plain), "--window", "1"])
+    assert exited.value.code == 2
+    assert "argument --window: must be an integer >= 2, got 1" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -394,3 +395,14 @@ def test_an_output_dir_that_is_a_file_is_refused_naming_the_field(tmp_path, monk
     err = capsys.readouterr().err
     assert err == "flmarket: error: run.output_dir: must be a folder, got 'afile', which is a file\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc")
+def test_an_out_folder_that_cannot_be_created_names_the_option(capsys) -> None:
+    """As root, /proc passes the write check, and creating the run folder failed with a bare
+    "'/proc/x': No such file or directory" that named no option."""
+    assert main(["run", "--out", "/proc/flmarket-no-such-folder", "--tasks", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flmarket: error: "), err
+    assert "out: must be a folder" in err and "/proc/flmarket-no-such-folder" in err, err
+    assert not Path("/proc/flmarket-no-such-folder").exists()
