@@ -12,7 +12,8 @@ directory holding several runs). Every run is verified against its manifest firs
   A sweep's cells that did not finish are rows too, with their status and no events.
 
 For example `SELECT run_id, avg(welfare) FROM task_finished GROUP BY run_id`. DuckDB reads only the columns and
-row groups a query needs.
+row groups a query needs. `query` runs one query (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN) on a
+connection that can read only the runs' parts and write nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ VIEWS_SQL = "SELECT view_name FROM duckdb_views() WHERE NOT internal AND view_na
 
 RUNS_COLUMNS = ["run_id", "status", "scenario_name", "seed", "tasks_finished", "tasks_rejected", "events"]
 """The `runs` view's own columns (a sweep adds its cells' label and swept parameters)."""
+
+QUERY_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+"""The statement types `query` runs (DESCRIBE, SHOW and SUMMARIZE parse as SELECT): nothing that writes."""
 
 _SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "str": "VARCHAR"}
 _COMMON_SQL_TYPES = {"time": "DOUBLE", "seq": "BIGINT", "kind": "VARCHAR", "agent": "BIGINT"}
@@ -68,11 +72,14 @@ def find_runs(path: str | Path) -> tuple[list[tuple[str, Path]], pd.DataFrame | 
     )
 
 
-def connect(path: str | Path):  # type: ignore[no-untyped-def] - duckdb is imported lazily
-    """A DuckDB connection (in memory) with a view per event kind and a `runs` view over the runs under `path`."""
+def connect(path: str | Path, read_only: bool = True):  # type: ignore[no-untyped-def] - duckdb is imported lazily
+    """A DuckDB connection (in memory) with a view per event kind and a `runs` view over the runs under `path`.
+    Read-only by default: it can read no file but the runs' parts, write none, and not change that setting;
+    `read_only=False` gives a connection that can (e.g. to COPY a result to a file of your own)."""
     import duckdb
 
     runs, cells = find_runs(path)
+    readable: list[str] = []  # the Parquet parts the views read: the only files a query may touch
     schemas: dict[str, dict[str, str]] = {}
     selects: dict[str, list[str]] = {}
     rows = []
@@ -101,6 +108,7 @@ def connect(path: str | Path):  # type: ignore[no-untyped-def] - duckdb is impor
             )
         for kind, files in files_by_kind.items():
             if files:
+                readable += [str(file) for file in files]
                 listing = ", ".join(_literal(str(file)) for file in files)
                 prefix = ""
                 if check.partial and check.complete_through != check.last_seq:  # the events before the hole
@@ -142,6 +150,12 @@ def connect(path: str | Path):  # type: ignore[no-untyped-def] - duckdb is impor
         frame = frame.merge(cells[["run_id", *extra]].astype({"run_id": str}), on="run_id", how="left")
     connection.register("_runs_frame", frame)
     connection.execute("CREATE VIEW runs AS SELECT * FROM _runs_frame")
+    if not read_only:
+        return connection
+    # read-only: no file but the parts (no COPY ... TO, no read_csv('/etc/passwd')), and no way to undo that
+    connection.execute(f"SET allowed_paths = [{', '.join(_literal(file) for file in readable)}]")
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
     return connection
 
 
@@ -151,8 +165,16 @@ def query(path: str | Path, sql: str) -> pd.DataFrame:
 
     connection = connect(path)
     try:
+        statements = duckdb.extract_statements(sql)
+        if len(statements) > 1:  # DuckDB runs them all and returns the last one's rows
+            raise ValueError(f"sql: one query at a time, got {len(statements)} statements")
+        if statements and statements[0].type.name not in QUERY_STATEMENTS:
+            raise ValueError(
+                f"sql: only queries are run (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN), got a"
+                f" {statements[0].type.name} statement"
+            )
         result = connection.execute(sql)
-        if result is None or result.description is None:  # empty, only comments, or a statement with no rows
+        if result is None or result.description is None:  # empty or only comments
             raise ValueError(
                 f"sql: {' '.join(sql.split())[:80]!r} returns no table (it is empty, only comments, or not a "
                 "query); write a query, e.g. SELECT * FROM runs"
@@ -186,7 +208,14 @@ def _handler(args: argparse.Namespace) -> int:
     else:
         shown = args.max_rows or None  # 0: every row
         with pd.option_context("display.max_rows", shown, "display.width", 200):
-            print(frame.to_string(index=False, max_rows=shown))
+            text = frame.to_string(index=False, max_rows=shown)
+        if frame.empty:  # pandas prints "Empty DataFrame / Columns: [...] / Index: []"
+            text = "  ".join(str(name) for name in frame.columns)
+        print(text)
+        if frame.empty:
+            print("(0 rows)")
+        elif shown is not None and len(frame) > shown:
+            print(f"({len(frame):,} rows; {shown} shown, from the start and the end; --max-rows 0 shows every row)")
     return 0
 
 

@@ -201,3 +201,43 @@ def test_a_damaged_sweep_index_is_one_line_naming_the_file(sweep_dir, tmp_path, 
         err = capsys.readouterr().err
         assert err.startswith(f"flmarket: error: {copy / 'sweep.json'}: {said}") and err.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_query_reads_only_the_runs_parts_and_runs_one_select(sweep_dir, tmp_path) -> None:
+    """`COPY (...) TO` wrote files, read_csv_auto read any file, DROP VIEW printed pandas' empty frame with exit 0,
+    and of several statements only the last one's rows came back."""
+    target = tmp_path / "copied.csv"
+    with pytest.raises(ValueError, match="sql: only queries are run .*got a COPY statement"):
+        query(sweep_dir, f"COPY (SELECT 1) TO '{target}'")
+    with pytest.raises(ValueError, match="sql: only queries are run .*got a DROP statement"):
+        query(sweep_dir, "DROP VIEW task_finished")
+    with pytest.raises(ValueError, match="sql: one query at a time, got 2 statements"):
+        query(sweep_dir, "SELECT 1; SELECT 2")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n")
+    for sql in (f"SELECT * FROM read_csv_auto('{outside}')", "SELECT * FROM read_text('/etc/hostname')"):
+        with pytest.raises(ValueError, match="sql: Permission Error"):
+            query(sweep_dir, sql)
+    with pytest.raises(ValueError, match="sql: only queries are run .*got a SET statement"):
+        query(sweep_dir, "SET enable_external_access = true")
+    assert not target.exists()
+    assert query(sweep_dir, "DESCRIBE task_finished")["column_name"].tolist()[:4] == ["time", "seq", "kind", "agent"]
+
+
+def test_an_empty_result_prints_its_columns_and_a_cut_table_says_how_many_rows(sweep_dir, capsys) -> None:
+    assert main(["query", str(sweep_dir), "SELECT task, welfare FROM task_finished WHERE task < 0"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["task  welfare", "(0 rows)"]
+    assert main(["query", str(sweep_dir), "SELECT task FROM task_finished", "--max-rows", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "(12 rows; 4 shown, from the start and the end; --max-rows 0 shows every row)"
+    assert len(lines) == 1 + 4 + 1 + 1  # header, 2 + 2 rows, pandas' "..." line, the count
+
+
+def test_a_connection_asked_for_writes_can_copy_a_result(sweep_dir, tmp_path) -> None:
+    from flmarket.analysis.query import connect
+
+    target = tmp_path / "welfare.csv"
+    connection = connect(sweep_dir, read_only=False)
+    connection.execute(f"COPY (SELECT count(*) AS tasks FROM task_finished) TO '{target}' (HEADER)")
+    connection.close()
+    assert target.read_text().splitlines() == ["tasks", "12"]
