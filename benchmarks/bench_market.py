@@ -970,7 +970,7 @@ def single_cases(cases: Sequence[MarketCase], repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="few tasks per size: a smoke run (a few minutes)")
+    mode.add_argument("--quick", action="store_true", help="few tasks per size: a smoke run (one to two minutes)")
     mode.add_argument(
         "--full", action="store_true", help="also 10,000 providers x 100 tasks and 100,000 providers x 10 tasks"
     )

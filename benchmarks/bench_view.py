@@ -24,7 +24,7 @@ import time
 import psutil
 
 from flmarket.arguments import integer_in
-from flmarket.sim.config import ScenarioError
+from flmarket.sim.config import ScenarioError, load_scenario
 
 QUERY = """
 const counter = document.getElementById('flmarket-tasks');
@@ -153,11 +153,12 @@ def main() -> None:
     if args.quick and args.steps is not None:
         parser.error(f"--steps: not with --quick, which runs {QUICK_STEPS} steps")
     args.steps = QUICK_STEPS if args.quick else (args.steps if args.steps is not None else 20)
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    try:
-        cpu = server_cpu_per_step(args.scenario, args.steps)
-    except ScenarioError as error:  # a bad --scenario: the command line's one-line refusal, before any browser
+    try:  # a bad --scenario: the command line's one-line refusal, before anything is measured or printed
+        load_scenario(args.scenario)
+    except ScenarioError as error:
         parser.error(f"--scenario: {error}")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    cpu = server_cpu_per_step(args.scenario, args.steps)
     print(
         f"server CPU per step (task + panel data + charts): median {statistics.median(cpu) * 1000:.0f} ms, "
         f"max {max(cpu) * 1000:.0f} ms"

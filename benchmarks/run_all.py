@@ -3,7 +3,7 @@
 Each script runs in its own process with this interpreter, with `--quick` unless `--full` is given (then with
 no flag: each script's own default, full measurement). Exits non-zero if any script fails.
 
-Run: `python benchmarks/run_all.py` (or `--full`, or `--only market kernel`).
+Run: `python benchmarks/run_all.py` (the same as `--quick`; or `--full`, or `--only market kernel`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def run_script(script: Path, quick: bool) -> BenchmarkOutcome:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="full measurements (no --quick); takes much longer")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="every script with --quick (the default)")
+    size.add_argument("--full", action="store_true", help="full measurements (no --quick); takes much longer")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these, e.g. market kernel")
     args = parser.parse_args()
     try:

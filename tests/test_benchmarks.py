@@ -177,7 +177,9 @@ def test_kernel_pairs_are_interleaved_and_the_lower_middle_ratio_is_kept() -> No
         ("bench_analysis.py", ["--tasks", "0"], "--tasks: must be an integer >= 1, got 0"),
         ("bench_view.py", ["--steps", "0"], "--steps: must be an integer >= 1, got 0"),
         ("bench_view.py", ["--quick", "--steps", "7"], "--steps: not with --quick, which runs 3 steps"),
+        ("bench_view.py", ["--scenario", "nosuch", "--quick"], "--scenario: scenario: not a file"),
         ("run_all.py", ["--only", "nosuch"], "unknown benchmark(s) nosuch (known: analysis"),
+        ("run_all.py", ["--quick", "--full"], "argument --full: not allowed with argument --quick"),
     ],
 )
 def test_bad_options_are_refused_before_any_measurement(script, arguments, message) -> None:
@@ -187,6 +189,7 @@ def test_bad_options_are_refused_before_any_measurement(script, arguments, messa
     assert completed.returncode == 2
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+    assert completed.stdout == ""  # refused before anything is measured or printed
 
 
 def test_the_upload_cost_split_adds_up_and_names_the_cost_the_target_needs() -> None:
