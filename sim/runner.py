@@ -11,6 +11,7 @@ only after the scenario has been validated and the model built, so bad input lea
 
 from __future__ import annotations
 
+import _thread
 import os
 import platform
 import signal
@@ -112,7 +113,7 @@ def process_identity() -> dict[str, Any]:
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """While the run lasts, SIGTERM raises KeyboardInterrupt("signal SIGTERM") as SIGINT does (main thread
-    only)."""
+    only), and an interrupt that Python had to drop is delivered again (`interrupts_redelivered`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -122,9 +123,39 @@ def terminate_as_interrupt() -> Iterator[None]:
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
+        with interrupts_redelivered():
+            yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+REDELIVERY_DELAY_S = 0.001
+"""How long after a dropped interrupt it is delivered again (a dropped one is delivered again in turn)."""
+
+
+@contextmanager
+def interrupts_redelivered() -> Iterator[None]:
+    """Deliver again a KeyboardInterrupt that Python could only drop. A signal handler runs wherever the main
+    thread is, and when that is a finalizer or a weakref callback (a full collection freeing the previous run, in
+    a sweep's next cell), the KeyboardInterrupt it raises is "ignored" (printed, then lost): the sweep ran on to
+    its end and exited 0. `sys.unraisablehook` sees such an interrupt; this hook has another thread signal the
+    main thread again, with the same signal, so the handler runs once more at a point where it can raise."""
+    previous = sys.unraisablehook
+
+    def redeliver(unraisable: Any) -> None:
+        if unraisable.exc_type is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            previous(unraisable)
+            return
+        raised = unraisable.exc_value.args[0] if unraisable.exc_value is not None and unraisable.exc_value.args else ""
+        number = signal.SIGTERM if raised == "signal SIGTERM" else signal.SIGINT
+        # from another thread: raised here, in the hook, it would be dropped again
+        threading.Timer(REDELIVERY_DELAY_S, _thread.interrupt_main, args=(number,)).start()
+
+    sys.unraisablehook = redeliver
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _log_state(log: EventLog) -> dict[str, Any]:
