@@ -581,6 +581,15 @@ def plan(grid: Grid) -> list[CellRun]:
     repeated = [run_id for run_id, count in Counter(run.run_id for run in runs).items() if count > 1]
     if repeated:
         raise GridError(f"cells: two cells have the same overrides, got run id {repeated[0]!r} twice")
+    first_with: dict[str, CellRun] = {}  # equal once validated (100000 and 100000.0, or two labels of one mix)
+    for run in runs:
+        same = first_with.setdefault(json.dumps(run.scenario.to_dict(), sort_keys=True, default=str), run)
+        if same is not run:
+            raise GridError(
+                f"cells: {same.label!r} and {run.label!r} are the same scenario once validated (overrides "
+                f"{same.overrides} and {run.overrides}); each seed of it would count twice in every summary by "
+                "parameter: drop one, or give it other values"
+            )
     return runs
 
 
@@ -929,6 +938,19 @@ def _run_sweep(
             wanted = "a folder" if is_folder else "a file (the sweep's index)"
             raise GridError(f"out: {path} must be {wanted}; it is {'a file' if is_folder else 'a folder'}")
     earlier = _earlier_cells(sweep_dir, grid)
+    planned = {run.run_id for run in runs}
+    left_out = [
+        run_id for run_id, cell in earlier.items() if run_id not in planned and cell.get("status") == "finished"
+    ]
+    if left_out:  # e.g. other --seeds: the sweep is what this command plans, not what the folder held before
+        warnings.warn(
+            f"{sweep_dir}: {len(left_out)} finished run(s) of an earlier plan of this grid (other seeds, values or "
+            f"overrides) are not in this one: they stay in {CELLS_DIRECTORY}/ but leave the index, so summaries, "
+            "reports and queries of the sweep no longer see them (running the earlier command again brings them "
+            "back, without running them again)",
+            UserWarning,
+            stacklevel=3,
+        )
     created = first_missing_directory(sweep_dir)  # removed again if the sweep fails before any run ends
     cells_dir.mkdir(parents=True, exist_ok=True)
     index = _Index(sweep_dir, grid, runs)

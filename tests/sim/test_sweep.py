@@ -10,6 +10,7 @@ import math
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -210,7 +211,8 @@ def test_a_changed_scenario_is_not_skipped(tmp_path) -> None:
     run_sweep(parse_grid(mix_grid(labels=("even",), seeds=[1])), workers=0, output_dir=tmp_path, show_progress=False)
     changed = mix_grid(labels=("even",), seeds=[1])
     changed["sweep"]["overrides"] = SMALL | {"run.tasks": 5}
-    result = run_sweep(parse_grid(changed), workers=0, output_dir=tmp_path, show_progress=False)
+    with pytest.warns(UserWarning, match=r"1 finished run\(s\) of an earlier plan"):
+        result = run_sweep(parse_grid(changed), workers=0, output_dir=tmp_path, show_progress=False)
     assert len(result.executed) == 1  # different overrides: a new run id, run afresh
 
 
@@ -855,3 +857,40 @@ def test_a_sweep_table_that_is_missing_or_not_a_table_is_said_apart(data, messag
     """`sweep = 3` was reported as missing."""
     with pytest.raises(GridError, match=f"^{re.escape(message)}$"):
         parse_grid(data)
+
+
+def test_other_seeds_on_an_existing_sweep_say_that_its_finished_runs_leave_the_index(tmp_path) -> None:
+    """`--seeds 3,4` on a sweep of seeds 1,2 printed "0 already finished" and dropped the earlier runs from every
+    summary without a word."""
+    grid = mix_grid(labels=("cooperators",), seeds=[1])
+    run_sweep(parse_grid(grid), workers=0, output_dir=tmp_path, show_progress=False)
+    with pytest.warns(UserWarning, match=r"1 finished run\(s\) of an earlier plan of this grid .* leave the index"):
+        run_sweep(parse_grid(mix_grid(labels=("cooperators",), seeds=[2])), workers=0, output_dir=tmp_path)
+    assert len(list((tmp_path / "mix" / "cells").iterdir())) == 2
+    assert len(json.loads((tmp_path / "mix" / "sweep.json").read_text())["cells"]) == 1
+    with pytest.warns(UserWarning, match=r"1 finished run\(s\)"):  # seed 2's run leaves in turn
+        result = run_sweep(parse_grid(grid), workers=0, output_dir=tmp_path, show_progress=False)
+    assert len(result.skipped) == 1 and not result.executed  # seed 1's run is back, not run again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same plan again: nothing leaves, no warning
+        run_sweep(parse_grid(grid), workers=0, output_dir=tmp_path, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        {"grid": {"run.horizon_s": [100000, 100000.0]}},
+        {
+            "cells": [
+                {"label": "a", "overrides": {"requesters.arrival_rate_per_s": 0.02}},
+                {"label": "b", "overrides": {"requesters.arrival_rate_per_s": 0.02}},
+            ]
+        },
+    ],
+)
+def test_cells_that_validate_to_one_scenario_are_refused(cells) -> None:
+    """They ran as two cells with byte-identical results under two run ids, and by_parameter counted each seed
+    twice (runs = 4 for 2 seeds), so its intervals were too narrow."""
+    grid = {"sweep": {"name": "twice", "scenario": "quickstart", "seeds": [1, 2], "overrides": SMALL}, **cells}
+    with pytest.raises(GridError, match="cells: .* are the same scenario once validated"):
+        plan(parse_grid(grid))
