@@ -613,6 +613,16 @@ def finished_before(run_dir: Path, scenario: Scenario) -> bool:
     return run_verifies(run_dir)
 
 
+def _manifest_wall_time(run_dir: Path) -> float | None:
+    """The wall time a finished run's manifest records (the run alone, without the cell's set-up), for cells the
+    index has no time for: they finished while a sweep was being stopped, or the index was lost."""
+    try:
+        wall = json.loads((run_dir / "manifest.json").read_text()).get("wall_time_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else None
+
+
 def run_verifies(run_dir: Path) -> bool:
     """Whether the run's event files match its manifest (`analysis.load.verify_run`: every listed part present
     with its SHA-256, nothing else, seq contiguous) and it finished."""
@@ -961,7 +971,10 @@ def _run_sweep(
             outcomes[run.run_id] = CellOutcome(run.run_id, "finished", False)
             cell = index.content["cells"][run.run_id]
             cell["status"] = "finished"
-            cell["wall_time_s"] = earlier.get(run.run_id, {}).get("wall_time_s")  # measured when it ran
+            earlier_wall = earlier.get(run.run_id, {}).get("wall_time_s")  # the cell's, measured when it ran
+            cell["wall_time_s"] = (
+                earlier_wall if earlier_wall is not None else _manifest_wall_time(cells_dir / run.run_id)
+            )
         else:
             pending.append(run)
     index.write()

@@ -727,6 +727,11 @@ def test_another_grid_of_the_same_name_is_refused_and_an_edited_one_keeps_earlie
     assert len(resumed.executed) == 1 and len(resumed.skipped) == 1
     cells = json.loads(index_file.read_text())["cells"]
     assert all(isinstance(cell["wall_time_s"], float) and cell["wall_time_s"] > 0 for cell in cells.values())
+    index_file.unlink()  # a lost index (or cells that finished while a sweep was stopped): the manifests have them
+    run_sweep(parse_grid(mix_grid(labels=("even",), seeds=[1, 2])), workers=0, output_dir=tmp_path)
+    rebuilt = json.loads(index_file.read_text())["cells"]
+    assert rebuilt.keys() == cells.keys()
+    assert all(isinstance(cell["wall_time_s"], float) and cell["wall_time_s"] > 0 for cell in rebuilt.values())
 
 
 def test_ctrl_c_records_the_interrupted_cell_as_its_manifest_says(tmp_path, monkeypatch) -> None:
