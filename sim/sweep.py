@@ -49,7 +49,6 @@ import tomllib
 import types
 import typing
 import warnings
-from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -578,10 +577,8 @@ def plan(grid: Grid) -> list[CellRun]:
     ]
     if errors:
         raise GridError("\n".join(dict.fromkeys(errors)))
-    repeated = [run_id for run_id, count in Counter(run.run_id for run in runs).items() if count > 1]
-    if repeated:
-        raise GridError(f"cells: two cells have the same overrides, got run id {repeated[0]!r} twice")
-    first_with: dict[str, CellRun] = {}  # equal once validated (100000 and 100000.0, or two labels of one mix)
+    first_with: dict[str, CellRun] = {}  # equal overrides, or equal once validated (100000 and 100000.0, or two
+    # labels of one mix): one scenario would run twice (twice under one run id, for equal overrides and label)
     for run in runs:
         same = first_with.setdefault(json.dumps(run.scenario.to_dict(), sort_keys=True, default=str), run)
         if same is not run:
