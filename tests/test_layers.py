@@ -63,3 +63,19 @@ def test_market_reads_files_only_in_its_data_module() -> None:
         if any(token in path.read_text() for token in ("open(", ".read_text(", ".read_bytes(", ".write_"))
     ]
     assert set(readers) <= {"market/fl/data.py"}
+
+
+def test_the_surrogate_path_never_imports_torch(tmp_path) -> None:
+    """docs/architecture.md: `market/fl/backend.py` loads the torch backend lazily, so a surrogate run never
+    imports torch (about 1.5 s and hundreds of MB before the first task)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import flmarket as fm\n"
+        f"fm.run('quickstart', overrides={{'run.tasks': 1}}, out={str(tmp_path)!r}, progress=False)\n"
+        "print(sorted(name for name in ('torch', 'torchvision') if name in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
