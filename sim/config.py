@@ -724,6 +724,17 @@ class Scenario(_Section):
         return self
 
     @model_validator(mode="after")
+    def _automatic_theta1_needs_two_providers(self) -> Scenario:
+        """theta1 = "auto" is twice the bound K N (R - 1) / (N - 1) of SPEC B.2, which one provider does not have
+        (the run logged theta1 = inf and a NaN welfare position)."""
+        if self.learning.theta1 == "auto" and self.providers.count < 2:
+            raise ValueError(
+                "learning.theta1: 'auto' is twice the bound K*N*(R-1)/(N-1) of SPEC B.2, which needs at least 2 "
+                f"providers, got providers.count = {self.providers.count}; give learning.theta1 a number"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _within_limits(self) -> Scenario:
         for problem in resource_problems(self):
             raise ValueError(problem)

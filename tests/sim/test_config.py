@@ -468,3 +468,12 @@ def test_a_scenario_file_with_a_byte_order_mark_reads_as_without(tmp_path) -> No
     marked = tmp_path / "marked.toml"
     marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
     assert load_scenario(marked) == load_scenario(plain)
+
+
+def test_automatic_theta1_with_one_provider_is_refused_and_a_number_is_taken() -> None:
+    """theta1 = "auto" is twice K N (R - 1) / (N - 1) (SPEC B.2): with one provider the run logged theta1 = inf
+    and a NaN welfare position, with only a warning."""
+    alone = {"providers.count": 1, "network.topology": "complete", "learning.require_dilemma": False}
+    with pytest.raises(ScenarioError, match=r"learning.theta1: 'auto' .* needs at least 2 providers, got providers"):
+        load_scenario("quickstart", {**alone, "learning.theta1": "auto"})
+    assert load_scenario("quickstart", alone).learning.theta1 == 400.0  # the quick-start's own number
