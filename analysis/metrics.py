@@ -608,6 +608,26 @@ def strategy_shares(source: EventSource) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------- summary
 
 
+ZERO_DETERMINANT_STRATEGIES = ("MMZD", "MMZDA")
+"""The strategies that enforce a welfare level by their choice of y_i (SPEC B.4): MMZD alone and in alliance."""
+
+
+def zero_determinant_realisation(source: EventSource) -> dict[str, float]:
+    """How often the zero-determinant players' chosen y_i was what they were paid on (`provider_payoff.action`
+    against `realised_rounds`): `zd_decisions` (paid decisions of MMZD and MMZDA players) and
+    `zd_realised_as_chosen`. SPEC B.4's guarantee, stationary welfare P* whatever the others do, holds for the
+    actions the strategy chooses; a round lost to a late or abandoned update (gamma_NE epochs that do not fit in
+    `learning.round_duration_s`) or to leaving mid-task makes the realised game another one. NaN for a log
+    without `realised_rounds`."""
+    frame = events_of(source, ["provider_payoff"])
+    paid = _of_kind(frame, "provider_payoff", ["strategy", "action", "realised_rounds"], optional=["realised_rounds"])
+    if paid.empty:
+        return {"zd_decisions": 0.0, "zd_realised_as_chosen": math.nan}
+    zd = paid[paid["strategy"].astype(str).isin(ZERO_DETERMINANT_STRATEGIES)]
+    as_chosen = zd["action"].astype(float).to_numpy() == zd["realised_rounds"].astype(float).to_numpy()
+    return {"zd_decisions": float(len(zd)), "zd_realised_as_chosen": float(as_chosen.sum())}
+
+
 def mechanism_targets(source: EventSource) -> dict[str, float]:
     """How often the BGFL mechanism's economic targets held (issue 12; NaN when the run has no BGFL rounds).
 

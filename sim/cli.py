@@ -116,7 +116,12 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("simulated time", f"{result.final_time_s:,.1f} s")
     welfare = result.mean_welfare
     table.add_row("mean welfare per task", f"{welfare:.4f}" if welfare == welfare else "n/a (no task ran)")
-    from flmarket.analysis.metrics import RunEvents, mechanism_targets, reference_summary
+    from flmarket.analysis.metrics import (
+        RunEvents,
+        mechanism_targets,
+        reference_summary,
+        zero_determinant_realisation,
+    )
 
     events = RunEvents(result.run_dir)  # one read per kind for both summaries
     references = reference_summary(events)  # the task games' yardsticks (SPEC B.1, B.2)
@@ -143,6 +148,19 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
         table.add_row("mean claimed unit cost C_unit (B 6)", f"{targets['mean_unit_cost']:.2f}")
     for name, share in result.participation_by_strategy.items():
         table.add_row(f"participation y/R ({name})", f"{share:.3f}")
+    zero_determinant = zero_determinant_realisation(events)
+    decisions, as_chosen = zero_determinant["zd_decisions"], zero_determinant["zd_realised_as_chosen"]
+    if decisions and as_chosen == as_chosen:
+        table.add_row("ZD players' y_i paid as chosen (B.4)", f"{as_chosen:,.0f} of {decisions:,.0f}")
+        if as_chosen < decisions:
+            warnings.warn(
+                f"the zero-determinant players' chosen y_i was not what they were paid on in "
+                f"{decisions - as_chosen:,.0f} of {decisions:,.0f} decisions (rounds lost to late or abandoned "
+                "updates, or to leaving mid-task), so the welfare they enforce (SPEC B.4) is not guaranteed; give "
+                "the rounds time for the training (learning.round_duration_s)",
+                UserWarning,
+                stacklevel=1,
+            )
     counts = load_manifest(result.run_dir).get("events_by_kind", {})
     abandoned = int(counts.get("update_abandoned", 0))
     if abandoned:  # contributions the next round overtook: the rounds are short for the training and PoET waits

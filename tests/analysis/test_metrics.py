@@ -554,3 +554,19 @@ def test_participation_rate_counts_each_decision_once_and_free_riding_counts_fin
     unfinished = metrics.run_summary(events(*rows[1:]))
     assert unfinished["tasks"] == 0
     assert math.isnan(unfinished["free_rider_share"]) and math.isnan(unfinished["participation_rate"])
+
+
+def test_zero_determinant_realisation_counts_the_zd_players_paid_decisions_as_chosen() -> None:
+    """A small two-player ZD game lost 31 of 300 chosen MMZD rounds to late updates (gamma_NE up to 32 epochs in
+    a 10 s round), and its welfare missed the enforced P* while nothing said so."""
+    frame = events(
+        {"kind": "provider_payoff", "task": 0, "strategy": "MMZD", "action": 2, "realised_rounds": 2},
+        {"kind": "provider_payoff", "task": 0, "strategy": "ALLC", "action": 2, "realised_rounds": 1},  # not ZD
+        {"kind": "provider_payoff", "task": 1, "strategy": "MMZD", "action": 2, "realised_rounds": 1},
+        {"kind": "provider_payoff", "task": 1, "strategy": "MMZDA", "action": 0, "realised_rounds": 0},
+        {"kind": "provider_payoff", "task": 2, "strategy": "MMZDA", "action": 1, "realised_rounds": 0},
+    )
+    assert metrics.zero_determinant_realisation(frame) == {"zd_decisions": 4.0, "zd_realised_as_chosen": 2.0}
+    none = events({"kind": "task_finished", "task": 0, "welfare": 1.0})
+    result = metrics.zero_determinant_realisation(none)
+    assert result["zd_decisions"] == 0.0 and math.isnan(result["zd_realised_as_chosen"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -459,3 +460,19 @@ def test_other_unraisable_errors_still_reach_the_previous_hook(monkeypatch) -> N
     with interrupts_redelivered():
         Failing()
     assert seen == [ValueError]
+
+
+@pytest.mark.parametrize(("round_duration_s", "paid_as_chosen"), [(10.0, "58 of 60"), (40.0, "60 of 60")])
+def test_the_run_table_says_when_zd_players_were_not_paid_on_their_chosen_rounds(
+    tmp_path, capsys, round_duration_s, paid_as_chosen
+) -> None:
+    """One MMZD against one ALLC: gamma_NE reaches tens of epochs when few take part, which a 10 s round cannot
+    fit, so chosen rounds were lost and the enforced welfare (SPEC B.4) missed without a word."""
+    two = ["--set", "providers.count=2", "--set", "providers.strategy_counts={MMZD=1, ALLC=1}"]
+    two += ["--set", "providers.strategy_mix={MMZD=0.5, ALLC=0.5}", "--set", "requesters.arrival_rate_per_s=0.01"]
+    argv = ["run", "mmzd-fig3", "--seed", "1", "--tasks", "60", "--out", str(tmp_path), *two]
+    assert main([*argv, "--set", f"learning.round_duration_s={round_duration_s}"]) == 0
+    out, err = capsys.readouterr()
+    assert re.search(rf"ZD players' y_i paid as chosen \(B\.4\)\s*│\s*{paid_as_chosen}", out), out
+    lost = paid_as_chosen != "60 of 60"
+    assert ("the zero-determinant players' chosen y_i was not what they were paid on in 2 of 60" in err) == lost, err
