@@ -608,6 +608,27 @@ def strategy_shares(source: EventSource) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------- summary
 
 
+def capped_rounds(source: EventSource) -> dict[str, float]:
+    """Tasks whose rounds the budget capped (SPEC B 11: R = min(rounds asked, r_max)): `tasks_configured`,
+    `tasks_capped`, the rounds asked for (`rounds_asked`, the largest `task_posted.rounds`) and the fewest and most
+    rounds the capped tasks played (`capped_rounds_min`, `capped_rounds_max`; NaN when none was capped)."""
+    frame = events_of(source, ["task_posted", "task_configured"])
+    posted = _of_kind(frame, "task_posted", ["task", "rounds"])
+    configured = _of_kind(frame, "task_configured", ["task", "rounds"], optional=["rounds"]).dropna(subset=["rounds"])
+    merged = configured.astype({"task": int}).merge(
+        posted.astype({"task": int}), on="task", suffixes=("", "_asked"), how="inner"
+    )
+    played, asked = merged["rounds"].astype(float), merged["rounds_asked"].astype(float)
+    capped = played[played < asked]
+    return {
+        "tasks_configured": float(len(merged)),
+        "tasks_capped": float(len(capped)),
+        "rounds_asked": float(asked.max()) if len(asked) else math.nan,
+        "capped_rounds_min": float(capped.min()) if len(capped) else math.nan,
+        "capped_rounds_max": float(capped.max()) if len(capped) else math.nan,
+    }
+
+
 ZERO_DETERMINANT_STRATEGIES = ("MMZD", "MMZDA")
 """The strategies that enforce a welfare level by their choice of y_i (SPEC B.4): MMZD alone and in alliance."""
 

@@ -118,6 +118,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("mean welfare per task", f"{welfare:.4f}" if welfare == welfare else "n/a (no task ran)")
     from flmarket.analysis.metrics import (
         RunEvents,
+        capped_rounds,
         mechanism_targets,
         reference_summary,
         zero_determinant_realisation,
@@ -139,7 +140,11 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
         table.add_row("welfare position (Nash 0, optimum 1)", f"{references['welfare_position']:.3f}")
     targets = mechanism_targets(events)  # BGFL's economic targets (issue 12)
     if targets["paid_updates"] > 0:
-        table.add_row("gamma_NE >= 1 epoch (B 24), share of rounds", f"{targets['gamma_at_least_one_share']:.0%}")
+        gamma_share = targets["gamma_at_least_one_share"]  # over the rounds after each task's first: none if R = 1
+        table.add_row(
+            "gamma_NE >= 1 epoch (B 24), share of rounds",
+            f"{gamma_share:.0%}" if gamma_share == gamma_share else "n/a (no round after a task's first)",
+        )
         table.add_row(
             "individually rational (B 14), share of paid updates",
             f"{targets['individually_rational_share']:.0%} of {targets['paid_updates']:,.0f}",
@@ -148,6 +153,24 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
         table.add_row("mean claimed unit cost C_unit (B 6)", f"{targets['mean_unit_cost']:.2f}")
     for name, share in result.participation_by_strategy.items():
         table.add_row(f"participation y/R ({name})", f"{share:.3f}")
+    caps = capped_rounds(events)
+    if caps["tasks_capped"]:
+        low, high = int(caps["capped_rounds_min"]), int(caps["capped_rounds_max"])
+        played = f"{low}" if low == high else f"{low} - {high}"
+        table.add_row(
+            "tasks whose rounds the budget capped (B 11)",
+            f"{caps['tasks_capped']:,.0f} of {caps['tasks_configured']:,.0f} "
+            f"(R = {played}, asked {caps['rounds_asked']:.0f})",
+        )
+        if scenario.learning.theta1 == "auto":
+            warnings.warn(
+                f"learning.rounds_per_task = {scenario.learning.rounds_per_task} was capped by the budget (B 11) to "
+                f"R = {played} in {caps['tasks_capped']:,.0f} tasks, and learning.theta1 = 'auto' was computed from "
+                f"the {scenario.learning.rounds_per_task} asked for (SPEC B.2); set learning.rounds_per_task to the R "
+                "played, or a larger budget",
+                UserWarning,
+                stacklevel=1,
+            )
     zero_determinant = zero_determinant_realisation(events)
     decisions, as_chosen = zero_determinant["zd_decisions"], zero_determinant["zd_realised_as_chosen"]
     if decisions and as_chosen == as_chosen:

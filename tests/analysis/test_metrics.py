@@ -570,3 +570,24 @@ def test_zero_determinant_realisation_counts_the_zd_players_paid_decisions_as_ch
     none = events({"kind": "task_finished", "task": 0, "welfare": 1.0})
     result = metrics.zero_determinant_realisation(none)
     assert result["zd_decisions"] == 0.0 and math.isnan(result["zd_realised_as_chosen"])
+
+
+def test_capped_rounds_counts_the_tasks_whose_budget_cut_their_rounds() -> None:
+    frame = events(
+        {"kind": "task_posted", "task": 0, "rounds": 100},
+        {"kind": "task_configured", "task": 0, "rounds": 40},
+        {"kind": "task_posted", "task": 1, "rounds": 100},
+        {"kind": "task_configured", "task": 1, "rounds": 100},
+        {"kind": "task_posted", "task": 2, "rounds": 100},
+        {"kind": "task_configured", "task": 2, "rounds": 25},
+        {"kind": "task_posted", "task": 3, "rounds": 100},  # rejected: never configured
+    )
+    assert metrics.capped_rounds(frame) == {
+        "tasks_configured": 3.0,
+        "tasks_capped": 2.0,
+        "rounds_asked": 100.0,
+        "capped_rounds_min": 25.0,
+        "capped_rounds_max": 40.0,
+    }
+    uncapped = metrics.capped_rounds(frame[frame["task"] == 1])
+    assert uncapped["tasks_capped"] == 0.0 and math.isnan(uncapped["capped_rounds_min"])

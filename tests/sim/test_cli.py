@@ -476,3 +476,20 @@ def test_the_run_table_says_when_zd_players_were_not_paid_on_their_chosen_rounds
     assert re.search(rf"ZD players' y_i paid as chosen \(B\.4\)\s*│\s*{paid_as_chosen}", out), out
     lost = paid_as_chosen != "60 of 60"
     assert ("the zero-determinant players' chosen y_i was not what they were paid on in 2 of 60" in err) == lost, err
+
+
+def test_rounds_the_budget_capped_are_reported_and_an_automatic_theta1_is_warned_about(tmp_path, capsys) -> None:
+    """rounds_per_task = 100 on mmzd-fig3 played R = 40 (the budget's r_max, B 11) while 'auto' theta1 was computed
+    for R = 100 (SPEC B.2), and validate and run said nothing."""
+    argv = ["run", "mmzd-fig3", "--tasks", "2", "--out", str(tmp_path), "--set", "learning.rounds_per_task=100"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"tasks whose rounds the budget capped \(B 11\)\s*│\s*2 of 2 \(R = 40, asked 100\)", out), out
+    assert "learning.rounds_per_task = 100 was capped by the budget (B 11) to R = 40 in 2 tasks" in err
+
+
+def test_gamma_share_with_one_round_per_task_is_not_a_percentage_of_nothing(tmp_path, capsys) -> None:
+    """With R = 1 there is no round after a task's first, and the row read 'nan%'."""
+    assert main(["run", "--tasks", "1", "--out", str(tmp_path), "--set", "learning.rounds_per_task=1"]) == 0
+    out = capsys.readouterr().out
+    assert "n/a (no round after a task's first)" in out and "nan%" not in out
