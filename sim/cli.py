@@ -109,7 +109,8 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     table.add_row("status", result.status)
     from flmarket.analysis.load import load_manifest
 
-    rejected = int(load_manifest(result.run_dir).get("tasks_rejected", 0))
+    manifest = load_manifest(result.run_dir)
+    rejected = int(manifest.get("tasks_rejected", 0))
     table.add_row("tasks finished", f"{result.tasks_finished}")
     if rejected:  # a requester's budget below what the committee costs (SPEC A.5): the task never ran
         table.add_row("of which rejected (budget too small)", f"{rejected}")
@@ -184,7 +185,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
                 UserWarning,
                 stacklevel=1,
             )
-    counts = load_manifest(result.run_dir).get("events_by_kind", {})
+    counts = manifest.get("events_by_kind", {})
     abandoned = int(counts.get("update_abandoned", 0))
     if abandoned:  # contributions the next round overtook: the rounds are short for the training and PoET waits
         attempted = abandoned + int(counts.get("update_sent", 0))
