@@ -377,6 +377,8 @@ def parse_seeds_option(text: str) -> tuple[int, ...]:
     """`--seeds`: a comma-separated list of distinct seeds (`1,2,3`; one seed is `7,`) or a count (`5` = 0..4)."""
     errors: list[str] = []
     items = [item.strip() for item in text.split(",")]
+    if len(items) > 1 and not all(items[:-1]):  # only a trailing comma may leave an item empty (`7,`)
+        raise GridError(f"--seeds: an empty seed between commas, got {text!r} (write 1,2 or one seed as 7,)")
     try:
         if not all(item.isascii() and (item.isdigit() or item.startswith("-")) for item in items if item):
             raise ValueError(text)  # int() would also read 1_0 as 10 and " 3 " padded forms; only plain digits

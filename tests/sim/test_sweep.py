@@ -515,6 +515,8 @@ def test_seeds_and_set_options_of_a_sweep(tmp_path, capsys) -> None:
         ("200000", "a count must be in 1..10,000"),  # was a minute of silent planning
         ("1_0", "must be a count"),  # int() reads 10
         ("3,9223372036854775808", r"every seed must be an integer in 0..2\*\*63 - 1"),
+        ("1,,2", "an empty seed between commas, got '1,,2'"),  # was read as 1,2
+        (",3", "an empty seed between commas"),
     ]
     for bad, message in refusals:
         with pytest.raises(GridError, match=f"--seeds: .*{message}"):
