@@ -207,14 +207,13 @@ def _handler(args: argparse.Namespace) -> int:
         frame.to_csv(sys.stdout, index=False)
     else:
         shown = args.max_rows or None  # 0: every row
-        with pd.option_context("display.max_rows", shown, "display.width", 200):
-            text = frame.to_string(index=False, max_rows=shown)
-        if frame.empty:  # pandas prints "Empty DataFrame / Columns: [...] / Index: []"
-            text = "  ".join(str(name) for name in frame.columns)
-        print(text)
-        if frame.empty:
+        if frame.empty:  # pandas would print "Empty DataFrame / Columns: [...] / Index: []"
+            print("  ".join(str(name) for name in frame.columns))
             print("(0 rows)")
-        elif shown is not None and len(frame) > shown:
+            return 0
+        with pd.option_context("display.max_rows", shown, "display.width", 200):
+            print(frame.to_string(index=False, max_rows=shown))
+        if shown is not None and len(frame) > shown:
             print(f"({len(frame):,} rows; {shown} shown, from the start and the end; --max-rows 0 shows every row)")
     return 0
 

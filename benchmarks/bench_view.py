@@ -136,6 +136,7 @@ def browser_latencies(scenario: str, steps: int) -> tuple[list[float], list[floa
         profile.cleanup()
 
 
+DEFAULT_STEPS = 20
 QUICK_STEPS = 3
 """Steps of `--quick`: run_all.py passes --quick to every benchmark, which this one refused (exit 2)."""
 
@@ -143,7 +144,10 @@ QUICK_STEPS = 3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--steps", type=integer_in(1), default=None, help="tasks stepped and clicks measured (default 20)"
+        "--steps",
+        type=integer_in(1),
+        default=None,
+        help=f"tasks stepped and clicks measured (default {DEFAULT_STEPS})",
     )
     parser.add_argument("--scenario", default="quickstart", help="bundled scenario or path (default quickstart)")
     parser.add_argument(
@@ -152,7 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick and args.steps is not None:
         parser.error(f"--steps: not with --quick, which runs {QUICK_STEPS} steps")
-    args.steps = QUICK_STEPS if args.quick else (args.steps if args.steps is not None else 20)
+    if args.steps is None:
+        args.steps = QUICK_STEPS if args.quick else DEFAULT_STEPS
     try:  # a bad --scenario: the command line's one-line refusal, before anything is measured or printed
         load_scenario(args.scenario)
     except ScenarioError as error:

@@ -427,7 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt as interrupt:
-        if interrupt.args == ("signal SIGTERM",):  # the run's handler (sim.runner): the shell's code for SIGTERM
+        from flmarket.sim.runner import TERMINATED
+
+        if interrupt.args == (TERMINATED,):  # the run's handler (sim.runner): the shell's code for SIGTERM
             print("flmarket: terminated", file=sys.stderr)
             return 128 + 15
         print("flmarket: interrupted", file=sys.stderr)

@@ -110,6 +110,10 @@ def process_identity() -> dict[str, Any]:
     return {"pid": os.getpid(), "hostname": socket.gethostname(), "started": psutil.Process().create_time()}
 
 
+TERMINATED = f"signal {signal.SIGTERM.name}"
+"""The message of the KeyboardInterrupt that SIGTERM raises while a run lasts (a Ctrl-C's has none)."""
+
+
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """While the run lasts, SIGTERM raises KeyboardInterrupt("signal SIGTERM") as SIGINT does (main thread
@@ -119,7 +123,7 @@ def terminate_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        raise KeyboardInterrupt(TERMINATED)
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -147,7 +151,7 @@ def interrupts_redelivered() -> Iterator[None]:
             previous(unraisable)
             return
         raised = unraisable.exc_value.args[0] if unraisable.exc_value is not None and unraisable.exc_value.args else ""
-        number = signal.SIGTERM if raised == "signal SIGTERM" else signal.SIGINT
+        number = signal.SIGTERM if raised == TERMINATED else signal.SIGINT
         # from another thread: raised here, in the hook, it would be dropped again
         threading.Timer(REDELIVERY_DELAY_S, _thread.interrupt_main, args=(number,)).start()
 
