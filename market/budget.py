@@ -107,7 +107,7 @@ def shapley_rewards(shapley_values: ArrayLike, pool: float) -> RoundRewards:
     total = float(values.sum())
     if total <= 0.0:
         return RoundRewards(np.zeros_like(values), pool_value, total, False, ())
-    rewards = pool_value * values / total
+    rewards = pool_value * (values / total)  # shares first: Pi * xi underflows for subnormal xi (1.5 * 5e-324 = 1e-323)
     charged = tuple(int(index) for index in np.flatnonzero(values < 0.0))
     return RoundRewards(rewards, pool_value, total, True, charged)
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from flmarket.market.budget import (
@@ -71,6 +71,7 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
 
 @given(st.lists(finite, min_size=1, max_size=30), st.floats(0.0, 1e4))
+@example([5e-324], 1.5)  # found by hypothesis in CI: Pi * xi / sum(xi) paid 2.0 of a pool of 1.5
 def test_reward_budget_balance_property(values: list[float], pool: float) -> None:
     xi = np.array(values)
     total = xi.sum()
