@@ -710,7 +710,10 @@ def write_report(
         from flmarket.analysis.reproduce import write_together
 
         write_together(
-            Path(figures_dir), "report-figures", lambda staging: save_figures(sections, staging, dpi, vector_format)
+            Path(figures_dir),
+            "report-figures",
+            lambda staging: save_figures(sections, staging, dpi, vector_format),
+            option="figures",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(target, page)
@@ -729,6 +732,16 @@ def _check_destinations(target: Path, figures_dir: Path | None) -> None:
                 raise ValueError(f"{name}: {str(candidate)!r} is a file, where a folder is needed")
 
 
+OPTION_OF_PARAMETER = {"out": "--out", "figures": "--figures"}
+"""`write_report`'s parameters that the command line spells as options: its errors name the option typed."""
+
+
+def _named_as_options(message: str) -> str:
+    """An error of `write_report` with its leading parameter name (`out: ...`) spelled as the option (`--out: ...`)."""
+    name, separator, rest = message.partition(": ")
+    return f"{OPTION_OF_PARAMETER[name]}: {rest}" if separator and name in OPTION_OF_PARAMETER else message
+
+
 def _handler(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -743,7 +756,7 @@ def _handler(args: argparse.Namespace) -> int:
                 show_progress=True,  # a bar over a sweep's runs, on a terminal only
             )
         except (FileNotFoundError, ValueError) as error:
-            print(f"flmarket: error: {error}", file=sys.stderr)
+            print(f"flmarket: error: {_named_as_options(str(error))}", file=sys.stderr)
             return 2
         except OSError as error:  # a file that cannot be written (permissions, a full disk)
             print(f"flmarket: error: {error.filename}: {error.strerror}", file=sys.stderr)

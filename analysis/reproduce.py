@@ -211,17 +211,18 @@ def check_output_folder(folder: str | Path, option: str = "out") -> None:
         raise MarketError(f"{option}: {problem}")
 
 
-def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> None:
+def write_together(folder: Path, name: str, write: Callable[[Path], None], option: str = "out") -> None:
     """Run `write(staging)`, which writes an experiment's files into a new hidden folder inside `folder`, then
     move every file it wrote into `folder`, all or none (`move_together`). When writing or moving fails, the
     staging folder is removed (and `folder` too when this call created it and it is empty) and the error
-    re-raised: no partial set of files is left, and an earlier complete set is untouched."""
+    re-raised: no partial set of files is left, and an earlier complete set is untouched. `option` is the name
+    by which the caller's user gave `folder` (the errors name it)."""
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=folder))
     try:
         write(staging)
-        move_together(sorted(staging.iterdir()), folder, name)
+        move_together(sorted(staging.iterdir()), folder, name, option)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
@@ -231,7 +232,7 @@ def write_together(folder: Path, name: str, write: Callable[[Path], None]) -> No
     staging.rmdir()
 
 
-def move_together(paths: Sequence[Path], folder: Path, name: str) -> None:
+def move_together(paths: Sequence[Path], folder: Path, name: str, option: str = "out") -> None:
     """Move the files `paths` into `folder` under their names, replacing what is there, all or none.
 
     First every destination is checked: one that is a folder (or anything but a file or a link) cannot be
@@ -245,7 +246,9 @@ def move_together(paths: Sequence[Path], folder: Path, name: str) -> None:
         if destination.is_symlink() or not destination.exists() or destination.is_file():
             continue
         kind = "a folder" if destination.is_dir() else "not a regular file"
-        raise MarketError(f"out: cannot replace {destination}: it is {kind}; move it away or choose another --out")
+        raise MarketError(
+            f"{option}: cannot replace {destination}: it is {kind}; move it away or choose another --{option}"
+        )
     previous = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".previous", dir=folder))
     set_aside: list[tuple[Path, Path]] = []  # (destination, where its earlier file waits)
     moved: list[Path] = []

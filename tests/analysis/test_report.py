@@ -226,7 +226,8 @@ def test_a_figure_that_cannot_be_written_leaves_no_page_and_no_other_figure(quic
     argv = ["report", str(quickstart_run), "--out", str(page), "--figures", str(figures)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("flmarket: error: out: cannot replace ") and "participation.png: it is a folder" in err
+    assert err.startswith("flmarket: error: --figures: cannot replace ") and "participation.png: it is a folder" in err
+    assert err.rstrip().endswith("choose another --figures"), err  # the folder is --figures', not --out's
     assert not page.exists()
     assert [path.name for path in figures.iterdir()] == ["participation.png"]  # only what was there before
 
@@ -245,6 +246,22 @@ def test_a_partial_run_is_reported_with_one_warning_line(quickstart_run, tmp_pat
     assert args.func(args) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("flmarket: warning: run interrupted is interrupted"), lines
+
+
+def test_the_command_names_the_options_typed(quickstart_run, tmp_path, capsys) -> None:
+    """`flmarket report` named `--out` and `--figures` by write_report's parameters (`out:`, `figures:`)."""
+    from flmarket.sim.cli import main
+
+    (tmp_path / "a_file").write_text("x")
+    assert main(["report", str(quickstart_run), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("flmarket: error: --out: must be the HTML file to write, got ")
+    assert main(["report", str(quickstart_run), "--out", str(tmp_path / "a_file" / "r.html")]) == 2
+    assert capsys.readouterr().err.startswith("flmarket: error: --out: ")
+    figures = str(tmp_path / "a_file" / "figures")
+    assert main(["report", str(quickstart_run), "--out", str(tmp_path / "r.html"), "--figures", figures]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flmarket: error: --figures: ") and "is a file, where a folder is needed" in err, err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_a_file_given_as_the_run_is_named_as_the_path_and_the_window_is_checked_when_read(tmp_path, capsys) -> None:
