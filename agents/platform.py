@@ -27,7 +27,7 @@ from flmarket.agents.strategies.zero_determinant import MMZD, MMZDAMember
 from flmarket.market.budget import check_budget_balance, paid_within_budget
 from flmarket.market.consensus.pbft import fault_bound
 from flmarket.market.consensus.ppbg import RoundInput
-from flmarket.market.errors import InfeasibleBudgetError, ProposalError
+from flmarket.market.errors import InfeasibleBudgetError, InfeasibleTargetError, ProposalError
 from flmarket.market.ledger import SignedClaim
 from flmarket.market.mechanism import RoundSettlement, TaskTerms, configure_task, equilibrium_iterations, settle_round
 from flmarket.market.public_goods import check_social_dilemma, welfare_references
@@ -259,7 +259,15 @@ class TaskRun:
         free_rider_kind = model.scenario.faults.free_rider_kind
         actions = []
         for index, provider in enumerate(players):
-            action = provider.choose_action(game, index)
+            try:
+                action = provider.choose_action(game, index)
+            except InfeasibleTargetError as error:
+                raise InfeasibleTargetError(
+                    f'zero_determinant.mode: "exact" plays only enforceable targets, and in task {self.task} '
+                    f"({len(players)} players, R = {terms.rounds}) {provider.strategy_label} player "
+                    f'{provider.unique_id} has none ({error}); set it to "auto" to play the paper\'s clipped '
+                    "design where that happens"
+                ) from error
             actions.append(action)
             if provider.strategy_label == "ALLD" and free_rider_kind != "none":
                 provider.behaviour, provider.planned_rounds = free_rider_kind, terms.rounds

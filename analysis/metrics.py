@@ -649,6 +649,48 @@ def zero_determinant_realisation(source: EventSource) -> dict[str, float]:
     return {"zd_decisions": float(len(zd)), "zd_realised_as_chosen": float(as_chosen.sum())}
 
 
+def zero_determinant_welfare(source: EventSource) -> dict[str, float]:
+    """Whether the run's welfare went where its zero-determinant players aimed it (SPEC B.4: with a feasible design
+    the mean welfare per game round tends to P* whatever the other players do; in the market a game round is a
+    task, so the welfare is `task_finished.welfare`).
+
+    - `zd_designs` and `zd_feasible_designs`: the `zd_design` rows, and those that can enforce their target;
+    - `zd_target`: their P* when every row has the same one (NaN when there is none, or when they differ: the
+      game changed and the largest enforceable welfare moved with it, or two controllers aim apart);
+    - `zd_tasks`: the tasks that finished from the first design's task on, and over them `zd_mean_welfare` with
+      its 95% batch-means interval `zd_welfare_low` - `zd_welfare_high` (`stability.batch_means_interval`: the
+      welfare of successive tasks is a Markov chain, so a plain s / sqrt(n) interval would be too narrow).
+    """
+    from flmarket.analysis.stability import batch_means_interval
+
+    frame = events_of(source, ["zd_design", "task_finished"])
+    designs = _of_kind(frame, "zd_design", ["task", "target", "feasible"])
+    finished = _of_kind(frame, "task_finished", ["task", "welfare"])
+    result = {
+        "zd_designs": float(len(designs)),
+        "zd_feasible_designs": float(designs["feasible"].astype(bool).sum()) if len(designs) else 0.0,
+        "zd_target": math.nan,
+        "zd_tasks": 0.0,
+        "zd_mean_welfare": math.nan,
+        "zd_welfare_low": math.nan,
+        "zd_welfare_high": math.nan,
+    }
+    if designs.empty:
+        return result
+    targets = designs["target"].astype(float).to_numpy()
+    if np.all(targets == targets[0]):
+        result["zd_target"] = float(targets[0])
+    welfare = finished[finished["task"].astype(int) >= int(designs["task"].astype(int).min())]["welfare"]
+    interval = batch_means_interval(welfare.astype(float).to_numpy())
+    result.update(
+        zd_tasks=float(len(welfare)),
+        zd_mean_welfare=interval.mean,
+        zd_welfare_low=interval.low,
+        zd_welfare_high=interval.high,
+    )
+    return result
+
+
 def mechanism_targets(source: EventSource) -> dict[str, float]:
     """How often the BGFL mechanism's economic targets held (issue 12; NaN when the run has no BGFL rounds).
 

@@ -123,6 +123,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
         mechanism_targets,
         reference_summary,
         zero_determinant_realisation,
+        zero_determinant_welfare,
     )
 
     events = RunEvents(result.run_dir)  # one read per kind for both summaries
@@ -185,6 +186,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
                 UserWarning,
                 stacklevel=1,
             )
+    _zero_determinant_rows(table, zero_determinant_welfare(events))
     counts = manifest.get("events_by_kind", {})
     abandoned = int(counts.get("update_abandoned", 0))
     if abandoned:  # contributions the next round overtook: the rounds are short for the training and PoET waits
@@ -196,6 +198,27 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
     console.print(table)
     console.print("run directory:", style="bold")
     console.print(str(result.run_dir), soft_wrap=True, highlight=False, markup=False)  # whole, never cut
+
+
+def _zero_determinant_rows(table: Any, aim: dict[str, float]) -> None:
+    """The ZD players' welfare target P* and the mean welfare since their first design (SPEC B.4), if any."""
+    designs, feasible = aim["zd_designs"], aim["zd_feasible_designs"]
+    if not designs:
+        return
+    target = aim["zd_target"]
+    if target != target:
+        shown = f"differs between {designs:,.0f} designs"
+    elif feasible == designs:
+        shown = f"{target:.4g} (enforceable)"
+    elif feasible == 0:
+        shown = f"{target:.4g} (not enforceable: paper design)"
+    else:
+        shown = f"{target:.4g} (enforceable in {feasible:,.0f} of {designs:,.0f} designs)"
+    table.add_row("ZD welfare target P* (B.4)", shown)
+    mean, low, high = aim["zd_mean_welfare"], aim["zd_welfare_low"], aim["zd_welfare_high"]
+    if aim["zd_tasks"]:
+        interval = f", 95% CI {low:.4g} - {high:.4g}" if low == low else ""
+        table.add_row("welfare since the first ZD design", f"{mean:.4g} ({aim['zd_tasks']:,.0f} tasks{interval})")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """Scenarios: one validated schema, loaded from TOML, with errors that name the field, the value and the rule.
 
 A scenario is a TOML file with the sections `run`, `network`, `providers`, `requesters`, `committee`,
-`learning`, `mechanism`, `evolution`, `faults` and `limits`. Unknown keys are errors, so typos are caught. Bundled
-scenarios ship inside the package (`sim/scenarios/*.toml`) and are referred to by name.
+`learning`, `mechanism`, `evolution`, `zero_determinant`, `faults` and `limits`. Unknown keys are errors, so typos
+are caught. Bundled scenarios ship inside the package (`sim/scenarios/*.toml`) and are referred to by name.
 
 Hostile input is refused here, before anything runs: integers are strict (no floats, booleans or strings), every
 number is finite and has a finite range (magnitudes within [1e-9, 1e9] unless the field says otherwise, so that
@@ -37,6 +37,7 @@ from pydantic import (
 from flmarket.arguments import SEED_LIMIT
 from flmarket.market.consensus.pbft import QUORUM_RULES, quorum_problem
 from flmarket.market.costs import computation_cost
+from flmarket.market.zero_determinant import DEFAULT_PHI_SCALE
 
 STRATEGY_NAMES = ("ALLC", "ALLD", "Rand", "TFT", "Mixed", "MMZD", "MMZDA", "BNE")
 
@@ -602,6 +603,37 @@ class EvolutionSection(_Section):
         return tuple(value)
 
 
+class ZeroDeterminantSection(_Section):
+    """How MMZD players and MMZDA alliances design their strategies (SPEC B.4, B.5), in every task's game.
+
+    `mode`: "auto" (default) plays the exact design when the target is enforceable in the task's game and the
+    paper's clipped design otherwise; "exact" only ever plays an enforceable target and stops the run with an error
+    when a task's game has none; "paper" always plays the (Z 12)/(Z 13) design, clipped. Each design's
+    feasibility is logged (`zd_design`). `target`: the welfare P* to enforce, "largest" (default: the largest
+    enforceable welfare, or the paper's P_max) or a number in the game's welfare units; a fixed number suits a
+    fixed population, since the game changes with the players and R. `phi_scale`: c in phi = sign c /
+    max_k |s_k - P*| (SPEC B.4), in (0, 1]: smaller is a gentler controller, which reaches its target more slowly.
+    """
+
+    mode: Literal["auto", "exact", "paper"] = "auto"
+    target: float | Literal["largest"] = "largest"
+    phi_scale: float = Field(default=DEFAULT_PHI_SCALE, gt=0, le=1)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, value: Any) -> Any:
+        if isinstance(value, str) and value == "largest":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f'must be "largest" or a finite number (the welfare P* to enforce), got {shown(value)}')
+        return float(value)
+
+    @property
+    def welfare_target(self) -> float | None:
+        """The target as the strategies take it: None for the largest enforceable welfare."""
+        return None if self.target == "largest" else float(self.target)
+
+
 class FaultsSection(_Section):
     """Injected faults: Byzantine committee members and free-rider behaviours."""
 
@@ -631,6 +663,7 @@ class Scenario(_Section):
     learning: LearningSection = LearningSection()
     mechanism: MechanismSection = MechanismSection()
     evolution: EvolutionSection = EvolutionSection()
+    zero_determinant: ZeroDeterminantSection = ZeroDeterminantSection()
     faults: FaultsSection = FaultsSection()
     limits: LimitsSection = LimitsSection()
 

@@ -397,7 +397,14 @@ class MarketModel(mesa.Model):
     def _make_strategy(self, label: str) -> Strategy:
         if label == "MMZDA":
             return MMZDAMember(alliance=Alliance([0]))  # the market assigns the real alliance before each task
+        if label == "MMZD":
+            return make_strategy(label, **self._zero_determinant_settings())
         return make_strategy(label)
+
+    def _zero_determinant_settings(self) -> dict[str, Any]:
+        """The scenario's `[zero_determinant]` design settings, as MMZD and `Alliance` take them (SPEC B.4, B.5)."""
+        settings = self.scenario.zero_determinant
+        return {"mode": settings.mode, "target": settings.welfare_target, "phi_scale": settings.phi_scale}
 
     def _new_provider(self, join_overlay: bool = True) -> DataProvider:
         ordinal = self._provider_ordinals
@@ -607,7 +614,7 @@ class MarketModel(mesa.Model):
             alliance = self.alliances.get(leader)
             members = [index_of[member] for member in group]
             if alliance is None:
-                alliance = Alliance(members)
+                alliance = Alliance(members, **self._zero_determinant_settings())
             else:
                 alliance.update_members(members)
             alliances[leader] = alliance

@@ -34,11 +34,18 @@ def _design(
     target: float | None,
     phi_scale: float,
 ) -> ZeroDeterminantDesign:
-    """Design for `members` acting as one player; "auto" falls back from exact to paper when infeasible."""
+    """Design for `members` acting as one player; "auto" falls back from exact to paper when the target (the
+    largest enforceable welfare, or the one given) cannot be enforced."""
     if mode not in STRATEGY_MODES:
         raise MarketError(f"mode: must be one of {STRATEGY_MODES}, got {mode!r}")
-    exact_mode = "paper" if mode == "paper" else "exact"
-    design = design_mmzda(game, members, mode=exact_mode, target=target, phi_scale=phi_scale)
+    if mode == "paper":
+        return design_mmzda(game, members, mode="paper", target=target, phi_scale=phi_scale)
+    try:
+        design = design_mmzda(game, members, mode="exact", target=target, phi_scale=phi_scale)
+    except InfeasibleTargetError:
+        if mode == "exact":
+            raise
+        return design_mmzda(game, members, mode="paper", target=target, phi_scale=phi_scale)
     if not design.playable:
         if mode == "exact":
             raise InfeasibleTargetError(

@@ -245,6 +245,24 @@ def test_mmzd_exact_mode_raises_when_infeasible_and_auto_falls_back_to_paper() -
     assert strategy.design.mode == "paper" and not strategy.design.feasible
 
 
+def test_an_explicit_target_beyond_reach_raises_in_exact_mode_and_plays_the_paper_design_in_auto() -> None:
+    """ "auto" plays the exact design when its target is enforceable and the paper's clipped design otherwise,
+    for a target given as well as for the largest one; "exact" refuses an unenforceable target."""
+    game = feasible_pair_game()
+    largest = largest_enforceable_welfare(ControlledGame(game, (0,)).extremes()).value
+    assert largest is not None
+    beyond = largest + 1.0
+    with pytest.raises(InfeasibleTargetError, match="not enforceable"):
+        MMZD(mode="exact", target=beyond).prepare(game, 0)
+    strategy = MMZD(target=beyond)
+    strategy.prepare(game, 0)
+    assert strategy.design is not None
+    assert (strategy.design.mode, strategy.design.target, strategy.design.feasible) == ("paper", beyond, False)
+    within = MMZD(target=largest)
+    within.prepare(game, 0)
+    assert within.design is not None and (within.design.mode, within.design.feasible) == ("exact", True)
+
+
 def test_mmzd_long_run_welfare_approaches_the_target() -> None:
     game = feasible_pair_game()
     strategy = MMZD(mode="exact")

@@ -572,6 +572,26 @@ def test_zero_determinant_realisation_counts_the_zd_players_paid_decisions_as_ch
     assert result["zd_decisions"] == 0.0 and math.isnan(result["zd_realised_as_chosen"])
 
 
+def test_zero_determinant_welfare_sets_the_mean_welfare_since_the_first_design_beside_the_target() -> None:
+    """Tasks before the first design are left out; the interval is the batch-means one over the rest; a target
+    shared by every design is reported, and targets that differ are not averaged into one."""
+    from flmarket.analysis.stability import batch_means_interval
+
+    welfare = [5.0, 5.0, 1.0, 2.0, 1.5, 0.5, 1.0, 2.0, 1.0, 1.0]
+    rows = [{"kind": "task_finished", "task": task, "welfare": value} for task, value in enumerate(welfare)]
+    design = {"kind": "zd_design", "task": 2, "target": 1.25, "feasible": True}
+    result = metrics.zero_determinant_welfare(events(design, *rows))
+    expected = batch_means_interval(welfare[2:])
+    assert result["zd_tasks"] == 8 and result["zd_mean_welfare"] == pytest.approx(1.25) == expected.mean
+    assert (result["zd_welfare_low"], result["zd_welfare_high"]) == (expected.low, expected.high)
+    assert (result["zd_target"], result["zd_designs"], result["zd_feasible_designs"]) == (1.25, 1, 1)
+    moved = {"kind": "zd_design", "task": 5, "target": 1.5, "feasible": False}
+    result = metrics.zero_determinant_welfare(events(design, moved, *rows))
+    assert math.isnan(result["zd_target"]) and (result["zd_designs"], result["zd_feasible_designs"]) == (2, 1)
+    none = metrics.zero_determinant_welfare(events(*rows))
+    assert none["zd_designs"] == 0 and none["zd_tasks"] == 0 and math.isnan(none["zd_mean_welfare"])
+
+
 def test_capped_rounds_counts_the_tasks_whose_budget_cut_their_rounds() -> None:
     frame = events(
         {"kind": "task_posted", "task": 0, "rounds": 100},

@@ -478,6 +478,26 @@ def test_the_run_table_says_when_zd_players_were_not_paid_on_their_chosen_rounds
     assert ("the zero-determinant players' chosen y_i was not what they were paid on in 2 of 60" in err) == lost, err
 
 
+def test_the_run_table_sets_the_zd_target_beside_the_welfare_reached(tmp_path, capsys) -> None:
+    """The bundled mmzd-fig3 alliance (3 of 6) can enforce no target, so it plays the paper's clipped design for
+    P* = 0.8651 (SPEC B.4); the table says so next to the welfare of the tasks it played, and a run without ZD
+    players has neither row."""
+    from flmarket.market.zero_determinant import design_mmzda
+    from flmarket.sim.config import load_scenario
+    from flmarket.sim.model import MarketModel
+
+    assert main(["run", "mmzd-fig3", "--tasks", "6", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    model = MarketModel(load_scenario("mmzd-fig3"))
+    players = list(model.online_providers.values())
+    members = tuple(index for index, provider in enumerate(players) if provider.strategy_label == "MMZDA")
+    design = design_mmzda(model.game_of(players, model.scenario.learning.rounds_per_task), members, mode="paper")
+    assert re.search(rf"ZD welfare target P\* \(B\.4\)\s*│\s*{design.target:.4g} \(not enforceable", out), out
+    assert re.search(r"welfare since the first ZD design\s*│\s*[0-9.]+ \(6 tasks, 95% CI", out), out
+    assert main(["run", "--tasks", "2", "--out", str(tmp_path)]) == 0
+    assert "ZD welfare target" not in capsys.readouterr().out
+
+
 def test_rounds_the_budget_capped_are_reported_and_an_automatic_theta1_is_warned_about(tmp_path, capsys) -> None:
     """rounds_per_task = 100 on mmzd-fig3 played R = 40 (the budget's r_max, B 11) while 'auto' theta1 was computed
     for R = 100 (SPEC B.2), and validate and run said nothing."""

@@ -153,6 +153,12 @@ def test_distributions_sample_their_support() -> None:
         ("learning", "round_duration_s", float("inf"), "learning.round_duration_s: must be a finite number"),
         ("run", "seed", 2**63, "run.seed: input should be less than or equal to 9223372036854775807"),
         ("run", "seed", -1, "run.seed: input should be greater than or equal to 0"),
+        ("zero_determinant", "target", "best", 'zero_determinant.target: must be "largest" or a finite number'),
+        ("zero_determinant", "target", float("inf"), 'zero_determinant.target: must be "largest" or a finite'),
+        ("zero_determinant", "target", True, 'zero_determinant.target: must be "largest" or a finite number'),
+        ("zero_determinant", "mode", "clipped", "zero_determinant.mode: input should be 'auto', 'exact' or 'paper'"),
+        ("zero_determinant", "phi_scale", 0, "zero_determinant.phi_scale: input should be greater than 0"),
+        ("zero_determinant", "phi_scale", 1.01, "zero_determinant.phi_scale: input should be less than or equal to 1"),
     ],
 )
 def test_integers_are_strict_and_numbers_finite(section, key, value, expected) -> None:
@@ -160,6 +166,12 @@ def test_integers_are_strict_and_numbers_finite(section, key, value, expected) -
     data.setdefault(section, {})[key] = value
     message = _error(data)
     assert message.startswith(expected) and "\n" not in message
+
+
+def test_zero_determinant_targets_are_the_largest_or_a_number() -> None:
+    assert parse_scenario({"run": {"tasks": 3}}).zero_determinant.welfare_target is None
+    section = parse_scenario({"run": {"tasks": 3}, "zero_determinant": {"target": 2}}).zero_determinant
+    assert section.target == 2.0 and isinstance(section.target, float) and section.welfare_target == 2.0
 
 
 def test_the_largest_seed_is_accepted() -> None:

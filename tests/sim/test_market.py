@@ -219,6 +219,77 @@ def test_the_market_reports_whether_an_alliance_can_enforce_its_target() -> None
     assert row["agent"] == players[members[0]].unique_id
 
 
+def _zero_determinant_run(counts: dict[str, int], settings: dict) -> tuple[MarketModel, pd.DataFrame, tuple, object]:
+    """mmzd-fig3 with its population replaced and `[zero_determinant]` set; the ZD players' indices and the game."""
+    overrides = {"run.tasks": 2, "providers.strategy_counts": counts}
+    overrides.update({f"zero_determinant.{key}": value for key, value in settings.items()})
+    model, frame = run("mmzd-fig3", overrides)
+    players = list(model.online_providers.values())
+    members = tuple(index for index, provider in enumerate(players) if provider.strategy_label.startswith("MMZD"))
+    return model, frame, members, model.game_of(players, model.scenario.learning.rounds_per_task)
+
+
+def test_zero_determinant_settings_reach_the_alliance_design() -> None:
+    """`[zero_determinant]` sets the alliance's mode, target and phi scale (SPEC B.4, B.5): the logged design and
+    the one played are the design computed directly for the same game. An alliance of 4 in 6 can enforce
+    welfare in about [1.104, 1.198], so 1.15 is enforceable in exact mode."""
+    from flmarket.market.zero_determinant import design_mmzda
+
+    model, frame, members, game = _zero_determinant_run(
+        {"MMZDA": 4, "Mixed": 2}, {"mode": "exact", "target": 1.15, "phi_scale": 0.5}
+    )
+    expected = design_mmzda(game, members, mode="exact", target=1.15, phi_scale=0.5)
+    assert expected.lower_bound < 1.15 < expected.upper_bound and expected.feasible
+    (alliance,) = model.alliances.values()
+    assert alliance.design.phi == expected.phi and alliance.design.target == 1.15
+    default = design_mmzda(game, members, mode="exact", target=1.15)
+    assert alliance.design.phi == pytest.approx(default.phi * 0.5 / 0.9)  # phi is proportional to the scale
+    (row,) = frame[frame["kind"] == "zd_design"].itertuples()
+    assert (row.mode, row.target, bool(row.feasible)) == ("exact", 1.15, True)
+
+
+def test_a_target_the_game_cannot_enforce_falls_back_to_the_paper_design_in_auto_mode_only() -> None:
+    """Above the largest enforceable welfare (about 1.198 here), "auto" plays the paper's clipped design for the
+    target given and logs it as infeasible; "exact" stops the run with an error naming the setting."""
+    from flmarket.market.zero_determinant import design_mmzda
+
+    model, frame, members, game = _zero_determinant_run({"MMZDA": 4, "Mixed": 2}, {"target": 1.5})
+    expected = design_mmzda(game, members, mode="paper", target=1.5)
+    (alliance,) = model.alliances.values()
+    assert alliance.design.phi == expected.phi and not expected.feasible
+    (row,) = frame[frame["kind"] == "zd_design"].itertuples()
+    assert (row.mode, row.target, bool(row.feasible)) == ("paper", 1.5, False)
+    assert row.largest_feasible == pytest.approx(1.1981332684962802, rel=1e-9)
+    with pytest.raises(MarketError, match=r'zero_determinant\.mode: "exact" .* in task 0 \(6 players, R = 2\)'):
+        _zero_determinant_run({"MMZDA": 4, "Mixed": 2}, {"mode": "exact", "target": 1.5})
+
+
+def test_an_enforceable_target_is_the_market_s_long_run_welfare() -> None:
+    """SPEC B.4 in the market, end to end: an alliance of 4 in 6 with an enforceable target below its largest
+    (1.12 against about 1.198) against two Mixed opponents; over 300 tasks (game rounds) the mean welfare's 95%
+    batch-means interval holds P*, and the run's summary says the target was enforceable."""
+    from flmarket.analysis.metrics import zero_determinant_welfare
+
+    overrides = {"run.tasks": 300, "providers.strategy_counts": {"MMZDA": 4, "Mixed": 2}}
+    overrides.update({"zero_determinant.mode": "exact", "zero_determinant.target": 1.12})
+    _, frame = run("mmzd-fig3", overrides)
+    aim = zero_determinant_welfare(frame)
+    assert (aim["zd_target"], aim["zd_designs"], aim["zd_feasible_designs"], aim["zd_tasks"]) == (1.12, 1, 1, 300)
+    assert aim["zd_welfare_low"] <= 1.12 <= aim["zd_welfare_high"]
+    assert aim["zd_welfare_high"] - aim["zd_welfare_low"] < 0.25  # an interval narrow enough to say something
+
+
+def test_a_single_mmzd_player_takes_the_paper_mode_and_phi_scale() -> None:
+    from flmarket.market.zero_determinant import design_mmzda
+
+    model, frame, members, game = _zero_determinant_run({"MMZD": 1, "Mixed": 5}, {"mode": "paper", "phi_scale": 0.25})
+    (player,) = (provider for provider in model.online_providers.values() if provider.strategy_label == "MMZD")
+    expected = design_mmzda(game, members, mode="paper", phi_scale=0.25)
+    assert player.strategy.design.phi == expected.phi != design_mmzda(game, members, mode="paper").phi
+    (row,) = frame[frame["kind"] == "zd_design"].itertuples()
+    assert (row.mode, row.target) == ("paper", expected.target)
+
+
 def test_churn_forfeits_rewards_of_leavers_and_keeps_the_books() -> None:
     overrides = {"run.tasks": 6, "providers.mean_lifetime_s": 150.0, "providers.arrival_rate_per_s": 0.05}
     model, frame = run("quickstart", overrides)

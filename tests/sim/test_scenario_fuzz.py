@@ -266,6 +266,6 @@ def test_the_fuzz_writes_strings_tomllib_reads_back(value) -> None:
 
 def test_the_fuzz_reaches_every_section() -> None:
     assert {key.split(".")[0] for key in KEYS} >= {
-        "run", "network", "providers", "requesters", "committee", "learning", "mechanism", "evolution", "faults",
-        "limits",
+        "run", "network", "providers", "requesters", "committee", "learning", "mechanism", "evolution",
+        "zero_determinant", "faults", "limits",
     }  # fmt: skip
