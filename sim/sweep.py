@@ -711,6 +711,17 @@ def execute_cell(run: CellRun, cells_dir: str) -> CellOutcome:
     return CellOutcome(run.run_id, status, True, error_text, time.perf_counter() - started, said)
 
 
+def execute_cell_in_worker(run: CellRun, cells_dir: str) -> CellOutcome:
+    """`execute_cell` in a dask worker. tqdm's default lock is a multiprocessing semaphore, made by the first bar
+    (even a hidden one), and a worker stopped mid-cell (an interrupted sweep closes its LocalCluster) never
+    releases it: the resource tracker then printed "There appear to be 2 leaked semaphore objects" after every
+    Ctrl-C or SIGTERM. A worker's bars are never shown, so a thread lock is all they need."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+    return execute_cell(run, cells_dir)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -881,7 +892,7 @@ def _dask_outcomes(
                 "try --workers 0 to run in this process"
             ) from None
         futures = {
-            client.submit(execute_cell, run, str(cells_dir), key=f"flmarket-cell-{run.run_id}", pure=False)
+            client.submit(execute_cell_in_worker, run, str(cells_dir), key=f"flmarket-cell-{run.run_id}", pure=False)
             for run in runs
         }
         for future in watch_futures(
