@@ -14,6 +14,7 @@ signatures are checked by real Ed25519 is decided by a key drawn from the "signa
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from flmarket.market.consensus.pbft import (
     SilentReplica,
     WrongDigestVoter,
 )
-from flmarket.market.consensus.poet import PoetSettings
+from flmarket.market.consensus.poet import PoetSettings, select_winner
 from flmarket.market.consensus.ppbg import PpbgCommitteeMember, PpbgProposal, ProposalCheck, RoundInput
 from flmarket.market.consensus.signatures import SignatureSample
 from flmarket.market.errors import MarketError
@@ -125,6 +126,12 @@ class Committee:
             minimum_wait_s=self.config.poet_minimum_wait_s,
             stale_timeout_s=max(30.0, 3 * model.scenario.learning.round_duration_s),
             max_certificate_age_s=max(60.0, 6 * model.scenario.learning.round_duration_s),
+            z_window=self.config.poet_z_window,
+        )
+        # The PoET winners of the canonical blocks, newest last, for CheckTimer's z-test (SPEC D.1); the test looks
+        # `poet_z_window` blocks back, so that many are kept.
+        self.poet_winners: deque[str] | None = (
+            deque(maxlen=self.config.poet_z_window) if self.config.poet_z_test else None
         )
         self.modelled_signatures = self.config.verification == "modelled"
         # The committee's secret sampling key (no signer sees it), from its own stream: no other draws move.
@@ -195,6 +202,7 @@ class Committee:
                 shared_verdicts=self._verdicts if name not in byzantine else None,
                 audit_claim=self.model.mechanism.audit_claim,
                 signature_sample=self.signature_sample,
+                poet_winners=self.poet_winners,
             )
             state.chain = Chain.from_head(self.ledger.head)
             honest = name not in byzantine
@@ -324,6 +332,8 @@ class Committee:
         block = member.state.on_decided(proposal)
         member.state.chain.keep_recent(1)
         self.ledger.append_block(block)
+        if self.poet_winners is not None and proposal.claims:
+            self.poet_winners.append(select_winner(item.certificate for item in proposal.claims).owner_id)
         self.ledger.keep_recent(self._blocks_to_keep())
         del self._decisions[decided.request_id]
         event.succeed((proposal, decided.view, block))

@@ -25,7 +25,7 @@ import simpy
 from flmarket.agents.base import MarketAgent
 from flmarket.agents.messages import Message
 from flmarket.agents.strategies.base import PreviousOutcome, Strategy
-from flmarket.market.consensus.poet import TrustedTimer, WaitCertificate, WaitTimer
+from flmarket.market.consensus.poet import CompromisedTimer, TrustedTimer, WaitCertificate, WaitTimer
 from flmarket.market.consensus.ppbg import TimestampedClaim
 from flmarket.market.consensus.signatures import Signer, make_signer
 from flmarket.market.costs import computation_cost, privacy_cost, unit_cost
@@ -164,13 +164,21 @@ class DataProvider(MarketAgent):
             claim_key = derive_private_key(scenario.run.seed, f"provider-claim-{ordinal}")
             claim_public_key = public_key_bytes(claim_key)
             self._claim_signer = make_signer(claim_key, modelled, claim_public_key)
-            self._timer = TrustedTimer(
-                self.name,
-                derive_private_key(scenario.run.seed, f"provider-timer-{ordinal}"),
-                rng,
-                model.committee.poet_settings,
-                modelled_signatures=modelled,
-            )
+            timer_key = derive_private_key(scenario.run.seed, f"provider-timer-{ordinal}")
+            faults = scenario.faults
+            if ordinal < faults.compromised_timers:  # a fault: short waits, genuinely signed (CompromisedTimer)
+                self._timer = CompromisedTimer(
+                    self.name,
+                    timer_key,
+                    rng,
+                    model.committee.poet_settings,
+                    modelled_signatures=modelled,
+                    wait_share=faults.compromised_wait_share,
+                )
+            else:
+                self._timer = TrustedTimer(
+                    self.name, timer_key, rng, model.committee.poet_settings, modelled_signatures=modelled
+                )
             model.committee.register_provider(self.name, claim_public_key, self._timer.public_key)
         else:  # an unsigned market still screens claims against its known providers; there are no keys to check
             model.committee.register_provider(self.name, b"", b"")

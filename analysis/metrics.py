@@ -691,6 +691,34 @@ def zero_determinant_welfare(source: EventSource) -> dict[str, float]:
     return result
 
 
+Z_TEST_REJECTION = "wins too often (z-test)"
+"""How a claim the z-test rejected reads in `claim_rejected.reason` (market.consensus.poet.TimerVerdict)."""
+
+
+def poet_z_test(source: EventSource, compromised_timers: int = 0) -> dict[str, float]:
+    """What CheckTimer's z-test did (SPEC D.1; `committee.poet_z_test`): `z_test_rounds`, the blocks with claims
+    (each judged one winner or more), and `z_test_rejections`, the claims it rejected. The first
+    `compromised_timers` providers to join (`faults.compromised_timers`) had compromised timers, so their rejections
+    are detections (`z_test_detections`) and everyone else's are false rejects (`z_test_false_rejects`, and
+    `false_reject_rate` per round: the metric docs/spec.md D.1 promises)."""
+    frame = events_of(source, ["block_committed", "claim_rejected", "provider_joined"])
+    blocks = _of_kind(frame, "block_committed", ["transactions"])
+    rejected = _of_kind(frame, "claim_rejected", ["agent", "reason"])
+    joined = _of_kind(frame, "provider_joined", ["agent"])
+    rounds = int((blocks["transactions"].astype(int) > 0).sum()) if len(blocks) else 0
+    by_z_test = rejected[rejected["reason"].astype(str).str.contains(Z_TEST_REJECTION, regex=False)]
+    compromised = set(joined["agent"].astype(int).head(compromised_timers)) if compromised_timers else set()
+    detections = int(by_z_test["agent"].astype(int).isin(compromised).sum()) if compromised else 0
+    false_rejects = len(by_z_test) - detections
+    return {
+        "z_test_rounds": float(rounds),
+        "z_test_rejections": float(len(by_z_test)),
+        "z_test_detections": float(detections),
+        "z_test_false_rejects": float(false_rejects),
+        "false_reject_rate": false_rejects / rounds if rounds else math.nan,
+    }
+
+
 def mechanism_targets(source: EventSource) -> dict[str, float]:
     """How often the BGFL mechanism's economic targets held (issue 12; NaN when the run has no BGFL rounds).
 

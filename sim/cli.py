@@ -121,6 +121,7 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
         RunEvents,
         capped_rounds,
         mechanism_targets,
+        poet_z_test,
         reference_summary,
         zero_determinant_realisation,
         zero_determinant_welfare,
@@ -187,6 +188,20 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
                 stacklevel=1,
             )
     _zero_determinant_rows(table, zero_determinant_welfare(events))
+    compromised = scenario.faults.compromised_timers
+    if scenario.committee.poet_z_test or compromised:
+        judged = poet_z_test(events, compromised)
+        rounds = judged["z_test_rounds"]
+        if not scenario.committee.poet_z_test:
+            shown = "off (committee.poet_z_test = false)"
+        elif compromised:
+            shown = (
+                f"{judged['z_test_detections']:,.0f} of the compromised, {judged['z_test_false_rejects']:,.0f} "
+                f"honest in {rounds:,.0f} rounds"
+            )
+        else:
+            shown = f"{judged['z_test_false_rejects']:,.0f} honest winners in {rounds:,.0f} rounds"
+        table.add_row("PoET z-test rejections (D.1)", shown)
     counts = manifest.get("events_by_kind", {})
     abandoned = int(counts.get("update_abandoned", 0))
     if abandoned:  # contributions the next round overtook: the rounds are short for the training and PoET waits

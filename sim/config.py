@@ -451,6 +451,13 @@ class CommitteeSection(_Section):
     signature_sample_rate: float = Field(default=0.01, ge=0, le=1)  # share checked by real Ed25519 (modelled)
     poet_mean_wait_s: float = _positive(0.5, le=1e6)
     poet_minimum_wait_s: float = Field(default=0.05, ge=0, le=1e6)
+    # CheckTimer's z-test (SPEC D.1): each round's PoET winner (the smallest wait) is rejected when its owner has
+    # won implausibly often among the round's claimants, judged at every depth of the last `poet_z_window`
+    # blocks. Off by default: honest winners are rejected too (docs/spec.md D.1), and each reject costs an honest
+    # provider its round's reward (about 9% of rounds with 13 equally likely claimants and a window of 50, 2.8%
+    # with 10).
+    poet_z_test: bool = False
+    poet_z_window: int = _count(50, high=100_000)
     # The canonical ledger keeps its most recent blocks in memory (the whole chain is in the event log,
     # block_committed): at most `ledger_blocks_in_memory` blocks and, beyond the head, at most
     # `ledger_transactions_in_memory` transactions in all (a block of 6,000 transactions, at 10,000 providers,
@@ -474,6 +481,11 @@ class CommitteeSection(_Section):
                 f"candidate_stake.{error}: a candidate stands for election with a stake, and DPoS elects only "
                 "candidates with votes, so with none it could leave the committee short of committee.size"
             ) from None
+        if self.poet_z_test and self.verification == "unsigned":
+            raise ValueError(
+                "poet_z_test: CheckTimer's z-test judges PoET certificates, which an unsigned market does not check; "
+                "use verification 'every_replica', 'primary_only' or 'modelled', or poet_z_test = false"
+            )
         problem = quorum_problem(self.size, QUORUM_RULES[self.quorum_rule])
         if problem is not None:
             raise ValueError(
@@ -635,11 +647,19 @@ class ZeroDeterminantSection(_Section):
 
 
 class FaultsSection(_Section):
-    """Injected faults: Byzantine committee members and free-rider behaviours."""
+    """Injected faults: Byzantine committee members, free-rider behaviours and compromised PoET timers.
+
+    `compromised_timers`: the first that many providers (by arrival) have a compromised trusted timer, which
+    draws its waits with a mean of `compromised_wait_share` times the honest one and signs them with its genuine
+    key (market/consensus/poet.py `CompromisedTimer`). Their claims come first and win PoET's rounds; only
+    CheckTimer's z-test (`committee.poet_z_test`) can catch them, and it needs a signed verification.
+    """
 
     byzantine_committee: int = _count(0, low=0, high=1000)
     byzantine_behaviour: Literal["silent", "silent_primary", "equivocating", "wrong_digest"] = "silent"
     free_rider_kind: Literal["none", "plain", "disguised", "stale"] = "none"
+    compromised_timers: int = _count(0, low=0, high=10_000_000)
+    compromised_wait_share: float = Field(default=0.1, gt=0, le=1)
 
 
 class LimitsSection(_Section):
@@ -698,6 +718,11 @@ class Scenario(_Section):
         if counts is not None and sum(counts.values()) != nodes:
             raise ValueError(
                 f"providers.strategy_counts: must add up to providers.count ({nodes}), got {sum(counts.values())}"
+            )
+        if self.faults.compromised_timers and self.committee.verification == "unsigned":
+            raise ValueError(
+                "faults.compromised_timers: an unsigned market has no trusted timers to compromise; use a signed "
+                f"committee.verification, got {self.faults.compromised_timers} with 'unsigned'"
             )
         if self.faults.byzantine_committee >= self.committee.size:
             raise ValueError(

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -210,8 +210,7 @@ class TrustedTimer:
 
     def create_wait_timer(self, now: float, local_mean: float) -> WaitTimer:
         """Draw and sign a new timer (replacing any active one): u uniform in (0, 1] from the node's rng."""
-        uniform = 1.0 - np.random.Generator(self._random_bits).random()
-        duration = wait_duration(self.settings.minimum_wait_s, local_mean, uniform)
+        duration = self._draw_duration(local_mean)
         self._timers_issued += 1
         timer_id = hashlib.sha256(f"{self.owner_id}:{self._timers_issued}:{now!r}".encode()).hexdigest()
         minimum_wait = self.settings.minimum_wait_s
@@ -222,6 +221,11 @@ class TrustedTimer:
         )
         self._active = timer
         return timer
+
+    def _draw_duration(self, local_mean: float) -> float:
+        """minimum_wait - local_mean * ln u with u uniform in (0, 1] from the node's rng (SPEC D.1)."""
+        uniform = 1.0 - np.random.Generator(self._random_bits).random()
+        return wait_duration(self.settings.minimum_wait_s, local_mean, uniform)
 
     def create_wait_certificate(self, now: float, payload_digest: str) -> WaitCertificate:
         """Certify the active timer for `payload_digest` (SPEC D.1 createWaitCertificate checks)."""
@@ -237,6 +241,23 @@ class TrustedTimer:
         self._active = None
         encoding = WaitCertificate(timer, payload_digest, now, b"").signed_bytes()
         return _keeping_signed_bytes(WaitCertificate(timer, payload_digest, now, self._signer.sign(encoding)), encoding)
+
+
+class CompromisedTimer(TrustedTimer):
+    """A trusted timer whose enclave is compromised (a fault, not SPEC behaviour): it draws its waits with a mean of
+    `wait_share` times the local mean it is given, while its timers record the local mean as an honest timer's
+    would, and it signs them with its genuine key. Its certificates pass every check of CheckTimer but one: its
+    owner wins implausibly often, which the z-test of SPEC D.1 is there to catch."""
+
+    def __init__(self, *args: Any, wait_share: float, **kwargs: Any) -> None:
+        """TrustedTimer's arguments, and the share of the local mean its waits have, in (0, 1]."""
+        if not 0 < wait_share <= 1:
+            raise TimerError(f"wait_share: must be in (0, 1], got {wait_share}")
+        super().__init__(*args, **kwargs)
+        self.wait_share = wait_share
+
+    def _draw_duration(self, local_mean: float) -> float:
+        return super()._draw_duration(local_mean * self.wait_share)
 
 
 # -------------------- CheckTimer

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flmarket.market.consensus.pbft import PbftReplica, QuorumRule
-from flmarket.market.consensus.poet import PoetSettings, TimerChecker, TimerVerdict, WaitCertificate
+from flmarket.market.consensus.poet import (
+    PoetSettings,
+    TimerChecker,
+    TimerVerdict,
+    WaitCertificate,
+    select_winner,
+    z_test_rejects,
+)
 from flmarket.market.consensus.signatures import (
     Ed25519Verifier,
     ModelledVerifier,
@@ -154,8 +161,14 @@ def screen_claims(
     verify_signatures: bool = True,
     audit: ClaimAudit | None = None,
     verifier: SignatureVerifier | None = None,
+    winner_history: Sequence[str] | None = None,
 ) -> ClaimScreening:
     """Algorithm 2 lines 2-4: Verify(Sign(P_i)) and CheckTimer, then sort by timestamp (SPEC A.8).
+
+    With `winner_history` (the PoET winners of the blocks before this one, newest last), CheckTimer's z-test
+    (SPEC D.1) judges the round's winner, the accepted claim with the smallest wait: if its owner wins implausibly
+    often among this round's claimants, its claim is rejected (`TimerVerdict.WINS_TOO_OFTEN`) and the next
+    smallest wait is judged in its place, until one passes (`without_implausible_winners`).
 
     With `audit`, a claim whose privacy cost does not match what the committee recomputes from the received
     update is rejected (SPEC A.3: ||u~||_1 is the norm of the uploaded, perturbed update).
@@ -199,8 +212,33 @@ def screen_claims(
                 seen_providers.add(claim.provider_id)
             else:
                 rejected.append(Rejected(claim.provider_id, ClaimRejection.TIMER, verdict))
+    if winner_history is not None and verify_signatures and accepted:
+        accepted = without_implausible_winners(accepted, winner_history, timer_checker.settings, rejected)
     accepted.sort(key=lambda item: (item.timestamp, item.provider_id))
     return ClaimScreening(tuple(accepted), tuple(rejected))
+
+
+def without_implausible_winners(
+    accepted: Sequence[TimestampedClaim],
+    winner_history: Sequence[str],
+    settings: PoetSettings,
+    rejected: list[Rejected],
+) -> list[TimestampedClaim]:
+    """The z-test of SPEC D.1 on a round's PoET winner. The winner is the claim whose certificate has the smallest
+    wait (`select_winner`); the population is the round's claimants, so p = 1 / len(accepted). A winner that wins
+    too often is rejected (appended to `rejected`) and the next smallest wait judged, until one passes; the
+    accepted claims that remain are returned. Honest winners are rejected too, at a rate that grows with the
+    window (`PoetSettings.z_window`): the false rejects that docs/spec.md D.1 says the market reports."""
+    population = len(accepted)
+    remaining = list(accepted)
+    while remaining:
+        winner = select_winner(item.certificate for item in remaining)
+        owner = winner.owner_id
+        if not z_test_rejects(owner, [*winner_history, owner], population, settings):
+            break
+        remaining = [item for item in remaining if item.certificate is not winner]
+        rejected.append(Rejected(owner, ClaimRejection.TIMER, TimerVerdict.WINS_TOO_OFTEN))
+    return remaining
 
 
 def build_proposal(
@@ -251,9 +289,11 @@ def check_proposal(
     verify_signatures: bool = True,
     audit: ClaimAudit | None = None,
     verifier: SignatureVerifier | None = None,
+    winner_history: Sequence[str] | None = None,
 ) -> ProposalCheck:
-    """Replica side of Algorithm 2: every claim verifies at the proposal's time, the order is by timestamp,
-    and gamma_NE and the rewards are what the replica computes itself from the same claims."""
+    """Replica side of Algorithm 2: every claim verifies at the proposal's time (with `winner_history`, the
+    proposal's PoET winner passes the z-test as well), the order is by timestamp, and gamma_NE and the rewards
+    are what the replica computes itself from the same claims."""
     screening = screen_claims(
         proposal.round_index,
         proposal.claims,
@@ -264,10 +304,12 @@ def check_proposal(
         verify_signatures=verify_signatures,
         audit=audit,
         verifier=verifier,
+        winner_history=winner_history,
     )
     if screening.rejected:
         first = screening.rejected[0]
-        return ProposalCheck(False, f"claims: {first.provider_id} rejected ({first.reason.value})")
+        why = first.reason.value + (f": {first.timer_verdict.value}" if first.timer_verdict is not None else "")
+        return ProposalCheck(False, f"claims: {first.provider_id} rejected ({why})")
     if screening.accepted != proposal.claims:
         return ProposalCheck(False, "claims: not sorted by timestamp")
     signed = [item.signed_claim for item in proposal.claims]
@@ -331,6 +373,7 @@ class PpbgCommitteeMember:
         shared_verdicts: dict[tuple[str, str, str], ProposalCheck] | None = None,
         audit_claim: ClaimAudit | None = None,
         signature_sample: SignatureSample | None = None,
+        poet_winners: Sequence[str] | None = None,
     ) -> None:
         if verification not in VERIFICATION_MODES:
             raise ProposalError(f"verification: must be one of {', '.join(VERIFICATION_MODES)}, got {verification!r}")
@@ -355,6 +398,9 @@ class PpbgCommitteeMember:
         # may let them share one table, so a proposal is checked once rather than once per replica.
         self.shared_verdicts = shared_verdicts
         self.last_screening: tuple[int, ClaimScreening] | None = None  # (round, screening) of its last proposal
+        # The PoET winners of the blocks so far, newest last (a sequence the caller keeps up to date as blocks are
+        # decided), for CheckTimer's z-test (SPEC D.1); None: no z-test.
+        self.poet_winners = poet_winners
         self.replica = PbftReplica(
             member_id,
             committee,
@@ -380,6 +426,7 @@ class PpbgCommitteeMember:
             verify_signatures=self.verification != "unsigned",
             audit=self.audit_claim,
             verifier=self.verifier,
+            winner_history=self.poet_winners,
         )
         self._signature_checks += self.verifier.checks - checks_before
         self.last_screening = (round_input.round_index, screening)
@@ -403,6 +450,7 @@ class PpbgCommitteeMember:
                 verify_signatures=self.verification in ("every_replica", "modelled"),
                 audit=self.audit_claim,
                 verifier=self.verifier,
+                winner_history=self.poet_winners,
             )
             check = replace(check, signature_checks=self.verifier.checks - checks_before)
             if verdicts is not None:

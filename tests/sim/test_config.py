@@ -174,6 +174,18 @@ def test_zero_determinant_targets_are_the_largest_or_a_number() -> None:
     assert section.target == 2.0 and isinstance(section.target, float) and section.welfare_target == 2.0
 
 
+def test_the_z_test_and_compromised_timers_need_a_signed_market() -> None:
+    """Both would silently do nothing in an unsigned market (no certificate is checked, no timer exists)."""
+    unsigned = {"run": {"tasks": 3}, "committee": {"verification": "unsigned", "poet_z_test": True}}
+    assert _error(unsigned).startswith("committee.poet_z_test: CheckTimer's z-test judges PoET certificates")
+    faults = {"run": {"tasks": 3}, "committee": {"verification": "unsigned"}, "faults": {"compromised_timers": 1}}
+    assert _error(faults).startswith("faults.compromised_timers: an unsigned market has no trusted timers")
+    signed = parse_scenario(
+        {"run": {"tasks": 3}, "committee": {"poet_z_test": True}, "faults": {"compromised_timers": 1}}
+    )
+    assert signed.committee.poet_z_window == 50 and signed.faults.compromised_wait_share == 0.1
+
+
 def test_the_largest_seed_is_accepted() -> None:
     assert parse_scenario({"run": {"tasks": 3, "seed": 2**63 - 1}}).run.seed == 2**63 - 1
 

@@ -290,6 +290,51 @@ def test_a_single_mmzd_player_takes_the_paper_mode_and_phi_scale() -> None:
     assert (row.mode, row.target) == ("paper", expected.target)
 
 
+_COMPROMISED = {
+    "run.tasks": 40,
+    "providers.count": 10,
+    "providers.strategy_mix": {"ALLC": 1.0},
+    "providers.arrival_rate_per_s": 0.0,
+    "providers.mean_lifetime_s": math.inf,
+    "faults.compromised_timers": 1,
+}
+
+
+def test_the_poet_z_test_catches_a_compromised_timer_in_every_signed_verification_mode() -> None:
+    """SPEC D.1 / A.8 in the market: ten ALLC providers, the first with a timer whose waits are a tenth of the
+    others' (so it wins about half the rounds, where 1 in 10 is fair). With CheckTimer's z-test its winning claims
+    are rejected once its streak is implausible, each costing it that round's reward; the honest winners the test
+    also rejects are few. The z-test runs at the primary, so every signed mode rejects the same claims."""
+    from flmarket.analysis.metrics import poet_z_test
+
+    outcomes = {}
+    for verification in ("every_replica", "primary_only", "modelled"):
+        overrides = {**_COMPROMISED, "committee.poet_z_test": True, "committee.verification": verification}
+        model, frame = run("quickstart", overrides)
+        rejected = frame[frame["kind"] == "claim_rejected"]
+        assert set(rejected["reason"]) == {"screening: CheckTimer failed (wins too often (z-test))"}
+        outcomes[verification] = sorted(zip(rejected["task"], rejected["round"], rejected["agent"], strict=True))
+        judged = poet_z_test(frame, compromised_timers=1)
+        assert judged["z_test_rounds"] == 120 and judged["z_test_detections"] > 10 * judged["z_test_false_rejects"]
+        assert judged["z_test_detections"] >= 20
+        cheater = int(frame[frame["kind"] == "provider_joined"].sort_values("seq")["agent"].iloc[0])
+        paid = frame[(frame["kind"] == "reward_paid") & (frame["agent"] == cheater)]
+        assert len(paid) == 120 - judged["z_test_detections"]  # ALLC: it claims every round; a detection costs one
+        assert len(model.committee.poet_winners) == model.scenario.committee.poet_z_window  # the window is kept
+    assert outcomes["every_replica"] == outcomes["primary_only"] == outcomes["modelled"]
+
+
+def test_without_the_z_test_a_compromised_timer_is_never_caught() -> None:
+    from flmarket.analysis.metrics import poet_z_test
+
+    model, frame = run("quickstart", _COMPROMISED)
+    assert model.scenario.committee.poet_z_test is False and model.committee.poet_winners is None  # the default
+    assert (frame["kind"] == "claim_rejected").sum() == 0
+    assert poet_z_test(frame, 1)["z_test_detections"] == 0
+    cheater = int(frame[frame["kind"] == "provider_joined"].sort_values("seq")["agent"].iloc[0])
+    assert ((frame["kind"] == "reward_paid") & (frame["agent"] == cheater)).sum() == 120
+
+
 def test_churn_forfeits_rewards_of_leavers_and_keeps_the_books() -> None:
     overrides = {"run.tasks": 6, "providers.mean_lifetime_s": 150.0, "providers.arrival_rate_per_s": 0.05}
     model, frame = run("quickstart", overrides)

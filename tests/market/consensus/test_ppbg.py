@@ -242,3 +242,90 @@ def test_screening_recomputes_each_claimed_privacy_cost_from_the_received_update
     proposal = build_proposal(RoundInput(1, tuple(claims), "0" * 64, now), unscreened, solve_equilibrium, reward_rule)
     check = check_proposal(proposal, providers.claim_public_keys, checker, solve_equilibrium, reward_rule, audit=audit)
     assert not check.valid and "p002" in check.reason and "privacy cost" in check.reason
+
+
+# -- CheckTimer's z-test on each round's PoET winner (SPEC D.1) ----------------------------------------------------
+
+
+def _winner_order(claims) -> list[str]:
+    """Owners by wait, smallest first (SPEC D.1: the smallest duration wins; ties to the smaller id)."""
+    return [item.provider_id for item in sorted(claims, key=lambda c: (c.certificate.duration, c.provider_id))]
+
+
+def test_the_z_test_judges_only_the_round_s_winner_and_the_next_smallest_wait_steps_in() -> None:
+    """Five claimants (p = 1/5). A winner whose owner won the last 4 blocks (observed 5 of 5 at depth 5: z = 8 >
+    3.075, observed > 3) is rejected, and so is the runner-up when it did the same; the third passes. Owners who
+    did not win before never fail, whatever their wait. Without a history nothing is judged. The z values are
+    (observed - depth p) / sqrt(depth p (1 - p)), the winner's own claim counted."""
+    providers = Providers(5)
+    claims = [providers.claim(pid, 1) for pid in providers.ids]
+    now = max(item.timestamp for item in claims) + 1.0
+    order = _winner_order(claims)
+    keys = providers.claim_public_keys
+
+    def screened(history):
+        checker = TimerChecker(providers.timer_public_keys, SETTINGS)
+        return screen_claims(1, claims, keys, checker, now, winner_history=history)
+
+    plain = screened(None)
+    assert not plain.rejected and len(plain.accepted) == 5
+    assert not screened(order[1:] * 4).rejected  # the others' streaks do not matter: only the winner is judged
+    one = screened([order[0]] * 4)
+    assert [(item.provider_id, item.timer_verdict) for item in one.rejected] == [
+        (order[0], TimerVerdict.WINS_TOO_OFTEN)
+    ]
+    assert sorted(item.provider_id for item in one.accepted) == sorted(order[1:])
+    two = screened([order[0], order[1]] * 4)  # each won 4 of the last 8 at p = 1/5: z = (5 - 1.8) / 1.2 = 2.67 at
+    assert not two.rejected  # depth 9 - not enough; at depth 1 observed 1 <= 3: no depth rejects
+    # each won 10 of the last 20: z = (11 - 4.2) / 1.83 = 3.71 at depth 21 for the winner, then (12 - 4.4) / 1.88
+    # = 4.05 at depth 22 for the runner-up, judged in its place; the third has no win
+    both = screened([order[0], order[1]] * 10)
+    assert [item.provider_id for item in both.rejected] == [order[0], order[1]]
+    assert sorted(item.provider_id for item in both.accepted) == sorted(order[2:])
+
+
+def test_a_backup_accepts_a_proposal_whose_winner_passed_and_refuses_one_that_kept_a_rejected_winner() -> None:
+    providers = Providers(5)
+    claims = tuple(providers.claim(pid, 2) for pid in providers.ids)
+    now = max(item.timestamp for item in claims) + 0.5
+    history = [_winner_order(claims)[0]] * 4
+    round_input = RoundInput(2, claims, sha256_hex(b"global-model"), now)
+    primary = TimerChecker(providers.timer_public_keys, SETTINGS)
+    screening = screen_claims(2, claims, providers.claim_public_keys, primary, now, winner_history=history)
+    proposal = build_proposal(round_input, screening, solve_equilibrium, reward_rule)
+    keys = providers.claim_public_keys
+
+    def check(value, window):
+        backup = TimerChecker(providers.timer_public_keys, SETTINGS)
+        return check_proposal(value, keys, backup, solve_equilibrium, reward_rule, winner_history=window)
+
+    assert len(proposal.claims) == 4 and check(proposal, history).valid
+    unjudged = screen_claims(2, claims, keys, TimerChecker(providers.timer_public_keys, SETTINGS), now)
+    kept = build_proposal(round_input, unjudged, solve_equilibrium, reward_rule)  # a primary that skipped the z-test
+    verdict = check(kept, history)
+    assert (
+        not verdict.valid
+        and verdict.reason == f"claims: {history[0]} rejected (CheckTimer failed: wins too often (z-test))"
+    )
+    assert check(kept, None).valid
+
+
+def test_a_compromised_timer_draws_short_waits_that_still_verify() -> None:
+    """CompromisedTimer: waits of mean local_mean x wait_share above the minimum, signed with its genuine key and
+    recording the local mean it was given, so CheckTimer's other checks pass."""
+    from flmarket.market.consensus.poet import CompromisedTimer
+
+    key = derive_private_key(5, "timer")
+    honest = TrustedTimer("a", key, np.random.default_rng(9), SETTINGS)
+    compromised = CompromisedTimer("a", key, np.random.default_rng(9), SETTINGS, wait_share=0.1)
+    for _ in range(50):
+        fair, short = honest.create_wait_timer(0.0, 5.0), compromised.create_wait_timer(0.0, 5.0)
+        assert short.local_mean == fair.local_mean == 5.0
+        assert short.duration - SETTINGS.minimum_wait_s == pytest.approx(
+            0.1 * (fair.duration - SETTINGS.minimum_wait_s)
+        )
+    certificate = compromised.create_wait_certificate(short.expiry_time, "0" * 64)
+    checker = TimerChecker({"a": compromised.public_key}, SETTINGS)
+    assert checker.check(certificate, short.expiry_time) is TimerVerdict.ACCEPTED
+    with pytest.raises(Exception, match="wait_share"):
+        CompromisedTimer("a", key, np.random.default_rng(9), SETTINGS, wait_share=0.0)
