@@ -128,10 +128,10 @@ class Committee:
             max_certificate_age_s=max(60.0, 6 * model.scenario.learning.round_duration_s),
             z_window=self.config.poet_z_window,
         )
-        # The PoET winners of the canonical blocks, newest last, for CheckTimer's z-test (SPEC D.1); the test looks
-        # `poet_z_window` blocks back, so that many are kept.
+        # The PoET winners of the canonical blocks, newest last, for CheckTimer's z-test (SPEC D.1): its window of
+        # `poet_z_window` winners counts the claim under test, so the `poet_z_window` - 1 blocks before it are kept.
         self.poet_winners: deque[str] | None = (
-            deque(maxlen=self.config.poet_z_window) if self.config.poet_z_test else None
+            deque(maxlen=self.config.poet_z_window - 1) if self.config.poet_z_test else None
         )
         self.modelled_signatures = self.config.verification == "modelled"
         # The committee's secret sampling key (no signer sees it), from its own stream: no other draws move.
@@ -352,12 +352,14 @@ class Committee:
         behind = min(item.state.chain.head.height for item in self.members.values() if item.honest)
         return max(keep, blocks[-1].height - behind)
 
-    def rejection_reasons(self, round_index: int) -> dict[str, str]:
-        """Why the screening of the round's proposal left claims out, by provider name, from an honest member
-        that proposed for that round (the primary, or the one after a view change); empty if none did."""
-        for member in self.members.values():
+    def rejection_reasons(self, round_index: int, decided_claims: Sequence[Any]) -> dict[str, str]:
+        """Why the screening of the round's proposal left claims out, by provider name: from a member whose
+        screening gave the decided claims, an honest one if any did, else a Byzantine one (a faulty member that
+        votes wrongly may still propose what it screened, and its proposal be decided); empty if none did."""
+        decided = tuple(decided_claims)
+        for member in sorted(self.members.values(), key=lambda member: not member.honest):  # honest first
             screened = member.state.last_screening
-            if member.honest and screened is not None and screened[0] == round_index:
+            if screened is not None and screened[0] == round_index and screened[1].accepted == decided:
                 return {
                     item.provider_id: item.reason.value
                     + (f" ({item.timer_verdict.value})" if item.timer_verdict is not None else "")

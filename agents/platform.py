@@ -262,11 +262,12 @@ class TaskRun:
             try:
                 action = provider.choose_action(game, index)
             except InfeasibleTargetError as error:
+                why = str(error).split("; use ")[0].removeprefix("mode: 'exact' but ").removeprefix("target: ")
                 raise InfeasibleTargetError(
-                    f'zero_determinant.mode: "exact" plays only enforceable targets, and in task {self.task} '
-                    f"({len(players)} players, R = {terms.rounds}) {provider.strategy_label} player "
-                    f'{provider.unique_id} has none ({error}); set it to "auto" to play the paper\'s clipped '
-                    "design where that happens"
+                    f'zero_determinant.mode: "exact" plays only enforceable targets, but in task {self.task} '
+                    f"({len(players)} players, R = {terms.rounds}) the {provider.strategy_label} player "
+                    f'{provider.unique_id} cannot: {why}; set it to "auto" (the paper\'s clipped design where that '
+                    'happens) or "paper"'
                 ) from error
             actions.append(action)
             if provider.strategy_label == "ALLD" and free_rider_kind != "none":
@@ -362,11 +363,12 @@ class TaskRun:
         committee.close_request(request_round)
         proposal, view, block = decided.value
         accepted_names = [item.provider_id for item in proposal.claims]
-        reasons = committee.rejection_reasons(request_round)
+        reasons = committee.rejection_reasons(request_round, proposal.claims)
         for name in sorted(set(model.mechanism.updates) - set(accepted_names)):  # sorted: no hash order
-            provider = model.provider_by_name.get(name)
             reason = f"screening: {reasons[name]}" if name in reasons else "screening"
-            self._claim_rejected(env.now, provider.unique_id if provider else NO_AGENT, self.task, round_index, reason)
+            # the update's own provider id: a provider that left after uploading is still named (it was -1)
+            provider_id = model.mechanism.updates[name].update.provider_id
+            self._claim_rejected(env.now, provider_id, self.task, round_index, reason)
         accepted = [model.mechanism.updates[name] for name in accepted_names]
         result = model.backend.commit_round([upload.update for upload in accepted])
         settlement = model.mechanism.settlement([item.signed_claim for item in proposal.claims])

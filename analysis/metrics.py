@@ -654,17 +654,20 @@ def zero_determinant_welfare(source: EventSource) -> dict[str, float]:
     the mean welfare per game round tends to P* whatever the other players do; in the market a game round is a
     task, so the welfare is `task_finished.welfare`).
 
-    - `zd_designs` and `zd_feasible_designs`: the `zd_design` rows, and those that can enforce their target;
+    - `zd_designs` and `zd_feasible_designs`: the `zd_design` rows, and those whose design enforces its target;
     - `zd_target`: their P* when every row has the same one (NaN when there is none, or when they differ: the
       game changed and the largest enforceable welfare moved with it, or two controllers aim apart);
-    - `zd_tasks`: the tasks that finished from the first design's task on, and over them `zd_mean_welfare` with
-      its 95% batch-means interval `zd_welfare_low` - `zd_welfare_high` (`stability.batch_means_interval`: the
-      welfare of successive tasks is a Markov chain, so a plain s / sqrt(n) interval would be too narrow).
+    - `zd_tasks`: the finished tasks in which ZD players chose their rounds (`action_chosen` of MMZD or MMZDA),
+      from the first design's task on; over them, `zd_mean_welfare` (their plain mean) with a 95% interval
+      `zd_welfare_low` - `zd_welfare_high`: the mean +- the half-width of `stability.batch_means_interval`. The
+      welfare of successive tasks is a Markov chain, so a plain s / sqrt(n) interval would be too narrow; the
+      batch means leave the first n mod k tasks out, so only the half-width is taken from them.
     """
     from flmarket.analysis.stability import batch_means_interval
 
-    frame = events_of(source, ["zd_design", "task_finished"])
+    frame = events_of(source, ["zd_design", "action_chosen", "task_finished"])
     designs = _of_kind(frame, "zd_design", ["task", "target", "feasible"])
+    chosen = _of_kind(frame, "action_chosen", ["task", "strategy"])
     finished = _of_kind(frame, "task_finished", ["task", "welfare"])
     result = {
         "zd_designs": float(len(designs)),
@@ -680,14 +683,19 @@ def zero_determinant_welfare(source: EventSource) -> dict[str, float]:
     targets = designs["target"].astype(float).to_numpy()
     if np.all(targets == targets[0]):
         result["zd_target"] = float(targets[0])
-    welfare = finished[finished["task"].astype(int) >= int(designs["task"].astype(int).min())]["welfare"]
-    interval = batch_means_interval(welfare.astype(float).to_numpy())
-    result.update(
-        zd_tasks=float(len(welfare)),
-        zd_mean_welfare=interval.mean,
-        zd_welfare_low=interval.low,
-        zd_welfare_high=interval.high,
-    )
+    played = set(chosen[chosen["strategy"].astype(str).isin(ZERO_DETERMINANT_STRATEGIES)]["task"].astype(int))
+    first = int(designs["task"].astype(int).min())
+    tasks = finished["task"].astype(int)
+    welfare = finished[(tasks >= first) & tasks.isin(played)]["welfare"].astype(float).to_numpy()
+    if welfare.size:
+        mean = float(welfare.mean())
+        half_width = batch_means_interval(welfare).half_width
+        result.update(
+            zd_tasks=float(welfare.size),
+            zd_mean_welfare=mean,
+            zd_welfare_low=mean - half_width,
+            zd_welfare_high=mean + half_width,
+        )
     return result
 
 

@@ -724,6 +724,10 @@ def _check_destinations(target: Path, figures_dir: Path | None) -> None:
     """Refuse, before any work, a page path that is a folder and folders (or their parents) that are files."""
     if target.is_dir():
         raise ValueError(f"out: must be the HTML file to write, got {str(target)!r}, which is a folder")
+    if figures_dir is not None and target.resolve() == figures_dir.resolve():
+        raise ValueError(
+            f"out and figures: the page and the figures' folder must be different paths, got {str(target)!r} for both"
+        )
     for name, folder in (("out", target.parent), ("figures", figures_dir)):
         if folder is None:
             continue
@@ -732,7 +736,7 @@ def _check_destinations(target: Path, figures_dir: Path | None) -> None:
                 raise ValueError(f"{name}: {str(candidate)!r} is a file, where a folder is needed")
 
 
-OPTION_OF_PARAMETER = {"out": "--out", "figures": "--figures"}
+OPTION_OF_PARAMETER = {"out": "--out", "figures": "--figures", "out and figures": "--out and --figures"}
 """`write_report`'s parameters that the command line spells as options: its errors name the option typed."""
 
 

@@ -216,24 +216,24 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
 
 
 def _zero_determinant_rows(table: Any, aim: dict[str, float]) -> None:
-    """The ZD players' welfare target P* and the mean welfare since their first design (SPEC B.4), if any."""
+    """The ZD players' welfare target P* and the mean welfare of the tasks they played (SPEC B.4), if any."""
     designs, feasible = aim["zd_designs"], aim["zd_feasible_designs"]
     if not designs:
         return
     target = aim["zd_target"]
     if target != target:
-        shown = f"differs between {designs:,.0f} designs"
+        shown = f"differs in {designs:,.0f} designs"
     elif feasible == designs:
-        shown = f"{target:.4g} (enforceable)"
+        shown = f"{target:.4g}, enforced"
     elif feasible == 0:
-        shown = f"{target:.4g} (not enforceable: paper design)"
+        shown = f"{target:.4g}, not enforced"
     else:
-        shown = f"{target:.4g} (enforceable in {feasible:,.0f} of {designs:,.0f} designs)"
-    table.add_row("ZD welfare target P* (B.4)", shown)
+        shown = f"{target:.4g}, enforced by {feasible:,.0f} of {designs:,.0f}"
+    table.add_row("ZD welfare target P* (B.4)", shown)  # enforced: the design's feasibility (zd_design)
     mean, low, high = aim["zd_mean_welfare"], aim["zd_welfare_low"], aim["zd_welfare_high"]
     if aim["zd_tasks"]:
         interval = f", 95% CI {low:.4g} - {high:.4g}" if low == low else ""
-        table.add_row("welfare since the first ZD design", f"{mean:.4g} ({aim['zd_tasks']:,.0f} tasks{interval})")
+        table.add_row("welfare in ZD players' tasks", f"{mean:.4g} ({aim['zd_tasks']:,.0f} tasks{interval})")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -261,6 +261,10 @@ def test_the_command_names_the_options_typed(quickstart_run, tmp_path, capsys) -
     assert main(["report", str(quickstart_run), "--out", str(tmp_path / "r.html"), "--figures", figures]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flmarket: error: --figures: ") and "is a file, where a folder is needed" in err, err
+    same = str(tmp_path / "r.html")
+    assert main(["report", str(quickstart_run), "--out", same, "--figures", same]) == 2
+    err = capsys.readouterr().err  # it wrote 21 figures into a folder r.html, then failed on the page
+    assert err.startswith("flmarket: error: --out and --figures: the page and the figures' folder must be"), err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file"]
 
 

@@ -153,11 +153,13 @@ def test_distributions_sample_their_support() -> None:
         ("learning", "round_duration_s", float("inf"), "learning.round_duration_s: must be a finite number"),
         ("run", "seed", 2**63, "run.seed: input should be less than or equal to 9223372036854775807"),
         ("run", "seed", -1, "run.seed: input should be greater than or equal to 0"),
-        ("zero_determinant", "target", "best", 'zero_determinant.target: must be "largest" or a finite number'),
-        ("zero_determinant", "target", float("inf"), 'zero_determinant.target: must be "largest" or a finite'),
-        ("zero_determinant", "target", True, 'zero_determinant.target: must be "largest" or a finite number'),
+        ("zero_determinant", "target", "best", 'zero_determinant.target: must be a number in [-1e+09, 1e+09] or "larg'),
+        ("zero_determinant", "target", float("inf"), "zero_determinant.target: must be a finite number"),
+        ("zero_determinant", "target", True, "zero_determinant.target: must be a number, got true"),
         ("zero_determinant", "mode", "clipped", "zero_determinant.mode: input should be 'auto', 'exact' or 'paper'"),
-        ("zero_determinant", "phi_scale", 0, "zero_determinant.phi_scale: input should be greater than 0"),
+        ("zero_determinant", "phi_scale", 0, "zero_determinant.phi_scale: input should be greater than or equal to"),
+        ("zero_determinant", "target", 10**400, "zero_determinant.target: must be a number, got 1000"),
+        ("zero_determinant", "target", 1e308, 'zero_determinant.target: must be within [-1e+09, 1e+09] or "largest"'),
         ("zero_determinant", "phi_scale", 1.01, "zero_determinant.phi_scale: input should be less than or equal to 1"),
     ],
 )
@@ -180,6 +182,8 @@ def test_the_z_test_and_compromised_timers_need_a_signed_market() -> None:
     assert _error(unsigned).startswith("committee.poet_z_test: CheckTimer's z-test judges PoET certificates")
     faults = {"run": {"tasks": 3}, "committee": {"verification": "unsigned"}, "faults": {"compromised_timers": 1}}
     assert _error(faults).startswith("faults.compromised_timers: an unsigned market has no trusted timers")
+    short = {"run": {"tasks": 3}, "committee": {"poet_z_window": 3}}
+    assert _error(short).startswith("committee.poet_z_window: must be >= 4: the z-test rejects only an owner seen more")
     signed = parse_scenario(
         {"run": {"tasks": 3}, "committee": {"poet_z_test": True}, "faults": {"compromised_timers": 1}}
     )

@@ -320,8 +320,33 @@ def test_the_poet_z_test_catches_a_compromised_timer_in_every_signed_verificatio
         cheater = int(frame[frame["kind"] == "provider_joined"].sort_values("seq")["agent"].iloc[0])
         paid = frame[(frame["kind"] == "reward_paid") & (frame["agent"] == cheater)]
         assert len(paid) == 120 - judged["z_test_detections"]  # ALLC: it claims every round; a detection costs one
-        assert len(model.committee.poet_winners) == model.scenario.committee.poet_z_window  # the window is kept
+        assert len(model.committee.poet_winners) == model.scenario.committee.poet_z_window - 1  # the claim is the last
     assert outcomes["every_replica"] == outcomes["primary_only"] == outcomes["modelled"]
+
+
+def test_z_test_rejections_are_named_when_a_byzantine_member_proposed_or_the_provider_left() -> None:
+    """Two ways the log hid the z-test's rejections. A Byzantine primary that votes wrong digests still proposes
+    what it screened, and its proposal is decided: its rejections were logged with the bare reason "screening",
+    so `poet_z_test` saw 0 of 37. A provider that left after uploading was logged as agent -1, so a compromised
+    leaver's rejection counted as an honest false reject (26 / 4 where the log held 27 / 3)."""
+    from flmarket.analysis.metrics import poet_z_test
+
+    byzantine = {**_COMPROMISED, "committee.poet_z_test": True, "faults.byzantine_committee": 1}
+    _, frame = run("quickstart", {**byzantine, "faults.byzantine_behaviour": "wrong_digest"})
+    rejected = frame[frame["kind"] == "claim_rejected"]
+    assert len(rejected) > 0 and set(rejected["reason"]) == {"screening: CheckTimer failed (wins too often (z-test))"}
+    judged = poet_z_test(frame, compromised_timers=1)
+    assert judged["z_test_detections"] >= 20 and judged["z_test_detections"] > 10 * judged["z_test_false_rejects"]
+    churn = {"committee.poet_z_test": True, "faults.compromised_timers": 6, "providers.mean_lifetime_s": 800.0}
+    churn |= {"providers.strategy_mix": {"ALLC": 1.0}, "run.tasks": 60, "run.seed": 2}
+    _, frame = run("quickstart", churn)
+    rejected = frame[frame["kind"] == "claim_rejected"]
+    left = frame[frame["kind"] == "provider_left"]
+    gone_first = rejected.merge(left[["agent", "time"]], on="agent", suffixes=("", "_left"))
+    assert (gone_first["time_left"] < gone_first["time"]).any()  # a leaver's claim was judged after it left
+    assert (rejected["agent"] >= 0).all() and set(rejected["agent"]) <= set(
+        frame[frame["kind"] == "provider_joined"]["agent"]
+    )
 
 
 def test_without_the_z_test_a_compromised_timer_is_never_caught() -> None:
