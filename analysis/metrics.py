@@ -823,4 +823,5 @@ def run_summary(source: EventSource) -> dict[str, float]:
         "mean_budget_use": _mean(budget["provider_budget_use"]),
         "mean_consensus_messages": _mean(rounds["consensus_messages"]),
         "mean_consensus_latency_s": _mean(rounds["consensus_latency_s"]),
+        **zero_determinant_welfare(frame),  # the ZD target beside the welfare reached (a sweep over targets)
     }

@@ -136,6 +136,15 @@ METRICS: dict[str, Measure] = {
     "mean_budget_use": Measure("mean budget use", "fraction", "Mean over tasks of rewards paid / B (1 - sigma)."),
     "mean_consensus_messages": Measure("mean PBFT messages", "messages", "Mean messages per decided round."),
     "mean_consensus_latency_s": Measure("mean consensus latency", "s", "Mean time from proposal to decision."),
+    "zd_designs": Measure("ZD designs", "", "MMZD and MMZDA designs logged (zd_design), one per game they met."),
+    "zd_feasible_designs": Measure("ZD designs that enforce their target", "", "Feasible designs (SPEC B.4)."),
+    "zd_target": Measure("ZD welfare target P*", _WELFARE, "The designs' P*, when they share one (SPEC B.4)."),
+    "zd_tasks": Measure("tasks ZD players played", "", "Tasks with an MMZD or MMZDA decision, from the first design."),
+    "zd_mean_welfare": Measure(
+        "mean welfare of ZD players' tasks", _WELFARE, "Tends to P* when the design enforces it (SPEC B.4)."
+    ),
+    "zd_welfare_low": Measure("its 95% interval, low", _WELFARE, "Mean minus the batch-means half-width."),
+    "zd_welfare_high": Measure("its 95% interval, high", _WELFARE, "Mean plus the batch-means half-width."),
     "welfare_warmup_tasks": Measure(
         "warm-up", "tasks", "MSER-5 truncation point of the task welfare series (White 1997)."
     ),
@@ -453,6 +462,8 @@ def run_sections(
         "git commit": _commit_line(manifest.get("git")),
     }
     headline = metrics.run_summary(events) | stability_summary(events, window, alpha)
+    if not headline.get("zd_designs"):  # no zero-determinant player: its rows would all be empty
+        headline = {key: value for key, value in headline.items() if not key.startswith("zd_")}
     sections = [
         Section(
             "Summary",

@@ -283,3 +283,18 @@ def test_a_file_given_as_the_run_is_named_as_the_path_and_the_window_is_checked_
         main(["report", str(plain), "--window", "1"])
     assert exited.value.code == 2
     assert "argument --window: must be an integer >= 2, got 1" in capsys.readouterr().err
+
+
+def test_a_run_with_zd_players_reports_their_target_beside_the_welfare_and_others_do_not(
+    quickstart_run, tmp_path
+) -> None:
+    from flmarket.analysis.metrics import zero_determinant_welfare
+
+    zd_run = run_scenario(
+        load_scenario("mmzd-fig3", {"run.tasks": 4}), output_dir=tmp_path / "runs", run_id="zd", show_progress=False
+    ).run_dir
+    text = write_report(zd_run, tmp_path / "zd.html").read_text()
+    aim = zero_determinant_welfare(zd_run)
+    assert "ZD welfare target P*" in text and "mean welfare of ZD players" in text
+    assert f"{aim['zd_target']:.4g}" in text
+    assert "ZD welfare target" not in write_report(quickstart_run, tmp_path / "plain.html").read_text()

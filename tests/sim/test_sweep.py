@@ -934,3 +934,20 @@ def test_sigterm_to_a_local_cluster_sweep_leaves_no_leaked_semaphore_warning(tmp
             process.kill()
     assert process.returncode == 143, err
     assert err.startswith("flmarket: terminated") and "leaked semaphore" not in err, err
+
+
+def test_a_sweep_over_zd_targets_summarises_each_target_beside_the_welfare_reached(tmp_path) -> None:
+    """`run_summary` (so each sweep row) carries `metrics.zero_determinant_welfare`: a grid over
+    `zero_determinant.target` compares each cell's P* with the welfare of the tasks its ZD players played."""
+    from flmarket.analysis.metrics import zero_determinant_welfare
+
+    base = {"run.tasks": 4, "providers.strategy_counts": {"MMZDA": 4, "Mixed": 2}, "zero_determinant.mode": "exact"}
+    data = {"sweep": {"name": "zd", "scenario": "mmzd-fig3", "seeds": [1], "overrides": base}}
+    grid = parse_grid({**data, "grid": {"zero_determinant.target": [1.12, "largest"]}})
+    result = run_sweep(grid, workers=0, output_dir=tmp_path, show_progress=False)
+    summary = sweep_summary(result.sweep_dir).set_index("zero_determinant.target")
+    assert summary.loc[1.12, "zd_target"] == 1.12 and summary.loc["largest", "zd_target"] > 1.19
+    for target, row in summary.iterrows():
+        run_dir = result.sweep_dir / "cells" / row["run_id"]
+        assert row["zd_mean_welfare"] == zero_determinant_welfare(run_dir)["zd_mean_welfare"], target
+        assert row["zd_tasks"] == 4 and row["zd_feasible_designs"] == row["zd_designs"] == 1
