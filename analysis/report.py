@@ -735,9 +735,10 @@ def _check_destinations(target: Path, figures_dir: Path | None) -> None:
     """Refuse, before any work, a page path that is a folder and folders (or their parents) that are files."""
     if target.is_dir():
         raise ValueError(f"out: must be the HTML file to write, got {str(target)!r}, which is a folder")
-    if figures_dir is not None and target.resolve() == figures_dir.resolve():
+    if figures_dir is not None and target.resolve() in (figures_dir.resolve(), *figures_dir.resolve().parents):
         raise ValueError(
-            f"out and figures: the page and the figures' folder must be different paths, got {str(target)!r} for both"
+            "out and figures: the figures' folder cannot be the page or inside it, got the page "
+            f"{str(target)!r} and the figures {str(figures_dir)!r}"
         )
     for name, folder in (("out", target.parent), ("figures", figures_dir)):
         if folder is None:

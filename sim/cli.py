@@ -233,7 +233,8 @@ def _zero_determinant_rows(table: Any, aim: dict[str, float]) -> None:
     mean, low, high = aim["zd_mean_welfare"], aim["zd_welfare_low"], aim["zd_welfare_high"]
     if aim["zd_tasks"]:
         interval = f", 95% CI {low:.4g} - {high:.4g}" if low == low else ""
-        table.add_row("welfare in ZD players' tasks", f"{mean:.4g} ({aim['zd_tasks']:,.0f} tasks{interval})")
+        tasks = f"{aim['zd_tasks']:,.0f} task{'' if aim['zd_tasks'] == 1 else 's'}"
+        table.add_row("welfare in ZD players' tasks", f"{mean:.4g} ({tasks}{interval})")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -650,6 +650,8 @@ class ZeroDeterminantSection(_Section):
     def _target_word(cls, value: Any) -> Any:
         if isinstance(value, str) and value != "largest":
             raise ValueError(f'must be a number in [{-MAX_MAGNITUDE:g}, {MAX_MAGNITUDE:g}] or "largest", got {value!r}')
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_MAGNITUDE:  # also past floats
+            raise ValueError(f'must be within [{-MAX_MAGNITUDE:g}, {MAX_MAGNITUDE:g}] or "largest", got {shown(value)}')
         return value
 
     @field_validator("target")

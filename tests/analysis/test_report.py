@@ -264,7 +264,9 @@ def test_the_command_names_the_options_typed(quickstart_run, tmp_path, capsys) -
     same = str(tmp_path / "r.html")
     assert main(["report", str(quickstart_run), "--out", same, "--figures", same]) == 2
     err = capsys.readouterr().err  # it wrote 21 figures into a folder r.html, then failed on the page
-    assert err.startswith("flmarket: error: --out and --figures: the page and the figures' folder must be"), err
+    assert err.startswith("flmarket: error: --out and --figures: the figures' folder cannot be the page"), err
+    assert main(["report", str(quickstart_run), "--out", same, "--figures", str(tmp_path / "r.html" / "f")]) == 2
+    assert "--out and --figures: the figures' folder cannot be the page or inside it" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file"]
 
 
