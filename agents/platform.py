@@ -363,8 +363,9 @@ class TaskRun:
         committee.close_request(request_round)
         proposal, view, block = decided.value
         accepted_names = [item.provider_id for item in proposal.claims]
-        reasons = committee.rejection_reasons(request_round, proposal.claims)
-        for name in sorted(set(model.mechanism.updates) - set(accepted_names)):  # sorted: no hash order
+        left_out = sorted(set(model.mechanism.updates) - set(accepted_names))  # sorted: no hash order
+        reasons = committee.rejection_reasons(request_round, proposal.claims) if left_out else {}
+        for name in left_out:
             reason = f"screening: {reasons[name]}" if name in reasons else "screening"
             # the update's own provider id: a provider that left after uploading is still named (it was -1)
             provider_id = model.mechanism.updates[name].update.provider_id

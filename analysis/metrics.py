@@ -704,16 +704,17 @@ Z_TEST_REJECTION = "wins too often (z-test)"
 
 
 def poet_z_test(source: EventSource, compromised_timers: int = 0) -> dict[str, float]:
-    """What CheckTimer's z-test did (SPEC D.1; `committee.poet_z_test`): `z_test_rounds`, the blocks with claims
-    (each judged one winner or more), and `z_test_rejections`, the claims it rejected. The first
+    """What CheckTimer's z-test did (SPEC D.1; `committee.poet_z_test`): `z_test_rounds`, the decided rounds with
+    claims (each judged one winner or more; read from `shapley_estimated.players`, not from the blocks, whose
+    encodings are the log's largest column), and `z_test_rejections`, the claims it rejected. The first
     `compromised_timers` providers to join (`faults.compromised_timers`) had compromised timers, so their rejections
     are detections (`z_test_detections`) and everyone else's are false rejects (`z_test_false_rejects`, and
     `false_reject_rate` per round: the metric docs/spec.md D.1 promises)."""
-    frame = events_of(source, ["block_committed", "claim_rejected", "provider_joined"])
-    blocks = _of_kind(frame, "block_committed", ["transactions"])
+    frame = events_of(source, ["shapley_estimated", "claim_rejected", "provider_joined"])
+    settled = _of_kind(frame, "shapley_estimated", ["players"])
     rejected = _of_kind(frame, "claim_rejected", ["agent", "reason"])
     joined = _of_kind(frame, "provider_joined", ["agent"])
-    rounds = int((blocks["transactions"].astype(int) > 0).sum()) if len(blocks) else 0
+    rounds = int((settled["players"].astype(int) > 0).sum()) if len(settled) else 0
     by_z_test = rejected[rejected["reason"].astype(str).str.contains(Z_TEST_REJECTION, regex=False)]
     compromised = set(joined["agent"].astype(int).head(compromised_timers)) if compromised_timers else set()
     detections = int(by_z_test["agent"].astype(int).isin(compromised).sum()) if compromised else 0
