@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from flmarket.analysis.load import checked_run, load_events
+from flmarket.market.consensus.poet import TimerVerdict
 from flmarket.market.public_goods import welfare_position
 
 
@@ -699,8 +700,8 @@ def zero_determinant_welfare(source: EventSource) -> dict[str, float]:
     return result
 
 
-Z_TEST_REJECTION = "wins too often (z-test)"
-"""How a claim the z-test rejected reads in `claim_rejected.reason` (market.consensus.poet.TimerVerdict)."""
+Z_TEST_REJECTION = TimerVerdict.WINS_TOO_OFTEN.value
+"""How a claim the z-test rejected reads inside `claim_rejected.reason`: the verdict's own text."""
 
 
 def poet_z_test(source: EventSource, compromised_timers: int = 0) -> dict[str, float]:
