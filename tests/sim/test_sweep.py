@@ -333,7 +333,10 @@ def test_load_sweep_of_a_sweep_with_no_finished_runs_is_empty(tmp_path) -> None:
     assert pd.isna(sweep_summary(sweep_dir)["mean_welfare"]).all()
 
 
+# The LocalCluster tests share one pytest-xdist worker: two clusters at once would put four dask workers and two
+# pytest workers on CI's two cores.
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_cluster")
 def test_two_dask_workers_give_byte_identical_parts_to_one(tmp_path) -> None:
     """The bundled grid (3 population mixes x 3 seeds) on LocalClusters of 2 and of 1 worker processes.
 
@@ -425,6 +428,7 @@ def test_the_watchdog_forgives_a_short_loss_of_workers_and_stops_a_long_one() ->
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_cluster")
 def test_a_dask_sweep_of_runs_longer_than_the_watchdog_interval_finishes(tmp_path) -> None:
     """Issue 14's blocker: `wait(timeout=...)` raised TimeoutError when no run finished within the interval."""
     grid = parse_grid(
@@ -904,6 +908,7 @@ def test_cells_that_validate_to_one_scenario_are_refused(cells) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("local_cluster")
 def test_sigterm_to_a_local_cluster_sweep_leaves_no_leaked_semaphore_warning(tmp_path) -> None:
     """A SIGTERM (or Ctrl-C) while LocalCluster workers ran cells printed the resource tracker's "There appear to
     be 2 leaked semaphore objects" after "flmarket: terminated", on every try (3 of 3): each worker's first tqdm

@@ -378,7 +378,9 @@ def _served_page(tmp_path, *arguments: str) -> Iterator[tuple[Any, subprocess.Po
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# The browser tests share one pytest-xdist worker: one Chromium and one view server at a time.
 @pytest.mark.slow
+@pytest.mark.xdist_group("chromium")
 def test_page_in_headless_chromium(tmp_path) -> None:
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -472,6 +474,7 @@ def test_page_in_headless_chromium(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("chromium")
 def test_an_error_mid_run_shows_its_line_in_the_page_and_ctrl_c_exits_130(tmp_path) -> None:
     """A MarketError in a step replaced the whole page (controls included) with a Python traceback, and during
     Play it killed the play thread silently; Ctrl-C on the server exited 0 (and aborted it with the torch backend
