@@ -879,6 +879,9 @@ def _dask_outcomes(
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # With no dashboard the scheduler still serves HTTP (health, metrics), on 8787 by default: a
+                # second sweep then warned "Port 8787 is already in use", and a user's own dashboard lost the port.
+                scheduler_kwargs={"dashboard_address": ":0"},
                 silence_logs=logging.ERROR,  # not the nannies' 'still alive after 4 s, killing' at every close
             )
         client = Client(cluster)

@@ -4,10 +4,12 @@ ids, resume after a kill, failed cells recorded, identical parts whatever the nu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import re
+import socket
 import subprocess
 import sys
 import warnings
@@ -430,7 +432,9 @@ def test_the_watchdog_forgives_a_short_loss_of_workers_and_stops_a_long_one() ->
 @pytest.mark.slow
 @pytest.mark.xdist_group("local_cluster")
 def test_a_dask_sweep_of_runs_longer_than_the_watchdog_interval_finishes(tmp_path) -> None:
-    """Issue 14's blocker: `wait(timeout=...)` raised TimeoutError when no run finished within the interval."""
+    """Issue 14's blocker: `wait(timeout=...)` raised TimeoutError when no run finished within the interval.
+    Also: with port 8787 taken (by another sweep, or the user's own dask dashboard) the LocalCluster's scheduler
+    warned "Port 8787 is already in use": with no dashboard it still served HTTP there by default."""
     grid = parse_grid(
         {
             "sweep": {"name": "slow", "scenario": "quickstart", "seeds": [1], "overrides": {"run.tasks": 30}},
@@ -438,7 +442,13 @@ def test_a_dask_sweep_of_runs_longer_than_the_watchdog_interval_finishes(tmp_pat
         }
     )
     interval = 0.2
-    result = run_sweep(grid, workers=1, output_dir=tmp_path, show_progress=False, watchdog_interval_s=interval)
+    with socket.socket() as holder, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(OSError):  # taken already: the sweep meets it taken all the same
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        result = run_sweep(grid, workers=1, output_dir=tmp_path, show_progress=False, watchdog_interval_s=interval)
+    assert not [str(warning.message) for warning in caught if "8787" in str(warning.message)]
     assert result.ok and len(result.executed) == 1
     (cell,) = json.loads((tmp_path / "slow" / "sweep.json").read_text())["cells"].values()
     # the precondition of this test: the run took several watchdog intervals
