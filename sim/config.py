@@ -834,6 +834,45 @@ def expected_end_s(scenario: Scenario) -> float:
     return min(horizon, run.tasks * max(1.0 / scenario.requesters.arrival_rate_per_s, _task_seconds(scenario)))
 
 
+def inert_settings(scenario: Scenario) -> list[str]:
+    """The settings a scenario gives that its other settings switch off, one line each: the run would ignore
+    them, so `flmarket run` and `validate` warn (a setting varied in a sweep may be on in some cells only)."""
+    committee, faults = scenario.committee, scenario.faults
+    given_committee, given_faults = committee.model_fields_set, faults.model_fields_set
+    switched_off = [
+        (
+            "committee.poet_z_window",
+            "poet_z_window" in given_committee and not committee.poet_z_test,
+            "committee.poet_z_test is false (CheckTimer's z-test does not run)",
+        ),
+        *(
+            (
+                f"committee.{name}",
+                name in given_committee and committee.verification != "modelled",
+                f"committee.verification is {committee.verification!r} (only 'modelled' signatures use it)",
+            )
+            for name in ("signature_sign_s", "signature_verify_s", "signature_sample_rate")
+        ),
+        (
+            "faults.compromised_wait_share",
+            "compromised_wait_share" in given_faults and faults.compromised_timers == 0,
+            "faults.compromised_timers is 0 (no timer is compromised)",
+        ),
+        (
+            "faults.byzantine_behaviour",
+            "byzantine_behaviour" in given_faults and faults.byzantine_committee == 0,
+            "faults.byzantine_committee is 0 (no committee member is Byzantine)",
+        ),
+    ]
+    return [f"{key} = {_shown(scenario, key)} has no effect: {reason}" for key, inert, reason in switched_off if inert]
+
+
+def _shown(scenario: Scenario, key: str) -> str:
+    section, name = key.split(".")
+    value = getattr(getattr(scenario, section), name)
+    return repr(value) if isinstance(value, str) else f"{value:g}"
+
+
 def likely_population_peak(scenario: Scenario) -> float:
     """A level the number of online providers is unlikely to pass before `expected_end_s`: the largest mean plus
     three standard deviations over the run. Of the initial providers, Binomial(count, e^(-t/L)) are still online at

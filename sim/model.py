@@ -49,6 +49,7 @@ from flmarket.sim.config import (
     Scenario,
     apply_overrides,
     in_scenario_terms,
+    inert_settings,
     initial_strategies,
     likely_population_peak,
     load_scenario,
@@ -178,6 +179,8 @@ class MarketModel(mesa.Model):
             ) from None
         if learning.backend == "torch":
             _warn_if_shards_may_run_out(scenario)
+        for problem in inert_settings(scenario):
+            warnings.warn(problem, UserWarning, stacklevel=2)
         self.online_providers: dict[int, DataProvider] = {}
         self.provider_by_name: dict[str, DataProvider] = {}
         self._approval_sets: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per distinct set, shared

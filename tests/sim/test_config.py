@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from flmarket.sim.config import ScenarioError, apply_overrides, bundled_scenarios, load_scenario, parse_scenario
+from flmarket.sim.config import (
+    ScenarioError,
+    apply_overrides,
+    bundled_scenarios,
+    inert_settings,
+    load_scenario,
+    parse_scenario,
+)
 
 MINIMAL = {"run": {"tasks": 3}}
 
@@ -505,3 +512,57 @@ def test_automatic_theta1_with_one_provider_is_refused_and_a_number_is_taken() -
     with pytest.raises(ScenarioError, match=r"learning.theta1: 'auto' .* needs at least 2 providers, got providers"):
         load_scenario("quickstart", {**alone, "learning.theta1": "auto"})
     assert load_scenario("quickstart", alone).learning.theta1 == 400.0  # the quick-start's own number
+
+
+@pytest.mark.parametrize(
+    ("given", "switch", "said"),
+    [
+        (
+            {"committee.poet_z_window": 10},
+            {"committee.poet_z_test": True},
+            "committee.poet_z_window = 10 has no effect: committee.poet_z_test is false",
+        ),
+        (
+            {"committee.signature_verify_s": 0.001},
+            {"committee.verification": "modelled"},
+            "committee.signature_verify_s = 0.001 has no effect: committee.verification is 'every_replica'",
+        ),
+        (
+            {"committee.signature_sample_rate": 0.5},
+            {"committee.verification": "modelled"},
+            "committee.signature_sample_rate = 0.5 has no effect: committee.verification is 'every_replica'",
+        ),
+        (
+            {"faults.compromised_wait_share": 0.5},
+            {"faults.compromised_timers": 1},
+            "faults.compromised_wait_share = 0.5 has no effect: faults.compromised_timers is 0",
+        ),
+        (
+            {"faults.byzantine_behaviour": "wrong_digest"},
+            {"faults.byzantine_committee": 1},
+            "faults.byzantine_behaviour = 'wrong_digest' has no effect: faults.byzantine_committee is 0",
+        ),
+    ],
+)
+def test_a_setting_another_switches_off_is_named_and_not_once_it_is_on(given, switch, said) -> None:
+    """poet_z_window was accepted while the z-test was off, without a word (and so were the other four)."""
+    (problem,) = inert_settings(load_scenario("quickstart", given))
+    assert problem.startswith(said)
+    assert inert_settings(load_scenario("quickstart", {**given, **switch})) == []
+    assert inert_settings(load_scenario("quickstart", switch)) == []  # the defaults are never named
+
+
+@pytest.mark.parametrize("name", sorted(bundled_scenarios()))
+def test_no_bundled_scenario_gives_a_setting_it_switches_off(name: str) -> None:
+    assert inert_settings(load_scenario(name)) == []
+
+
+def test_validate_warns_of_a_switched_off_setting_in_one_line(capsys) -> None:
+    """`validate` builds the model as `run` does before its first event; the model warns."""
+    from flmarket.sim.cli import main
+
+    assert main(["validate", "quickstart", "--set", "committee.poet_z_window=10"]) == 0
+    assert capsys.readouterr().err == (
+        "flmarket: warning: committee.poet_z_window = 10 has no effect: committee.poet_z_test is false (CheckTimer's "
+        "z-test does not run)\n"
+    )
