@@ -500,6 +500,8 @@ RUN_COLUMNS = (
     "welfare_stationarity",
     "fixated_strategy",
 )
+ZERO_DETERMINANT_RUN_COLUMNS = ("zd_target", "zd_mean_welfare", "zd_welfare_low", "zd_welfare_high")
+"""Added to the sweep's table of runs when some run has zero-determinant players: each target beside the welfare."""
 MIX_MARKER = ".strategy_mix."
 
 
@@ -623,7 +625,10 @@ def sweep_sections(
     sections += [_parameter_section(summary, parameter) for parameter in varying or index["parameters"]]
     if index["parameters"]:
         sections.append(_participation_over_tasks(summary, _series_parameter(varying or index["parameters"])))
-    columns = ["run_id", "seed", "status", *index["parameters"], *[c for c in RUN_COLUMNS if c in summary.columns]]
+    measures = list(RUN_COLUMNS)
+    if "zd_designs" in summary.columns and summary["zd_designs"].fillna(0).gt(0).any():
+        measures += ZERO_DETERMINANT_RUN_COLUMNS
+    columns = ["run_id", "seed", "status", *index["parameters"], *[c for c in measures if c in summary.columns]]
     sections.append(
         Section(
             "Runs",

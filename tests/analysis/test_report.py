@@ -178,6 +178,7 @@ def test_sweep_report_plots_each_parameter_with_confidence_intervals(tmp_path) -
     text = target.read_text()
     assert "Student-t confidence interval" in text and "percentile bootstrap interval" in text
     assert text.count('<div class="table-wrap">') == text.count("<table>")  # every table scrolls, none overflows
+    assert "ZD welfare target" not in text  # no zero-determinant player: no empty ZD columns
 
 
 def test_bootstrap_interval_of_a_bounded_measure_stays_in_its_bounds() -> None:

@@ -966,3 +966,12 @@ def test_a_sweep_over_zd_targets_summarises_each_target_beside_the_welfare_reach
         run_dir = result.sweep_dir / "cells" / row["run_id"]
         assert row["zd_mean_welfare"] == zero_determinant_welfare(run_dir)["zd_mean_welfare"], target
         assert row["zd_tasks"] == 4 and row["zd_feasible_designs"] == row["zd_designs"] == 1
+    # the sweep's HTML report sets them side by side too (its table of runs had fixed columns)
+    from flmarket.analysis.report import sweep_sections
+
+    _, sections = sweep_sections(result.sweep_dir)
+    (runs,) = [table for section in sections if section.title == "Runs" for _, table in section.tables]
+    shown = runs.set_index("run id") if "run id" in runs.columns else runs.set_index(runs.columns[0])
+    for target, row in summary.iterrows():
+        assert {"ZD welfare target P*", "mean welfare of ZD players' tasks"} <= set(runs.columns), list(runs.columns)
+        assert shown.loc[row["run_id"], "ZD welfare target P*"] == f"{row['zd_target']:.3g}", target
