@@ -118,13 +118,11 @@ class Sweep:
 
 def load(scenario: str | Path | Scenario = "quickstart", overrides: Mapping[str, Any] | None = None) -> Scenario:
     """A validated scenario: a bundled name, a TOML path or a `Scenario`, with dotted-path overrides applied."""
-    from flmarket.sim.config import Scenario, apply_overrides, load_scenario, parse_scenario
+    from flmarket.sim.config import Scenario, load_scenario, revalidated
 
     _check_overrides(overrides)
     if isinstance(scenario, Scenario):
-        if not overrides:
-            return scenario
-        return parse_scenario(apply_overrides(scenario.model_dump(mode="python"), overrides))
+        return revalidated(scenario, overrides)
     if not isinstance(scenario, str | os.PathLike):
         raise TypeError(
             f"scenario: must be a bundled name, a TOML file's path or a Scenario, got {type(scenario).__name__} "
@@ -192,12 +190,13 @@ def _plain_integer(value: Any) -> Any:
 
 
 def _grid(grid: str | Path | Mapping[str, Any] | Grid) -> Grid:
+    from flmarket.sim.config import plain_values
     from flmarket.sim.sweep import Grid, load_grid, parse_grid
 
     if isinstance(grid, Grid):
         return grid
     if isinstance(grid, Mapping):
-        return parse_grid(grid)
+        return parse_grid(plain_values(grid))  # a grid built with numpy: np.arange(...) values, np.int64 seeds
     if not isinstance(grid, str | os.PathLike):
         raise TypeError(
             f"grid: must be a bundled grid's name, a TOML file's path, a dictionary or a Grid, got "

@@ -69,7 +69,14 @@ class ScenarioError(ValueError):
 class _Section(BaseModel):
     """Strict sections: integers refuse floats, booleans and strings; floats refuse NaN and infinities."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        strict=True,
+        allow_inf_nan=False,
+        ser_json_inf_nan="strings",  # inf (providers.mean_lifetime_s) as "Infinity" in JSON, not null
+    )
 
 
 def _positive(default: float, **limits: float) -> Any:
@@ -348,6 +355,13 @@ class ProvidersSection(_Section):
     memory_use_ratio: Distribution = Distribution(value=0.3)
     privacy_budget: Distribution = Distribution(value=4.0)
     initial_stake: Distribution = Distribution(value=10.0)
+
+    @field_validator("mean_lifetime_s", mode="before")
+    @classmethod
+    def _lifetime_in_text(cls, value: Any) -> Any:
+        """inf as a manifest writes it ("inf", `Scenario.to_dict`) or pydantic's JSON ("Infinity"), so a run's
+        scenario loads back; TOML's own inf is a float already."""
+        return math.inf if isinstance(value, str) and value in ("inf", "Infinity") else value
 
     @field_validator("mean_lifetime_s")
     @classmethod
@@ -1224,6 +1238,29 @@ TABLE_PARAMETERS = ("providers.strategy_mix", "providers.strategy_counts")
 """Parameters whose value is a table keyed by strategy name: an override replaces them whole."""
 
 
+def plain_values(value: Any) -> Any:
+    """numpy scalars and arrays (inside tables and lists too) as plain Python values: the schema's integers are
+    strict, and `np.int64(3)` from `np.arange` or a numpy-built `batch_run` grid is one."""
+    if isinstance(value, np.ndarray):
+        return [plain_values(item) for item in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: plain_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_values(item) for item in value]
+    return value
+
+
+def revalidated(scenario: Scenario, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """`scenario` validated again, with dotted-path overrides applied as to a scenario file: a `Scenario` changed
+    by pydantic's `model_copy(update=...)` or built field by field skipped every check. Only the values the
+    scenario was given are carried over (`exclude_unset`), so an override of a prior's `dist` does not meet the
+    default's `value` (as it would not in the scenario's file)."""
+    data = scenario.model_dump(mode="python", exclude_unset=True)
+    return parse_scenario(apply_overrides(data, overrides or {}))
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of `data` with each `section.key` (dotted path) set to its value.
 
@@ -1249,6 +1286,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
             if not isinstance(existing, dict):
                 raise ScenarioError(f"{dotted}: cannot set inside {part!r}, which is not a table")
             target = existing
+        value = plain_values(value)
         target[parts[-1]] = _deep_copy(value) if isinstance(value, Mapping) else value  # a later, deeper path
         # writes into this table: it must be a copy, not the caller's (nor another cell's) dictionary
         if dotted in TABLE_PARAMETERS:

@@ -47,13 +47,12 @@ from flmarket.market.public_goods import PublicGoodsGame, require_social_dilemma
 from flmarket.sim.collector import collector_tuned
 from flmarket.sim.config import (
     Scenario,
-    apply_overrides,
     in_scenario_terms,
     inert_settings,
     initial_strategies,
     likely_population_peak,
     load_scenario,
-    parse_scenario,
+    revalidated,
 )
 from flmarket.sim.events import NO_AGENT, EventLog, register_kind
 from flmarket.sim.network import Message, Overlay, build_topology
@@ -113,9 +112,7 @@ def scenario_for(
     if seed is not None:
         changes["run.seed"] = seed
     if isinstance(scenario, Scenario):
-        if not changes:
-            return scenario
-        return parse_scenario(apply_overrides(scenario.model_dump(mode="python"), changes))
+        return revalidated(scenario, changes)
     return load_scenario(scenario, changes)
 
 

@@ -72,6 +72,56 @@ def test_bad_input_raises_one_line_and_writes_nothing(tmp_path) -> None:
         fm.open_run(tmp_path)
 
 
+def test_a_scenario_object_is_validated_again_and_takes_overrides_as_its_file_would(tmp_path) -> None:
+    """A Scenario changed with pydantic's model_copy(update=...) skipped every check: fm.run wrote a 'finished' run
+    of run.tasks = -5 and MarketModel built it. And an override of a prior's dist failed on a Scenario (its dump
+    carried the default's `value`) where it worked on the scenario's name."""
+    valid = fm.Scenario(run={"tasks": 5, "seed": 1})
+    broken = valid.model_copy(update={"run": valid.run.model_copy(update={"tasks": -5})})
+    said = r"^run\.tasks: input should be greater than or equal to 1, got -5$"
+    with pytest.raises(fm.ScenarioError, match=said):
+        fm.run(broken, out=tmp_path)
+    with pytest.raises(fm.ScenarioError, match=said):
+        fm.MarketModel(broken)
+    assert list(tmp_path.iterdir()) == []
+    uniform = {"providers.privacy_budget.dist": "uniform", "providers.privacy_budget.low": 1.0}
+    uniform["providers.privacy_budget.high"] = 2.0
+    assert fm.load(fm.load("quickstart"), uniform) == fm.load("quickstart", uniform)
+    for name in fm.scenarios():  # validating again changes nothing
+        assert fm.load(fm.load(name)) == fm.load(name)
+
+
+def test_a_run_s_manifest_scenario_loads_back_to_the_scenario_it_ran(tmp_path) -> None:
+    """The manifest writes providers.mean_lifetime_s = inf (no churn, the default) as "inf", which the schema
+    refused ("must be a number, got 'inf'"); pydantic's own JSON round trip wrote it as null."""
+    from flmarket.sim.config import parse_scenario
+
+    run = fm.run("mmzd-fig3", seed=1, overrides={"run.tasks": 1}, out=tmp_path)
+    assert run.manifest["scenario"]["providers"]["mean_lifetime_s"] == "inf"
+    assert parse_scenario(run.manifest["scenario"]) == fm.load("mmzd-fig3", {"run.tasks": 1, "run.seed": 1})
+    for name in fm.scenarios():
+        scenario = fm.load(name)
+        assert parse_scenario(scenario.to_dict()) == scenario
+        assert fm.Scenario.model_validate_json(scenario.model_dump_json()) == scenario
+
+
+def test_numpy_values_work_wherever_python_values_do(tmp_path) -> None:
+    """np.int64 was refused by the strict schema in overrides, batch_run grids and sweep grids (`np.arange`)."""
+    from mesa.batchrunner import batch_run
+
+    assert fm.load("quickstart", {"providers.count": np.int64(20)}).providers.count == 20
+    counts = {"ALLC": np.int64(4), "ALLD": np.int64(2)}
+    assert fm.load("mmzd-fig3", {"providers.strategy_counts": counts}).providers.strategy_counts == {
+        "ALLC": 4,
+        "ALLD": 2,
+    }
+    rows = batch_run(fm.MarketModel, {"seed": np.arange(1, 3), "run.tasks": 2}, max_steps=1, display_progress=False)
+    assert sorted(row["seed"] for row in rows if row["Step"] == 1) == [1, 2]
+    grid = {"sweep": {"name": "np", "scenario": "quickstart", "seeds": [1], "overrides": {"run.tasks": 1}}}
+    planned = fm.sweep({**grid, "grid": {"providers.count": np.array([6, 8])}}, workers=0, out=tmp_path)
+    assert sorted(planned.cells()["providers.count"].tolist()) == [6, 8]
+
+
 def test_misused_arguments_name_the_argument_not_a_command_line_option(tmp_path) -> None:
     """Each argument is checked up front, and the error names it as the Python call spells it."""
     a_file = tmp_path / "a_file"

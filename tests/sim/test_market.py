@@ -14,7 +14,7 @@ import pytest
 
 from flmarket.analysis.load import events_frame
 from flmarket.market.errors import MarketError
-from flmarket.sim.config import Distribution, ScenarioError, bundled_scenarios, load_scenario
+from flmarket.sim.config import ScenarioError, bundled_scenarios, load_scenario
 from flmarket.sim.model import MarketModel
 
 SMALL = {"run.tasks": 4, "providers.arrival_rate_per_s": 0.0, "providers.mean_lifetime_s": math.inf}
@@ -374,7 +374,7 @@ def test_churn_forfeits_rewards_of_leavers_and_keeps_the_books() -> None:
     _check_budget_balance(frame)
 
 
-def test_honest_claims_are_accepted_when_the_unit_cost_is_all_privacy_cost() -> None:
+def test_honest_claims_are_accepted_when_the_unit_cost_is_all_privacy_cost(monkeypatch) -> None:
     """C_com = 0.5*2*1*1*0.5^2 + 0.5*0.75*2 = 1, so ln C_com = 0 and an honest C_unit equals its C_pr (B 6):
     screening used to demand C_pr < C_unit and rejected every such claim, leaving every round empty. Below 1,
     ln C_com would be a negative cost: such a type is refused with its numbers (docs/spec.md A.3)."""
@@ -404,12 +404,12 @@ def test_honest_claims_are_accepted_when_the_unit_cost_is_all_privacy_cost() -> 
         load_scenario("quickstart", cheaper)  # refused before any run, not when a joiner draws it
     # a type drawn below 1 all the same (the scenario check reads a log-normal at its practical minimum) stops
     # the run with its numbers: the provider checks its own C_com too
-    scenario = load_scenario("quickstart", overrides)
     cheap = {"cpu_frequency": 0.01, "memory": 1.0, "memory_use_ratio": 0.1}
-    providers = scenario.providers.model_copy(update={name: Distribution(value=v) for name, v in cheap.items()})
-    scenario = scenario.model_copy(update={"providers": providers})  # past validation, as a log-normal's tail
-    with pytest.raises(MarketError, match=r"C_com = 0\.0501 < 1 \(B 3; cpu_frequency = 0\.01,.*negative cost"):
-        MarketModel(scenario)
+    drawn = MarketModel._draw_type
+    with monkeypatch.context() as patched:  # as a log-normal's tail would, past the scenario's check
+        patched.setattr(MarketModel, "_draw_type", lambda self, rng: dataclasses.replace(drawn(self, rng), **cheap))
+        with pytest.raises(MarketError, match=r"C_com = 0\.0501 < 1 \(B 3; cpu_frequency = 0\.01,.*negative cost"):
+            MarketModel(load_scenario("quickstart", overrides))
 
 
 def test_a_leaver_charged_for_a_harmful_update_still_pays_the_charge() -> None:

@@ -48,7 +48,7 @@ def test_keyword_construction_is_the_scenario_with_overrides() -> None:
     model = MarketModel(scenario="quickstart", seed=3, **{"providers.count": 12, "run.tasks": 4})
     expected = load_scenario("quickstart", {"run.seed": 3, "providers.count": 12, "run.tasks": 4})
     assert model.scenario == expected and model.scenario.run.seed == 3
-    assert MarketModel(expected).scenario is expected  # a validated scenario is used as it is
+    assert MarketModel(expected).scenario == expected  # validated again (a model_copy skipped the checks)
     assert MarketModel(expected, overrides={"run.tasks": 2}).scenario.run.tasks == 2
     assert MarketModel().scenario.run.name == "quickstart"
     with pytest.raises(ScenarioError, match="providers.count"):
