@@ -34,13 +34,15 @@ from pydantic import (
     model_validator,
 )
 
+from flmarket.agents.strategies import strategy_names
 from flmarket.arguments import SEED_LIMIT
 from flmarket.market.consensus.pbft import QUORUM_RULES, quorum_problem
 from flmarket.market.consensus.poet import PoetSettings
 from flmarket.market.costs import computation_cost
 from flmarket.market.zero_determinant import DEFAULT_PHI_SCALE
 
-STRATEGY_NAMES = ("ALLC", "ALLD", "Rand", "TFT", "Mixed", "MMZD", "MMZDA", "BNE")
+STRATEGY_NAMES = strategy_names()
+"""The built-in strategies; `agents.strategies.register_strategy` adds others, which `strategy_names()` lists."""
 
 MAX_MAGNITUDE = 1e9
 """The largest value of a rate, a duration, a price or a private type. With at most 1e7 providers and 1e3 rounds
@@ -376,8 +378,8 @@ class ProvidersSection(_Section):
         if not mix:
             raise ValueError("must name at least one strategy")
         for name, share in mix.items():
-            if name not in STRATEGY_NAMES:
-                raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
+            if name not in strategy_names():
+                raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(strategy_names())})")
             if not 0 <= share <= 1:
                 raise ValueError(f"{name}: share must be within [0, 1], got {share}")
         total = math.fsum(mix.values())
@@ -396,8 +398,8 @@ class ProvidersSection(_Section):
         if not counts:
             raise ValueError("must name at least one strategy")
         for name, count in counts.items():
-            if name not in STRATEGY_NAMES:
-                raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
+            if name not in strategy_names():
+                raise ValueError(f"{name}: unknown strategy (allowed: {', '.join(strategy_names())})")
             if count < 0:
                 raise ValueError(f"{name}: count must be >= 0, got {count}")
         return counts
@@ -637,8 +639,8 @@ class EvolutionSection(_Section):
         if not isinstance(value, list | tuple) or not value:
             raise ValueError(f"must be a non-empty list of strategy names, got {shown(value)}")
         for name in value:
-            if name not in STRATEGY_NAMES:
-                raise ValueError(f"{shown(name)}: unknown strategy (allowed: {', '.join(STRATEGY_NAMES)})")
+            if name not in strategy_names():
+                raise ValueError(f"{shown(name)}: unknown strategy (allowed: {', '.join(strategy_names())})")
         return tuple(value)
 
 

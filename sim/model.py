@@ -723,6 +723,7 @@ class MarketModel(mesa.Model):
                 players=len(players),
                 rounds=rounds,
                 welfare=welfare,
+                own_payoff=payoff,
             )
             provider.observe(outcome, payoff)
             tally = self.participation_by_strategy.setdefault(provider.strategy_label, [0.0, 0.0])

@@ -19,7 +19,13 @@ from flmarket.market.public_goods import PublicGoodsGame
 
 @dataclass(frozen=True)
 class PreviousOutcome:
-    """What a strategy sees of the previous game round (one FL task)."""
+    """What a strategy sees of the previous game round (one FL task).
+
+    `own_action` and `total_participation` count the rounds each provider was paid for (realised), which can be
+    fewer than it chose (a late or abandoned update, leaving mid-task). `welfare` is the task's welfare (B.1).
+    `own_payoff` is the provider's own utility in the task, with its mechanism reward less its costs (what a
+    Win-Stay-Lose-Shift rule compares); the market always gives it. `actions`, every player's action, is for
+    pure game play (the market's players do not see each other's choices)."""
 
     own_action: int
     total_participation: int
@@ -27,6 +33,7 @@ class PreviousOutcome:
     rounds: int
     welfare: float
     actions: tuple[int, ...] | None = None
+    own_payoff: float | None = None
 
 
 class Strategy:

@@ -11,7 +11,9 @@ from flmarket.agents.strategies import REGISTRY, Alliance, PreviousOutcome, Stra
 from flmarket.agents.strategies.base import sample_action
 from flmarket.agents.strategies.memoryone import Mixed, TitForTat
 from flmarket.agents.strategies.zero_determinant import MMZD, MMZDAMember
+from flmarket.analysis.load import events_frame
 from flmarket.market.errors import MarketError
+from flmarket.market.iterated import point_mass
 from flmarket.market.public_goods import PublicGoodsGame, sample_dilemma_game
 from flmarket.market.zero_determinant import ControlledGame, InfeasibleTargetError, largest_enforceable_welfare
 
@@ -376,3 +378,89 @@ def test_after_a_task_of_another_r_every_strategy_plays_inside_this_task_s_actio
     assert zero_determinant.design is not None
     expected = zero_determinant.design.probabilities(same_r.welfare, same_r.own_action)[0]
     assert zero_determinant.probabilities(same_r).tolist() == expected.tolist()
+
+
+# -- a strategy of your own -----------------------------------------------------------------------------------------
+class WinStayLoseShift(Strategy):
+    """Axelrod's WSLS in the participation game: after a task that did not lose (own payoff >= 0) play the same
+    y again, else the opposite, R - y."""
+
+    name = "WSLS"
+    classifier = {"memory_depth": 1, "stochastic": False}
+    payoffs_seen: list[float] = []
+
+    def next_distribution(self, previous: PreviousOutcome) -> np.ndarray:
+        assert previous.own_payoff is not None
+        WinStayLoseShift.payoffs_seen.append(previous.own_payoff)
+        action = previous.own_action if previous.own_payoff >= 0 else self.rounds - previous.own_action
+        return point_mass(self.rounds + 1, action)
+
+
+@pytest.fixture
+def registered_wsls():
+    from flmarket.agents.strategies import register_strategy
+
+    assert register_strategy(WinStayLoseShift) is WinStayLoseShift
+    WinStayLoseShift.payoffs_seen = []
+    try:
+        yield WinStayLoseShift
+    finally:
+        REGISTRY.pop("WSLS", None)
+
+
+def test_a_registered_strategy_plays_in_a_scenario_and_evolution_like_a_built_in(registered_wsls) -> None:
+    """There was no way to add a strategy: the scenario schema checked names against a fixed tuple."""
+    import flmarket as fm
+    from flmarket.agents.strategies import strategy_names
+
+    assert strategy_names()[-1] == "WSLS" and "MMZDA" in strategy_names() and "MMZDA-member" not in strategy_names()
+    mix = {"ALLC": 0.3, "ALLD": 0.3, "WSLS": 0.4}
+    evolution = {"evolution.enabled": True, "evolution.mutation_rate": 0.5, "evolution.strategy_set": ["ALLD", "WSLS"]}
+    overrides = {"providers.strategy_mix": mix, "run.tasks": 4, "providers.count": 10, **evolution}
+    model = fm.MarketModel("quickstart", seed=3, **overrides)
+    model.run()
+    joined = {provider.strategy_label for provider in model.online_providers.values()}
+    assert "WSLS" in joined and model.participation_by_strategy.get("WSLS")
+    assert registered_wsls.payoffs_seen  # the market gives every strategy its own payoff
+    frame = events_frame(model.log.to_arrow())
+    assert "WSLS" in set(frame.loc[frame["kind"] == "provider_joined", "strategy"].astype(str))
+    switched = frame[frame["kind"] == "strategy_switched"]
+    assert {"WSLS", "ALLD"} <= set(switched["to_strategy"].astype(str))  # mutation draws it like a built-in
+
+
+def test_registering_refuses_what_the_market_could_not_build_or_would_confuse(registered_wsls) -> None:
+    from flmarket.agents.strategies import register_strategy
+
+    assert register_strategy(WinStayLoseShift) is WinStayLoseShift  # again: the same class, allowed
+
+    class Other(WinStayLoseShift):
+        name = "WSLS"
+
+    class Unnamed(Strategy):
+        pass
+
+    class Built(Strategy):
+        name = "TFT"
+
+    class Alliance(Strategy):
+        name = "MMZDA"
+
+    with pytest.raises(MarketError, match=r"^Other\.name: 'WSLS' is taken by WinStayLoseShift$"):
+        register_strategy(Other)
+    with pytest.raises(MarketError, match=r"^Unnamed\.name: must be the class's own name .* got None$"):
+        register_strategy(Unnamed)
+    with pytest.raises(MarketError, match=r"^Built\.name: 'TFT' is taken by TitForTat$"):
+        register_strategy(Built)
+    with pytest.raises(MarketError, match=r"^Alliance\.name: 'MMZDA' is taken by MMZDAMember$"):
+        register_strategy(Alliance)
+    with pytest.raises(MarketError, match=r"^strategy: must be a subclass of .*Strategy, got <class 'int'>$"):
+        register_strategy(int)  # type: ignore[arg-type]
+
+
+def test_an_unregistered_name_is_still_refused_with_the_names_allowed() -> None:
+    from flmarket.sim.config import ScenarioError, load_scenario
+
+    with pytest.raises(
+        ScenarioError, match=r"providers\.strategy_mix\.WSLS: unknown strategy \(allowed: ALLC, .*BNE\)"
+    ):
+        load_scenario("quickstart", {"providers.strategy_mix": {"WSLS": 1.0}})
