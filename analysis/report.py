@@ -149,7 +149,10 @@ METRICS: dict[str, Measure] = {
         "warm-up", "tasks", "MSER-5 truncation point of the task welfare series (White 1997)."
     ),
     "welfare_stationarity": Measure(
-        "stationarity verdict", "", "KPSS and ADF after the warm-up, at three KPSS bandwidths (all must agree)."
+        "stationarity verdict",
+        "",
+        "KPSS and ADF read jointly after the warm-up, at three KPSS bandwidths (all must agree): stationary if KPSS "
+        "keeps stationarity and ADF rejects a unit root, not stationary if the reverse, else inconclusive.",
     ),
     "welfare_stationary": Measure("stationary", "", "Whether the verdict is 'stationary'."),
     "kpss_p_min": Measure("KPSS p (smallest)", "p-value", "Smallest KPSS p over the bandwidths (H0: stationary)."),
@@ -280,17 +283,25 @@ def _welfare_section(events: pd.DataFrame, alpha: float) -> Section:
         parts.append("Right: the mechanism's welfare W per aggregation round (B 21), over all tasks in order.")
     if verdict is not None:
         average = batch_means_interval(welfare[verdict.warmup.index :])
-        p_values = ", ".join(f"{p:.3g}" for p in verdict.kpss_p_values) or "n/a"
+        p_values = ", ".join(_kpss_p(p) for p in verdict.kpss_p_values) or "n/a"
         adf = f"{verdict.adf_p_value:.3g}" if math.isfinite(verdict.adf_p_value) else "n/a"
         batches = "1 batch" if average.batches == 1 else f"{average.batches} batches"
+        why = f" ({verdict.why})" if verdict.why else ""
         parts.append(
             f"Shaded: the MSER-5 warm-up ({verdict.warmup.index} tasks; White 1997). After it, KPSS (p = {p_values} "
             f"at bandwidths {', '.join(verdict.windows)}) and ADF (p = {adf}) at alpha {alpha} "
-            f"give the verdict '{verdict.verdict}'. Time average after the warm-up: {_format(average.mean)}, 95% "
+            f"give the verdict '{verdict.verdict}'{why}. Time average after the warm-up: {_format(average.mean)}, 95% "
             f"batch-means interval [{_format(average.low)}, {_format(average.high)}] ({batches}, Student t)."
         )
     parts.append(_smoothing_note(max(len(tasks), len(rounds))).strip())
     return Section("Welfare over time", figure, "welfare", caption=" ".join(part for part in parts if part))
+
+
+def _kpss_p(p_value: float) -> str:
+    """statsmodels interpolates KPSS p-values in its table's [0.01, 0.1]: an end of it is a bound, not a value."""
+    if p_value >= 0.1:
+        return ">= 0.1"
+    return "<= 0.01" if p_value <= 0.01 else f"{p_value:.3g}"
 
 
 def _shares_section(events: pd.DataFrame) -> Section:

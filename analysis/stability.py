@@ -252,8 +252,12 @@ def batch_means_interval(
 class StationarityVerdict:
     """KPSS + ADF verdict on the post-warm-up series, at each KPSS bandwidth ("window") tried.
 
-    verdict: "stationary" (every window: KPSS keeps H0 and ADF rejects a unit root), "not stationary" (no window
-    does), "inconclusive" (the windows disagree), or "too short". `stationary` is True only for "stationary".
+    verdict, the joint reading of the two tests at every window: "stationary" (KPSS keeps level stationarity and
+    ADF rejects a unit root), "not stationary" (KPSS rejects stationarity and ADF keeps the unit root),
+    "inconclusive" (at some window neither test rejects, which is too little evidence either way, or both do, as
+    a break or a trend makes them; or the windows disagree; or the tests say stationary after a warm-up MSER-5
+    could not place, `WarmUp.reliable`), or "too short". `stationary` is True only for
+    "stationary"; `why` says what made a verdict inconclusive.
     """
 
     verdict: str
@@ -264,6 +268,7 @@ class StationarityVerdict:
     kpss_lags: tuple[int, ...]
     kpss_p_values: tuple[float, ...]
     adf_p_value: float
+    adf_rank_deficient: bool = False
 
     @property
     def stationary(self) -> bool:
@@ -274,6 +279,37 @@ class StationarityVerdict:
     def robust(self) -> bool:
         """True iff the windows agree (the verdict does not depend on the bandwidth)."""
         return self.verdict in ("stationary", "not stationary")
+
+    @property
+    def why(self) -> str:
+        """For an inconclusive verdict, what the tests said; empty otherwise."""
+        if self.verdict != "inconclusive":
+            return ""
+        if self.adf_rank_deficient:
+            return "ADF's regression was rank-deficient (a mostly constant series), so its p-value means nothing"
+        if not self.warmup.reliable and all(
+            _joint_reading(p_value, self.adf_p_value, self.alpha) == "stationary" for p_value in self.kpss_p_values
+        ):
+            return (
+                "both tests read the tail as stationary, but MSER-5 found no end of the warm-up (its minimum is at "
+                "the last cut tried), so the tail may be a level stretch of a drifting series: run longer"
+            )
+        readings = {_joint_reading(p_value, self.adf_p_value, self.alpha) for p_value in self.kpss_p_values}
+        if len(readings) > 1:
+            return "the KPSS windows disagree"
+        if self.adf_p_value >= self.alpha:
+            return "neither KPSS nor ADF rejects: too little evidence either way"
+        return "both KPSS and ADF reject (as a break or a trend in the series makes them)"
+
+
+def _joint_reading(kpss_p_value: float, adf_p_value: float, alpha: float) -> str:
+    """One window's joint reading of KPSS (H0 stationary) and ADF (H0 unit root)."""
+    kpss_keeps, adf_rejects = kpss_p_value >= alpha, adf_p_value < alpha
+    if kpss_keeps and adf_rejects:
+        return "stationary"
+    if not kpss_keeps and not adf_rejects:
+        return "not stationary"
+    return "inconclusive"
 
 
 def kpss_windows(values: int) -> dict[str, int | str]:
@@ -294,11 +330,14 @@ def stationarity_verdict(
     warmup: WarmUp | None = None,
 ) -> StationarityVerdict:
     """Is the series stationary after its warm-up? KPSS (Kwiatkowski, Phillips, Schmidt & Shin 1992; H0 level
-    stationarity) and ADF (Said & Dickey 1984; H0 unit root) with Schwert's (1989) long lag
-    floor(12 (n/100)^(1/4)), both from statsmodels.
+    stationarity) and ADF (Said & Dickey 1984; H0 unit root) with its lag chosen by AIC up to Schwert's (1989)
+    floor(12 (n/100)^(1/4)) (Ng & Perron 1995; statsmodels' own default), both from statsmodels.
 
-    The warm-up (MSER-5 unless given) is cut off first. At each KPSS window of `kpss_windows` the series counts as
-    stationary iff KPSS does not reject at `alpha` and ADF rejects at `alpha`. KPSS p-values are interpolated in
+    The warm-up (MSER-5 unless given) is cut off first. At each KPSS window of `kpss_windows` the two tests are
+    read jointly (`StationarityVerdict`): stationary iff KPSS does not reject at `alpha` and ADF rejects; not
+    stationary iff KPSS rejects and ADF does not; otherwise inconclusive. (ADF at the fixed long lag had little
+    power on short series, and "neither rejects" was read as not stationary: white noise of 50 values was called
+    not stationary 181 times in 200.) KPSS p-values are interpolated in
     [0.01, 0.1] by statsmodels (a p-value printed as 0.1 means ">= 0.1"). A constant post-warm-up series is
     stationary; fewer than MIN_STATIONARITY_VALUES values after the warm-up give "too short".
     """
@@ -319,15 +358,27 @@ def stationarity_verdict(
         warnings.simplefilter("ignore", InterpolationWarning)
         # One regression per test: BLAS threads only add contention at this size.
         with threadpool_limits(limits=1):
-            adf_p = float(adfuller(tail, maxlag=int(windows["schwert12"]), autolag=None, result_object=False)[1])
+            with warnings.catch_warnings(record=True) as adf_warnings:
+                warnings.simplefilter("always")
+                adf_p = float(adfuller(tail, maxlag=int(windows["schwert12"]), autolag="AIC", result_object=False)[1])
+        degenerate = False
+        for warning in adf_warnings:  # a mostly constant tail: the lag regression has collinear columns
+            if "rank-deficient" in str(warning.message):
+                degenerate = True
+            else:
+                warnings.warn(warning.message, warning.category, stacklevel=2)
         lags, p_values = [], []
         for bandwidth in windows.values():
             _, p_value, used, _ = kpss(tail, regression="c", nlags=bandwidth, result_object=False)
             lags.append(int(used))
             p_values.append(float(p_value))
-    votes = [p_value >= alpha and adf_p < alpha for p_value in p_values]
-    verdict = "stationary" if all(votes) else ("not stationary" if not any(votes) else "inconclusive")
-    return StationarityVerdict(verdict, cut, int(tail.size), alpha, names, tuple(lags), tuple(p_values), adf_p)
+    readings = {_joint_reading(p_value, adf_p, alpha) for p_value in p_values}
+    verdict = readings.pop() if len(readings) == 1 else "inconclusive"
+    if (verdict == "stationary" and not cut.reliable) or degenerate:  # MSER cut a level stretch, as of a drift
+        verdict = "inconclusive"
+    return StationarityVerdict(
+        verdict, cut, int(tail.size), alpha, names, tuple(lags), tuple(p_values), adf_p, adf_rank_deficient=degenerate
+    )
 
 
 # ------------------------------------------------------------------------------------------ strategy shares

@@ -347,18 +347,26 @@ class MarketModel(mesa.Model):
             ),
             "last_welfare": lambda model: model.welfare_history[-1] if model.welfare_history else math.nan,
         }
-        for name in self.strategy_set:
+        for name in self.strategies_played:
             reporters[f"share_{name}"] = lambda model, name=name: model.strategy_share(name)
         return reporters
 
     @property
     def strategy_set(self) -> tuple[str, ...]:
-        """The strategies the scenario plays and mutates among."""
+        """The strategies a mutation draws from: `evolution.strategy_set`, else the providers' mix."""
         return self.scenario.evolution.strategy_set or tuple(self.scenario.providers.strategy_mix)
 
+    @property
+    def strategies_played(self) -> tuple[str, ...]:
+        """Every strategy a provider of this scenario can play: the mix's (joiners), `strategy_counts`' (the
+        initial population) and `evolution.strategy_set`'s (mutations), in that order."""
+        providers = self.scenario.providers
+        named = [*providers.strategy_mix, *(providers.strategy_counts or {}), *self.strategy_set]
+        return tuple(dict.fromkeys(named))
+
     def strategy_counts(self) -> dict[str, int]:
-        """How many online providers play each strategy of the scenario's set."""
-        counts = dict.fromkeys(self.strategy_set, 0)
+        """How many online providers play each strategy of the scenario (`strategies_played`)."""
+        counts = dict.fromkeys(self.strategies_played, 0)
         for provider in self.online_providers.values():
             counts[provider.strategy_label] = counts.get(provider.strategy_label, 0) + 1
         return counts

@@ -360,7 +360,9 @@ def overlay_chart(state: dict[str, Any], width: int = 566, height: int = 572) ->
             parts.append(
                 f"<circle cx='{x:.1f}' cy='{y:.1f}' r='6' fill='{fill}' stroke='white' stroke-width='1.2'{data}/>"
             )
-    present = [name for name in STRATEGY_COLOURS if any(n["strategy"] == name and n["online"] for n in nodes.values())]
+    online_strategies = {node["strategy"] for node in nodes.values() if node["online"]}
+    registered = sorted(online_strategies - set(STRATEGY_COLOURS))  # a user's own (register_strategy)
+    present = [name for name in [*STRATEGY_COLOURS, *registered] if name in online_strategies]
     entries = [("dot", colour(name), name) for name in present if name != "committee"]
     entries += [
         ("square", colour("committee"), "committee member"),

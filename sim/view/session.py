@@ -113,7 +113,7 @@ class ViewSession:
         self._last_seq = -1
         self._tables_read = 0
         self.time_points: list[float] = []
-        self.share_series: dict[str, list[float]] = {name: [] for name in self.model.strategy_set}
+        self.share_series: dict[str, list[float]] = {name: [] for name in self.model.strategies_played}
         self.welfare_tasks: list[int] = []
         self.welfare: list[float] = []
         self.optimum: list[float] = []
@@ -319,7 +319,7 @@ class ViewSession:
             "finished": self.finished,
             "failure": self.failure,
             "mix": dict(self.scenario.providers.strategy_mix),
-            "strategy_set": list(model.strategy_set),
+            "strategy_set": list(model.strategies_played),
             "shares": {"time_s": list(self.time_points), "series": {k: list(v) for k, v in self.share_series.items()}},
             "welfare": {
                 "task": list(self.welfare_tasks),

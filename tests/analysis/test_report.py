@@ -305,3 +305,20 @@ def test_a_run_with_zd_players_reports_their_target_beside_the_welfare_and_other
     aim = zero_determinant_welfare(zd_run)
     assert rows["ZD welfare target P*"] == f"{aim['zd_target']:.4g}" and "mean welfare of ZD players' tasks" in rows
     assert not summary_rows(quickstart_run)["measure"].str.startswith("ZD").any()
+
+
+def test_the_welfare_caption_gives_kpss_bounds_as_bounds_and_says_why_a_verdict_is_inconclusive(
+    quickstart_run,
+) -> None:
+    """statsmodels' KPSS p of 0.1 means '>= 0.1', which only a docstring said; an inconclusive verdict said not why."""
+    from flmarket.analysis.metrics import task_outcomes
+    from flmarket.analysis.report import _kpss_p, run_sections
+    from flmarket.analysis.stability import stationarity_verdict
+
+    assert (_kpss_p(0.1), _kpss_p(0.01), _kpss_p(0.0529)) == (">= 0.1", "<= 0.01", "0.0529")
+    (welfare,) = [section for section in run_sections(quickstart_run)[1] if section.title == "Welfare over time"]
+    tasks = task_outcomes(quickstart_run)
+    verdict = stationarity_verdict(tasks["welfare"].to_numpy(dtype=float))
+    shown = ", ".join(_kpss_p(p_value) for p_value in verdict.kpss_p_values)
+    assert f"KPSS (p = {shown} at bandwidths" in welfare.caption
+    assert f"give the verdict '{verdict.verdict}'" + (f" ({verdict.why})" if verdict.why else "") in welfare.caption
