@@ -734,15 +734,17 @@ def mechanism_targets(source: EventSource) -> dict[str, float]:
 
     - `gamma_at_least_one_share`: share of aggregation rounds after each task's first (which trains delta_k) whose
       broadcast gamma_NE (B 24, floored, capped by B 12) is at least one local epoch (`round_started`);
-    - `individually_rational_share`: share of paid updates (`reward_paid`, one per provider and round) with no
-      `ir_violation` (B 14);
+    - `individually_rational_share`: share of settled updates (`reward_paid`, one per accepted update, reward 0
+      included: a round whose Shapley values sum to <= 0 pays nothing, SPEC A.5, and its providers bore their
+      costs) with no `ir_violation` (B 14); `unrewarded_updates` counts those settled with a reward of exactly 0
+      (`flmarket reproduce bgfl-*` counts only rewarded updates as paid);
     - `budget_balanced_share`: share of rounds whose `budget_check` found (B 15a) and (B 15b) holding so far;
-    - `mean_unit_cost`: the mean claimed C_unit^r (B 6) of paid updates; `paid_updates` counts them and `rounds`
+    - `mean_unit_cost`: the mean claimed C_unit^r (B 6) of settled updates; `paid_updates` counts them and `rounds`
       the rounds started (`round_started`; `run_summary`'s `rounds` counts the rounds that finished).
     """
     frame = events_of(source, ["round_started", "reward_paid", "ir_violation", "budget_check"])
     started = _of_kind(frame, "round_started", ["task", "round", "gamma"])
-    paid = _of_kind(frame, "reward_paid", ["task", "round", "agent", "unit_cost"])
+    paid = _of_kind(frame, "reward_paid", ["task", "round", "agent", "unit_cost", "reward"])
     violations = _of_kind(frame, "ir_violation", ["task", "round", "agent"]).drop_duplicates()
     checks = _of_kind(frame, "budget_check", ["task", "round", "balanced"])
     later = started[started["round"] > 0]
@@ -753,6 +755,7 @@ def mechanism_targets(source: EventSource) -> dict[str, float]:
         "rounds": float(len(started)),
         "gamma_at_least_one_share": _mean((later["gamma"] >= 1).astype(float)),
         "paid_updates": float(len(paid)),
+        "unrewarded_updates": float((pd.to_numeric(paid["reward"], errors="coerce") == 0).sum()),
         "individually_rational_share": 1.0 - len(violated) / len(paid) if len(paid) else math.nan,
         "budget_balanced_share": _mean(checks["balanced"].astype(bool).astype(float)),
         "mean_unit_cost": _mean(paid["unit_cost"]),

@@ -149,8 +149,13 @@ def _summary(scenario: Scenario, result: object, console: Console) -> None:
             f"{gamma_share:.0%}" if gamma_share == gamma_share else "n/a (no round after a task's first)",
         )
         table.add_row(
-            "individually rational (B 14), share of paid updates",
-            f"{targets['individually_rational_share']:.0%} of {targets['paid_updates']:,.0f}",
+            "individually rational (B 14), share of settled updates",
+            f"{targets['individually_rational_share']:.0%} of {targets['paid_updates']:,.0f}"
+            + (
+                f" ({targets['unrewarded_updates']:,.0f} paid 0: Shapley sum <= 0)"
+                if targets["unrewarded_updates"]
+                else ""
+            ),
         )
         table.add_row("budget balanced (B 15a/b), share of rounds", f"{targets['budget_balanced_share']:.0%}")
         table.add_row("mean claimed unit cost C_unit (B 6)", f"{targets['mean_unit_cost']:.2f}")

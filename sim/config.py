@@ -853,9 +853,14 @@ def expected_end_s(scenario: Scenario) -> float:
 def inert_settings(scenario: Scenario) -> list[str]:
     """The settings a scenario gives that its other settings switch off, one line each: the run would ignore
     them, so `flmarket run` and `validate` warn (a setting varied in a sweep may be on in some cells only)."""
-    committee, faults = scenario.committee, scenario.faults
+    committee, faults, learning = scenario.committee, scenario.faults, scenario.learning
     given_committee, given_faults = committee.model_fields_set, faults.model_fields_set
     switched_off = [
+        (
+            "learning.clip",
+            "clip" in learning.model_fields_set and learning.sensitivity != "per_record",
+            "learning.sensitivity is a number (only 'per_record' clips each record's gradient, SPEC A.2)",
+        ),
         (
             "committee.poet_z_window",
             "poet_z_window" in given_committee and not committee.poet_z_test,

@@ -446,7 +446,14 @@ def test_mechanism_targets_by_hand() -> None:
     # Paid updates: rounds 0-2 x agents 1, 2 = 6; agent 2 violates IR in round 1 twice (one update, one count)
     # and agent 1 in round 2 -> 4 of 6 individually rational. Budget checks: True, True, False -> 2 of 3.
     paid = [
-        {"kind": "reward_paid", "task": 0, "round": r, "agent": a, "unit_cost": 8.0 + a + r}
+        {
+            "kind": "reward_paid",
+            "task": 0,
+            "round": r,
+            "agent": a,
+            "unit_cost": 8.0 + a + r,
+            "reward": 0.0 if r else 3.0,
+        }
         for r in range(3)
         for a in (1, 2)
     ]
@@ -464,6 +471,7 @@ def test_mechanism_targets_by_hand() -> None:
     )
     targets = metrics.mechanism_targets(frame)
     assert targets["rounds"] == 3 and targets["paid_updates"] == 6
+    assert targets["unrewarded_updates"] == 4  # rounds 1 and 2 paid nothing (Shapley sum <= 0): still settled
     assert targets["gamma_at_least_one_share"] == pytest.approx(0.5)
     assert targets["individually_rational_share"] == pytest.approx(4 / 6)
     assert targets["budget_balanced_share"] == pytest.approx(2 / 3)

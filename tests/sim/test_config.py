@@ -533,6 +533,11 @@ def test_automatic_theta1_with_one_provider_is_refused_and_a_number_is_taken() -
             "committee.signature_sample_rate = 0.5 has no effect: committee.verification is 'every_replica'",
         ),
         (
+            {"learning.clip": 5.0},
+            {"learning.sensitivity": "per_record"},
+            "learning.clip = 5 has no effect: learning.sensitivity is a number",
+        ),
+        (
             {"faults.compromised_wait_share": 0.5},
             {"faults.compromised_timers": 1},
             "faults.compromised_wait_share = 0.5 has no effect: faults.compromised_timers is 0",
