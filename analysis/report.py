@@ -159,7 +159,17 @@ METRICS: dict[str, Measure] = {
     "adf_p": Measure("ADF p", "p-value", "Augmented Dickey-Fuller p-value (H0: unit root)."),
     "stationary_from_task": Measure("stationary from task", "task", "First task after the warm-up, if stationary."),
     "stationary_from_time": Measure("stationary from time", "s", "Its simulated time."),
-    "welfare_time_average": Measure("welfare time average", _WELFARE, "Mean of P(y) after the warm-up."),
+    "welfare_time_average": Measure(
+        "welfare time average",
+        _WELFARE,
+        "Mean of P(y) over the batches after the warm-up: its first n mod k tasks, which fill no batch, are left out.",
+    ),
+    "welfare_warmup_reliable": Measure(
+        "warm-up reliable",
+        "",
+        "Whether MSER-5's minimum lies before its last cut (White 1997); if not, the run is too short to place the "
+        "warm-up, and a stationary verdict is reported as inconclusive.",
+    ),
     "welfare_ci_low": Measure(
         "time average, 95% low", _WELFARE, "Batch-means interval (up to 20 batches, Student t; Schmeiser 1982)."
     ),
@@ -168,7 +178,12 @@ METRICS: dict[str, Measure] = {
     "final_window_variance": Measure(
         "final-window welfare variance", "payoff units squared", "Variance of P(y) over the last window of tasks."
     ),
-    "extinct_strategies": Measure("extinct strategies", "", "Share 0 to the end, held for the minimum dwell."),
+    "extinct_strategies": Measure(
+        "extinct strategies",
+        "",
+        "Share 0 to the end, held for the minimum dwell. Absorbing only without mutation and without joiners "
+        "drawing it: otherwise it is extinct at the end of this run, and may come back.",
+    ),
     "fixated_strategy": Measure("fixated strategy", "", "Share 1 to the end, held for the minimum dwell."),
     "fixation_dwell_s": Measure("fixation held for", "s", "Time the fixated strategy has held share 1."),
     "min_dwell_s": Measure("minimum dwell", "s", "Time a state must hold to count as absorbing (10% of the span)."),
@@ -473,6 +488,14 @@ def run_sections(
         "git commit": _commit_line(manifest.get("git")),
     }
     headline = metrics.run_summary(events) | stability_summary(events, window, alpha)
+    finished = headline.get("tasks", math.nan)
+    if finished == finished and window > finished:
+        warnings.warn(
+            f"window: the final window of {window} tasks is longer than the run's {finished:,.0f} finished tasks, so "
+            "its measures are n/a; give --window at most that",
+            UserWarning,
+            stacklevel=2,
+        )
     if not headline.get("zd_designs"):  # no zero-determinant player: its rows would all be empty
         headline = {key: value for key, value in headline.items() if not key.startswith("zd_")}
     sections = [

@@ -391,7 +391,7 @@ def _wide_shares(shares: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_averaged_shares(
-    shares: pd.DataFrame, start_time: float | None = None, level: float = DEFAULT_LEVEL
+    shares: pd.DataFrame | EventSource, start_time: float | None = None, level: float = DEFAULT_LEVEL
 ) -> pd.DataFrame:
     """Per strategy, the time average of its share from `start_time` (default: the first sample) to the last
     sample: each sample's share holds until the next sample, the one before `start_time` from `start_time`
@@ -400,9 +400,14 @@ def time_averaged_shares(
     batch-means interval's own centre is an unweighted mean of the last samples, which can differ from the time
     average: a share that was non-zero only in a sample the batches leave out had [0, 0] around 0.0125.)
 
+    `shares` is a frame as `analysis.metrics.strategy_shares` returns, or what it reads: a run directory or an
+    events frame, as its neighbours `stability_summary` and `task_outcomes` take.
+
     Columns: strategy, time_average, low, high, samples.
     """
     columns = ["strategy", "time_average", "low", "high", "samples"]
+    if not (isinstance(shares, pd.DataFrame) and {"time", "strategy", "share"} <= set(shares.columns)):
+        shares = strategy_shares(shares)
     if shares.empty:
         return pd.DataFrame({name: pd.Series(dtype="float64") for name in columns}).astype({"strategy": "string"})
     wide = _wide_shares(shares)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -237,20 +238,26 @@ def parse_grid(data: Mapping[str, Any], source: Path | None = None) -> Grid:
         raise GridError("sweep: required table with name, scenario and seeds, missing")
     if not isinstance(sweep, dict):
         raise GridError(f"sweep: must be a table with name, scenario and seeds, got {_describe(sweep)}")
+    misspelt: set[str] = set()  # required keys a typo stands for: not also reported missing
     for key in sorted(set(sweep) - _SWEEP_KEYS):
-        errors.append(f"sweep.{key}: unknown key (allowed: {', '.join(sorted(_SWEEP_KEYS))})")
+        close = difflib.get_close_matches(str(key), sorted(_SWEEP_KEYS - set(sweep)), n=1, cutoff=0.6)
+        misspelt.update(close)
+        hint = f"; did you mean sweep.{close[0]}?" if close else ""
+        errors.append(f"sweep.{key}: unknown key (allowed: {', '.join(sorted(_SWEEP_KEYS))}){hint}")
     name = sweep.get("name")
     if name is None:
-        errors.append("sweep.name: required, missing")
+        if "name" not in misspelt:
+            errors.append("sweep.name: required, missing")
     elif not isinstance(name, str) or not _NAME.match(name):
         errors.append(f"sweep.name: must be a name of letters, digits, '_', '.' or '-', got {name!r}")
     scenario = sweep.get("scenario")
     if scenario is None:
-        errors.append("sweep.scenario: required, missing (a bundled scenario name or a path)")
+        if "scenario" not in misspelt:
+            errors.append("sweep.scenario: required, missing (a bundled scenario name or a path)")
     elif not isinstance(scenario, str) or not scenario:
         errors.append(f"sweep.scenario: must be a bundled scenario name or a path, got {scenario!r}")
     seeds = _seeds(sweep.get("seeds"), errors) if "seeds" in sweep else ()
-    if "seeds" not in sweep:
+    if "seeds" not in sweep and "seeds" not in misspelt:
         errors.append("sweep.seeds: required, missing")
     base = _overrides_table(sweep.get("overrides", {}), "sweep.overrides", errors)
     description = sweep.get("description", "")

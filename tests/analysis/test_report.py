@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import flmarket as fm
 from flmarket.analysis.report import register, write_report
 from flmarket.analysis.sweeps import bootstrap_interval, by_parameter, confidence_interval
 from flmarket.sim.config import load_scenario
@@ -295,7 +296,7 @@ def test_a_run_with_zd_players_reports_their_target_beside_the_welfare_and_other
     from flmarket.analysis.report import run_sections
 
     def summary_rows(run_dir) -> pd.DataFrame:
-        (summary, *_) = run_sections(run_dir)[1]
+        (summary, *_) = run_sections(run_dir, window=4)[1]
         return dict(summary.tables)[next(name for name, _ in summary.tables if name.startswith("Metrics"))]
 
     zd_run = run_scenario(
@@ -322,3 +323,12 @@ def test_the_welfare_caption_gives_kpss_bounds_as_bounds_and_says_why_a_verdict_
     shown = ", ".join(_kpss_p(p_value) for p_value in verdict.kpss_p_values)
     assert f"KPSS (p = {shown} at bandwidths" in welfare.caption
     assert f"give the verdict '{verdict.verdict}'" + (f" ({verdict.why})" if verdict.why else "") in welfare.caption
+
+
+def test_a_final_window_longer_than_the_run_is_said(quickstart_run) -> None:
+    """`--window 100` on a shorter run printed 'final window: 100 tasks' and n/a values without a word."""
+    from flmarket.analysis.report import run_sections
+
+    finished = int(fm.open_run(quickstart_run).manifest["tasks_finished"])
+    with pytest.warns(UserWarning, match=rf"^window: the final window of {finished + 1} tasks is longer than the run"):
+        run_sections(quickstart_run, window=finished + 1)

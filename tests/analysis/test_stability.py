@@ -431,3 +431,14 @@ def test_a_stationary_run_gives_its_first_stationary_task_as_a_float() -> None:
     start = summary["stationary_from_task"]
     assert type(start) is float and start == summary["welfare_warmup_tasks"]
     assert summary["stationary_from_time"] == 10.0 * start
+
+
+def test_time_averaged_shares_takes_a_run_directory_like_its_neighbours(tmp_path) -> None:
+    """`fm.time_averaged_shares(run_dir)` raised AttributeError ('str' object has no attribute 'empty')."""
+    import flmarket as fm
+    from flmarket.analysis.metrics import strategy_shares
+
+    run = fm.run("quickstart", overrides={"run.tasks": 3}, out=tmp_path)
+    from_directory = fm.time_averaged_shares(run.directory)
+    assert not from_directory.empty
+    pd.testing.assert_frame_equal(from_directory, fm.time_averaged_shares(strategy_shares(run.directory)))

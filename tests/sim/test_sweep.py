@@ -975,3 +975,18 @@ def test_a_sweep_over_zd_targets_summarises_each_target_beside_the_welfare_reach
     for target, row in summary.iterrows():
         assert {"ZD welfare target P*", "mean welfare of ZD players' tasks"} <= set(runs.columns), list(runs.columns)
         assert shown.loc[row["run_id"], "ZD welfare target P*"] == f"{row['zd_target']:.3g}", target
+
+
+def test_a_misspelt_sweep_key_gets_its_suggestion_and_no_second_error() -> None:
+    """`seed = [1]` said the key was unknown, with no suggestion, then 'sweep.seeds: required, missing' as well."""
+    data = {"sweep": {"name": "x", "scenario": "quickstart", "seed": [1]}, "grid": {"run.tasks": [1]}}
+    with pytest.raises(GridError) as caught:
+        parse_grid(data)
+    assert str(caught.value) == (
+        "sweep.seed: unknown key (allowed: description, name, overrides, scenario, seeds); did you mean sweep.seeds?"
+    )
+    data = {"sweep": {"name": "x", "scenario": "quickstart", "seeds": [1], "zzz": 1}, "grid": {"run.tasks": [1]}}
+    with pytest.raises(GridError, match=r"^sweep\.zzz: unknown key \(allowed: [a-z, ]+\)$"):
+        parse_grid(data)  # nothing close: no suggestion
+    with pytest.raises(GridError, match=r"^sweep\.seeds: required, missing$"):
+        parse_grid({"sweep": {"name": "x", "scenario": "quickstart"}, "grid": {"run.tasks": [1]}})
