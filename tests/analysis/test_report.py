@@ -177,7 +177,10 @@ def test_sweep_report_plots_each_parameter_with_confidence_intervals(tmp_path) -
     assert len(page.images) == 3
     assert_valid_pngs(page.images)
     text = target.read_text()
-    assert "Student-t confidence interval" in text and "percentile bootstrap interval" in text
+    # 4 runs per point: the bounded measures get Student t clipped to their bounds, not a percentile bootstrap,
+    # whose coverage at a few runs is far below 95%
+    assert "Student-t confidence interval" in text and "Student-t interval clipped to those bounds" in text
+    assert "percentile bootstrap interval" not in text
     assert text.count('<div class="table-wrap">') == text.count("<table>")  # every table scrolls, none overflows
     assert "ZD welfare target" not in text  # no zero-determinant player: no empty ZD columns
 
