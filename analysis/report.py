@@ -308,6 +308,12 @@ def _welfare_section(events: pd.DataFrame, alpha: float) -> Section:
             f"at bandwidths {', '.join(verdict.windows)}) and ADF (p = {adf}) at alpha {alpha} "
             f"give the verdict '{verdict.verdict}'{why}. Time average after the warm-up: {_format(average.mean)}, 95% "
             f"batch-means interval [{_format(average.low)}, {_format(average.high)}] ({batches}, Student t)."
+            + (
+                f" The batch means are correlated (lag-1 r = {average.batch_lag1:.2f} > 1.96 / sqrt"
+                f"({average.batches})): the batches are too short, so the interval is too narrow; run longer."
+                if average.batches_correlated
+                else ""
+            )
         )
     parts.append(_smoothing_note(max(len(tasks), len(rounds))).strip())
     return Section("Welfare over time", figure, "welfare", caption=" ".join(part for part in parts if part))

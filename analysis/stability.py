@@ -206,6 +206,13 @@ class TimeAverage:
     batch_lag1: float
     level: float
 
+    @property
+    def batches_correlated(self) -> bool:
+        """Whether the batch means' lag-1 autocorrelation exceeds 1.96 / sqrt(batches), its 95% bound for
+        independent batch means (Law 2015, sec. 9.5.3): the batches are then too short and the interval too
+        narrow; a longer run helps. False when it cannot be computed."""
+        return self.batches >= 2 and self.batch_lag1 > 1.96 / math.sqrt(self.batches)
+
 
 def batch_means_interval(
     series: Sequence[float] | np.ndarray,
