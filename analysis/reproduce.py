@@ -712,8 +712,37 @@ def refuse_bgfl_options(args: argparse.Namespace) -> None:
         raise MarketError(f"--data-root: the BGFL experiments' option; {reads} no data (games are drawn from --seed)")
 
 
+OPTION_OF_FIELD = {
+    "root": "--data-root",
+    "data_root": "--data-root",
+    "rounds": "--rounds",
+    "repeats": "--repeats",
+    "repetitions": "--repetitions",
+    "out": "--out",
+    "seed": "--seed",
+    "dpi": "--dpi",
+}
+"""The command's option for each settings field an error may start with (the Python API names the fields)."""
+
+
+def in_option_terms(message: str) -> str:
+    """An experiment's error as `flmarket reproduce` says it: the option, not the settings field, and the data
+    set's fallback as the option to leave out (a run names `learning.dataset`, the Python API `dataset=`)."""
+    field, separator, rest = message.partition(": ")
+    if separator and field in OPTION_OF_FIELD:
+        message = f"{OPTION_OF_FIELD[field]}: {rest}"
+    return message.replace("or use dataset='digits'", "or leave out --data-root (digits, bundled)")
+
+
 def handler(args: argparse.Namespace) -> int:
     """`flmarket reproduce`: run the experiments named, print where the files went; exit code 0."""
+    try:
+        return _run_experiments(args)
+    except MarketError as error:
+        raise type(error)(in_option_terms(str(error))) from None
+
+
+def _run_experiments(args: argparse.Namespace) -> int:
     from flmarket.analysis import reproduce_bgfl  # the BGFL figures (Figs. 2-4) live in their own module
 
     if args.name in reproduce_bgfl.EXPERIMENTS:

@@ -119,9 +119,40 @@ def _require_files(folder: Path, names: Sequence[str], dataset: str) -> None:
     if missing:
         found = "" if len(missing) == len(names) else f" (expected {', '.join(names)})"
         where = f"{folder}, which does not exist" if not folder.is_dir() else str(folder)
+        zipped = [f"{name}.gz" for name in missing if (folder / f"{name}.gz").is_file()]
+        unzip = f"; found {', '.join(zipped)}: flmarket reads the uncompressed files, so gunzip them" if zipped else ""
         raise DatasetNotFoundError(
-            f"root: {dataset} files missing from {where}: {', '.join(missing)}{found}; flmarket never downloads: "
-            f"place the files there or use dataset='digits'"
+            f"root: {dataset} files missing from {where}: {', '.join(missing)}{found}{unzip}; flmarket never "
+            f"downloads: place the files there or use dataset='digits'"
+        )
+
+
+IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}
+"""The idx format's magic numbers (unsigned bytes, 3 and 1 dimensions): MNIST's images and labels files."""
+
+
+def check_idx_file(path: Path, kind: str) -> None:
+    """Raise DatasetNotFoundError naming `path` unless it is an uncompressed idx file of `kind` ("images",
+    28 x 28, or "labels") whose size is what its header says: torchvision's own check names neither the file nor
+    the problem."""
+    import struct
+
+    dimensions = 3 if kind == "images" else 1
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        header = stream.read(4 + 4 * dimensions)
+    if header[:2] == b"\x1f\x8b":
+        raise DatasetNotFoundError(f"root: {path} is gzip-compressed; flmarket reads the uncompressed idx file")
+    if len(header) < 4 + 4 * dimensions or struct.unpack(">I", header[:4])[0] != IDX_MAGIC[kind]:
+        raise DatasetNotFoundError(f"root: {path} is not an idx {kind} file (its first bytes are not the idx header)")
+    shape = struct.unpack(f">{dimensions}I", header[4:])
+    expected = len(header) + int(np.prod(shape, dtype=np.int64))
+    if kind == "images" and shape[1:] != (28, 28):
+        raise DatasetNotFoundError(f"root: {path} holds {shape[1]} x {shape[2]} images; MNIST's are 28 x 28")
+    if size != expected:
+        raise DatasetNotFoundError(
+            f"root: {path} is {size:,} bytes, but its header ({shape[0]:,} {kind}) says {expected:,}: cut short or "
+            "padded"
         )
 
 
@@ -175,6 +206,9 @@ def load_mnist(root: str | Path) -> DatasetSplit:
 
     raw = Path(root) / "MNIST" / "raw"
     _require_files(raw, MNIST_RAW_FILES, "MNIST")
+    for images_name, labels_name in MNIST_SPLIT_FILES.values():
+        check_idx_file(raw / images_name, "images")
+        check_idx_file(raw / labels_name, "labels")
     parts = []
     for train in (True, False):
         try:

@@ -444,3 +444,25 @@ def test_a_move_that_fails_midway_puts_the_earlier_files_back(tmp_path: Path, mo
         run_experiment("mmzd-fig6", small(folder, seed=2))
     assert str(error.value) == f"out: cannot replace {folder / 'mmzd-fig6.png'}: Permission denied; no file was changed"
     assert _snapshot(folder) == before
+
+
+def test_the_command_names_its_options_in_errors_not_the_settings_fields(tmp_path: Path, capsys) -> None:
+    """`flmarket reproduce` said 'data_root: ...', 'rounds: ...' and 'out: ...' (the Python settings' fields) and
+    advised "use dataset='digits'", a Python argument; it now names --data-root, --rounds and --out."""
+    from flmarket.analysis.reproduce import in_option_terms
+    from flmarket.sim.cli import main
+
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    argv = ["reproduce", "bgfl-fig2", "--data-root", str(tmp_path / "root"), "--rounds", "1", "--repeats", "2"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("flmarket: error: --data-root: "), said
+    assert not (tmp_path / "out").exists()
+    assert in_option_terms("rounds: Table 3's budget allows r_max = 102 rounds (B 11), got 103").startswith("--rounds:")
+    assert in_option_terms("out: cannot replace x: it is a folder") == "--out: cannot replace x: it is a folder"
+    missing = (
+        "root: MNIST files missing from r: a; flmarket never downloads: place the files there or use dataset='digits'"
+    )
+    assert in_option_terms(missing).endswith("or leave out --data-root (digits, bundled)")
+    assert in_option_terms("a: b") == "a: b"  # a message that starts with no settings field is left alone

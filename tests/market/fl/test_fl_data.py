@@ -175,7 +175,35 @@ def test_mnist_files_that_are_not_idx_files_are_a_clear_error(tmp_path: Path) ->
         "t10k-labels-idx1-ubyte",
     ):
         (raw / name).write_bytes(b"not an idx file")
-    with pytest.raises(DatasetNotFoundError, match="MNIST files in .*raw are not uncompressed idx files"):
+    with pytest.raises(DatasetNotFoundError, match=r"train-images-idx3-ubyte is not an idx images file"):
+        load_mnist(tmp_path)
+
+
+def test_a_corrupt_idx_file_is_named_with_what_is_wrong(tmp_path: Path) -> None:
+    """A helper's garbage t10k labels file and a truncated train images file both gave 'the MNIST files in ... are
+    not uncompressed idx files (AssertionError)', naming neither file (and the truncated one was uncompressed)."""
+    import gzip
+
+    raw = _write_mnist(tmp_path, np.array([0, 1, 2, 3, 4, 5]), np.array([9, 8, 7, 6]))
+    labels = raw / "t10k-labels-idx1-ubyte"
+    good = labels.read_bytes()
+    labels.write_bytes(b"garbage!" + good[8:])
+    with pytest.raises(DatasetNotFoundError, match=r"t10k-labels-idx1-ubyte is not an idx labels file"):
+        load_mnist(tmp_path)
+    labels.write_bytes(good)
+    images = raw / "train-images-idx3-ubyte"
+    whole = images.read_bytes()
+    images.write_bytes(whole[:-100])
+    with pytest.raises(
+        DatasetNotFoundError, match=r"train-images-idx3-ubyte is 4,620 bytes, but its header \(6 images\) says 4,720"
+    ):
+        load_mnist(tmp_path)
+    images.write_bytes(gzip.compress(whole))
+    with pytest.raises(DatasetNotFoundError, match=r"train-images-idx3-ubyte is gzip-compressed"):
+        load_mnist(tmp_path)
+    images.unlink()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(whole))
+    with pytest.raises(DatasetNotFoundError, match=r"found train-images-idx3-ubyte\.gz: .* gunzip them"):
         load_mnist(tmp_path)
 
 
