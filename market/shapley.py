@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -300,10 +302,13 @@ def shapley_values(
     strata: int | None = None,
     control: QuadraticMeanGame | None = None,
     use_control: bool = True,
+    exact_when_spent: bool = True,
 ) -> ShapleyResult:
     """Shapley values (B 10) of `players` in the game `value`, SPEC A.5.
 
-    Exact for n <= exact_max. Above it, sampling (needs `rng`), by `method`:
+    Exact for n <= exact_max. Above it, sampling (needs `rng`), by `method`. A sampler that has made at least
+    2^n value calls is followed by the exact values (at most as many calls again; the coalitions it stored are
+    free), which are returned instead (`exact_when_spent`; False keeps the estimate, to study the sampler):
 
     - "stratified" (the default, `_stratified_shapley`): stratified over coalition sizes with exact end sizes
       and Neyman allocation over `strata` size bands (default 16), in independent replicates (the first
@@ -373,72 +378,60 @@ def shapley_values(
         max_entries=cache_max_entries,
         store_size=lambda size: size <= repeated_sizes or size >= player_count - repeated_sizes,
     )
-    if method == "stratified":
-        game = _control_game(ordered, value, control) if use_control else None
-        if game is None:
-            return _stratified_shapley(
-                ordered,
-                cache,
-                rng,
-                target_relative_error,
-                max_evaluations,
-                DEFAULT_STRATA if strata is None else strata,
+
+    def sample() -> ShapleyResult:
+        if method == "stratified":
+            game = _control_game(ordered, value, control) if use_control else None
+            stratified = functools.partial(_stratified_shapley, ordered, cache, rng, target_relative_error)
+            if game is None:
+                return stratified(max_evaluations, DEFAULT_STRATA if strata is None else strata, min_groups)
+            if strata is not None:
+                return stratified(max_evaluations, strata, min_groups, control=game)
+            # Two designs: a coarse one (CONTROLLED_STRATA bands) is enough when G fits v well: its pilot, then, if the
+            # pilot projects reaching the target within the refined design's minimum cost, more replicates of it with
+            # the pilot's coefficients and Neyman allocation. Otherwise a fresh estimate spends the rest of the budget
+            # with the sizes 1 (and 2) exact where all pairs (and triples) cost at most a quarter of it (the Taylor
+            # model fits worst there) and REFINED_STRATA bands over the other sizes, reusing the cached end sizes.
+            exact_sizes = 0  # pairs (and triples) exactly when they cost at most a quarter of the budget
+            while exact_sizes < 2 and sum(math.comb(player_count, k) for k in range(2, exact_sizes + 3)) <= (
+                max_evaluations / 4
+            ):
+                exact_sizes += 1
+            refined_cost = (
+                2 * player_count
+                + 2
+                + sum(math.comb(player_count, k) for k in range(2, exact_sizes + 2))
+                + min_groups * REFINED_STRATA * (player_count + 1)
+            )
+            coarse = stratified(
+                min(max_evaluations, refined_cost),
+                CONTROLLED_STRATA,
                 min_groups,
+                control=game,
+                continue_within=refined_cost,
             )
-        if strata is not None:
-            return _stratified_shapley(
-                ordered, cache, rng, target_relative_error, max_evaluations, strata, min_groups, control=game
-            )
-        # Two designs: a coarse one (CONTROLLED_STRATA bands) is enough when G fits v well: its pilot, then, if the
-        # pilot projects reaching the target within the refined design's minimum cost, more replicates of it with
-        # the pilot's coefficients and Neyman allocation. Otherwise a fresh estimate spends the rest of the budget
-        # with the sizes 1 (and 2) exact where all pairs (and triples) cost at most a quarter of it (the Taylor
-        # model fits worst there) and REFINED_STRATA bands over the other sizes, reusing the cached end sizes.
-        exact_sizes = 0  # pairs (and triples) exactly when they cost at most a quarter of the budget
-        while exact_sizes < 2 and sum(math.comb(player_count, k) for k in range(2, exact_sizes + 3)) <= (
-            max_evaluations / 4
-        ):
-            exact_sizes += 1
-        refined_cost = (
-            2 * player_count
-            + 2
-            + sum(math.comb(player_count, k) for k in range(2, exact_sizes + 2))
-            + min_groups * REFINED_STRATA * (player_count + 1)
-        )
-        coarse = _stratified_shapley(
-            ordered,
-            cache,
-            rng,
-            target_relative_error,
-            min(max_evaluations, refined_cost),
-            CONTROLLED_STRATA,
-            min_groups,
-            control=game,
-            continue_within=refined_cost,
-        )
-        if coarse.converged:
-            return coarse
-        return _stratified_shapley(
+            if coarse.converged:
+                return coarse
+            return stratified(max_evaluations, REFINED_STRATA, min_groups, control=game, exact_sizes=exact_sizes)
+        return _sampled_shapley(
             ordered,
             cache,
             rng,
             target_relative_error,
             max_evaluations,
-            REFINED_STRATA,
             min_groups,
-            control=game,
-            exact_sizes=exact_sizes,
+            truncation_tolerance,
+            antithetic,
         )
-    return _sampled_shapley(
-        ordered,
-        cache,
-        rng,
-        target_relative_error,
-        max_evaluations,
-        min_groups,
-        truncation_tolerance,
-        antithetic,
-    )
+
+    estimate = sample()
+    if not exact_when_spent or estimate.evaluations < 1 << player_count:
+        return estimate
+    # The sampler has already spent as many value calls as there are coalitions: the exact values cost at most as
+    # many again (the coalitions it stored are free), and are exact (a helper saw 5 players sampled over all 32
+    # coalitions and an estimate 3.1 SE from the exact value).
+    exact = _exact_shapley(ordered, CoalitionCache(cache, max_entries=0))
+    return dataclasses.replace(exact, evaluations=cache.evaluations)
 
 
 def _control_game(

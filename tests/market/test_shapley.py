@@ -174,7 +174,9 @@ def test_sampling_agrees_with_exact_within_three_standard_errors(players: int) -
     rng = np.random.default_rng(1000 + players)
     game = table_game(random_table_game(rng, players))
     exact = shapley_values(range(players), game)
-    sampled = shapley_values(range(players), game, rng=rng, exact_max=4, target_relative_error=0.02)
+    sampled = shapley_values(
+        range(players), game, rng=rng, exact_max=4, target_relative_error=0.02, exact_when_spent=False
+    )
     assert not sampled.exact and sampled.samples > 0 and np.all(sampled.standard_errors > 0)
     z_scores = np.abs(sampled.values - exact.values) / sampled.standard_errors
     # Each z is (nearly) standard normal: all within 3 SE bar rare events, none beyond 5.
@@ -399,6 +401,7 @@ def test_stratified_intervals_cover_about_95_percent_on_a_small_non_sum_game() -
             exact_max=4,
             target_relative_error=0.0,
             max_evaluations=1_500,
+            exact_when_spent=False,
         )
         player = run % players
         covered += abs(result.values[player] - exact[player]) <= result.interval_half_widths(0.95)[player]
@@ -410,7 +413,9 @@ def test_stratified_estimate_is_efficient_and_close_to_exact_at_n_14() -> None:
     model = averaged_model_game(np.random.default_rng(3), 14)
     game = table_game([model(frozenset(i for i in range(14) if mask >> i & 1)) for mask in range(1 << 14)])
     exact = shapley_values(range(14), game, exact_max=14).values
-    result = shapley_values(range(14), game, rng=np.random.default_rng(0), exact_max=4, max_evaluations=20_000)
+    result = shapley_values(
+        range(14), game, rng=np.random.default_rng(0), exact_max=4, max_evaluations=20_000, exact_when_spent=False
+    )
     assert result.method == "stratified-by-size" and not result.exact
     assert result.values.sum() == pytest.approx(exact.sum(), abs=1e-12)  # the total is the control variate
     assert np.all(np.abs(result.values - exact) <= 4 * result.standard_errors)
@@ -691,3 +696,23 @@ def test_a_pilot_that_projects_the_target_within_the_second_design_goes_on_with_
     assert result.converged and result.relative_standard_error <= target
     assert result.samples > 8 and pilot.evaluations < result.evaluations < refined_minimum
     assert np.all(np.abs(result.values - exact) <= 4 * result.standard_errors)
+
+
+def test_a_sampler_that_spent_a_call_per_coalition_returns_the_exact_values() -> None:
+    """5 players above `exact_max` = 3: the sampler evaluated all 32 coalitions and still returned an estimate,
+    one value 3.1 SE from the exact one. Once the calls reach 2^n, the exact values cost at most as many again."""
+
+    def value(coalition: frozenset) -> float:  # not a sum game: a threshold and a product term
+        total = sum(coalition)
+        return float(total >= 6) + 0.1 * math.prod(coalition) ** 0.5
+
+    players = (1, 2, 3, 4, 5)
+    exact = shapley_values(players, value, exact_max=5)
+    for method in ("stratified", "rotations"):
+        result = shapley_values(players, value, rng=np.random.default_rng(0), exact_max=3, method=method)
+        assert result.exact and result.method == "exact" and result.converged, method
+        np.testing.assert_allclose(result.values, exact.values, rtol=0, atol=1e-12)
+        assert result.evaluations >= 2 ** len(players) - 1  # what sampling had spent, and what exact adds
+    many = tuple(range(1, 21))  # 2^20 coalitions: sampling stops long before, and stays an estimate
+    sampled = shapley_values(many, lambda c: float(sum(c) ** 0.5), rng=np.random.default_rng(0), exact_max=3)
+    assert not sampled.exact and sampled.evaluations < 2 ** len(many)
