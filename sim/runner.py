@@ -143,23 +143,38 @@ def interrupts_redelivered() -> Iterator[None]:
     thread is, and when that is a finalizer or a weakref callback (a full collection freeing the previous run, in
     a sweep's next cell), the KeyboardInterrupt it raises is "ignored" (printed, then lost): the sweep ran on to
     its end and exited 0. `sys.unraisablehook` sees such an interrupt; this hook has another thread signal the
-    main thread again, with the same signal, so the handler runs once more at a point where it can raise."""
+    main thread again, with the same signal, so the handler runs once more at a point where it can raise.
+
+    If the block ends before that thread has run (a loaded machine, a short run), the interrupt is raised as the
+    block ends, as a signal held until a run's last files are written is: it is never lost."""
     previous = sys.unraisablehook
+    dropped: list[str] = []  # the messages of the interrupts Python dropped (TERMINATED or "")
+    timers: list[threading.Timer] = []
 
     def redeliver(unraisable: Any) -> None:
         if unraisable.exc_type is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
             previous(unraisable)
             return
         raised = unraisable.exc_value.args[0] if unraisable.exc_value is not None and unraisable.exc_value.args else ""
+        dropped.append(str(raised))
         number = signal.SIGTERM if raised == TERMINATED else signal.SIGINT
         # from another thread: raised here, in the hook, it would be dropped again
-        threading.Timer(REDELIVERY_DELAY_S, _thread.interrupt_main, args=(number,)).start()
+        timer = threading.Timer(REDELIVERY_DELAY_S, _thread.interrupt_main, args=(number,))
+        timer.daemon = True  # a pending redelivery never keeps the process alive
+        timers.append(timer)
+        timer.start()
 
     sys.unraisablehook = redeliver
+    ended = False
     try:
         yield
+        ended = True
     finally:
         sys.unraisablehook = previous
+        for timer in timers:
+            timer.cancel()
+        if ended and dropped:  # the block ended normally, so no redelivered interrupt reached it
+            raise KeyboardInterrupt(*([TERMINATED] if dropped[-1] == TERMINATED else []))
 
 
 def _log_state(log: EventLog) -> dict[str, Any]:

@@ -443,8 +443,35 @@ def test_a_signal_whose_handler_runs_in_a_finalizer_still_stops_the_run(
     hook = sys.unraisablehook
     assert main(["run", "--tasks", "3", "--quiet", "--out", str(tmp_path / "runs")]) == code
     assert capsys.readouterr().err.strip() == f"flmarket: {said}"
-    assert not (tmp_path / "runs").exists()  # stopped before the run started
+    runs = list((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else []
+    # stopped before the run started; on a loaded machine the run may end before the redelivery thread runs,
+    # and then the interrupt is raised as it ends (the next test forces that path)
+    assert runs == [] or json.loads((runs[0] / "manifest.json").read_text())["status"] == "finished"
     assert sys.unraisablehook is hook
+
+
+@pytest.mark.usefixtures("python_sigint_handler")
+def test_a_dropped_interrupt_not_yet_delivered_again_when_the_run_ends_is_raised_then(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """The redelivery is a timer thread 1 ms after the drop; on a loaded machine a 3-task run ended first (CI of
+    this stop, the suite on two workers: exit 0). The interrupt is now raised as the run ends, as a held signal is."""
+    import signal
+
+    import flmarket.sim.runner as runner_module
+
+    real = runner_module.MarketModel
+
+    def signalled_while_building(*args, **kwargs):
+        _SignalledWhenFreed(signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "MarketModel", signalled_while_building)
+    monkeypatch.setattr(runner_module, "REDELIVERY_DELAY_S", 30.0)  # the thread does not get there in time
+    assert main(["run", "--tasks", "3", "--quiet", "--out", str(tmp_path / "runs")]) == 143
+    assert capsys.readouterr().err.strip() == "flmarket: terminated"
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"  # held until written
 
 
 def test_other_unraisable_errors_still_reach_the_previous_hook(monkeypatch) -> None:
