@@ -705,8 +705,10 @@ register_kind(
 register_kind("ir_violation", "individual rationality failed for a provider (B 14)", task=int, round=int, amount=float)
 register_kind(
     "budget_check",
-    "budget balance of a task so far: SPEC A.6's B 15a/B 15b on committee costs and the providers' claimed "
-    "costs (balanced), and the money paid so far against the same shares (within_budget)",
+    "budget balance at a task's round r: SPEC A.6's B 15a/B 15b as the paper writes them, r times this round's "
+    "committee cost and r times this round's claimed provider cost sum k C_unit (committee_spent, provider_spent: "
+    "this round's costs over r rounds, not the sum of the rounds so far) against their shares (balanced), and the "
+    "money actually paid so far against the same shares (fees_paid, rewards_paid, within_budget)",
     task=int,
     round=int,
     committee_spent=float,
