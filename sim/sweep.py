@@ -629,6 +629,23 @@ def _manifest_wall_time(run_dir: Path) -> float | None:
     return float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else None
 
 
+def _failed_verification(run_dir: Path, scenario: Scenario) -> str:
+    """For a cell whose manifest says finished for this scenario, the first problem `verify_run` finds in its
+    parts ("" when there is none, or the cell was not finished)."""
+    from flmarket.analysis.load import verify_run
+
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(manifest, dict) or manifest.get("status") != "finished":
+        return ""
+    if manifest.get("scenario") != scenario.to_dict():
+        return ""
+    problems = verify_run(run_dir).problems
+    return problems[0] if problems else ""
+
+
 def run_verifies(run_dir: Path) -> bool:
     """Whether the run's event files match its manifest (`analysis.load.verify_run`: every listed part present
     with its SHA-256, nothing else, seq contiguous) and it finished."""
@@ -996,6 +1013,13 @@ def _run_sweep(
                 earlier_wall if earlier_wall is not None else _manifest_wall_time(cells_dir / run.run_id)
             )
         else:
+            broken = _failed_verification(cells_dir / run.run_id, run.scenario)
+            if broken:  # said, so that a resume that runs a 'finished' cell again is not a surprise
+                warnings.warn(
+                    f"{run.run_id}: its manifest says finished, but {broken}; running it again",
+                    UserWarning,
+                    stacklevel=3,
+                )
             pending.append(run)
     index.write()
     if pending:

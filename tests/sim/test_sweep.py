@@ -474,7 +474,12 @@ def test_resume_reruns_finished_cells_whose_parts_fail_verification(tmp_path) ->
     first.with_name("part-000999.parquet").write_bytes(first.read_bytes())
     assert json.loads((sweep_dir / "cells" / deleted / "manifest.json").read_text())["status"] == "finished"
 
-    resumed = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
+    with warnings.catch_warnings(record=True) as caught:  # said, not silent (the table only showed counts)
+        warnings.simplefilter("always")
+        resumed = run_sweep(parse_grid(data), workers=0, output_dir=tmp_path / "damaged", show_progress=False)
+    said = sorted(str(warning.message) for warning in caught if "manifest says finished" in str(warning.message))
+    assert [line.split(":")[0] for line in said] == sorted([deleted, duplicated])
+    assert all(line.endswith("; running it again") for line in said)
     assert sorted(resumed.executed) == sorted([deleted, duplicated]) and resumed.ok
     assert part_digests(sweep_dir) == clean_parts  # keyed by cells/<run_id>/events/<part>: the same run ids
     summary = sweep_summary(sweep_dir)
