@@ -70,6 +70,32 @@ def test_the_datacollector_has_one_row_per_step_after_the_initial_one() -> None:
     assert (shares.sum(axis=1) - 1.0).abs().max() < 1e-12  # the shares of the scenario's strategies add up to 1
 
 
+def test_share_reporters_cover_every_strategy_played_not_only_the_mutation_set() -> None:
+    """A helper's `evolution` model with evolution.strategy_set = [ALLC, ALLD] had share_ALLC and share_ALLD only,
+    summing to 0.35, while Rand, TFT and MMZDA providers played (and strategy_share events named them all)."""
+    model = MarketModel("evolution", seed=1, **{"run.tasks": 3, "evolution.strategy_set": ["ALLC", "ALLD"]})
+    model.step()
+    table = model.datacollector.get_model_vars_dataframe()
+    shares = table[[name for name in table.columns if name.startswith("share_")]]
+    played = {provider.strategy_label for provider in model.online_providers.values()}
+    assert {f"share_{name}" for name in played} <= set(shares.columns)
+    assert set(shares.columns) == {f"share_{name}" for name in model.strategies_played}
+    assert (shares.sum(axis=1) - 1.0).abs().max() < 1e-12
+    assert model.strategy_set == ("ALLC", "ALLD")  # mutations still draw from the set given
+
+
+def test_the_view_legend_names_a_registered_strategy(monkeypatch) -> None:
+    """The live view's overlay legend listed only the built-in strategies' colours."""
+    from flmarket.sim.view.charts import overlay_chart
+    from flmarket.sim.view.session import ViewSession, ViewSettings
+
+    state = ViewSession(ViewSettings("quickstart")).state()
+    node = next(node for node in state["overlay"]["nodes"] if node["strategy"] != "committee")
+    node["strategy"], node["online"] = "WSLS", True
+    assert ">WSLS<" in overlay_chart(state)
+    assert ">WSLS<" not in overlay_chart(ViewSession(ViewSettings("quickstart")).state())
+
+
 @pytest.mark.slow
 def test_batch_run_rows_match_flmarket_run_for_the_same_seed(tmp_path) -> None:
     rows = batch_run(
