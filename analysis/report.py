@@ -495,8 +495,8 @@ def run_sections(
         "git commit": _commit_line(manifest.get("git")),
     }
     headline = metrics.run_summary(events) | stability_summary(events, window, alpha)
-    finished = headline.get("tasks", math.nan)
-    if finished == finished and window > finished:
+    finished = float(headline.get("tasks", math.nan))
+    if not math.isnan(finished) and window > finished:
         warnings.warn(
             f"window: the final window of {window} tasks is longer than the run's {finished:,.0f} finished tasks, so "
             "its measures are n/a; give --window at most that",

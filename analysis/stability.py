@@ -294,14 +294,12 @@ class StationarityVerdict:
             return ""
         if self.adf_rank_deficient:
             return "ADF's regression was rank-deficient (a mostly constant series), so its p-value means nothing"
-        if not self.warmup.reliable and all(
-            _joint_reading(p_value, self.adf_p_value, self.alpha) == "stationary" for p_value in self.kpss_p_values
-        ):
+        readings = {_joint_reading(p_value, self.adf_p_value, self.alpha) for p_value in self.kpss_p_values}
+        if readings == {"stationary"} and not self.warmup.reliable:
             return (
                 "both tests read the tail as stationary, but MSER-5 found no end of the warm-up (its minimum is at "
                 "the last cut tried), so the tail may be a level stretch of a drifting series: run longer"
             )
-        readings = {_joint_reading(p_value, self.adf_p_value, self.alpha) for p_value in self.kpss_p_values}
         if len(readings) > 1:
             return "the KPSS windows disagree"
         if self.adf_p_value >= self.alpha:
