@@ -430,6 +430,11 @@ def shapley_values(
     # The sampler has already spent as many value calls as there are coalitions: the exact values cost at most as
     # many again (the coalitions it stored are free), and are exact (a helper saw 5 players sampled over all 32
     # coalitions and an estimate 3.1 SE from the exact value).
+    cache.prefetch(  # one batch for a value function with `values_of` (the torch backend), as the platform does
+        frozenset(coalition)
+        for size in range(1, player_count + 1)
+        for coalition in itertools.combinations(ordered, size)
+    )
     exact = _exact_shapley(ordered, CoalitionCache(cache, max_entries=0))
     return dataclasses.replace(exact, evaluations=cache.evaluations)
 
