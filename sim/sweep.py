@@ -608,15 +608,26 @@ def finished_before(run_dir: Path, scenario: Scenario) -> bool:
     A cell whose manifest says finished but whose parts fail verification (a part deleted, truncated, duplicated
     or from another run) is not finished: resume runs it again.
     """
+    return _verification_problem(run_dir, scenario) == ""
+
+
+def _verification_problem(run_dir: Path, scenario: Scenario) -> str | None:
+    """None unless the manifest says finished for this scenario; then the first problem `verify_run` finds in the
+    run's parts, or "" when it is intact."""
+    from flmarket.analysis.load import verify_run
+
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
-        return False
+        return None
     if not isinstance(manifest, dict):
-        return False
+        return None
     if manifest.get("status") != "finished" or manifest.get("scenario") != scenario.to_dict():
-        return False
-    return run_verifies(run_dir)
+        return None
+    check = verify_run(run_dir)
+    if check.ok and check.status == "finished":
+        return ""
+    return check.problems[0] if check.problems else f"it loads as {check.status}"
 
 
 def _manifest_wall_time(run_dir: Path) -> float | None:
@@ -627,32 +638,6 @@ def _manifest_wall_time(run_dir: Path) -> float | None:
     except (OSError, ValueError, AttributeError):
         return None
     return float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else None
-
-
-def _failed_verification(run_dir: Path, scenario: Scenario) -> str:
-    """For a cell whose manifest says finished for this scenario, the first problem `verify_run` finds in its
-    parts ("" when there is none, or the cell was not finished)."""
-    from flmarket.analysis.load import verify_run
-
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(manifest, dict) or manifest.get("status") != "finished":
-        return ""
-    if manifest.get("scenario") != scenario.to_dict():
-        return ""
-    problems = verify_run(run_dir).problems
-    return problems[0] if problems else ""
-
-
-def run_verifies(run_dir: Path) -> bool:
-    """Whether the run's event files match its manifest (`analysis.load.verify_run`: every listed part present
-    with its SHA-256, nothing else, seq contiguous) and it finished."""
-    from flmarket.analysis.load import verify_run
-
-    check = verify_run(run_dir)
-    return check.ok and check.status == "finished"
 
 
 def _earlier_cells(sweep_dir: Path, grid: Grid) -> dict[str, dict[str, Any]]:
@@ -1004,7 +989,8 @@ def _run_sweep(
     outcomes: dict[str, CellOutcome] = {}
     pending: list[CellRun] = []
     for run in runs:
-        if finished_before(cells_dir / run.run_id, run.scenario):
+        problem = _verification_problem(cells_dir / run.run_id, run.scenario)
+        if problem == "":
             outcomes[run.run_id] = CellOutcome(run.run_id, "finished", False)
             cell = index.content["cells"][run.run_id]
             cell["status"] = "finished"
@@ -1013,10 +999,9 @@ def _run_sweep(
                 earlier_wall if earlier_wall is not None else _manifest_wall_time(cells_dir / run.run_id)
             )
         else:
-            broken = _failed_verification(cells_dir / run.run_id, run.scenario)
-            if broken:  # said, so that a resume that runs a 'finished' cell again is not a surprise
+            if problem:  # said, so that a resume that runs a 'finished' cell again is not a surprise
                 warnings.warn(
-                    f"{run.run_id}: its manifest says finished, but {broken}; running it again",
+                    f"{run.run_id}: its manifest says finished, but {problem}; running it again",
                     UserWarning,
                     stacklevel=3,
                 )
