@@ -449,9 +449,7 @@ def participation_chart(state: dict[str, Any]) -> str:
     """Mean realised participation y_i / R per strategy over the tasks so far: the rounds whose honest update
     entered the aggregate, of the providers paid at each task's end (`participation_by_strategy`'s realised_rate)."""
     participation = state["participation"]
-    names = [name for name in state["strategy_set"]] + [
-        name for name in participation if name not in state["strategy_set"]
-    ]
+    names = list(state["strategies"]) + [name for name in participation if name not in state["strategies"]]
     chart = Chart(
         "participation",
         "Participation by strategy (realised)",

@@ -319,7 +319,7 @@ class ViewSession:
             "finished": self.finished,
             "failure": self.failure,
             "mix": dict(self.scenario.providers.strategy_mix),
-            "strategy_set": list(model.strategies_played),
+            "strategies": list(model.strategies_played),  # every strategy a provider can play
             "shares": {"time_s": list(self.time_points), "series": {k: list(v) for k, v in self.share_series.items()}},
             "welfare": {
                 "task": list(self.welfare_tasks),

@@ -230,7 +230,7 @@ def test_applying_a_mix_replaces_the_scenario_files_strategy_counts() -> None:
     session.reset(session.settings.with_mix({"ALLC": 1.0}))
     assert session.scenario.providers.strategy_counts is None
     assert {provider.strategy_label for provider in session.model.online_providers.values()} == {"ALLC"}
-    assert session.state()["strategy_set"] == ["ALLC"]
+    assert session.state()["strategies"] == ["ALLC"]
 
 
 def test_the_free_rider_slider_fills_a_free_riders_only_mix_with_cooperators() -> None:
@@ -288,7 +288,7 @@ def test_charts_leave_out_values_that_are_not_finite_and_label_extreme_axes() ->
         welfare_chart(
             {"welfare": {"task": [0, 1], "welfare": [1.7e308, -1.7e308], "optimum": [0.0, 0.0], "nash": [0.0, 0.0]}}
         ),
-        participation_chart({"strategy_set": ["ALLC", "ALLD"], "participation": {"ALLC": math.nan, "ALLD": math.inf}}),
+        participation_chart({"strategies": ["ALLC", "ALLD"], "participation": {"ALLC": math.nan, "ALLD": math.inf}}),
         rewards_chart(
             {
                 "rewards": [
