@@ -953,7 +953,10 @@ def test_sigterm_to_a_local_cluster_sweep_leaves_no_leaked_semaphore_warning(tmp
         if process.poll() is None:
             process.kill()
     assert process.returncode == 143, err
-    assert err.startswith("flmarket: terminated") and "leaked semaphore" not in err, err
+    # A worker may log distributed's own 'Failed to communicate with scheduler during heartbeat' traceback while
+    # the cluster closes under it (a CI run on two pytest workers did; the worker's logger is not ours to set), so
+    # the line is looked for, not required first.
+    assert "flmarket: terminated" in err.splitlines() and "leaked semaphore" not in err, err
 
 
 def test_a_sweep_over_zd_targets_summarises_each_target_beside_the_welfare_reached(tmp_path) -> None:
